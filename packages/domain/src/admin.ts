@@ -1,0 +1,62 @@
+import { Schema } from "effect"
+import { Rpc, RpcGroup, RpcMiddleware } from "effect/rpc"
+import { ChannelId, CustomerId } from "./ids.ts"
+import { ApiKeyCreated, Customer, KeyName, Plan } from "./tenancy.ts"
+
+export class OperatorUnauthorized extends Schema.TaggedError<OperatorUnauthorized>()("OperatorUnauthorized", {
+  message: Schema.String
+}) {}
+
+export class CustomerNotFound extends Schema.TaggedError<CustomerNotFound>()("CustomerNotFound", {
+  customer_id: Schema.String
+}) {}
+
+export class AdminRequestInvalid extends Schema.TaggedError<AdminRequestInvalid>()("AdminRequestInvalid", {
+  message: Schema.String
+}) {}
+
+/** The operator token, sent as `Authorization: Bearer <token>` and compared in constant time. */
+export class OperatorAuth extends RpcMiddleware.Service<OperatorAuth>()("whatisup/OperatorAuth", {
+  error: OperatorUnauthorized
+}) {}
+
+const CustomerName = Schema.String.pipe(Schema.check(Schema.isBetweenLength(1, 200)))
+export const PlanPatch = Schema.Struct({
+  max_channels: Schema.optionalKey(Plan.fields.max_channels),
+  max_api_keys: Schema.optionalKey(Plan.fields.max_api_keys),
+  messages_per_minute: Schema.optionalKey(Plan.fields.messages_per_minute),
+  api_requests_per_second: Schema.optionalKey(Plan.fields.api_requests_per_second)
+})
+
+export const CustomerCreated = Schema.Struct({ customer: Customer, api_key: ApiKeyCreated })
+
+export const RotationResult = Schema.Struct({
+  key_id: Schema.String,
+  stores: Schema.Array(Schema.Struct({ store: Schema.String, rewritten: Schema.Number }))
+})
+
+export class AdminRpcs extends RpcGroup.make(
+  Rpc.make("CreateCustomer", {
+    payload: { name: CustomerName, plan: Schema.optionalKey(PlanPatch) },
+    success: CustomerCreated
+  }),
+  Rpc.make("ListCustomers", { success: Schema.Array(Customer) }),
+  Rpc.make("GetCustomer", { payload: { id: CustomerId }, success: Customer, error: CustomerNotFound }),
+  Rpc.make("SetPlan", {
+    payload: { id: CustomerId, plan: PlanPatch },
+    success: Customer,
+    error: CustomerNotFound
+  }),
+  Rpc.make("SuspendCustomer", { payload: { id: CustomerId }, success: Customer, error: CustomerNotFound }),
+  Rpc.make("ResumeCustomer", { payload: { id: CustomerId }, success: Customer, error: CustomerNotFound }),
+  Rpc.make("IssueApiKey", {
+    payload: {
+      customer_id: CustomerId,
+      name: Schema.optionalKey(KeyName),
+      channel_id: Schema.optionalKey(ChannelId)
+    },
+    success: ApiKeyCreated,
+    error: Schema.Union([CustomerNotFound, AdminRequestInvalid])
+  }),
+  Rpc.make("RotateMasterKey", { success: RotationResult })
+).middleware(OperatorAuth) {}

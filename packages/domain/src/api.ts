@@ -1,0 +1,113 @@
+import { Context, Schema } from "effect"
+import {
+  HttpApi,
+  HttpApiEndpoint,
+  HttpApiGroup,
+  HttpApiMiddleware,
+  HttpApiSchema,
+  HttpApiSecurity,
+  OpenApi
+} from "effect/http-api"
+import { AuditEvent, AuditQuery } from "./audit.ts"
+import { ApiKeyId, ChannelId, CustomerId } from "./ids.ts"
+import { Page, PageQuery } from "./pagination.ts"
+import {
+  Forbidden,
+  IdempotencyKeyInUse,
+  IdempotencyKeyReused,
+  InvalidRequest,
+  NotFound,
+  PlanLimitReached,
+  RateLimited,
+  ServiceUnavailable,
+  Unauthorized
+} from "./problems.ts"
+import { ApiKey, ApiKeyCreated, CreateApiKey, Me, type Plan } from "./tenancy.ts"
+
+/** Who is calling: resolved from the bearer key by the Authorization middleware. */
+export class Caller extends Context.Service<
+  Caller,
+  {
+    readonly customerId: CustomerId
+    readonly keyId: ApiKeyId
+    readonly channelId: ChannelId | null
+    readonly plan: Plan
+  }
+>()("whatisup/Caller") {}
+
+export class Authorization extends HttpApiMiddleware.Service<Authorization, { provides: Caller }>()(
+  "whatisup/Authorization",
+  {
+    error: [Unauthorized, RateLimited],
+    security: { bearer: HttpApiSecurity.bearer }
+  }
+) {}
+
+/** Turns every request-decoding failure into one 400 problem that names each offending field. */
+export class RequestValidation extends HttpApiMiddleware.Service<RequestValidation>()(
+  "whatisup/RequestValidation",
+  { error: InvalidRequest }
+) {}
+
+export const IdempotencyKey = Schema.String.pipe(
+  Schema.check(
+    Schema.isPattern(/^[\x21-\x7e]{1,255}$/, { message: "must be 1 to 255 visible ASCII characters" })
+  )
+)
+
+const idempotencyHeaders = { "idempotency-key": Schema.optionalKey(IdempotencyKey) }
+const creating = [IdempotencyKeyInUse, IdempotencyKeyReused] as const
+
+export const Health = Schema.Struct({ status: Schema.Literal("ok") })
+
+export class SystemGroup extends HttpApiGroup.make("system")
+  .add(HttpApiEndpoint.get("healthz", "/healthz", { success: Health }))
+  .add(HttpApiEndpoint.get("readyz", "/readyz", { success: Health, error: ServiceUnavailable }))
+  .annotate(OpenApi.Title, "Operations") {}
+
+export class MeGroup extends HttpApiGroup.make("me")
+  .add(HttpApiEndpoint.get("get", "/v1/me", { success: Me }))
+  .middleware(Authorization)
+  .annotate(OpenApi.Title, "Caller") {}
+
+export class ApiKeysGroup extends HttpApiGroup.make("apiKeys")
+  .add(
+    HttpApiEndpoint.post("create", "/v1/api-keys", {
+      headers: idempotencyHeaders,
+      payload: CreateApiKey,
+      success: ApiKeyCreated.pipe(HttpApiSchema.status(201)),
+      error: [...creating, Forbidden, PlanLimitReached]
+    })
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/v1/api-keys", { query: PageQuery, success: Page(ApiKey), error: Forbidden })
+  )
+  .add(
+    HttpApiEndpoint.delete("revoke", "/v1/api-keys/:id", {
+      params: { id: ApiKeyId },
+      success: ApiKey,
+      error: [NotFound, Forbidden]
+    })
+  )
+  .middleware(Authorization)
+  .annotate(OpenApi.Title, "API keys") {}
+
+export class AuditGroup extends HttpApiGroup.make("audit")
+  .add(
+    HttpApiEndpoint.get("list", "/v1/audit-events", {
+      query: { ...PageQuery, ...AuditQuery },
+      success: Page(AuditEvent)
+    })
+  )
+  .middleware(Authorization)
+  .annotate(OpenApi.Title, "Audit log") {}
+
+export class Api extends HttpApi.make("whatisup")
+  .add(SystemGroup)
+  .add(MeGroup)
+  .add(ApiKeysGroup)
+  .add(AuditGroup)
+  .middleware(RequestValidation)
+  .annotate(HttpApi.ParseOptions, { errors: "all", onExcessProperty: "error" })
+  .annotate(OpenApi.Title, "WhatIsUp gateway API")
+  .annotate(OpenApi.Version, "1.0.0") {}

@@ -1,0 +1,7 @@
+export * from "./api.ts"
+export * from "./audit.ts"
+export * from "./ids.ts"
+export * from "./pagination.ts"
+export * from "./problems.ts"
+export * from "./tenancy.ts"
+export * from "./admin.ts"

@@ -1,0 +1,75 @@
+import { Schema } from "effect"
+import { HttpApiError } from "effect/http-api"
+
+const problemType = (slug: string) => `https://whatisup.dev/problems/${slug}`
+
+export const FieldError = Schema.Struct({
+  path: Schema.String,
+  message: Schema.String
+})
+export type FieldError = typeof FieldError.Type
+
+export class InvalidRequest extends HttpApiError.Problem<InvalidRequest>()(
+  "InvalidRequest",
+  { type: problemType("invalid-request"), status: 400, title: "The request is invalid" },
+  {
+    code: Schema.tag("invalid_request"),
+    errors: Schema.Array(FieldError)
+  }
+) {}
+
+export class Unauthorized extends HttpApiError.Problem<Unauthorized>()(
+  "Unauthorized",
+  { type: problemType("unauthorized"), status: 401, title: "Authentication failed" },
+  { code: Schema.Literals(["missing_api_key", "malformed_api_key", "invalid_api_key", "customer_suspended"]) }
+) {}
+
+export class Forbidden extends HttpApiError.Problem<Forbidden>()(
+  "Forbidden",
+  { type: problemType("forbidden"), status: 403, title: "This key may not do that" },
+  { code: Schema.tag("forbidden") }
+) {}
+
+export class PlanLimitReached extends HttpApiError.Problem<PlanLimitReached>()(
+  "PlanLimitReached",
+  { type: problemType("plan-limit-reached"), status: 403, title: "The plan's limit is reached" },
+  { code: Schema.tag("plan_limit_reached"), limit: Schema.String, max: Schema.Number }
+) {}
+
+export class NotFound extends HttpApiError.Problem<NotFound>()(
+  "NotFound",
+  { type: problemType("not-found"), status: 404, title: "Not found" },
+  { code: Schema.tag("not_found") }
+) {}
+
+export class IdempotencyKeyInUse extends HttpApiError.Problem<IdempotencyKeyInUse>()(
+  "IdempotencyKeyInUse",
+  {
+    type: problemType("idempotency-key-in-use"),
+    status: 409,
+    title: "A request with this Idempotency-Key is still in flight"
+  },
+  { code: Schema.tag("idempotency_key_in_use") }
+) {}
+
+export class IdempotencyKeyReused extends HttpApiError.Problem<IdempotencyKeyReused>()(
+  "IdempotencyKeyReused",
+  {
+    type: problemType("idempotency-key-reused"),
+    status: 422,
+    title: "This Idempotency-Key was used with another request"
+  },
+  { code: Schema.tag("idempotency_key_reused") }
+) {}
+
+export class RateLimited extends HttpApiError.Problem<RateLimited>()(
+  "RateLimited",
+  { type: problemType("rate-limited"), status: 429, title: "Too many requests" },
+  { code: Schema.tag("rate_limited"), retry_after: Schema.Number }
+) {}
+
+export class ServiceUnavailable extends HttpApiError.Problem<ServiceUnavailable>()(
+  "ServiceUnavailable",
+  { type: problemType("service-unavailable"), status: 503, title: "Not ready" },
+  { code: Schema.tag("not_ready") }
+) {}

@@ -1,0 +1,86 @@
+import {
+  AdminRequestInvalid,
+  AdminRpcs,
+  CustomerNotFound,
+  OperatorAuth,
+  OperatorUnauthorized
+} from "@whatisup/domain"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Redacted } from "effect"
+import { Audit } from "../audit/audit.ts"
+import { KeyRing } from "../crypto/keyRing.ts"
+import { ApiKeys } from "../tenancy/apiKeys.ts"
+import { Customers } from "../tenancy/customers.ts"
+import { tokensMatch } from "./operatorToken.ts"
+
+const operator = { type: "operator" as const, id: null }
+
+export const layerOperatorAuth = (token: Redacted.Redacted<string>) =>
+  Layer.succeed(OperatorAuth, (effect, { headers }) => {
+    const header = headers["authorization"] ?? ""
+    const presented = header.startsWith("Bearer ") ? header.slice("Bearer ".length).trim() : ""
+    return presented !== "" && tokensMatch(token, presented)
+      ? effect
+      : Effect.fail(new OperatorUnauthorized({ message: "the operator token is missing or wrong" }))
+  })
+
+export const layerAdminHandlers = AdminRpcs.toLayer(
+  Effect.gen(function* () {
+    const sql = yield* PgClient.PgClient
+    const customers = yield* Customers
+    const apiKeys = yield* ApiKeys
+    const keyRing = yield* KeyRing
+    const audit = yield* Audit
+    const notFound = (id: string) => () => new CustomerNotFound({ customer_id: id })
+
+    return {
+      CreateCustomer: ({ name, plan }) =>
+        sql
+          .withTransaction(
+            Effect.gen(function* () {
+              const customer = yield* customers.create(name, plan)
+              const api_key = yield* apiKeys.create({
+                customerId: customer.id,
+                name: "first key",
+                channelId: null,
+                actor: operator
+              })
+              return { customer, api_key }
+            })
+          )
+          .pipe(Effect.orDie),
+      ListCustomers: () => customers.list,
+      GetCustomer: ({ id }) => customers.get(id).pipe(Effect.mapError(notFound(id))),
+      SetPlan: ({ id, plan }) => customers.setPlan(id, plan).pipe(Effect.mapError(notFound(id))),
+      SuspendCustomer: ({ id }) => customers.setStatus(id, "suspended").pipe(Effect.mapError(notFound(id))),
+      ResumeCustomer: ({ id }) => customers.setStatus(id, "active").pipe(Effect.mapError(notFound(id))),
+      IssueApiKey: ({ customer_id, name, channel_id }) =>
+        channel_id !== undefined
+          ? Effect.fail(
+              new AdminRequestInvalid({ message: `no channel ${channel_id} for customer ${customer_id}` })
+            )
+          : apiKeys
+              .create({ customerId: customer_id, name: name ?? null, channelId: null, actor: operator })
+              .pipe(
+                Effect.mapError((error) =>
+                  error._tag === "NotFound"
+                    ? new CustomerNotFound({ customer_id })
+                    : new AdminRequestInvalid({ message: error.detail ?? error.title })
+                )
+              ),
+      RotateMasterKey: () =>
+        Effect.gen(function* () {
+          const stores = yield* keyRing.reencryptAll.pipe(Effect.orDie)
+          yield* audit.record({
+            customerId: null,
+            actor: operator,
+            action: "master_key.rotated",
+            resourceType: "master_key",
+            resourceId: keyRing.newestKeyId,
+            data: { stores }
+          })
+          return { key_id: keyRing.newestKeyId, stores }
+        })
+    }
+  })
+)

@@ -1,0 +1,25 @@
+import { NodeHttpServer } from "@effect/platform-node"
+import { AdminRpcs } from "@whatisup/domain"
+import { Effect, Layer } from "effect"
+import { HttpRouter } from "effect/http"
+import { PrometheusMetrics } from "effect/observability"
+import { RpcSerialization, RpcServer } from "effect/rpc"
+import { createServer } from "node:http"
+import { GatewayConfigService } from "../config.ts"
+import { layerAdminHandlers, layerOperatorAuth } from "./handlers.ts"
+import { operatorToken } from "./operatorToken.ts"
+
+/** The operator listener (`WHATISUP_ADMIN_LISTEN`): the admin RPC at /rpc and Prometheus text at /metrics. */
+export const layerAdminServer = Layer.unwrap(
+  Effect.gen(function* () {
+    const config = yield* GatewayConfigService
+    const token = yield* operatorToken(config)
+    const routes = Layer.mergeAll(
+      RpcServer.layerHttp({ group: AdminRpcs, path: "/rpc", protocol: "http" }),
+      PrometheusMetrics.layerHttp({ path: "/metrics", prefix: "whatisup" })
+    ).pipe(Layer.provide([layerAdminHandlers, layerOperatorAuth(token), RpcSerialization.layerNdjson]))
+    return HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
+      Layer.provide(NodeHttpServer.layer(createServer, { port: config.adminPort, host: config.adminHost }))
+    )
+  })
+)

