@@ -1,29 +1,8 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer, Option } from "effect"
-import { layerAdminServer } from "./admin/server.ts"
-import { layerAudit } from "./audit/audit.ts"
-import { type GatewayConfig, GatewayConfigService, loadConfig } from "./config.ts"
-import { layerKeyRing } from "./crypto/keyRing.ts"
-import { layerDatabase, layerMigrated } from "./db/client.ts"
-import { layerIdempotency } from "./http/idempotency.ts"
-import { layerPublicServer } from "./http/server.ts"
+import { loadConfig } from "./config.ts"
+import { layerGateway } from "./gateway.ts"
 import { layerLogging } from "./logging.ts"
-import { layerApiKeys } from "./tenancy/apiKeys.ts"
-import { layerAuthentication } from "./tenancy/authentication.ts"
-import { layerCustomers } from "./tenancy/customers.ts"
-
-/** The whole gateway for one configuration: database (migrated first), services, both listeners. */
-export const layerGateway = (config: GatewayConfig) => {
-  const layerConfig = Layer.succeed(GatewayConfigService, config)
-  const database = layerMigrated.pipe(Layer.provideMerge(layerDatabase), Layer.provide(layerConfig))
-  const authentication = layerAuthentication
-  const services = Layer.mergeAll(layerApiKeys, layerCustomers).pipe(
-    Layer.provideMerge(Layer.mergeAll(layerAudit, authentication, layerIdempotency, layerKeyRing)),
-    Layer.provideMerge(database),
-    Layer.provideMerge(layerConfig)
-  )
-  return Layer.mergeAll(layerPublicServer, layerAdminServer).pipe(Layer.provideMerge(services))
-}
 
 const program = Effect.gen(function* () {
   const config = yield* loadConfig

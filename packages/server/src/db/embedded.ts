@@ -10,7 +10,7 @@ export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresErr
   readonly cause?: unknown
 }> {}
 
-const freePort = Effect.callback<number, EmbeddedPostgresError>((resume) => {
+export const freePort = Effect.callback<number, EmbeddedPostgresError>((resume) => {
   const server = net.createServer()
   server.unref()
   server.on("error", (cause) =>

@@ -1,0 +1,43 @@
+import { AdminRpcs } from "@whatisup/domain"
+import { Context, Effect, Layer } from "effect"
+import { FetchHttpClient, HttpClient, HttpClientRequest } from "effect/http"
+import { RpcClient, RpcClientError, RpcSerialization } from "effect/rpc"
+import * as fs from "node:fs"
+import * as path from "node:path"
+
+export interface AdminTarget {
+  readonly url: string
+  readonly token: string | undefined
+  readonly tokenSource: string
+}
+
+/** Where the gateway's admin listener is and the operator token, from the environment or the data dir. */
+export const adminTarget = (env: NodeJS.ProcessEnv): AdminTarget => {
+  const url = (env.WHATISUP_ADMIN_URL ?? "http://127.0.0.1:8081").replace(/\/+$/, "")
+  if (env.WHATISUP_ADMIN_TOKEN)
+    return { url, token: env.WHATISUP_ADMIN_TOKEN, tokenSource: "WHATISUP_ADMIN_TOKEN" }
+  const file = path.resolve(env.WHATISUP_DATA_DIR ?? "./.data", "admin-token")
+  const token = fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim() : undefined
+  return { url, token, tokenSource: file }
+}
+
+export class AdminClient extends Context.Service<
+  AdminClient,
+  RpcClient.FromGroup<typeof AdminRpcs, RpcClientError.RpcClientError>
+>()("whatisup/cli/AdminClient") {}
+
+export const layerAdminClient = (target: AdminTarget) =>
+  Layer.effect(AdminClient, RpcClient.make(AdminRpcs)).pipe(
+    Layer.provide(
+      RpcClient.layerProtocolHttp({
+        url: `${target.url}/rpc`,
+        transformClient: HttpClient.mapRequest(HttpClientRequest.bearerToken(target.token ?? ""))
+      })
+    ),
+    Layer.provide([RpcSerialization.layerNdjson, FetchHttpClient.layer])
+  )
+
+export const call = <A, E>(f: (client: AdminClient["Service"]) => Effect.Effect<A, E>) =>
+  Effect.gen(function* () {
+    return yield* f(yield* AdminClient)
+  })

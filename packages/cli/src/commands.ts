@@ -1,0 +1,200 @@
+import type { ApiKeyCreated, Customer, CustomerNotFound, OperatorUnauthorized } from "@whatisup/domain"
+import { Console, Data, Effect, Option } from "effect"
+import type { RpcClientError } from "effect/rpc"
+import { Argument, Command, Flag } from "effect/cli"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { call } from "./adminClient.ts"
+
+const json = Flag.Boolean("json").pipe(
+  Flag.withDescription("print JSON instead of text"),
+  Flag.withDefault(false)
+)
+
+const print = (asJson: boolean, value: unknown, text: () => string) =>
+  Console.log(asJson ? JSON.stringify(value, null, 2) : text())
+
+const describeCustomer = (c: Customer) =>
+  [
+    `${c.id}  ${c.name}  (${c.status})`,
+    `  plan: ${c.plan.max_channels} channels, ${c.plan.max_api_keys} API keys, ` +
+      `${c.plan.messages_per_minute} messages/min per channel, ${c.plan.api_requests_per_second} API requests/s per key`,
+    `  created: ${c.created_at}`
+  ].join("\n")
+
+const describeKey = (k: ApiKeyCreated) =>
+  [
+    `API key ${k.id}${k.channel_id ? ` (bound to ${k.channel_id})` : ""}:`,
+    `  ${k.key}`,
+    "This is the only time the key is shown: store it now."
+  ].join("\n")
+
+const customerId = Argument.String("customer-id").pipe(Argument.withDescription("a cus_ id"))
+
+const planFlag = (name: string, description: string) =>
+  Flag.Int(name).pipe(Flag.withDescription(description), Flag.optional)
+
+const create = Command.make("create", { name: Argument.String("name"), json }, ({ name, json }) =>
+  Effect.flatMap(
+    call((client) => client.CreateCustomer({ name })),
+    (created) =>
+      print(
+        json,
+        created,
+        () => `Created customer ${describeCustomer(created.customer)}\n\n${describeKey(created.api_key)}`
+      )
+  )
+).pipe(Command.withDescription("create a customer and print its first API key once"))
+
+const list = Command.make("list", { json }, ({ json }) =>
+  Effect.flatMap(
+    call((client) => client.ListCustomers()),
+    (customers) =>
+      print(json, customers, () =>
+        customers.length === 0 ? "No customers yet." : customers.map(describeCustomer).join("\n")
+      )
+  )
+).pipe(Command.withDescription("list customers"))
+
+const get = Command.make("get", { id: customerId, json }, ({ id, json }) =>
+  Effect.flatMap(
+    call((client) => client.GetCustomer({ id: id as Customer["id"] })),
+    (customer) => print(json, customer, () => describeCustomer(customer))
+  )
+).pipe(Command.withDescription("show one customer"))
+
+const setStatus = (name: "suspend" | "resume") =>
+  Command.make(name, { id: customerId, json }, ({ id, json }) =>
+    Effect.flatMap(
+      call((client) =>
+        name === "suspend"
+          ? client.SuspendCustomer({ id: id as Customer["id"] })
+          : client.ResumeCustomer({ id: id as Customer["id"] })
+      ),
+      (customer) => print(json, customer, () => describeCustomer(customer))
+    )
+  ).pipe(
+    Command.withDescription(
+      name === "suspend" ? "suspend a customer: its keys stop working at once" : "resume a suspended customer"
+    )
+  )
+
+const setPlan = Command.make(
+  "set-plan",
+  {
+    id: customerId,
+    maxChannels: planFlag("max-channels", "channels the customer may have"),
+    maxApiKeys: planFlag("max-api-keys", "active API keys the customer may have"),
+    messagesPerMinute: planFlag("messages-per-minute", "messages per minute per channel"),
+    apiRps: planFlag("api-rps", "API requests per second per key"),
+    json
+  },
+  ({ id, maxChannels, maxApiKeys, messagesPerMinute, apiRps, json }) => {
+    const plan = {
+      ...Option.match(maxChannels, { onNone: () => ({}), onSome: (n) => ({ max_channels: n }) }),
+      ...Option.match(maxApiKeys, { onNone: () => ({}), onSome: (n) => ({ max_api_keys: n }) }),
+      ...Option.match(messagesPerMinute, { onNone: () => ({}), onSome: (n) => ({ messages_per_minute: n }) }),
+      ...Option.match(apiRps, { onNone: () => ({}), onSome: (n) => ({ api_requests_per_second: n }) })
+    }
+    if (Object.keys(plan).length === 0) {
+      return Effect.fail<
+        UsageError | OperatorUnauthorized | CustomerNotFound | RpcClientError.RpcClientError
+      >(
+        new UsageError({
+          message:
+            "set-plan needs at least one of --max-channels, --max-api-keys, --messages-per-minute, --api-rps"
+        })
+      )
+    }
+    return Effect.flatMap(
+      call((client) => client.SetPlan({ id: id as Customer["id"], plan })),
+      (customer) => print(json, customer, () => describeCustomer(customer))
+    )
+  }
+).pipe(Command.withDescription("change a customer's plan"))
+
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+
+const customers = Command.make("customers").pipe(
+  Command.withDescription("manage customers"),
+  Command.withSubcommands([create, list, get, setStatus("suspend"), setStatus("resume"), setPlan])
+)
+
+const issue = Command.make(
+  "issue",
+  {
+    customerId,
+    channel: Flag.String("channel").pipe(
+      Flag.withDescription("bind the key to this ch_ channel"),
+      Flag.optional
+    ),
+    name: Flag.String("name").pipe(Flag.withDescription("a name to recognise the key by"), Flag.optional),
+    json
+  },
+  ({ customerId, channel, name, json }) =>
+    Effect.flatMap(
+      call((client) =>
+        client.IssueApiKey({
+          customer_id: customerId as Customer["id"],
+          ...Option.match(name, { onNone: () => ({}), onSome: (name) => ({ name }) }),
+          ...Option.match(channel, {
+            onNone: () => ({}),
+            onSome: (channel) => ({ channel_id: channel as NonNullable<ApiKeyCreated["channel_id"]> })
+          })
+        })
+      ),
+      (key) => print(json, key, () => describeKey(key))
+    )
+).pipe(Command.withDescription("issue an API key for a customer and print it once"))
+
+const keys = Command.make("keys").pipe(
+  Command.withDescription("manage API keys"),
+  Command.withSubcommands([issue])
+)
+
+const rotate = Command.make("rotate", { json }, ({ json }) =>
+  Effect.gen(function* () {
+    const result = yield* call((client) => client.RotateMasterKey())
+    const added = yield* appendDevelopmentKey
+    yield* print(json, { ...result, added_key: added }, () =>
+      [
+        `Every stored secret is now encrypted under master key "${result.key_id}":`,
+        ...result.stores.map((s) => `  ${s.store}: ${s.rewritten} rewritten`),
+        ...(added
+          ? [
+              `Added master key "${added.id}" to ${added.file}.`,
+              "Restart the gateway, then run `whatisup master-key rotate` again to re-encrypt under it."
+            ]
+          : [])
+      ].join("\n")
+    )
+  })
+).pipe(Command.withDescription("re-encrypt every stored secret under the newest master key"))
+
+/** Development only (no WHATISUP_MASTER_KEYS): the data-dir key ring gains a new newest key. */
+const appendDevelopmentKey = Effect.sync(() => {
+  if (process.env.WHATISUP_MASTER_KEYS) return null
+  const file = path.resolve(process.env.WHATISUP_DATA_DIR ?? "./.data", "master-keys")
+  if (!fs.existsSync(file)) return null
+  const ids = fs
+    .readFileSync(file, "utf8")
+    .split("\n")
+    .map((line) => line.split(":")[0]!.trim())
+    .filter((id) => id !== "")
+  let n = ids.length + 1
+  while (ids.includes(`k${n}`)) n++
+  const id = `k${n}`
+  fs.appendFileSync(file, `${id}:${crypto.randomBytes(32).toString("base64")}\n`)
+  return { id, file }
+})
+
+const masterKey = Command.make("master-key").pipe(
+  Command.withDescription("manage the master key ring"),
+  Command.withSubcommands([rotate])
+)
+
+export const whatisup = Command.make("whatisup").pipe(
+  Command.withDescription("Operate a WhatIsUp gateway through its admin listener"),
+  Command.withSubcommands([customers, keys, masterKey])
+)

@@ -1,0 +1,78 @@
+import { ConfigProvider, Context, Effect, Layer } from "effect"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { AdminClient, layerAdminClient } from "@whatisup/cli/adminClient"
+import { type GatewayConfig, loadConfig } from "../../src/config.ts"
+import { freePort } from "../../src/db/embedded.ts"
+import { layerLogging } from "../../src/logging.ts"
+import { layerGateway } from "../../src/gateway.ts"
+import { testDatabase } from "./database.ts"
+
+export interface RunningGateway {
+  readonly api: string
+  readonly admin: string
+  readonly adminToken: string
+  readonly databaseUrl: string
+  readonly dataDir: string
+  readonly config: GatewayConfig
+}
+
+export class TestGateway extends Context.Service<TestGateway, RunningGateway>()("test/TestGateway") {}
+
+export const tempDataDir = () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "whatisup-test-"))
+  fs.chmodSync(dir, 0o755)
+  return dir
+}
+
+/** The environment of a gateway under test: its own database, data dir and ports. */
+export const gatewayEnvironment = (databaseUrl: string, extra: Record<string, string> = {}) =>
+  Effect.gen(function* () {
+    const port = yield* freePort
+    const adminPort = yield* freePort
+    return {
+      DATABASE_URL: databaseUrl,
+      WHATISUP_DATA_DIR: tempDataDir(),
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      WHATISUP_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
+      WHATISUP_ADMIN_TOKEN: crypto.randomBytes(32).toString("base64url"),
+      LOG_LEVEL: "error",
+      ...extra
+    }
+  })
+
+/** A whole gateway in this process (real PostgreSQL, real HTTP listeners) for the scope's lifetime. */
+export const layerTestGateway = (extra: Record<string, string> = {}) =>
+  Layer.effect(
+    TestGateway,
+    Effect.gen(function* () {
+      const database = yield* testDatabase
+      const env = yield* gatewayEnvironment(database.url, extra)
+      const config = yield* loadConfig.pipe(
+        Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(env)),
+        Effect.orDie
+      )
+      yield* Layer.build(layerGateway(config).pipe(Layer.provide(layerLogging(config)))).pipe(Effect.orDie)
+      return {
+        api: `http://127.0.0.1:${config.port}`,
+        admin: `http://127.0.0.1:${config.adminPort}`,
+        adminToken: env.WHATISUP_ADMIN_TOKEN,
+        databaseUrl: database.url,
+        dataDir: env.WHATISUP_DATA_DIR,
+        config
+      }
+    })
+  )
+
+/** The operator's RPC client for the gateway under test. */
+export const layerTestAdmin = Layer.unwrap(
+  Effect.gen(function* () {
+    const gateway = yield* TestGateway
+    return layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" })
+  })
+)
+
+export { AdminClient }
