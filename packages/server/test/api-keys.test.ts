@@ -1,7 +1,8 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+import { sqlFor } from "./support/database.ts"
 import { AdminClient, layerTestAdmin, layerTestGateway, TestGateway } from "./support/gateway.ts"
-import { request } from "./support/http.ts"
+import { type Reply, request } from "./support/http.ts"
 
 const layerUnderTest = layerTestAdmin.pipe(Layer.provideMerge(layerTestGateway()))
 
@@ -54,5 +55,164 @@ layer(layerUnderTest, { timeout: 120_000 })("API keys", (it) => {
       expect(after.headers.get("content-type")).toBe("application/problem+json")
       expect(after.body.code).toBe("invalid_api_key")
     })
+  )
+
+  it.effect("a suspended customer's keys are refused at once, and work again on resume", () =>
+    Effect.gen(function* () {
+      const { api } = yield* TestGateway
+      const admin = yield* AdminClient
+      const { customer, api_key } = yield* newCustomer("Suspendable")
+      expect((yield* request(api, "GET", "/v1/me", { key: api_key.key })).status).toBe(200)
+      yield* admin.SuspendCustomer({ id: customer.id })
+      const refused = yield* request(api, "GET", "/v1/me", { key: api_key.key })
+      expect(refused.status).toBe(401)
+      expect(refused.body.code).toBe("customer_suspended")
+      yield* admin.ResumeCustomer({ id: customer.id })
+      expect((yield* request(api, "GET", "/v1/me", { key: api_key.key })).status).toBe(200)
+    })
+  )
+
+  it.effect("the plan's request rate answers 429 with Retry-After beyond its burst", () =>
+    Effect.gen(function* () {
+      const { api } = yield* TestGateway
+      const admin = yield* AdminClient
+      const { customer, api_key } = yield* admin.CreateCustomer({
+        name: "Chatty",
+        plan: { api_requests_per_second: 2 }
+      })
+      expect(customer.plan.api_requests_per_second).toBe(2)
+      const statuses: Array<number> = []
+      let limited: Reply | undefined
+      for (let i = 0; i < 10; i++) {
+        const reply = yield* request(api, "GET", "/v1/me", { key: api_key.key })
+        statuses.push(reply.status)
+        if (reply.status === 429) limited = reply
+      }
+      expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(4)
+      expect(statuses).toContain(429)
+      expect(limited?.headers.get("content-type")).toBe("application/problem+json")
+      expect(limited?.body.code).toBe("rate_limited")
+      expect(Number(limited?.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
+    })
+  )
+
+  it.effect(
+    "creating beyond the plan's key limit is a 403 plan_limit_reached, and revoking frees a slot",
+    () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const admin = yield* AdminClient
+        const { api_key } = yield* admin.CreateCustomer({ name: "Two Keys", plan: { max_api_keys: 2 } })
+        const second = yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })
+        expect(second.status).toBe(201)
+        const third = yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })
+        expect(third.status).toBe(403)
+        expect(third.body.code).toBe("plan_limit_reached")
+        expect(third.body.limit).toBe("max_api_keys")
+        yield* request(api, "DELETE", `/v1/api-keys/${second.body.id}`, { key: api_key.key })
+        expect((yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })).status).toBe(201)
+      })
+  )
+
+  it.effect("Idempotency-Key: the same request replays the first answer, another request is 422", () =>
+    Effect.gen(function* () {
+      const { api } = yield* TestGateway
+      const { api_key } = yield* newCustomer("Retrier")
+      const headers = { "idempotency-key": "create-ci-key-1" }
+      const first = yield* request(api, "POST", "/v1/api-keys", {
+        key: api_key.key,
+        body: { name: "ci" },
+        headers
+      })
+      const again = yield* request(api, "POST", "/v1/api-keys", {
+        key: api_key.key,
+        body: { name: "ci" },
+        headers
+      })
+      expect(first.status).toBe(201)
+      expect(again.status).toBe(201)
+      expect(again.body).toEqual(first.body)
+      expect(again.headers.get("idempotent-replayed")).toBe("true")
+      const list = yield* request(api, "GET", "/v1/api-keys", { key: api_key.key })
+      expect(list.body.data).toHaveLength(2)
+
+      const other = yield* request(api, "POST", "/v1/api-keys", {
+        key: api_key.key,
+        body: { name: "cd" },
+        headers
+      })
+      expect(other.status).toBe(422)
+      expect(other.body.code).toBe("idempotency_key_reused")
+
+      // keys are scoped per customer: another customer may use the same key freely
+      const { api_key: otherCustomer } = yield* newCustomer("Neighbour")
+      const theirs = yield* request(api, "POST", "/v1/api-keys", {
+        key: otherCustomer.key,
+        body: { name: "ci" },
+        headers
+      })
+      expect(theirs.status).toBe(201)
+      expect(theirs.body.id).not.toBe(first.body.id)
+    })
+  )
+
+  it.effect(
+    "Idempotency-Key: a duplicate while the first is in flight is 409, and a failed first try frees the key",
+    () =>
+      Effect.gen(function* () {
+        const { api, databaseUrl } = yield* TestGateway
+        const admin = yield* AdminClient
+        const { customer, api_key } = yield* admin.CreateCustomer({
+          name: "Racer",
+          plan: { max_api_keys: 1 }
+        })
+        const sql = yield* sqlFor(databaseUrl)
+        // a first request that claimed the key and has not finished
+        yield* sql`INSERT INTO idempotency_keys (customer_id, key, request_hash) VALUES (${customer.id}, 'inflight', 'h')`
+        const duplicate = yield* request(api, "POST", "/v1/api-keys", {
+          key: api_key.key,
+          body: {},
+          headers: { "idempotency-key": "inflight" }
+        })
+        expect(duplicate.status).toBe(409)
+        expect(duplicate.body.code).toBe("idempotency_key_in_use")
+
+        const refused = yield* request(api, "POST", "/v1/api-keys", {
+          key: api_key.key,
+          body: {},
+          headers: { "idempotency-key": "over-limit" }
+        })
+        expect(refused.status).toBe(403)
+        const rows =
+          yield* sql`SELECT 1 FROM idempotency_keys WHERE customer_id = ${customer.id} AND key = 'over-limit'`
+        expect(rows).toHaveLength(0)
+      }).pipe(Effect.scoped)
+  )
+
+  it.effect("no table holds a key's plaintext, only its hash", () =>
+    Effect.gen(function* () {
+      const { api, databaseUrl } = yield* TestGateway
+      const { api_key } = yield* newCustomer("Secretive")
+      const created = yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: { name: "x" } })
+      const plaintexts = [api_key.key, created.body.key as string]
+      const sql = yield* sqlFor(databaseUrl)
+      const columns = yield* sql<{ table_name: string; column_name: string }>`
+        SELECT table_name, column_name FROM information_schema.columns
+        WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'jsonb', 'json', 'bytea')`
+      expect(columns.length).toBeGreaterThan(5)
+      for (const { table_name, column_name } of columns) {
+        for (const plaintext of plaintexts) {
+          const found = yield* sql<{ n: number }>`
+            SELECT count(*)::int AS n FROM ${sql(table_name)}
+            WHERE position(${plaintext} in convert_from(convert_to(${sql(column_name)}::text, 'UTF8'), 'UTF8')) > 0
+               OR position(${Buffer.from(plaintext).toString("hex")} in encode(convert_to(${sql(column_name)}::text, 'UTF8'), 'hex')) > 0`
+          expect(found[0]!.n, `${table_name}.${column_name}`).toBe(0)
+        }
+      }
+      const hashes = yield* sql<{
+        n: number
+      }>`SELECT count(*)::int AS n FROM api_keys WHERE key_hash = sha256(${plaintexts[1]!}::bytea)`
+      expect(hashes[0]!.n).toBe(1)
+    }).pipe(Effect.scoped)
   )
 })

@@ -62,14 +62,14 @@ export const layerIdempotency = Layer.effect(
               SELECT request_hash, response_body, completed_at FROM idempotency_keys
               WHERE customer_id = ${customerId} AND key = ${key}`.pipe(Effect.orDie)
             const row = rows[0]
-            if (row !== undefined && row.request_hash !== requestHash) {
-              return yield* new IdempotencyKeyReused({
-                detail: "This Idempotency-Key was first used with a different request"
-              })
-            }
             if (row === undefined || row.completed_at === null) {
               return yield* new IdempotencyKeyInUse({
                 detail: "The first request with this Idempotency-Key has not finished; retry later"
+              })
+            }
+            if (row.request_hash !== requestHash) {
+              return yield* new IdempotencyKeyReused({
+                detail: "This Idempotency-Key was first used with a different request"
               })
             }
             yield* HttpEffect.appendPreResponseHandler((_request, res) =>

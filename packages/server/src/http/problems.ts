@@ -19,15 +19,19 @@ const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
 export const invalidRequestOf = (error: HttpApiError.HttpApiSchemaError) => {
   const slot = slotNames[error.kind]
   const issues = formatter(error.cause.issue).issues
+  const byPath = new Map<string, Array<string>>()
+  for (const issue of issues) {
+    const segments = (issue.path ?? []).map((segment) =>
+      String(typeof segment === "object" ? segment.key : segment)
+    )
+    const path = [slot, ...segments].join(".")
+    const messages = byPath.get(path) ?? []
+    if (!messages.includes(issue.message)) messages.push(issue.message)
+    byPath.set(path, messages)
+  }
   return new InvalidRequest({
     detail: "The request has invalid fields; see errors",
-    errors: issues.map((issue) => ({
-      path: [
-        slot,
-        ...(issue.path ?? []).map((segment) => String(typeof segment === "object" ? segment.key : segment))
-      ].join("."),
-      message: issue.message
-    }))
+    errors: [...byPath].map(([path, messages]) => ({ path, message: messages.join("; ") }))
   })
 }
 

@@ -1,7 +1,13 @@
 import { NodeHttpServer } from "@effect/platform-node"
 import { Api, RequestValidation, ServiceUnavailable } from "@whatisup/domain"
 import { ByteSize, Effect, Layer, Metric, type Types } from "effect"
-import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import {
+  HttpIncomingMessage,
+  HttpRouter,
+  HttpServerError,
+  HttpServerRequest,
+  HttpServerResponse
+} from "effect/http"
 import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar } from "effect/http-api"
 import { SqlClient } from "effect/sql"
 import { createServer } from "node:http"
@@ -58,7 +64,9 @@ const layerRequestPipeline = HttpRouter.middleware(
               Effect.catchCause((cause) =>
                 isBodyTooLarge(cause)
                   ? Effect.succeed(asProblem(HttpServerResponse.empty({ status: 413 })))
-                  : internalError(cause)
+                  : Effect.flatMap(HttpServerError.causeResponse(cause), ([response]) =>
+                      response.status >= 500 ? internalError(cause) : Effect.succeed(asProblem(response))
+                    )
               )
             )
       const route = routeOf(request.url, response.status)

@@ -1,5 +1,5 @@
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Redacted } from "effect"
+import { Context, Effect, Layer, Redacted } from "effect"
 import * as crypto from "node:crypto"
 import { inject } from "vitest"
 
@@ -30,3 +30,9 @@ export const testDatabase = Effect.acquireRelease(
 )
 
 export const layerSqlFor = (url: string) => PgClient.layer({ url: Redacted.make(url), maxConnections: 4 })
+
+/** A client on a test database, open until the scope closes. */
+export const sqlFor = (url: string) =>
+  Effect.map(Layer.build(layerSqlFor(url)), (context) => Context.get(context, PgClient.PgClient)).pipe(
+    Effect.orDie
+  )
