@@ -1,0 +1,122 @@
+import { expect, layer } from "@effect/vitest"
+import { Effect, Exit, Layer } from "effect"
+import { sqlFor } from "./support/database.ts"
+import { AdminClient, layerTestAdmin, layerTestGateway, TestGateway } from "./support/gateway.ts"
+import { request } from "./support/http.ts"
+
+const layerUnderTest = layerTestAdmin.pipe(Layer.provideMerge(layerTestGateway()))
+
+layer(layerUnderTest, { timeout: 120_000 })("audit log", (it) => {
+  it.effect("every change is audited with its actor, resource and request id, newest first", () =>
+    Effect.gen(function* () {
+      const { api } = yield* TestGateway
+      const admin = yield* AdminClient
+      const { customer, api_key } = yield* admin.CreateCustomer({ name: "Audited" })
+      const created = yield* request(api, "POST", "/v1/api-keys", {
+        key: api_key.key,
+        body: { name: "to revoke" },
+        headers: { "x-request-id": "req-create-1" }
+      })
+      expect(created.headers.get("x-request-id")).toBe("req-create-1")
+      const revoked = yield* request(api, "DELETE", `/v1/api-keys/${created.body.id}`, { key: api_key.key })
+      yield* admin.SetPlan({ id: customer.id, plan: { max_channels: 9 } })
+
+      const log = yield* request(api, "GET", "/v1/audit-events", { key: api_key.key })
+      expect(log.status).toBe(200)
+      const actions = log.body.data.map((e: { action: string }) => e.action)
+      expect(actions).toEqual([
+        "customer.plan_changed",
+        "api_key.revoked",
+        "api_key.created",
+        "api_key.created",
+        "customer.created"
+      ])
+      const [planChanged, revokedEvent, createdEvent] = log.body.data
+      expect(planChanged.actor).toEqual({ type: "operator", id: null })
+      expect(revokedEvent.actor).toEqual({ type: "api_key", id: api_key.id })
+      expect(revokedEvent.resource_id).toBe(created.body.id)
+      expect(revokedEvent.request_id).toBe(revoked.headers.get("x-request-id"))
+      expect(createdEvent.request_id).toBe("req-create-1")
+      expect(createdEvent.data).toEqual({ name: "to revoke", channel_id: null })
+      expect(log.text).not.toContain(created.body.key)
+    })
+  )
+
+  it.effect("filters by resource and pages with cursors", () =>
+    Effect.gen(function* () {
+      const { api } = yield* TestGateway
+      const admin = yield* AdminClient
+      const { api_key } = yield* admin.CreateCustomer({ name: "Pager" })
+      const ids: Array<string> = []
+      for (let i = 0; i < 5; i++) {
+        ids.push((yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })).body.id)
+      }
+      const one = yield* request(api, "GET", `/v1/audit-events?resource_type=api_key&resource_id=${ids[2]}`, {
+        key: api_key.key
+      })
+      expect(one.body.data.map((e: { resource_id: string }) => e.resource_id)).toEqual([ids[2]])
+
+      const seen: Array<string> = []
+      let cursor: string | null = null
+      let pages = 0
+      do {
+        const page: { body: { data: Array<{ id: string }>; next_cursor: string | null } } = yield* request(
+          api,
+          "GET",
+          `/v1/audit-events?resource_type=api_key&limit=2${cursor ? `&cursor=${cursor}` : ""}`,
+          { key: api_key.key }
+        )
+        seen.push(...page.body.data.map((e) => e.id))
+        cursor = page.body.next_cursor
+        pages++
+      } while (cursor !== null && pages < 10)
+      expect(pages).toBe(3)
+      expect(seen).toHaveLength(6)
+      expect(new Set(seen).size).toBe(6)
+      expect([...seen].sort().reverse()).toEqual(seen)
+    })
+  )
+
+  it.effect("rows cannot be updated, deleted or truncated, even by SQL issued directly", () =>
+    Effect.gen(function* () {
+      const { databaseUrl } = yield* TestGateway
+      const admin = yield* AdminClient
+      yield* admin.CreateCustomer({ name: "Tamper Target" })
+      const sql = yield* sqlFor(databaseUrl)
+      const before = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM audit_events`
+      expect(before[0]!.n).toBeGreaterThan(0)
+      for (const statement of [
+        sql`UPDATE audit_events SET action = 'nothing'`,
+        sql`DELETE FROM audit_events`,
+        sql`TRUNCATE audit_events`
+      ]) {
+        const exit = yield* Effect.exit(statement)
+        expect(Exit.isFailure(exit)).toBe(true)
+        expect(String(Exit.isFailure(exit) ? exit.cause : "")).toMatch(/append-only/)
+      }
+      const after = yield* sql<{ n: number; changed: number }>`
+        SELECT count(*)::int AS n, count(*) FILTER (WHERE action = 'nothing')::int AS changed FROM audit_events`
+      expect(after[0]).toEqual({ n: before[0]!.n, changed: 0 })
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("audit rows outlive what they describe", () =>
+    Effect.gen(function* () {
+      const { api, databaseUrl } = yield* TestGateway
+      const admin = yield* AdminClient
+      const { api_key } = yield* admin.CreateCustomer({ name: "Forgetful" })
+      const created = yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })
+      const sql = yield* sqlFor(databaseUrl)
+      // no foreign keys tie audit rows to what they describe
+      const constraints = yield* sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM information_schema.table_constraints
+        WHERE table_name = 'audit_events' AND constraint_type = 'FOREIGN KEY'`
+      expect(constraints[0]!.n).toBe(0)
+      yield* sql`DELETE FROM api_keys WHERE id = ${created.body.id}`
+      const log = yield* request(api, "GET", `/v1/audit-events?resource_id=${created.body.id}`, {
+        key: api_key.key
+      })
+      expect(log.body.data.map((e: { action: string }) => e.action)).toEqual(["api_key.created"])
+    }).pipe(Effect.scoped)
+  )
+})

@@ -1,0 +1,22 @@
+import type { Effect } from "effect"
+
+/** The customer whose resources another customer must not reach. */
+export interface Owner {
+  readonly api: string
+  readonly key: string
+  readonly keyId: string
+  readonly customerId: string
+}
+
+export interface FixtureResult {
+  /** Path parameters naming the owner's resources. */
+  readonly params?: Record<string, string>
+  readonly body?: unknown
+  /** Ids of the owner's that must not appear in another customer's answer. */
+  readonly ownedIds: ReadonlyArray<string>
+  /** Fails if another customer's call changed the owner's resource. */
+  readonly stillIntact?: Effect.Effect<void>
+}
+
+/** Creates the owner's resources a route acts on; keyed "METHOD /path/{param}" as in the OpenAPI document. */
+export type IsolationFixture = (owner: Owner) => Effect.Effect<FixtureResult>

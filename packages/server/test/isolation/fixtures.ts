@@ -1,0 +1,9 @@
+import { auditFixtures } from "./audit.ts"
+import type { IsolationFixture } from "./fixture.ts"
+import { tenancyFixtures } from "./tenancy.ts"
+
+/** Every customer-scoped route of the public API, each with the fixture that creates what it acts on. */
+export const isolationFixtures: Record<string, IsolationFixture> = {
+  ...tenancyFixtures,
+  ...auditFixtures
+}
