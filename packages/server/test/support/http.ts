@@ -32,7 +32,7 @@ export const request = (base: string, method: string, path: string, options: Req
       ...(body === undefined ? {} : { body })
     })
     const text = await response.text()
-    let parsed: unknown = undefined
+    let parsed: unknown
     try {
       parsed = text === "" ? undefined : JSON.parse(text)
     } catch {
