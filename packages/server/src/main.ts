@@ -1,5 +1,5 @@
 import { NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer, Option } from "effect"
+import { Cause, Effect, Exit, Layer, Option, Runtime } from "effect"
 import { loadConfig } from "./config.ts"
 import { layerGateway } from "./gateway.ts"
 import { layerLogging } from "./logging.ts"
@@ -26,9 +26,16 @@ const program = Effect.gen(function* () {
   Effect.catchTag("ConfigInvalid", (error) =>
     Effect.sync(() => {
       process.stderr.write(`whatisup: bad configuration: ${error.message}\n`)
-      process.exitCode = 78
+      // EX_CONFIG: everything opened so far has been released
+      process.exit(78)
     })
   )
 )
 
-NodeRuntime.runMain(program, { disableErrorReporting: false })
+NodeRuntime.runMain(program, {
+  // SIGTERM / SIGINT interrupt the program; a shutdown that released everything is a clean exit
+  teardown: (exit, onExit) =>
+    Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
+      ? onExit(0)
+      : Runtime.defaultTeardown(exit, onExit)
+})

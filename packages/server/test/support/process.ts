@@ -1,0 +1,69 @@
+import { Effect } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import * as path from "node:path"
+
+export const gatewayMain = path.resolve(import.meta.dirname, "../../src/main.ts")
+export const cliMain = path.resolve(import.meta.dirname, "../../../cli/src/main.ts")
+
+export interface GatewayProcess {
+  readonly child: ChildProcess
+  readonly output: () => string
+  readonly exited: Promise<number | null>
+}
+
+/** A real gateway OS process, killed when the scope closes if still running. */
+export const spawnGateway = (env: Record<string, string | undefined>) =>
+  Effect.acquireRelease(
+    Effect.sync((): GatewayProcess => {
+      const child = spawn(process.execPath, [gatewayMain], {
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let output = ""
+      child.stdout!.on("data", (chunk) => (output += chunk))
+      child.stderr!.on("data", (chunk) => (output += chunk))
+      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+      return { child, output: () => output, exited }
+    }),
+    (gateway) =>
+      Effect.promise(async () => {
+        if (gateway.child.exitCode === null && gateway.child.signalCode === null) {
+          gateway.child.kill("SIGKILL")
+          await gateway.exited
+        }
+      })
+  )
+
+/** Polls `/readyz` until it answers 200, or fails with the process's output if it exits first. */
+export const waitReady = (gateway: GatewayProcess, api: string) =>
+  Effect.promise(async () => {
+    for (;;) {
+      if (gateway.child.exitCode !== null) {
+        throw new Error(`the gateway exited with ${gateway.child.exitCode}:\n${gateway.output()}`)
+      }
+      try {
+        const response = await fetch(`${api}/readyz`)
+        if (response.status === 200) return
+      } catch {
+        // not listening yet
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  })
+
+/** Runs the `whatisup` CLI to completion. */
+export const runCli = (args: ReadonlyArray<string>, env: Record<string, string | undefined>) =>
+  Effect.promise(
+    () =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [cliMain, ...args], {
+          env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+          stdio: ["ignore", "pipe", "pipe"]
+        })
+        let stdout = ""
+        let stderr = ""
+        child.stdout.on("data", (chunk) => (stdout += chunk))
+        child.stderr.on("data", (chunk) => (stderr += chunk))
+        child.on("exit", (code) => resolve({ code, stdout, stderr }))
+      })
+  )
