@@ -1,4 +1,4 @@
-import { Cause } from "effect"
+import { Cause, SchemaIssue } from "effect"
 import type { AdminTarget } from "./adminClient.ts"
 
 /** One line for the operator, never a stack trace; null when the CLI already printed what went wrong. */
@@ -8,6 +8,14 @@ export const explain = (cause: Cause.Cause<unknown>, target: AdminTarget): strin
       Cause.isFailReason(reason) ? reason.error : Cause.isDieReason(reason) ? reason.defect : undefined
     )
     .find((e) => e !== undefined) as { _tag?: string; message?: string; customer_id?: string } | undefined
+  // input the client could not encode: the issue arrives as the issue of a SchemaError or the cause of a defect
+  const issue = (error as { issue?: unknown; cause?: unknown } | undefined)?.issue ?? (error as { cause?: unknown } | undefined)?.cause
+  if (SchemaIssue.isIssue(issue)) {
+    const issues = SchemaIssue.makeFormatterStandardSchemaV1()(issue).issues
+    return `invalid input: ${issues
+      .map((issue) => `${(issue.path ?? []).map((p) => String(typeof p === "object" ? p.key : p)).join(".") || "value"} ${issue.message}`)
+      .join("; ")}`
+  }
   switch (error?._tag) {
     case "UsageError":
       return error.message ?? "bad usage"

@@ -1,0 +1,87 @@
+import { expect, layer } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { layerAdminClient } from "@whatisup/cli/adminClient"
+import { AdminClient, layerTestAdmin, layerTestGateway, TestGateway } from "./support/gateway.ts"
+import { request } from "./support/http.ts"
+
+const layerUnderTest = layerTestAdmin.pipe(Layer.provideMerge(layerTestGateway()))
+
+layer(layerUnderTest, { timeout: 120_000 })("operations endpoints", (it) => {
+  it.effect("healthz and readyz answer ok once migrations are applied", () =>
+    Effect.gen(function* () {
+      const { api } = yield* TestGateway
+      expect((yield* request(api, "GET", "/healthz")).body).toEqual({ status: "ok" })
+      expect((yield* request(api, "GET", "/readyz")).body).toEqual({ status: "ok" })
+    })
+  )
+
+  it.effect("openapi.json is an OpenAPI 3.1 document of the public API with problem responses", () =>
+    Effect.gen(function* () {
+      const { api } = yield* TestGateway
+      const reply = yield* request(api, "GET", "/openapi.json")
+      expect(reply.status).toBe(200)
+      expect(reply.body.openapi).toBe("3.1.0")
+      expect(Object.keys(reply.body.paths)).toEqual(
+        expect.arrayContaining(["/v1/me", "/v1/api-keys", "/v1/api-keys/{id}", "/v1/audit-events", "/healthz"])
+      )
+      const create = reply.body.paths["/v1/api-keys"].post
+      expect(Object.keys(create.responses)).toEqual(expect.arrayContaining(["201", "400", "401", "409", "422", "429"]))
+      expect(Object.keys(create.responses["400"].content)).toEqual(["application/problem+json"])
+      expect(reply.body.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "Bearer" })
+      expect(reply.text).not.toContain("/metrics")
+    })
+  )
+
+  it.effect("docs are served inline, with no third-party script", () =>
+    Effect.gen(function* () {
+      const { api } = yield* TestGateway
+      const reply = yield* request(api, "GET", "/docs")
+      expect(reply.status).toBe(200)
+      expect(reply.headers.get("content-type")).toMatch(/text\/html/)
+      expect(reply.text).toContain("WhatIsUp gateway API")
+      expect(reply.text).not.toMatch(/<script[^>]+src=["']https?:/)
+    })
+  )
+
+  it.effect("every response carries a request id, the caller's own when it sent a sane one", () =>
+    Effect.gen(function* () {
+      const { api } = yield* TestGateway
+      const generated = yield* request(api, "GET", "/healthz")
+      expect(generated.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
+      const echoed = yield* request(api, "GET", "/v1/me", { headers: { "x-request-id": "trace-abc.1" } })
+      expect(echoed.headers.get("x-request-id")).toBe("trace-abc.1")
+      const replaced = yield* request(api, "GET", "/healthz", { headers: { "x-request-id": "bad id with spaces" } })
+      expect(replaced.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
+    })
+  )
+
+  it.effect("metrics are on the admin listener, not the public one, and count requests by route and status", () =>
+    Effect.gen(function* () {
+      const { api, admin } = yield* TestGateway
+      const operator = yield* AdminClient
+      const { api_key } = yield* operator.CreateCustomer({ name: "Measured" })
+      yield* request(api, "GET", "/v1/me", { key: api_key.key })
+      yield* request(api, "DELETE", `/v1/api-keys/${api_key.id}`, { key: `wiu_${"B".repeat(43)}` })
+      expect((yield* request(api, "GET", "/metrics")).status).toBe(404)
+      const metrics = yield* request(admin, "GET", "/metrics")
+      expect(metrics.status).toBe(200)
+      expect(metrics.text).toMatch(/whatisup_http_requests_total\{[^}]*route="\/v1\/me"[^}]*status="200"[^}]*\} [1-9]/)
+      expect(metrics.text).toMatch(/route="\/v1\/api-keys\/:id",method="DELETE",status="401"/)
+      expect(metrics.text).toContain("whatisup_http_request_duration_seconds_bucket")
+      expect(metrics.text).not.toContain(api_key.id)
+    })
+  )
+
+  it.effect("the admin RPC refuses a missing or wrong operator token", () =>
+    Effect.gen(function* () {
+      const { admin } = yield* TestGateway
+      for (const token of [undefined, "wrong", `${"x".repeat(40)}`]) {
+        const exit = yield* Effect.gen(function* () {
+          const client = yield* AdminClient
+          return yield* client.ListCustomers()
+        }).pipe(Effect.provide(layerAdminClient({ url: admin, token, tokenSource: "test" })), Effect.flip)
+        expect(exit._tag).toBe("OperatorUnauthorized")
+      }
+    })
+  )
+})
