@@ -9,11 +9,16 @@ export const explain = (cause: Cause.Cause<unknown>, target: AdminTarget): strin
     )
     .find((e) => e !== undefined) as { _tag?: string; message?: string; customer_id?: string } | undefined
   // input the client could not encode: the issue arrives as the issue of a SchemaError or the cause of a defect
-  const issue = (error as { issue?: unknown; cause?: unknown } | undefined)?.issue ?? (error as { cause?: unknown } | undefined)?.cause
+  const issue =
+    (error as { issue?: unknown; cause?: unknown } | undefined)?.issue ??
+    (error as { cause?: unknown } | undefined)?.cause
   if (SchemaIssue.isIssue(issue)) {
     const issues = SchemaIssue.makeFormatterStandardSchemaV1()(issue).issues
     return `invalid input: ${issues
-      .map((issue) => `${(issue.path ?? []).map((p) => String(typeof p === "object" ? p.key : p)).join(".") || "value"} ${issue.message}`)
+      .map(
+        (issue) =>
+          `${(issue.path ?? []).map((p) => String(typeof p === "object" ? p.key : p)).join(".") || "value"} ${issue.message}`
+      )
       .join("; ")}`
   }
   switch (error?._tag) {

@@ -22,10 +22,18 @@ layer(layerUnderTest, { timeout: 120_000 })("operations endpoints", (it) => {
       expect(reply.status).toBe(200)
       expect(reply.body.openapi).toBe("3.1.0")
       expect(Object.keys(reply.body.paths)).toEqual(
-        expect.arrayContaining(["/v1/me", "/v1/api-keys", "/v1/api-keys/{id}", "/v1/audit-events", "/healthz"])
+        expect.arrayContaining([
+          "/v1/me",
+          "/v1/api-keys",
+          "/v1/api-keys/{id}",
+          "/v1/audit-events",
+          "/healthz"
+        ])
       )
       const create = reply.body.paths["/v1/api-keys"].post
-      expect(Object.keys(create.responses)).toEqual(expect.arrayContaining(["201", "400", "401", "409", "422", "429"]))
+      expect(Object.keys(create.responses)).toEqual(
+        expect.arrayContaining(["201", "400", "401", "409", "422", "429"])
+      )
       expect(Object.keys(create.responses["400"].content)).toEqual(["application/problem+json"])
       expect(reply.body.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "Bearer" })
       expect(reply.text).not.toContain("/metrics")
@@ -50,26 +58,32 @@ layer(layerUnderTest, { timeout: 120_000 })("operations endpoints", (it) => {
       expect(generated.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
       const echoed = yield* request(api, "GET", "/v1/me", { headers: { "x-request-id": "trace-abc.1" } })
       expect(echoed.headers.get("x-request-id")).toBe("trace-abc.1")
-      const replaced = yield* request(api, "GET", "/healthz", { headers: { "x-request-id": "bad id with spaces" } })
+      const replaced = yield* request(api, "GET", "/healthz", {
+        headers: { "x-request-id": "bad id with spaces" }
+      })
       expect(replaced.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
     })
   )
 
-  it.effect("metrics are on the admin listener, not the public one, and count requests by route and status", () =>
-    Effect.gen(function* () {
-      const { api, admin } = yield* TestGateway
-      const operator = yield* AdminClient
-      const { api_key } = yield* operator.CreateCustomer({ name: "Measured" })
-      yield* request(api, "GET", "/v1/me", { key: api_key.key })
-      yield* request(api, "DELETE", `/v1/api-keys/${api_key.id}`, { key: `wiu_${"B".repeat(43)}` })
-      expect((yield* request(api, "GET", "/metrics")).status).toBe(404)
-      const metrics = yield* request(admin, "GET", "/metrics")
-      expect(metrics.status).toBe(200)
-      expect(metrics.text).toMatch(/whatisup_http_requests_total\{[^}]*route="\/v1\/me"[^}]*status="200"[^}]*\} [1-9]/)
-      expect(metrics.text).toMatch(/route="\/v1\/api-keys\/:id",method="DELETE",status="401"/)
-      expect(metrics.text).toContain("whatisup_http_request_duration_seconds_bucket")
-      expect(metrics.text).not.toContain(api_key.id)
-    })
+  it.effect(
+    "metrics are on the admin listener, not the public one, and count requests by route and status",
+    () =>
+      Effect.gen(function* () {
+        const { api, admin } = yield* TestGateway
+        const operator = yield* AdminClient
+        const { api_key } = yield* operator.CreateCustomer({ name: "Measured" })
+        yield* request(api, "GET", "/v1/me", { key: api_key.key })
+        yield* request(api, "DELETE", `/v1/api-keys/${api_key.id}`, { key: `wiu_${"B".repeat(43)}` })
+        expect((yield* request(api, "GET", "/metrics")).status).toBe(404)
+        const metrics = yield* request(admin, "GET", "/metrics")
+        expect(metrics.status).toBe(200)
+        expect(metrics.text).toMatch(
+          /whatisup_http_requests_total\{[^}]*route="\/v1\/me"[^}]*status="200"[^}]*\} [1-9]/
+        )
+        expect(metrics.text).toMatch(/route="\/v1\/api-keys\/:id",method="DELETE",status="401"/)
+        expect(metrics.text).toContain("whatisup_http_request_duration_seconds_bucket")
+        expect(metrics.text).not.toContain(api_key.id)
+      })
   )
 
   it.effect("the admin RPC refuses a missing or wrong operator token", () =>

@@ -46,9 +46,15 @@ layer(layerTestGateway(), { timeout: 120_000 })("the whatisup CLI against a runn
         env
       )
       expect(planned.code).toBe(0)
-      expect(JSON.parse(planned.stdout).plan).toEqual({ ...created.customer.plan, max_channels: 7, api_requests_per_second: 9 })
+      expect(JSON.parse(planned.stdout).plan).toEqual({
+        ...created.customer.plan,
+        max_channels: 7,
+        api_requests_per_second: 9
+      })
 
-      const issued = JSON.parse((yield* runCli(["keys", "issue", id, "--name", "deploy", "--json"], env)).stdout)
+      const issued = JSON.parse(
+        (yield* runCli(["keys", "issue", id, "--name", "deploy", "--json"], env)).stdout
+      )
       expect(issued.key).toMatch(/^wiu_/)
       expect(issued.name).toBe("deploy")
       expect((yield* request(api, "GET", "/v1/me", { key: issued.key })).status).toBe(200)
@@ -59,7 +65,9 @@ layer(layerTestGateway(), { timeout: 120_000 })("the whatisup CLI against a runn
       expect((yield* request(api, "GET", "/v1/me", { key: issued.key })).status).toBe(200)
 
       const audit = yield* request(api, "GET", "/v1/audit-events", { key: issued.key })
-      expect(audit.body.data.map((e: { action: string; actor: { type: string } }) => [e.action, e.actor.type])).toEqual([
+      expect(
+        audit.body.data.map((e: { action: string; actor: { type: string } }) => [e.action, e.actor.type])
+      ).toEqual([
         ["customer.resumed", "operator"],
         ["customer.suspended", "operator"],
         ["api_key.created", "operator"],
@@ -86,12 +94,32 @@ layer(layerTestGateway(), { timeout: 120_000 })("the whatisup CLI against a runn
       const { admin } = yield* TestGateway
       const env = yield* cliEnvironment
       const cases: Array<[Array<string>, Record<string, string>, RegExp]> = [
-        [["customers", "list"], { ...env, WHATISUP_ADMIN_TOKEN: "x".repeat(40) }, /^whatisup: the gateway refused the operator token from WHATISUP_ADMIN_TOKEN\n$/],
-        [["customers", "list"], { ...env, WHATISUP_ADMIN_URL: "http://127.0.0.1:9" }, /^whatisup: cannot reach the gateway's admin listener at http:\/\/127\.0\.0\.1:9/],
-        [["customers", "get", "cus_00000000000000000000000000"], env, /^whatisup: no customer cus_00000000000000000000000000\n$/],
+        [
+          ["customers", "list"],
+          { ...env, WHATISUP_ADMIN_TOKEN: "x".repeat(40) },
+          /^whatisup: the gateway refused the operator token from WHATISUP_ADMIN_TOKEN\n$/
+        ],
+        [
+          ["customers", "list"],
+          { ...env, WHATISUP_ADMIN_URL: "http://127.0.0.1:9" },
+          /^whatisup: cannot reach the gateway's admin listener at http:\/\/127\.0\.0\.1:9/
+        ],
+        [
+          ["customers", "get", "cus_00000000000000000000000000"],
+          env,
+          /^whatisup: no customer cus_00000000000000000000000000\n$/
+        ],
         [["customers", "get", "acme"], env, /^whatisup: .*cus_/],
-        [["customers", "set-plan", "cus_00000000000000000000000000"], env, /^whatisup: set-plan needs at least one of/],
-        [["customers", "set-plan", "cus_00000000000000000000000000", "--max-channels", "0"], env, /^whatisup: .*max_channels/]
+        [
+          ["customers", "set-plan", "cus_00000000000000000000000000"],
+          env,
+          /^whatisup: set-plan needs at least one of/
+        ],
+        [
+          ["customers", "set-plan", "cus_00000000000000000000000000", "--max-channels", "0"],
+          env,
+          /^whatisup: .*max_channels/
+        ]
       ]
       for (const [args, environment, expected] of cases) {
         const run = yield* runCli(args, environment)

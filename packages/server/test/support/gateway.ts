@@ -44,26 +44,31 @@ export const gatewayEnvironment = (databaseUrl: string, extra: Record<string, st
     }
   })
 
-/** A whole gateway in this process (real PostgreSQL, real HTTP listeners) for the scope's lifetime. */
+/** Starts a whole gateway in this process (real PostgreSQL, real HTTP listeners) for the scope's lifetime. */
+export const startGateway = (env: Record<string, string>) =>
+  Effect.gen(function* () {
+    const config = yield* loadConfig.pipe(
+      Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(env))
+    )
+    yield* Layer.build(layerGateway(config).pipe(Layer.provide(layerLogging(config))))
+    return {
+      api: `http://127.0.0.1:${config.port}`,
+      admin: `http://127.0.0.1:${config.adminPort}`,
+      adminToken: env.WHATISUP_ADMIN_TOKEN ?? "",
+      databaseUrl: env.DATABASE_URL ?? "",
+      dataDir: config.dataDir,
+      config
+    }
+  })
+
+/** A gateway on a database of its own, for a whole test file. */
 export const layerTestGateway = (extra: Record<string, string> = {}) =>
   Layer.effect(
     TestGateway,
     Effect.gen(function* () {
       const database = yield* testDatabase
       const env = yield* gatewayEnvironment(database.url, extra)
-      const config = yield* loadConfig.pipe(
-        Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(env)),
-        Effect.orDie
-      )
-      yield* Layer.build(layerGateway(config).pipe(Layer.provide(layerLogging(config)))).pipe(Effect.orDie)
-      return {
-        api: `http://127.0.0.1:${config.port}`,
-        admin: `http://127.0.0.1:${config.adminPort}`,
-        adminToken: env.WHATISUP_ADMIN_TOKEN,
-        databaseUrl: database.url,
-        dataDir: env.WHATISUP_DATA_DIR,
-        config
-      }
+      return yield* startGateway(env).pipe(Effect.orDie)
     })
   )
 
