@@ -17,7 +17,7 @@ layer(layerTestGateway(), { timeout: 120_000 })("the whatisup CLI against a runn
       const text = yield* runCli(["customers", "create", "Acme Corp"], env)
       expect(text.code).toBe(0)
       expect(text.stderr).toBe("")
-      expect(text.stdout).toMatch(/^Created customer cus_[0-9a-z]{26}  Acme Corp  \(active\)/)
+      expect(text.stdout).toMatch(/^Created customer cus_[0-9a-z]{26} {2}Acme Corp {2}\(active\)/)
       const key = /(wiu_[A-Za-z0-9_-]{43})/.exec(text.stdout)?.[1]
       expect(key).toBeDefined()
       expect(text.stdout).toContain("only time the key is shown")
