@@ -13,7 +13,14 @@ const slotNames: Record<HttpApiError.HttpApiSchemaError["kind"], string> = {
   ResponseHeaders: "response"
 }
 
-const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
+const formatter = SchemaIssue.makeFormatterStandardSchemaV1({
+  leafHook: (issue) =>
+    issue._tag === "UnexpectedKey"
+      ? "is not a known field"
+      : issue._tag === "MissingKey"
+        ? "is required"
+        : SchemaIssue.defaultLeafHook(issue)
+})
 
 /** Every offending field of a request that failed to decode, named by where it was sent. */
 export const invalidRequestOf = (error: HttpApiError.HttpApiSchemaError) => {
