@@ -20,10 +20,7 @@ export default [
     test: {
       name: "cli",
       root: "packages/cli",
-      include: ["test/**/*.test.ts"],
-      globalSetup: ["../server/test/global-setup.ts"],
-      testTimeout: 60_000,
-      hookTimeout: 120_000
+      include: ["test/**/*.test.ts"]
     }
   }
 ]

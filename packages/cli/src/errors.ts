@@ -32,8 +32,10 @@ export const explain = (cause: Cause.Cause<unknown>, target: AdminTarget): strin
       return `no customer ${error.customer_id}`
     case "AdminRequestInvalid":
       return error.message ?? "the gateway refused the request"
-    case "RpcClientError":
-      return `cannot reach the gateway's admin listener at ${target.url} (${error.message ?? "no answer"})`
+    case "RpcClientError": {
+      const detail = (error.message ?? "").replace(/^\w*Error:?\s*/, "").trim()
+      return `cannot reach the gateway's admin listener at ${target.url}${detail === "" ? "; is it running?" : ` (${detail})`}`
+    }
     case "TimeoutError":
       return `the gateway's admin listener at ${target.url} did not answer in time`
     case "ShowHelp":

@@ -14,9 +14,8 @@ import { layerCustomers } from "./tenancy/customers.ts"
 export const layerGateway = (config: GatewayConfig) => {
   const layerConfig = Layer.succeed(GatewayConfigService, config)
   const database = layerMigrated.pipe(Layer.provideMerge(layerDatabase), Layer.provide(layerConfig))
-  const authentication = layerAuthentication
   const services = Layer.mergeAll(layerApiKeys, layerCustomers).pipe(
-    Layer.provideMerge(Layer.mergeAll(layerAudit, authentication, layerIdempotency, layerKeyRing)),
+    Layer.provideMerge(Layer.mergeAll(layerAudit, layerAuthentication, layerIdempotency, layerKeyRing)),
     Layer.provideMerge(database),
     Layer.provideMerge(layerConfig)
   )

@@ -12,7 +12,7 @@ const newCustomer = (name: string) =>
     return yield* admin.CreateCustomer({ name })
   })
 
-layer(layerUnderTest, { timeout: 120_000 })("API keys", (it) => {
+layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys", (it) => {
   it.effect(
     "a new key is answered once with its plaintext, and lists show only its prefix and last four",
     () =>
@@ -214,5 +214,43 @@ layer(layerUnderTest, { timeout: 120_000 })("API keys", (it) => {
       }>`SELECT count(*)::int AS n FROM api_keys WHERE key_hash = sha256(${plaintexts[1]!}::bytea)`
       expect(hashes[0]!.n).toBe(1)
     }).pipe(Effect.scoped)
+  )
+
+  it.effect("revoking twice answers the revoked key again, with one audit row", () =>
+    Effect.gen(function* () {
+      const { api } = yield* TestGateway
+      const { api_key } = yield* newCustomer("Twice")
+      const second = yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })
+      const first = yield* request(api, "DELETE", `/v1/api-keys/${second.body.id}`, { key: api_key.key })
+      const again = yield* request(api, "DELETE", `/v1/api-keys/${second.body.id}`, { key: api_key.key })
+      expect(again.status).toBe(200)
+      expect(again.body.revoked_at).toBe(first.body.revoked_at)
+      const log = yield* request(api, "GET", `/v1/audit-events?resource_id=${second.body.id}`, {
+        key: api_key.key
+      })
+      expect(log.body.data.map((e: { action: string }) => e.action)).toEqual([
+        "api_key.revoked",
+        "api_key.created"
+      ])
+    })
+  )
+
+  it.effect("last_used_at is recorded in batches, not with a write per request", () =>
+    Effect.gen(function* () {
+      const { api } = yield* TestGateway
+      const { api_key } = yield* newCustomer("Busy")
+      const before = yield* request(api, "GET", "/v1/api-keys", { key: api_key.key })
+      const usedAt = Date.now()
+      let lastUsed: string | null = null
+      // the batch is flushed every few seconds; poll for it rather than assume a time
+      for (let i = 0; i < 100 && lastUsed === null; i++) {
+        yield* Effect.sleep("200 millis")
+        const list = yield* request(api, "GET", "/v1/api-keys", { key: api_key.key })
+        lastUsed = list.body.data.find((k: { id: string }) => k.id === api_key.id).last_used_at
+      }
+      expect(before.body.data[0].last_used_at).toBeNull()
+      expect(lastUsed).not.toBeNull()
+      expect(Date.parse(lastUsed!)).toBeGreaterThanOrEqual(usedAt - 1000)
+    })
   )
 })

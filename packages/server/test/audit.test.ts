@@ -6,7 +6,7 @@ import { request } from "./support/http.ts"
 
 const layerUnderTest = layerTestAdmin.pipe(Layer.provideMerge(layerTestGateway()))
 
-layer(layerUnderTest, { timeout: 120_000 })("audit log", (it) => {
+layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("audit log", (it) => {
   it.effect("every change is audited with its actor, resource and request id, newest first", () =>
     Effect.gen(function* () {
       const { api } = yield* TestGateway

@@ -21,205 +21,208 @@ const expectProblem = (reply: Reply, status: number, code: string) => {
 
 const paths = (reply: Reply) => (reply.body.errors as Array<{ path: string }>).map((e) => e.path).sort()
 
-layer(layerUnderTest, { timeout: 120_000 })("bad input is a 4xx problem that names the field", (it) => {
-  it.effect("malformed JSON", () =>
-    Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const key = yield* customerKey
-      const reply = yield* request(api, "POST", "/v1/api-keys", {
-        key,
-        rawBody: '{"name": ',
-        headers: { "content-type": "application/json" }
-      })
-      expectProblem(reply, 400, "invalid_request")
-      expect(reply.body.errors[0].path).toBe("body")
-      expect(reply.body.errors[0].message).toMatch(/JSON/)
-    })
-  )
-
-  it.effect("a wrong content type", () =>
-    Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const key = yield* customerKey
-      const reply = yield* request(api, "POST", "/v1/api-keys", {
-        key,
-        rawBody: "name=x",
-        headers: { "content-type": "text/plain" }
-      })
-      expectProblem(reply, 400, "invalid_content_type")
-    })
-  )
-
-  it.effect("wrong types and unknown fields, every one named", () =>
-    Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const key = yield* customerKey
-      const reply = yield* request(api, "POST", "/v1/api-keys", { key, body: { name: 42, colour: "red" } })
-      expectProblem(reply, 400, "invalid_request")
-      expect(reply.body.errors).toEqual([
-        { path: "body.colour", message: "is not a known field" },
-        { path: "body.name", message: "Expected string" }
-      ])
-      const count = yield* request(api, "GET", "/v1/api-keys", { key })
-      expect(count.body.data).toHaveLength(1)
-    })
-  )
-
-  it.effect("a body that is not an object", () =>
-    Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const key = yield* customerKey
-      for (const rawBody of ["[]", "null", '"x"', "12"]) {
+layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })(
+  "bad input is a 4xx problem that names the field",
+  (it) => {
+    it.effect("malformed JSON", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const key = yield* customerKey
         const reply = yield* request(api, "POST", "/v1/api-keys", {
           key,
-          rawBody,
+          rawBody: '{"name": ',
           headers: { "content-type": "application/json" }
         })
         expectProblem(reply, 400, "invalid_request")
-      }
-    })
-  )
-
-  it.effect("an empty name and an over-long name", () =>
-    Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const key = yield* customerKey
-      for (const name of ["", "x".repeat(101)]) {
-        const reply = yield* request(api, "POST", "/v1/api-keys", { key, body: { name } })
-        expectProblem(reply, 400, "invalid_request")
-        expect(paths(reply)).toEqual(["body.name"])
-      }
-    })
-  )
-
-  it.effect("an oversized body is 413, whether announced or streamed", () =>
-    Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const key = yield* customerKey
-      const big = JSON.stringify({ name: "x".repeat(2 * 1024 * 1024) })
-      const announced = yield* request(api, "POST", "/v1/api-keys", {
-        key,
-        rawBody: big,
-        headers: { "content-type": "application/json" }
+        expect(reply.body.errors[0].path).toBe("body")
+        expect(reply.body.errors[0].message).toMatch(/JSON/)
       })
-      expectProblem(announced, 413, "payload_too_large")
+    )
 
-      const streamed = yield* Effect.promise(
-        () =>
-          new Promise<{ status: number; contentType: string | undefined; body: string }>(
-            (resolve, reject) => {
-              const url = new URL(`${api}/v1/api-keys`)
-              const req = http.request(
-                {
-                  host: url.hostname,
-                  port: url.port,
-                  path: url.pathname,
-                  method: "POST",
-                  headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }
-                },
-                (res) => {
-                  let body = ""
-                  res.on("data", (chunk) => (body += chunk))
-                  res.on("end", () =>
-                    resolve({ status: res.statusCode ?? 0, contentType: res.headers["content-type"], body })
-                  )
-                }
-              )
-              req.on("error", reject)
-              // no content-length: chunked transfer
-              for (let i = 0; i < 32; i++) req.write(big.slice(i * 65536, (i + 1) * 65536))
-              req.end(big.slice(32 * 65536))
-            }
-          )
-      )
-      expect(streamed.status).toBe(413)
-      expect(streamed.contentType).toBe("application/problem+json")
-      expect(JSON.parse(streamed.body).code).toBe("payload_too_large")
-    })
-  )
-
-  it.effect("bad ids in the path", () =>
-    Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const key = yield* customerKey
-      for (const id of [
-        "nope",
-        "key_short",
-        "cus_01m8ahr742skbetar1crg621tp",
-        "key_01M8AHR742SKBETAR1CRG621TP"
-      ]) {
-        const reply = yield* request(api, "DELETE", `/v1/api-keys/${id}`, { key })
-        expectProblem(reply, 400, "invalid_request")
-        expect(paths(reply)).toEqual(["path.id"])
-      }
-      const unknown = yield* request(api, "DELETE", "/v1/api-keys/key_01m8ahr742skbetar1crg621tp", { key })
-      expectProblem(unknown, 404, "not_found")
-    })
-  )
-
-  it.effect("bad cursors, limits and unknown query parameters", () =>
-    Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const key = yield* customerKey
-      const cases: Array<[string, string]> = [
-        ["/v1/api-keys?cursor=%%%", "query.cursor"],
-        ["/v1/api-keys?cursor=bm90LWFuLWlk", "query.cursor"],
-        ["/v1/audit-events?cursor=a2V5XzAxbThhaHI3NDJza2JldGFyMWNyZzYyMXRw", "query.cursor"],
-        ["/v1/api-keys?limit=0", "query.limit"],
-        ["/v1/api-keys?limit=101", "query.limit"],
-        ["/v1/api-keys?limit=ten", "query.limit"],
-        ["/v1/api-keys?limit=1.5", "query.limit"],
-        ["/v1/api-keys?colour=red", "query.colour"],
-        ["/v1/audit-events?resource_type=DROP%20TABLE", "query.resource_type"]
-      ]
-      for (const [path, field] of cases) {
-        const reply = yield* request(api, "GET", path, { key })
-        expectProblem(reply, 400, "invalid_request")
-        expect(paths(reply), path).toEqual([field])
-      }
-    })
-  )
-
-  it.effect("bad Idempotency-Key headers", () =>
-    Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const key = yield* customerKey
-      const reply = yield* request(api, "POST", "/v1/api-keys", {
-        key,
-        body: {},
-        headers: { "idempotency-key": "x".repeat(300) }
+    it.effect("a wrong content type", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const key = yield* customerKey
+        const reply = yield* request(api, "POST", "/v1/api-keys", {
+          key,
+          rawBody: "name=x",
+          headers: { "content-type": "text/plain" }
+        })
+        expectProblem(reply, 400, "invalid_content_type")
       })
-      expectProblem(reply, 400, "invalid_request")
-      expect(paths(reply)).toEqual(["header.idempotency-key"])
-    })
-  )
+    )
 
-  it.effect("missing, malformed and unknown keys are 401", () =>
-    Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      expectProblem(yield* request(api, "GET", "/v1/me"), 401, "missing_api_key")
-      expectProblem(yield* request(api, "GET", "/v1/me", { key: "nope" }), 401, "malformed_api_key")
-      expectProblem(
-        yield* request(api, "GET", "/v1/me", { headers: { authorization: "Basic dXNlcjpwYXNz" } }),
-        401,
-        "missing_api_key"
-      )
-      expectProblem(
-        yield* request(api, "GET", "/v1/me", { key: `wiu_${"A".repeat(43)}` }),
-        401,
-        "invalid_api_key"
-      )
-    })
-  )
+    it.effect("wrong types and unknown fields, every one named", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const key = yield* customerKey
+        const reply = yield* request(api, "POST", "/v1/api-keys", { key, body: { name: 42, colour: "red" } })
+        expectProblem(reply, 400, "invalid_request")
+        expect(reply.body.errors).toEqual([
+          { path: "body.colour", message: "is not a known field" },
+          { path: "body.name", message: "Expected string" }
+        ])
+        const count = yield* request(api, "GET", "/v1/api-keys", { key })
+        expect(count.body.data).toHaveLength(1)
+      })
+    )
 
-  it.effect("unknown routes and methods", () =>
-    Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const key = yield* customerKey
-      expectProblem(yield* request(api, "GET", "/v1/nothing-here", { key }), 404, "route_not_found")
-      const wrongMethod = yield* request(api, "PUT", "/v1/me", { key, body: {} })
-      expect([404, 405]).toContain(wrongMethod.status)
-      expect(wrongMethod.headers.get("content-type")).toBe("application/problem+json")
-    })
-  )
-})
+    it.effect("a body that is not an object", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const key = yield* customerKey
+        for (const rawBody of ["[]", "null", '"x"', "12"]) {
+          const reply = yield* request(api, "POST", "/v1/api-keys", {
+            key,
+            rawBody,
+            headers: { "content-type": "application/json" }
+          })
+          expectProblem(reply, 400, "invalid_request")
+        }
+      })
+    )
+
+    it.effect("an empty name and an over-long name", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const key = yield* customerKey
+        for (const name of ["", "x".repeat(101)]) {
+          const reply = yield* request(api, "POST", "/v1/api-keys", { key, body: { name } })
+          expectProblem(reply, 400, "invalid_request")
+          expect(paths(reply)).toEqual(["body.name"])
+        }
+      })
+    )
+
+    it.effect("an oversized body is 413, whether announced or streamed", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const key = yield* customerKey
+        const big = JSON.stringify({ name: "x".repeat(2 * 1024 * 1024) })
+        const announced = yield* request(api, "POST", "/v1/api-keys", {
+          key,
+          rawBody: big,
+          headers: { "content-type": "application/json" }
+        })
+        expectProblem(announced, 413, "payload_too_large")
+
+        const streamed = yield* Effect.promise(
+          () =>
+            new Promise<{ status: number; contentType: string | undefined; body: string }>(
+              (resolve, reject) => {
+                const url = new URL(`${api}/v1/api-keys`)
+                const req = http.request(
+                  {
+                    host: url.hostname,
+                    port: url.port,
+                    path: url.pathname,
+                    method: "POST",
+                    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }
+                  },
+                  (res) => {
+                    let body = ""
+                    res.on("data", (chunk) => (body += chunk))
+                    res.on("end", () =>
+                      resolve({ status: res.statusCode ?? 0, contentType: res.headers["content-type"], body })
+                    )
+                  }
+                )
+                req.on("error", reject)
+                // no content-length: chunked transfer
+                for (let i = 0; i < 32; i++) req.write(big.slice(i * 65536, (i + 1) * 65536))
+                req.end(big.slice(32 * 65536))
+              }
+            )
+        )
+        expect(streamed.status).toBe(413)
+        expect(streamed.contentType).toBe("application/problem+json")
+        expect(JSON.parse(streamed.body).code).toBe("payload_too_large")
+      })
+    )
+
+    it.effect("bad ids in the path", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const key = yield* customerKey
+        for (const id of [
+          "nope",
+          "key_short",
+          "cus_01m8ahr742skbetar1crg621tp",
+          "key_01M8AHR742SKBETAR1CRG621TP"
+        ]) {
+          const reply = yield* request(api, "DELETE", `/v1/api-keys/${id}`, { key })
+          expectProblem(reply, 400, "invalid_request")
+          expect(paths(reply)).toEqual(["path.id"])
+        }
+        const unknown = yield* request(api, "DELETE", "/v1/api-keys/key_01m8ahr742skbetar1crg621tp", { key })
+        expectProblem(unknown, 404, "not_found")
+      })
+    )
+
+    it.effect("bad cursors, limits and unknown query parameters", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const key = yield* customerKey
+        const cases: Array<[string, string]> = [
+          ["/v1/api-keys?cursor=%%%", "query.cursor"],
+          ["/v1/api-keys?cursor=bm90LWFuLWlk", "query.cursor"],
+          ["/v1/audit-events?cursor=a2V5XzAxbThhaHI3NDJza2JldGFyMWNyZzYyMXRw", "query.cursor"],
+          ["/v1/api-keys?limit=0", "query.limit"],
+          ["/v1/api-keys?limit=101", "query.limit"],
+          ["/v1/api-keys?limit=ten", "query.limit"],
+          ["/v1/api-keys?limit=1.5", "query.limit"],
+          ["/v1/api-keys?colour=red", "query.colour"],
+          ["/v1/audit-events?resource_type=DROP%20TABLE", "query.resource_type"]
+        ]
+        for (const [path, field] of cases) {
+          const reply = yield* request(api, "GET", path, { key })
+          expectProblem(reply, 400, "invalid_request")
+          expect(paths(reply), path).toEqual([field])
+        }
+      })
+    )
+
+    it.effect("bad Idempotency-Key headers", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const key = yield* customerKey
+        const reply = yield* request(api, "POST", "/v1/api-keys", {
+          key,
+          body: {},
+          headers: { "idempotency-key": "x".repeat(300) }
+        })
+        expectProblem(reply, 400, "invalid_request")
+        expect(paths(reply)).toEqual(["header.idempotency-key"])
+      })
+    )
+
+    it.effect("missing, malformed and unknown keys are 401", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        expectProblem(yield* request(api, "GET", "/v1/me"), 401, "missing_api_key")
+        expectProblem(yield* request(api, "GET", "/v1/me", { key: "nope" }), 401, "malformed_api_key")
+        expectProblem(
+          yield* request(api, "GET", "/v1/me", { headers: { authorization: "Basic dXNlcjpwYXNz" } }),
+          401,
+          "missing_api_key"
+        )
+        expectProblem(
+          yield* request(api, "GET", "/v1/me", { key: `wiu_${"A".repeat(43)}` }),
+          401,
+          "invalid_api_key"
+        )
+      })
+    )
+
+    it.effect("unknown routes and methods", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const key = yield* customerKey
+        expectProblem(yield* request(api, "GET", "/v1/nothing-here", { key }), 404, "route_not_found")
+        const wrongMethod = yield* request(api, "PUT", "/v1/me", { key, body: {} })
+        expect([404, 405]).toContain(wrongMethod.status)
+        expect(wrongMethod.headers.get("content-type")).toBe("application/problem+json")
+      })
+    )
+  }
+)

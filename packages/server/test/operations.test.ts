@@ -6,7 +6,7 @@ import { request } from "./support/http.ts"
 
 const layerUnderTest = layerTestAdmin.pipe(Layer.provideMerge(layerTestGateway()))
 
-layer(layerUnderTest, { timeout: 120_000 })("operations endpoints", (it) => {
+layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("operations endpoints", (it) => {
   it.effect("healthz and readyz answer ok once migrations are applied", () =>
     Effect.gen(function* () {
       const { api } = yield* TestGateway

@@ -9,126 +9,131 @@ const cliEnvironment = Effect.gen(function* () {
   return { WHATISUP_ADMIN_URL: gateway.admin, WHATISUP_ADMIN_TOKEN: gateway.adminToken }
 })
 
-layer(layerTestGateway(), { timeout: 120_000 })("the whatisup CLI against a running gateway", (it) => {
-  it.effect("customers create prints the first key once, and the key works with the public API", () =>
-    Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const env = yield* cliEnvironment
-      const text = yield* runCli(["customers", "create", "Acme Corp"], env)
-      expect(text.code).toBe(0)
-      expect(text.stderr).toBe("")
-      expect(text.stdout).toMatch(/^Created customer cus_[0-9a-z]{26} {2}Acme Corp {2}\(active\)/)
-      const key = /(wiu_[A-Za-z0-9_-]{43})/.exec(text.stdout)?.[1]
-      expect(key).toBeDefined()
-      expect(text.stdout).toContain("only time the key is shown")
-      const me = yield* request(api, "GET", "/v1/me", { key: key! })
-      expect(me.status).toBe(200)
-      expect(me.body.customer.name).toBe("Acme Corp")
-    })
-  )
-
-  it.effect("list, get, set-plan, suspend, resume and keys issue, in text and --json", () =>
-    Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const env = yield* cliEnvironment
-      const created = JSON.parse((yield* runCli(["customers", "create", "Globex", "--json"], env)).stdout)
-      const id = created.customer.id as string
-
-      const listed = JSON.parse((yield* runCli(["customers", "list", "--json"], env)).stdout)
-      expect(listed.map((c: { id: string }) => c.id)).toContain(id)
-      expect((yield* runCli(["customers", "list"], env)).stdout).toContain(`${id}  Globex  (active)`)
-
-      const fetched = JSON.parse((yield* runCli(["customers", "get", id, "--json"], env)).stdout)
-      expect(fetched).toEqual(created.customer)
-
-      const planned = yield* runCli(
-        ["customers", "set-plan", id, "--max-channels", "7", "--api-rps", "9", "--json"],
-        env
-      )
-      expect(planned.code).toBe(0)
-      expect(JSON.parse(planned.stdout).plan).toEqual({
-        ...created.customer.plan,
-        max_channels: 7,
-        api_requests_per_second: 9
+layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
+  "the whatisup CLI against a running gateway",
+  (it) => {
+    it.effect("customers create prints the first key once, and the key works with the public API", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const env = yield* cliEnvironment
+        const text = yield* runCli(["customers", "create", "Acme Corp"], env)
+        expect(text.code).toBe(0)
+        expect(text.stderr).toBe("")
+        expect(text.stdout).toMatch(/^Created customer cus_[0-9a-z]{26} {2}Acme Corp {2}\(active\)/)
+        const key = /(wiu_[A-Za-z0-9_-]{43})/.exec(text.stdout)?.[1]
+        expect(key).toBeDefined()
+        expect(text.stdout).toContain("only time the key is shown")
+        const me = yield* request(api, "GET", "/v1/me", { key: key! })
+        expect(me.status).toBe(200)
+        expect(me.body.customer.name).toBe("Acme Corp")
       })
+    )
 
-      const issued = JSON.parse(
-        (yield* runCli(["keys", "issue", id, "--name", "deploy", "--json"], env)).stdout
-      )
-      expect(issued.key).toMatch(/^wiu_/)
-      expect(issued.name).toBe("deploy")
-      expect((yield* request(api, "GET", "/v1/me", { key: issued.key })).status).toBe(200)
+    it.effect("list, get, set-plan, suspend, resume and keys issue, in text and --json", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const env = yield* cliEnvironment
+        const created = JSON.parse((yield* runCli(["customers", "create", "Globex", "--json"], env)).stdout)
+        const id = created.customer.id as string
 
-      expect((yield* runCli(["customers", "suspend", id], env)).stdout).toContain("(suspended)")
-      expect((yield* request(api, "GET", "/v1/me", { key: issued.key })).body.code).toBe("customer_suspended")
-      expect((yield* runCli(["customers", "resume", id], env)).stdout).toContain("(active)")
-      expect((yield* request(api, "GET", "/v1/me", { key: issued.key })).status).toBe(200)
+        const listed = JSON.parse((yield* runCli(["customers", "list", "--json"], env)).stdout)
+        expect(listed.map((c: { id: string }) => c.id)).toContain(id)
+        expect((yield* runCli(["customers", "list"], env)).stdout).toContain(`${id}  Globex  (active)`)
 
-      const audit = yield* request(api, "GET", "/v1/audit-events", { key: issued.key })
-      expect(
-        audit.body.data.map((e: { action: string; actor: { type: string } }) => [e.action, e.actor.type])
-      ).toEqual([
-        ["customer.resumed", "operator"],
-        ["customer.suspended", "operator"],
-        ["api_key.created", "operator"],
-        ["customer.plan_changed", "operator"],
-        ["api_key.created", "operator"],
-        ["customer.created", "operator"]
-      ])
-    })
-  )
+        const fetched = JSON.parse((yield* runCli(["customers", "get", id, "--json"], env)).stdout)
+        expect(fetched).toEqual(created.customer)
 
-  it.effect("master-key rotate re-encrypts under the newest key", () =>
-    Effect.gen(function* () {
-      const env = yield* cliEnvironment
-      const rotated = yield* runCli(["master-key", "rotate", "--json"], env)
-      expect(rotated.code).toBe(0)
-      const result = JSON.parse(rotated.stdout)
-      expect(result.key_id).toBe("k1")
-      expect(result.stores.map((s: { store: string }) => s.store)).toContain("key_ring_canary")
-    })
-  )
+        const planned = yield* runCli(
+          ["customers", "set-plan", id, "--max-channels", "7", "--api-rps", "9", "--json"],
+          env
+        )
+        expect(planned.code).toBe(0)
+        expect(JSON.parse(planned.stdout).plan).toEqual({
+          ...created.customer.plan,
+          max_channels: 7,
+          api_requests_per_second: 9
+        })
 
-  it.effect("mistakes get one clear line and a non-zero exit, never a stack trace", () =>
-    Effect.gen(function* () {
-      const { admin } = yield* TestGateway
-      const env = yield* cliEnvironment
-      const cases: Array<[Array<string>, Record<string, string>, RegExp]> = [
-        [
-          ["customers", "list"],
-          { ...env, WHATISUP_ADMIN_TOKEN: "x".repeat(40) },
-          /^whatisup: the gateway refused the operator token from WHATISUP_ADMIN_TOKEN\n$/
-        ],
-        [
-          ["customers", "list"],
-          { ...env, WHATISUP_ADMIN_URL: "http://127.0.0.1:9" },
-          /^whatisup: cannot reach the gateway's admin listener at http:\/\/127\.0\.0\.1:9/
-        ],
-        [
-          ["customers", "get", "cus_00000000000000000000000000"],
-          env,
-          /^whatisup: no customer cus_00000000000000000000000000\n$/
-        ],
-        [["customers", "get", "acme"], env, /^whatisup: .*cus_/],
-        [
-          ["customers", "set-plan", "cus_00000000000000000000000000"],
-          env,
-          /^whatisup: set-plan needs at least one of/
-        ],
-        [
-          ["customers", "set-plan", "cus_00000000000000000000000000", "--max-channels", "0"],
-          env,
-          /^whatisup: .*max_channels/
+        const issued = JSON.parse(
+          (yield* runCli(["keys", "issue", id, "--name", "deploy", "--json"], env)).stdout
+        )
+        expect(issued.key).toMatch(/^wiu_/)
+        expect(issued.name).toBe("deploy")
+        expect((yield* request(api, "GET", "/v1/me", { key: issued.key })).status).toBe(200)
+
+        expect((yield* runCli(["customers", "suspend", id], env)).stdout).toContain("(suspended)")
+        expect((yield* request(api, "GET", "/v1/me", { key: issued.key })).body.code).toBe(
+          "customer_suspended"
+        )
+        expect((yield* runCli(["customers", "resume", id], env)).stdout).toContain("(active)")
+        expect((yield* request(api, "GET", "/v1/me", { key: issued.key })).status).toBe(200)
+
+        const audit = yield* request(api, "GET", "/v1/audit-events", { key: issued.key })
+        expect(
+          audit.body.data.map((e: { action: string; actor: { type: string } }) => [e.action, e.actor.type])
+        ).toEqual([
+          ["customer.resumed", "operator"],
+          ["customer.suspended", "operator"],
+          ["api_key.created", "operator"],
+          ["customer.plan_changed", "operator"],
+          ["api_key.created", "operator"],
+          ["customer.created", "operator"]
+        ])
+      })
+    )
+
+    it.effect("master-key rotate re-encrypts under the newest key", () =>
+      Effect.gen(function* () {
+        const env = yield* cliEnvironment
+        const rotated = yield* runCli(["master-key", "rotate", "--json"], env)
+        expect(rotated.code).toBe(0)
+        const result = JSON.parse(rotated.stdout)
+        expect(result.key_id).toBe("k1")
+        expect(result.stores.map((s: { store: string }) => s.store)).toContain("key_ring_canary")
+      })
+    )
+
+    it.effect("mistakes get one clear line and a non-zero exit, never a stack trace", () =>
+      Effect.gen(function* () {
+        const { admin } = yield* TestGateway
+        const env = yield* cliEnvironment
+        const cases: Array<[Array<string>, Record<string, string>, RegExp]> = [
+          [
+            ["customers", "list"],
+            { ...env, WHATISUP_ADMIN_TOKEN: "x".repeat(40) },
+            /^whatisup: the gateway refused the operator token from WHATISUP_ADMIN_TOKEN\n$/
+          ],
+          [
+            ["customers", "list"],
+            { ...env, WHATISUP_ADMIN_URL: "http://127.0.0.1:9" },
+            /^whatisup: cannot reach the gateway's admin listener at http:\/\/127\.0\.0\.1:9/
+          ],
+          [
+            ["customers", "get", "cus_00000000000000000000000000"],
+            env,
+            /^whatisup: no customer cus_00000000000000000000000000\n$/
+          ],
+          [["customers", "get", "acme"], env, /^whatisup: .*cus_/],
+          [
+            ["customers", "set-plan", "cus_00000000000000000000000000"],
+            env,
+            /^whatisup: set-plan needs at least one of/
+          ],
+          [
+            ["customers", "set-plan", "cus_00000000000000000000000000", "--max-channels", "0"],
+            env,
+            /^whatisup: .*max_channels/
+          ]
         ]
-      ]
-      for (const [args, environment, expected] of cases) {
-        const run = yield* runCli(args, environment)
-        expect(run.code, args.join(" ")).not.toBe(0)
-        expect(run.stderr, args.join(" ")).toMatch(expected)
-        expect(run.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1)
-        expect(run.stderr + run.stdout).not.toMatch(/\n\s+at /)
-      }
-      expect(admin).toMatch(/^http:/)
-    })
-  )
-})
+        for (const [args, environment, expected] of cases) {
+          const run = yield* runCli(args, environment)
+          expect(run.code, args.join(" ")).not.toBe(0)
+          expect(run.stderr, args.join(" ")).toMatch(expected)
+          expect(run.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1)
+          expect(run.stderr + run.stdout).not.toMatch(/\n\s+at /)
+        }
+        expect(admin).toMatch(/^http:/)
+      })
+    )
+  }
+)

@@ -93,12 +93,19 @@ export const layerApiKeys = Layer.effect(
         readonly keyId: string
         readonly actor: AuditActor
       }) {
-        const rows = yield* sql<ApiKeyRow>`
-        UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
-        WHERE id = ${options.keyId} AND customer_id = ${options.customerId}
+        const revoked = yield* sql<ApiKeyRow>`
+        UPDATE api_keys SET revoked_at = now()
+        WHERE id = ${options.keyId} AND customer_id = ${options.customerId} AND revoked_at IS NULL
         RETURNING ${sql.literal(keyColumns)}`
-        const row = rows[0]
-        if (row === undefined) return yield* new NotFound({ detail: "No such API key" })
+        const row = revoked[0]
+        if (row === undefined) {
+          // revoking twice answers the revoked key again, without a second audit row
+          const existing = yield* sql<ApiKeyRow>`
+            SELECT ${sql.literal(keyColumns)} FROM api_keys
+            WHERE id = ${options.keyId} AND customer_id = ${options.customerId}`
+          if (existing[0] === undefined) return yield* new NotFound({ detail: "No such API key" })
+          return renderApiKey(existing[0])
+        }
         yield* audit.record({
           customerId: options.customerId,
           actor: options.actor,
