@@ -3,6 +3,7 @@ import { Effect, Layer } from "effect"
 import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { AdminClient, layerTestAdmin, layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
+import { sqlFor } from "./support/database.ts"
 
 const layerUnderTest = layerTestAdmin.pipe(Layer.provideMerge(layerTestGateway()))
 
@@ -97,5 +98,24 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("operatio
         expect(exit._tag).toBe("OperatorUnauthorized")
       }
     })
+  )
+
+  it.effect("a failure inside the gateway is a 500 problem that leaks no internals", () =>
+    Effect.gen(function* () {
+      const { api, databaseUrl } = yield* TestGateway
+      const operator = yield* AdminClient
+      const { api_key } = yield* operator.CreateCustomer({ name: "Unlucky" })
+      const sql = yield* sqlFor(databaseUrl)
+      yield* sql`ALTER TABLE audit_events RENAME TO audit_events_away`
+      const reply = yield* request(api, "GET", "/v1/audit-events", { key: api_key.key }).pipe(
+        Effect.ensuring(sql`ALTER TABLE audit_events_away RENAME TO audit_events`.pipe(Effect.orDie))
+      )
+      expect(reply.status).toBe(500)
+      expect(reply.headers.get("content-type")).toBe("application/problem+json")
+      expect(reply.body.code).toBe("internal_error")
+      expect(reply.headers.get("x-request-id")).toBeTruthy()
+      expect(reply.text).not.toMatch(/audit_events|relation|SELECT|sql/i)
+      expect((yield* request(api, "GET", "/v1/audit-events", { key: api_key.key })).status).toBe(200)
+    }).pipe(Effect.scoped)
   )
 })

@@ -59,7 +59,6 @@ const layerRequestPipeline = HttpRouter.middleware(
           : yield* httpEffect.pipe(
               Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBodyBytes)),
               Effect.provideService(CurrentRequestId, requestId),
-              Effect.annotateLogs({ request_id: requestId }),
               Effect.map(asProblem),
               Effect.catchCause((cause) =>
                 isBodyTooLarge(cause)
@@ -67,7 +66,8 @@ const layerRequestPipeline = HttpRouter.middleware(
                   : Effect.flatMap(HttpServerError.causeResponse(cause), ([response]) =>
                       response.status >= 500 ? internalError(cause) : Effect.succeed(asProblem(response))
                     )
-              )
+              ),
+              Effect.annotateLogs({ request_id: requestId, method: request.method, path: request.url })
             )
       const route = routeOf(request.url, response.status)
       yield* Metric.update(
