@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
+import * as http from "node:http"
 import * as path from "node:path"
 import { testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, tempDataDir } from "./support/gateway.ts"
@@ -102,23 +103,51 @@ describe("starting the gateway", () => {
   )
 
   it.effect(
-    "SIGTERM stops accepting, finishes, and exits cleanly",
+    "SIGTERM finishes the request in flight, stops accepting, and exits cleanly",
     () =>
       Effect.gen(function* () {
         const database = yield* testDatabase
         const env = yield* gatewayEnvironment(database.url)
         const gateway = yield* spawnGateway(env)
         yield* waitReady(gateway, apiOf(env))
+        const created = yield* runCli(["customers", "create", "Shutdown Co", "--json"], {
+          WHATISUP_ADMIN_URL: `http://${env.WHATISUP_ADMIN_LISTEN}`,
+          WHATISUP_ADMIN_TOKEN: env.WHATISUP_ADMIN_TOKEN
+        })
+        const key = JSON.parse(created.stdout).api_key.key as string
+
+        // a request whose body is still arriving when SIGTERM comes
+        const inFlight = http.request({
+          host: "127.0.0.1",
+          port: Number(env.PORT),
+          path: "/v1/api-keys",
+          method: "POST",
+          headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }
+        })
+        const answered = new Promise<{ status: number; body: string }>((resolve, reject) => {
+          inFlight.on("response", (res) => {
+            let body = ""
+            res.on("data", (chunk) => (body += chunk))
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body }))
+          })
+          inFlight.on("error", reject)
+        })
+        inFlight.write('{"name":')
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 200)))
         gateway.child.kill("SIGTERM")
-        const code = yield* Effect.promise(() => gateway.exited)
-        expect(code).toBe(0)
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 300)))
         const refused = yield* Effect.promise(() =>
           fetch(`${apiOf(env)}/healthz`).then(
             () => "answered",
             () => "refused"
           )
         )
+        inFlight.end('"late"}')
+        const reply = yield* Effect.promise(() => answered)
+        expect(reply.status).toBe(201)
+        expect(JSON.parse(reply.body).name).toBe("late")
         expect(refused).toBe("refused")
+        expect(yield* Effect.promise(() => gateway.exited)).toBe(0)
       }).pipe(Effect.scoped),
     120_000
   )
