@@ -15,7 +15,8 @@ export const layerGateway = (config: GatewayConfig) => {
   const layerConfig = Layer.succeed(GatewayConfigService, config)
   const database = layerMigrated.pipe(Layer.provideMerge(layerDatabase), Layer.provide(layerConfig))
   const services = Layer.mergeAll(layerApiKeys, layerCustomers).pipe(
-    Layer.provideMerge(Layer.mergeAll(layerAudit, layerAuthentication, layerIdempotency, layerKeyRing)),
+    Layer.provideMerge(Layer.mergeAll(layerAudit, layerAuthentication, layerIdempotency)),
+    Layer.provideMerge(layerKeyRing),
     Layer.provideMerge(database),
     Layer.provideMerge(layerConfig)
   )

@@ -167,13 +167,17 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
           plan: { max_api_keys: 1 }
         })
         const sql = yield* sqlFor(databaseUrl)
-        // a first request that claimed the key and has not finished
-        yield* sql`INSERT INTO idempotency_keys (customer_id, key, request_hash) VALUES (${customer.id}, 'inflight', 'h')`
-        const duplicate = yield* request(api, "POST", "/v1/api-keys", {
-          key: api_key.key,
-          body: {},
-          headers: { "idempotency-key": "inflight" }
-        })
+        // hold the lock a first request holds while it runs
+        const duplicate = yield* sql.withTransaction(
+          Effect.gen(function* () {
+            yield* sql`SELECT pg_advisory_xact_lock(hashtext(${customer.id}), hashtext('inflight'))`
+            return yield* request(api, "POST", "/v1/api-keys", {
+              key: api_key.key,
+              body: {},
+              headers: { "idempotency-key": "inflight" }
+            })
+          })
+        )
         expect(duplicate.status).toBe(409)
         expect(duplicate.body.code).toBe("idempotency_key_in_use")
 
@@ -183,17 +187,57 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
           headers: { "idempotency-key": "over-limit" }
         })
         expect(refused.status).toBe(403)
-        const rows =
-          yield* sql`SELECT 1 FROM idempotency_keys WHERE customer_id = ${customer.id} AND key = 'over-limit'`
+        const rows = yield* sql`SELECT 1 FROM idempotency_keys WHERE customer_id = ${customer.id}`
         expect(rows).toHaveLength(0)
+        yield* admin.SetPlan({ id: customer.id, plan: { max_api_keys: 2 } })
+        const retried = yield* request(api, "POST", "/v1/api-keys", {
+          key: api_key.key,
+          body: {},
+          headers: { "idempotency-key": "over-limit" }
+        })
+        expect(retried.status).toBe(201)
       }).pipe(Effect.scoped)
+  )
+
+  it.effect("Idempotency-Key: concurrent duplicates create exactly one key", () =>
+    Effect.gen(function* () {
+      const { api } = yield* TestGateway
+      const { api_key } = yield* newCustomer("Stampede")
+      const replies = yield* Effect.all(
+        Array.from({ length: 8 }, () =>
+          request(api, "POST", "/v1/api-keys", {
+            key: api_key.key,
+            body: { name: "once" },
+            headers: { "idempotency-key": "stampede" }
+          })
+        ),
+        { concurrency: "unbounded" }
+      )
+      const created = replies.filter((r) => r.status === 201)
+      expect(replies.every((r) => r.status === 201 || r.status === 409)).toBe(true)
+      expect(created.length).toBeGreaterThanOrEqual(1)
+      expect(new Set(created.map((r) => r.body.id)).size).toBe(1)
+      const list = yield* request(api, "GET", "/v1/api-keys", { key: api_key.key })
+      expect(list.body.data.filter((k: { name: string | null }) => k.name === "once")).toHaveLength(1)
+    })
   )
 
   it.effect("no table holds a key's plaintext, only its hash", () =>
     Effect.gen(function* () {
       const { api, databaseUrl } = yield* TestGateway
       const { api_key } = yield* newCustomer("Secretive")
-      const created = yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: { name: "x" } })
+      // with an Idempotency-Key too: the stored answer that replays the key must not hold it in clear
+      const created = yield* request(api, "POST", "/v1/api-keys", {
+        key: api_key.key,
+        body: { name: "x" },
+        headers: { "idempotency-key": "secretive-1" }
+      })
+      const replayed = yield* request(api, "POST", "/v1/api-keys", {
+        key: api_key.key,
+        body: { name: "x" },
+        headers: { "idempotency-key": "secretive-1" }
+      })
+      expect(replayed.body.key).toBe(created.body.key)
       const plaintexts = [api_key.key, created.body.key as string]
       const sql = yield* sqlFor(databaseUrl)
       const columns = yield* sql<{ table_name: string; column_name: string }>`

@@ -1,19 +1,17 @@
 import { IdempotencyKeyInUse, IdempotencyKeyReused } from "@whatisup/domain"
-import { Context, Effect, Exit, Layer, Schedule, Schema } from "effect"
+import { Context, Effect, Layer, Schedule, Schema } from "effect"
 import { HttpEffect, HttpServerResponse } from "effect/http"
+import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import { SqlClient } from "effect/sql"
 import * as crypto from "node:crypto"
-
-interface ClaimRow {
-  readonly request_hash: string
-  readonly response_body: unknown
-  readonly completed_at: Date | null
-}
+import { KeyRing } from "../crypto/keyRing.ts"
 
 /**
  * `Idempotency-Key` on creating POSTs, per customer, kept 24 hours: the same key and request replay
  * the first answer, another request with the key is refused, and a duplicate of a request still in
- * flight is told so. The stored answer commits in the same transaction as what it created.
+ * flight is told so. Everything happens in the creating transaction: a transaction-scoped advisory
+ * lock marks the request in flight, and the stored answer (encrypted: it may hold a secret shown
+ * once) commits with what it created, so a crash leaves nothing behind.
  */
 export class Idempotency extends Context.Service<
   Idempotency,
@@ -26,7 +24,7 @@ export class Idempotency extends Context.Service<
         readonly response: Schema.Codec<A, I>
       },
       effect: Effect.Effect<A, E, R>
-    ) => Effect.Effect<A, E | IdempotencyKeyInUse | IdempotencyKeyReused, R>
+    ) => Effect.Effect<A, E | IdempotencyKeyInUse | IdempotencyKeyReused, R | HttpServerRequest>
   }
 >()("whatisup/Idempotency") {}
 
@@ -34,6 +32,25 @@ export const layerIdempotency = Layer.effect(
   Idempotency,
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
+    const keyRing = yield* KeyRing
+
+    yield* keyRing.register({
+      name: "idempotency_keys",
+      reencrypt: Effect.gen(function* () {
+        const rows = yield* sql<{ customer_id: string; key: string; response_ciphertext: string }>`
+          SELECT customer_id, key, response_ciphertext FROM idempotency_keys FOR UPDATE`
+        let rewritten = 0
+        for (const row of rows) {
+          if (keyRing.isCurrent(row.response_ciphertext)) continue
+          const plaintext = yield* keyRing.decrypt(row.response_ciphertext)
+          yield* sql`
+            UPDATE idempotency_keys SET response_ciphertext = ${keyRing.encrypt(plaintext)}
+            WHERE customer_id = ${row.customer_id} AND key = ${row.key}`
+          rewritten++
+        }
+        return rewritten
+      })
+    })
 
     yield* Effect.forkScoped(
       Effect.repeat(
@@ -44,64 +61,67 @@ export const layerIdempotency = Layer.effect(
       )
     )
 
-    return Idempotency.of({
-      run: ({ customerId, key, request, response }, effect) => {
-        if (key === undefined) return effect
-        const requestHash = crypto.createHash("sha256").update(JSON.stringify(request)).digest("base64url")
-        return Effect.gen(function* () {
-          const claimed = yield* sql`
-            INSERT INTO idempotency_keys (customer_id, key, request_hash)
-            VALUES (${customerId}, ${key}, ${requestHash})
-            ON CONFLICT (customer_id, key) DO UPDATE
-              SET request_hash = excluded.request_hash, created_at = now(), completed_at = NULL,
-                  response_body = NULL, response_status = NULL
-              WHERE idempotency_keys.created_at < now() - interval '24 hours'
-            RETURNING 1`.pipe(Effect.orDie)
-          if (claimed.length === 0) {
-            const rows = yield* sql<ClaimRow>`
-              SELECT request_hash, response_body, completed_at FROM idempotency_keys
-              WHERE customer_id = ${customerId} AND key = ${key}`.pipe(Effect.orDie)
-            const row = rows[0]
-            if (row === undefined || row.completed_at === null) {
+    const markReplayed = HttpEffect.appendPreResponseHandler((_request, response) =>
+      Effect.succeed(HttpServerResponse.setHeader(response, "idempotent-replayed", "true"))
+    )
+
+    const run = <A, I, E, R>(
+      options: {
+        readonly customerId: string
+        readonly key: string | undefined
+        readonly request: unknown
+        readonly response: Schema.Codec<A, I>
+      },
+      effect: Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | IdempotencyKeyInUse | IdempotencyKeyReused, R | HttpServerRequest> => {
+      const { customerId, key, response } = options
+      if (key === undefined) return effect
+      const requestHash = crypto
+        .createHash("sha256")
+        .update(JSON.stringify(options.request))
+        .digest("base64url")
+      return sql
+        .withTransaction(
+          Effect.gen(function* () {
+            const locked = yield* sql<{ locked: boolean }>`
+              SELECT pg_try_advisory_xact_lock(hashtext(${customerId}), hashtext(${key})) AS locked`
+            if (!locked[0]?.locked) {
               return yield* new IdempotencyKeyInUse({
                 detail: "The first request with this Idempotency-Key has not finished; retry later"
               })
             }
-            if (row.request_hash !== requestHash) {
-              return yield* new IdempotencyKeyReused({
-                detail: "This Idempotency-Key was first used with a different request"
-              })
+            const stored = yield* sql<{ request_hash: string; response_ciphertext: string }>`
+              SELECT request_hash, response_ciphertext FROM idempotency_keys
+              WHERE customer_id = ${customerId} AND key = ${key} AND created_at > now() - interval '24 hours'`
+            const first = stored[0]
+            if (first !== undefined) {
+              if (first.request_hash !== requestHash) {
+                return yield* new IdempotencyKeyReused({
+                  detail: "This Idempotency-Key was first used with a different request"
+                })
+              }
+              const body = yield* keyRing.decrypt(first.response_ciphertext).pipe(Effect.orDie)
+              yield* markReplayed
+              return yield* Schema.decodeUnknownEffect(Schema.fromJsonString(response))(body).pipe(
+                Effect.orDie
+              )
             }
-            yield* HttpEffect.appendPreResponseHandler((_request, res) =>
-              Effect.succeed(HttpServerResponse.setHeader(res, "idempotent-replayed", "true"))
-            ).pipe(Effect.catchCause(() => Effect.void))
-            return yield* Schema.decodeUnknownEffect(response)(row.response_body).pipe(Effect.orDie)
-          }
-          return yield* sql
-            .withTransaction(
-              Effect.tap(effect, (value) =>
-                Effect.flatMap(
-                  Schema.encodeEffect(response)(value),
-                  (body) =>
-                    sql`
-                    UPDATE idempotency_keys
-                    SET response_body = ${JSON.stringify(body)}::jsonb, response_status = 200, completed_at = now()
-                    WHERE customer_id = ${customerId} AND key = ${key}`
-                ).pipe(Effect.orDie)
-              )
+            const value = yield* effect
+            const encoded = yield* Schema.encodeEffect(Schema.fromJsonString(response))(value).pipe(
+              Effect.orDie
             )
-            .pipe(
-              Effect.catchTag("SqlError", Effect.die),
-              Effect.onExit((exit) =>
-                Exit.isSuccess(exit)
-                  ? Effect.void
-                  : sql`DELETE FROM idempotency_keys WHERE customer_id = ${customerId} AND key = ${key}`.pipe(
-                      Effect.ignore
-                    )
-              )
-            )
-        }) as Effect.Effect<any, any, any>
-      }
-    })
+            yield* sql`
+              INSERT INTO idempotency_keys (customer_id, key, request_hash, response_ciphertext)
+              VALUES (${customerId}, ${key}, ${requestHash}, ${keyRing.encrypt(encoded)})
+              ON CONFLICT (customer_id, key) DO UPDATE
+                SET request_hash = excluded.request_hash, response_ciphertext = excluded.response_ciphertext,
+                    created_at = now()`
+            return value
+          })
+        )
+        .pipe(Effect.catchTag("SqlError", Effect.die))
+    }
+
+    return Idempotency.of({ run })
   })
 )

@@ -63,10 +63,8 @@ export default Effect.gen(function* () {
       customer_id text NOT NULL,
       key text NOT NULL,
       request_hash text NOT NULL,
-      response_status integer,
-      response_body jsonb,
+      response_ciphertext text NOT NULL,
       created_at timestamptz NOT NULL DEFAULT now(),
-      completed_at timestamptz,
       PRIMARY KEY (customer_id, key)
     )`
   yield* sql`CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at)`
