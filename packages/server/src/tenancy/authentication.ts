@@ -8,9 +8,12 @@ import { credentialsChangedChannel, hashKey, keyPattern } from "./credentials.ts
 type CallerShape = Context.Service.Shape<typeof Caller>
 
 interface CachedKey {
-  readonly caller: CallerShape
-  readonly suspended: boolean
-  readonly revoked: boolean
+  /** `null`: no key has this hash (cached too, so guessing keys costs no query each). */
+  readonly found: {
+    readonly caller: CallerShape
+    readonly suspended: boolean
+    readonly revoked: boolean
+  } | null
   readonly cachedAt: number
 }
 
@@ -20,6 +23,7 @@ interface Bucket {
 }
 
 const cacheTtlMillis = 60_000
+const maxCachedKeys = 50_000
 const lastUsedFlushInterval = "5 seconds"
 
 /**
@@ -41,11 +45,14 @@ export const layerAuthentication = Layer.effect(
   Effect.gen(function* () {
     const sql = yield* PgClient.PgClient
     const cache = new Map<string, CachedKey>()
+    // bumped by every invalidation, so a lookup that raced one never caches what it read before it
+    let generation = 0
     const buckets = new Map<string, Bucket>()
     let lastUsed = new Map<string, number>()
 
     const load = (hash: Buffer) =>
       Effect.gen(function* () {
+        const startedAt = generation
         const rows = yield* sql<
           CustomerRow & { key_id: string; channel_id: string | null; revoked: boolean }
         >`
@@ -53,19 +60,26 @@ export const layerAuthentication = Layer.effect(
           FROM api_keys k JOIN customers c ON c.id = k.customer_id
           WHERE k.key_hash = ${hash}`.pipe(Effect.orDie)
         const row = rows[0]
-        if (row === undefined) return undefined
         const entry: CachedKey = {
-          caller: {
-            customerId: row.id as CallerShape["customerId"],
-            keyId: row.key_id as CallerShape["keyId"],
-            channelId: row.channel_id as CallerShape["channelId"],
-            plan: planOf(row)
-          },
-          suspended: row.status === "suspended",
-          revoked: row.revoked,
+          found:
+            row === undefined
+              ? null
+              : {
+                  caller: {
+                    customerId: row.id as CallerShape["customerId"],
+                    keyId: row.key_id as CallerShape["keyId"],
+                    channelId: row.channel_id as CallerShape["channelId"],
+                    plan: planOf(row)
+                  },
+                  suspended: row.status === "suspended",
+                  revoked: row.revoked
+                },
           cachedAt: Date.now()
         }
-        cache.set(hash.toString("base64"), entry)
+        if (startedAt === generation) {
+          if (cache.size >= maxCachedKeys) cache.clear()
+          cache.set(hash.toString("base64"), entry)
+        }
         return entry
       })
 
@@ -102,52 +116,68 @@ export const layerAuthentication = Layer.effect(
         const cached = cache.get(hash.toString("base64"))
         const entry =
           cached !== undefined && Date.now() - cached.cachedAt < cacheTtlMillis ? cached : yield* load(hash)
-        if (entry === undefined || entry.revoked) {
+        const key = entry.found
+        if (key === null || key.revoked) {
           return yield* new Unauthorized({
             code: "invalid_api_key",
             detail: "The API key is unknown or revoked"
           })
         }
-        if (entry.suspended) {
+        if (key.suspended) {
           return yield* new Unauthorized({
             code: "customer_suspended",
             detail: "The customer account is suspended"
           })
         }
-        const retryAfter = takeToken(entry.caller)
+        const retryAfter = takeToken(key.caller)
         if (retryAfter > 0) {
           return yield* new RateLimited({
-            detail: `This key may make ${entry.caller.plan.api_requests_per_second} requests per second`,
+            detail: `This key may make ${key.caller.plan.api_requests_per_second} requests per second`,
             retry_after: retryAfter
           })
         }
-        lastUsed.set(entry.caller.keyId, Date.now())
-        return entry.caller
+        lastUsed.set(key.caller.keyId, Date.now())
+        return key.caller
       })
 
     const flushLastUsed = Effect.suspend(() => {
       if (lastUsed.size === 0) return Effect.void
-      const batch = [...lastUsed].map(([id, at]) => ({ id, at: new Date(at).toISOString() }))
+      const batch = lastUsed
       lastUsed = new Map()
+      const rows = [...batch].map(([id, at]) => ({ id, at: new Date(at).toISOString() }))
       return sql`
         UPDATE api_keys k SET last_used_at = v.at
-        FROM jsonb_to_recordset(${JSON.stringify(batch)}::jsonb) AS v(id text, at timestamptz)
+        FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS v(id text, at timestamptz)
         WHERE k.id = v.id AND (k.last_used_at IS NULL OR k.last_used_at < v.at)`.pipe(
         Effect.asVoid,
-        Effect.catchCause((cause) => Effect.logWarning("could not record last_used_at", cause))
+        Effect.catchCause((cause) =>
+          Effect.andThen(
+            // keep the batch for the next flush; newer uses win
+            Effect.sync(() => {
+              for (const [id, at] of batch) if ((lastUsed.get(id) ?? 0) < at) lastUsed.set(id, at)
+            }),
+            Effect.logWarning("could not record last_used_at; will retry", cause)
+          )
+        )
       )
     })
 
-    const forget = Effect.sync(() => cache.clear())
+    const forget = Effect.sync(() => {
+      generation++
+      cache.clear()
+    })
 
     yield* Effect.forkScoped(
       Effect.gen(function* () {
         const notifications = yield* sql.listen(credentialsChangedChannel)
+        // anything that changed while not listening is forgotten once listening again
+        yield* forget
         yield* Effect.forever(Effect.andThen(Queue.take(notifications), forget))
       }).pipe(
         Effect.scoped,
-        Effect.catchCause((cause) => Effect.logWarning("credential notifications lost; retrying", cause)),
-        Effect.andThen(forget),
+        Effect.catchCause((cause) =>
+          Effect.logWarning("credential notifications lost; listening again", cause)
+        ),
         Effect.repeat(Schedule.spaced("1 second"))
       )
     )

@@ -1,0 +1,97 @@
+import { describe, expect, it } from "@effect/vitest"
+import { layerAdminClient } from "@whatisup/cli/adminClient"
+import { Effect } from "effect"
+import * as crypto from "node:crypto"
+import { sqlFor, testDatabase } from "./support/database.ts"
+import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { request } from "./support/http.ts"
+
+/** Polls until `check` holds, a bounded number of times, and says whether it did. */
+const eventually = (check: Effect.Effect<boolean>, attempts = 100) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < attempts; i++) {
+      if (yield* check) return true
+      yield* Effect.sleep("20 millis")
+    }
+    return false
+  })
+
+describe("credentials across gateway processes", () => {
+  it.live(
+    "a key revoked or a customer suspended through one gateway stops working on another that had it cached",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
+        const a = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
+        const b = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
+        const created = yield* Effect.gen(function* () {
+          return yield* (yield* AdminClient).CreateCustomer({ name: "Two Doors" })
+        }).pipe(Effect.provide(layerAdminClient({ url: a.admin, token: a.adminToken, tokenSource: "test" })))
+        const key = created.api_key.key
+        const second = yield* request(a.api, "POST", "/v1/api-keys", { key, body: {} })
+
+        // b caches both keys
+        expect((yield* request(b.api, "GET", "/v1/me", { key })).status).toBe(200)
+        expect((yield* request(b.api, "GET", "/v1/me", { key: second.body.key })).status).toBe(200)
+
+        yield* request(a.api, "DELETE", `/v1/api-keys/${second.body.id}`, { key })
+        const revokedOnB = yield* eventually(
+          Effect.map(request(b.api, "GET", "/v1/me", { key: second.body.key }), (r) => r.status === 401)
+        )
+        expect(revokedOnB).toBe(true)
+
+        yield* Effect.gen(function* () {
+          yield* (yield* AdminClient).SuspendCustomer({ id: created.customer.id })
+        }).pipe(Effect.provide(layerAdminClient({ url: a.admin, token: a.adminToken, tokenSource: "test" })))
+        const suspendedOnB = yield* eventually(
+          Effect.map(request(b.api, "GET", "/v1/me", { key }), (r) => r.body?.code === "customer_suspended")
+        )
+        expect(suspendedOnB).toBe(true)
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
+    "last_used_at costs one UPDATE per flush, not one per request",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
+        const sql = yield* sqlFor(database.url)
+        yield* sql`CREATE TABLE key_updates (n integer NOT NULL)`
+        yield* sql`
+          CREATE FUNCTION count_key_updates() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN INSERT INTO key_updates VALUES (1); RETURN NULL; END $$`
+        yield* sql`
+          CREATE TRIGGER count_key_updates AFTER UPDATE ON api_keys
+          FOR EACH STATEMENT EXECUTE FUNCTION count_key_updates()`
+        const created = yield* Effect.gen(function* () {
+          return yield* (yield* AdminClient).CreateCustomer({ name: "Counted" })
+        }).pipe(
+          Effect.provide(
+            layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" })
+          )
+        )
+        for (let i = 0; i < 25; i++) {
+          expect((yield* request(gateway.api, "GET", "/v1/me", { key: created.api_key.key })).status).toBe(
+            200
+          )
+        }
+        const recorded = yield* eventually(
+          Effect.map(
+            sql<{
+              used: boolean
+            }>`SELECT last_used_at IS NOT NULL AS used FROM api_keys WHERE id = ${created.api_key.id}`,
+            (rows) => rows[0]?.used === true
+          ).pipe(Effect.orDie),
+          500
+        )
+        expect(recorded).toBe(true)
+        const updates = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM key_updates`
+        expect(updates[0]!.n).toBeGreaterThanOrEqual(1)
+        expect(updates[0]!.n).toBeLessThanOrEqual(3)
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})
