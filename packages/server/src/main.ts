@@ -1,41 +1,67 @@
-import { NodeRuntime } from "@effect/platform-node"
-import { Cause, Effect, Exit, Layer, Option, Runtime } from "effect"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Cause, Effect, Exit, Layer, Option } from "effect"
 import { loadConfig } from "./config.ts"
 import { layerGateway } from "./gateway.ts"
 import { layerLogging } from "./logging.ts"
 
+/** The message chain of the first failure, on one line: what an operator needs to act on. */
+const oneLine = (cause: Cause.Cause<unknown>) => {
+  const reason = cause.reasons.find((r) => Cause.isFailReason(r) || Cause.isDieReason(r))
+  let error: unknown =
+    reason === undefined
+      ? undefined
+      : Cause.isFailReason(reason)
+        ? reason.error
+        : (reason as { defect: unknown }).defect
+  const parts: Array<string> = []
+  for (let depth = 0; error !== undefined && error !== null && depth < 4; depth++) {
+    const message = (error as { message?: unknown }).message
+    if (typeof message === "string" && message !== "" && !parts.includes(message)) parts.push(message)
+    error = (error as { cause?: unknown }).cause
+  }
+  return parts.join(": ").replaceAll("\n", " ") || "unknown failure"
+}
+
+const isConfigInvalid = (cause: Cause.Cause<unknown>) =>
+  cause.reasons.some((r) => Cause.isFailReason(r) && (r.error as { _tag?: string })._tag === "ConfigInvalid")
+
 const program = Effect.gen(function* () {
   const config = yield* loadConfig
-  yield* Effect.gen(function* () {
-    yield* Layer.launch(
-      layerGateway(config).pipe(
-        Layer.tap(() =>
-          Effect.logInfo("WhatIsUp gateway is listening").pipe(
-            Effect.annotateLogs({
-              api: `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${config.port}`,
-              docs: `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${config.port}/docs`,
-              admin: `http://${config.adminHost}:${config.adminPort}`,
-              database: Option.isSome(config.databaseUrl) ? "DATABASE_URL" : `embedded in ${config.dataDir}`
-            })
-          )
+  const host = config.host === "0.0.0.0" ? "127.0.0.1" : config.host
+  yield* Layer.launch(
+    layerGateway(config).pipe(
+      Layer.tap(() =>
+        Effect.logInfo("WhatIsUp gateway is listening").pipe(
+          Effect.annotateLogs({
+            api: `http://${host}:${config.port}`,
+            docs: `http://${host}:${config.port}/docs`,
+            admin: `http://${config.adminHost}:${config.adminPort}`,
+            database: Option.isSome(config.databaseUrl) ? "DATABASE_URL" : `embedded in ${config.dataDir}`
+          })
         )
       )
     )
-  }).pipe(Effect.provide(layerLogging(config)))
-}).pipe(
-  Effect.catchTag("ConfigInvalid", (error) =>
-    Effect.sync(() => {
-      process.stderr.write(`whatisup: bad configuration: ${error.message}\n`)
-      // EX_CONFIG: everything opened so far has been released
-      process.exit(78)
-    })
+  ).pipe(
+    Effect.tapCause((cause) =>
+      Cause.hasInterruptsOnly(cause) || isConfigInvalid(cause)
+        ? Effect.void
+        : Effect.logError("the gateway stopped on a failure", cause)
+    ),
+    Effect.provide(layerLogging(config))
   )
-)
+})
 
 NodeRuntime.runMain(program, {
-  // SIGTERM / SIGINT interrupt the program; a shutdown that released everything is a clean exit
-  teardown: (exit, onExit) =>
-    Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
-      ? onExit(0)
-      : Runtime.defaultTeardown(exit, onExit)
+  disableErrorReporting: true,
+  teardown: (exit, onExit) => {
+    if (Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause)) {
+      // SIGTERM / SIGINT interrupt the program; a shutdown that released everything is a clean exit
+      return onExit(0)
+    }
+    const configInvalid = isConfigInvalid(exit.cause)
+    process.stderr.write(
+      `whatisup: ${configInvalid ? "bad configuration" : "cannot run"}: ${oneLine(exit.cause)}\n`
+    )
+    onExit(configInvalid ? 78 : 1)
+  }
 })

@@ -4,7 +4,8 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as path from "node:path"
-import { testDatabase } from "./support/database.ts"
+import { latestMigrationId } from "../src/db/migrations.ts"
+import { sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, tempDataDir } from "./support/gateway.ts"
 import { runCli, spawnGateway, waitReady } from "./support/process.ts"
 
@@ -27,6 +28,13 @@ describe("starting the gateway", () => {
           const ready = yield* Effect.promise(() => fetch(`${apiOf(env)}/readyz`))
           expect(ready.status).toBe(200)
         }
+        const sql = yield* sqlFor(database.url)
+        const applied = yield* sql<{
+          migration_id: number
+        }>`SELECT migration_id FROM whatisup_migrations ORDER BY 1`
+        expect(applied.map((row) => row.migration_id)).toEqual(
+          Array.from({ length: latestMigrationId }, (_, i) => i + 1)
+        )
       }).pipe(Effect.scoped),
     120_000
   )
@@ -90,6 +98,10 @@ describe("starting the gateway", () => {
         expect(gateway.output()).toContain(tokenFile)
         expect(gateway.output()).toContain(keysFile)
         expect(gateway.output()).not.toContain(token)
+        // logs are JSON lines by default
+        const lines = gateway.output().trim().split("\n")
+        expect(lines.length).toBeGreaterThan(2)
+        for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow()
 
         // the CLI finds the token in the data dir
         const cli = yield* runCli(["customers", "list", "--json"], {
@@ -169,6 +181,19 @@ describe("starting the gateway", () => {
         const created = yield* runCli(["customers", "create", "Embedded Ltd", "--json"], cliEnv)
         expect(created.code).toBe(0)
         const customerId = JSON.parse(created.stdout).customer.id
+
+        // a second gateway on the same data dir refuses to start and leaves the first alone
+        const intruder = yield* spawnGateway({
+          ...env,
+          PORT: String(Number(env.PORT) + 1000),
+          WHATISUP_ADMIN_LISTEN: `127.0.0.1:${Number(env.WHATISUP_ADMIN_LISTEN.split(":")[1]) + 1000}`,
+          LOG_LEVEL: "none"
+        })
+        expect(yield* Effect.promise(() => intruder.exited)).toBe(1)
+        expect(intruder.output()).toMatch(
+          /^whatisup: cannot run: WHATISUP_DATA_DIR .* is in use by another gateway \(pid \d+\)/
+        )
+        expect((yield* Effect.promise(() => fetch(`${apiOf(env)}/readyz`))).status).toBe(200)
         first.child.kill("SIGKILL")
         yield* Effect.promise(() => first.exited)
 

@@ -1,8 +1,8 @@
 import { Effect, Option, Redacted } from "effect"
 import * as crypto from "node:crypto"
-import * as fs from "node:fs"
 import * as path from "node:path"
 import type { GatewayConfig } from "../config.ts"
+import { readOrCreateSecret } from "../dataDir.ts"
 
 export const adminTokenFile = (dataDir: string) => path.join(dataDir, "admin-token")
 
@@ -11,12 +11,9 @@ export const operatorToken = (config: GatewayConfig) =>
   Effect.gen(function* () {
     if (Option.isSome(config.adminToken)) return config.adminToken.value
     const file = adminTokenFile(config.dataDir)
-    if (!fs.existsSync(file)) {
-      fs.mkdirSync(config.dataDir, { recursive: true })
-      fs.writeFileSync(file, `${crypto.randomBytes(32).toString("base64url")}\n`, { mode: 0o600 })
-    }
+    const token = readOrCreateSecret(file, () => crypto.randomBytes(32).toString("base64url"))
     yield* Effect.logInfo("admin token file (the CLI reads it)").pipe(Effect.annotateLogs({ file }))
-    return Redacted.make(fs.readFileSync(file, "utf8").trim())
+    return Redacted.make(token)
   })
 
 export const tokensMatch = (expected: Redacted.Redacted<string>, presented: string) => {

@@ -1,4 +1,4 @@
-import { NodeHttpServer } from "@effect/platform-node"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { AdminRpcs } from "@whatisup/domain"
 import { Effect, Layer } from "effect"
 import { HttpRouter } from "effect/http"

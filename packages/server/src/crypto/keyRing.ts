@@ -4,6 +4,7 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { ConfigInvalid, GatewayConfigService } from "../config.ts"
+import { readOrCreateSecret } from "../dataDir.ts"
 
 export class DecryptionFailed extends Data.TaggedError("DecryptionFailed")<{ readonly keyId: string }> {
   override get message() {
@@ -157,20 +158,14 @@ export const generateMasterKeyEntry = (id: string) => `${id}:${crypto.randomByte
 const developmentMasterKeys = (dataDir: string) =>
   Effect.gen(function* () {
     const file = masterKeysFile(dataDir)
-    if (!fs.existsSync(file)) {
-      fs.mkdirSync(dataDir, { recursive: true })
-      fs.writeFileSync(file, `${generateMasterKeyEntry("k1")}\n`, { mode: 0o600 })
-      yield* Effect.logWarning(
-        "WHATISUP_MASTER_KEYS is unset: generated a development key ring; set WHATISUP_MASTER_KEYS in production"
-      ).pipe(Effect.annotateLogs({ file }))
-    } else {
-      yield* Effect.logInfo("using the development key ring").pipe(Effect.annotateLogs({ file }))
-    }
-    return fs
-      .readFileSync(file, "utf8")
-      .trim()
-      .split(/\s*\n\s*/)
-      .join(",")
+    const existed = fs.existsSync(file)
+    const value = readOrCreateSecret(file, () => generateMasterKeyEntry("k1"))
+    yield* existed
+      ? Effect.logInfo("using the development key ring").pipe(Effect.annotateLogs({ file }))
+      : Effect.logWarning(
+          "WHATISUP_MASTER_KEYS is unset: generated a development key ring; set WHATISUP_MASTER_KEYS in production"
+        ).pipe(Effect.annotateLogs({ file }))
+    return value.split(/\s*\n\s*/).join(",")
   })
 
 export const layerKeyRing = Layer.effect(

@@ -1,8 +1,10 @@
 import { Data, Effect, Redacted } from "effect"
+import type { ChildProcess } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
+import { readOrCreateSecret } from "../dataDir.ts"
 
 export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{
   readonly message: string
@@ -22,13 +24,6 @@ export const freePort = Effect.callback<number, EmbeddedPostgresError>((resume) 
   })
 })
 
-const readOrCreate = (file: string, make: () => string) => {
-  if (fs.existsSync(file)) return fs.readFileSync(file, "utf8").trim()
-  const value = make()
-  fs.writeFileSync(file, `${value}\n`, { mode: 0o600 })
-  return value
-}
-
 const isAlive = (pid: number) => {
   try {
     process.kill(pid, 0)
@@ -38,14 +33,65 @@ const isAlive = (pid: number) => {
   }
 }
 
-/** A postmaster left running by a process that was killed holds the data dir: stop it before starting ours. */
+/** The command line of a live process, where /proc shows it. */
+const commandLine = (pid: number) => {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ")
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * One gateway per data dir: a second one would share (and fight over) its embedded server. A claim
+ * left by a process that is gone is taken over.
+ */
+const claimDataDir = (dataDir: string) =>
+  Effect.acquireRelease(
+    Effect.gen(function* () {
+      const file = path.join(dataDir, "gateway.pid")
+      for (let attempt = 0; attempt < 3; attempt++) {
+        try {
+          fs.writeFileSync(file, `${process.pid}\n`, { flag: "wx" })
+          return file
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
+            return yield* new EmbeddedPostgresError({ message: `cannot write ${file}`, cause: error })
+          }
+        }
+        const owner = Number(fs.readFileSync(file, "utf8").trim())
+        const ownerCommand =
+          Number.isInteger(owner) && owner !== process.pid && isAlive(owner) ? commandLine(owner) : ""
+        if (ownerCommand === undefined || (ownerCommand !== "" && /node/.test(ownerCommand))) {
+          return yield* new EmbeddedPostgresError({
+            message: `WHATISUP_DATA_DIR ${dataDir} is in use by another gateway (pid ${owner}); give each process its own data dir, or share a database through DATABASE_URL`
+          })
+        }
+        fs.rmSync(file, { force: true })
+      }
+      return yield* new EmbeddedPostgresError({ message: `cannot claim ${file}` })
+    }),
+    (file) =>
+      Effect.sync(() => {
+        try {
+          if (fs.readFileSync(file, "utf8").trim() === String(process.pid)) fs.rmSync(file, { force: true })
+        } catch {
+          // already gone
+        }
+      })
+  )
+
+/** A postmaster orphaned by a killed gateway still holds the data dir: stop it before starting ours. */
 const stopOrphan = (pgData: string) =>
   Effect.gen(function* () {
     const pidFile = path.join(pgData, "postmaster.pid")
     if (!fs.existsSync(pidFile)) return
     const pid = Number(fs.readFileSync(pidFile, "utf8").split("\n")[0])
     if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return
-    yield* Effect.logWarning("stopping an embedded PostgreSQL left running by an earlier process").pipe(
+    const command = commandLine(pid)
+    // a recycled pid that is not this data dir's postmaster is left alone; postgres then reports the stale lock
+    if (command !== undefined && !command.includes(pgData)) return
+    yield* Effect.logWarning("stopping an embedded PostgreSQL orphaned by an earlier process").pipe(
       Effect.annotateLogs({ pid })
     )
     process.kill(pid, "SIGINT")
@@ -83,8 +129,9 @@ export const startEmbeddedPostgres = (dataDir: string) =>
     fs.mkdirSync(dataDir, { recursive: true })
     // the server runs as the `postgres` OS user, which must traverse the data dir
     fs.chmodSync(dataDir, 0o755)
+    yield* claimDataDir(dataDir)
     const pgData = path.join(dataDir, "postgres")
-    const password = readOrCreate(path.join(dataDir, "postgres-password"), () =>
+    const password = readOrCreateSecret(path.join(dataDir, "postgres-password"), () =>
       crypto.randomBytes(24).toString("base64url")
     )
     const port = yield* freePort
@@ -107,8 +154,9 @@ export const startEmbeddedPostgres = (dataDir: string) =>
         logs.push(String(error))
       }
     })
-    const initialised = fs.existsSync(path.join(pgData, "PG_VERSION"))
-    if (!initialised) {
+    if (!fs.existsSync(path.join(pgData, "PG_VERSION"))) {
+      // what an interrupted first start left behind holds nothing yet
+      fs.rmSync(pgData, { recursive: true, force: true })
       yield* Effect.logInfo("initialising the embedded PostgreSQL").pipe(Effect.annotateLogs({ dir: pgData }))
       yield* Effect.tryPromise({
         try: () => server.initialise(),
@@ -129,13 +177,23 @@ export const startEmbeddedPostgres = (dataDir: string) =>
             cause
           })
       }),
-      () => Effect.promise(() => server.stop()).pipe(Effect.ignore)
+      () => {
+        const child = (server as unknown as { process?: ChildProcess }).process
+        // a server that already died would never answer the stop
+        return child === undefined || child.exitCode !== null || child.signalCode !== null
+          ? Effect.void
+          : Effect.promise(() => server.stop()).pipe(Effect.timeout("30 seconds"), Effect.ignore)
+      }
     )
-    if (!initialised) {
-      yield* Effect.tryPromise({
-        try: () => server.createDatabase("whatisup"),
-        catch: (cause) => new EmbeddedPostgresError({ message: "could not create the database", cause })
-      })
-    }
+    // also after a first start that stopped between initdb and here
+    yield* Effect.tryPromise({
+      try: () => server.createDatabase("whatisup"),
+      catch: (cause) => new EmbeddedPostgresError({ message: "could not create the database", cause })
+    }).pipe(
+      Effect.catchIf(
+        (error) => /already exists/.test(String(error.cause)),
+        () => Effect.void
+      )
+    )
     return Redacted.make(`postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/whatisup`)
   })

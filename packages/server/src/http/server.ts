@@ -1,4 +1,4 @@
-import { NodeHttpServer } from "@effect/platform-node"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Api, RequestValidation, ServiceUnavailable } from "@whatisup/domain"
 import { ByteSize, Effect, Layer, Metric, type Types } from "effect"
 import {
