@@ -2,6 +2,7 @@ import { Schema } from "effect"
 import { Rpc, RpcGroup, RpcMiddleware } from "effect/rpc"
 import { ChannelId, CustomerId } from "./ids.ts"
 import { ApiKeyCreated, Customer, KeyName, Plan } from "./tenancy.ts"
+import { Text } from "./text.ts"
 
 export class OperatorUnauthorized extends Schema.TaggedError<OperatorUnauthorized>()("OperatorUnauthorized", {
   message: Schema.String
@@ -20,7 +21,7 @@ export class OperatorAuth extends RpcMiddleware.Service<OperatorAuth>()("whatisu
   error: OperatorUnauthorized
 }) {}
 
-const CustomerName = Schema.String.pipe(Schema.check(Schema.isBetweenLength(1, 200)))
+const CustomerName = Text(1, 200)
 export const PlanPatch = Schema.Struct({
   max_channels: Schema.optionalKey(Plan.fields.max_channels),
   max_api_keys: Schema.optionalKey(Plan.fields.max_api_keys),

@@ -1,8 +1,18 @@
-import { Schema } from "effect"
+import { Schema, SchemaTransformation } from "effect"
 
-export const Limit = Schema.NumberFromString.pipe(
-  Schema.check(Schema.isInt({ message: "must be a whole number" })),
-  Schema.check(Schema.isBetween({ minimum: 1, maximum: 100 }, { message: "must be between 1 and 100" }))
+export const Limit = Schema.String.pipe(
+  Schema.check(Schema.isPattern(/^[0-9]{1,3}$/, { message: "must be a whole number between 1 and 100" })),
+  Schema.decodeTo(
+    Schema.Number.pipe(
+      Schema.check(
+        Schema.isBetween(
+          { minimum: 1, maximum: 100 },
+          { message: "must be a whole number between 1 and 100" }
+        )
+      )
+    ),
+    SchemaTransformation.numberFromString
+  )
 )
 
 export const Cursor = Schema.String.pipe(

@@ -1,5 +1,6 @@
 import { Schema } from "effect"
 import { ApiKeyId, ChannelId, CustomerId } from "./ids.ts"
+import { Text } from "./text.ts"
 
 const PositiveInt = Schema.Int.pipe(Schema.check(Schema.isBetween({ minimum: 1, maximum: 1_000_000 })))
 
@@ -48,9 +49,7 @@ export const ApiKeyCreated = Schema.Struct({
 })
 export type ApiKeyCreated = typeof ApiKeyCreated.Type
 
-export const KeyName = Schema.String.pipe(
-  Schema.check(Schema.isBetweenLength(1, 100, { message: "must be 1 to 100 characters" }))
-)
+export const KeyName = Text(1, 100)
 
 export const CreateApiKey = Schema.Struct({
   name: Schema.optionalKey(KeyName)

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Schema } from "effect"
 import * as fc from "fast-check"
-import { ApiKeyId, CustomerId, IdempotencyKey, Plan } from "../src/index.ts"
+import { ApiKeyId, CustomerId, IdempotencyKey, KeyName, Plan } from "../src/index.ts"
 
 const decodes = (schema: Schema.Codec<any, any>, value: unknown) =>
   Schema.decodeUnknownExit(schema)(value)._tag === "Success"
@@ -34,6 +34,15 @@ describe("domain schemas", () => {
     expect(decodes(IdempotencyKey, "order-42/retry:1")).toBe(true)
     for (const bad of ["", "x".repeat(256), "has space", "tab\t", "émoji"]) {
       expect(decodes(IdempotencyKey, bad), JSON.stringify(bad)).toBe(false)
+    }
+  })
+
+  it("names are printable text: any language and emoji, but no control characters or broken Unicode", () => {
+    for (const good of ["ci", "Déploiement 🚀", "東京 key", "x".repeat(100)]) {
+      expect(decodes(KeyName, good), good).toBe(true)
+    }
+    for (const bad of ["", "x".repeat(101), "a\u0000b", "tab\there", "\ud800", "end\udc00"]) {
+      expect(decodes(KeyName, bad), JSON.stringify(bad)).toBe(false)
     }
   })
 })

@@ -33,6 +33,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("audit lo
       ])
       const [planChanged, revokedEvent, createdEvent] = log.body.data
       expect(planChanged.actor).toEqual({ type: "operator", id: null })
+      expect(planChanged.request_id).toMatch(/^admin-[0-9a-f-]{36}$/)
       expect(revokedEvent.actor).toEqual({ type: "api_key", id: api_key.id })
       expect(revokedEvent.resource_id).toBe(created.body.id)
       expect(revokedEvent.request_id).toBe(revoked.headers.get("x-request-id"))

@@ -82,11 +82,11 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })(
       })
     )
 
-    it.effect("an empty name and an over-long name", () =>
+    it.effect("empty, over-long, NUL, control characters and broken Unicode in a name", () =>
       Effect.gen(function* () {
         const { api } = yield* TestGateway
         const key = yield* customerKey
-        for (const name of ["", "x".repeat(101)]) {
+        for (const name of ["", "x".repeat(101), "a\u0000b", "bell\u0007", "lone \ud800 surrogate"]) {
           const reply = yield* request(api, "POST", "/v1/api-keys", { key, body: { name } })
           expectProblem(reply, 400, "invalid_request")
           expect(paths(reply)).toEqual(["body.name"])
@@ -171,6 +171,10 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })(
           ["/v1/api-keys?limit=101", "query.limit"],
           ["/v1/api-keys?limit=ten", "query.limit"],
           ["/v1/api-keys?limit=1.5", "query.limit"],
+          ["/v1/api-keys?limit=1e1", "query.limit"],
+          ["/v1/api-keys?limit=0x10", "query.limit"],
+          ["/v1/api-keys?limit=%205", "query.limit"],
+          ["/v1/api-keys?limit=5&limit=6", "query.limit"],
           ["/v1/api-keys?colour=red", "query.colour"],
           ["/v1/audit-events?resource_type=DROP%20TABLE", "query.resource_type"]
         ]

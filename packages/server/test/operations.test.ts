@@ -81,9 +81,17 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("operatio
         expect(metrics.text).toMatch(
           /whatisup_http_requests_total\{[^}]*route="\/v1\/me"[^}]*status="200"[^}]*\} [1-9]/
         )
-        expect(metrics.text).toMatch(/route="\/v1\/api-keys\/:id",method="DELETE",status="401"/)
+        expect(metrics.text).toMatch(/route="\/v1\/api-keys\/\{id\}",method="DELETE",status="401"/)
         expect(metrics.text).toContain("whatisup_http_request_duration_seconds_bucket")
         expect(metrics.text).not.toContain(api_key.id)
+
+        // whatever is requested, the label set stays the API's routes
+        for (const path of ["/v1/random-1", "/v1/random-2", "/v1/api-keys/garbage", "/nothing"]) {
+          yield* request(api, "GET", path)
+        }
+        const after = (yield* request(admin, "GET", "/metrics")).text
+        expect(after).not.toMatch(/random|garbage|nothing/)
+        expect(after).toMatch(/route="unmatched"/)
       })
   )
 

@@ -7,10 +7,12 @@ import {
 } from "@whatisup/domain"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted } from "effect"
+import * as crypto from "node:crypto"
 import { Audit } from "../audit/audit.ts"
 import { KeyRing } from "../crypto/keyRing.ts"
 import { ApiKeys } from "../tenancy/apiKeys.ts"
 import { Customers } from "../tenancy/customers.ts"
+import { CurrentRequestId } from "../http/requestContext.ts"
 import { tokensMatch } from "./operatorToken.ts"
 
 const operator = { type: "operator" as const, id: null }
@@ -20,7 +22,7 @@ export const layerOperatorAuth = (token: Redacted.Redacted<string>) =>
     const header = headers["authorization"] ?? ""
     const presented = header.startsWith("Bearer ") ? header.slice("Bearer ".length).trim() : ""
     return presented !== "" && tokensMatch(token, presented)
-      ? effect
+      ? Effect.provideService(effect, CurrentRequestId, `admin-${crypto.randomUUID()}`)
       : Effect.fail(new OperatorUnauthorized({ message: "the operator token is missing or wrong" }))
   })
 
@@ -69,18 +71,22 @@ export const layerAdminHandlers = AdminRpcs.toLayer(
                 )
               ),
       RotateMasterKey: () =>
-        Effect.gen(function* () {
-          const stores = yield* keyRing.reencryptAll.pipe(Effect.orDie)
-          yield* audit.record({
-            customerId: null,
-            actor: operator,
-            action: "master_key.rotated",
-            resourceType: "master_key",
-            resourceId: keyRing.newestKeyId,
-            data: { stores }
-          })
-          return { key_id: keyRing.newestKeyId, stores }
-        })
+        sql
+          .withTransaction(
+            Effect.gen(function* () {
+              const stores = yield* keyRing.reencryptAll
+              yield* audit.record({
+                customerId: null,
+                actor: operator,
+                action: "master_key.rotated",
+                resourceType: "master_key",
+                resourceId: keyRing.newestKeyId,
+                data: { stores }
+              })
+              return { key_id: keyRing.newestKeyId, stores }
+            })
+          )
+          .pipe(Effect.orDie)
     }
   })
 )

@@ -142,7 +142,7 @@ export const makeKeyRing = (keys: ReadonlyArray<MasterKey>) =>
       isCurrent,
       register: (store) => Effect.sync(() => void stores.push(store)),
       reencryptAll: Effect.forEach(stores, (store) =>
-        sql.withTransaction(store.reencrypt).pipe(
+        store.reencrypt.pipe(
           Effect.provideService(SqlClient.SqlClient, sql),
           Effect.map((rewritten) => ({ store: store.name, rewritten }))
         )

@@ -8,7 +8,7 @@ import {
   HttpServerRequest,
   HttpServerResponse
 } from "effect/http"
-import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar } from "effect/http-api"
+import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar, OpenApi } from "effect/http-api"
 import { SqlClient } from "effect/sql"
 import { createServer } from "node:http"
 import * as crypto from "node:crypto"
@@ -30,15 +30,17 @@ const latency = Metric.histogram("http_request_duration_seconds", {
   boundaries: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 })
 
-const idSegment = /^[a-z]{2,3}_[0-9a-z]{26}$/
-/** Route label for metrics: ids collapse to `:id` so the label set stays small. */
-const routeOf = (url: string, status: number) => {
+/** Route labels for metrics are the API's path templates, so the label set stays small whatever is requested. */
+const routeTemplates = [...Object.keys(OpenApi.fromApi(Api).paths), "/docs", "/openapi.json"].map(
+  (template) => ({
+    template,
+    pattern: new RegExp(`^${template.replace(/\{[^}/]+\}/g, "[^/]+")}$`)
+  })
+)
+
+const routeOf = (url: string) => {
   const path = url.split("?")[0] ?? "/"
-  if (status === 404 && !path.startsWith("/v1/")) return "unmatched"
-  return path
-    .split("/")
-    .map((segment) => (idSegment.test(segment) ? ":id" : segment))
-    .join("/")
+  return routeTemplates.find((route) => route.pattern.test(path))?.template ?? "unmatched"
 }
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
@@ -69,7 +71,7 @@ const layerRequestPipeline = HttpRouter.middleware(
               ),
               Effect.annotateLogs({ request_id: requestId, method: request.method, path: request.url })
             )
-      const route = routeOf(request.url, response.status)
+      const route = routeOf(request.url)
       yield* Metric.update(
         Metric.withAttributes(requests, { route, method: request.method, status: String(response.status) }),
         1
