@@ -112,6 +112,33 @@ export const isBodyTooLarge = (cause: Cause.Cause<unknown>) =>
     return inner?.reason === "BodyTooLarge"
   })
 
+const unavailableReasons = new Set(["ConnectionError", "AuthenticationError"])
+
+/** The database is down or refusing us: the client should retry, and this is not a bug. */
+export const isDatabaseUnavailable = (cause: Cause.Cause<unknown>) =>
+  cause.reasons.some((reason) => {
+    const error = Cause.isDieReason(reason) ? reason.defect : Cause.isFailReason(reason) ? reason.error : undefined
+    const sqlError = error as { _tag?: unknown; message?: unknown; reason?: { _tag?: unknown } } | undefined
+    return (
+      sqlError?._tag === "SqlError" &&
+      (unavailableReasons.has(String(sqlError.reason?._tag)) ||
+        // a refused connection (shutting down, not accepting connections) is classified by its SQL state
+        /failed to connect|connection (?:closed|ended|terminated)/i.test(String(sqlError.message)))
+    )
+  })
+
+export const databaseUnavailable = (cause: Cause.Cause<unknown>) =>
+  Effect.as(
+    Effect.logWarning("the database is unavailable", cause),
+    problemResponse({
+      status: 503,
+      code: "database_unavailable",
+      title: "Temporarily unavailable",
+      detail: "The gateway cannot reach its database; retry shortly",
+      headers: { "retry-after": "5" }
+    })
+  )
+
 export const internalError = (cause: Cause.Cause<unknown>) =>
   Effect.as(
     Effect.logError("request failed", cause),

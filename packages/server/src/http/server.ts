@@ -17,7 +17,15 @@ import { GatewayConfigService } from "../config.ts"
 import { latestMigrationId } from "../db/migrations.ts"
 import { layerApiKeysHttp, layerMeHttp } from "../tenancy/http.ts"
 import { layerAuthorization } from "../tenancy/authentication.ts"
-import { asProblem, internalError, invalidRequestOf, isBodyTooLarge, problemResponse } from "./problems.ts"
+import {
+  asProblem,
+  databaseUnavailable,
+  internalError,
+  invalidRequestOf,
+  isBodyTooLarge,
+  isDatabaseUnavailable,
+  problemResponse
+} from "./problems.ts"
 import { CurrentRequestId } from "./requestContext.ts"
 
 export const maxBodyBytes = 1024 * 1024
@@ -65,7 +73,9 @@ const layerRequestPipeline = HttpRouter.middleware(
               Effect.catchCause((cause) =>
                 isBodyTooLarge(cause)
                   ? Effect.succeed(asProblem(HttpServerResponse.empty({ status: 413 })))
-                  : Effect.flatMap(HttpServerError.causeResponse(cause), ([response]) =>
+                  : isDatabaseUnavailable(cause)
+                    ? databaseUnavailable(cause)
+                    : Effect.flatMap(HttpServerError.causeResponse(cause), ([response]) =>
                       response.status >= 500 ? internalError(cause) : Effect.succeed(asProblem(response))
                     )
               ),
