@@ -120,4 +120,31 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("audit lo
       expect(log.body.data.map((e: { action: string }) => e.action)).toEqual(["api_key.created"])
     }).pipe(Effect.scoped)
   )
+
+  it.effect("a change and its audit row commit together or not at all", () =>
+    Effect.gen(function* () {
+      const { api, databaseUrl } = yield* TestGateway
+      const admin = yield* AdminClient
+      const { customer, api_key } = yield* admin.CreateCustomer({ name: "All Or Nothing" })
+      const sql = yield* sqlFor(databaseUrl)
+      yield* sql`
+        CREATE FUNCTION refuse_key_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.action = 'api_key.created' AND NEW.customer_id = ${sql.literal(`'${customer.id}'`)} THEN
+            RAISE EXCEPTION 'audit refused for the test';
+          END IF;
+          RETURN NEW;
+        END $$`
+      yield* sql`CREATE TRIGGER refuse_key_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_key_audit()`
+      const reply = yield* request(api, "POST", "/v1/api-keys", {
+        key: api_key.key,
+        body: { name: "orphan" }
+      }).pipe(Effect.ensuring(sql`DROP TRIGGER refuse_key_audit ON audit_events`.pipe(Effect.orDie)))
+      expect(reply.status).toBe(500)
+      const keys = yield* sql<{
+        name: string | null
+      }>`SELECT name FROM api_keys WHERE customer_id = ${customer.id}`
+      expect(keys.map((k) => k.name)).toEqual(["first key"])
+    }).pipe(Effect.scoped)
+  )
 })

@@ -127,37 +127,39 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("operatio
     }).pipe(Effect.scoped)
   )
 
-  it.effect("while the database is unreachable the API answers 503 with Retry-After, and recovers after", () =>
-    Effect.gen(function* () {
-      const { api, databaseUrl } = yield* TestGateway
-      const operator = yield* AdminClient
-      const { api_key } = yield* operator.CreateCustomer({ name: "Patient" })
-      const name = new URL(databaseUrl).pathname.slice(1)
-      const server = new URL(databaseUrl)
-      server.pathname = "/postgres"
-      const admin = yield* sqlFor(server.toString())
-      const restore = admin`ALTER DATABASE ${admin(name)} ALLOW_CONNECTIONS true`.pipe(Effect.orDie)
-      const outage = yield* Effect.gen(function* () {
-        yield* admin`ALTER DATABASE ${admin(name)} ALLOW_CONNECTIONS false`
-        yield* admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${name} AND pid <> pg_backend_pid()`
-        return {
-          ready: yield* request(api, "GET", "/readyz"),
-          me: yield* request(api, "GET", "/v1/me", { key: api_key.key })
-        }
-      }).pipe(Effect.ensuring(restore))
-      expect(outage.ready.status).toBe(503)
-      expect(outage.ready.body.code).toBe("not_ready")
-      expect(outage.me.status).toBe(503)
-      expect(outage.me.headers.get("content-type")).toBe("application/problem+json")
-      expect(outage.me.body.code).toBe("database_unavailable")
-      expect(outage.me.headers.get("retry-after")).toBe("5")
+  it.effect(
+    "while the database is unreachable the API answers 503 with Retry-After, and recovers after",
+    () =>
+      Effect.gen(function* () {
+        const { api, databaseUrl } = yield* TestGateway
+        const operator = yield* AdminClient
+        const { api_key } = yield* operator.CreateCustomer({ name: "Patient" })
+        const name = new URL(databaseUrl).pathname.slice(1)
+        const server = new URL(databaseUrl)
+        server.pathname = "/postgres"
+        const admin = yield* sqlFor(server.toString())
+        const restore = admin`ALTER DATABASE ${admin(name)} ALLOW_CONNECTIONS true`.pipe(Effect.orDie)
+        const outage = yield* Effect.gen(function* () {
+          yield* admin`ALTER DATABASE ${admin(name)} ALLOW_CONNECTIONS false`
+          yield* admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${name} AND pid <> pg_backend_pid()`
+          return {
+            ready: yield* request(api, "GET", "/readyz"),
+            me: yield* request(api, "GET", "/v1/me", { key: api_key.key })
+          }
+        }).pipe(Effect.ensuring(restore))
+        expect(outage.ready.status).toBe(503)
+        expect(outage.ready.body.code).toBe("not_ready")
+        expect(outage.me.status).toBe(503)
+        expect(outage.me.headers.get("content-type")).toBe("application/problem+json")
+        expect(outage.me.body.code).toBe("database_unavailable")
+        expect(outage.me.headers.get("retry-after")).toBe("5")
 
-      let recovered = 0
-      for (let i = 0; i < 100 && recovered !== 200; i++) {
-        recovered = (yield* request(api, "GET", "/v1/me", { key: api_key.key })).status
-        if (recovered !== 200) yield* Effect.sleep("100 millis")
-      }
-      expect(recovered).toBe(200)
-    }).pipe(Effect.scoped)
+        let recovered = 0
+        for (let i = 0; i < 100 && recovered !== 200; i++) {
+          recovered = (yield* request(api, "GET", "/v1/me", { key: api_key.key })).status
+          if (recovered !== 200) yield* Effect.sleep("100 millis")
+        }
+        expect(recovered).toBe(200)
+      }).pipe(Effect.scoped)
   )
 })

@@ -117,7 +117,11 @@ const unavailableReasons = new Set(["ConnectionError", "AuthenticationError"])
 /** The database is down or refusing us: the client should retry, and this is not a bug. */
 export const isDatabaseUnavailable = (cause: Cause.Cause<unknown>) =>
   cause.reasons.some((reason) => {
-    const error = Cause.isDieReason(reason) ? reason.defect : Cause.isFailReason(reason) ? reason.error : undefined
+    const error = Cause.isDieReason(reason)
+      ? reason.defect
+      : Cause.isFailReason(reason)
+        ? reason.error
+        : undefined
     const sqlError = error as { _tag?: unknown; message?: unknown; reason?: { _tag?: unknown } } | undefined
     return (
       sqlError?._tag === "SqlError" &&

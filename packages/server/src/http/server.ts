@@ -76,8 +76,8 @@ const layerRequestPipeline = HttpRouter.middleware(
                   : isDatabaseUnavailable(cause)
                     ? databaseUnavailable(cause)
                     : Effect.flatMap(HttpServerError.causeResponse(cause), ([response]) =>
-                      response.status >= 500 ? internalError(cause) : Effect.succeed(asProblem(response))
-                    )
+                        response.status >= 500 ? internalError(cause) : Effect.succeed(asProblem(response))
+                      )
               ),
               Effect.annotateLogs({ request_id: requestId, method: request.method, path: request.url })
             )
