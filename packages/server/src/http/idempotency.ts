@@ -13,20 +13,23 @@ import { KeyRing } from "../crypto/keyRing.ts"
  * lock marks the request in flight, and the stored answer (encrypted: it may hold a secret shown
  * once) commits with what it created, so a crash leaves nothing behind.
  */
-export class Idempotency extends Context.Service<
-  Idempotency,
-  {
-    readonly run: <A, I, E, R>(
-      options: {
-        readonly customerId: string
-        readonly key: string | undefined
-        readonly request: unknown
-        readonly response: Schema.Codec<A, I>
-      },
-      effect: Effect.Effect<A, E, R>
-    ) => Effect.Effect<A, E | IdempotencyKeyInUse | IdempotencyKeyReused, R | HttpServerRequest>
-  }
->()("whatisup/Idempotency") {}
+export interface IdempotentRequest<A, I> {
+  readonly customerId: string
+  readonly key: string | undefined
+  /** What makes two requests the same: compared by hash. */
+  readonly request: unknown
+  /** How the answer is stored and replayed. */
+  readonly response: Schema.Codec<A, I>
+}
+
+type Run = <A, I, E, R>(
+  options: IdempotentRequest<A, I>,
+  effect: Effect.Effect<A, E, R>
+) => Effect.Effect<A, E | IdempotencyKeyInUse | IdempotencyKeyReused, R | HttpServerRequest>
+
+export class Idempotency extends Context.Service<Idempotency, { readonly run: Run }>()(
+  "whatisup/Idempotency"
+) {}
 
 export const layerIdempotency = Layer.effect(
   Idempotency,
@@ -65,15 +68,7 @@ export const layerIdempotency = Layer.effect(
       Effect.succeed(HttpServerResponse.setHeader(response, "idempotent-replayed", "true"))
     )
 
-    const run = <A, I, E, R>(
-      options: {
-        readonly customerId: string
-        readonly key: string | undefined
-        readonly request: unknown
-        readonly response: Schema.Codec<A, I>
-      },
-      effect: Effect.Effect<A, E, R>
-    ): Effect.Effect<A, E | IdempotencyKeyInUse | IdempotencyKeyReused, R | HttpServerRequest> => {
+    const run: Run = (options, effect) => {
       const { customerId, key, response } = options
       if (key === undefined) return effect
       const requestHash = crypto

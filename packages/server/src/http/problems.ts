@@ -101,27 +101,22 @@ export const asProblem = (response: HttpServerResponse.HttpServerResponse) => {
   })
 }
 
+/** What a cause carries: its typed failures and its defects. */
+const errorsOf = (cause: Cause.Cause<unknown>): Array<unknown> =>
+  cause.reasons.flatMap((reason) =>
+    Cause.isFailReason(reason) ? [reason.error] : Cause.isDieReason(reason) ? [reason.defect] : []
+  )
+
 export const isBodyTooLarge = (cause: Cause.Cause<unknown>) =>
-  cause.reasons.some((reason) => {
-    const error = Cause.isDieReason(reason)
-      ? reason.defect
-      : Cause.isFailReason(reason)
-        ? reason.error
-        : undefined
-    const inner = (error as { reason?: { reason?: unknown } } | undefined)?.reason
-    return inner?.reason === "BodyTooLarge"
-  })
+  errorsOf(cause).some(
+    (error) => (error as { reason?: { reason?: unknown } } | undefined)?.reason?.reason === "BodyTooLarge"
+  )
 
 const unavailableReasons = new Set(["ConnectionError", "AuthenticationError"])
 
 /** The database is down or refusing us: the client should retry, and this is not a bug. */
 export const isDatabaseUnavailable = (cause: Cause.Cause<unknown>) =>
-  cause.reasons.some((reason) => {
-    const error = Cause.isDieReason(reason)
-      ? reason.defect
-      : Cause.isFailReason(reason)
-        ? reason.error
-        : undefined
+  errorsOf(cause).some((error) => {
     const sqlError = error as { _tag?: unknown; message?: unknown; reason?: { _tag?: unknown } } | undefined
     return (
       sqlError?._tag === "SqlError" &&
