@@ -9,6 +9,8 @@ import {
   OpenApi
 } from "effect/http-api"
 import { AuditEvent, AuditQuery } from "./audit.ts"
+import { Channel, ConnectAccepted, ConnectRequest, CreateChannel, QrCode, UpdateChannel } from "./channels.ts"
+import { Event, EventQuery } from "./events.ts"
 import { ApiKeyId, ChannelId, CustomerId } from "./ids.ts"
 import { Page, PageQuery } from "./pagination.ts"
 import {
@@ -16,6 +18,7 @@ import {
   IdempotencyKeyInUse,
   IdempotencyKeyReused,
   InvalidRequest,
+  InvalidState,
   NotFound,
   PlanLimitReached,
   RateLimited,
@@ -92,6 +95,84 @@ export class ApiKeysGroup extends HttpApiGroup.make("apiKeys")
   .middleware(Authorization)
   .annotate(OpenApi.Title, "API keys") {}
 
+const channelParams = { id: ChannelId }
+
+export class ChannelsGroup extends HttpApiGroup.make("channels")
+  .add(
+    HttpApiEndpoint.post("create", "/v1/channels", {
+      headers: idempotencyHeaders,
+      payload: CreateChannel,
+      success: Channel.pipe(HttpApiSchema.status(201)),
+      error: [...creating, Forbidden, PlanLimitReached]
+    })
+  )
+  .add(HttpApiEndpoint.get("list", "/v1/channels", { query: PageQuery, success: Page(Channel) }))
+  .add(
+    HttpApiEndpoint.get("get", "/v1/channels/:id", {
+      params: channelParams,
+      success: Channel,
+      error: NotFound
+    })
+  )
+  .add(
+    HttpApiEndpoint.patch("update", "/v1/channels/:id", {
+      params: channelParams,
+      payload: UpdateChannel,
+      success: Channel,
+      error: NotFound
+    })
+  )
+  .add(
+    HttpApiEndpoint.delete("delete", "/v1/channels/:id", {
+      params: channelParams,
+      success: Channel,
+      error: [NotFound, Forbidden]
+    })
+  )
+  .add(
+    HttpApiEndpoint.post("connect", "/v1/channels/:id/connect", {
+      params: channelParams,
+      payload: ConnectRequest,
+      success: ConnectAccepted.pipe(HttpApiSchema.status(202)),
+      error: [NotFound, InvalidState]
+    })
+  )
+  .add(
+    HttpApiEndpoint.get("qr", "/v1/channels/:id/qr", {
+      params: channelParams,
+      success: QrCode.annotate({
+        description: "JSON by default; send Accept: image/png or image/svg+xml for an image of the code"
+      }),
+      error: [NotFound, InvalidState]
+    })
+  )
+  .add(
+    HttpApiEndpoint.post("logout", "/v1/channels/:id/logout", {
+      params: channelParams,
+      success: Channel.pipe(HttpApiSchema.status(202)),
+      error: [NotFound, InvalidState]
+    })
+  )
+  .add(
+    HttpApiEndpoint.post("restart", "/v1/channels/:id/restart", {
+      params: channelParams,
+      success: Channel.pipe(HttpApiSchema.status(202)),
+      error: [NotFound, InvalidState]
+    })
+  )
+  .middleware(Authorization)
+  .annotate(OpenApi.Title, "Channels") {}
+
+export class EventsGroup extends HttpApiGroup.make("events")
+  .add(
+    HttpApiEndpoint.get("list", "/v1/events", {
+      query: { ...PageQuery, ...EventQuery },
+      success: Page(Event)
+    })
+  )
+  .middleware(Authorization)
+  .annotate(OpenApi.Title, "Events") {}
+
 export class AuditGroup extends HttpApiGroup.make("audit")
   .add(
     HttpApiEndpoint.get("list", "/v1/audit-events", {
@@ -106,6 +187,8 @@ export class Api extends HttpApi.make("whatisup")
   .add(SystemGroup)
   .add(MeGroup)
   .add(ApiKeysGroup)
+  .add(ChannelsGroup)
+  .add(EventsGroup)
   .add(AuditGroup)
   .middleware(RequestValidation)
   .annotate(HttpApi.ParseOptions, { errors: "all" })

@@ -18,6 +18,9 @@ export type ApiKeyId = typeof ApiKeyId.Type
 export const ChannelId = prefixedId("ch").pipe(Schema.brand("ChannelId"))
 export type ChannelId = typeof ChannelId.Type
 
+export const EventId = prefixedId("evt").pipe(Schema.brand("EventId"))
+export type EventId = typeof EventId.Type
+
 export const AuditEventId = prefixedId("aud").pipe(Schema.brand("AuditEventId"))
 export type AuditEventId = typeof AuditEventId.Type
 

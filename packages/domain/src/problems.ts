@@ -42,6 +42,12 @@ export class NotFound extends HttpApiError.Problem<NotFound>()(
   { code: Schema.tag("not_found") }
 ) {}
 
+export class InvalidState extends HttpApiError.Problem<InvalidState>()(
+  "InvalidState",
+  { type: problemType("invalid-state"), status: 409, title: "Not possible in the resource's current state" },
+  { code: Schema.tag("invalid_state"), current_status: Schema.String }
+) {}
+
 export class IdempotencyKeyInUse extends HttpApiError.Problem<IdempotencyKeyInUse>()(
   "IdempotencyKeyInUse",
   {

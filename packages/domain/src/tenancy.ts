@@ -52,7 +52,8 @@ export type ApiKeyCreated = typeof ApiKeyCreated.Type
 export const KeyName = Text(1, 100)
 
 export const CreateApiKey = Schema.Struct({
-  name: Schema.optionalKey(KeyName)
+  name: Schema.optionalKey(KeyName),
+  channel_id: Schema.optionalKey(ChannelId.annotate({ description: "bind the key to this channel alone" }))
 })
 
 export const Me = Schema.Struct({

@@ -1,4 +1,11 @@
 import { Layer } from "effect"
+import { layerChannels } from "./channels/channels.ts"
+import { layerEventLog } from "./channels/eventLog.ts"
+import { layerLeases } from "./channels/leases.ts"
+import { layerChannelLifecycle } from "./channels/lifecycle.ts"
+import { layerSupervisor } from "./channels/supervisor.ts"
+import type { WhatsAppTransport } from "./whatsapp/transport.ts"
+import { layerUnavailableTransport } from "./whatsapp/unavailableTransport.ts"
 import { layerAdminServer } from "./admin/server.ts"
 import { layerAudit } from "./audit/audit.ts"
 import { type GatewayConfig, GatewayConfigService } from "./config.ts"
@@ -11,10 +18,17 @@ import { layerAuthentication } from "./tenancy/authentication.ts"
 import { layerCustomers } from "./tenancy/customers.ts"
 
 /** The whole gateway for one configuration: database (migrated first), services, both listeners. */
-export const layerGateway = (config: GatewayConfig) => {
+export const layerGateway = (
+  config: GatewayConfig,
+  transport: Layer.Layer<WhatsAppTransport> = layerUnavailableTransport
+) => {
   const layerConfig = Layer.succeed(GatewayConfigService, config)
   const database = layerMigrated.pipe(Layer.provideMerge(layerDatabase), Layer.provide(layerConfig))
-  const services = Layer.mergeAll(layerApiKeys, layerCustomers).pipe(
+  const channels = layerSupervisor.pipe(
+    Layer.provideMerge(Layer.mergeAll(layerChannels, layerChannelLifecycle)),
+    Layer.provideMerge(Layer.mergeAll(layerEventLog, layerLeases, transport))
+  )
+  const services = Layer.mergeAll(layerApiKeys, layerCustomers, channels).pipe(
     Layer.provideMerge(Layer.mergeAll(layerAudit, layerAuthentication, layerIdempotency)),
     Layer.provideMerge(layerKeyRing),
     Layer.provideMerge(database),

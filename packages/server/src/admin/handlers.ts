@@ -57,19 +57,25 @@ export const layerAdminHandlers = AdminRpcs.toLayer(
       SuspendCustomer: ({ id }) => customers.setStatus(id, "suspended").pipe(Effect.mapError(notFound(id))),
       ResumeCustomer: ({ id }) => customers.setStatus(id, "active").pipe(Effect.mapError(notFound(id))),
       IssueApiKey: ({ customer_id, name, channel_id }) =>
-        channel_id !== undefined
-          ? Effect.fail(
-              new AdminRequestInvalid({ message: `no channel ${channel_id} for customer ${customer_id}` })
+        apiKeys
+          .create({
+            customerId: customer_id,
+            name: name ?? null,
+            channelId: channel_id ?? null,
+            actor: operator
+          })
+          .pipe(
+            Effect.mapError((error) =>
+              error._tag === "NotFound"
+                ? new CustomerNotFound({ customer_id })
+                : new AdminRequestInvalid({
+                    message:
+                      error._tag === "InvalidRequest"
+                        ? `no channel ${channel_id} for customer ${customer_id}`
+                        : (error.detail ?? error.title)
+                  })
             )
-          : apiKeys
-              .create({ customerId: customer_id, name: name ?? null, channelId: null, actor: operator })
-              .pipe(
-                Effect.mapError((error) =>
-                  error._tag === "NotFound"
-                    ? new CustomerNotFound({ customer_id })
-                    : new AdminRequestInvalid({ message: error.detail ?? error.title })
-                )
-              ),
+          ),
       RotateMasterKey: () =>
         sql
           .withTransaction(

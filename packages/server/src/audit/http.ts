@@ -12,8 +12,9 @@ export const layerAuditHttp = HttpApiBuilder.group(Api, "audit", (handlers) =>
           customerId: caller.customerId,
           limit: query.limit,
           cursor: query.cursor,
-          resourceType: query.resource_type,
-          resourceId: query.resource_id
+          // a channel-bound key sees what happened to its channel only
+          resourceType: caller.channelId === null ? query.resource_type : "channel",
+          resourceId: caller.channelId ?? query.resource_id
         })
       )
     )

@@ -1,11 +1,13 @@
 import { Migrator } from "effect/sql"
 import foundation from "./migrations/0001_foundation.ts"
+import channels from "./migrations/0002_channels.ts"
 
 export const migrations = {
-  "1_foundation": foundation
+  "1_foundation": foundation,
+  "2_channels": channels
 }
 
-export const latestMigrationId = 1
+export const latestMigrationId = Math.max(...Object.keys(migrations).map((name) => Number.parseInt(name, 10)))
 
 export const runMigrations = Migrator.make({})({
   loader: Migrator.fromRecord(migrations),

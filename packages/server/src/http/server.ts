@@ -13,6 +13,7 @@ import { SqlClient } from "effect/sql"
 import { createServer } from "node:http"
 import * as crypto from "node:crypto"
 import { layerAuditHttp } from "../audit/http.ts"
+import { layerChannelsHttp, layerEventsHttp } from "../channels/http.ts"
 import { GatewayConfigService } from "../config.ts"
 import { latestMigrationId } from "../db/migrations.ts"
 import { layerApiKeysHttp, layerMeHttp } from "../tenancy/http.ts"
@@ -127,7 +128,14 @@ const layerSystemHttp = HttpApiBuilder.group(Api, "system", (handlers) =>
 )
 
 export const layerApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
-  Layer.provide([layerSystemHttp, layerMeHttp, layerApiKeysHttp, layerAuditHttp])
+  Layer.provide([
+    layerSystemHttp,
+    layerMeHttp,
+    layerApiKeysHttp,
+    layerChannelsHttp,
+    layerEventsHttp,
+    layerAuditHttp
+  ])
 )
 
 export const layerPublicRoutes = Layer.mergeAll(

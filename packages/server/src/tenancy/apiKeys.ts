@@ -2,7 +2,7 @@ import {
   type ApiKey,
   type ApiKeyCreated,
   type AuditActor,
-  type InvalidRequest,
+  InvalidRequest,
   NotFound,
   PlanLimitReached
 } from "@whatisup/domain"
@@ -25,7 +25,7 @@ export class ApiKeys extends Context.Service<
       readonly name: string | null
       readonly channelId: string | null
       readonly actor: AuditActor
-    }) => Effect.Effect<ApiKeyCreated, PlanLimitReached | NotFound>
+    }) => Effect.Effect<ApiKeyCreated, PlanLimitReached | NotFound | InvalidRequest>
     readonly list: (options: {
       readonly customerId: string
       readonly limit?: number | undefined
@@ -66,6 +66,17 @@ export const layerApiKeys = Layer.effect(
             limit: "max_api_keys",
             max: customer.max_api_keys
           })
+        }
+        if (options.channelId !== null) {
+          const channels = yield* sql`
+          SELECT 1 FROM channels
+          WHERE id = ${options.channelId} AND customer_id = ${options.customerId} AND status <> 'deleted'`
+          if (channels.length === 0) {
+            return yield* new InvalidRequest({
+              detail: "The key cannot be bound to that channel",
+              errors: [{ path: "body.channel_id", message: `no such channel: ${options.channelId}` }]
+            })
+          }
         }
         const plaintext = newKeyPlaintext()
         const id = newId("apiKey")

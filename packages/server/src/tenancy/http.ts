@@ -44,7 +44,7 @@ export const layerApiKeysHttp = HttpApiBuilder.group(Api, "apiKeys", (handlers) 
             apiKeys.create({
               customerId: caller.customerId,
               name: payload.name ?? null,
-              channelId: null,
+              channelId: payload.channel_id ?? null,
               actor: actorOf(caller)
             })
           )

@@ -8,6 +8,7 @@ import { type GatewayConfig, loadConfig } from "../../src/config.ts"
 import { freePort } from "../../src/db/embedded.ts"
 import { layerLogging } from "../../src/logging.ts"
 import { layerGateway } from "../../src/gateway.ts"
+import { layerMemoryTransport, MemoryTransport } from "../../src/whatsapp/memoryTransport.ts"
 import { testDatabase } from "./database.ts"
 
 export interface RunningGateway {
@@ -17,6 +18,8 @@ export interface RunningGateway {
   readonly databaseUrl: string
   readonly dataDir: string
   readonly config: GatewayConfig
+  /** The scripted WhatsApp every channel of this gateway talks to. */
+  readonly whatsapp: MemoryTransport["Service"]
 }
 
 export class TestGateway extends Context.Service<TestGateway, RunningGateway>()("test/TestGateway") {}
@@ -50,14 +53,18 @@ export const startGateway = (env: Record<string, string>) =>
     const config = yield* loadConfig.pipe(
       Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(env))
     )
-    yield* Layer.build(layerGateway(config).pipe(Layer.provide(layerLogging(config))))
+    const whatsapp = yield* Layer.build(layerMemoryTransport())
+    yield* Layer.build(
+      layerGateway(config, Layer.succeedContext(whatsapp)).pipe(Layer.provide(layerLogging(config)))
+    )
     return {
       api: `http://127.0.0.1:${config.port}`,
       admin: `http://127.0.0.1:${config.adminPort}`,
       adminToken: env.WHATISUP_ADMIN_TOKEN ?? "",
       databaseUrl: env.DATABASE_URL ?? "",
       dataDir: config.dataDir,
-      config
+      config,
+      whatsapp: Context.get(whatsapp, MemoryTransport)
     }
   })
 

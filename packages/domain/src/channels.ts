@@ -1,0 +1,53 @@
+import { Schema } from "effect"
+import { ChannelId } from "./ids.ts"
+import { Text } from "./text.ts"
+
+export const ChannelStatus = Schema.Literals([
+  "created",
+  "pairing",
+  "connecting",
+  "connected",
+  "reconnecting",
+  "logged_out",
+  "failed",
+  "deleted"
+])
+export type ChannelStatus = typeof ChannelStatus.Type
+
+export const ChannelName = Text(1, 100)
+
+export const PhoneNumber = Schema.String.pipe(
+  Schema.check(
+    Schema.isPattern(/^\+[1-9][0-9]{6,14}$/, {
+      message: "must be an E.164 phone number: + then 7 to 15 digits, such as +15551234567"
+    })
+  )
+)
+
+export const Channel = Schema.Struct({
+  id: ChannelId,
+  name: Schema.NullOr(Schema.String),
+  status: ChannelStatus,
+  status_reason: Schema.NullOr(Schema.String),
+  phone_number: Schema.NullOr(Schema.String),
+  last_connected_at: Schema.NullOr(Schema.String),
+  created_at: Schema.String,
+  updated_at: Schema.String
+})
+export type Channel = typeof Channel.Type
+
+export const CreateChannel = Schema.Struct({ name: Schema.optionalKey(ChannelName) })
+export const UpdateChannel = Schema.Struct({ name: ChannelName })
+
+export const ConnectRequest = Schema.Union([
+  Schema.Struct({ method: Schema.Literal("qr") }),
+  Schema.Struct({ method: Schema.Literal("pairing_code"), phone_number: PhoneNumber })
+])
+export type ConnectRequest = typeof ConnectRequest.Type
+
+export const ConnectAccepted = Schema.Struct({
+  status: ChannelStatus,
+  pairing_code: Schema.optionalKey(Schema.String)
+})
+
+export const QrCode = Schema.Struct({ qr: Schema.String, expires_at: Schema.String })

@@ -1,0 +1,131 @@
+import { Api, Caller, Forbidden } from "@whatisup/domain"
+import { Channel } from "@whatisup/domain"
+import { Effect } from "effect"
+import { HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpApiBuilder } from "effect/http-api"
+import * as QRCode from "qrcode"
+import { Idempotency } from "../http/idempotency.ts"
+import { type Access, Channels } from "./channels.ts"
+import { EventLog } from "./eventLog.ts"
+
+const accessOf = (caller: Caller["Service"]): Access => ({
+  customerId: caller.customerId,
+  onlyChannel: caller.channelId
+})
+
+const actorOf = (caller: Caller["Service"]) => ({ type: "api_key" as const, id: caller.keyId })
+
+/** Creating and deleting channels is managing the account: a key bound to one channel may not. */
+const unboundCaller = Effect.gen(function* () {
+  const caller = yield* Caller
+  if (caller.channelId !== null) {
+    return yield* new Forbidden({ detail: "A key bound to a channel cannot create or delete channels" })
+  }
+  return caller
+})
+
+/** The QR as an image when the client asks for one (curl -H 'Accept: image/png'), else JSON. */
+const qrResponse = (qr: { readonly qr: string; readonly expires_at: string }) =>
+  Effect.gen(function* () {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const accept = request.headers["accept"] ?? ""
+    if (/image\/png/.test(accept)) {
+      const png = yield* Effect.promise(() => QRCode.toBuffer(qr.qr, { type: "png", margin: 2, width: 320 }))
+      return HttpServerResponse.uint8Array(png, {
+        contentType: "image/png",
+        headers: { "cache-control": "no-store", "x-qr-expires-at": qr.expires_at }
+      })
+    }
+    if (/image\/svg\+xml/.test(accept)) {
+      const svg = yield* Effect.promise(() => QRCode.toString(qr.qr, { type: "svg", margin: 2 }))
+      return HttpServerResponse.text(svg, {
+        contentType: "image/svg+xml",
+        headers: { "cache-control": "no-store", "x-qr-expires-at": qr.expires_at }
+      })
+    }
+    return qr
+  })
+
+export const layerChannelsHttp = HttpApiBuilder.group(Api, "channels", (handlers) =>
+  Effect.gen(function* () {
+    const channels = yield* Channels
+    const idempotency = yield* Idempotency
+    return handlers
+      .handle("create", ({ payload, headers }) =>
+        Effect.gen(function* () {
+          const caller = yield* unboundCaller
+          return yield* idempotency.run(
+            {
+              customerId: caller.customerId,
+              key: headers["idempotency-key"],
+              request: ["POST /v1/channels", payload],
+              response: Channel
+            },
+            channels.create(accessOf(caller), { name: payload.name ?? null, actor: actorOf(caller) })
+          )
+        })
+      )
+      .handle("list", ({ query }) =>
+        Effect.flatMap(Caller, (caller) =>
+          channels.list(accessOf(caller), { limit: query.limit, cursor: query.cursor })
+        )
+      )
+      .handle("get", ({ params }) =>
+        Effect.flatMap(Caller, (caller) => channels.get(accessOf(caller), params.id))
+      )
+      .handle("update", ({ params, payload }) =>
+        Effect.flatMap(Caller, (caller) =>
+          channels.rename(accessOf(caller), params.id, payload.name, actorOf(caller))
+        )
+      )
+      .handle("delete", ({ params }) =>
+        Effect.flatMap(unboundCaller, (caller) =>
+          channels.remove(accessOf(caller), params.id, actorOf(caller))
+        )
+      )
+      .handle("connect", ({ params, payload }) =>
+        Effect.flatMap(Caller, (caller) =>
+          Effect.map(channels.connect(accessOf(caller), params.id, payload, actorOf(caller)), (channel) => ({
+            status: channel.status
+          }))
+        )
+      )
+      .handle("qr", ({ params }) =>
+        Effect.flatMap(Caller, (caller) =>
+          Effect.flatMap(channels.qr(accessOf(caller), params.id), qrResponse)
+        )
+      )
+      .handle("logout", ({ params }) =>
+        Effect.flatMap(Caller, (caller) => channels.logout(accessOf(caller), params.id, actorOf(caller)))
+      )
+      .handle("restart", ({ params }) =>
+        Effect.flatMap(Caller, (caller) => channels.restart(accessOf(caller), params.id, actorOf(caller)))
+      )
+  })
+)
+
+export const layerEventsHttp = HttpApiBuilder.group(Api, "events", (handlers) =>
+  Effect.gen(function* () {
+    const events = yield* EventLog
+    return handlers.handle("list", ({ query }) =>
+      Effect.gen(function* () {
+        const caller = yield* Caller
+        // a channel-bound key sees its own channel's events only
+        if (
+          caller.channelId !== null &&
+          query.channel_id !== undefined &&
+          query.channel_id !== caller.channelId
+        ) {
+          return { data: [], next_cursor: null }
+        }
+        return yield* events.list({
+          customerId: caller.customerId,
+          channelId: caller.channelId ?? query.channel_id,
+          type: query.type,
+          limit: query.limit,
+          cursor: query.cursor
+        })
+      })
+    )
+  })
+)

@@ -1,0 +1,105 @@
+import { Context, Data, Duration, Effect, Layer } from "effect"
+import { SqlClient } from "effect/sql"
+import { GatewayConfigService } from "../config.ts"
+
+/** The lease a process held when it wrote: a write under an older generation is refused. */
+export interface Fence {
+  readonly channelId: string
+  readonly generation: number
+}
+
+export class LeaseLost extends Data.TaggedError("LeaseLost")<{ readonly channelId: string }> {}
+
+/**
+ * Channel ownership: at most one process runs a channel, the one holding its lease. Leases expire
+ * unless renewed; a process that restarts with the same node id takes its own back at once, under
+ * a new generation, so anything its previous life still tries to write is fenced off.
+ */
+export class Leases extends Context.Service<
+  Leases,
+  {
+    readonly nodeId: string
+    readonly ttl: Duration.Duration
+    readonly claim: (channelIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Fence>>
+    readonly renew: (held: ReadonlyArray<Fence>) => Effect.Effect<ReadonlyArray<Fence>>
+    readonly release: (channelIds: ReadonlyArray<string>) => Effect.Effect<void>
+    /** Inside a transaction: fails unless the fence still holds, and keeps it held until commit. */
+    readonly check: (fence: Fence) => Effect.Effect<void, LeaseLost>
+    /** Marks this node alive and says how many nodes are. */
+    readonly heartbeat: Effect.Effect<number>
+  }
+>()("whatisup/Leases") {}
+
+export const layerLeases = Layer.effect(
+  Leases,
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const config = yield* GatewayConfigService
+    const nodeId = config.nodeId
+    const ttlMillis = Duration.toMillis(config.leaseTtl)
+    const ttl = `${ttlMillis} milliseconds`
+    const json = (value: unknown) => JSON.stringify(value)
+
+    return Leases.of({
+      nodeId,
+      ttl: config.leaseTtl,
+      claim: (channelIds) =>
+        channelIds.length === 0
+          ? Effect.succeed([])
+          : sql<{ channel_id: string; generation: number }>`
+              INSERT INTO channel_leases (channel_id, owner, generation, expires_at)
+              SELECT id, ${nodeId}, 1, now() + ${ttl}::interval
+              FROM jsonb_array_elements_text(${json(channelIds)}::jsonb) AS id
+              ON CONFLICT (channel_id) DO UPDATE
+                SET owner = excluded.owner, generation = channel_leases.generation + 1,
+                    expires_at = excluded.expires_at
+                WHERE channel_leases.expires_at < now() OR channel_leases.owner = excluded.owner
+              RETURNING channel_id, generation::int AS generation`.pipe(
+              Effect.map((rows) =>
+                rows.map((row) => ({ channelId: row.channel_id, generation: row.generation }))
+              ),
+              Effect.orDie
+            ),
+      renew: (held) =>
+        held.length === 0
+          ? Effect.succeed([])
+          : sql<{ channel_id: string; generation: number }>`
+              UPDATE channel_leases l SET expires_at = now() + ${ttl}::interval
+              FROM jsonb_to_recordset(${json(held.map((f) => ({ id: f.channelId, generation: f.generation })))}::jsonb)
+                AS h(id text, generation bigint)
+              WHERE l.channel_id = h.id AND l.generation = h.generation AND l.owner = ${nodeId}
+              RETURNING l.channel_id, l.generation::int AS generation`.pipe(
+              Effect.map((rows) =>
+                rows.map((row) => ({ channelId: row.channel_id, generation: row.generation }))
+              ),
+              Effect.orDie
+            ),
+      release: (channelIds) =>
+        channelIds.length === 0
+          ? Effect.void
+          : sql`
+              DELETE FROM channel_leases
+              WHERE owner = ${nodeId} AND channel_id IN (SELECT jsonb_array_elements_text(${json(channelIds)}::jsonb))`.pipe(
+              Effect.asVoid,
+              Effect.orDie
+            ),
+      check: (fence) =>
+        Effect.flatMap(
+          sql<{ held: boolean }>`
+            SELECT true AS held FROM channel_leases
+            WHERE channel_id = ${fence.channelId} AND owner = ${nodeId} AND generation = ${fence.generation}
+            FOR SHARE`.pipe(Effect.orDie),
+          (rows) =>
+            rows.length === 0 ? Effect.fail(new LeaseLost({ channelId: fence.channelId })) : Effect.void
+        ),
+      heartbeat: Effect.gen(function* () {
+        yield* sql`
+          INSERT INTO gateway_nodes (node_id, seen_at) VALUES (${nodeId}, now())
+          ON CONFLICT (node_id) DO UPDATE SET seen_at = now()`
+        const live = yield* sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM gateway_nodes WHERE seen_at > now() - ${ttl}::interval`
+        return Math.max(1, live[0]?.n ?? 1)
+      }).pipe(Effect.orDie)
+    })
+  })
+)

@@ -1,0 +1,159 @@
+import type { ChannelStatus, EventType } from "@whatisup/domain"
+import { Data, Context, Effect, Layer } from "effect"
+import { SqlClient, type Statement } from "effect/sql"
+import { Audit } from "../audit/audit.ts"
+import { KeyRing } from "../crypto/keyRing.ts"
+import { EventLog } from "./eventLog.ts"
+import { type Fence, Leases, type LeaseLost } from "./leases.ts"
+import type { ChannelRow } from "./rows.ts"
+import { canMove } from "./status.ts"
+
+/** What a running channel reports about its connection. */
+export type Change = Data.TaggedEnum<{
+  Starting: {}
+  Qr: { readonly qr: string; readonly expiresAt: Date }
+  PairingCode: { readonly code: string }
+  Connected: { readonly phoneNumber: string }
+  Disconnected: { readonly code: number; readonly reason: string }
+  LoggedOut: { readonly code: number }
+  Failed: { readonly reason: string }
+}>
+export const Change = Data.taggedEnum<Change>()
+
+const system = { type: "system" as const, id: null }
+
+/**
+ * The writes a channel actor makes, each fenced by its lease and validated against the status model
+ * in one transaction with its event and audit row. `stop` tells the actor the channel should no
+ * longer run (logged out, deleted or stopped meanwhile).
+ */
+export class ChannelLifecycle extends Context.Service<
+  ChannelLifecycle,
+  {
+    readonly load: (channelId: string) => Effect.Effect<ChannelRow | undefined>
+    readonly record: (fence: Fence, change: Change) => Effect.Effect<"continue" | "stop", LeaseLost>
+  }
+>()("whatisup/ChannelLifecycle") {}
+
+interface Plan {
+  readonly status: ChannelStatus
+  readonly reason?: string | null
+  readonly stop?: boolean
+  readonly set?: Statement.Statement<unknown>
+  readonly event?: { readonly type: EventType; readonly data: Record<string, unknown> }
+  readonly audit?: { readonly action: string; readonly data: Record<string, unknown> }
+}
+
+export const layerChannelLifecycle = Layer.effect(
+  ChannelLifecycle,
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const leases = yield* Leases
+    const events = yield* EventLog
+    const audit = yield* Audit
+    const keyRing = yield* KeyRing
+
+    const plan = (row: ChannelRow, change: Change): Plan => {
+      switch (change._tag) {
+        case "Starting":
+          return {
+            status:
+              row.status === "pairing" ? "pairing" : row.status === "connected" ? "reconnecting" : row.status
+          }
+        case "Qr":
+          return {
+            status: "pairing",
+            set: sql`qr_ciphertext = ${keyRing.encrypt(change.qr)}, qr_expires_at = ${change.expiresAt},`,
+            event: { type: "channel.qr", data: { qr: change.qr, expires_at: change.expiresAt.toISOString() } }
+          }
+        case "PairingCode":
+          return { status: "pairing", set: sql`pairing_code = ${change.code},` }
+        case "Connected":
+          return {
+            status: "connected",
+            reason: null,
+            set: sql`phone_number = ${change.phoneNumber}, last_connected_at = now(), qr_ciphertext = NULL,
+              qr_expires_at = NULL, pairing_code = NULL,`,
+            event: { type: "channel.connected", data: { phone_number: change.phoneNumber } },
+            audit: { action: "channel.connected", data: { phone_number: change.phoneNumber } }
+          }
+        case "Disconnected":
+          return {
+            status: row.status === "pairing" ? "pairing" : "reconnecting",
+            reason: change.reason,
+            event: { type: "channel.disconnected", data: { code: change.code, reason: change.reason } },
+            audit: { action: "channel.disconnected", data: { code: change.code, reason: change.reason } }
+          }
+        case "LoggedOut":
+          return {
+            status: "logged_out",
+            reason: "logged_out_by_phone",
+            stop: true,
+            set: sql`desired = 'stopped', qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code = NULL,`,
+            event: { type: "channel.logged_out", data: { code: change.code, reason: "logged_out_by_phone" } },
+            audit: { action: "channel.logged_out", data: { code: change.code } }
+          }
+        case "Failed":
+          return {
+            status: "failed",
+            reason: change.reason,
+            stop: true,
+            set: sql`desired = 'stopped', qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code = NULL,`,
+            event: { type: "channel.failed", data: { reason: change.reason } },
+            audit: { action: "channel.failed", data: { reason: change.reason } }
+          }
+      }
+    }
+
+    const record = (fence: Fence, change: Change) =>
+      sql
+        .withTransaction(
+          Effect.gen(function* () {
+            yield* leases.check(fence)
+            const rows =
+              yield* sql<ChannelRow>`SELECT * FROM channels WHERE id = ${fence.channelId} FOR UPDATE`.pipe(
+                Effect.orDie
+              )
+            const row = rows[0]
+            if (row === undefined || row.desired !== "running") return "stop" as const
+            const next = plan(row, change)
+            if (!canMove(row.status, next.status)) return "stop" as const
+            yield* sql`
+              UPDATE channels SET ${next.set ?? sql``}
+                status = ${next.status},
+                status_reason = ${next.reason === undefined ? row.status_reason : next.reason},
+                updated_at = now()
+              WHERE id = ${fence.channelId}`.pipe(Effect.orDie)
+            if (next.event) {
+              yield* events.append({
+                customerId: row.customer_id,
+                channelId: row.id,
+                type: next.event.type,
+                data: next.event.data
+              })
+            }
+            if (next.audit) {
+              yield* audit.record({
+                customerId: row.customer_id,
+                actor: system,
+                action: next.audit.action,
+                resourceType: "channel",
+                resourceId: row.id,
+                data: next.audit.data
+              })
+            }
+            return next.stop === true ? ("stop" as const) : ("continue" as const)
+          })
+        )
+        .pipe(Effect.catchTag("SqlError", Effect.die))
+
+    return ChannelLifecycle.of({
+      load: (channelId) =>
+        sql<ChannelRow>`SELECT * FROM channels WHERE id = ${channelId}`.pipe(
+          Effect.map((rows) => rows[0]),
+          Effect.orDie
+        ),
+      record
+    })
+  })
+)

@@ -1,0 +1,34 @@
+import type { Channel, ChannelStatus } from "@whatisup/domain"
+
+export interface ChannelRow {
+  readonly id: string
+  readonly customer_id: string
+  readonly name: string | null
+  readonly status: ChannelStatus
+  readonly status_reason: string | null
+  readonly desired: "running" | "stopped"
+  readonly connect_method: "qr" | "pairing_code" | null
+  readonly pairing_phone_number: string | null
+  readonly phone_number: string | null
+  readonly qr_ciphertext: string | null
+  readonly qr_expires_at: Date | null
+  readonly pairing_code: string | null
+  readonly last_connected_at: Date | null
+  readonly restart_requested_at: Date | null
+  readonly created_at: Date
+  readonly updated_at: Date
+}
+
+export const renderChannel = (row: ChannelRow): Channel => ({
+  id: row.id as Channel["id"],
+  name: row.name,
+  status: row.status,
+  status_reason: row.status_reason,
+  phone_number: row.phone_number,
+  last_connected_at: row.last_connected_at?.toISOString() ?? null,
+  created_at: row.created_at.toISOString(),
+  updated_at: row.updated_at.toISOString()
+})
+
+/** Channels whose desired state changed: every gateway's supervisor listens. */
+export const channelsChangedChannel = "whatisup_channels_changed"

@@ -1,0 +1,60 @@
+import { Context, Data, type Effect, type Queue, type Scope } from "effect"
+
+/** What a WhatsApp connection tells its channel. */
+export type TransportEvent = Data.TaggedEnum<{
+  /** A QR code to show; scanning it with the phone pairs this device. */
+  Qr: { readonly qr: string; readonly expiresAt: Date }
+  /** The code to type into the phone, when pairing by phone number. */
+  PairingCode: { readonly code: string }
+  /** Logged in: the channel is connected as this phone number (E.164). */
+  Open: { readonly phoneNumber: string }
+  /** The connection ended with WhatsApp's disconnect code. */
+  Close: { readonly code: number; readonly reason: string }
+  /** The server accepted a sent message, or refused it with an error code. */
+  ServerAck: { readonly messageId: string; readonly error: number | null }
+  /** The recipient's phone got or read a sent message. */
+  Receipt: { readonly messageId: string; readonly receipt: "delivered" | "read" }
+  /** A message arrived for this channel. */
+  Inbound: { readonly messageId: string; readonly from: string; readonly message: unknown }
+  /** The login credentials changed and were stored. */
+  CredentialsChanged: {}
+}>
+export const TransportEvent = Data.taggedEnum<TransportEvent>()
+
+export class TransportError extends Data.TaggedError("TransportError")<{
+  readonly reason: string
+  readonly cause?: unknown
+}> {}
+
+export type PairingMethod =
+  { readonly method: "qr" } | { readonly method: "pairing_code"; readonly phoneNumber: string }
+
+export interface ConnectOptions {
+  readonly channelId: string
+  /** How to pair when the channel has no stored login. */
+  readonly pairing: PairingMethod
+}
+
+/** One live connection; closing the scope it was opened in closes the socket. */
+export interface TransportConnection {
+  readonly events: Queue.Dequeue<TransportEvent>
+  readonly send: (message: {
+    readonly id: string
+    readonly to: string
+    readonly content: unknown
+  }) => Effect.Effect<void, TransportError>
+  /** Unlinks this device from the phone's account. */
+  readonly logout: Effect.Effect<void, TransportError>
+}
+
+/** The port a channel actor talks WhatsApp through: Baileys in production, scripted in tests. */
+export class WhatsAppTransport extends Context.Service<
+  WhatsAppTransport,
+  {
+    readonly connect: (
+      options: ConnectOptions
+    ) => Effect.Effect<TransportConnection, TransportError, Scope.Scope>
+    /** Forgets a channel's stored login (after a logout, or when the channel is deleted). */
+    readonly forget: (channelId: string) => Effect.Effect<void>
+  }
+>()("whatisup/WhatsAppTransport") {}
