@@ -39,10 +39,24 @@ export type Channel = typeof Channel.Type
 export const CreateChannel = Schema.Struct({ name: Schema.optionalKey(ChannelName) })
 export const UpdateChannel = Schema.Struct({ name: ChannelName })
 
-export const ConnectRequest = Schema.Union([
-  Schema.Struct({ method: Schema.Literal("qr") }),
-  Schema.Struct({ method: Schema.Literal("pairing_code"), phone_number: PhoneNumber })
-])
+export const ConnectRequest = Schema.Struct({
+  method: Schema.Literals(["qr", "pairing_code"]).annotate({
+    description: '"qr" to scan a code, or "pairing_code" to type a code into the phone'
+  }),
+  phone_number: Schema.optionalKey(
+    PhoneNumber.annotate({ description: "the number to pair, with method pairing_code" })
+  )
+}).pipe(
+  Schema.check(
+    Schema.makeFilter((request) =>
+      request.method === "pairing_code" && request.phone_number === undefined
+        ? { path: ["phone_number"], issue: "is required with method pairing_code" }
+        : request.method === "qr" && request.phone_number !== undefined
+          ? { path: ["phone_number"], issue: "is only for method pairing_code" }
+          : undefined
+    )
+  )
+)
 export type ConnectRequest = typeof ConnectRequest.Type
 
 export const ConnectAccepted = Schema.Struct({

@@ -4,17 +4,8 @@ import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { eventually } from "./support/eventually.ts"
 import { request } from "./support/http.ts"
-
-/** Polls until `check` holds, a bounded number of times, and says whether it did. */
-const eventually = (check: Effect.Effect<boolean>, attempts = 100) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < attempts; i++) {
-      if (yield* check) return true
-      yield* Effect.sleep("20 millis")
-    }
-    return false
-  })
 
 describe("credentials across gateway processes", () => {
   it.live(
