@@ -18,9 +18,12 @@ import { layerAuthentication } from "./tenancy/authentication.ts"
 import { layerCustomers } from "./tenancy/customers.ts"
 
 /** The whole gateway for one configuration: database (migrated first), services, both listeners. */
-export const layerGateway = (
+export const layerGateway = <E = never>(
   config: GatewayConfig,
-  transport: Layer.Layer<WhatsAppTransport> = layerUnavailableTransport
+  transport: Layer.Layer<WhatsAppTransport, E> = layerUnavailableTransport as Layer.Layer<
+    WhatsAppTransport,
+    E
+  >
 ) => {
   const layerConfig = Layer.succeed(GatewayConfigService, config)
   const database = layerMigrated.pipe(Layer.provideMerge(layerDatabase), Layer.provide(layerConfig))

@@ -14,7 +14,9 @@ const customerOn = (gateway: { admin: string; adminToken: string }, plan: { max_
         name: "Many Phones",
         plan: { ...plan, api_requests_per_second: 100_000 }
       })
-    }).pipe(Effect.provide(layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" }))),
+    }).pipe(
+      Effect.provide(layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" }))
+    ),
     (created) => created.api_key.key
   )
 
@@ -33,8 +35,9 @@ const connectAll = (api: string, key: string, ids: ReadonlyArray<string>) =>
   Effect.forEach(
     ids,
     (id) =>
-      Effect.map(request(api, "POST", `/v1/channels/${id}/connect`, { key, body: { method: "qr" } }), (reply) =>
-        expect(reply.status).toBe(202)
+      Effect.map(
+        request(api, "POST", `/v1/channels/${id}/connect`, { key, body: { method: "qr" } }),
+        (reply) => expect(reply.status).toBe(202)
       ),
     { concurrency: 16, discard: true }
   )
@@ -50,7 +53,12 @@ describe("channel actors", () => {
         const key = yield* customerOn(gateway, { max_channels: 101 })
         const ids = yield* createChannels(gateway.api, key, 101)
         yield* connectAll(gateway.api, key, ids)
-        expect(yield* eventually(Effect.sync(() => ids.every((id) => whatsapp.isOpen(id))), 400)).toBe(true)
+        expect(
+          yield* eventually(
+            Effect.sync(() => ids.every((id) => whatsapp.isOpen(id))),
+            400
+          )
+        ).toBe(true)
         yield* Effect.forEach(ids, (id, i) => whatsapp.pair(id, `+1555000${String(i).padStart(4, "0")}`), {
           discard: true
         })
@@ -60,14 +68,31 @@ describe("channel actors", () => {
             sql<{ n: number }>`SELECT count(*)::int AS n FROM channels WHERE status = 'connected'`,
             (rows) => rows[0]!.n
           ).pipe(Effect.orDie)
-        expect(yield* eventually(Effect.map(connected(), (n) => n === 101), 400)).toBe(true)
+        expect(
+          yield* eventually(
+            Effect.map(connected(), (n) => n === 101),
+            400
+          )
+        ).toBe(true)
 
         const victim = ids[50]!
         const connectsBefore = whatsapp.connects(victim)
         // a QR with an impossible expiry makes the actor throw: a bug, not a WhatsApp event
         yield* whatsapp.emit(victim, TransportEvent.Qr({ qr: "x", expiresAt: new Date(Number.NaN) }))
-        expect(yield* eventually(Effect.sync(() => whatsapp.connects(victim) > connectsBefore), 200, 50)).toBe(true)
-        expect(yield* eventually(Effect.sync(() => whatsapp.isOpen(victim)), 200, 50)).toBe(true)
+        expect(
+          yield* eventually(
+            Effect.sync(() => whatsapp.connects(victim) > connectsBefore),
+            200,
+            50
+          )
+        ).toBe(true)
+        expect(
+          yield* eventually(
+            Effect.sync(() => whatsapp.isOpen(victim)),
+            200,
+            50
+          )
+        ).toBe(true)
 
         const others = ids.filter((id) => id !== victim)
         expect(others.every((id) => whatsapp.isOpen(id) && whatsapp.connects(id) === 1)).toBe(true)
@@ -89,7 +114,10 @@ describe("channel actors", () => {
         yield* eventually(Effect.sync(() => whatsapp.isOpen(id!)))
         yield* whatsapp.pair(id!, "+15559990000")
         yield* eventually(
-          Effect.map(request(gateway.api, "GET", `/v1/channels/${id}`, { key }), (r) => r.body.status === "connected")
+          Effect.map(
+            request(gateway.api, "GET", `/v1/channels/${id}`, { key }),
+            (r) => r.body.status === "connected"
+          )
         )
         const deleted = yield* request(gateway.api, "DELETE", `/v1/channels/${id}`, { key })
         expect(deleted.body.status).toBe("deleted")
@@ -102,7 +130,12 @@ describe("channel actors", () => {
             (SELECT count(*)::int FROM channel_leases WHERE channel_id = c.id) AS leases,
             (SELECT action FROM audit_events WHERE resource_id = c.id ORDER BY id DESC LIMIT 1) AS action
           FROM channels c WHERE c.id = ${id!}`
-        expect(rows[0]).toEqual({ status: "deleted", desired: "stopped", leases: 0, action: "channel.deleted" })
+        expect(rows[0]).toEqual({
+          status: "deleted",
+          desired: "stopped",
+          leases: 0,
+          action: "channel.deleted"
+        })
       }).pipe(Effect.scoped),
     60_000
   )
@@ -113,12 +146,20 @@ describe("channel actors", () => {
       Effect.gen(function* () {
         const database = yield* testDatabase
         const scope = yield* Scope.make()
-        const gateway = yield* startGateway(yield* gatewayEnvironment(database.url)).pipe(Scope.provide(scope))
+        const gateway = yield* startGateway(yield* gatewayEnvironment(database.url)).pipe(
+          Scope.provide(scope)
+        )
         const { whatsapp } = gateway
         const key = yield* customerOn(gateway, { max_channels: 1000 })
         const ids = yield* createChannels(gateway.api, key, 1000)
         yield* connectAll(gateway.api, key, ids)
-        expect(yield* eventually(Effect.sync(() => whatsapp.openConnections() === 1000), 600, 50)).toBe(true)
+        expect(
+          yield* eventually(
+            Effect.sync(() => whatsapp.openConnections() === 1000),
+            600,
+            50
+          )
+        ).toBe(true)
         yield* Effect.forEach(ids, (id, i) => whatsapp.pair(id, `+1444${String(i).padStart(7, "0")}`), {
           discard: true
         })
@@ -128,7 +169,13 @@ describe("channel actors", () => {
             sql<{ n: number }>`SELECT count(*)::int AS n FROM channels WHERE status = ${status}`,
             (rows) => rows[0]!.n
           ).pipe(Effect.orDie)
-        expect(yield* eventually(Effect.map(count("connected"), (n) => n === 1000), 600, 50)).toBe(true)
+        expect(
+          yield* eventually(
+            Effect.map(count("connected"), (n) => n === 1000),
+            600,
+            50
+          )
+        ).toBe(true)
         expect(ids.every((id) => whatsapp.connects(id) === 1)).toBe(true)
 
         yield* Scope.close(scope, Exit.void)

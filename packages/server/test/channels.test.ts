@@ -25,7 +25,12 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
       const key = yield* newCustomer("Two Phones", { max_channels: 2 })
       const first = yield* request(api, "POST", "/v1/channels", { key, body: { name: "sales" } })
       expect(first.status).toBe(201)
-      expect(first.body).toMatchObject({ name: "sales", status: "created", phone_number: null, status_reason: null })
+      expect(first.body).toMatchObject({
+        name: "sales",
+        status: "created",
+        phone_number: null,
+        status_reason: null
+      })
       expect(first.body.id).toMatch(/^ch_[0-9a-z]{26}$/)
       const second = yield* request(api, "POST", "/v1/channels", { key, body: {} })
       expect(second.body.name).toBeNull()
@@ -35,7 +40,10 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
 
       const list = yield* request(api, "GET", "/v1/channels", { key })
       expect(list.body.data.map((c: { id: string }) => c.id)).toEqual([second.body.id, first.body.id])
-      const renamed = yield* request(api, "PATCH", `/v1/channels/${first.body.id}`, { key, body: { name: "support" } })
+      const renamed = yield* request(api, "PATCH", `/v1/channels/${first.body.id}`, {
+        key,
+        body: { name: "support" }
+      })
       expect(renamed.body.name).toBe("support")
       expect((yield* request(api, "GET", `/v1/channels/${first.body.id}`, { key })).body.name).toBe("support")
 
@@ -45,65 +53,93 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
       expect((yield* request(api, "GET", `/v1/channels/${second.body.id}`, { key })).status).toBe(404)
       expect((yield* request(api, "POST", "/v1/channels", { key, body: {} })).status).toBe(201)
 
-      const audit = yield* request(api, "GET", `/v1/audit-events?resource_type=channel&resource_id=${first.body.id}`, {
-        key
-      })
-      expect(audit.body.data.map((e: { action: string }) => e.action)).toEqual(["channel.updated", "channel.created"])
+      const audit = yield* request(
+        api,
+        "GET",
+        `/v1/audit-events?resource_type=channel&resource_id=${first.body.id}`,
+        {
+          key
+        }
+      )
+      expect(audit.body.data.map((e: { action: string }) => e.action)).toEqual([
+        "channel.updated",
+        "channel.created"
+      ])
     })
   )
 
-  it.effect("connect by QR: the QR as JSON, PNG and SVG, the phone scans, channel.connected with the number", () =>
-    Effect.gen(function* () {
-      const { api, whatsapp } = yield* TestGateway
-      const key = yield* newCustomer("Scanner")
-      const channel = (yield* request(api, "POST", "/v1/channels", { key, body: {} })).body
-      const notPairing = yield* request(api, "GET", `/v1/channels/${channel.id}/qr`, { key })
-      expect(notPairing.status).toBe(409)
-      expect(notPairing.body).toMatchObject({ code: "invalid_state", current_status: "created" })
+  it.effect(
+    "connect by QR: the QR as JSON, PNG and SVG, the phone scans, channel.connected with the number",
+    () =>
+      Effect.gen(function* () {
+        const { api, whatsapp } = yield* TestGateway
+        const key = yield* newCustomer("Scanner")
+        const channel = (yield* request(api, "POST", "/v1/channels", { key, body: {} })).body
+        const notPairing = yield* request(api, "GET", `/v1/channels/${channel.id}/qr`, { key })
+        expect(notPairing.status).toBe(409)
+        expect(notPairing.body).toMatchObject({ code: "invalid_state", current_status: "created" })
 
-      const accepted = yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, { key, body: { method: "qr" } })
-      expect(accepted.status).toBe(202)
-      expect(accepted.body).toEqual({ status: "pairing" })
-
-      let qr: { status: number; body: any } = { status: 0, body: undefined }
-      yield* eventually(
-        Effect.map(request(api, "GET", `/v1/channels/${channel.id}/qr`, { key }), (reply) => {
-          qr = reply
-          return reply.status === 200
+        const accepted = yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, {
+          key,
+          body: { method: "qr" }
         })
-      )
-      expect(qr.body.qr).toMatch(/^2@memory-/)
-      expect(Date.parse(qr.body.expires_at)).toBeGreaterThan(Date.now())
+        expect(accepted.status).toBe(202)
+        expect(accepted.body).toEqual({ status: "pairing" })
 
-      const png = yield* Effect.promise(() =>
-        fetch(`${api}/v1/channels/${channel.id}/qr`, {
-          headers: { authorization: `Bearer ${key}`, accept: "image/png" }
-        }).then(async (r) => ({ type: r.headers.get("content-type"), bytes: new Uint8Array(await r.arrayBuffer()) }))
-      )
-      expect(png.type).toBe("image/png")
-      expect([...png.bytes.slice(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])
-      const svg = yield* request(api, "GET", `/v1/channels/${channel.id}/qr`, { key, headers: { accept: "image/svg+xml" } })
-      expect(svg.headers.get("content-type")).toBe("image/svg+xml")
-      expect(svg.text).toMatch(/^<svg/)
+        let qr: { status: number; body: any } = { status: 0, body: undefined }
+        yield* eventually(
+          Effect.map(request(api, "GET", `/v1/channels/${channel.id}/qr`, { key }), (reply) => {
+            qr = reply
+            return reply.status === 200
+          })
+        )
+        expect(qr.body.qr).toMatch(/^2@memory-/)
+        expect(Date.parse(qr.body.expires_at)).toBeGreaterThan(Date.now())
 
-      expect(yield* whatsapp.pair(channel.id, "+15551234567")).toBe(true)
-      expect(yield* becomes(api, key, channel.id, "connected")).toBe(true)
-      const connected = (yield* request(api, "GET", `/v1/channels/${channel.id}`, { key })).body
-      expect(connected.phone_number).toBe("+15551234567")
-      expect(connected.last_connected_at).not.toBeNull()
-      expect((yield* request(api, "GET", `/v1/channels/${channel.id}/qr`, { key })).status).toBe(409)
+        const png = yield* Effect.promise(() =>
+          fetch(`${api}/v1/channels/${channel.id}/qr`, {
+            headers: { authorization: `Bearer ${key}`, accept: "image/png" }
+          }).then(async (r) => ({
+            type: r.headers.get("content-type"),
+            bytes: new Uint8Array(await r.arrayBuffer())
+          }))
+        )
+        expect(png.type).toBe("image/png")
+        expect([...png.bytes.slice(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])
+        const svg = yield* request(api, "GET", `/v1/channels/${channel.id}/qr`, {
+          key,
+          headers: { accept: "image/svg+xml" }
+        })
+        expect(svg.headers.get("content-type")).toBe("image/svg+xml")
+        expect(svg.text).toMatch(/^<svg/)
 
-      const events = yield* request(api, "GET", `/v1/events?channel_id=${channel.id}`, { key })
-      const types = events.body.data.map((e: { type: string }) => e.type)
-      expect(types).toEqual(["channel.connected", "channel.qr"])
-      const [connectedEvent, qrEvent] = events.body.data
-      expect(connectedEvent.data).toEqual({ channel_id: channel.id, sequence: 2, phone_number: "+15551234567" })
-      expect(qrEvent.data).toMatchObject({ channel_id: channel.id, sequence: 1, qr: qr.body.qr })
-      const onlyConnected = yield* request(api, "GET", `/v1/events?type=channel.connected&channel_id=${channel.id}`, {
-        key
+        expect(yield* whatsapp.pair(channel.id, "+15551234567")).toBe(true)
+        expect(yield* becomes(api, key, channel.id, "connected")).toBe(true)
+        const connected = (yield* request(api, "GET", `/v1/channels/${channel.id}`, { key })).body
+        expect(connected.phone_number).toBe("+15551234567")
+        expect(connected.last_connected_at).not.toBeNull()
+        expect((yield* request(api, "GET", `/v1/channels/${channel.id}/qr`, { key })).status).toBe(409)
+
+        const events = yield* request(api, "GET", `/v1/events?channel_id=${channel.id}`, { key })
+        const types = events.body.data.map((e: { type: string }) => e.type)
+        expect(types).toEqual(["channel.connected", "channel.qr"])
+        const [connectedEvent, qrEvent] = events.body.data
+        expect(connectedEvent.data).toEqual({
+          channel_id: channel.id,
+          sequence: 2,
+          phone_number: "+15551234567"
+        })
+        expect(qrEvent.data).toMatchObject({ channel_id: channel.id, sequence: 1, qr: qr.body.qr })
+        const onlyConnected = yield* request(
+          api,
+          "GET",
+          `/v1/events?type=channel.connected&channel_id=${channel.id}`,
+          {
+            key
+          }
+        )
+        expect(onlyConnected.body.data).toHaveLength(1)
       })
-      expect(onlyConnected.body.data).toHaveLength(1)
-    })
   )
 
   it.effect("logout unlinks the device and allows a new connect; restart reconnects without a new QR", () =>
@@ -133,7 +169,10 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
       expect(again.status).toBe(409)
       expect(again.body.current_status).toBe("logged_out")
       expect((yield* request(api, "POST", `/v1/channels/${channel.id}/restart`, { key })).status).toBe(409)
-      const reconnect = yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, { key, body: { method: "qr" } })
+      const reconnect = yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, {
+        key,
+        body: { method: "qr" }
+      })
       expect(reconnect.body.status).toBe("pairing")
     })
   )
@@ -165,7 +204,10 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
         body: { method: "pairing_code", phone_number: "+15551234567" }
       })
       expect(byCode.status).toBe(202)
-      const twice = yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, { key, body: { method: "qr" } })
+      const twice = yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, {
+        key,
+        body: { method: "qr" }
+      })
       expect(twice.status).toBe(409)
       expect(twice.body).toMatchObject({ code: "invalid_state", current_status: "pairing" })
       for (const [method, path, body] of [
@@ -176,10 +218,16 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
         const reply = yield* request(api, method, path, { key, body })
         expect(reply.status, `${method} ${path} ${JSON.stringify(body)}`).toBe(400)
       }
-      for (const path of ["/v1/channels/nope", "/v1/channels/ch_x/connect", "/v1/channels/key_01m8ahr742skbetar1crg621tp/qr"]) {
+      for (const path of [
+        "/v1/channels/nope",
+        "/v1/channels/ch_x/connect",
+        "/v1/channels/key_01m8ahr742skbetar1crg621tp/qr"
+      ]) {
         expect((yield* request(api, "GET", path, { key })).status, path).toBeLessThan(500)
       }
-      expect((yield* request(api, "GET", "/v1/channels/ch_01m8ahr742skbetar1crg621tp", { key })).status).toBe(404)
+      expect((yield* request(api, "GET", "/v1/channels/ch_01m8ahr742skbetar1crg621tp", { key })).status).toBe(
+        404
+      )
       expect((yield* request(api, "GET", "/v1/events?type=channel.exploded", { key })).status).toBe(400)
       expect((yield* request(api, "GET", "/v1/events?channel_id=nope", { key })).status).toBe(400)
     })
@@ -191,23 +239,32 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
       const key = yield* newCustomer("Binder")
       const mine = (yield* request(api, "POST", "/v1/channels", { key, body: { name: "bound" } })).body
       const other = (yield* request(api, "POST", "/v1/channels", { key, body: { name: "other" } })).body
-      const bound = yield* request(api, "POST", "/v1/api-keys", { key, body: { name: "bot", channel_id: mine.id } })
+      const bound = yield* request(api, "POST", "/v1/api-keys", {
+        key,
+        body: { name: "bot", channel_id: mine.id }
+      })
       expect(bound.status).toBe(201)
       expect(bound.body.channel_id).toBe(mine.id)
       const b = bound.body.key as string
 
       expect((yield* request(api, "GET", "/v1/me", { key: b })).body.channel_id).toBe(mine.id)
-      expect((yield* request(api, "GET", "/v1/channels", { key: b })).body.data.map((c: { id: string }) => c.id)).toEqual([
-        mine.id
-      ])
+      expect(
+        (yield* request(api, "GET", "/v1/channels", { key: b })).body.data.map((c: { id: string }) => c.id)
+      ).toEqual([mine.id])
       expect((yield* request(api, "GET", `/v1/channels/${other.id}`, { key: b })).status).toBe(404)
-      expect((yield* request(api, "POST", `/v1/channels/${other.id}/connect`, { key: b, body: { method: "qr" } })).status).toBe(404)
+      expect(
+        (yield* request(api, "POST", `/v1/channels/${other.id}/connect`, { key: b, body: { method: "qr" } }))
+          .status
+      ).toBe(404)
       expect((yield* request(api, "POST", "/v1/channels", { key: b, body: {} })).status).toBe(403)
       expect((yield* request(api, "DELETE", `/v1/channels/${mine.id}`, { key: b })).status).toBe(403)
       expect((yield* request(api, "GET", "/v1/api-keys", { key: b })).status).toBe(403)
       expect((yield* request(api, "POST", "/v1/api-keys", { key: b, body: {} })).status).toBe(403)
 
-      expect((yield* request(api, "POST", `/v1/channels/${mine.id}/connect`, { key: b, body: { method: "qr" } })).status).toBe(202)
+      expect(
+        (yield* request(api, "POST", `/v1/channels/${mine.id}/connect`, { key: b, body: { method: "qr" } }))
+          .status
+      ).toBe(202)
       yield* request(api, "POST", `/v1/channels/${other.id}/connect`, { key, body: { method: "qr" } })
       yield* eventually(Effect.sync(() => whatsapp.isOpen(mine.id) && whatsapp.isOpen(other.id)))
       yield* eventually(
@@ -216,7 +273,9 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
       const events = yield* request(api, "GET", "/v1/events", { key: b })
       expect(events.body.data.length).toBeGreaterThan(0)
       for (const event of events.body.data) expect(event.data.channel_id).toBe(mine.id)
-      expect((yield* request(api, "GET", `/v1/events?channel_id=${other.id}`, { key: b })).body.data).toEqual([])
+      expect((yield* request(api, "GET", `/v1/events?channel_id=${other.id}`, { key: b })).body.data).toEqual(
+        []
+      )
       const audit = yield* request(api, "GET", "/v1/audit-events", { key: b })
       for (const entry of audit.body.data) expect(entry.resource_id).toBe(mine.id)
 

@@ -14,8 +14,9 @@ const connectedChannel = Effect.gen(function* () {
   const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
   const key = (yield* Effect.gen(function* () {
     return yield* (yield* AdminClient).CreateCustomer({ name: "Supervised" })
-  }).pipe(Effect.provide(layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" }))))
-    .api_key.key
+  }).pipe(
+    Effect.provide(layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" }))
+  )).api_key.key
   const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body.id as string
   yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
   expect(yield* eventually(Effect.sync(() => gateway.whatsapp.isOpen(channel)))).toBe(true)

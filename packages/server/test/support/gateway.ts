@@ -7,6 +7,9 @@ import { AdminClient, layerAdminClient } from "@whatisup/cli/adminClient"
 import { type GatewayConfig, loadConfig } from "../../src/config.ts"
 import { freePort } from "../../src/db/embedded.ts"
 import { layerLogging } from "../../src/logging.ts"
+import type { ChannelLifecycle } from "../../src/channels/lifecycle.ts"
+import type { Leases } from "../../src/channels/leases.ts"
+import type { Supervisor } from "../../src/channels/supervisor.ts"
 import { layerGateway } from "../../src/gateway.ts"
 import { layerMemoryTransport, MemoryTransport } from "../../src/whatsapp/memoryTransport.ts"
 import { testDatabase } from "./database.ts"
@@ -20,6 +23,8 @@ export interface RunningGateway {
   readonly config: GatewayConfig
   /** The scripted WhatsApp every channel of this gateway talks to. */
   readonly whatsapp: MemoryTransport["Service"]
+  /** The gateway's own services, for tests that reach past the API. */
+  readonly services: Context.Context<ChannelLifecycle | Leases | Supervisor>
 }
 
 export class TestGateway extends Context.Service<TestGateway, RunningGateway>()("test/TestGateway") {}
@@ -54,7 +59,7 @@ export const startGateway = (env: Record<string, string>) =>
       Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(env))
     )
     const whatsapp = yield* Layer.build(layerMemoryTransport())
-    yield* Layer.build(
+    const services = yield* Layer.build(
       layerGateway(config, Layer.succeedContext(whatsapp)).pipe(Layer.provide(layerLogging(config)))
     )
     return {
@@ -64,7 +69,8 @@ export const startGateway = (env: Record<string, string>) =>
       databaseUrl: env.DATABASE_URL ?? "",
       dataDir: config.dataDir,
       config,
-      whatsapp: Context.get(whatsapp, MemoryTransport)
+      whatsapp: Context.get(whatsapp, MemoryTransport),
+      services
     }
   })
 

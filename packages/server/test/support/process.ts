@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as path from "node:path"
 
 export const gatewayMain = path.resolve(import.meta.dirname, "../../src/main.ts")
+export const recordingGatewayMain = path.resolve(import.meta.dirname, "gateway-process.ts")
 export const cliMain = path.resolve(import.meta.dirname, "../../../cli/src/main.ts")
 
 export interface GatewayProcess {
@@ -12,10 +13,10 @@ export interface GatewayProcess {
 }
 
 /** A real gateway OS process, killed when the scope closes if still running. */
-export const spawnGateway = (env: Record<string, string | undefined>) =>
+export const spawnGateway = (env: Record<string, string | undefined>, main = gatewayMain) =>
   Effect.acquireRelease(
     Effect.sync((): GatewayProcess => {
-      const child = spawn(process.execPath, [gatewayMain], {
+      const child = spawn(process.execPath, [main], {
         env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
         stdio: ["ignore", "pipe", "pipe"]
       })

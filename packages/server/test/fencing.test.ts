@@ -1,0 +1,56 @@
+import { describe, expect, it } from "@effect/vitest"
+import { layerAdminClient } from "@whatisup/cli/adminClient"
+import { Context, Effect } from "effect"
+import { Change, ChannelLifecycle } from "../src/channels/lifecycle.ts"
+import { sqlFor, testDatabase } from "./support/database.ts"
+import { eventually } from "./support/eventually.ts"
+import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { request } from "./support/http.ts"
+
+describe("lease fencing", () => {
+  it.live(
+    "a stale owner's writes are refused, and change nothing",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
+        const key = (yield* Effect.gen(function* () {
+          return yield* (yield* AdminClient).CreateCustomer({ name: "Fenced" })
+        }).pipe(
+          Effect.provide(
+            layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" })
+          )
+        )).api_key.key
+        const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body
+          .id as string
+        yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, {
+          key,
+          body: { method: "qr" }
+        })
+        yield* eventually(Effect.sync(() => gateway.whatsapp.isOpen(channel)))
+        const sql = yield* sqlFor(database.url)
+        const lease = (yield* sql<{ generation: number; owner: string }>`
+          SELECT generation::int AS generation, owner FROM channel_leases WHERE channel_id = ${channel}`)[0]!
+        expect(lease.owner).toBe(gateway.config.nodeId)
+
+        // another process takes the lease over
+        yield* sql`UPDATE channel_leases SET owner = 'another-node', generation = generation + 1 WHERE channel_id = ${channel}`
+        const lifecycle = Context.get(gateway.services, ChannelLifecycle)
+        const stale = { channelId: channel, generation: lease.generation }
+        const refused = yield* lifecycle
+          .record(stale, Change.Connected({ phoneNumber: "+15550000001" }))
+          .pipe(Effect.flip)
+        expect(refused._tag).toBe("LeaseLost")
+        const row = (yield* sql<{ status: string; phone_number: string | null }>`
+          SELECT status, phone_number FROM channels WHERE id = ${channel}`)[0]!
+        expect(row).toEqual({ status: "pairing", phone_number: null })
+        const events =
+          yield* sql`SELECT 1 FROM events WHERE channel_id = ${channel} AND type = 'channel.connected'`
+        expect(events).toHaveLength(0)
+
+        // and the process that lost the lease stops its actor at its next reconcile
+        expect(yield* eventually(Effect.sync(() => !gateway.whatsapp.isOpen(channel)))).toBe(true)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})

@@ -1,0 +1,206 @@
+import { describe, expect, it } from "@effect/vitest"
+import { layerAdminClient } from "@whatisup/cli/adminClient"
+import { Effect } from "effect"
+import * as crypto from "node:crypto"
+import { sqlFor, testDatabase } from "./support/database.ts"
+import { eventually, pause } from "./support/eventually.ts"
+import { AdminClient, gatewayEnvironment } from "./support/gateway.ts"
+import { request } from "./support/http.ts"
+import { type GatewayProcess, recordingGatewayMain, spawnGateway, waitReady } from "./support/process.ts"
+import { recordingTable } from "./support/recordingTransport.ts"
+
+const leaseTtlSeconds = 3
+
+interface Connection {
+  readonly channel_id: string
+  readonly node_id: string
+  readonly opened_at: number
+  readonly closed_at: number | null
+}
+
+describe("channel ownership across gateway processes", () => {
+  it.live(
+    "every channel runs exactly once; a frozen owner is fenced off; a killed one's channels move within the lease time; a restarted one takes its own back at once",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const sql = yield* sqlFor(database.url)
+        const shared = {
+          WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}`,
+          WHATISUP_LEASE_TTL: `${leaseTtlSeconds}s`
+        }
+        const envA = yield* gatewayEnvironment(database.url, { ...shared, WHATISUP_NODE_ID: "node-a" })
+        const envB = yield* gatewayEnvironment(database.url, { ...shared, WHATISUP_NODE_ID: "node-b" })
+        const api = (env: { PORT: string }) => `http://127.0.0.1:${env.PORT}`
+        const start = (env: Record<string, string>) =>
+          Effect.tap(spawnGateway(env, recordingGatewayMain), (gateway) =>
+            waitReady(gateway, api(env as never))
+          )
+
+        const a = yield* start(envA)
+        yield* sql`
+          CREATE TABLE ${sql(recordingTable)} (
+            id serial PRIMARY KEY, channel_id text NOT NULL, node_id text NOT NULL,
+            opened_at timestamptz NOT NULL, closed_at timestamptz)`
+        const key = (yield* Effect.gen(function* () {
+          return yield* (yield* AdminClient).CreateCustomer({
+            name: "Shared",
+            plan: { max_channels: 20, api_requests_per_second: 10_000 }
+          })
+        }).pipe(
+          Effect.provide(
+            layerAdminClient({
+              url: `http://${envA.WHATISUP_ADMIN_LISTEN}`,
+              token: envA.WHATISUP_ADMIN_TOKEN,
+              tokenSource: "test"
+            })
+          )
+        )).api_key.key
+        const ids = yield* Effect.forEach(Array.from({ length: 20 }), () =>
+          Effect.map(
+            request(api(envA), "POST", "/v1/channels", { key, body: {} }),
+            (r) => r.body.id as string
+          )
+        )
+        for (const id of ids)
+          yield* request(api(envA), "POST", `/v1/channels/${id}/connect`, { key, body: { method: "qr" } })
+        const b = yield* start(envB)
+
+        const connections = Effect.map(
+          sql<Connection>`
+            SELECT channel_id, node_id, (extract(epoch FROM opened_at) * 1000)::float8 AS opened_at,
+              (extract(epoch FROM closed_at) * 1000)::float8 AS closed_at
+            FROM ${sql(recordingTable)} ORDER BY id`,
+          (rows) => rows as ReadonlyArray<Connection>
+        ).pipe(Effect.orDie)
+        const openBy = (rows: ReadonlyArray<Connection>, alive: ReadonlyArray<string>) => {
+          const byChannel = new Map<string, Array<string>>()
+          for (const row of rows) {
+            if (row.closed_at === null && alive.includes(row.node_id)) {
+              byChannel.set(row.channel_id, [...(byChannel.get(row.channel_id) ?? []), row.node_id])
+            }
+          }
+          return byChannel
+        }
+        /** Each channel has exactly one open connection, on a live node. */
+        const exactlyOnce = (alive: ReadonlyArray<string>) =>
+          Effect.map(connections, (rows) => {
+            const open = openBy(rows, alive)
+            return ids.every((id) => open.get(id)?.length === 1)
+          })
+        const countOn = (rows: ReadonlyArray<Connection>, node: string) =>
+          [...openBy(rows, [node]).values()].filter((nodes) => nodes.length > 0).length
+
+        // both processes up: the channels are shared fairly and each runs once
+        expect(
+          yield* eventually(
+            Effect.flatMap(exactlyOnce(["node-a", "node-b"]), (once) =>
+              Effect.map(
+                connections,
+                (rows) => once && countOn(rows, "node-a") >= 8 && countOn(rows, "node-b") >= 8
+              )
+            ),
+            400,
+            50
+          )
+        ).toBe(true)
+        const shares = yield* connections
+        expect(countOn(shares, "node-a") + countOn(shares, "node-b")).toBe(20)
+        // no two connections of one channel were ever open at once
+        const noOverlap = (rows: ReadonlyArray<Connection>, cutoff: (row: Connection) => number) => {
+          for (const id of ids) {
+            const intervals = rows
+              .filter((r) => r.channel_id === id)
+              .sort((x, y) => x.opened_at - y.opened_at)
+            for (let i = 1; i < intervals.length; i++) {
+              expect(intervals[i]!.opened_at, id).toBeGreaterThanOrEqual(cutoff(intervals[i - 1]!))
+            }
+          }
+        }
+        noOverlap(shares, (row) => row.closed_at ?? Number.POSITIVE_INFINITY)
+
+        // a frozen owner loses its leases; thawed, it is fenced off and drops what it ran
+        const heldByA = [...openBy(shares, ["node-a"]).keys()]
+        const dbNow = Effect.map(
+          sql<{ now: number }>`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now`,
+          (rows) => rows[0]!.now
+        ).pipe(Effect.orDie)
+        const frozenAt = yield* dbNow
+        a.child.kill("SIGSTOP")
+        expect(yield* eventually(exactlyOnce(["node-b"]), 400, 50)).toBe(true)
+        const movedAfter = (yield* connections).filter(
+          (row) => row.node_id === "node-b" && heldByA.includes(row.channel_id) && row.closed_at === null
+        )
+        expect(movedAfter).toHaveLength(heldByA.length)
+        a.child.kill("SIGCONT")
+        expect(
+          yield* eventually(
+            Effect.map(connections, (rows) =>
+              rows.filter((row) => row.node_id === "node-a").every((row) => row.closed_at !== null)
+            ),
+            400,
+            50
+          )
+        ).toBe(true)
+        const fenced = yield* sql<{ owner: string }>`SELECT DISTINCT owner FROM channel_leases`
+        expect(fenced.map((row) => row.owner)).toEqual(["node-b"])
+
+        // SIGKILL the owner of everything: the other takes every channel within the lease time
+        yield* pause(500)
+        const killedAt = yield* dbNow
+        b.child.kill("SIGKILL")
+        yield* Effect.promise(() => b.exited)
+        expect(yield* eventually(exactlyOnce(["node-a"]), 400, 50)).toBe(true)
+        const afterKill = yield* connections
+        const takeover = Math.max(
+          ...afterKill
+            .filter((row) => row.node_id === "node-a" && row.opened_at > killedAt)
+            .map((row) => row.opened_at)
+        )
+        expect(takeover - killedAt).toBeLessThanOrEqual((leaseTtlSeconds + 1.5) * 1000)
+        // a frozen process's sockets count as ended when it froze (its writes were fenced from then on),
+        // a killed one's when it was killed
+        noOverlap(afterKill, (row) =>
+          row.node_id === "node-a" && row.opened_at < frozenAt
+            ? Math.min(row.closed_at ?? Number.POSITIVE_INFINITY, frozenAt)
+            : (row.closed_at ?? (row.node_id === "node-b" ? killedAt : Number.POSITIVE_INFINITY))
+        )
+
+        // a process restarted under the same node id takes its own leases back at once
+        const restartedAt = yield* dbNow
+        a.child.kill("SIGKILL")
+        yield* Effect.promise(() => a.exited)
+        const again: GatewayProcess = yield* start(envA)
+        expect(
+          yield* eventually(
+            Effect.map(connections, (rows) =>
+              ids.every((id) =>
+                rows.some(
+                  (r) =>
+                    r.channel_id === id &&
+                    r.node_id === "node-a" &&
+                    r.opened_at > restartedAt &&
+                    r.closed_at === null
+                )
+              )
+            ),
+            400,
+            25
+          )
+        ).toBe(true)
+        const reclaimed = (yield* connections).filter((row) => row.opened_at > restartedAt)
+        expect(Math.max(...reclaimed.map((row) => row.opened_at)) - restartedAt).toBeLessThan(
+          leaseTtlSeconds * 1000
+        )
+        const generations = yield* sql<{
+          generation: number
+        }>`SELECT DISTINCT generation::int AS generation FROM channel_leases`
+        expect(generations.every((row) => row.generation >= 2)).toBe(true)
+        again.child.kill("SIGTERM")
+        expect(yield* Effect.promise(() => again.exited)).toBe(0)
+        const released = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM channel_leases`
+        expect(released[0]!.n).toBe(0)
+      }).pipe(Effect.scoped),
+    180_000
+  )
+})
