@@ -189,6 +189,57 @@ const appendDevelopmentKey = Effect.sync(() => {
   return { id, file }
 })
 
+const channelStatuses = [
+  "created",
+  "pairing",
+  "connecting",
+  "connected",
+  "reconnecting",
+  "logged_out",
+  "failed",
+  "deleted"
+] as const
+
+const listChannels = Command.make(
+  "list",
+  {
+    node: Flag.String("node").pipe(Flag.withDescription("only channels this gateway node runs"), Flag.optional),
+    status: Flag.Literals("status", channelStatuses).pipe(Flag.withDescription("only channels in this status"), Flag.optional),
+    customer: Flag.String("customer").pipe(Flag.withDescription("only this customer's channels"), Flag.optional),
+    json
+  },
+  ({ node, status, customer, json }) =>
+    Effect.flatMap(
+      call((client) =>
+        client.ListChannels({
+          ...Option.match(node, { onNone: () => ({}), onSome: (node) => ({ node }) }),
+          ...Option.match(status, { onNone: () => ({}), onSome: (status) => ({ status }) }),
+          ...Option.match(customer, {
+            onNone: () => ({}),
+            onSome: (customer) => ({ customer_id: customer as Customer["id"] })
+          })
+        })
+      ),
+      (channels) =>
+        print(json, channels, () =>
+          channels.length === 0
+            ? "No channels."
+            : channels
+                .map(
+                  (c) =>
+                    `${c.id}  ${c.status}${c.status_reason ? ` (${c.status_reason})` : ""}  ` +
+                    `${c.phone_number ?? "-"}  customer ${c.customer_id}  node ${c.node ?? "-"}`
+                )
+                .join("\n")
+        )
+    )
+).pipe(Command.withDescription("list channels, with the node that runs each"))
+
+const channels = Command.make("channels").pipe(
+  Command.withDescription("see the channels every gateway node runs"),
+  Command.withSubcommands([listChannels])
+)
+
 const masterKey = Command.make("master-key").pipe(
   Command.withDescription("manage the master key ring"),
   Command.withSubcommands([rotate])
@@ -196,5 +247,5 @@ const masterKey = Command.make("master-key").pipe(
 
 export const whatisup = Command.make("whatisup").pipe(
   Command.withDescription("Operate a WhatIsUp gateway through its admin listener"),
-  Command.withSubcommands([customers, keys, masterKey])
+  Command.withSubcommands([customers, keys, channels, masterKey])
 )

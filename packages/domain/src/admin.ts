@@ -1,6 +1,7 @@
 import { Schema } from "effect"
 import { Rpc, RpcGroup, RpcMiddleware } from "effect/rpc"
 import { ChannelId, CustomerId } from "./ids.ts"
+import { ChannelStatus } from "./channels.ts"
 import { ApiKeyCreated, Customer, KeyName, Plan } from "./tenancy.ts"
 import { Text } from "./text.ts"
 
@@ -36,6 +37,18 @@ export const RotationResult = Schema.Struct({
   stores: Schema.Array(Schema.Struct({ store: Schema.String, rewritten: Schema.Number }))
 })
 
+export const AdminChannel = Schema.Struct({
+  id: ChannelId,
+  customer_id: CustomerId,
+  name: Schema.NullOr(Schema.String),
+  status: ChannelStatus,
+  status_reason: Schema.NullOr(Schema.String),
+  phone_number: Schema.NullOr(Schema.String),
+  node: Schema.NullOr(Schema.String).annotate({ description: "the gateway node holding the channel's lease" }),
+  lease_expires_at: Schema.NullOr(Schema.String)
+})
+export type AdminChannel = typeof AdminChannel.Type
+
 export class AdminRpcs extends RpcGroup.make(
   Rpc.make("CreateCustomer", {
     payload: { name: CustomerName, plan: Schema.optionalKey(PlanPatch) },
@@ -58,6 +71,14 @@ export class AdminRpcs extends RpcGroup.make(
     },
     success: ApiKeyCreated,
     error: Schema.Union([CustomerNotFound, AdminRequestInvalid])
+  }),
+  Rpc.make("ListChannels", {
+    payload: {
+      node: Schema.optionalKey(Schema.String),
+      status: Schema.optionalKey(ChannelStatus),
+      customer_id: Schema.optionalKey(CustomerId)
+    },
+    success: Schema.Array(AdminChannel)
   }),
   Rpc.make("RotateMasterKey", { success: RotationResult })
 ).middleware(OperatorAuth) {}

@@ -1,6 +1,7 @@
 import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
+import { eventually } from "./support/eventually.ts"
 import { request } from "./support/http.ts"
 import { runCli } from "./support/process.ts"
 
@@ -134,6 +135,52 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
         }
         expect(admin).toMatch(/^http:/)
       })
+    )
+
+    it.effect(
+      "channels list shows every channel with the node that runs it, filtered by node and status",
+      () =>
+        Effect.gen(function* () {
+          const { api, config, whatsapp } = yield* TestGateway
+          const env = yield* cliEnvironment
+          const created = JSON.parse(
+            (yield* runCli(["customers", "create", "Channel Owner", "--json"], env)).stdout
+          )
+          const key = created.api_key.key as string
+          const running = (yield* request(api, "POST", "/v1/channels", { key, body: { name: "running" } }))
+            .body.id
+          const idle = (yield* request(api, "POST", "/v1/channels", { key, body: { name: "idle" } })).body.id
+          yield* request(api, "POST", `/v1/channels/${running}/connect`, { key, body: { method: "qr" } })
+          yield* eventually(Effect.sync(() => whatsapp.isOpen(running)))
+          yield* whatsapp.pair(running, "+15551112222")
+          yield* eventually(
+            Effect.map(
+              request(api, "GET", `/v1/channels/${running}`, { key }),
+              (r) => r.body.status === "connected"
+            )
+          )
+          yield* eventually(
+            Effect.map(runCli(["channels", "list", "--node", config.nodeId, "--json"], env), (run) =>
+              JSON.parse(run.stdout).some((c: { id: string }) => c.id === running)
+            )
+          )
+          const all = JSON.parse(
+            (yield* runCli(["channels", "list", "--customer", created.customer.id, "--json"], env)).stdout
+          )
+          expect(all.map((c: { id: string }) => c.id).sort()).toEqual([running, idle].sort())
+          const onNode = JSON.parse(
+            (yield* runCli(["channels", "list", "--node", config.nodeId, "--json"], env)).stdout
+          )
+          expect(onNode.map((c: { id: string }) => c.id)).toContain(running)
+          expect(onNode.map((c: { id: string }) => c.id)).not.toContain(idle)
+          const connected = yield* runCli(["channels", "list", "--status", "connected"], env)
+          expect(connected.stdout).toContain(
+            `${running}  connected  +15551112222  customer ${created.customer.id}  node ${config.nodeId}`
+          )
+          expect(connected.stdout).not.toContain(idle)
+          const bad = yield* runCli(["channels", "list", "--status", "sleeping"], env)
+          expect(bad.code).not.toBe(0)
+        })
     )
   }
 )

@@ -1,4 +1,5 @@
 import {
+  type AdminChannel,
   AdminRequestInvalid,
   AdminRpcs,
   CustomerNotFound,
@@ -76,6 +77,37 @@ export const layerAdminHandlers = AdminRpcs.toLayer(
                   })
             )
           ),
+      ListChannels: ({ node, status, customer_id }) =>
+        sql<{
+          id: string
+          customer_id: string
+          name: string | null
+          status: AdminChannel["status"]
+          status_reason: string | null
+          phone_number: string | null
+          node: string | null
+          lease_expires_at: Date | null
+        }>`
+          SELECT c.id, c.customer_id, c.name, c.status, c.status_reason, c.phone_number,
+            l.owner AS node, l.expires_at AS lease_expires_at
+          FROM channels c LEFT JOIN channel_leases l ON l.channel_id = c.id AND l.expires_at > now()
+          WHERE true
+            ${node === undefined ? sql`` : sql`AND l.owner = ${node}`}
+            ${status === undefined ? sql`AND c.status <> 'deleted'` : sql`AND c.status = ${status}`}
+            ${customer_id === undefined ? sql`` : sql`AND c.customer_id = ${customer_id}`}
+          ORDER BY c.id`.pipe(
+          Effect.map((rows) =>
+            rows.map(
+              (row): AdminChannel => ({
+                ...row,
+                id: row.id as AdminChannel["id"],
+                customer_id: row.customer_id as AdminChannel["customer_id"],
+                lease_expires_at: row.lease_expires_at?.toISOString() ?? null
+              })
+            )
+          ),
+          Effect.orDie
+        ),
       RotateMasterKey: () =>
         sql
           .withTransaction(
