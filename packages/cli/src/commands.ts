@@ -203,9 +203,18 @@ const channelStatuses = [
 const listChannels = Command.make(
   "list",
   {
-    node: Flag.String("node").pipe(Flag.withDescription("only channels this gateway node runs"), Flag.optional),
-    status: Flag.Literals("status", channelStatuses).pipe(Flag.withDescription("only channels in this status"), Flag.optional),
-    customer: Flag.String("customer").pipe(Flag.withDescription("only this customer's channels"), Flag.optional),
+    node: Flag.String("node").pipe(
+      Flag.withDescription("only channels this gateway node runs"),
+      Flag.optional
+    ),
+    status: Flag.Literals("status", channelStatuses).pipe(
+      Flag.withDescription("only channels in this status"),
+      Flag.optional
+    ),
+    customer: Flag.String("customer").pipe(
+      Flag.withDescription("only this customer's channels"),
+      Flag.optional
+    ),
     json
   },
   ({ node, status, customer, json }) =>

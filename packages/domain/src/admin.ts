@@ -44,7 +44,9 @@ export const AdminChannel = Schema.Struct({
   status: ChannelStatus,
   status_reason: Schema.NullOr(Schema.String),
   phone_number: Schema.NullOr(Schema.String),
-  node: Schema.NullOr(Schema.String).annotate({ description: "the gateway node holding the channel's lease" }),
+  node: Schema.NullOr(Schema.String).annotate({
+    description: "the gateway node holding the channel's lease"
+  }),
   lease_expires_at: Schema.NullOr(Schema.String)
 })
 export type AdminChannel = typeof AdminChannel.Type

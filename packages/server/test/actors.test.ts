@@ -94,6 +94,8 @@ describe("channel actors", () => {
           )
         ).toBe(true)
 
+        const metrics = yield* Effect.promise(() => fetch(`${gateway.admin}/metrics`).then((r) => r.text()))
+        expect(metrics).toMatch(/whatisup_channel_actor_restarts_total\{reason="defect"\} 1/)
         const others = ids.filter((id) => id !== victim)
         expect(others.every((id) => whatsapp.isOpen(id) && whatsapp.connects(id) === 1)).toBe(true)
         expect(yield* connected()).toBeGreaterThanOrEqual(100)

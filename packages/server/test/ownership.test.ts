@@ -196,6 +196,14 @@ describe("channel ownership across gateway processes", () => {
           generation: number
         }>`SELECT DISTINCT generation::int AS generation FROM channel_leases`
         expect(generations.every((row) => row.generation >= 2)).toBe(true)
+        const metrics = yield* Effect.promise(() =>
+          fetch(`http://${envA.WHATISUP_ADMIN_LISTEN}/metrics`).then((r) => r.text())
+        )
+        expect(
+          Number(/whatisup_channel_lease_takeovers_total(?:\{[^}]*\})? (\d+)/.exec(metrics)?.[1])
+        ).toBeGreaterThanOrEqual(20)
+        expect(metrics).toMatch(/whatisup_channels\{status="connected"\} 20/)
+        expect(metrics).toMatch(/whatisup_channel_actors(?:\{[^}]*\})? 20/)
         again.child.kill("SIGTERM")
         expect(yield* Effect.promise(() => again.exited)).toBe(0)
         const released = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM channel_leases`

@@ -97,14 +97,12 @@ export const layerAdminHandlers = AdminRpcs.toLayer(
             ${customer_id === undefined ? sql`` : sql`AND c.customer_id = ${customer_id}`}
           ORDER BY c.id`.pipe(
           Effect.map((rows) =>
-            rows.map(
-              (row): AdminChannel => ({
-                ...row,
-                id: row.id as AdminChannel["id"],
-                customer_id: row.customer_id as AdminChannel["customer_id"],
-                lease_expires_at: row.lease_expires_at?.toISOString() ?? null
-              })
-            )
+            rows.map((row): AdminChannel => ({
+              ...row,
+              id: row.id as AdminChannel["id"],
+              customer_id: row.customer_id as AdminChannel["customer_id"],
+              lease_expires_at: row.lease_expires_at?.toISOString() ?? null
+            }))
           ),
           Effect.orDie
         ),

@@ -205,10 +205,7 @@ export const layerSupervisor = Layer.effect(
         yield* stop([...held.keys()].slice(fairShare))
       }
       yield* Metric.update(actorsHere, held.size)
-    }).pipe(
-      Effect.catchCause((cause) => Effect.logWarning("channel reconcile failed; retrying", cause)),
-      Effect.withSpan("Supervisor.reconcile")
-    )
+    }).pipe(Effect.catchCause((cause) => Effect.logWarning("channel reconcile failed; retrying", cause)))
     const reconcile = Semaphore.withPermits(oneAtATime, 1)(reconcileOnce)
 
     const wake = yield* Queue.sliding<void>(1)
