@@ -207,4 +207,45 @@ describe("starting the gateway", () => {
       }).pipe(Effect.scoped),
     180_000
   )
+
+  it.effect(
+    "the gateway started as users start it, with no WhatsApp client yet, fails a connect with a clear reason",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const env = yield* gatewayEnvironment(database.url)
+        const gateway = yield* spawnGateway(env)
+        yield* waitReady(gateway, apiOf(env))
+        const created = yield* runCli(["customers", "create", "Early Bird", "--json"], {
+          WHATISUP_ADMIN_URL: `http://${env.WHATISUP_ADMIN_LISTEN}`,
+          WHATISUP_ADMIN_TOKEN: env.WHATISUP_ADMIN_TOKEN
+        })
+        const key = JSON.parse(created.stdout).api_key.key as string
+        const headers = { authorization: `Bearer ${key}`, "content-type": "application/json" }
+        const channel = yield* Effect.promise(() =>
+          fetch(`${apiOf(env)}/v1/channels`, { method: "POST", headers, body: "{}" }).then(
+            (r) => r.json() as Promise<{ id: string }>
+          )
+        )
+        yield* Effect.promise(() =>
+          fetch(`${apiOf(env)}/v1/channels/${channel.id}/connect`, {
+            method: "POST",
+            headers,
+            body: JSON.stringify({ method: "qr" })
+          })
+        )
+        let final: { status: string; status_reason: string | null } = { status: "", status_reason: null }
+        for (let i = 0; i < 100 && final.status !== "failed"; i++) {
+          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+          final = yield* Effect.promise(() =>
+            fetch(`${apiOf(env)}/v1/channels/${channel.id}`, { headers }).then(
+              (r) => r.json() as Promise<{ status: string; status_reason: string | null }>
+            )
+          )
+        }
+        expect(final.status).toBe("failed")
+        expect(final.status_reason).toMatch(/^whatsapp_unavailable/)
+      }).pipe(Effect.scoped),
+    120_000
+  )
 })

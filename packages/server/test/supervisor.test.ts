@@ -143,4 +143,25 @@ describe("the channel supervisor", () => {
       }).pipe(Effect.scoped),
     60_000
   )
+
+  it.effect(
+    "a connect that cannot succeed fails the channel with its reason, once",
+    () =>
+      Effect.gen(function* () {
+        const { gateway, channel, status } = yield* connectedChannel
+        const { whatsapp } = gateway
+        yield* whatsapp.failConnects(channel, 100, false)
+        const before = whatsapp.connects(channel)
+        yield* whatsapp.emit(channel, TransportEvent.Close({ code: 503, reason: "" }))
+        yield* eventually(Effect.map(status(), (c) => c.status === "reconnecting"))
+        yield* settle
+        yield* TestClock.adjust("2 seconds")
+        expect(yield* eventually(Effect.map(status(), (c) => c.status === "failed"))).toBe(true)
+        expect((yield* status()).status_reason).toBe("scripted connect failure")
+        yield* TestClock.adjust("1 hour")
+        yield* settle
+        expect(whatsapp.connects(channel)).toBe(before + 1)
+      }).pipe(Effect.scoped),
+    60_000
+  )
 })

@@ -1,6 +1,6 @@
 import { Data, Effect, Queue } from "effect"
 import { type PairingMethod, type TransportConnection, WhatsAppTransport } from "../whatsapp/transport.ts"
-import type { Fence } from "./leases.ts"
+import type { Fence, LeaseLost } from "./leases.ts"
 import { Change, ChannelLifecycle } from "./lifecycle.ts"
 import type { ChannelRow } from "./rows.ts"
 import { disconnectPolicy, isRunning } from "./status.ts"
@@ -44,8 +44,15 @@ export const runChannel = (fence: Fence) =>
       const connection = yield* transport
         .connect({ channelId: fence.channelId, pairing: pairingOf(row) })
         .pipe(
-          Effect.mapError((error) => new Disconnected({ code: 0, reason: error.reason, retry: "backoff" }))
+          Effect.catchTag("TransportError", (error) =>
+            error.retryable
+              ? Effect.fail<Disconnected | LeaseLost>(
+                  new Disconnected({ code: 0, reason: error.reason, retry: "backoff" })
+                )
+              : Effect.as(lifecycle.record(fence, Change.Failed({ reason: error.reason })), null)
+          )
         )
+      if (connection === null) return "stopped" as const
       yield* Effect.addFinalizer(() => unlinkIfGone(fence, connection))
 
       for (;;) {

@@ -17,8 +17,8 @@ export class MemoryTransport extends Context.Service<
     readonly emit: (channelId: string, event: TransportEvent) => Effect.Effect<boolean>
     /** The phone scans the QR (or enters the code): the open connection logs in as this number. */
     readonly pair: (channelId: string, phoneNumber: string) => Effect.Effect<boolean>
-    /** The next `count` connects of the channel fail. */
-    readonly failConnects: (channelId: string, count: number) => Effect.Effect<void>
+    /** The next `count` connects of the channel fail; `retryable: false` says trying again cannot help. */
+    readonly failConnects: (channelId: string, count: number, retryable?: boolean) => Effect.Effect<void>
     /** The next connect of the channel dies with a defect, as a bug would. */
     readonly dieOnConnect: (channelId: string) => Effect.Effect<void>
     readonly isOpen: (channelId: string) => boolean
@@ -33,7 +33,7 @@ export class MemoryTransport extends Context.Service<
 export const layerMemoryTransport = (options: { readonly qrLifetimeMillis?: number } = {}) => {
   const live = new Map<string, LiveConnection>()
   const paired = new Map<string, string>()
-  const failing = new Map<string, number>()
+  const failing = new Map<string, { count: number; retryable: boolean }>()
   const dying = new Set<string>()
   const counts = {
     connects: new Map<string, number>(),
@@ -57,10 +57,13 @@ export const layerMemoryTransport = (options: { readonly qrLifetimeMillis?: numb
         bump(counts.connects, channelId)
         if (dying.delete(channelId))
           return yield* Effect.die(new Error(`scripted defect connecting ${channelId}`))
-        const failures = failing.get(channelId) ?? 0
-        if (failures > 0) {
-          failing.set(channelId, failures - 1)
-          return yield* new TransportError({ reason: "scripted connect failure" })
+        const failures = failing.get(channelId)
+        if (failures !== undefined && failures.count > 0) {
+          failing.set(channelId, { ...failures, count: failures.count - 1 })
+          return yield* new TransportError({
+            reason: "scripted connect failure",
+            retryable: failures.retryable
+          })
         }
         const events = yield* Queue.unbounded<TransportEvent>()
         const connection: LiveConnection = { events, options: connectOptions }
@@ -105,7 +108,8 @@ export const layerMemoryTransport = (options: { readonly qrLifetimeMillis?: numb
         paired.set(channelId, phoneNumber)
         return emit(channelId, TransportEvent.Open({ phoneNumber }))
       }),
-    failConnects: (channelId, count) => Effect.sync(() => void failing.set(channelId, count)),
+    failConnects: (channelId, count, retryable = true) =>
+      Effect.sync(() => void failing.set(channelId, { count, retryable })),
     dieOnConnect: (channelId) => Effect.sync(() => void dying.add(channelId)),
     isOpen: (channelId) => live.has(channelId),
     openConnections: () => live.size,

@@ -23,6 +23,8 @@ export const TransportEvent = Data.taggedEnum<TransportEvent>()
 
 export class TransportError extends Data.TaggedError("TransportError")<{
   readonly reason: string
+  /** false when trying again cannot help: the channel fails with this reason instead. */
+  readonly retryable: boolean
   readonly cause?: unknown
 }> {}
 

@@ -5,7 +5,13 @@ import { TransportError, WhatsAppTransport } from "./transport.ts"
 export const layerUnavailableTransport = Layer.succeed(
   WhatsAppTransport,
   WhatsAppTransport.of({
-    connect: () => Effect.fail(new TransportError({ reason: "whatsapp_unavailable" })),
+    connect: () =>
+      Effect.fail(
+        new TransportError({
+          reason: "whatsapp_unavailable: this gateway has no WhatsApp client configured",
+          retryable: false
+        })
+      ),
     forget: () => Effect.void
   })
 )
