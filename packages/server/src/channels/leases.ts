@@ -27,6 +27,8 @@ export class Leases extends Context.Service<
     readonly check: (fence: Fence) => Effect.Effect<void, LeaseLost>
     /** Marks this node alive and says how many nodes are. */
     readonly heartbeat: Effect.Effect<number>
+    /** This node stops counting among the live ones (a graceful stop), so the others' shares grow at once. */
+    readonly leave: Effect.Effect<void>
   }
 >()("whatisup/Leases") {}
 
@@ -99,7 +101,8 @@ export const layerLeases = Layer.effect(
         const live = yield* sql<{ n: number }>`
           SELECT count(*)::int AS n FROM gateway_nodes WHERE seen_at > now() - ${ttl}::interval`
         return Math.max(1, live[0]?.n ?? 1)
-      }).pipe(Effect.orDie)
+      }).pipe(Effect.orDie),
+      leave: sql`DELETE FROM gateway_nodes WHERE node_id = ${nodeId}`.pipe(Effect.asVoid, Effect.ignore)
     })
   })
 )

@@ -109,7 +109,7 @@ export const layerSupervisor = Layer.effect(
     const tick = Duration.millis(Math.max(200, Duration.toMillis(leases.ttl) / 5))
 
     // registered before the actors' map, so it runs after every actor has stopped
-    yield* Effect.addFinalizer(() => leases.release([...held.keys()]))
+    yield* Effect.addFinalizer(() => Effect.andThen(leases.release([...held.keys()]), leases.leave))
     const actors = yield* FiberMap.make<string>()
     const context = yield* Effect.context<WhatsAppTransport | ChannelLifecycle>()
     const oneAtATime = yield* Semaphore.make(1)
