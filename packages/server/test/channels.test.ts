@@ -2,6 +2,7 @@ import { expect, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { eventually } from "./support/eventually.ts"
 import { AdminClient, layerTestAdmin, layerTestGateway, TestGateway } from "./support/gateway.ts"
+import { sqlFor } from "./support/database.ts"
 import { request } from "./support/http.ts"
 
 const layerUnderTest = layerTestAdmin.pipe(Layer.provideMerge(layerTestGateway()))
@@ -218,12 +219,22 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
         const reply = yield* request(api, method, path, { key, body })
         expect(reply.status, `${method} ${path} ${JSON.stringify(body)}`).toBe(400)
       }
-      for (const path of [
-        "/v1/channels/nope",
-        "/v1/channels/ch_x/connect",
-        "/v1/channels/key_01m8ahr742skbetar1crg621tp/qr"
-      ]) {
-        expect((yield* request(api, "GET", path, { key })).status, path).toBeLessThan(500)
+      for (const [method, path] of [
+        ["GET", "/v1/channels/nope"],
+        ["PATCH", "/v1/channels/ch_x"],
+        ["DELETE", "/v1/channels/CH_01M8AHR742SKBETAR1CRG621TP"],
+        ["POST", "/v1/channels/key_01m8ahr742skbetar1crg621tp/connect"],
+        ["GET", "/v1/channels/ch_01m8ahr742skbetar1crg621t/qr"],
+        ["POST", "/v1/channels/nope/logout"],
+        ["POST", "/v1/channels/nope/restart"]
+      ] as const) {
+        const body = method === "PATCH" ? { name: "x" } : method === "POST" ? { method: "qr" } : undefined
+        const reply = yield* request(api, method, path, { key, ...(body === undefined ? {} : { body }) })
+        expect(reply.status, `${method} ${path}`).toBe(400)
+        expect(
+          reply.body.errors.map((e: { path: string }) => e.path),
+          `${method} ${path}`
+        ).toEqual(["path.id"])
       }
       expect((yield* request(api, "GET", "/v1/channels/ch_01m8ahr742skbetar1crg621tp", { key })).status).toBe(
         404
@@ -277,6 +288,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
         []
       )
       const audit = yield* request(api, "GET", "/v1/audit-events", { key: b })
+      expect(audit.body.data.map((e: { action: string }) => e.action)).toContain("channel.connect_requested")
       for (const entry of audit.body.data) expect(entry.resource_id).toBe(mine.id)
 
       const unknownChannel = yield* request(api, "POST", "/v1/api-keys", {
@@ -286,5 +298,90 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
       expect(unknownChannel.status).toBe(400)
       expect(unknownChannel.body.errors[0].path).toBe("body.channel_id")
     })
+  )
+
+  it.effect("logout then connect at once: the old device is unlinked and a new pairing starts", () =>
+    Effect.gen(function* () {
+      const { api, whatsapp } = yield* TestGateway
+      const key = yield* newCustomer("Hasty")
+      const channel = (yield* request(api, "POST", "/v1/channels", { key, body: {} })).body
+      yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, { key, body: { method: "qr" } })
+      yield* eventually(Effect.sync(() => whatsapp.isOpen(channel.id)))
+      yield* whatsapp.pair(channel.id, "+15554443333")
+      expect(yield* becomes(api, key, channel.id, "connected")).toBe(true)
+      const connects = whatsapp.connects(channel.id)
+
+      expect((yield* request(api, "POST", `/v1/channels/${channel.id}/logout`, { key })).status).toBe(202)
+      const again = yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, {
+        key,
+        body: { method: "qr" }
+      })
+      expect(again.status).toBe(202)
+      expect(yield* eventually(Effect.sync(() => whatsapp.logouts(channel.id) === 1))).toBe(true)
+      expect(yield* eventually(Effect.sync(() => whatsapp.connects(channel.id) === connects + 1))).toBe(true)
+      const qr = yield* eventually(
+        Effect.map(request(api, "GET", `/v1/channels/${channel.id}/qr`, { key }), (r) => r.status === 200)
+      )
+      expect(qr).toBe(true)
+      expect(whatsapp.isPaired(channel.id)).toBe(false)
+    })
+  )
+
+  it.effect("a 515 after the scan moves pairing to connecting, and the used QR is gone", () =>
+    Effect.gen(function* () {
+      const { api, whatsapp } = yield* TestGateway
+      const key = yield* newCustomer("Scanned")
+      const channel = (yield* request(api, "POST", "/v1/channels", { key, body: {} })).body
+      yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, { key, body: { method: "qr" } })
+      yield* eventually(
+        Effect.map(request(api, "GET", `/v1/channels/${channel.id}/qr`, { key }), (r) => r.status === 200)
+      )
+      // the phone scanned: WhatsApp asks for a restart, and the first reconnect fails (a 1 s backoff)
+      yield* whatsapp.failConnects(channel.id, 1)
+      yield* whatsapp.scan(channel.id, "+15553332222")
+      expect(yield* becomes(api, key, channel.id, "connecting")).toBe(true)
+      const gone = yield* request(api, "GET", `/v1/channels/${channel.id}/qr`, { key })
+      expect(gone.status).toBe(409)
+      expect(gone.body.current_status).toBe("connecting")
+      expect(yield* becomes(api, key, channel.id, "connected")).toBe(true)
+      const events = yield* request(
+        api,
+        "GET",
+        `/v1/events?channel_id=${channel.id}&type=channel.disconnected`,
+        {
+          key
+        }
+      )
+      expect(events.body.data[0].data.code).toBe(515)
+      const audit = yield* request(api, "GET", `/v1/audit-events?resource_id=${channel.id}`, { key })
+      expect(audit.body.data.map((e: { action: string }) => e.action)).toContain("channel.disconnected")
+    })
+  )
+
+  it.effect("the channels gauge on /metrics follows the database, back to zero", () =>
+    Effect.gen(function* () {
+      const { admin, databaseUrl } = yield* TestGateway
+      const sql = yield* sqlFor(databaseUrl)
+      const matches = Effect.gen(function* () {
+        const metrics = yield* Effect.promise(() => fetch(`${admin}/metrics`).then((r) => r.text()))
+        const counts = yield* sql<{ status: string; n: number }>`
+          SELECT status, count(*)::int AS n FROM channels GROUP BY status`
+        const byStatus = new Map(counts.map((row) => [row.status, row.n]))
+        const statuses = [
+          "created",
+          "pairing",
+          "connecting",
+          "connected",
+          "reconnecting",
+          "logged_out",
+          "failed",
+          "deleted"
+        ]
+        return statuses.every((status) =>
+          metrics.includes(`whatisup_channels{status="${status}"} ${byStatus.get(status) ?? 0}\n`)
+        )
+      }).pipe(Effect.orDie)
+      expect(yield* eventually(matches, 100, 100)).toBe(true)
+    }).pipe(Effect.scoped)
   )
 })

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { layerAdminClient } from "@whatisup/cli/adminClient"
-import { Context, Effect } from "effect"
+import { Context, Effect, Exit, Scope } from "effect"
+import * as crypto from "node:crypto"
 import { Change, ChannelLifecycle } from "../src/channels/lifecycle.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { eventually } from "./support/eventually.ts"
@@ -50,6 +51,52 @@ describe("lease fencing", () => {
 
         // and the process that lost the lease stops its actor at its next reconcile
         expect(yield* eventually(Effect.sync(() => !gateway.whatsapp.isOpen(channel)))).toBe(true)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "generations only grow: after a release the next lease is a higher generation, so a previous life stays fenced",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const sql = yield* sqlFor(database.url)
+        const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
+        const firstScope = yield* Scope.make()
+        const first = yield* startGateway(
+          yield* gatewayEnvironment(database.url, { ...shared, WHATISUP_NODE_ID: "first" })
+        ).pipe(Scope.provide(firstScope))
+        const key = (yield* Effect.gen(function* () {
+          return yield* (yield* AdminClient).CreateCustomer({ name: "Handed Over" })
+        }).pipe(
+          Effect.provide(layerAdminClient({ url: first.admin, token: first.adminToken, tokenSource: "test" }))
+        )).api_key.key
+        const channel = (yield* request(first.api, "POST", "/v1/channels", { key, body: {} })).body
+          .id as string
+        yield* request(first.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
+        yield* eventually(Effect.sync(() => first.whatsapp.isOpen(channel)))
+        const before = (yield* sql<{ generation: number }>`
+          SELECT generation::int AS generation FROM channel_leases WHERE channel_id = ${channel}`)[0]!
+          .generation
+        yield* Scope.close(firstScope, Exit.void)
+
+        // the same node, restarted: it takes the channel again, under a new generation
+        const second = yield* startGateway(
+          yield* gatewayEnvironment(database.url, { ...shared, WHATISUP_NODE_ID: "first" })
+        )
+        const lifecycle = Context.get(second.services, ChannelLifecycle)
+        expect(yield* eventually(Effect.sync(() => second.whatsapp.isOpen(channel)))).toBe(true)
+        const after = (yield* sql<{ generation: number; owner: string }>`
+          SELECT generation::int AS generation, owner FROM channel_leases WHERE channel_id = ${channel}`)[0]!
+        expect(after.owner).toBe("first")
+        expect(after.generation).toBeGreaterThan(before)
+        const refused = yield* lifecycle
+          .record(
+            { channelId: channel, generation: before },
+            Change.Connected({ phoneNumber: "+15550000002" })
+          )
+          .pipe(Effect.flip)
+        expect(refused._tag).toBe("LeaseLost")
       }).pipe(Effect.scoped),
     60_000
   )

@@ -1,4 +1,4 @@
-import { Data, Effect, Queue } from "effect"
+import { Data, Effect, Exit, Queue } from "effect"
 import { type PairingMethod, type TransportConnection, WhatsAppTransport } from "../whatsapp/transport.ts"
 import type { Fence, LeaseLost } from "./leases.ts"
 import { Change, ChannelLifecycle } from "./lifecycle.ts"
@@ -17,22 +17,32 @@ const pairingOf = (row: ChannelRow): PairingMethod =>
     ? { method: "pairing_code", phoneNumber: row.pairing_phone_number }
     : { method: "qr" }
 
-/** A channel that was logged out or deleted through the API unlinks its device before the socket closes. */
-const unlinkIfGone = (fence: Fence, connection: TransportConnection) =>
+/**
+ * As the actor stops: a channel logged out or deleted since it started unlinks its device; a
+ * connection closed by the gateway itself (restart, shutdown, handover) is reported as a disconnect.
+ */
+const onStop = (fence: Fence, epoch: number, connection: TransportConnection, interrupted: boolean) =>
   Effect.gen(function* () {
     const lifecycle = yield* ChannelLifecycle
     const row = yield* lifecycle.load(fence.channelId)
-    if (row?.status === "deleted" || row?.status_reason === "logout_requested") {
+    if (row !== undefined && row.unlink_epoch > epoch) {
       yield* connection.logout.pipe(Effect.timeout("5 seconds"), Effect.ignore)
+    } else if (interrupted) {
+      yield* lifecycle
+        .record(
+          fence,
+          Change.Disconnected({ code: 0, reason: "closed by the gateway (restart or handover)" })
+        )
+        .pipe(Effect.ignore)
     }
-  })
+  }).pipe(Effect.timeout("10 seconds"), Effect.ignore)
 
 /**
  * One life of a channel's actor: it owns the WhatsApp connection, inside its own scope, and turns
  * what the connection says into fenced status changes. It returns when the channel should no longer
  * run; it fails with `Disconnected` when the connection should be made again.
  */
-export const runChannel = (fence: Fence) =>
+export const runChannel = (fence: Fence, epoch: number) =>
   Effect.scoped(
     Effect.gen(function* () {
       const lifecycle = yield* ChannelLifecycle
@@ -53,7 +63,7 @@ export const runChannel = (fence: Fence) =>
           )
         )
       if (connection === null) return "stopped" as const
-      yield* Effect.addFinalizer(() => unlinkIfGone(fence, connection))
+      yield* Effect.addFinalizer((exit) => onStop(fence, epoch, connection, Exit.hasInterrupts(exit)))
 
       for (;;) {
         const event = yield* Queue.take(connection.events)

@@ -181,6 +181,7 @@ export const layerChannels = Layer.effect(
             const before = yield* lock(scope, id)
             const rows = yield* sql<ChannelRow>`
               UPDATE channels SET status = 'deleted', status_reason = 'channel_deleted', desired = 'stopped',
+                run_epoch = run_epoch + 1, unlink_epoch = run_epoch + 1,
                 qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code = NULL, updated_at = now()
               WHERE id = ${id} RETURNING *`
             yield* audit.record({
@@ -203,7 +204,7 @@ export const layerChannels = Layer.effect(
             if (!connectableStatuses.includes(before.status)) return yield* refuse(before, "connect")
             const rows = yield* sql<ChannelRow>`
               UPDATE channels SET status = 'pairing', status_reason = NULL, desired = 'running',
-                connect_method = ${request.method},
+                run_epoch = run_epoch + 1, connect_method = ${request.method},
                 pairing_phone_number = ${request.method === "pairing_code" ? request.phone_number : null},
                 qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code = NULL, updated_at = now()
               WHERE id = ${id} RETURNING *`
@@ -229,6 +230,7 @@ export const layerChannels = Layer.effect(
             }
             const rows = yield* sql<ChannelRow>`
               UPDATE channels SET status = 'logged_out', status_reason = 'logout_requested', desired = 'stopped',
+                run_epoch = run_epoch + 1, unlink_epoch = run_epoch + 1,
                 qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code = NULL, updated_at = now()
               WHERE id = ${id} RETURNING *`
             yield* events.append({
@@ -256,7 +258,7 @@ export const layerChannels = Layer.effect(
             const before = yield* lock(scope, id)
             if (!runningStatuses.includes(before.status)) return yield* refuse(before, "restart")
             const rows = yield* sql<ChannelRow>`
-              UPDATE channels SET restart_requested_at = now(), updated_at = now() WHERE id = ${id} RETURNING *`
+              UPDATE channels SET run_epoch = run_epoch + 1, updated_at = now() WHERE id = ${id} RETURNING *`
             yield* audit.record({
               customerId: scope.customerId,
               actor,

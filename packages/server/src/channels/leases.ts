@@ -20,7 +20,10 @@ export class Leases extends Context.Service<
   {
     readonly nodeId: string
     readonly ttl: Duration.Duration
-    readonly claim: (channelIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Fence>>
+    /** Takes the leases that are free, expired or this node's own; says whom each was taken from. */
+    readonly claim: (
+      channelIds: ReadonlyArray<string>
+    ) => Effect.Effect<ReadonlyArray<Fence & { readonly takenFrom: string | null }>>
     readonly renew: (held: ReadonlyArray<Fence>) => Effect.Effect<ReadonlyArray<Fence>>
     readonly release: (channelIds: ReadonlyArray<string>) => Effect.Effect<void>
     /** Inside a transaction: fails unless the fence still holds, and keeps it held until commit. */
@@ -48,7 +51,11 @@ export const layerLeases = Layer.effect(
       claim: (channelIds) =>
         channelIds.length === 0
           ? Effect.succeed([])
-          : sql<{ channel_id: string; generation: number }>`
+          : sql<{ channel_id: string; generation: number; previous_owner: string | null }>`
+              WITH previous AS (
+                SELECT channel_id, owner FROM channel_leases
+                WHERE channel_id IN (SELECT jsonb_array_elements_text(${json(channelIds)}::jsonb))
+              )
               INSERT INTO channel_leases (channel_id, owner, generation, expires_at)
               SELECT id, ${nodeId}, 1, now() + ${ttl}::interval
               FROM jsonb_array_elements_text(${json(channelIds)}::jsonb) AS id
@@ -56,9 +63,14 @@ export const layerLeases = Layer.effect(
                 SET owner = excluded.owner, generation = channel_leases.generation + 1,
                     expires_at = excluded.expires_at
                 WHERE channel_leases.expires_at < now() OR channel_leases.owner = excluded.owner
-              RETURNING channel_id, generation::int AS generation`.pipe(
+              RETURNING channel_id, generation::int AS generation,
+                (SELECT owner FROM previous p WHERE p.channel_id = channel_leases.channel_id) AS previous_owner`.pipe(
               Effect.map((rows) =>
-                rows.map((row) => ({ channelId: row.channel_id, generation: row.generation }))
+                rows.map((row) => ({
+                  channelId: row.channel_id,
+                  generation: row.generation,
+                  takenFrom: row.previous_owner === nodeId ? null : row.previous_owner
+                }))
               ),
               Effect.orDie
             ),
@@ -76,12 +88,14 @@ export const layerLeases = Layer.effect(
               ),
               Effect.orDie
             ),
+      // a released lease is expired, never deleted, so the next owner's generation is still higher
       release: (channelIds) =>
         channelIds.length === 0
           ? Effect.void
           : sql`
-              DELETE FROM channel_leases
-              WHERE owner = ${nodeId} AND channel_id IN (SELECT jsonb_array_elements_text(${json(channelIds)}::jsonb))`.pipe(
+              UPDATE channel_leases SET expires_at = now() - interval '1 millisecond'
+              WHERE owner = ${nodeId}
+                AND channel_id IN (SELECT jsonb_array_elements_text(${json(channelIds)}::jsonb))`.pipe(
               Effect.asVoid,
               Effect.orDie
             ),
@@ -90,6 +104,7 @@ export const layerLeases = Layer.effect(
           sql<{ held: boolean }>`
             SELECT true AS held FROM channel_leases
             WHERE channel_id = ${fence.channelId} AND owner = ${nodeId} AND generation = ${fence.generation}
+              AND expires_at > now()
             FOR SHARE`.pipe(Effect.orDie),
           (rows) =>
             rows.length === 0 ? Effect.fail(new LeaseLost({ channelId: fence.channelId })) : Effect.void

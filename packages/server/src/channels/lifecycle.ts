@@ -79,8 +79,12 @@ export const layerChannelLifecycle = Layer.effect(
           }
         case "Disconnected":
           return {
-            status: row.status === "pairing" ? "pairing" : "reconnecting",
+            // 515 while pairing is WhatsApp's restart after a successful scan: the login follows
+            status:
+              row.status === "pairing" ? (change.code === 515 ? "connecting" : "pairing") : "reconnecting",
             reason: change.reason,
+            // a code shown before the disconnect can no longer be used
+            set: sql`qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code = NULL,`,
             event: { type: "channel.disconnected", data: { code: change.code, reason: change.reason } },
             audit: { action: "channel.disconnected", data: { code: change.code, reason: change.reason } }
           }
@@ -117,7 +121,12 @@ export const layerChannelLifecycle = Layer.effect(
             const row = rows[0]
             if (row === undefined || row.desired !== "running") return "stop" as const
             const next = plan(row, change)
-            if (!canMove(row.status, next.status)) return "stop" as const
+            if (!canMove(row.status, next.status)) {
+              yield* Effect.logWarning("a channel event its status does not allow; stopping the actor").pipe(
+                Effect.annotateLogs({ channel_id: row.id, status: row.status, change: change._tag })
+              )
+              return "stop" as const
+            }
             yield* sql`
               UPDATE channels SET ${next.set ?? sql``}
                 status = ${next.status},

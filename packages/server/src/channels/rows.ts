@@ -14,7 +14,10 @@ export interface ChannelRow {
   readonly qr_expires_at: Date | null
   readonly pairing_code: string | null
   readonly last_connected_at: Date | null
-  readonly restart_requested_at: Date | null
+  /** Bumped by every connect, logout, restart and delete: a running actor from an older epoch is replaced. */
+  readonly run_epoch: number
+  /** The epoch of the last logout or delete: actors from before it unlink their device as they stop. */
+  readonly unlink_epoch: number
   readonly created_at: Date
   readonly updated_at: Date
 }

@@ -1,3 +1,4 @@
+import type { ChannelStatus } from "@whatisup/domain"
 import { PgClient } from "@effect/sql-pg"
 import {
   Cause,
@@ -14,21 +15,32 @@ import {
   Schedule,
   Semaphore
 } from "effect"
-import { WhatsAppTransport } from "../whatsapp/transport.ts"
+import type { WhatsAppTransport } from "../whatsapp/transport.ts"
 import { Disconnected, runChannel } from "./actor.ts"
-import { ChannelLifecycle } from "./lifecycle.ts"
 import { type Fence, Leases } from "./leases.ts"
+import type { ChannelLifecycle } from "./lifecycle.ts"
 import { channelsChangedChannel } from "./rows.ts"
-import { runningStatuses } from "./status.ts"
 
 const restarts = Metric.counter("channel_actor_restarts_total", {
   description: "Channel actor restarts by reason"
 })
 const takeovers = Metric.counter("channel_lease_takeovers_total", {
-  description: "Channel leases taken over from an expired or earlier owner"
+  description: "Channel leases taken over from another node"
 })
 const channelsByStatus = Metric.gauge("channels", { description: "Channels by status, across every node" })
 const actorsHere = Metric.gauge("channel_actors", { description: "Channel actors running in this process" })
+
+const allStatuses: ReadonlyArray<ChannelStatus> = [
+  "created",
+  "pairing",
+  "connecting",
+  "connected",
+  "reconnecting",
+  "logged_out",
+  "failed",
+  "deleted"
+]
+const runnable: ReadonlyArray<string> = ["pairing", "connecting", "connected", "reconnecting"]
 
 /** Backoff between reconnects: exponential from 1 s to 5 min, ±20 % jitter; reset after a stable minute. */
 export const backoff = {
@@ -48,14 +60,17 @@ export const backoff = {
 
 interface Held {
   readonly fence: Fence
-  restartSeenAt: number
+  /** The channel's run epoch the actor was started for. */
+  readonly epoch: number
+  /** Past this (local clock), the lease may be someone else's: the actor stops even without the database. */
+  deadline: number
 }
 
 /**
  * Runs the channels this process holds leases for, one supervised actor each, keyed by channel id.
- * A reconciler (at start, on NOTIFY, and on a timer) makes what runs match what the database says
- * should run, takes this process's fair share of unowned channels, renews leases, and stops any
- * actor whose lease was lost.
+ * A heartbeat renews the leases (and stops any actor whose lease is lost, or can no longer be known
+ * to be held); a reconciler (at start, on NOTIFY, on a timer, and when a lease elsewhere expires)
+ * makes what runs match what the database says should run and takes this process's fair share.
  */
 export class Supervisor extends Context.Service<
   Supervisor,
@@ -66,12 +81,12 @@ export class Supervisor extends Context.Service<
 >()("whatisup/Supervisor") {}
 
 /** Restarts an actor as its disconnects ask, until the channel should stop; interrupting it closes everything. */
-const supervise = (fence: Fence) =>
+const supervise = (fence: Fence, epoch: number) =>
   Effect.gen(function* () {
     let attempt = 0
     for (;;) {
       const started = yield* Clock.currentTimeMillis
-      const exit = yield* Effect.exit(runChannel(fence))
+      const exit = yield* Effect.exit(runChannel(fence, epoch))
       if (Exit.isSuccess(exit)) return
       if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
       if ((yield* Clock.currentTimeMillis) - started >= Duration.toMillis(backoff.stable)) attempt = 0
@@ -106,7 +121,10 @@ export const layerSupervisor = Layer.effect(
     const sql = yield* PgClient.PgClient
     const leases = yield* Leases
     const held = new Map<string, Held>()
-    const tick = Duration.millis(Math.max(200, Duration.toMillis(leases.ttl) / 5))
+    const ttlMillis = Duration.toMillis(leases.ttl)
+    const tick = Math.max(200, ttlMillis / 5)
+    // an actor stops this long before its lease could expire unrenewed, so two never overlap
+    const margin = Math.min(ttlMillis / 3, 2_000)
 
     // registered before the actors' map, so it runs after every actor has stopped
     yield* Effect.addFinalizer(() => Effect.andThen(leases.release([...held.keys()]), leases.leave))
@@ -114,80 +132,103 @@ export const layerSupervisor = Layer.effect(
     const context = yield* Effect.context<WhatsAppTransport | ChannelLifecycle>()
     const oneAtATime = yield* Semaphore.make(1)
 
-    const start = (fence: Fence, restartSeenAt: number) =>
+    const start = (fence: Fence, epoch: number) =>
       Effect.gen(function* () {
-        held.set(fence.channelId, { fence, restartSeenAt })
-        yield* FiberMap.run(actors, fence.channelId, supervise(fence).pipe(Effect.provideContext(context)))
+        const now = yield* Clock.currentTimeMillis
+        held.set(fence.channelId, { fence, epoch, deadline: now + ttlMillis - margin })
+        yield* FiberMap.run(
+          actors,
+          fence.channelId,
+          supervise(fence, epoch).pipe(Effect.provideContext(context))
+        )
       })
 
+    /** Stops actors (their finalizers close the sockets) before their leases are handed back. */
     const stop = (channelIds: ReadonlyArray<string>) =>
       Effect.gen(function* () {
         yield* Effect.forEach(channelIds, (id) => FiberMap.remove(actors, id), {
           discard: true,
-          concurrency: 32
+          concurrency: 64
         })
         for (const id of channelIds) held.delete(id)
         yield* leases.release(channelIds)
       })
 
-    const reconcileOnce = Effect.gen(function* () {
-      const liveNodes = yield* leases.heartbeat
+    /** Drops actors without touching the database: their leases are, or may be, someone else's. */
+    const abandon = (channelIds: ReadonlyArray<string>, why: string) =>
+      Effect.gen(function* () {
+        if (channelIds.length === 0) return
+        for (const id of channelIds) held.delete(id)
+        yield* Effect.logWarning(`stopping channel actors: ${why}`).pipe(
+          Effect.annotateLogs({ channels: channelIds.join(",") })
+        )
+        yield* Effect.forkDetach(
+          Effect.forEach(channelIds, (id) => FiberMap.remove(actors, id), { discard: true, concurrency: 64 })
+        )
+      })
 
-      // leases renewed, or their actors stopped
+    const heartbeat = Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      yield* abandon(
+        [...held.values()].filter((h) => h.deadline < now).map((h) => h.fence.channelId),
+        "their leases could not be renewed in time"
+      )
+      yield* leases.heartbeat
+      const renewedAt = yield* Clock.currentTimeMillis
       const renewed = new Set(
         (yield* leases.renew([...held.values()].map((h) => h.fence))).map(
           (f) => `${f.channelId}:${f.generation}`
         )
       )
-      const lost = [...held.values()].filter(
-        (h) => !renewed.has(`${h.fence.channelId}:${h.fence.generation}`)
-      )
-      if (lost.length > 0) {
-        yield* Effect.logWarning("channel leases lost; stopping their actors").pipe(
-          Effect.annotateLogs({ channels: lost.map((h) => h.fence.channelId).join(",") })
-        )
-        yield* Effect.forEach(lost, (h) => FiberMap.remove(actors, h.fence.channelId), { discard: true })
-        for (const h of lost) held.delete(h.fence.channelId)
+      const lost: Array<string> = []
+      for (const h of held.values()) {
+        if (renewed.has(`${h.fence.channelId}:${h.fence.generation}`))
+          h.deadline = renewedAt + ttlMillis - margin
+        else lost.push(h.fence.channelId)
       }
+      yield* abandon(lost, "their leases were lost")
+      yield* Metric.update(actorsHere, held.size)
+    }).pipe(
+      Effect.catchCause((cause) => Effect.logWarning("channel lease heartbeat failed; retrying", cause))
+    )
 
-      // what is held but should no longer run, or was asked to restart
+    /** Makes what runs here match the database; says how long until a lease elsewhere expires. */
+    const reconcileOnce = Effect.gen(function* () {
+      const liveNodes = yield* leases.heartbeat
+
       const heldIds = [...held.keys()]
-      const heldRows = yield* sql<{ id: string; desired: string; status: string; restart_at: number | null }>`
-        SELECT id, desired, status, (extract(epoch FROM restart_requested_at) * 1000)::float8 AS restart_at
+      const heldRows = yield* sql<{ id: string; desired: string; status: string; run_epoch: number }>`
+        SELECT id, desired, status, run_epoch::int AS run_epoch
         FROM channels WHERE id IN (SELECT jsonb_array_elements_text(${JSON.stringify(heldIds)}::jsonb))`
       const rowsById = new Map(heldRows.map((row) => [row.id, row]))
-      const toStop = heldIds.filter((id) => {
-        const row = rowsById.get(id)
-        return (
-          row === undefined ||
-          row.desired !== "running" ||
-          !(runningStatuses as ReadonlyArray<string>).includes(row.status)
-        )
-      })
-      if (toStop.length > 0) yield* stop(toStop)
+      const shouldRun = (row: { desired: string; status: string } | undefined) =>
+        row !== undefined && row.desired === "running" && runnable.includes(row.status)
+      yield* stop(heldIds.filter((id) => !shouldRun(rowsById.get(id))))
       for (const [id, entry] of held) {
         const row = rowsById.get(id)!
-        const restartAt = row.restart_at ?? 0
-        const alive = yield* FiberMap.has(actors, id)
-        if (restartAt > entry.restartSeenAt || !alive) {
+        if (row.run_epoch !== entry.epoch || !(yield* FiberMap.has(actors, id))) {
+          // asked to connect, restart or log out since the actor started (or it ended): a fresh one
           yield* FiberMap.remove(actors, id)
-          yield* start(entry.fence, restartAt)
+          yield* start(entry.fence, row.run_epoch)
         }
       }
 
-      // this process's fair share of what should run and nobody runs
-      const totals = yield* sql<{ status: string; n: number }>`
+      const totals = yield* sql<{ status: ChannelStatus; n: number }>`
         SELECT status, count(*)::int AS n FROM channels GROUP BY status`
-      for (const { status, n } of totals)
-        yield* Metric.update(Metric.withAttributes(channelsByStatus, { status }), n)
-      const runnable = yield* sql<{ n: number }>`
+      const counted = new Map(totals.map((row) => [row.status, row.n]))
+      for (const status of allStatuses) {
+        yield* Metric.update(Metric.withAttributes(channelsByStatus, { status }), counted.get(status) ?? 0)
+      }
+
+      // this process's fair share of what should run and nobody runs
+      const runnableCount = yield* sql<{ n: number }>`
         SELECT count(*)::int AS n FROM channels
         WHERE desired = 'running' AND status IN ('pairing', 'connecting', 'connected', 'reconnecting')`
-      const fairShare = Math.ceil((runnable[0]?.n ?? 0) / liveNodes)
+      const fairShare = Math.ceil((runnableCount[0]?.n ?? 0) / liveNodes)
       const budget = fairShare - held.size
       if (budget > 0) {
-        const candidates = yield* sql<{ id: string; restart_at: number | null }>`
-          SELECT c.id, (extract(epoch FROM c.restart_requested_at) * 1000)::float8 AS restart_at
+        const candidates = yield* sql<{ id: string; run_epoch: number }>`
+          SELECT c.id, c.run_epoch::int AS run_epoch
           FROM channels c LEFT JOIN channel_leases l ON l.channel_id = c.id
           WHERE c.desired = 'running' AND c.status IN ('pairing', 'connecting', 'connected', 'reconnecting')
             AND (l.channel_id IS NULL OR l.expires_at < now() OR l.owner = ${leases.nodeId})
@@ -195,17 +236,33 @@ export const layerSupervisor = Layer.effect(
           ORDER BY (l.owner = ${leases.nodeId}) DESC NULLS LAST, c.id
           LIMIT ${budget}`
         const claimed = yield* leases.claim(candidates.map((c) => c.id))
-        const restartAt = new Map(candidates.map((c) => [c.id, c.restart_at ?? 0]))
-        for (const fence of claimed) {
-          if (fence.generation > 1) yield* Metric.update(takeovers, 1)
-          yield* start(fence, restartAt.get(fence.channelId) ?? 0)
+        const epochs = new Map(candidates.map((c) => [c.id, c.run_epoch]))
+        for (const lease of claimed) {
+          if (lease.takenFrom !== null) yield* Metric.update(takeovers, 1)
+          yield* start(
+            { channelId: lease.channelId, generation: lease.generation },
+            epochs.get(lease.channelId) ?? 0
+          )
         }
       } else if (liveNodes > 1 && held.size > fairShare + 1) {
         // another process came up: hand it what is beyond this one's share
         yield* stop([...held.keys()].slice(fairShare))
       }
       yield* Metric.update(actorsHere, held.size)
-    }).pipe(Effect.catchCause((cause) => Effect.logWarning("channel reconcile failed; retrying", cause)))
+
+      // wake when the next lease held elsewhere expires, to take over without waiting for a tick
+      const next = yield* sql<{ millis: number | null }>`
+        SELECT (extract(epoch FROM min(l.expires_at) - now()) * 1000)::float8 AS millis
+        FROM channel_leases l JOIN channels c ON c.id = l.channel_id
+        WHERE l.owner <> ${leases.nodeId} AND l.expires_at > now()
+          AND c.desired = 'running' AND c.status IN ('pairing', 'connecting', 'connected', 'reconnecting')`
+      const millis = next[0]?.millis
+      return millis === null || millis === undefined ? tick : Math.max(50, Math.min(tick, millis + 50))
+    }).pipe(
+      Effect.catchCause((cause) =>
+        Effect.as(Effect.logWarning("channel reconcile failed; retrying", cause), tick)
+      )
+    )
     const reconcile = Semaphore.withPermits(oneAtATime, 1)(reconcileOnce)
 
     const wake = yield* Queue.sliding<void>(1)
@@ -221,12 +278,17 @@ export const layerSupervisor = Layer.effect(
       )
     )
     yield* Effect.forkScoped(
-      Effect.forever(Effect.andThen(reconcile, Effect.raceFirst(Queue.take(wake), Effect.sleep(tick))))
+      Effect.forever(
+        Effect.flatMap(reconcile, (millis) =>
+          Effect.raceFirst(Queue.take(wake), Effect.sleep(Duration.millis(millis)))
+        )
+      )
     )
+    yield* Effect.forkScoped(Effect.repeat(heartbeat, Schedule.spaced(Duration.millis(tick))))
 
     return Supervisor.of({
       running: Effect.sync(() => [...held.keys()]),
-      reconcile
+      reconcile: Effect.asVoid(reconcile)
     })
   })
 )

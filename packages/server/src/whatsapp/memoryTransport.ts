@@ -17,6 +17,8 @@ export class MemoryTransport extends Context.Service<
     readonly emit: (channelId: string, event: TransportEvent) => Effect.Effect<boolean>
     /** The phone scans the QR (or enters the code): the open connection logs in as this number. */
     readonly pair: (channelId: string, phoneNumber: string) => Effect.Effect<boolean>
+    /** The phone scans the QR as WhatsApp does it: the login is stored and the server asks for a restart (515). */
+    readonly scan: (channelId: string, phoneNumber: string) => Effect.Effect<boolean>
     /** The next `count` connects of the channel fail; `retryable: false` says trying again cannot help. */
     readonly failConnects: (channelId: string, count: number, retryable?: boolean) => Effect.Effect<void>
     /** The next connect of the channel dies with a defect, as a bug would. */
@@ -107,6 +109,12 @@ export const layerMemoryTransport = (options: { readonly qrLifetimeMillis?: numb
         if (!live.has(channelId)) return Effect.succeed(false)
         paired.set(channelId, phoneNumber)
         return emit(channelId, TransportEvent.Open({ phoneNumber }))
+      }),
+    scan: (channelId, phoneNumber) =>
+      Effect.suspend(() => {
+        if (!live.has(channelId)) return Effect.succeed(false)
+        paired.set(channelId, phoneNumber)
+        return emit(channelId, TransportEvent.Close({ code: 515, reason: "restart required" }))
       }),
     failConnects: (channelId, count, retryable = true) =>
       Effect.sync(() => void failing.set(channelId, { count, retryable })),

@@ -20,7 +20,8 @@ export default Effect.gen(function* () {
       pairing_code text,
       last_connected_at timestamptz,
       event_seq bigint NOT NULL DEFAULT 0,
-      restart_requested_at timestamptz,
+      run_epoch bigint NOT NULL DEFAULT 0,
+      unlink_epoch bigint NOT NULL DEFAULT 0,
       created_at timestamptz NOT NULL DEFAULT now(),
       updated_at timestamptz NOT NULL DEFAULT now()
     )`
