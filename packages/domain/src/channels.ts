@@ -30,6 +30,9 @@ export const Channel = Schema.Struct({
   status: ChannelStatus,
   status_reason: Schema.NullOr(Schema.String),
   phone_number: Schema.NullOr(Schema.String),
+  pairing_code: Schema.NullOr(Schema.String).annotate({
+    description: "while pairing by code: the code to type into WhatsApp on the phone (Linked devices)"
+  }),
   last_connected_at: Schema.NullOr(Schema.String),
   created_at: Schema.String,
   updated_at: Schema.String

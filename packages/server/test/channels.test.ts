@@ -205,6 +205,11 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
         body: { method: "pairing_code", phone_number: "+15551234567" }
       })
       expect(byCode.status).toBe(202)
+      // the code to type into the phone, straight from connect, and on the channel while pairing
+      expect(byCode.body).toEqual({ status: "pairing", pairing_code: "MEMO1234" })
+      expect((yield* request(api, "GET", `/v1/channels/${channel.id}`, { key })).body.pairing_code).toBe(
+        "MEMO1234"
+      )
       const twice = yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, {
         key,
         body: { method: "qr" }

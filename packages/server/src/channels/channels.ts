@@ -99,6 +99,28 @@ export const layerChannels = Layer.effect(
 
     const wake = (id: string) => sql`SELECT pg_notify(${channelsChangedChannel}, ${id})`
 
+    /** Decrypts the pairing code, shown only while pairing by code. */
+    const render = (row: ChannelRow) =>
+      row.status === "pairing" && row.pairing_code_ciphertext !== null
+        ? Effect.map(keyRing.decrypt(row.pairing_code_ciphertext).pipe(Effect.orDie), (code) =>
+            renderChannel(row, code)
+          )
+        : Effect.succeed(renderChannel(row))
+
+    /** Pairing by code: the actor, wherever it runs, asks WhatsApp for the code; wait a little for it. */
+    const awaitPairingCode = (id: string, epoch: number) =>
+      Effect.gen(function* () {
+        for (let attempt = 0; attempt < 100; attempt++) {
+          const rows = yield* sql<ChannelRow>`SELECT * FROM channels WHERE id = ${id}`.pipe(Effect.orDie)
+          const row = rows[0]
+          if (row === undefined || row.run_epoch !== epoch || row.status !== "pairing") return null
+          if (row.pairing_code_ciphertext !== null)
+            return yield* keyRing.decrypt(row.pairing_code_ciphertext).pipe(Effect.orDie)
+          yield* Effect.sleep("100 millis")
+        }
+        return null
+      })
+
     const refuse = (row: ChannelRow, action: string) =>
       new InvalidState({
         detail: `A channel that is ${row.status} cannot ${action}`,
@@ -144,7 +166,8 @@ export const layerChannels = Layer.effect(
             WHERE customer_id = ${scope.customerId} AND status <> 'deleted' ${scoped(scope)}
               ${after === null ? sql`` : sql`AND id < ${after}`}
             ORDER BY id DESC LIMIT ${limit + 1}`.pipe(Effect.orDie)
-          return toPage(rows, limit, renderChannel)
+          const page = toPage(rows, limit, (row) => row)
+          return { data: yield* Effect.forEach(page.data, render), next_cursor: page.next_cursor }
         }),
 
       get: (scope, id) =>
@@ -154,7 +177,7 @@ export const layerChannels = Layer.effect(
             WHERE id = ${id} AND customer_id = ${scope.customerId} AND status <> 'deleted' ${scoped(scope)}`.pipe(
             Effect.orDie
           ),
-          (rows) => (rows[0] === undefined ? Effect.fail(notFound()) : Effect.succeed(renderChannel(rows[0])))
+          (rows) => (rows[0] === undefined ? Effect.fail(notFound()) : render(rows[0]))
         ),
 
       rename: (scope, id, name, actor) =>
@@ -182,7 +205,7 @@ export const layerChannels = Layer.effect(
             const rows = yield* sql<ChannelRow>`
               UPDATE channels SET status = 'deleted', status_reason = 'channel_deleted', desired = 'stopped',
                 run_epoch = run_epoch + 1, unlink_epoch = run_epoch + 1,
-                qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code = NULL, updated_at = now()
+                qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL, updated_at = now()
               WHERE id = ${id} RETURNING *`
             yield* audit.record({
               customerId: scope.customerId,
@@ -206,7 +229,7 @@ export const layerChannels = Layer.effect(
               UPDATE channels SET status = 'pairing', status_reason = NULL, desired = 'running',
                 run_epoch = run_epoch + 1, connect_method = ${request.method},
                 pairing_phone_number = ${request.method === "pairing_code" ? request.phone_number : null},
-                qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code = NULL, updated_at = now()
+                qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL, updated_at = now()
               WHERE id = ${id} RETURNING *`
             yield* audit.record({
               customerId: scope.customerId,
@@ -217,8 +240,14 @@ export const layerChannels = Layer.effect(
               data: { method: request.method, previous_status: before.status }
             })
             yield* wake(id)
-            return renderChannel(rows[0]!)
+            return rows[0]!
           })
+        ).pipe(
+          Effect.flatMap((row) =>
+            request.method === "pairing_code"
+              ? Effect.map(awaitPairingCode(id, row.run_epoch), (code) => renderChannel(row, code))
+              : Effect.succeed(renderChannel(row))
+          )
         ),
 
       logout: (scope, id, actor) =>
@@ -231,7 +260,7 @@ export const layerChannels = Layer.effect(
             const rows = yield* sql<ChannelRow>`
               UPDATE channels SET status = 'logged_out', status_reason = 'logout_requested', desired = 'stopped',
                 run_epoch = run_epoch + 1, unlink_epoch = run_epoch + 1,
-                qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code = NULL, updated_at = now()
+                qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL, updated_at = now()
               WHERE id = ${id} RETURNING *`
             yield* events.append({
               customerId: scope.customerId,

@@ -85,9 +85,11 @@ export const layerChannelsHttp = HttpApiBuilder.group(Api, "channels", (handlers
       )
       .handle("connect", ({ params, payload }) =>
         Effect.flatMap(Caller, (caller) =>
-          Effect.map(channels.connect(accessOf(caller), params.id, payload, actorOf(caller)), (channel) => ({
-            status: channel.status
-          }))
+          Effect.map(channels.connect(accessOf(caller), params.id, payload, actorOf(caller)), (channel) =>
+            channel.pairing_code === null
+              ? { status: channel.status }
+              : { status: channel.status, pairing_code: channel.pairing_code }
+          )
         )
       )
       .handle("qr", ({ params }) =>

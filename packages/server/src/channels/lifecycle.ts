@@ -67,13 +67,13 @@ export const layerChannelLifecycle = Layer.effect(
             event: { type: "channel.qr", data: { qr: change.qr, expires_at: change.expiresAt.toISOString() } }
           }
         case "PairingCode":
-          return { status: "pairing", set: sql`pairing_code = ${change.code},` }
+          return { status: "pairing", set: sql`pairing_code_ciphertext = ${keyRing.encrypt(change.code)},` }
         case "Connected":
           return {
             status: "connected",
             reason: null,
             set: sql`phone_number = ${change.phoneNumber}, last_connected_at = now(), qr_ciphertext = NULL,
-              qr_expires_at = NULL, pairing_code = NULL,`,
+              qr_expires_at = NULL, pairing_code_ciphertext = NULL,`,
             event: { type: "channel.connected", data: { phone_number: change.phoneNumber } },
             audit: { action: "channel.connected", data: { phone_number: change.phoneNumber } }
           }
@@ -84,7 +84,7 @@ export const layerChannelLifecycle = Layer.effect(
               row.status === "pairing" ? (change.code === 515 ? "connecting" : "pairing") : "reconnecting",
             reason: change.reason,
             // a code shown before the disconnect can no longer be used
-            set: sql`qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code = NULL,`,
+            set: sql`qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL,`,
             event: { type: "channel.disconnected", data: { code: change.code, reason: change.reason } },
             audit: { action: "channel.disconnected", data: { code: change.code, reason: change.reason } }
           }
@@ -93,7 +93,7 @@ export const layerChannelLifecycle = Layer.effect(
             status: "logged_out",
             reason: "logged_out_by_phone",
             stop: true,
-            set: sql`desired = 'stopped', qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code = NULL,`,
+            set: sql`desired = 'stopped', qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL,`,
             event: { type: "channel.logged_out", data: { code: change.code, reason: "logged_out_by_phone" } },
             audit: { action: "channel.logged_out", data: { code: change.code } }
           }
@@ -102,7 +102,7 @@ export const layerChannelLifecycle = Layer.effect(
             status: "failed",
             reason: change.reason,
             stop: true,
-            set: sql`desired = 'stopped', qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code = NULL,`,
+            set: sql`desired = 'stopped', qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL,`,
             event: { type: "channel.failed", data: { reason: change.reason } },
             audit: { action: "channel.failed", data: { reason: change.reason } }
           }

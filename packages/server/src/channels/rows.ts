@@ -12,7 +12,7 @@ export interface ChannelRow {
   readonly phone_number: string | null
   readonly qr_ciphertext: string | null
   readonly qr_expires_at: Date | null
-  readonly pairing_code: string | null
+  readonly pairing_code_ciphertext: string | null
   readonly last_connected_at: Date | null
   /** Bumped by every connect, logout, restart and delete: a running actor from an older epoch is replaced. */
   readonly run_epoch: number
@@ -22,12 +22,14 @@ export interface ChannelRow {
   readonly updated_at: Date
 }
 
-export const renderChannel = (row: ChannelRow): Channel => ({
+/** The channel as the API shows it; `pairingCode` is the decrypted code while pairing by code. */
+export const renderChannel = (row: ChannelRow, pairingCode: string | null = null): Channel => ({
   id: row.id as Channel["id"],
   name: row.name,
   status: row.status,
   status_reason: row.status_reason,
   phone_number: row.phone_number,
+  pairing_code: row.status === "pairing" ? pairingCode : null,
   last_connected_at: row.last_connected_at?.toISOString() ?? null,
   created_at: row.created_at.toISOString(),
   updated_at: row.updated_at.toISOString()

@@ -17,7 +17,7 @@ export default Effect.gen(function* () {
       phone_number text,
       qr_ciphertext text,
       qr_expires_at timestamptz,
-      pairing_code text,
+      pairing_code_ciphertext text,
       last_connected_at timestamptz,
       event_seq bigint NOT NULL DEFAULT 0,
       run_epoch bigint NOT NULL DEFAULT 0,
