@@ -4,6 +4,7 @@ import { layerEventLog } from "./channels/eventLog.ts"
 import { layerLeases } from "./channels/leases.ts"
 import { layerChannelLifecycle } from "./channels/lifecycle.ts"
 import { layerSupervisor } from "./channels/supervisor.ts"
+import { layerAuthStates } from "./whatsapp/authState.ts"
 import type { WhatsAppTransport } from "./whatsapp/transport.ts"
 import { layerUnavailableTransport } from "./whatsapp/unavailableTransport.ts"
 import { layerAdminServer } from "./admin/server.ts"
@@ -29,6 +30,7 @@ export const layerGateway = <E = never>(
   const database = layerMigrated.pipe(Layer.provideMerge(layerDatabase), Layer.provide(layerConfig))
   const channels = layerSupervisor.pipe(
     Layer.provideMerge(Layer.mergeAll(layerChannels, layerChannelLifecycle)),
+    Layer.provideMerge(layerAuthStates),
     Layer.provideMerge(Layer.mergeAll(layerEventLog, layerLeases, transport))
   )
   const services = Layer.mergeAll(layerApiKeys, layerCustomers, channels).pipe(

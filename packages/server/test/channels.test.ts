@@ -164,7 +164,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
       expect(loggedOut.body).toMatchObject({ status: "logged_out", status_reason: "logout_requested" })
       expect(yield* eventually(Effect.sync(() => !whatsapp.isOpen(channel.id)))).toBe(true)
       expect(whatsapp.logouts(channel.id)).toBe(1)
-      expect(whatsapp.isPaired(channel.id)).toBe(false)
+      expect(yield* whatsapp.isPaired(channel.id)).toBe(false)
 
       const again = yield* request(api, "POST", `/v1/channels/${channel.id}/logout`, { key })
       expect(again.status).toBe(409)
@@ -328,7 +328,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
         Effect.map(request(api, "GET", `/v1/channels/${channel.id}/qr`, { key }), (r) => r.status === 200)
       )
       expect(qr).toBe(true)
-      expect(whatsapp.isPaired(channel.id)).toBe(false)
+      expect(yield* whatsapp.isPaired(channel.id)).toBe(false)
     })
   )
 

@@ -115,7 +115,7 @@ describe("the channel supervisor", () => {
           yield* settle
           expect(whatsapp.connects(channel)).toBe(before)
           expect(whatsapp.isOpen(channel)).toBe(false)
-          if (code === 401) expect(whatsapp.isPaired(channel)).toBe(false)
+          if (code === 401) expect(yield* whatsapp.isPaired(channel)).toBe(false)
         }).pipe(Effect.scoped),
       60_000
     )

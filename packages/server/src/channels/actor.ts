@@ -1,4 +1,5 @@
 import { Data, Effect, Exit, Queue } from "effect"
+import { AuthStates } from "../whatsapp/authState.ts"
 import { type PairingMethod, type TransportConnection, WhatsAppTransport } from "../whatsapp/transport.ts"
 import type { Fence, LeaseLost } from "./leases.ts"
 import { Change, ChannelLifecycle } from "./lifecycle.ts"
@@ -47,12 +48,13 @@ export const runChannel = (fence: Fence, epoch: number) =>
     Effect.gen(function* () {
       const lifecycle = yield* ChannelLifecycle
       const transport = yield* WhatsAppTransport
+      const authStates = yield* AuthStates
       const row = yield* lifecycle.load(fence.channelId)
       if (row === undefined || row.desired !== "running" || !isRunning(row.status)) return "stopped" as const
       if ((yield* lifecycle.record(fence, Change.Starting())) === "stop") return "stopped" as const
 
       const connection = yield* transport
-        .connect({ channelId: fence.channelId, pairing: pairingOf(row) })
+        .connect({ channelId: fence.channelId, pairing: pairingOf(row), authState: authStates.forChannel(fence) })
         .pipe(
           Effect.catchTag("TransportError", (error) =>
             error.retryable
@@ -84,7 +86,6 @@ export const runChannel = (fence: Fence, epoch: number) =>
             switch (policy._tag) {
               case "LoggedOut":
                 yield* lifecycle.record(fence, Change.LoggedOut({ code: event.code }))
-                yield* transport.forget(fence.channelId)
                 return "stopped" as const
               case "Failed":
                 yield* lifecycle.record(fence, Change.Failed({ reason: policy.reason }))

@@ -13,7 +13,7 @@ import { Audit } from "../audit/audit.ts"
 import { KeyRing } from "../crypto/keyRing.ts"
 import { decodeCursor, defaultPageSize, toPage } from "../db/pagination.ts"
 import { newId } from "../ids.ts"
-import { WhatsAppTransport } from "../whatsapp/transport.ts"
+import { AuthStates } from "../whatsapp/authState.ts"
 import { EventLog } from "./eventLog.ts"
 import { type ChannelRow, channelsChangedChannel, renderChannel } from "./rows.ts"
 import { canMove, connectableStatuses, isRunning, runningStatuses } from "./status.ts"
@@ -76,7 +76,7 @@ export const layerChannels = Layer.effect(
     const audit = yield* Audit
     const events = yield* EventLog
     const keyRing = yield* KeyRing
-    const transport = yield* WhatsAppTransport
+    const authStates = yield* AuthStates
 
     const inTransaction = <A, E>(effect: Effect.Effect<A, E>) =>
       sql.withTransaction(effect).pipe(Effect.catchTag("SqlError", Effect.die)) as Effect.Effect<
@@ -207,6 +207,7 @@ export const layerChannels = Layer.effect(
                 run_epoch = run_epoch + 1, unlink_epoch = run_epoch + 1,
                 qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL, updated_at = now()
               WHERE id = ${id} RETURNING *`
+            yield* authStates.wipe(id)
             yield* audit.record({
               customerId: scope.customerId,
               actor,
@@ -218,7 +219,7 @@ export const layerChannels = Layer.effect(
             yield* wake(id)
             return renderChannel(rows[0]!)
           })
-        ).pipe(Effect.tap(() => transport.forget(id))),
+        ),
 
       connect: (scope, id, request, actor) =>
         inTransaction(
@@ -262,6 +263,7 @@ export const layerChannels = Layer.effect(
                 run_epoch = run_epoch + 1, unlink_epoch = run_epoch + 1,
                 qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL, updated_at = now()
               WHERE id = ${id} RETURNING *`
+            yield* authStates.wipe(id)
             yield* events.append({
               customerId: scope.customerId,
               channelId: id,
@@ -279,7 +281,7 @@ export const layerChannels = Layer.effect(
             yield* wake(id)
             return renderChannel(rows[0]!)
           })
-        ).pipe(Effect.tap(() => transport.forget(id))),
+        ),
 
       restart: (scope, id, actor) =>
         inTransaction(

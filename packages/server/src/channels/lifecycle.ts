@@ -3,6 +3,7 @@ import { Data, Context, Effect, Layer } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
 import { Audit } from "../audit/audit.ts"
 import { KeyRing } from "../crypto/keyRing.ts"
+import { AuthStates } from "../whatsapp/authState.ts"
 import { EventLog } from "./eventLog.ts"
 import { type Fence, Leases, type LeaseLost } from "./leases.ts"
 import type { ChannelRow } from "./rows.ts"
@@ -52,6 +53,7 @@ export const layerChannelLifecycle = Layer.effect(
     const events = yield* EventLog
     const audit = yield* Audit
     const keyRing = yield* KeyRing
+    const authStates = yield* AuthStates
 
     const plan = (row: ChannelRow, change: Change): Plan => {
       switch (change._tag) {
@@ -133,6 +135,8 @@ export const layerChannelLifecycle = Layer.effect(
                 status_reason = ${next.reason === undefined ? row.status_reason : next.reason},
                 updated_at = now()
               WHERE id = ${fence.channelId}`.pipe(Effect.orDie)
+            // a logout forgets the login in the same transaction
+            if (next.status === "logged_out") yield* authStates.wipe(row.id)
             if (next.event) {
               yield* events.append({
                 customerId: row.customer_id,

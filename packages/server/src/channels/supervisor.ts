@@ -15,6 +15,7 @@ import {
   Schedule,
   Semaphore
 } from "effect"
+import type { AuthStates } from "../whatsapp/authState.ts"
 import type { WhatsAppTransport } from "../whatsapp/transport.ts"
 import { Disconnected, runChannel } from "./actor.ts"
 import { type Fence, Leases } from "./leases.ts"
@@ -129,7 +130,7 @@ export const layerSupervisor = Layer.effect(
     // registered before the actors' map, so it runs after every actor has stopped
     yield* Effect.addFinalizer(() => Effect.andThen(leases.release([...held.keys()]), leases.leave))
     const actors = yield* FiberMap.make<string>()
-    const context = yield* Effect.context<WhatsAppTransport | ChannelLifecycle>()
+    const context = yield* Effect.context<WhatsAppTransport | ChannelLifecycle | AuthStates>()
     const oneAtATime = yield* Semaphore.make(1)
 
     const start = (fence: Fence, epoch: number) =>

@@ -1,4 +1,5 @@
 import { Context, Effect, Layer, Queue } from "effect"
+import { credsType } from "./authState.ts"
 import { type ConnectOptions, TransportError, TransportEvent, WhatsAppTransport } from "./transport.ts"
 
 interface LiveConnection {
@@ -6,9 +7,12 @@ interface LiveConnection {
   readonly options: ConnectOptions
 }
 
+const login = (phoneNumber: string) => [{ type: credsType, id: "creds", value: JSON.stringify({ phoneNumber }) }]
+
 /**
- * A WhatsApp that lives in memory, for tests: every event and failure can be scripted. A channel
- * that has paired keeps its "login" across connections, as stored credentials would.
+ * A WhatsApp that lives in memory, for tests: every event and failure can be scripted. Pairing
+ * stores a login through the channel's auth-state store, as a real client does, so it survives
+ * reconnects and restarts of the gateway and is gone after a logout.
  */
 export class MemoryTransport extends Context.Service<
   MemoryTransport,
@@ -28,13 +32,14 @@ export class MemoryTransport extends Context.Service<
     readonly connects: (channelId: string) => number
     readonly closes: (channelId: string) => number
     readonly logouts: (channelId: string) => number
-    readonly isPaired: (channelId: string) => boolean
+    /** Whether the channel's stored login exists (read through its last connection's store). */
+    readonly isPaired: (channelId: string) => Effect.Effect<boolean>
   }
 >()("whatisup/MemoryTransport") {}
 
 export const layerMemoryTransport = (options: { readonly qrLifetimeMillis?: number } = {}) => {
   const live = new Map<string, LiveConnection>()
-  const paired = new Map<string, string>()
+  const stores = new Map<string, ConnectOptions["authState"]>()
   const failing = new Map<string, { count: number; retryable: boolean }>()
   const dying = new Set<string>()
   const counts = {
@@ -76,7 +81,9 @@ export const layerMemoryTransport = (options: { readonly qrLifetimeMillis?: numb
             bump(counts.closes, channelId)
           })
         )
-        const phoneNumber = paired.get(channelId)
+        stores.set(channelId, connectOptions.authState)
+        const stored = yield* connectOptions.authState.read(credsType, ["creds"])
+        const phoneNumber = stored.creds === undefined ? undefined : (JSON.parse(stored.creds).phoneNumber as string)
         if (phoneNumber !== undefined) {
           yield* Queue.offer(events, TransportEvent.Open({ phoneNumber }))
         } else if (connectOptions.pairing.method === "qr") {
@@ -93,28 +100,30 @@ export const layerMemoryTransport = (options: { readonly qrLifetimeMillis?: numb
         return {
           events,
           send: () => Effect.void,
-          logout: Effect.sync(() => {
-            bump(counts.logouts, channelId)
-            paired.delete(channelId)
-          })
+          logout: Effect.sync(() => void bump(counts.logouts, channelId))
         }
-      }),
-    forget: (channelId) => Effect.sync(() => void paired.delete(channelId))
+      })
   })
 
   const control = MemoryTransport.of({
     emit,
     pair: (channelId, phoneNumber) =>
       Effect.suspend(() => {
-        if (!live.has(channelId)) return Effect.succeed(false)
-        paired.set(channelId, phoneNumber)
-        return emit(channelId, TransportEvent.Open({ phoneNumber }))
+        const connection = live.get(channelId)
+        if (connection === undefined) return Effect.succeed(false)
+        return connection.options.authState.write(login(phoneNumber)).pipe(
+          Effect.andThen(emit(channelId, TransportEvent.Open({ phoneNumber }))),
+          Effect.catchTag("LeaseLost", () => Effect.succeed(false))
+        )
       }),
     scan: (channelId, phoneNumber) =>
       Effect.suspend(() => {
-        if (!live.has(channelId)) return Effect.succeed(false)
-        paired.set(channelId, phoneNumber)
-        return emit(channelId, TransportEvent.Close({ code: 515, reason: "restart required" }))
+        const connection = live.get(channelId)
+        if (connection === undefined) return Effect.succeed(false)
+        return connection.options.authState.write(login(phoneNumber)).pipe(
+          Effect.andThen(emit(channelId, TransportEvent.Close({ code: 515, reason: "restart required" }))),
+          Effect.catchTag("LeaseLost", () => Effect.succeed(false))
+        )
       }),
     failConnects: (channelId, count, retryable = true) =>
       Effect.sync(() => void failing.set(channelId, { count, retryable })),
@@ -124,7 +133,13 @@ export const layerMemoryTransport = (options: { readonly qrLifetimeMillis?: numb
     connects: (channelId) => counts.connects.get(channelId) ?? 0,
     closes: (channelId) => counts.closes.get(channelId) ?? 0,
     logouts: (channelId) => counts.logouts.get(channelId) ?? 0,
-    isPaired: (channelId) => paired.has(channelId)
+    isPaired: (channelId) =>
+      Effect.suspend(() => {
+        const store = stores.get(channelId)
+        return store === undefined
+          ? Effect.succeed(false)
+          : Effect.map(store.read(credsType, ["creds"]), (stored) => stored.creds !== undefined)
+      })
   })
 
   return Layer.mergeAll(Layer.succeed(WhatsAppTransport, transport), Layer.succeed(MemoryTransport, control))

@@ -1,4 +1,5 @@
 import { Context, Data, type Effect, type Queue, type Scope } from "effect"
+import type { AuthStateStore } from "./authState.ts"
 
 /** What a WhatsApp connection tells its channel. */
 export type TransportEvent = Data.TaggedEnum<{
@@ -35,6 +36,8 @@ export interface ConnectOptions {
   readonly channelId: string
   /** How to pair when the channel has no stored login. */
   readonly pairing: PairingMethod
+  /** Where the connection keeps its login: every write is fenced by the channel's lease. */
+  readonly authState: AuthStateStore
 }
 
 /** One live connection; closing the scope it was opened in closes the socket. */
@@ -56,7 +59,5 @@ export class WhatsAppTransport extends Context.Service<
     readonly connect: (
       options: ConnectOptions
     ) => Effect.Effect<TransportConnection, TransportError, Scope.Scope>
-    /** Forgets a channel's stored login (after a logout, or when the channel is deleted). */
-    readonly forget: (channelId: string) => Effect.Effect<void>
   }
 >()("whatisup/WhatsAppTransport") {}

@@ -11,7 +11,6 @@ export const layerUnavailableTransport = Layer.succeed(
           reason: "whatsapp_unavailable: this gateway has no WhatsApp client configured",
           retryable: false
         })
-      ),
-    forget: () => Effect.void
+      )
   })
 )

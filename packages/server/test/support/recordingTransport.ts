@@ -27,8 +27,7 @@ export const layerRecordingTransport = (databaseUrl: string, nodeId: string) =>
             const events = yield* Queue.unbounded<TransportEvent>()
             yield* Queue.offer(events, TransportEvent.Open({ phoneNumber: "+15550000000" }))
             return { events, send: () => Effect.void, logout: Effect.void }
-          }),
-        forget: () => Effect.void
+          })
       })
     })
   ).pipe(Layer.provide(PgClient.layer({ url: Redacted.make(databaseUrl), maxConnections: 4 })))

@@ -36,6 +36,14 @@ export default Effect.gen(function* () {
     )`
   yield* sql`CREATE INDEX channel_leases_by_owner ON channel_leases (owner)`
   yield* sql`
+    CREATE TABLE channel_auth_state (
+      channel_id text NOT NULL REFERENCES channels (id),
+      key_type text NOT NULL,
+      key_id text NOT NULL,
+      ciphertext text NOT NULL,
+      PRIMARY KEY (channel_id, key_type, key_id)
+    )`
+  yield* sql`
     CREATE TABLE gateway_nodes (
       node_id text PRIMARY KEY,
       seen_at timestamptz NOT NULL

@@ -1,0 +1,113 @@
+import { Context, Effect, Layer } from "effect"
+import { SqlClient } from "effect/sql"
+import { KeyRing } from "../crypto/keyRing.ts"
+import { type Fence, LeaseLost, Leases } from "../channels/leases.ts"
+
+/** The key type under which a channel's login credentials are stored. */
+export const credsType = "creds"
+
+/**
+ * A channel's WhatsApp login as its transport stores it: the credentials and the signal keys,
+ * serialized by the transport, encrypted here. Writes are fenced by the actor's lease and refused
+ * once the channel was logged out or deleted, so a stale socket cannot write a login back.
+ */
+export interface AuthStateStore {
+  readonly read: (type: string, ids: ReadonlyArray<string>) => Effect.Effect<Record<string, string>>
+  /** Every change in one transaction, durable before it returns; `null` deletes. */
+  readonly write: (
+    changes: ReadonlyArray<{ readonly type: string; readonly id: string; readonly value: string | null }>
+  ) => Effect.Effect<void, LeaseLost>
+}
+
+export class AuthStates extends Context.Service<
+  AuthStates,
+  {
+    readonly forChannel: (fence: Fence) => AuthStateStore
+    /** Forgets a channel's login; joins the caller's transaction. */
+    readonly wipe: (channelId: string) => Effect.Effect<void>
+  }
+>()("whatisup/AuthStates") {}
+
+export const layerAuthStates = Layer.effect(
+  AuthStates,
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const keyRing = yield* KeyRing
+    const leases = yield* Leases
+
+    yield* keyRing.register({
+      name: "channel_auth_state",
+      reencrypt: Effect.gen(function* () {
+        const rows = yield* sql<{ channel_id: string; key_type: string; key_id: string; ciphertext: string }>`
+          SELECT channel_id, key_type, key_id, ciphertext FROM channel_auth_state FOR UPDATE`
+        let rewritten = 0
+        for (const row of rows) {
+          if (keyRing.isCurrent(row.ciphertext)) continue
+          const plaintext = yield* keyRing.decrypt(row.ciphertext)
+          yield* sql`
+            UPDATE channel_auth_state SET ciphertext = ${keyRing.encrypt(plaintext)}
+            WHERE channel_id = ${row.channel_id} AND key_type = ${row.key_type} AND key_id = ${row.key_id}`
+          rewritten++
+        }
+        return rewritten
+      })
+    })
+
+    const forChannel = (fence: Fence): AuthStateStore => ({
+      read: (type, ids) =>
+        ids.length === 0
+          ? Effect.succeed({})
+          : sql<{ key_id: string; ciphertext: string }>`
+              SELECT key_id, ciphertext FROM channel_auth_state
+              WHERE channel_id = ${fence.channelId} AND key_type = ${type}
+                AND key_id IN (SELECT jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))`.pipe(
+              Effect.flatMap((rows) =>
+                Effect.forEach(rows, (row) => Effect.map(keyRing.decrypt(row.ciphertext), (value) => [row.key_id, value] as const))
+              ),
+              Effect.map((entries) => Object.fromEntries(entries)),
+              Effect.orDie
+            ),
+      write: (changes) =>
+        changes.length === 0
+          ? Effect.void
+          : sql
+              .withTransaction(
+                Effect.gen(function* () {
+                  yield* leases.check(fence)
+                  const running = yield* sql`
+                    SELECT 1 FROM channels WHERE id = ${fence.channelId} AND desired = 'running' FOR SHARE`.pipe(
+                    Effect.orDie
+                  )
+                  if (running.length === 0) return yield* new LeaseLost({ channelId: fence.channelId })
+                  const rows = changes.map((change) => ({
+                    type: change.type,
+                    id: change.id,
+                    ciphertext: change.value === null ? null : keyRing.encrypt(change.value)
+                  }))
+                  yield* sql`
+                    DELETE FROM channel_auth_state a
+                    USING jsonb_to_recordset(${JSON.stringify(rows.filter((r) => r.ciphertext === null))}::jsonb)
+                      AS d(type text, id text)
+                    WHERE a.channel_id = ${fence.channelId} AND a.key_type = d.type AND a.key_id = d.id`.pipe(
+                    Effect.orDie
+                  )
+                  yield* sql`
+                    INSERT INTO channel_auth_state (channel_id, key_type, key_id, ciphertext)
+                    SELECT ${fence.channelId}, s.type, s.id, s.ciphertext
+                    FROM jsonb_to_recordset(${JSON.stringify(rows.filter((r) => r.ciphertext !== null))}::jsonb)
+                      AS s(type text, id text, ciphertext text)
+                    ON CONFLICT (channel_id, key_type, key_id) DO UPDATE SET ciphertext = excluded.ciphertext`.pipe(
+                    Effect.orDie
+                  )
+                })
+              )
+              .pipe(Effect.catchTag("SqlError", Effect.die))
+    })
+
+    return AuthStates.of({
+      forChannel,
+      wipe: (channelId) =>
+        sql`DELETE FROM channel_auth_state WHERE channel_id = ${channelId}`.pipe(Effect.asVoid, Effect.orDie)
+    })
+  })
+)
