@@ -54,7 +54,11 @@ export const runChannel = (fence: Fence, epoch: number) =>
       if ((yield* lifecycle.record(fence, Change.Starting())) === "stop") return "stopped" as const
 
       const connection = yield* transport
-        .connect({ channelId: fence.channelId, pairing: pairingOf(row), authState: authStates.forChannel(fence) })
+        .connect({
+          channelId: fence.channelId,
+          pairing: pairingOf(row),
+          authState: authStates.forChannel(fence)
+        })
         .pipe(
           Effect.catchTag("TransportError", (error) =>
             error.retryable

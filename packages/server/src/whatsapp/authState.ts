@@ -62,7 +62,9 @@ export const layerAuthStates = Layer.effect(
               WHERE channel_id = ${fence.channelId} AND key_type = ${type}
                 AND key_id IN (SELECT jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))`.pipe(
               Effect.flatMap((rows) =>
-                Effect.forEach(rows, (row) => Effect.map(keyRing.decrypt(row.ciphertext), (value) => [row.key_id, value] as const))
+                Effect.forEach(rows, (row) =>
+                  Effect.map(keyRing.decrypt(row.ciphertext), (value) => [row.key_id, value] as const)
+                )
               ),
               Effect.map((entries) => Object.fromEntries(entries)),
               Effect.orDie

@@ -7,7 +7,9 @@ interface LiveConnection {
   readonly options: ConnectOptions
 }
 
-const login = (phoneNumber: string) => [{ type: credsType, id: "creds", value: JSON.stringify({ phoneNumber }) }]
+const login = (phoneNumber: string) => [
+  { type: credsType, id: "creds", value: JSON.stringify({ phoneNumber }) }
+]
 
 /**
  * A WhatsApp that lives in memory, for tests: every event and failure can be scripted. Pairing
@@ -83,7 +85,8 @@ export const layerMemoryTransport = (options: { readonly qrLifetimeMillis?: numb
         )
         stores.set(channelId, connectOptions.authState)
         const stored = yield* connectOptions.authState.read(credsType, ["creds"])
-        const phoneNumber = stored.creds === undefined ? undefined : (JSON.parse(stored.creds).phoneNumber as string)
+        const phoneNumber =
+          stored.creds === undefined ? undefined : (JSON.parse(stored.creds).phoneNumber as string)
         if (phoneNumber !== undefined) {
           yield* Queue.offer(events, TransportEvent.Open({ phoneNumber }))
         } else if (connectOptions.pairing.method === "qr") {

@@ -10,6 +10,7 @@ import { layerLogging } from "../../src/logging.ts"
 import type { ChannelLifecycle } from "../../src/channels/lifecycle.ts"
 import type { Leases } from "../../src/channels/leases.ts"
 import type { Supervisor } from "../../src/channels/supervisor.ts"
+import type { AuthStates } from "../../src/whatsapp/authState.ts"
 import { layerGateway } from "../../src/gateway.ts"
 import { layerMemoryTransport, MemoryTransport } from "../../src/whatsapp/memoryTransport.ts"
 import { testDatabase } from "./database.ts"
@@ -24,7 +25,7 @@ export interface RunningGateway {
   /** The scripted WhatsApp every channel of this gateway talks to. */
   readonly whatsapp: MemoryTransport["Service"]
   /** The gateway's own services, for tests that reach past the API. */
-  readonly services: Context.Context<ChannelLifecycle | Leases | Supervisor>
+  readonly services: Context.Context<ChannelLifecycle | Leases | Supervisor | AuthStates>
 }
 
 export class TestGateway extends Context.Service<TestGateway, RunningGateway>()("test/TestGateway") {}
