@@ -1,4 +1,10 @@
-import type { ApiKeyCreated, Customer, CustomerNotFound, OperatorUnauthorized } from "@whatisup/domain"
+import {
+  type ApiKeyCreated,
+  ChannelStatus,
+  type Customer,
+  type CustomerNotFound,
+  type OperatorUnauthorized
+} from "@whatisup/domain"
 import { Console, Data, Effect, Option } from "effect"
 import type { RpcClientError } from "effect/rpc"
 import { Argument, Command, Flag } from "effect/cli"
@@ -189,16 +195,7 @@ const appendDevelopmentKey = Effect.sync(() => {
   return { id, file }
 })
 
-const channelStatuses = [
-  "created",
-  "pairing",
-  "connecting",
-  "connected",
-  "reconnecting",
-  "logged_out",
-  "failed",
-  "deleted"
-] as const
+const channelStatuses = ChannelStatus.literals
 
 const listChannels = Command.make(
   "list",

@@ -113,6 +113,17 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
         })
         expect(svg.headers.get("content-type")).toBe("image/svg+xml")
         expect(svg.text).toMatch(/^<svg/)
+        // q-values decide: a client that would rather not have PNG gets JSON
+        const refusesPng = yield* request(api, "GET", `/v1/channels/${channel.id}/qr`, {
+          key,
+          headers: { accept: "image/png;q=0, application/json;q=0.5" }
+        })
+        expect(refusesPng.body.qr).toBe(qr.body.qr)
+        const prefersSvg = yield* request(api, "GET", `/v1/channels/${channel.id}/qr`, {
+          key,
+          headers: { accept: "image/png;q=0.4, image/svg+xml;q=0.9, */*;q=0.1" }
+        })
+        expect(prefersSvg.headers.get("content-type")).toBe("image/svg+xml")
 
         expect(yield* whatsapp.pair(channel.id, "+15551234567")).toBe(true)
         expect(yield* becomes(api, key, channel.id, "connected")).toBe(true)

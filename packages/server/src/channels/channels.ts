@@ -305,8 +305,8 @@ export const layerChannels = Layer.effect(
 
       qr: (scope, id) =>
         Effect.gen(function* () {
-          const rows = yield* sql<ChannelRow>`
-            SELECT * FROM channels
+          const rows = yield* sql<ChannelRow & { qr_expired: boolean | null }>`
+            SELECT *, qr_expires_at <= now() AS qr_expired FROM channels
             WHERE id = ${id} AND customer_id = ${scope.customerId} AND status <> 'deleted' ${scoped(scope)}`.pipe(
             Effect.orDie
           )
@@ -318,11 +318,7 @@ export const layerChannels = Layer.effect(
               current_status: row.status
             })
           }
-          if (
-            row.qr_ciphertext === null ||
-            row.qr_expires_at === null ||
-            row.qr_expires_at.getTime() <= Date.now()
-          ) {
+          if (row.qr_ciphertext === null || row.qr_expires_at === null || row.qr_expired !== false) {
             return yield* new InvalidState({
               detail: "No QR code yet: the channel is still connecting to WhatsApp; retry in a moment",
               current_status: row.status

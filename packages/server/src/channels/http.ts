@@ -24,24 +24,43 @@ const unboundCaller = Effect.gen(function* () {
   return caller
 })
 
+/** The media type the client prefers among those offered, by the Accept header's q-values. */
+const preferred = (accept: string | undefined, offered: ReadonlyArray<string>) => {
+  let best = offered[0]!
+  let bestQ = accept === undefined || accept === "" ? 1 : 0
+  for (const part of (accept ?? "").split(",")) {
+    const [range = "", ...params] = part.trim().split(";")
+    const q = Number(
+      params
+        .map((p) => p.trim())
+        .find((p) => p.startsWith("q="))
+        ?.slice(2) ?? 1
+    )
+    for (const type of offered) {
+      const matches = range === type || range === "*/*" || range === `${type.split("/")[0]}/*`
+      // an exact type outranks a wildcard of the same weight
+      if (matches && (q > bestQ || (q === bestQ && range === type && q > 0))) {
+        best = type
+        bestQ = q
+      }
+    }
+  }
+  return bestQ > 0 ? best : offered[0]!
+}
+
 /** The QR as an image when the client asks for one (curl -H 'Accept: image/png'), else JSON. */
 const qrResponse = (qr: { readonly qr: string; readonly expires_at: string }) =>
   Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest
-    const accept = request.headers["accept"] ?? ""
-    if (/image\/png/.test(accept)) {
+    const type = preferred(request.headers["accept"], ["application/json", "image/png", "image/svg+xml"])
+    const headers = { "cache-control": "no-store", "x-qr-expires-at": qr.expires_at }
+    if (type === "image/png") {
       const png = yield* Effect.promise(() => QRCode.toBuffer(qr.qr, { type: "png", margin: 2, width: 320 }))
-      return HttpServerResponse.uint8Array(png, {
-        contentType: "image/png",
-        headers: { "cache-control": "no-store", "x-qr-expires-at": qr.expires_at }
-      })
+      return HttpServerResponse.uint8Array(png, { contentType: "image/png", headers })
     }
-    if (/image\/svg\+xml/.test(accept)) {
+    if (type === "image/svg+xml") {
       const svg = yield* Effect.promise(() => QRCode.toString(qr.qr, { type: "svg", margin: 2 }))
-      return HttpServerResponse.text(svg, {
-        contentType: "image/svg+xml",
-        headers: { "cache-control": "no-store", "x-qr-expires-at": qr.expires_at }
-      })
+      return HttpServerResponse.text(svg, { contentType: "image/svg+xml", headers })
     }
     return qr
   })
