@@ -1,4 +1,5 @@
 import { expect, layer } from "@effect/vitest"
+import { ChannelStatus } from "@whatisup/domain"
 import { Effect, Layer } from "effect"
 import { eventually } from "./support/eventually.ts"
 import { AdminClient, layerTestAdmin, layerTestGateway, TestGateway } from "./support/gateway.ts"
@@ -383,16 +384,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
         const counts = yield* sql<{ status: string; n: number }>`
           SELECT status, count(*)::int AS n FROM channels GROUP BY status`
         const byStatus = new Map(counts.map((row) => [row.status, row.n]))
-        const statuses = [
-          "created",
-          "pairing",
-          "connecting",
-          "connected",
-          "reconnecting",
-          "logged_out",
-          "failed",
-          "deleted"
-        ]
+        const statuses = ChannelStatus.literals
         return statuses.every((status) =>
           metrics.includes(`whatisup_channels{status="${status}"} ${byStatus.get(status) ?? 0}\n`)
         )

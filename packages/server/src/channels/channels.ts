@@ -121,6 +121,18 @@ export const layerChannels = Layer.effect(
         return null
       })
 
+    /** Stops the channel for good (logout, delete): its actor unlinks the device, its login is forgotten. */
+    const unlink = (id: string, status: "logged_out" | "deleted", reason: string) =>
+      Effect.gen(function* () {
+        const rows = yield* sql<ChannelRow>`
+          UPDATE channels SET status = ${status}, status_reason = ${reason}, desired = 'stopped',
+            run_epoch = run_epoch + 1, unlink_epoch = run_epoch + 1,
+            qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL, updated_at = now()
+          WHERE id = ${id} RETURNING *`
+        yield* authStates.wipe(id)
+        return rows[0]!
+      })
+
     const refuse = (row: ChannelRow, action: string) =>
       new InvalidState({
         detail: `A channel that is ${row.status} cannot ${action}`,
@@ -202,12 +214,7 @@ export const layerChannels = Layer.effect(
         inTransaction(
           Effect.gen(function* () {
             const before = yield* lock(scope, id)
-            const rows = yield* sql<ChannelRow>`
-              UPDATE channels SET status = 'deleted', status_reason = 'channel_deleted', desired = 'stopped',
-                run_epoch = run_epoch + 1, unlink_epoch = run_epoch + 1,
-                qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL, updated_at = now()
-              WHERE id = ${id} RETURNING *`
-            yield* authStates.wipe(id)
+            const row = yield* unlink(id, "deleted", "channel_deleted")
             yield* audit.record({
               customerId: scope.customerId,
               actor,
@@ -217,7 +224,7 @@ export const layerChannels = Layer.effect(
               data: { previous_status: before.status }
             })
             yield* wake(id)
-            return renderChannel(rows[0]!)
+            return renderChannel(row)
           })
         ),
 
@@ -258,12 +265,7 @@ export const layerChannels = Layer.effect(
             if (!isRunning(before.status) || !canMove(before.status, "logged_out")) {
               return yield* refuse(before, "log out")
             }
-            const rows = yield* sql<ChannelRow>`
-              UPDATE channels SET status = 'logged_out', status_reason = 'logout_requested', desired = 'stopped',
-                run_epoch = run_epoch + 1, unlink_epoch = run_epoch + 1,
-                qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL, updated_at = now()
-              WHERE id = ${id} RETURNING *`
-            yield* authStates.wipe(id)
+            const row = yield* unlink(id, "logged_out", "logout_requested")
             yield* events.append({
               customerId: scope.customerId,
               channelId: id,
@@ -279,7 +281,7 @@ export const layerChannels = Layer.effect(
               data: { previous_status: before.status }
             })
             yield* wake(id)
-            return renderChannel(rows[0]!)
+            return renderChannel(row)
           })
         ),
 

@@ -1,10 +1,11 @@
-import { Api, Caller, Forbidden } from "@whatisup/domain"
+import { Api, Caller } from "@whatisup/domain"
 import { Channel } from "@whatisup/domain"
 import { Effect } from "effect"
 import { HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import * as QRCode from "qrcode"
 import { Idempotency } from "../http/idempotency.ts"
+import { actorOf, unboundCaller } from "../tenancy/caller.ts"
 import { type Access, Channels } from "./channels.ts"
 import { EventLog } from "./eventLog.ts"
 
@@ -13,16 +14,7 @@ const accessOf = (caller: Caller["Service"]): Access => ({
   onlyChannel: caller.channelId
 })
 
-const actorOf = (caller: Caller["Service"]) => ({ type: "api_key" as const, id: caller.keyId })
-
-/** Creating and deleting channels is managing the account: a key bound to one channel may not. */
-const unboundCaller = Effect.gen(function* () {
-  const caller = yield* Caller
-  if (caller.channelId !== null) {
-    return yield* new Forbidden({ detail: "A key bound to a channel cannot create or delete channels" })
-  }
-  return caller
-})
+const channelManager = unboundCaller("create or delete channels")
 
 /** The media type the client prefers among those offered, by the Accept header's q-values. */
 const preferred = (accept: string | undefined, offered: ReadonlyArray<string>) => {
@@ -72,7 +64,7 @@ export const layerChannelsHttp = HttpApiBuilder.group(Api, "channels", (handlers
     return handlers
       .handle("create", ({ payload, headers }) =>
         Effect.gen(function* () {
-          const caller = yield* unboundCaller
+          const caller = yield* channelManager
           return yield* idempotency.run(
             {
               customerId: caller.customerId,
@@ -98,7 +90,7 @@ export const layerChannelsHttp = HttpApiBuilder.group(Api, "channels", (handlers
         )
       )
       .handle("delete", ({ params }) =>
-        Effect.flatMap(unboundCaller, (caller) =>
+        Effect.flatMap(channelManager, (caller) =>
           channels.remove(accessOf(caller), params.id, actorOf(caller))
         )
       )

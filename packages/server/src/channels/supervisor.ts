@@ -1,4 +1,4 @@
-import type { ChannelStatus } from "@whatisup/domain"
+import { ChannelStatus } from "@whatisup/domain"
 import { PgClient } from "@effect/sql-pg"
 import {
   Cause,
@@ -31,16 +31,7 @@ const takeovers = Metric.counter("channel_lease_takeovers_total", {
 const channelsByStatus = Metric.gauge("channels", { description: "Channels by status, across every node" })
 const actorsHere = Metric.gauge("channel_actors", { description: "Channel actors running in this process" })
 
-const allStatuses: ReadonlyArray<ChannelStatus> = [
-  "created",
-  "pairing",
-  "connecting",
-  "connected",
-  "reconnecting",
-  "logged_out",
-  "failed",
-  "deleted"
-]
+const allStatuses = ChannelStatus.literals
 const runnable: ReadonlyArray<string> = ["pairing", "connecting", "connected", "reconnecting"]
 
 /** Backoff between reconnects: exponential from 1 s to 5 min, ±20 % jitter; reset after a stable minute. */

@@ -17,10 +17,12 @@ interface MasterKey {
   readonly key: Buffer
 }
 
-/** Something stored encrypted that RotateMasterKey must rewrite under the newest key. */
-export interface EncryptedStore {
-  readonly name: string
-  readonly reencrypt: Effect.Effect<number, unknown, SqlClient.SqlClient>
+/** A column of ciphertexts that RotateMasterKey rewrites under the newest key, row by row. */
+export interface EncryptedColumn {
+  readonly table: string
+  /** The columns that identify a row. */
+  readonly key: ReadonlyArray<string>
+  readonly column: string
 }
 
 export const parseMasterKeys = (value: string): ReadonlyArray<MasterKey> | string => {
@@ -57,7 +59,7 @@ export class KeyRing extends Context.Service<
     readonly encrypt: (plaintext: string) => string
     readonly decrypt: (ciphertext: string) => Effect.Effect<string, DecryptionFailed>
     readonly isCurrent: (ciphertext: string) => boolean
-    readonly register: (store: EncryptedStore) => Effect.Effect<void>
+    readonly register: (column: EncryptedColumn) => Effect.Effect<void>
     readonly reencryptAll: Effect.Effect<
       ReadonlyArray<{ readonly store: string; readonly rewritten: number }>,
       unknown
@@ -70,7 +72,6 @@ export const makeKeyRing = (keys: ReadonlyArray<MasterKey>) =>
     const sql = yield* SqlClient.SqlClient
     const newest = keys[keys.length - 1]!
     const byId = new Map(keys.map((k) => [k.id, k.key]))
-    const stores: Array<EncryptedStore> = []
 
     const encrypt = (plaintext: string) => {
       const nonce = crypto.randomBytes(12)
@@ -98,20 +99,25 @@ export const makeKeyRing = (keys: ReadonlyArray<MasterKey>) =>
 
     const isCurrent = (ciphertext: string) => ciphertext.startsWith(`v1.${newest.id}.`)
 
-    const canary: EncryptedStore = {
-      name: "key_ring_canary",
-      reencrypt: Effect.gen(function* () {
-        const rows = yield* sql<{
-          ciphertext: string
-        }>`SELECT ciphertext FROM key_ring_canary WHERE id = 1 FOR UPDATE`
-        const row = rows[0]
-        if (row === undefined || isCurrent(row.ciphertext)) return 0
-        const plaintext = yield* decrypt(row.ciphertext)
-        yield* sql`UPDATE key_ring_canary SET ciphertext = ${encrypt(plaintext)} WHERE id = 1`
-        return 1
+    const columns: Array<EncryptedColumn> = [{ table: "key_ring_canary", key: ["id"], column: "ciphertext" }]
+
+    const reencrypt = ({ table, key, column }: EncryptedColumn) =>
+      Effect.gen(function* () {
+        const rows = yield* sql<Record<string, string>>`
+          SELECT ${sql.literal([...key, column].map((name) => `"${name}"`).join(", "))}
+          FROM ${sql(table)} FOR UPDATE`
+        let rewritten = 0
+        for (const row of rows) {
+          const ciphertext = row[column]!
+          if (isCurrent(ciphertext)) continue
+          const plaintext = yield* decrypt(ciphertext)
+          yield* sql`
+            UPDATE ${sql(table)} SET ${sql(column)} = ${encrypt(plaintext)}
+            WHERE ${sql.and(key.map((name) => sql`${sql(name)} = ${row[name]!}`))}`
+          rewritten++
+        }
+        return rewritten
       })
-    }
-    stores.push(canary)
 
     // The canary proves at start-up that the configured keys can read what is stored.
     const existing = yield* sql<{ ciphertext: string }>`SELECT ciphertext FROM key_ring_canary WHERE id = 1`
@@ -140,12 +146,9 @@ export const makeKeyRing = (keys: ReadonlyArray<MasterKey>) =>
       encrypt,
       decrypt,
       isCurrent,
-      register: (store) => Effect.sync(() => void stores.push(store)),
-      reencryptAll: Effect.forEach(stores, (store) =>
-        store.reencrypt.pipe(
-          Effect.provideService(SqlClient.SqlClient, sql),
-          Effect.map((rewritten) => ({ store: store.name, rewritten }))
-        )
+      register: (column) => Effect.sync(() => void columns.push(column)),
+      reencryptAll: Effect.forEach(columns, (column) =>
+        Effect.map(reencrypt(column), (rewritten) => ({ store: column.table, rewritten }))
       )
     })
   })

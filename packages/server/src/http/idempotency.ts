@@ -38,21 +38,9 @@ export const layerIdempotency = Layer.effect(
     const keyRing = yield* KeyRing
 
     yield* keyRing.register({
-      name: "idempotency_keys",
-      reencrypt: Effect.gen(function* () {
-        const rows = yield* sql<{ customer_id: string; key: string; response_ciphertext: string }>`
-          SELECT customer_id, key, response_ciphertext FROM idempotency_keys FOR UPDATE`
-        let rewritten = 0
-        for (const row of rows) {
-          if (keyRing.isCurrent(row.response_ciphertext)) continue
-          const plaintext = yield* keyRing.decrypt(row.response_ciphertext)
-          yield* sql`
-            UPDATE idempotency_keys SET response_ciphertext = ${keyRing.encrypt(plaintext)}
-            WHERE customer_id = ${row.customer_id} AND key = ${row.key}`
-          rewritten++
-        }
-        return rewritten
-      })
+      table: "idempotency_keys",
+      key: ["customer_id", "key"],
+      column: "response_ciphertext"
     })
 
     yield* Effect.forkScoped(

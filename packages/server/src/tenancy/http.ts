@@ -1,20 +1,12 @@
-import { Api, ApiKeyCreated, Caller, Forbidden } from "@whatisup/domain"
+import { Api, ApiKeyCreated, Caller } from "@whatisup/domain"
 import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Idempotency } from "../http/idempotency.ts"
 import { ApiKeys } from "./apiKeys.ts"
+import { actorOf, unboundCaller } from "./caller.ts"
 import { Customers } from "./customers.ts"
 
-/** A key bound to one channel acts on that channel alone: it cannot manage keys. */
-const unboundCaller = Effect.gen(function* () {
-  const caller = yield* Caller
-  if (caller.channelId !== null) {
-    return yield* new Forbidden({ detail: "A key bound to a channel cannot manage API keys" })
-  }
-  return caller
-})
-
-const actorOf = (caller: Caller["Service"]) => ({ type: "api_key" as const, id: caller.keyId })
+const keyManager = unboundCaller("manage API keys")
 
 export const layerMeHttp = HttpApiBuilder.group(Api, "me", (handlers) =>
   handlers.handle("get", () =>
@@ -33,7 +25,7 @@ export const layerApiKeysHttp = HttpApiBuilder.group(Api, "apiKeys", (handlers) 
     return handlers
       .handle("create", ({ payload, headers }) =>
         Effect.gen(function* () {
-          const caller = yield* unboundCaller
+          const caller = yield* keyManager
           return yield* idempotency.run(
             {
               customerId: caller.customerId,
@@ -51,12 +43,12 @@ export const layerApiKeysHttp = HttpApiBuilder.group(Api, "apiKeys", (handlers) 
         }).pipe(Effect.catchTag("NotFound", Effect.die))
       )
       .handle("list", ({ query }) =>
-        Effect.flatMap(unboundCaller, (caller) =>
+        Effect.flatMap(keyManager, (caller) =>
           apiKeys.list({ customerId: caller.customerId, limit: query.limit, cursor: query.cursor })
         )
       )
       .handle("revoke", ({ params }) =>
-        Effect.flatMap(unboundCaller, (caller) =>
+        Effect.flatMap(keyManager, (caller) =>
           apiKeys.revoke({ customerId: caller.customerId, keyId: params.id, actor: actorOf(caller) })
         )
       )

@@ -36,21 +36,9 @@ export const layerAuthStates = Layer.effect(
     const leases = yield* Leases
 
     yield* keyRing.register({
-      name: "channel_auth_state",
-      reencrypt: Effect.gen(function* () {
-        const rows = yield* sql<{ channel_id: string; key_type: string; key_id: string; ciphertext: string }>`
-          SELECT channel_id, key_type, key_id, ciphertext FROM channel_auth_state FOR UPDATE`
-        let rewritten = 0
-        for (const row of rows) {
-          if (keyRing.isCurrent(row.ciphertext)) continue
-          const plaintext = yield* keyRing.decrypt(row.ciphertext)
-          yield* sql`
-            UPDATE channel_auth_state SET ciphertext = ${keyRing.encrypt(plaintext)}
-            WHERE channel_id = ${row.channel_id} AND key_type = ${row.key_type} AND key_id = ${row.key_id}`
-          rewritten++
-        }
-        return rewritten
-      })
+      table: "channel_auth_state",
+      key: ["channel_id", "key_type", "key_id"],
+      column: "ciphertext"
     })
 
     const forChannel = (fence: Fence): AuthStateStore => ({
