@@ -22,5 +22,13 @@ export default [
       root: "packages/cli",
       include: ["test/**/*.test.ts"]
     }
+  },
+  {
+    test: {
+      name: "wa-simulator",
+      root: "packages/wa-simulator",
+      include: ["test/**/*.test.ts"],
+      testTimeout: 60_000
+    }
   }
 ]
