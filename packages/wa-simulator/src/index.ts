@@ -1,1 +1,8 @@
-export {}
+export { startSimulator } from "./server.ts"
+export type { Simulator, SimulatorOptions } from "./server.ts"
+export type { LinkedDevice, ScanOptions } from "./pairing.ts"
+export type { Fault } from "./faults.ts"
+export type { Connection } from "./connection.ts"
+export type { Account, Device } from "./accounts.ts"
+export type { SimulatorLogger } from "./logger.ts"
+export { readQr } from "./phone.ts"

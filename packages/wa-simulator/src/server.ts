@@ -1,0 +1,88 @@
+import { Curve } from "@whiskeysockets/baileys"
+import type { AddressInfo } from "node:net"
+import { WebSocketServer } from "ws"
+import { makeAccounts, type Account } from "./accounts.ts"
+import { makeCertChain } from "./certificate.ts"
+import { makeConnection, type Connection } from "./connection.ts"
+import { applyFault, type Fault } from "./faults.ts"
+import { silentLogger, type SimulatorLogger } from "./logger.ts"
+import { makePairing, type LinkedDevice, type ScanOptions } from "./pairing.ts"
+import { makeSessions } from "./session.ts"
+
+export interface SimulatorOptions {
+  /** 0 (the default) picks a free port. */
+  readonly port?: number
+  readonly host?: string
+  readonly logger?: SimulatorLogger
+  /** How many QR refs a pairing companion receives (Baileys shows one after the other). */
+  readonly qrRefs?: number
+}
+
+export interface Simulator {
+  /** `ws://127.0.0.1:<port>`, for Baileys' `waWebSocketUrl`. */
+  readonly url: string
+  readonly port: number
+  /** The fake phone scans a QR a companion shows; resolves once the companion signed and was told to restart. */
+  readonly scan: (qr: string, options: ScanOptions) => Promise<LinkedDevice>
+  readonly account: (phoneNumber: string) => Account | undefined
+  /** Open, logged-in connections of a phone number's linked devices. */
+  readonly connectionsOf: (phoneNumber: string) => ReadonlyArray<Connection>
+  /** Ends every logged-in connection of a phone number with the fault; returns how many it ended. */
+  readonly inject: (phoneNumber: string, fault: Fault) => number
+  /** Answers every later login with the fault instead of `<success>`; undefined lets logins through again. */
+  readonly setLoginFault: (fault: Fault | undefined) => void
+  readonly close: () => Promise<void>
+}
+
+export const startSimulator = async (options: SimulatorOptions = {}): Promise<Simulator> => {
+  const logger = options.logger ?? silentLogger
+  const staticKeyPair = Curve.generateKeyPair()
+  const certChain = makeCertChain(staticKeyPair)
+  const accounts = makeAccounts()
+  const pairing = makePairing(accounts, { qrRefs: options.qrRefs ?? 6 })
+  const sessions = makeSessions(accounts, logger)
+
+  const wss = new WebSocketServer({ host: options.host ?? "127.0.0.1", port: options.port ?? 0 })
+  await new Promise<void>((resolve, reject) => {
+    wss.once("listening", resolve)
+    wss.once("error", reject)
+  })
+  wss.on("connection", (ws) => {
+    makeConnection(ws, {
+      staticKeyPair,
+      certChain,
+      logger,
+      handlers: {
+        onLogin: (connection, payload) =>
+          payload.devicePairingData
+            ? pairing.offerQr(connection, payload.devicePairingData)
+            : sessions.login(connection, payload),
+        onStanza: sessions.onStanza,
+        onClose: (connection) => {
+          sessions.forget(connection)
+          pairing.forget(connection)
+        }
+      }
+    })
+  })
+
+  const port = (wss.address() as AddressInfo).port
+  return {
+    url: `ws://127.0.0.1:${port}`,
+    port,
+    scan: pairing.scan,
+    account: accounts.get,
+    connectionsOf: sessions.connectionsOf,
+    inject: (phoneNumber, fault) => {
+      const connections = sessions.connectionsOf(phoneNumber)
+      for (const connection of connections) applyFault(connection, fault)
+      return connections.length
+    },
+    setLoginFault: sessions.setLoginFault,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        for (const client of wss.clients) client.terminate()
+        wss.close((error) => (error ? reject(error) : resolve()))
+      })
+  }
+}

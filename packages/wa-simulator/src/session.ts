@@ -1,0 +1,88 @@
+import { getBinaryNodeChild, jidDecode, type BinaryNode, type proto } from "@whiskeysockets/baileys"
+import { lidJid, pnJid, type Accounts, type Device } from "./accounts.ts"
+import type { Connection } from "./connection.ts"
+import { applyFault, type Fault } from "./faults.ts"
+import { answerIq, iqError, iqResult, SERVER_JID } from "./iq.ts"
+import type { SimulatorLogger } from "./logger.ts"
+
+interface Session {
+  readonly phoneNumber: string
+  readonly device: Device
+}
+
+/** Logged-in devices: the login itself, then every stanza they send. */
+export const makeSessions = (accounts: Accounts, logger: SimulatorLogger) => {
+  const sessions = new Map<Connection, Session>()
+  let loginFault: Fault | undefined
+
+  const login = (connection: Connection, payload: proto.ClientPayload) => {
+    const phoneNumber = String(payload.username ?? "")
+    const deviceId = payload.device ?? 0
+    const account = accounts.get(phoneNumber)
+    const device = account?.devices.get(deviceId)
+    const noiseKey = connection.noiseKey()
+    if (loginFault) {
+      logger.debug(
+        { connection: connection.id, phoneNumber, fault: loginFault },
+        "login refused by an injected fault"
+      )
+      return applyFault(connection, loginFault)
+    }
+    if (!account || !device || !noiseKey || !Buffer.from(device.noiseKey).equals(Buffer.from(noiseKey))) {
+      logger.debug({ connection: connection.id, phoneNumber, deviceId }, "unknown device, answering 401")
+      return connection.failure(401)
+    }
+    connection.jid = pnJid(phoneNumber, deviceId)
+    sessions.set(connection, { phoneNumber, device })
+    const now = String(Math.floor(Date.now() / 1000))
+    connection.send({
+      tag: "success",
+      attrs: { t: now, props: "1", location: "sim", creation: now, lid: lidJid(account.lidUser, deviceId) }
+    })
+    // Baileys flushes its event buffer and reports receivedPendingNotifications on this.
+    connection.send({
+      tag: "ib",
+      attrs: { from: SERVER_JID },
+      content: [{ tag: "offline", attrs: { count: "0" } }]
+    })
+  }
+
+  const removeCompanion = (session: Session, node: BinaryNode): BinaryNode | undefined => {
+    const remove = getBinaryNodeChild(node, "remove-companion-device")
+    const target = remove?.attrs.jid ? jidDecode(remove.attrs.jid) : undefined
+    if (!target) return undefined
+    accounts.get(session.phoneNumber)?.devices.delete(target.device ?? 0)
+    return iqResult(node)
+  }
+
+  const onStanza = (connection: Connection, node: BinaryNode) => {
+    const session = sessions.get(connection)
+    if (node.tag === "iq" && (node.attrs.type === "get" || node.attrs.type === "set")) {
+      const answer =
+        session && node.attrs.xmlns === "md"
+          ? removeCompanion(session, node)
+          : answerIq(session?.device, node)
+      if (answer) return connection.send(answer)
+      logger.debug(
+        { connection: connection.id, xmlns: node.attrs.xmlns, node },
+        "unhandled iq, answering 501"
+      )
+      return connection.send(iqError(node, 501, "feature-not-implemented"))
+    }
+    logger.debug({ connection: connection.id, tag: node.tag, node }, "unhandled stanza")
+  }
+
+  return {
+    login,
+    onStanza,
+    forget: (connection: Connection) => sessions.delete(connection),
+    connectionsOf: (phoneNumber: string) =>
+      [...sessions]
+        .filter(([, session]) => session.phoneNumber === phoneNumber)
+        .map(([connection]) => connection),
+    /** Every later login is answered with this fault instead of `<success>`, until cleared with undefined. */
+    setLoginFault: (fault: Fault | undefined) => {
+      loginFault = fault
+    }
+  }
+}
