@@ -6,7 +6,7 @@ import { layerChannelLifecycle } from "./channels/lifecycle.ts"
 import { layerSupervisor } from "./channels/supervisor.ts"
 import { layerAuthStates } from "./whatsapp/authState.ts"
 import type { WhatsAppTransport } from "./whatsapp/transport.ts"
-import { layerUnavailableTransport } from "./whatsapp/unavailableTransport.ts"
+import { layerBaileysTransport } from "./whatsapp/baileysTransport.ts"
 import { layerAdminServer } from "./admin/server.ts"
 import { layerAudit } from "./audit/audit.ts"
 import { type GatewayConfig, GatewayConfigService } from "./config.ts"
@@ -21,9 +21,11 @@ import { layerCustomers } from "./tenancy/customers.ts"
 /** The whole gateway for one configuration: database (migrated first), services, both listeners. */
 export const layerGateway = <E = never>(
   config: GatewayConfig,
-  transport: Layer.Layer<WhatsAppTransport, E> = layerUnavailableTransport as Layer.Layer<
+  /** WhatsApp: Baileys unless a test swaps in a scripted one. */
+  transport: Layer.Layer<WhatsAppTransport, E, GatewayConfigService> = layerBaileysTransport as Layer.Layer<
     WhatsAppTransport,
-    E
+    E,
+    GatewayConfigService
   >
 ) => {
   const layerConfig = Layer.succeed(GatewayConfigService, config)
@@ -31,7 +33,7 @@ export const layerGateway = <E = never>(
   const channels = layerSupervisor.pipe(
     Layer.provideMerge(Layer.mergeAll(layerChannels, layerChannelLifecycle)),
     Layer.provideMerge(layerAuthStates),
-    Layer.provideMerge(Layer.mergeAll(layerEventLog, layerLeases, transport))
+    Layer.provideMerge(Layer.mergeAll(layerEventLog, layerLeases, transport.pipe(Layer.provide(layerConfig))))
   )
   const services = Layer.mergeAll(layerApiKeys, layerCustomers, channels).pipe(
     Layer.provideMerge(Layer.mergeAll(layerAudit, layerAuthentication, layerIdempotency)),

@@ -4,6 +4,7 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as path from "node:path"
+import { startSimulator } from "@whatisup/wa-simulator"
 import { latestMigrationId } from "../src/db/migrations.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, tempDataDir } from "./support/gateway.ts"
@@ -209,11 +210,15 @@ describe("starting the gateway", () => {
   )
 
   it.effect(
-    "the gateway started as users start it, with no WhatsApp client yet, fails a connect with a clear reason",
+    "the gateway started as users start it pairs a channel with WhatsApp (the simulator) through the API",
     () =>
       Effect.gen(function* () {
+        const sim = yield* Effect.acquireRelease(
+          Effect.promise(() => startSimulator()),
+          (sim) => Effect.promise(() => sim.close())
+        )
         const database = yield* testDatabase
-        const env = yield* gatewayEnvironment(database.url)
+        const env = yield* gatewayEnvironment(database.url, { WHATISUP_WA_WS_URL: sim.url })
         const gateway = yield* spawnGateway(env)
         yield* waitReady(gateway, apiOf(env))
         const created = yield* runCli(["customers", "create", "Early Bird", "--json"], {
@@ -222,29 +227,32 @@ describe("starting the gateway", () => {
         })
         const key = JSON.parse(created.stdout).api_key.key as string
         const headers = { authorization: `Bearer ${key}`, "content-type": "application/json" }
-        const channel = yield* Effect.promise(() =>
-          fetch(`${apiOf(env)}/v1/channels`, { method: "POST", headers, body: "{}" }).then(
-            (r) => r.json() as Promise<{ id: string }>
+        const call = <A>(path: string, init: RequestInit = {}) =>
+          Effect.promise(() =>
+            fetch(`${apiOf(env)}${path}`, { ...init, headers }).then(async (r) => ({
+              status: r.status,
+              body: (await r.json()) as A
+            }))
           )
-        )
-        yield* Effect.promise(() =>
-          fetch(`${apiOf(env)}/v1/channels/${channel.id}/connect`, {
-            method: "POST",
-            headers,
-            body: JSON.stringify({ method: "qr" })
-          })
-        )
-        let final: { status: string; status_reason: string | null } = { status: "", status_reason: null }
-        for (let i = 0; i < 100 && final.status !== "failed"; i++) {
+        const channel = (yield* call<{ id: string }>("/v1/channels", { method: "POST", body: "{}" })).body
+        yield* call(`/v1/channels/${channel.id}/connect`, {
+          method: "POST",
+          body: JSON.stringify({ method: "qr" })
+        })
+        let qr = ""
+        for (let i = 0; i < 200 && qr === ""; i++) {
           yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
-          final = yield* Effect.promise(() =>
-            fetch(`${apiOf(env)}/v1/channels/${channel.id}`, { headers }).then(
-              (r) => r.json() as Promise<{ status: string; status_reason: string | null }>
-            )
-          )
+          const reply = yield* call<{ qr?: string }>(`/v1/channels/${channel.id}/qr`)
+          qr = reply.status === 200 ? (reply.body.qr ?? "") : ""
         }
-        expect(final.status).toBe("failed")
-        expect(final.status_reason).toMatch(/^whatsapp_unavailable/)
+        expect(qr).not.toBe("")
+        yield* Effect.promise(() => sim.scan(qr, { phoneNumber: "447700900123" }))
+        let final: { status: string; phone_number: string | null } = { status: "", phone_number: null }
+        for (let i = 0; i < 200 && final.status !== "connected"; i++) {
+          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+          final = (yield* call<typeof final>(`/v1/channels/${channel.id}`)).body
+        }
+        expect(final).toMatchObject({ status: "connected", phone_number: "+447700900123" })
       }).pipe(Effect.scoped),
     120_000
   )

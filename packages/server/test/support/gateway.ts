@@ -54,14 +54,20 @@ export const gatewayEnvironment = (databaseUrl: string, extra: Record<string, st
   })
 
 /** Starts a whole gateway in this process (real PostgreSQL, real HTTP listeners) for the scope's lifetime. */
-export const startGateway = (env: Record<string, string>) =>
+export const startGateway = (
+  env: Record<string, string>,
+  options: { readonly whatsapp?: "memory" | "baileys" } = {}
+) =>
   Effect.gen(function* () {
     const config = yield* loadConfig.pipe(
       Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(env))
     )
     const whatsapp = yield* Layer.build(layerMemoryTransport())
     const services = yield* Layer.build(
-      layerGateway(config, Layer.succeedContext(whatsapp)).pipe(Layer.provide(layerLogging(config)))
+      (options.whatsapp === "baileys"
+        ? layerGateway(config)
+        : layerGateway(config, Layer.succeedContext(whatsapp))
+      ).pipe(Layer.provide(layerLogging(config)))
     )
     return {
       api: `http://127.0.0.1:${config.port}`,

@@ -1,0 +1,233 @@
+import {
+  type AnyMessageContent,
+  type AuthenticationCreds,
+  BufferJSON,
+  type CacheStore,
+  initAuthCreds,
+  makeWASocket,
+  proto,
+  type SignalDataSet,
+  type SignalDataTypeMap,
+  type WAVersion
+} from "@whiskeysockets/baileys"
+import { Effect, Layer, Option, Queue } from "effect"
+import pino from "pino"
+import { Writable } from "node:stream"
+import { GatewayConfigService } from "../config.ts"
+import { type AuthStateStore, credsType } from "./authState.ts"
+import {
+  TransportError,
+  type TransportEvent,
+  TransportEvent as Event,
+  WhatsAppTransport
+} from "./transport.ts"
+
+/** Baileys logs through pino; its lines are forwarded to the gateway's own (Effect) logger. */
+const baileysLogger = (log: (level: string, message: string, fields: Record<string, unknown>) => void) =>
+  pino(
+    { level: "warn", base: null },
+    new Writable({
+      write(chunk, _encoding, done) {
+        try {
+          const { level, msg, time: _time, ...fields } = JSON.parse(String(chunk)) as Record<string, unknown>
+          log(pino.levels.labels[Number(level)] ?? "info", String(msg ?? ""), fields)
+        } catch {
+          log("warn", String(chunk), {})
+        }
+        done()
+      }
+    })
+  )
+
+/** Retry counters survive reconnects of a channel, as Baileys asks of `msgRetryCounterCache`. */
+const retryCounters = () => {
+  const values = new Map<string, unknown>()
+  const store: CacheStore = {
+    get: <T>(key: string) => values.get(key) as T | undefined,
+    set: (key, value) => void values.set(key, value),
+    del: (key) => values.delete(key),
+    flushAll: () => values.clear()
+  }
+  return store
+}
+
+const parse = (value: string) => JSON.parse(value, BufferJSON.reviver) as unknown
+const serialize = (value: unknown) => JSON.stringify(value, BufferJSON.replacer)
+
+/** `15551234567:12@s.whatsapp.net` → `+15551234567` */
+const phoneOf = (jid: string | undefined) => (jid ? `+${jid.split(/[:@]/)[0]}` : "")
+
+/** Baileys' signal key store over the channel's fenced auth-state store. */
+const signalKeys = (authState: AuthStateStore, run: <A, E>(effect: Effect.Effect<A, E>) => Promise<A>) => ({
+  get: async <T extends keyof SignalDataTypeMap>(type: T, ids: Array<string>) => {
+    const found = await run(authState.read(type, ids))
+    const keys: { [id: string]: SignalDataTypeMap[T] } = {}
+    for (const [id, value] of Object.entries(found)) {
+      const parsed = parse(value)
+      keys[id] = (
+        type === "app-state-sync-key"
+          ? proto.Message.AppStateSyncKeyData.fromObject(parsed as object)
+          : parsed
+      ) as SignalDataTypeMap[T]
+    }
+    return keys
+  },
+  set: async (data: SignalDataSet) => {
+    const changes: Array<{ type: string; id: string; value: string | null }> = []
+    for (const [type, entries] of Object.entries(data)) {
+      for (const [id, value] of Object.entries(entries ?? {})) {
+        changes.push({ type, id, value: value === null || value === undefined ? null : serialize(value) })
+      }
+    }
+    // durable before Baileys encrypts or decrypts with it
+    await run(authState.write(changes))
+  }
+})
+
+/**
+ * WhatsApp through Baileys 7.0.0-rc14: one socket per connection, its login in the channel's
+ * auth-state store, its events turned into the port's. WHATISUP_WA_WS_URL points it at the
+ * simulator in tests; WHATISUP_WA_VERSION overrides the WhatsApp Web version.
+ */
+export const layerBaileysTransport = Layer.effect(
+  WhatsAppTransport,
+  Effect.gen(function* () {
+    const config = yield* GatewayConfigService
+    const context = yield* Effect.context<never>()
+    const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromiseWith(context)(effect)
+    const logger = baileysLogger((level, message, fields) => {
+      const log =
+        level === "error" || level === "fatal"
+          ? Effect.logError
+          : level === "warn"
+            ? Effect.logWarning
+            : Effect.logDebug
+      Effect.runForkWith(context)(log(`baileys: ${message}`).pipe(Effect.annotateLogs(fields)))
+    })
+    const counters = new Map<string, CacheStore>()
+
+    return WhatsAppTransport.of({
+      connect: ({ channelId, pairing, authState }) =>
+        Effect.gen(function* () {
+          const stored = yield* authState.read(credsType, ["creds"])
+          const creds =
+            stored.creds === undefined ? initAuthCreds() : (parse(stored.creds) as AuthenticationCreds)
+          const events = yield* Queue.unbounded<TransportEvent>()
+          const offer = (event: TransportEvent) => void Queue.offerUnsafe(events, event)
+          const msgRetryCounterCache = counters.get(channelId) ?? retryCounters()
+          counters.set(channelId, msgRetryCounterCache)
+
+          const socket = yield* Effect.acquireRelease(
+            Effect.try({
+              try: () =>
+                makeWASocket({
+                  auth: { creds, keys: signalKeys(authState, run) },
+                  logger: logger.child({ channel_id: channelId }),
+                  ...(Option.isSome(config.waWsUrl) ? { waWebSocketUrl: config.waWsUrl.value } : {}),
+                  ...(Option.isSome(config.waVersion)
+                    ? { version: [...config.waVersion.value] as WAVersion }
+                    : {}),
+                  markOnlineOnConnect: false,
+                  syncFullHistory: false,
+                  shouldSyncHistoryMessage: () => false,
+                  msgRetryCounterCache,
+                  // the outbox answers retries with the stored message once messages land
+                  getMessage: async () => undefined
+                }),
+              catch: (cause) =>
+                new TransportError({ reason: "could not start the WhatsApp client", retryable: true, cause })
+            }),
+            (socket) => Effect.sync(() => socket.end(undefined))
+          )
+
+          let qrCount = 0
+          let pairingRequested = false
+          socket.ev.on("creds.update", (update) => {
+            Object.assign(creds, update)
+            run(authState.write([{ type: credsType, id: "creds", value: serialize(creds) }])).then(
+              () => offer(Event.CredentialsChanged()),
+              (error) => logger.warn({ error: String(error) }, "could not store the credentials")
+            )
+          })
+          socket.ev.on("connection.update", (update) => {
+            if (update.qr !== undefined) {
+              if (pairing.method === "pairing_code") {
+                if (!pairingRequested) {
+                  pairingRequested = true
+                  socket.requestPairingCode(pairing.phoneNumber.replace(/^\+/, "")).then(
+                    (code) => offer(Event.PairingCode({ code })),
+                    (error) => logger.warn({ error: String(error) }, "could not request a pairing code")
+                  )
+                }
+              } else {
+                // Baileys shows the first code for 60 s, the next ones for 20 s each
+                offer(
+                  Event.Qr({
+                    qr: update.qr,
+                    expiresAt: new Date(Date.now() + (qrCount++ === 0 ? 60_000 : 20_000))
+                  })
+                )
+              }
+            }
+            if (update.connection === "open") offer(Event.Open({ phoneNumber: phoneOf(creds.me?.id) }))
+            if (update.connection === "close") {
+              const error = update.lastDisconnect?.error as
+                { output?: { statusCode?: number }; message?: string } | undefined
+              offer(Event.Close({ code: error?.output?.statusCode ?? 500, reason: error?.message ?? "" }))
+            }
+          })
+          socket.ws.on("CB:ack,class:message", (node: { attrs: Record<string, string> }) => {
+            const id = node.attrs.id
+            if (id !== undefined) {
+              offer(
+                Event.ServerAck({
+                  messageId: id,
+                  error: node.attrs.error === undefined ? null : Number(node.attrs.error)
+                })
+              )
+            }
+          })
+          socket.ev.on("messages.update", (updates) => {
+            for (const { key, update } of updates) {
+              const status = update.status
+              if (!key.fromMe || key.id == null || status == null) continue
+              if (status === proto.WebMessageInfo.Status.DELIVERY_ACK) {
+                offer(Event.Receipt({ messageId: key.id, receipt: "delivered" }))
+              } else if (
+                status === proto.WebMessageInfo.Status.READ ||
+                status === proto.WebMessageInfo.Status.PLAYED
+              ) {
+                offer(Event.Receipt({ messageId: key.id, receipt: "read" }))
+              }
+            }
+          })
+          socket.ev.on("messages.upsert", ({ messages, type }) => {
+            if (type !== "notify") return
+            for (const message of messages) {
+              if (message.key.fromMe || message.key.id == null) continue
+              offer(
+                Event.Inbound({
+                  messageId: message.key.id,
+                  from: message.key.remoteJid ?? "",
+                  message: message.message
+                })
+              )
+            }
+          })
+
+          return {
+            events,
+            send: ({ id, to, content }) =>
+              Effect.tryPromise({
+                try: () => socket.sendMessage(to, content as AnyMessageContent, { messageId: id }),
+                catch: (cause) => new TransportError({ reason: "send failed", retryable: true, cause })
+              }).pipe(Effect.asVoid),
+            logout: Effect.tryPromise({
+              try: () => socket.logout(),
+              catch: (cause) => new TransportError({ reason: "logout failed", retryable: true, cause })
+            })
+          }
+        })
+    })
+  })
+)

@@ -1,0 +1,115 @@
+import { describe, expect, it } from "@effect/vitest"
+import { layerAdminClient } from "@whatisup/cli/adminClient"
+import { startSimulator } from "@whatisup/wa-simulator"
+import { Effect, Exit, Scope } from "effect"
+import * as crypto from "node:crypto"
+import { sqlFor, testDatabase } from "./support/database.ts"
+import { eventually } from "./support/eventually.ts"
+import { AdminClient, gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
+import { request } from "./support/http.ts"
+
+/** The local WhatsApp Web server real Baileys talks to, for the scope's lifetime. */
+const simulator = Effect.acquireRelease(
+  Effect.promise(() => startSimulator()),
+  (sim) => Effect.promise(() => sim.close())
+)
+
+const channelOf = (gateway: RunningGateway, key: string, id: string) =>
+  Effect.map(request(gateway.api, "GET", `/v1/channels/${id}`, { key }), (reply) => reply.body)
+
+describe("WhatsApp through Baileys and the protocol simulator", () => {
+  it.live(
+    "connect by QR through the API, the phone scans, channel.connected with the number; a restarted gateway logs in again without a QR",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* simulator
+        const database = yield* testDatabase
+        const env = {
+          WHATISUP_WA_WS_URL: sim.url,
+          WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}`,
+          WHATISUP_NODE_ID: "baileys-node"
+        }
+        const firstScope = yield* Scope.make()
+        const first = yield* startGateway(yield* gatewayEnvironment(database.url, env), {
+          whatsapp: "baileys"
+        }).pipe(Scope.provide(firstScope))
+        const key = (yield* Effect.gen(function* () {
+          return yield* (yield* AdminClient).CreateCustomer({ name: "Real Phone" })
+        }).pipe(
+          Effect.provide(layerAdminClient({ url: first.admin, token: first.adminToken, tokenSource: "test" }))
+        )).api_key.key
+        const channel = (yield* request(first.api, "POST", "/v1/channels", { key, body: { name: "sales" } }))
+          .body.id
+        yield* request(first.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
+
+        let qr = ""
+        expect(
+          yield* eventually(
+            Effect.map(request(first.api, "GET", `/v1/channels/${channel}/qr`, { key }), (reply) => {
+              qr = reply.body?.qr ?? ""
+              return reply.status === 200
+            }),
+            400
+          )
+        ).toBe(true)
+        expect(qr).toMatch(/^https:\/\/wa\.me\/settings\/linked_devices#/)
+        const png = yield* Effect.promise(() =>
+          fetch(`${first.api}/v1/channels/${channel}/qr`, {
+            headers: { authorization: `Bearer ${key}`, accept: "image/png" }
+          }).then((r) => r.headers.get("content-type"))
+        )
+        expect(png).toBe("image/png")
+
+        yield* Effect.promise(() => sim.scan(qr, { phoneNumber: "15551234567" }))
+        expect(
+          yield* eventually(
+            Effect.map(channelOf(first, key, channel), (c) => c.status === "connected"),
+            400
+          )
+        ).toBe(true)
+        const connected = yield* channelOf(first, key, channel)
+        expect(connected.phone_number).toBe("+15551234567")
+        const events = yield* request(first.api, "GET", `/v1/events?channel_id=${channel}`, { key })
+        const types = events.body.data.map((e: { type: string }) => e.type).reverse()
+        expect(types[0]).toBe("channel.qr")
+        expect(types).toContain("channel.connected")
+        const restart = events.body.data.find((e: { type: string }) => e.type === "channel.disconnected")
+        expect(restart.data.code).toBe(515)
+
+        const sql = yield* sqlFor(database.url)
+        const stored = yield* sql<{ key_type: string }>`
+          SELECT DISTINCT key_type FROM channel_auth_state WHERE channel_id = ${channel}`
+        expect(stored.map((row) => row.key_type)).toContain("creds")
+        yield* Scope.close(firstScope, Exit.void)
+
+        // a new process: the login comes back from Postgres, decrypted, and no QR is shown
+        const second = yield* startGateway(yield* gatewayEnvironment(database.url, env), {
+          whatsapp: "baileys"
+        })
+        expect(
+          yield* eventually(
+            Effect.map(channelOf(second, key, channel), (c) => c.status === "connected"),
+            400
+          )
+        ).toBe(true)
+        const qrs = yield* request(second.api, "GET", `/v1/events?channel_id=${channel}&type=channel.qr`, {
+          key
+        })
+        expect(qrs.body.data).toHaveLength(1)
+        expect(sim.connectionsOf("15551234567").length).toBe(1)
+
+        // the phone unlinks the device: logged_out, the login wiped, no reconnect
+        expect(sim.inject("15551234567", { kind: "stream-error", code: 401 })).toBe(1)
+        expect(
+          yield* eventually(
+            Effect.map(channelOf(second, key, channel), (c) => c.status === "logged_out"),
+            400
+          )
+        ).toBe(true)
+        expect(yield* sql`SELECT 1 FROM channel_auth_state WHERE channel_id = ${channel}`).toHaveLength(0)
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1500)))
+        expect(sim.connectionsOf("15551234567")).toHaveLength(0)
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})
