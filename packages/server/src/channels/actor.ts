@@ -11,6 +11,8 @@ export class Disconnected extends Data.TaggedError("Disconnected")<{
   readonly code: number
   readonly reason: string
   readonly retry: "now" | "backoff"
+  /** Whether this connection had logged in before it ended. */
+  readonly wasOpen: boolean
 }> {}
 
 const pairingOf = (row: ChannelRow): PairingMethod =>
@@ -63,7 +65,7 @@ export const runChannel = (fence: Fence, epoch: number) =>
           Effect.catchTag("TransportError", (error) =>
             error.retryable
               ? Effect.fail<Disconnected | LeaseLost>(
-                  new Disconnected({ code: 0, reason: error.reason, retry: "backoff" })
+                  new Disconnected({ code: 0, reason: error.reason, retry: "backoff", wasOpen: false })
                 )
               : Effect.as(lifecycle.record(fence, Change.Failed({ reason: error.reason })), null)
           )
@@ -71,6 +73,7 @@ export const runChannel = (fence: Fence, epoch: number) =>
       if (connection === null) return "stopped" as const
       yield* Effect.addFinalizer((exit) => onStop(fence, epoch, connection, Exit.hasInterrupts(exit)))
 
+      let wasOpen = false
       for (;;) {
         const event = yield* Queue.take(connection.events)
         switch (event._tag) {
@@ -82,6 +85,7 @@ export const runChannel = (fence: Fence, epoch: number) =>
               return "stopped" as const
             break
           case "Open":
+            wasOpen = true
             if ((yield* lifecycle.record(fence, Change.Connected(event))) === "stop")
               return "stopped" as const
             break
@@ -105,7 +109,8 @@ export const runChannel = (fence: Fence, epoch: number) =>
                 return yield* new Disconnected({
                   code: event.code,
                   reason,
-                  retry: policy._tag === "RestartNow" ? "now" : "backoff"
+                  retry: policy._tag === "RestartNow" ? "now" : "backoff",
+                  wasOpen
                 })
               }
             }

@@ -85,9 +85,10 @@ const supervise = (fence: Fence, epoch: number) =>
       const failure = exit.cause.reasons.find(Cause.isFailReason)?.error
       if (failure instanceof Disconnected && failure.retry === "now") {
         yield* Metric.update(Metric.withAttributes(restarts, { reason: `code_${failure.code}` }), 1)
-        // an immediate restart is WhatsApp's own request; a second one in a row waits like any other
-        if (attempt === 0) {
-          attempt = 1
+        // an immediate restart is WhatsApp's own request; a second one in a row, with no login
+        // between them, waits like any other disconnect
+        if (attempt === 0 || failure.wasOpen) {
+          attempt = failure.wasOpen ? 0 : 1
           continue
         }
       } else if (failure?._tag === "LeaseLost") {

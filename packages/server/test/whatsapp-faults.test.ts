@@ -1,0 +1,152 @@
+import { describe, expect, it } from "@effect/vitest"
+import { layerAdminClient } from "@whatisup/cli/adminClient"
+import { Effect, Exit, Scope } from "effect"
+import * as crypto from "node:crypto"
+import { testDatabase } from "./support/database.ts"
+import { eventually, pause } from "./support/eventually.ts"
+import { request } from "./support/http.ts"
+import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { channelOf, newCustomerKey, pairedChannel, simulator, waitForStatus } from "./support/simulator.ts"
+
+const phone = (n: number) => `1555${String(n).padStart(7, "0")}`
+
+describe("WhatsApp disconnects, with real Baileys against the simulator", () => {
+  it.live(
+    "440, 403 and 411 are terminal with a clear reason and no reconnect; 515 reconnects at once; 408, 428 and 503 reconnect after a backoff",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* simulator
+        const database = yield* testDatabase
+        const gateway = yield* startGateway(
+          yield* gatewayEnvironment(database.url, { WHATISUP_WA_WS_URL: sim.url }),
+          {
+            whatsapp: "baileys"
+          }
+        )
+        const key = yield* newCustomerKey(gateway, { max_channels: 20 })
+
+        for (const [n, code, reason] of [
+          [1, 440, /connection_replaced/],
+          [2, 403, /forbidden.*403/],
+          [3, 411, /multidevice_mismatch.*411/]
+        ] as const) {
+          const id = yield* pairedChannel(gateway, sim, key, phone(n))
+          expect(sim.inject(phone(n), { kind: "stream-error", code })).toBe(1)
+          expect(yield* waitForStatus(gateway, key, id, "failed"), `${code}`).toBe(true)
+          expect((yield* channelOf(gateway, key, id)).status_reason).toMatch(reason)
+          yield* pause(2500)
+          expect(sim.connectionsOf(phone(n)), `${code} does not reconnect`).toHaveLength(0)
+        }
+
+        for (const [n, code] of [
+          [4, 515],
+          [5, 408],
+          [6, 428],
+          [7, 503]
+        ] as const) {
+          const id = yield* pairedChannel(gateway, sim, key, phone(n))
+          expect(sim.inject(phone(n), { kind: "stream-error", code })).toBe(1)
+          // the event log says when the connection dropped and when it was back
+          let after = -1
+          const back = yield* eventually(
+            Effect.map(request(gateway.api, "GET", `/v1/events?channel_id=${id}`, { key }), (reply) => {
+              const events = [...reply.body.data].reverse() as Array<{
+                type: string
+                timestamp: string
+                data: any
+              }>
+              const dropped = events.findIndex(
+                (e) => e.type === "channel.disconnected" && e.data.code === code
+              )
+              const reconnected = events.findIndex((e, i) => i > dropped && e.type === "channel.connected")
+              if (dropped < 0 || reconnected < 0) return false
+              after = Date.parse(events[reconnected]!.timestamp) - Date.parse(events[dropped]!.timestamp)
+              return true
+            }),
+            400
+          )
+          expect(back, `${code} reconnects`).toBe(true)
+          expect(yield* waitForStatus(gateway, key, id, "connected"), `${code} connected again`).toBe(true)
+          // 515 is WhatsApp's request to restart at once; the others wait at least the first backoff (1 s - 20 %)
+          if (code === 515) expect(after).toBeLessThan(800)
+          else expect(after).toBeGreaterThanOrEqual(750)
+        }
+      }).pipe(Effect.scoped),
+    180_000
+  )
+
+  it.live(
+    "a 405 at login fails the channel with a reason that names the WhatsApp version setting",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* simulator
+        const database = yield* testDatabase
+        const gateway = yield* startGateway(
+          yield* gatewayEnvironment(database.url, { WHATISUP_WA_WS_URL: sim.url }),
+          {
+            whatsapp: "baileys"
+          }
+        )
+        const key = yield* newCustomerKey(gateway)
+        const id = yield* pairedChannel(gateway, sim, key, phone(9))
+        sim.setLoginFault({ kind: "failure", reason: 405 })
+        sim.inject(phone(9), { kind: "drop" })
+        expect(yield* waitForStatus(gateway, key, id, "failed")).toBe(true)
+        expect((yield* channelOf(gateway, key, id)).status_reason).toMatch(
+          /whatsapp_version_outdated.*WHATISUP_WA_VERSION/
+        )
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
+    "after RotateMasterKey and restarts, the channel still logs in with no QR, even once the old key is gone",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* simulator
+        const database = yield* testDatabase
+        const k1 = `k1:${crypto.randomBytes(32).toString("base64")}`
+        const k2 = `k2:${crypto.randomBytes(32).toString("base64")}`
+        const start = (keys: string) =>
+          Effect.gen(function* () {
+            const scope = yield* Scope.make()
+            const gateway = yield* startGateway(
+              yield* gatewayEnvironment(database.url, {
+                WHATISUP_WA_WS_URL: sim.url,
+                WHATISUP_MASTER_KEYS: keys,
+                WHATISUP_NODE_ID: "rotating"
+              }),
+              { whatsapp: "baileys" }
+            ).pipe(Scope.provide(scope))
+            return { gateway, stop: Scope.close(scope, Exit.void) }
+          })
+
+        const first = yield* start(k1)
+        const key = yield* newCustomerKey(first.gateway)
+        const id = yield* pairedChannel(first.gateway, sim, key, phone(10))
+        yield* first.stop
+
+        const second = yield* start(`${k1},${k2}`)
+        expect(yield* waitForStatus(second.gateway, key, id, "connected")).toBe(true)
+        const rotation = yield* Effect.gen(function* () {
+          return yield* (yield* AdminClient).RotateMasterKey()
+        }).pipe(
+          Effect.provide(
+            layerAdminClient({
+              url: second.gateway.admin,
+              token: second.gateway.adminToken,
+              tokenSource: "test"
+            })
+          )
+        )
+        expect(rotation.stores.find((s) => s.store === "channel_auth_state")!.rewritten).toBeGreaterThan(0)
+        yield* second.stop
+
+        const third = yield* start(k2)
+        expect(yield* waitForStatus(third.gateway, key, id, "connected")).toBe(true)
+        expect(third.gateway.config.nodeId).toBe("rotating")
+        yield* third.stop
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})

@@ -1,0 +1,60 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { sqlFor, testDatabase } from "./support/database.ts"
+import { eventually } from "./support/eventually.ts"
+import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { newCustomerKey, pairedChannel, simulator } from "./support/simulator.ts"
+
+const phone = (n: number) => `4477009${String(n).padStart(5, "0")}`
+
+describe("many channels with real Baileys", () => {
+  it.live(
+    "50 channels paired in one gateway process all reconnect after the simulator drops every connection at once",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* simulator
+        const database = yield* testDatabase
+        const gateway = yield* startGateway(
+          yield* gatewayEnvironment(database.url, { WHATISUP_WA_WS_URL: sim.url }),
+          {
+            whatsapp: "baileys"
+          }
+        )
+        const key = yield* newCustomerKey(gateway, { max_channels: 50 })
+        const ids = yield* Effect.forEach(
+          Array.from({ length: 50 }, (_, i) => i),
+          (i) => pairedChannel(gateway, sim, key, phone(i)),
+          { concurrency: 10 }
+        )
+        const sql = yield* sqlFor(database.url)
+        const connected = Effect.map(
+          sql<{ n: number }>`SELECT count(*)::int AS n FROM channels WHERE status = 'connected'`,
+          (rows) => rows[0]!.n
+        ).pipe(Effect.orDie)
+        expect(yield* connected).toBe(50)
+
+        let dropped = 0
+        for (let i = 0; i < 50; i++) dropped += sim.inject(phone(i), { kind: "drop" })
+        expect(dropped).toBe(50)
+        expect(
+          yield* eventually(
+            Effect.map(connected, (n) => n < 50),
+            200
+          )
+        ).toBe(true)
+        expect(
+          yield* eventually(
+            Effect.map(connected, (n) => n === 50),
+            1200,
+            50
+          )
+        ).toBe(true)
+        for (let i = 0; i < 50; i++) expect(sim.connectionsOf(phone(i)), phone(i)).toHaveLength(1)
+        const disconnects = yield* sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM events WHERE type = 'channel.disconnected' AND (data ->> 'code')::int = 428`
+        expect(disconnects[0]!.n).toBe(50)
+        expect(ids).toHaveLength(50)
+      }).pipe(Effect.scoped),
+    300_000
+  )
+})
