@@ -75,25 +75,51 @@ describe("the channel supervisor", () => {
   )
 
   it.effect(
-    "515 reconnects at once; a second 515 with no login between them backs off",
+    "515 after a login reconnects at once, every time",
     () =>
       Effect.gen(function* () {
         const { gateway, channel } = yield* connectedChannel
         const { whatsapp } = gateway
         const before = whatsapp.connects(channel)
-        // after a login, a 515 is answered at once
+        for (let i = 1; i <= 3; i++) {
+          yield* whatsapp.emit(channel, TransportEvent.Close({ code: 515, reason: "restart required" }))
+          expect(yield* soon(Effect.sync(() => whatsapp.connects(channel) === before + i))).toBe(true)
+          expect(yield* eventually(Effect.sync(() => whatsapp.isOpen(channel)))).toBe(true)
+          yield* settle
+        }
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.effect(
+    "a second 515 with no login between them backs off instead of looping",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
+        const { whatsapp } = gateway
+        const key = (yield* Effect.gen(function* () {
+          return yield* (yield* AdminClient).CreateCustomer({ name: "Never Scanned" })
+        }).pipe(
+          Effect.provide(
+            layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" })
+          )
+        )).api_key.key
+        const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body
+          .id as string
+        yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, {
+          key,
+          body: { method: "qr" }
+        })
+        expect(yield* eventually(Effect.sync(() => whatsapp.isOpen(channel)))).toBe(true)
         yield* whatsapp.emit(channel, TransportEvent.Close({ code: 515, reason: "restart required" }))
-        expect(yield* soon(Effect.sync(() => whatsapp.connects(channel) === before + 1))).toBe(true)
+        expect(yield* soon(Effect.sync(() => whatsapp.connects(channel) === 2))).toBe(true)
         yield* eventually(Effect.sync(() => whatsapp.isOpen(channel)))
-        yield* settle
-        // the next connection fails before logging in, and WhatsApp asks for restarts twice
-        yield* whatsapp.failConnects(channel, 1)
         yield* whatsapp.emit(channel, TransportEvent.Close({ code: 515, reason: "restart required" }))
         yield* settle
-        // 515 after a login: at once (it fails); that failure backs off 1 s
-        expect(whatsapp.connects(channel)).toBe(before + 2)
-        yield* TestClock.adjust("1300 millis")
-        expect(yield* soon(Effect.sync(() => whatsapp.connects(channel) === before + 3))).toBe(true)
+        expect(whatsapp.connects(channel), "no immediate third connect").toBe(2)
+        yield* TestClock.adjust("2500 millis")
+        expect(yield* soon(Effect.sync(() => whatsapp.connects(channel) === 3))).toBe(true)
       }).pipe(Effect.scoped),
     60_000
   )

@@ -95,13 +95,9 @@ export const layerBaileysTransport = Layer.effect(
     const config = yield* GatewayConfigService
     const context = yield* Effect.context<never>()
     const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromiseWith(context)(effect)
+    // Baileys reports routine restarts (a 515 after pairing) as errors: its view is a warning at most here
     const logger = baileysLogger((level, message, fields) => {
-      const log =
-        level === "error" || level === "fatal"
-          ? Effect.logError
-          : level === "warn"
-            ? Effect.logWarning
-            : Effect.logDebug
+      const log = level === "error" || level === "fatal" ? Effect.logWarning : Effect.logDebug
       Effect.runForkWith(context)(log(`baileys: ${message}`).pipe(Effect.annotateLogs(fields)))
     })
     const counters = new Map<string, CacheStore>()
