@@ -112,4 +112,47 @@ describe("WhatsApp through Baileys and the protocol simulator", () => {
       }).pipe(Effect.scoped),
     120_000
   )
+
+  it.live(
+    "pairing by code: connect answers with the code, the phone enters it, channel.connected with the number",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* simulator
+        const database = yield* testDatabase
+        const gateway = yield* startGateway(
+          yield* gatewayEnvironment(database.url, { WHATISUP_WA_WS_URL: sim.url }),
+          {
+            whatsapp: "baileys"
+          }
+        )
+        const key = (yield* Effect.gen(function* () {
+          return yield* (yield* AdminClient).CreateCustomer({ name: "Code Typer" })
+        }).pipe(
+          Effect.provide(
+            layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" })
+          )
+        )).api_key.key
+        const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body.id
+        const accepted = yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, {
+          key,
+          body: { method: "pairing_code", phone_number: "+15559876543" }
+        })
+        expect(accepted.status).toBe(202)
+        expect(accepted.body.status).toBe("pairing")
+        expect(accepted.body.pairing_code).toMatch(/^[A-Z0-9]{8}$/)
+        expect((yield* channelOf(gateway, key, channel)).pairing_code).toBe(accepted.body.pairing_code)
+
+        yield* Effect.promise(() => sim.enterPairingCode("15559876543", accepted.body.pairing_code))
+        expect(
+          yield* eventually(
+            Effect.map(channelOf(gateway, key, channel), (c) => c.status === "connected"),
+            400
+          )
+        ).toBe(true)
+        const connected = yield* channelOf(gateway, key, channel)
+        expect(connected.phone_number).toBe("+15559876543")
+        expect(connected.pairing_code).toBeNull()
+      }).pipe(Effect.scoped),
+    120_000
+  )
 })

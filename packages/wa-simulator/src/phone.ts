@@ -25,11 +25,21 @@ export const readQr = (qr: string): ScannedQr => {
   }
 }
 
+/** What the phone needs from a companion to vouch for it, from a QR or from a pairing-code exchange. */
+export interface CompanionKeys {
+  readonly identityKey: Uint8Array
+  readonly advSecret: Uint8Array
+}
+
 /**
  * What the phone vouches for when it links a device: the account key signs the device's identity
  * key, and the whole is HMAC'd with the secret only the QR carried.
  */
-export const signDeviceIdentity = (account: Account, deviceId: number, qr: ScannedQr): Uint8Array => {
+export const signDeviceIdentity = (
+  account: Account,
+  deviceId: number,
+  companion: CompanionKeys
+): Uint8Array => {
   const details = proto.ADVDeviceIdentity.encode({
     rawId: randomInt(1, 2 ** 31),
     timestamp: Math.floor(Date.now() / 1000),
@@ -39,7 +49,7 @@ export const signDeviceIdentity = (account: Account, deviceId: number, qr: Scann
   }).finish()
   const accountSignature = Curve.sign(
     account.accountKey.private,
-    Buffer.concat([WA_ADV_ACCOUNT_SIG_PREFIX, details, qr.identityKey])
+    Buffer.concat([WA_ADV_ACCOUNT_SIG_PREFIX, details, companion.identityKey])
   )
   const signed = proto.ADVSignedDeviceIdentity.encode({
     details,
@@ -48,7 +58,7 @@ export const signDeviceIdentity = (account: Account, deviceId: number, qr: Scann
   }).finish()
   return proto.ADVSignedDeviceIdentityHMAC.encode({
     details: signed,
-    hmac: hmacSign(signed, qr.advSecret),
+    hmac: hmacSign(signed, Buffer.from(companion.advSecret)),
     accountType: proto.ADVEncryptionType.E2EE
   }).finish()
 }
@@ -56,7 +66,7 @@ export const signDeviceIdentity = (account: Account, deviceId: number, qr: Scann
 export const pairSuccessNode = (
   account: Account,
   deviceId: number,
-  qr: ScannedQr,
+  companion: CompanionKeys,
   platform: string
 ): BinaryNode => ({
   tag: "iq",
@@ -66,7 +76,7 @@ export const pairSuccessNode = (
       tag: "pair-success",
       attrs: {},
       content: [
-        { tag: "device-identity", attrs: {}, content: signDeviceIdentity(account, deviceId, qr) },
+        { tag: "device-identity", attrs: {}, content: signDeviceIdentity(account, deviceId, companion) },
         { tag: "platform", attrs: { name: platform } },
         {
           tag: "device",

@@ -6,7 +6,7 @@ import { makeCertChain } from "./certificate.ts"
 import { makeConnection, type Connection } from "./connection.ts"
 import { applyFault, type Fault } from "./faults.ts"
 import { silentLogger, type SimulatorLogger } from "./logger.ts"
-import { makePairing, type LinkedDevice, type ScanOptions } from "./pairing.ts"
+import { makePairing, type LinkedDevice, type PairingCodeOptions, type ScanOptions } from "./pairing.ts"
 import { makeSessions } from "./session.ts"
 
 export interface SimulatorOptions {
@@ -24,6 +24,15 @@ export interface Simulator {
   readonly port: number
   /** The fake phone scans a QR a companion shows; resolves once the companion signed and was told to restart. */
   readonly scan: (qr: string, options: ScanOptions) => Promise<LinkedDevice>
+  /**
+   * The fake phone's user types the 8-character code a companion showed after
+   * `requestPairingCode(phoneNumber)`; resolves, as `scan` does, once the companion was told to restart.
+   */
+  readonly enterPairingCode: (
+    phoneNumber: string,
+    code: string,
+    options?: PairingCodeOptions
+  ) => Promise<LinkedDevice>
   readonly account: (phoneNumber: string) => Account | undefined
   /** Open, logged-in connections of a phone number's linked devices. */
   readonly connectionsOf: (phoneNumber: string) => ReadonlyArray<Connection>
@@ -31,6 +40,13 @@ export interface Simulator {
   readonly inject: (phoneNumber: string, fault: Fault) => number
   /** Answers every later login with the fault instead of `<success>`; undefined lets logins through again. */
   readonly setLoginFault: (fault: Fault | undefined) => void
+  /**
+   * Stalls a phone number: its devices' logins, iqs and pings go unanswered (Baileys waits, then
+   * times out), until `stall(phoneNumber, false)` answers what was held; returns how many that was.
+   */
+  readonly stall: (phoneNumber: string, stalled: boolean) => number
+  /** How many stanzas a stalled phone number's devices sent since it stalled. */
+  readonly held: (phoneNumber: string) => number
   readonly close: () => Promise<void>
 }
 
@@ -57,7 +73,9 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
           payload.devicePairingData
             ? pairing.offerQr(connection, payload.devicePairingData)
             : sessions.login(connection, payload),
-        onStanza: sessions.onStanza,
+        onStanza: (connection, node) => {
+          if (!pairing.onLinkCodeIq(connection, node)) sessions.onStanza(connection, node)
+        },
         onClose: (connection) => {
           sessions.forget(connection)
           pairing.forget(connection)
@@ -71,6 +89,7 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     url: `ws://127.0.0.1:${port}`,
     port,
     scan: pairing.scan,
+    enterPairingCode: pairing.enterPairingCode,
     account: accounts.get,
     connectionsOf: sessions.connectionsOf,
     inject: (phoneNumber, fault) => {
@@ -79,6 +98,8 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
       return connections.length
     },
     setLoginFault: sessions.setLoginFault,
+    stall: sessions.stall,
+    held: sessions.held,
     close: () =>
       new Promise<void>((resolve, reject) => {
         for (const client of wss.clients) client.terminate()

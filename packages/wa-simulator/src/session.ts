@@ -13,10 +13,19 @@ interface Session {
 /** Logged-in devices: the login itself, then every stanza they send. */
 export const makeSessions = (accounts: Accounts, logger: SimulatorLogger) => {
   const sessions = new Map<Connection, Session>()
+  /** Stalled phone numbers, with what their connections sent meanwhile, in order. */
+  const stalled = new Map<string, Array<() => void>>()
   let loginFault: Fault | undefined
 
   const login = (connection: Connection, payload: proto.ClientPayload) => {
     const phoneNumber = String(payload.username ?? "")
+    const held = stalled.get(phoneNumber)
+    if (held) {
+      held.push(() => {
+        if (connection.isOpen()) login(connection, payload)
+      })
+      return
+    }
     const deviceId = payload.device ?? 0
     const account = accounts.get(phoneNumber)
     const device = account?.devices.get(deviceId)
@@ -57,6 +66,13 @@ export const makeSessions = (accounts: Accounts, logger: SimulatorLogger) => {
 
   const onStanza = (connection: Connection, node: BinaryNode) => {
     const session = sessions.get(connection)
+    const held = session ? stalled.get(session.phoneNumber) : undefined
+    if (held) {
+      held.push(() => {
+        if (connection.isOpen()) onStanza(connection, node)
+      })
+      return
+    }
     if (node.tag === "iq" && (node.attrs.type === "get" || node.attrs.type === "set")) {
       const answer =
         session && node.attrs.xmlns === "md"
@@ -80,6 +96,23 @@ export const makeSessions = (accounts: Accounts, logger: SimulatorLogger) => {
       [...sessions]
         .filter(([, session]) => session.phoneNumber === phoneNumber)
         .map(([connection]) => connection),
+    /**
+     * While stalled, nothing a phone number's devices send is answered (logins, iqs, pings); they
+     * are held, in order. Un-stalling answers what was held (to connections still open) and
+     * returns how many stanzas that was.
+     */
+    stall: (phoneNumber: string, on: boolean): number => {
+      const held = stalled.get(phoneNumber)
+      if (on) {
+        if (!held) stalled.set(phoneNumber, [])
+        return 0
+      }
+      stalled.delete(phoneNumber)
+      for (const answer of held ?? []) answer()
+      return held?.length ?? 0
+    },
+    /** How many stanzas a stalled phone number's devices have sent since it stalled. */
+    held: (phoneNumber: string): number => stalled.get(phoneNumber)?.length ?? 0,
     /** Every later login is answered with this fault instead of `<success>`, until cleared with undefined. */
     setLoginFault: (fault: Fault | undefined) => {
       loginFault = fault

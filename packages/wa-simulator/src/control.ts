@@ -1,0 +1,153 @@
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
+import type { AddressInfo } from "node:net"
+import type { Fault } from "./faults.ts"
+import type { Simulator } from "./server.ts"
+
+/** A request the control API refuses, with the status it answers. */
+class ControlError extends Error {
+  readonly status: number
+  constructor(status: number, message: string) {
+    super(message)
+    this.status = status
+  }
+}
+
+const MAX_BODY_BYTES = 64 * 1024
+
+const readJson = async (request: IncomingMessage): Promise<Record<string, unknown>> => {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of request as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > MAX_BODY_BYTES) throw new ControlError(413, "body too large")
+    chunks.push(chunk)
+  }
+  const text = Buffer.concat(chunks).toString("utf8")
+  let body: unknown
+  try {
+    body = text.length === 0 ? {} : JSON.parse(text)
+  } catch {
+    throw new ControlError(400, "body is not JSON")
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new ControlError(400, "body must be a JSON object")
+  }
+  return body as Record<string, unknown>
+}
+
+const stringField = (body: Record<string, unknown>, name: string): string => {
+  const value = body[name]
+  if (typeof value !== "string" || value.length === 0) throw new ControlError(400, `${name} must be a string`)
+  return value
+}
+
+const phoneField = (body: Record<string, unknown>): string => {
+  const phoneNumber = stringField(body, "phone_number")
+  if (!/^\d{5,20}$/.test(phoneNumber)) throw new ControlError(400, "phone_number must be digits only")
+  return phoneNumber
+}
+
+const codeField = (body: Record<string, unknown>, name: string): number => {
+  const value = body[name]
+  if (typeof value !== "number" || !Number.isInteger(value))
+    throw new ControlError(400, `${name} must be an integer`)
+  return value
+}
+
+/** `{"kind":"stream-error","code":440}`, `{"kind":"failure","reason":405}` or `{"kind":"drop"}`. */
+const readFault = (value: unknown): Fault => {
+  if (typeof value !== "object" || value === null) throw new ControlError(400, "fault must be an object")
+  const fault = value as Record<string, unknown>
+  switch (fault.kind) {
+    case "stream-error":
+      return { kind: "stream-error", code: codeField(fault, "code") }
+    case "failure":
+      return { kind: "failure", reason: codeField(fault, "reason") }
+    case "drop":
+      return { kind: "drop" }
+    default:
+      throw new ControlError(400, "fault.kind must be stream-error, failure or drop")
+  }
+}
+
+const asControlError = (error: unknown) =>
+  error instanceof ControlError
+    ? error
+    : new ControlError(409, error instanceof Error ? error.message : String(error))
+
+/** The fake phone's routes: what a person does with a phone, and what the network does to a session. */
+const route = async (simulator: Simulator, request: IncomingMessage): Promise<unknown> => {
+  const path = new URL(request.url ?? "/", "http://control").pathname
+  const connections = /^\/accounts\/(\d+)\/connections$/.exec(path)
+  if (request.method === "GET" && connections) {
+    return simulator
+      .connectionsOf(connections[1]!)
+      .map((connection) => ({ id: connection.id, jid: connection.jid }))
+  }
+  if (request.method !== "POST") throw new ControlError(404, "not found")
+  const body = await readJson(request)
+  switch (path) {
+    case "/scan":
+      return simulator
+        .scan(stringField(body, "qr"), { phoneNumber: phoneField(body) })
+        .catch((error: unknown) => Promise.reject(asControlError(error)))
+    case "/pairing-code":
+      return simulator
+        .enterPairingCode(phoneField(body), stringField(body, "code"))
+        .catch((error: unknown) => Promise.reject(asControlError(error)))
+    case "/inject":
+      return { ended: simulator.inject(phoneField(body), readFault(body.fault)) }
+    case "/login-fault":
+      simulator.setLoginFault(
+        body.fault === null || body.fault === undefined ? undefined : readFault(body.fault)
+      )
+      return { fault: body.fault ?? null }
+    case "/stall": {
+      if (typeof body.stalled !== "boolean") throw new ControlError(400, "stalled must be a boolean")
+      return { released: simulator.stall(phoneField(body), body.stalled) }
+    }
+    default:
+      throw new ControlError(404, "not found")
+  }
+}
+
+const reply = (response: ServerResponse, status: number, body: unknown) => {
+  const text = JSON.stringify(body)
+  response.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text)
+  })
+  response.end(text)
+}
+
+export interface ControlServer {
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string
+  readonly close: () => Promise<void>
+}
+
+/** The simulator's HTTP control API (JSON), for tests and tools in another process. Loopback only. */
+export const startControlServer = async (simulator: Simulator, port = 0): Promise<ControlServer> => {
+  const server = createServer((request, response) => {
+    route(simulator, request).then(
+      (body) => reply(response, 200, body),
+      (error: unknown) => {
+        const refused = asControlError(error)
+        reply(response, refused.status, { error: refused.message })
+      }
+    )
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject)
+    server.listen(port, "127.0.0.1", resolve)
+  })
+  const address = server.address() as AddressInfo
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.closeAllConnections()
+        server.close((error) => (error ? reject(error) : resolve()))
+      })
+  }
+}

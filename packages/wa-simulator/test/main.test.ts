@@ -1,0 +1,135 @@
+import { spawn, type ChildProcess } from "node:child_process"
+import { createInterface } from "node:readline"
+import { fileURLToPath } from "node:url"
+import { afterEach, describe, expect, it } from "vitest"
+import { connectBaileys, makeMemoryAuthState, statusCodeOf, type MemoryAuthState } from "./baileys-client.ts"
+
+const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url))
+const PHONE = "15554445555"
+
+interface Started {
+  readonly url: string
+  readonly control_url: string
+}
+
+describe("the standalone simulator (main.ts) and its HTTP control API", () => {
+  const cleanups: Array<() => Promise<void> | void> = []
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+  })
+
+  /** Starts main.ts in its own Node process and reads the URLs it prints. */
+  const startProcess = async (): Promise<Started> => {
+    const child: ChildProcess = spawn(process.execPath, [MAIN], {
+      env: { ...process.env, WA_SIM_PORT: "0", WA_SIM_CONTROL_PORT: "0" },
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+    cleanups.push(async () => {
+      child.kill("SIGTERM")
+      await exited
+    })
+    const lines = createInterface({ input: child.stdout! })
+    const [line] = (await Promise.race([
+      lines[Symbol.asyncIterator]()
+        .next()
+        .then((next) => [next.value as string]),
+      exited.then(() => [undefined])
+    ])) as [string | undefined]
+    if (!line) throw new Error("main.ts exited before printing its URLs")
+    return JSON.parse(line) as Started
+  }
+
+  const baileys = (url: string, auth: MemoryAuthState) => {
+    const client = connectBaileys(url, auth)
+    cleanups.push(() => client.socket.end(undefined))
+    return client
+  }
+
+  const call = async (started: Started, method: string, path: string, body?: unknown) => {
+    const response = await fetch(`${started.control_url}${path}`, {
+      method,
+      ...(body === undefined
+        ? {}
+        : { body: JSON.stringify(body), headers: { "content-type": "application/json" } })
+    })
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> }
+  }
+
+  it("prints its URLs as one JSON line, and a QR scanned through the API links real Baileys", async () => {
+    const started = await startProcess()
+    expect(started.url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/)
+    expect(started.control_url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+
+    const auth = makeMemoryAuthState()
+    const first = baileys(started.url, auth)
+    const { qr } = await first.waitFor((update) => typeof update.qr === "string")
+    const scanned = await call(started, "POST", "/scan", { qr, phone_number: PHONE })
+    expect(scanned).toMatchObject({ status: 200, body: { jid: `${PHONE}:1@s.whatsapp.net`, deviceId: 1 } })
+    const restarted = await first.waitFor((update) => update.connection === "close")
+    expect(statusCodeOf(restarted)).toBe(515)
+
+    const second = baileys(started.url, auth)
+    await second.waitFor((update) => update.connection === "open")
+    expect(auth.creds.me?.id).toBe(`${PHONE}:1@s.whatsapp.net`)
+    const connections = await call(started, "GET", `/accounts/${PHONE}/connections`)
+    expect(connections.status).toBe(200)
+    expect(connections.body).toEqual([expect.objectContaining({ jid: `${PHONE}:1@s.whatsapp.net` })])
+
+    expect(
+      await call(started, "POST", "/inject", {
+        phone_number: PHONE,
+        fault: { kind: "stream-error", code: 440 }
+      })
+    ).toEqual({ status: 200, body: { ended: 1 } })
+    const replaced = await second.waitFor((update) => update.connection === "close")
+    expect(statusCodeOf(replaced)).toBe(440)
+
+    await call(started, "POST", "/login-fault", { fault: { kind: "failure", reason: 405 } })
+    const refused = baileys(started.url, auth)
+    expect(statusCodeOf(await refused.waitFor((update) => update.connection === "close"))).toBe(405)
+    await call(started, "POST", "/login-fault", { fault: null })
+    await baileys(started.url, auth).waitFor((update) => update.connection === "open")
+  })
+
+  it("a pairing code typed through the API links real Baileys", async () => {
+    const started = await startProcess()
+    const auth = makeMemoryAuthState()
+    const first = baileys(started.url, auth)
+    await first.waitFor((update) => typeof update.qr === "string")
+    const code = await first.socket.requestPairingCode(PHONE)
+    const entered = await call(started, "POST", "/pairing-code", { phone_number: PHONE, code })
+    expect(entered).toMatchObject({ status: 200, body: { jid: `${PHONE}:1@s.whatsapp.net` } })
+    expect(statusCodeOf(await first.waitFor((update) => update.connection === "close"))).toBe(515)
+    await baileys(started.url, auth).waitFor((update) => update.connection === "open")
+    expect(auth.creds.me?.id).toBe(`${PHONE}:1@s.whatsapp.net`)
+  })
+
+  it("stalls on request, and refuses malformed requests with 400, unknown routes with 404, and what the phone cannot do with 409", async () => {
+    const started = await startProcess()
+    expect(
+      await call(started, "POST", "/inject", { phone_number: PHONE, fault: { kind: "meteor" } })
+    ).toMatchObject({
+      status: 400
+    })
+    expect(await call(started, "POST", "/scan", { qr: "x,y,z,w", phone_number: "not digits" })).toMatchObject(
+      {
+        status: 400
+      }
+    )
+    expect(await call(started, "POST", "/nowhere", {})).toMatchObject({ status: 404 })
+    expect(await call(started, "POST", "/stall", { phone_number: PHONE, stalled: "yes" })).toMatchObject({
+      status: 400
+    })
+    expect(await call(started, "POST", "/stall", { phone_number: PHONE, stalled: true })).toEqual({
+      status: 200,
+      body: { released: 0 }
+    })
+    expect(
+      await call(started, "POST", "/scan", { qr: "ref,bm9pc2U=,aWQ=,YWR2", phone_number: PHONE })
+    ).toMatchObject({
+      status: 409,
+      body: { error: expect.stringMatching(/no connected companion/) }
+    })
+  })
+})
