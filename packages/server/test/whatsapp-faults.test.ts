@@ -6,7 +6,14 @@ import { testDatabase } from "./support/database.ts"
 import { eventually, pause } from "./support/eventually.ts"
 import { request } from "./support/http.ts"
 import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
-import { channelOf, newCustomerKey, pairedChannel, simulator, waitForStatus } from "./support/simulator.ts"
+import {
+  baileysGateway,
+  channelOf,
+  newCustomerKey,
+  pairedChannel,
+  simulator,
+  waitForStatus
+} from "./support/simulator.ts"
 
 const phone = (n: number) => `1555${String(n).padStart(7, "0")}`
 
@@ -15,14 +22,7 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
     "440, 403 and 411 are terminal with a clear reason and no reconnect; 515 reconnects at once; 408, 428 and 503 reconnect after a backoff",
     () =>
       Effect.gen(function* () {
-        const sim = yield* simulator
-        const database = yield* testDatabase
-        const gateway = yield* startGateway(
-          yield* gatewayEnvironment(database.url, { WHATISUP_WA_WS_URL: sim.url }),
-          {
-            whatsapp: "baileys"
-          }
-        )
+        const { sim, gateway } = yield* baileysGateway()
         const key = yield* newCustomerKey(gateway, { max_channels: 20 })
 
         for (const [n, code, reason] of [
@@ -79,14 +79,7 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
     "a 405 at login fails the channel with a reason that names the WhatsApp version setting",
     () =>
       Effect.gen(function* () {
-        const sim = yield* simulator
-        const database = yield* testDatabase
-        const gateway = yield* startGateway(
-          yield* gatewayEnvironment(database.url, { WHATISUP_WA_WS_URL: sim.url }),
-          {
-            whatsapp: "baileys"
-          }
-        )
+        const { sim, gateway } = yield* baileysGateway()
         const key = yield* newCustomerKey(gateway)
         const id = yield* pairedChannel(gateway, sim, key, phone(9))
         sim.setLoginFault({ kind: "failure", reason: 405 })

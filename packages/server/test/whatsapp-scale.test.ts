@@ -1,9 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { sqlFor, testDatabase } from "./support/database.ts"
+import { sqlFor } from "./support/database.ts"
 import { eventually } from "./support/eventually.ts"
-import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
-import { newCustomerKey, pairedChannel, simulator } from "./support/simulator.ts"
+import { baileysGateway, newCustomerKey, pairedChannel } from "./support/simulator.ts"
 
 const phone = (n: number) => `4477009${String(n).padStart(5, "0")}`
 
@@ -12,14 +11,7 @@ describe("many channels with real Baileys", () => {
     "50 channels paired in one gateway process all reconnect after the simulator drops every connection at once",
     () =>
       Effect.gen(function* () {
-        const sim = yield* simulator
-        const database = yield* testDatabase
-        const gateway = yield* startGateway(
-          yield* gatewayEnvironment(database.url, { WHATISUP_WA_WS_URL: sim.url }),
-          {
-            whatsapp: "baileys"
-          }
-        )
+        const { sim, database, gateway } = yield* baileysGateway()
         const key = yield* newCustomerKey(gateway, { max_channels: 50 })
         const ids = yield* Effect.forEach(
           Array.from({ length: 50 }, (_, i) => i),

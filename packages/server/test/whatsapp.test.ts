@@ -1,21 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import { layerAdminClient } from "@whatisup/cli/adminClient"
-import { startSimulator } from "@whatisup/wa-simulator"
 import { Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { eventually } from "./support/eventually.ts"
-import { AdminClient, gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
+import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
-
-/** The local WhatsApp Web server real Baileys talks to, for the scope's lifetime. */
-const simulator = Effect.acquireRelease(
-  Effect.promise(() => startSimulator()),
-  (sim) => Effect.promise(() => sim.close())
-)
-
-const channelOf = (gateway: RunningGateway, key: string, id: string) =>
-  Effect.map(request(gateway.api, "GET", `/v1/channels/${id}`, { key }), (reply) => reply.body)
+import { baileysGateway, channelOf, newCustomerKey, simulator } from "./support/simulator.ts"
 
 describe("WhatsApp through Baileys and the protocol simulator", () => {
   it.live(
@@ -117,21 +108,8 @@ describe("WhatsApp through Baileys and the protocol simulator", () => {
     "pairing by code: connect answers with the code, the phone enters it, channel.connected with the number",
     () =>
       Effect.gen(function* () {
-        const sim = yield* simulator
-        const database = yield* testDatabase
-        const gateway = yield* startGateway(
-          yield* gatewayEnvironment(database.url, { WHATISUP_WA_WS_URL: sim.url }),
-          {
-            whatsapp: "baileys"
-          }
-        )
-        const key = (yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).CreateCustomer({ name: "Code Typer" })
-        }).pipe(
-          Effect.provide(
-            layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" })
-          )
-        )).api_key.key
+        const { sim, gateway } = yield* baileysGateway()
+        const key = yield* newCustomerKey(gateway)
         const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body.id
         const accepted = yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, {
           key,

@@ -2,7 +2,8 @@ import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { type Simulator, startSimulator } from "@whatisup/wa-simulator"
 import { Effect } from "effect"
 import { eventually } from "./eventually.ts"
-import { AdminClient, type RunningGateway } from "./gateway.ts"
+import { testDatabase } from "./database.ts"
+import { AdminClient, gatewayEnvironment, type RunningGateway, startGateway } from "./gateway.ts"
 import { request } from "./http.ts"
 
 /** The local WhatsApp Web server real Baileys talks to, for the scope's lifetime. */
@@ -10,6 +11,18 @@ export const simulator = Effect.acquireRelease(
   Effect.promise(() => startSimulator()),
   (sim) => Effect.promise(() => sim.close())
 )
+
+/** The simulator, a database, and a gateway on them that talks WhatsApp through real Baileys. */
+export const baileysGateway = (extra: Record<string, string> = {}) =>
+  Effect.gen(function* () {
+    const sim = yield* simulator
+    const database = yield* testDatabase
+    const gateway = yield* startGateway(
+      yield* gatewayEnvironment(database.url, { WHATISUP_WA_WS_URL: sim.url, ...extra }),
+      { whatsapp: "baileys" }
+    )
+    return { sim, database, gateway }
+  })
 
 export const newCustomerKey = (gateway: RunningGateway, plan: { max_channels?: number } = {}) =>
   Effect.map(
