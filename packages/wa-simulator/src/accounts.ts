@@ -1,5 +1,6 @@
 import { Curve, type KeyPair } from "@whiskeysockets/baileys"
 import { randomInt } from "node:crypto"
+import { makePhoneKeys, type PhoneKeys } from "./phone-keys.ts"
 
 export interface SignedPreKey {
   readonly id: number
@@ -26,6 +27,8 @@ export interface Account {
   readonly pushName: string
   readonly devices: Map<number, Device>
   nextDeviceId: number
+  /** The phone's own Signal keys (device 0): what companions encrypt to when they message this number. */
+  readonly phoneKeys: PhoneKeys
 }
 
 export const pnJid = (phoneNumber: string, device?: number) =>
@@ -36,8 +39,10 @@ export const lidJid = (lidUser: string, device?: number) =>
 
 export const makeAccounts = () => {
   const byNumber = new Map<string, Account>()
+  const byLid = new Map<string, Account>()
   return {
     get: (phoneNumber: string) => byNumber.get(phoneNumber),
+    byLid: (lidUser: string) => byLid.get(lidUser),
     getOrCreate: (phoneNumber: string, pushName: string): Account => {
       const existing = byNumber.get(phoneNumber)
       if (existing) return existing
@@ -47,9 +52,11 @@ export const makeAccounts = () => {
         accountKey: Curve.generateKeyPair(),
         pushName,
         devices: new Map(),
-        nextDeviceId: 1
+        nextDeviceId: 1,
+        phoneKeys: makePhoneKeys()
       }
       byNumber.set(phoneNumber, account)
+      byLid.set(account.lidUser, account)
       return account
     },
     findDevice: (phoneNumber: string, deviceId: number) => byNumber.get(phoneNumber)?.devices.get(deviceId)

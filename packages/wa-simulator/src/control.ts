@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
+import { proto } from "@whiskeysockets/baileys"
 import type { Fault } from "./faults.ts"
+import type { ReceiptPolicy, ReceiptStep, ReceivedMessage } from "./messaging.ts"
 import type { Simulator } from "./server.ts"
 
 /** A request the control API refuses, with the status it answers. */
@@ -70,6 +72,51 @@ const readFault = (value: unknown): Fault => {
   }
 }
 
+/** `"normal"`, `"drop"` or `{"delay_ms": 500}`; absent is normal. */
+const readStep = (body: Record<string, unknown>, name: string): ReceiptStep | undefined => {
+  const value = body[name]
+  if (value === undefined || value === null || value === "normal") return undefined
+  if (value === "drop") return "drop"
+  const delay = typeof value === "object" ? (value as Record<string, unknown>).delay_ms : undefined
+  if (typeof delay === "number" && Number.isInteger(delay) && delay >= 0) return { delayMs: delay }
+  throw new ControlError(400, `${name} must be "normal", "drop" or {"delay_ms": <integer>}`)
+}
+
+const readPolicy = (body: Record<string, unknown>): ReceiptPolicy => {
+  const ackError =
+    body.ack_error === undefined || body.ack_error === null ? undefined : codeField(body, "ack_error")
+  const ack = readStep(body, "ack")
+  const delivered = readStep(body, "delivered")
+  const read = readStep(body, "read")
+  return {
+    ...(ack ? { ack } : {}),
+    ...(ackError ? { ackError } : {}),
+    ...(delivered ? { delivered } : {}),
+    ...(read ? { read } : {})
+  }
+}
+
+/** A proto.Message in protobuf's JSON form (bytes as base64), e.g. `{"conversation": "hi"}`. */
+const readMessage = (value: unknown): proto.Message => {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ControlError(400, "message must be a proto.Message as JSON")
+  }
+  try {
+    return proto.Message.fromObject(value as Record<string, unknown>)
+  } catch (error) {
+    throw new ControlError(400, `message is not a proto.Message: ${String(error)}`)
+  }
+}
+
+const receivedJson = (each: ReceivedMessage) => ({
+  id: each.id,
+  from: each.from,
+  from_device: each.fromDevice,
+  timestamp: each.timestamp,
+  text: each.message.conversation ?? each.message.extendedTextMessage?.text ?? null,
+  message: each.message.toJSON()
+})
+
 const asControlError = (error: unknown) =>
   error instanceof ControlError
     ? error
@@ -84,6 +131,10 @@ const route = async (simulator: Simulator, request: IncomingMessage): Promise<un
       .connectionsOf(connections[1]!)
       .map((connection) => ({ id: connection.id, jid: connection.jid }))
   }
+  const received = /^\/accounts\/(\d+)\/received$/.exec(path)
+  if (request.method === "GET" && received) return simulator.received(received[1]!).map(receivedJson)
+  const receipts = /^\/accounts\/(\d+)\/receipts$/.exec(path)
+  if (request.method === "GET" && receipts) return simulator.receiptsFrom(receipts[1]!)
   if (request.method !== "POST") throw new ControlError(404, "not found")
   const body = await readJson(request)
   switch (path) {
@@ -105,6 +156,18 @@ const route = async (simulator: Simulator, request: IncomingMessage): Promise<un
     case "/stall": {
       if (typeof body.stalled !== "boolean") throw new ControlError(400, "stalled must be a boolean")
       return { released: simulator.stall(phoneField(body), body.stalled) }
+    }
+    case "/receipts":
+      simulator.setReceipts(phoneField(body), readPolicy(body))
+      return { phone_number: body.phone_number }
+    case "/deliver": {
+      const to = stringField(body, "to")
+      const from = stringField(body, "from")
+      if (!/^\d{5,20}$/.test(to) || !/^\d{5,20}$/.test(from)) {
+        throw new ControlError(400, "to and from must be phone numbers, digits only")
+      }
+      const id = body.id === undefined ? undefined : stringField(body, "id")
+      return simulator.deliver(to, { from, message: readMessage(body.message), ...(id ? { id } : {}) })
     }
     default:
       throw new ControlError(404, "not found")

@@ -7,6 +7,13 @@ import { makeConnection, type Connection } from "./connection.ts"
 import { applyFault, type Fault } from "./faults.ts"
 import { silentLogger, type SimulatorLogger } from "./logger.ts"
 import { makePairing, type LinkedDevice, type PairingCodeOptions, type ScanOptions } from "./pairing.ts"
+import {
+  makeMessaging,
+  type Delivery,
+  type ReceiptPolicy,
+  type ReceivedMessage,
+  type SentReceipt
+} from "./messaging.ts"
 import { makeSessions } from "./session.ts"
 
 export interface SimulatorOptions {
@@ -47,6 +54,28 @@ export interface Simulator {
   readonly stall: (phoneNumber: string, stalled: boolean) => number
   /** How many stanzas a stalled phone number's devices sent since it stalled. */
   readonly held: (phoneNumber: string) => number
+  /**
+   * Messages linked devices sent to this phone number, as its simulated phone decrypted them
+   * (in arrival order; decryption runs just after the server's ack).
+   */
+  readonly received: (phoneNumber: string) => ReadonlyArray<ReceivedMessage>
+  /**
+   * How messages to this phone number fare: the server's ack (or an error ack), the delivery
+   * receipt and the read receipt, each normal, dropped or delayed; undefined restores the default.
+   */
+  readonly setReceipts: (phoneNumber: string, policy: ReceiptPolicy | undefined) => void
+  /**
+   * The simulated phone of `delivery.from` sends a message to `toPhoneNumber`: every open linked
+   * device of it receives a plaintext `<message>`; returns its id and how many devices got it.
+   * With none online it is queued (`queued: true`) for the next device that logs in, as an
+   * offline message (Baileys upserts those as `append`, not `notify`).
+   */
+  readonly deliver: (
+    toPhoneNumber: string,
+    delivery: Delivery
+  ) => { id: string; devices: number; queued: boolean }
+  /** Receipts a phone number's linked devices sent for messages they received (delivery, read...). */
+  readonly receiptsFrom: (phoneNumber: string) => ReadonlyArray<SentReceipt>
   readonly close: () => Promise<void>
 }
 
@@ -56,7 +85,8 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
   const certChain = makeCertChain(staticKeyPair)
   const accounts = makeAccounts()
   const pairing = makePairing(accounts, { qrRefs: options.qrRefs ?? 6 })
-  const sessions = makeSessions(accounts, logger)
+  const messaging = makeMessaging(accounts, (phoneNumber) => sessions.connectionsOf(phoneNumber), logger)
+  const sessions = makeSessions(accounts, logger, messaging)
 
   const wss = new WebSocketServer({ host: options.host ?? "127.0.0.1", port: options.port ?? 0 })
   await new Promise<void>((resolve, reject) => {
@@ -100,8 +130,13 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     setLoginFault: sessions.setLoginFault,
     stall: sessions.stall,
     held: sessions.held,
+    received: messaging.received,
+    setReceipts: messaging.setPolicy,
+    deliver: messaging.deliver,
+    receiptsFrom: messaging.receiptsFrom,
     close: () =>
       new Promise<void>((resolve, reject) => {
+        messaging.close()
         for (const client of wss.clients) client.terminate()
         wss.close((error) => (error ? reject(error) : resolve()))
       })

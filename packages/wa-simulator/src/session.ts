@@ -4,6 +4,7 @@ import type { Connection } from "./connection.ts"
 import { applyFault, type Fault } from "./faults.ts"
 import { answerIq, iqError, iqResult, SERVER_JID } from "./iq.ts"
 import type { SimulatorLogger } from "./logger.ts"
+import type { Messaging } from "./messaging.ts"
 
 interface Session {
   readonly phoneNumber: string
@@ -11,7 +12,11 @@ interface Session {
 }
 
 /** Logged-in devices: the login itself, then every stanza they send. */
-export const makeSessions = (accounts: Accounts, logger: SimulatorLogger) => {
+export const makeSessions = (
+  accounts: Accounts,
+  logger: SimulatorLogger,
+  messaging: Pick<Messaging, "answerIq" | "onMessage" | "onReceipt" | "takeOffline">
+) => {
   const sessions = new Map<Connection, Session>()
   /** Stalled phone numbers, with what their connections sent meanwhile, in order. */
   const stalled = new Map<string, Array<() => void>>()
@@ -48,11 +53,13 @@ export const makeSessions = (accounts: Accounts, logger: SimulatorLogger) => {
       tag: "success",
       attrs: { t: now, props: "1", location: "sim", creation: now, lid: lidJid(account.lidUser, deviceId) }
     })
+    const waiting = messaging.takeOffline(phoneNumber, deviceId)
+    for (const stanza of waiting) connection.send(stanza)
     // Baileys flushes its event buffer and reports receivedPendingNotifications on this.
     connection.send({
       tag: "ib",
       attrs: { from: SERVER_JID },
-      content: [{ tag: "offline", attrs: { count: "0" } }]
+      content: [{ tag: "offline", attrs: { count: String(waiting.length) } }]
     })
   }
 
@@ -77,7 +84,7 @@ export const makeSessions = (accounts: Accounts, logger: SimulatorLogger) => {
       const answer =
         session && node.attrs.xmlns === "md"
           ? removeCompanion(session, node)
-          : answerIq(session?.device, node)
+          : ((session && messaging.answerIq(node)) ?? answerIq(session?.device, node))
       if (answer) return connection.send(answer)
       logger.debug(
         { connection: connection.id, xmlns: node.attrs.xmlns, node },
@@ -85,6 +92,10 @@ export const makeSessions = (accounts: Accounts, logger: SimulatorLogger) => {
       )
       return connection.send(iqError(node, 501, "feature-not-implemented"))
     }
+    if (session && node.tag === "message") {
+      return messaging.onMessage(connection, session.phoneNumber, session.device.id, node)
+    }
+    if (session && node.tag === "receipt") return messaging.onReceipt(connection, session.phoneNumber, node)
     logger.debug({ connection: connection.id, tag: node.tag, node }, "unhandled stanza")
   }
 

@@ -4,7 +4,8 @@ import makeWASocket, {
   type ConnectionState,
   type SignalDataSet,
   type SignalDataTypeMap,
-  type SignalKeyStore
+  type SignalKeyStore,
+  type UserFacingSocketConfig
 } from "@whiskeysockets/baileys"
 import type { ILogger } from "@whiskeysockets/baileys/lib/Utils/logger.js"
 import type { SimulatorLogger } from "../src/index.ts"
@@ -68,7 +69,11 @@ export const makeMemoryAuthState = () => {
 export type MemoryAuthState = ReturnType<typeof makeMemoryAuthState>
 
 /** A real Baileys socket against the simulator, with every `connection.update` recorded. */
-export const connectBaileys = (url: string, auth: MemoryAuthState) => {
+export const connectBaileys = (
+  url: string,
+  auth: MemoryAuthState,
+  options: Partial<UserFacingSocketConfig> = {}
+) => {
   const updates: Partial<ConnectionState>[] = []
   const waiters: Array<() => void> = []
   const socket = makeWASocket({
@@ -76,7 +81,8 @@ export const connectBaileys = (url: string, auth: MemoryAuthState) => {
     auth,
     logger: testLogger,
     markOnlineOnConnect: false,
-    printQRInTerminal: false
+    printQRInTerminal: false,
+    ...options
   })
   socket.ev.on("creds.update", (update) => Object.assign(auth.creds, update))
   socket.ev.on("connection.update", (update) => {

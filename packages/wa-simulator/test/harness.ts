@@ -21,8 +21,8 @@ export const useHarness = () => {
     return sim
   }
 
-  const baileys = (sim: Simulator, auth: MemoryAuthState) => {
-    const client = connectBaileys(sim.url, auth)
+  const baileys = (sim: Simulator, auth: MemoryAuthState, options?: Parameters<typeof connectBaileys>[2]) => {
+    const client = connectBaileys(sim.url, auth, options)
     cleanups.push(() => client.socket.end(undefined))
     return client
   }

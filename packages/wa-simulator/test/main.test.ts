@@ -2,7 +2,14 @@ import { spawn, type ChildProcess } from "node:child_process"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { afterEach, describe, expect, it } from "vitest"
-import { connectBaileys, makeMemoryAuthState, statusCodeOf, type MemoryAuthState } from "./baileys-client.ts"
+import type { WAMessage, WAMessageUpdate } from "@whiskeysockets/baileys"
+import {
+  connectBaileys,
+  eventually,
+  makeMemoryAuthState,
+  statusCodeOf,
+  type MemoryAuthState
+} from "./baileys-client.ts"
 
 const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 const PHONE = "15554445555"
@@ -40,8 +47,8 @@ describe("the standalone simulator (main.ts) and its HTTP control API", () => {
     return JSON.parse(line) as Started
   }
 
-  const baileys = (url: string, auth: MemoryAuthState) => {
-    const client = connectBaileys(url, auth)
+  const baileys = (url: string, auth: MemoryAuthState, options?: Parameters<typeof connectBaileys>[2]) => {
+    const client = connectBaileys(url, auth, options)
     cleanups.push(() => client.socket.end(undefined))
     return client
   }
@@ -103,6 +110,68 @@ describe("the standalone simulator (main.ts) and its HTTP control API", () => {
     expect(statusCodeOf(await first.waitFor((update) => update.connection === "close"))).toBe(515)
     await baileys(started.url, auth).waitFor((update) => update.connection === "open")
     expect(auth.creds.me?.id).toBe(`${PHONE}:1@s.whatsapp.net`)
+  })
+
+  it("receipts set, messages read back and inbound messages delivered through the API", async () => {
+    const started = await startProcess()
+    const contact = "15556667777"
+    const auth = makeMemoryAuthState()
+    const first = baileys(started.url, auth)
+    const { qr } = await first.waitFor((update) => typeof update.qr === "string")
+    await call(started, "POST", "/scan", { qr, phone_number: PHONE })
+    await first.waitFor((update) => update.connection === "close")
+    const client = baileys(started.url, auth, { shouldSyncHistoryMessage: () => false })
+    await client.waitFor((update) => update.connection === "open")
+    const updates: WAMessageUpdate[] = []
+    client.socket.ev.on("messages.update", (batch) => updates.push(...batch))
+    const upserts: WAMessage[] = []
+    client.socket.ev.on("messages.upsert", ({ type, messages }) => {
+      if (type === "notify") upserts.push(...messages)
+    })
+
+    expect(
+      await call(started, "POST", "/receipts", {
+        phone_number: contact,
+        delivered: "drop",
+        read: "sometimes"
+      })
+    ).toMatchObject({ status: 400 })
+    expect(
+      await call(started, "POST", "/receipts", {
+        phone_number: contact,
+        ack: { delay_ms: 300 },
+        ack_error: 479
+      })
+    ).toEqual({ status: 200, body: { phone_number: contact } })
+    const refused = await client.socket.sendMessage(`${contact}@s.whatsapp.net`, { text: "refused" })
+    await eventually(() => updates.some((update) => update.key.id === refused!.key.id))
+    expect(updates[0]?.update).toMatchObject({ messageStubParameters: ["479"] })
+
+    await call(started, "POST", "/receipts", { phone_number: contact })
+    const sent = await client.socket.sendMessage(`${contact}@s.whatsapp.net`, { text: "through the API" })
+    const receivedByContact = async () =>
+      (await call(started, "GET", `/accounts/${contact}/received`)).body as unknown as unknown[]
+    let received = await receivedByContact()
+    while (received.length === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      received = await receivedByContact()
+    }
+    expect(received).toEqual([
+      expect.objectContaining({ id: sent!.key.id, from: PHONE, from_device: 1, text: "through the API" })
+    ])
+
+    expect(
+      await call(started, "POST", "/deliver", {
+        to: PHONE,
+        from: contact,
+        id: "3EB0FROMAPI",
+        message: { extendedTextMessage: { text: "inbound through the API" } }
+      })
+    ).toEqual({ status: 200, body: { id: "3EB0FROMAPI", devices: 1, queued: false } })
+    await eventually(() => upserts.some((message) => message.key.id === "3EB0FROMAPI"))
+    expect(
+      upserts.find((message) => message.key.id === "3EB0FROMAPI")?.message?.extendedTextMessage?.text
+    ).toBe("inbound through the API")
   })
 
   it("stalls on request, and refuses malformed requests with 400, unknown routes with 404, and what the phone cannot do with 409", async () => {

@@ -183,31 +183,43 @@ export const layerBaileysTransport = Layer.effect(
               )
             }
           })
+          /** What Baileys says of a sent message, from `messages.update` or folded into its own `append` upsert. */
+          const statusOf = (
+            id: string,
+            status: number | null | undefined,
+            stub: ReadonlyArray<string> | null | undefined
+          ) => {
+            if (status === proto.WebMessageInfo.Status.ERROR) {
+              offer(Event.ServerAck({ messageId: id, error: Number(stub?.[0] ?? 0) || null }))
+            } else if (status === proto.WebMessageInfo.Status.DELIVERY_ACK) {
+              offer(Event.Receipt({ messageId: id, receipt: "delivered" }))
+            } else if (
+              status === proto.WebMessageInfo.Status.READ ||
+              status === proto.WebMessageInfo.Status.PLAYED
+            ) {
+              offer(Event.Receipt({ messageId: id, receipt: "read" }))
+            }
+          }
           socket.ev.on("messages.update", (updates) => {
             for (const { key, update } of updates) {
-              const status = update.status
-              if (!key.fromMe || key.id == null || status == null) continue
-              if (status === proto.WebMessageInfo.Status.DELIVERY_ACK) {
-                offer(Event.Receipt({ messageId: key.id, receipt: "delivered" }))
-              } else if (
-                status === proto.WebMessageInfo.Status.READ ||
-                status === proto.WebMessageInfo.Status.PLAYED
-              ) {
-                offer(Event.Receipt({ messageId: key.id, receipt: "read" }))
-              }
+              if (key.fromMe && key.id != null) statusOf(key.id, update.status, update.messageStubParameters)
             }
           })
           socket.ev.on("messages.upsert", ({ messages, type }) => {
-            if (type !== "notify") return
             for (const message of messages) {
-              if (message.key.fromMe || message.key.id == null) continue
-              offer(
-                Event.Inbound({
-                  messageId: message.key.id,
-                  from: message.key.remoteJid ?? "",
-                  message: message.message
-                })
-              )
+              if (message.key.id == null) continue
+              // receipts that arrive quickly are folded into the sent message's own upsert
+              if (message.key.fromMe) statusOf(message.key.id, message.status, message.messageStubParameters)
+              // messages received while offline arrive as "append", live ones as "notify"
+              else if (type === "notify" || type === "append") {
+                offer(
+                  Event.Inbound({
+                    messageId: message.key.id,
+                    from: message.key.remoteJid ?? "",
+                    message: message.message
+                  })
+                )
+              }
             }
           })
 
