@@ -210,7 +210,7 @@ describe("starting the gateway", () => {
   )
 
   it.effect(
-    "the gateway started as users start it pairs a channel with WhatsApp (the simulator) through the API",
+    "the gateway started as users start it pairs a channel with WhatsApp (the simulator), and a restarted process logs in again with no QR",
     () =>
       Effect.gen(function* () {
         const sim = yield* Effect.acquireRelease(
@@ -253,6 +253,22 @@ describe("starting the gateway", () => {
           final = (yield* call<typeof final>(`/v1/channels/${channel.id}`)).body
         }
         expect(final).toMatchObject({ status: "connected", phone_number: "+447700900123" })
+
+        // stop the process and start it again: the login comes back from PostgreSQL, no new QR
+        gateway.child.kill("SIGTERM")
+        expect(yield* Effect.promise(() => gateway.exited)).toBe(0)
+        const again = yield* spawnGateway(env)
+        yield* waitReady(again, apiOf(env))
+        final = { status: "", phone_number: null }
+        for (let i = 0; i < 200 && final.status !== "connected"; i++) {
+          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+          final = (yield* call<typeof final>(`/v1/channels/${channel.id}`)).body
+        }
+        expect(final.status).toBe("connected")
+        const qrs = (yield* call<{ data: Array<unknown> }>(
+          `/v1/events?channel_id=${channel.id}&type=channel.qr`
+        )).body
+        expect(qrs.data).toHaveLength(1)
       }).pipe(Effect.scoped),
     120_000
   )
