@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net"
 import { proto } from "@whiskeysockets/baileys"
 import type { Fault } from "./faults.ts"
-import type { ReceiptPolicy, ReceiptStep, ReceivedMessage } from "./messaging.ts"
+import type { MediaDelivery, ReceiptPolicy, ReceiptStep, ReceivedMessage } from "./messaging.ts"
 import type { Simulator } from "./server.ts"
 
 /** A request the control API refuses, with the status it answers. */
@@ -14,7 +14,8 @@ class ControlError extends Error {
   }
 }
 
-const MAX_BODY_BYTES = 64 * 1024
+// Room for an image or document delivered as base64.
+const MAX_BODY_BYTES = 16 * 1024 * 1024
 
 const readJson = async (request: IncomingMessage): Promise<Record<string, unknown>> => {
   const chunks: Buffer[] = []
@@ -108,6 +109,27 @@ const readMessage = (value: unknown): proto.Message => {
   }
 }
 
+/** `{"kind":"image"|"document","base64":...,"mimetype":...,"file_name"?,"caption"?}`. */
+const readMedia = (value: unknown): MediaDelivery => {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ControlError(400, "media must be an object")
+  }
+  const media = value as Record<string, unknown>
+  const kind = media.kind
+  if (kind !== "image" && kind !== "document")
+    throw new ControlError(400, "media.kind must be image or document")
+  const optional = (name: string) => (media[name] === undefined ? undefined : stringField(media, name))
+  const fileName = optional("file_name")
+  const caption = optional("caption")
+  return {
+    kind,
+    bytes: Buffer.from(stringField(media, "base64"), "base64"),
+    mimetype: stringField(media, "mimetype"),
+    ...(fileName === undefined ? {} : { fileName }),
+    ...(caption === undefined ? {} : { caption })
+  }
+}
+
 const receivedJson = (each: ReceivedMessage) => ({
   id: each.id,
   from: each.from,
@@ -133,6 +155,15 @@ const route = async (simulator: Simulator, request: IncomingMessage): Promise<un
   }
   const received = /^\/accounts\/(\d+)\/received$/.exec(path)
   if (request.method === "GET" && received) return simulator.received(received[1]!).map(receivedJson)
+  const receivedMedia = /^\/accounts\/(\d+)\/received\/([^/]+)\/media$/.exec(path)
+  if (request.method === "GET" && receivedMedia) {
+    const bytes = simulator.receivedMedia(receivedMedia[1]!, decodeURIComponent(receivedMedia[2]!))
+    if (!bytes) throw new ControlError(404, "no image or document received with that id")
+    return { base64: bytes.toString("base64") }
+  }
+  if (request.method === "GET" && path === "/media") {
+    return { host: simulator.mediaHost, certificate: simulator.mediaCertificate }
+  }
   const receipts = /^\/accounts\/(\d+)\/receipts$/.exec(path)
   if (request.method === "GET" && receipts) return simulator.receiptsFrom(receipts[1]!)
   if (request.method !== "POST") throw new ControlError(404, "not found")
@@ -167,7 +198,9 @@ const route = async (simulator: Simulator, request: IncomingMessage): Promise<un
         throw new ControlError(400, "to and from must be phone numbers, digits only")
       }
       const id = body.id === undefined ? undefined : stringField(body, "id")
-      return simulator.deliver(to, { from, message: readMessage(body.message), ...(id ? { id } : {}) })
+      const content =
+        body.media === undefined ? { message: readMessage(body.message) } : { media: readMedia(body.media) }
+      return simulator.deliver(to, { from, ...content, ...(id ? { id } : {}) })
     }
     default:
       throw new ControlError(404, "not found")

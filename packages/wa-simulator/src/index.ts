@@ -8,4 +8,12 @@ export type { SimulatorLogger } from "./logger.ts"
 export { readQr } from "./phone.ts"
 export { startControlServer } from "./control.ts"
 export type { ControlServer } from "./control.ts"
-export type { Delivery, ReceiptPolicy, ReceiptStep, ReceivedMessage, SentReceipt } from "./messaging.ts"
+export type { MediaKind } from "./media.ts"
+export type {
+  Delivery,
+  MediaDelivery,
+  ReceiptPolicy,
+  ReceiptStep,
+  ReceivedMessage,
+  SentReceipt
+} from "./messaging.ts"

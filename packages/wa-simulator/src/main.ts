@@ -30,7 +30,9 @@ const simulator = await startSimulator({
   logger: stderrLogger(process.env.WA_SIM_LOG)
 })
 const control = await startControlServer(simulator, portFrom("WA_SIM_CONTROL_PORT"))
-process.stdout.write(`${JSON.stringify({ url: simulator.url, control_url: control.url })}\n`)
+process.stdout.write(
+  `${JSON.stringify({ url: simulator.url, control_url: control.url, media_host: simulator.mediaHost })}\n`
+)
 
 const shutdown = () => {
   void Promise.all([control.close(), simulator.close()]).then(() => process.exit(0))

@@ -11,6 +11,7 @@ import { lidJid, pnJid, type Account, type Accounts } from "./accounts.ts"
 import type { Connection } from "./connection.ts"
 import { iqResult } from "./iq.ts"
 import type { SimulatorLogger } from "./logger.ts"
+import { decryptMedia, encryptMedia, type MediaHost, type MediaKind } from "./media.ts"
 import { decryptForPhone, issueBundle, type Bundle } from "./phone-keys.ts"
 
 /** What the network does with one step after a message reaches the server: as usual, never, or later. */
@@ -49,10 +50,23 @@ export interface SentReceipt {
   readonly timestamp: number
 }
 
-/** An inbound message the simulated phone of `from` sends to a phone number's linked devices. */
+/** A file a simulated phone sends: encrypted and hosted by the simulator's media host. */
+export interface MediaDelivery {
+  readonly kind: MediaKind
+  readonly bytes: Uint8Array
+  readonly mimetype: string
+  readonly fileName?: string
+  readonly caption?: string
+}
+
+/**
+ * An inbound message the simulated phone of `from` sends to a phone number's linked devices:
+ * `message` as it is, or `media`, encrypted and hosted, as an imageMessage or documentMessage.
+ */
 export interface Delivery {
   readonly from: string
-  readonly message: proto.IMessage
+  readonly message?: proto.IMessage
+  readonly media?: MediaDelivery
   readonly id?: string
 }
 
@@ -118,7 +132,8 @@ const now = () => Math.floor(Date.now() / 1000)
 export const makeMessaging = (
   accounts: Accounts,
   connectionsOf: (phoneNumber: string) => ReadonlyArray<Connection>,
-  logger: SimulatorLogger
+  logger: SimulatorLogger,
+  media?: MediaHost
 ) => {
   const policies = new Map<string, ReceiptPolicy>()
   const received = new Map<string, ReceivedMessage[]>()
@@ -218,6 +233,8 @@ export const makeMessaging = (
 
   /** The iqs a sender makes before encrypting: usync (devices, lid) and the pre-key bundle query. */
   const answerIq = (node: BinaryNode): BinaryNode | undefined => {
+    const mediaConn = media?.answerIq(node)
+    if (mediaConn) return mediaConn
     if (node.attrs.xmlns === "usync" && node.attrs.type === "get") return answerUsync(node)
     const key =
       node.attrs.xmlns === "encrypt" && node.attrs.type === "get"
@@ -359,16 +376,18 @@ export const makeMessaging = (
   const deliver = (toPhoneNumber: string, delivery: Delivery) => {
     const id = delivery.id ?? `3EB0${randomBytes(8).toString("hex").toUpperCase()}`
     const sender = accounts.getOrCreate(delivery.from, delivery.from)
+    const message = delivery.media ? mediaMessage(delivery.media) : delivery.message
+    if (!message) throw new Error("a delivery needs a message or media")
     const stanza: BinaryNode = {
       tag: "message",
       attrs: {
         from: pnJid(delivery.from),
         id,
-        type: stanzaType(delivery.message),
+        type: stanzaType(message),
         t: String(now()),
         notify: sender.pushName
       },
-      content: [{ tag: "plaintext", attrs: {}, content: proto.Message.encode(delivery.message).finish() }]
+      content: [{ tag: "plaintext", attrs: {}, content: proto.Message.encode(message).finish() }]
     }
     const connections = connectionsOf(toPhoneNumber)
     for (const connection of connections) connection.send(stanza)
@@ -376,6 +395,43 @@ export const makeMessaging = (
       offline.set(toPhoneNumber, [...(offline.get(toPhoneNumber) ?? []), stanza])
     }
     return { id, devices: connections.length, queued: connections.length === 0 }
+  }
+
+  /** Encrypts a file as a phone would, stores it on the media host and describes it as a message. */
+  const mediaMessage = (file: MediaDelivery): proto.IMessage => {
+    if (!media) throw new Error("the simulator has no media host")
+    const encrypted = encryptMedia(file.bytes, file.kind)
+    const directPath = media.store(encrypted.encrypted)
+    const content = {
+      url: `https://${media.hostname}${directPath}`,
+      directPath,
+      mediaKey: encrypted.mediaKey,
+      mediaKeyTimestamp: now(),
+      mimetype: file.mimetype,
+      fileSha256: encrypted.fileSha256,
+      fileEncSha256: encrypted.fileEncSha256,
+      fileLength: file.bytes.length,
+      ...(file.caption === undefined ? {} : { caption: file.caption })
+    }
+    return file.kind === "image"
+      ? { imageMessage: content }
+      : {
+          documentMessage: { ...content, ...(file.fileName === undefined ? {} : { fileName: file.fileName }) }
+        }
+  }
+
+  /**
+   * The plaintext of an image or document a phone number received, downloaded from the media host
+   * and decrypted with the media key the message carried; undefined when there is none.
+   */
+  const receivedMedia = (phoneNumber: string, id: string): Buffer | undefined => {
+    const message = received.get(phoneNumber)?.find((each) => each.id === id)?.message
+    const content = message?.imageMessage ?? message?.documentMessage
+    const kind: MediaKind = message?.imageMessage ? "image" : "document"
+    const location = content?.directPath ?? content?.url
+    const file = location ? media?.file(location) : undefined
+    if (!content?.mediaKey || !file) return undefined
+    return decryptMedia(file, content.mediaKey, kind)
   }
 
   /**
@@ -398,6 +454,7 @@ export const makeMessaging = (
     /** Receipts the linked devices of a phone number sent for messages they received, in order. */
     receiptsFrom: (phoneNumber: string): ReadonlyArray<SentReceipt> => receipts.get(phoneNumber) ?? [],
     received: (phoneNumber: string): ReadonlyArray<ReceivedMessage> => received.get(phoneNumber) ?? [],
+    receivedMedia,
     setPolicy: (phoneNumber: string, policy: ReceiptPolicy | undefined) => {
       if (policy) policies.set(phoneNumber, policy)
       else policies.delete(phoneNumber)

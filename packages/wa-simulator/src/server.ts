@@ -14,6 +14,7 @@ import {
   type ReceivedMessage,
   type SentReceipt
 } from "./messaging.ts"
+import { startMediaHost } from "./media.ts"
 import { makeSessions } from "./session.ts"
 
 export interface SimulatorOptions {
@@ -60,6 +61,19 @@ export interface Simulator {
    */
   readonly received: (phoneNumber: string) => ReadonlyArray<ReceivedMessage>
   /**
+   * The plaintext bytes of an image or document a linked device sent to this phone number (message
+   * `id`): the simulated phone downloads it from the media host and decrypts it with the message's
+   * media key. Undefined when that message has no such file; throws when it does not decrypt.
+   */
+  readonly receivedMedia: (phoneNumber: string, id: string) => Buffer | undefined
+  /** The media host's `127.0.0.1:<port>`: linked devices learn it from the `media_conn` iq. */
+  readonly mediaHost: string
+  /**
+   * The media host's self-signed certificate (PEM). A client trusts it through NODE_EXTRA_CA_CERTS,
+   * `tls.setDefaultCACertificates`, or an https agent's `ca` (Baileys' `fetchAgent`, for uploads).
+   */
+  readonly mediaCertificate: string
+  /**
    * How messages to this phone number fare: the server's ack (or an error ack), the delivery
    * receipt and the read receipt, each normal, dropped or delayed; undefined restores the default.
    */
@@ -85,7 +99,13 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
   const certChain = makeCertChain(staticKeyPair)
   const accounts = makeAccounts()
   const pairing = makePairing(accounts, { qrRefs: options.qrRefs ?? 6 })
-  const messaging = makeMessaging(accounts, (phoneNumber) => sessions.connectionsOf(phoneNumber), logger)
+  const media = await startMediaHost(options.host ?? "127.0.0.1")
+  const messaging = makeMessaging(
+    accounts,
+    (phoneNumber) => sessions.connectionsOf(phoneNumber),
+    logger,
+    media
+  )
   const sessions = makeSessions(accounts, logger, messaging)
 
   const wss = new WebSocketServer({ host: options.host ?? "127.0.0.1", port: options.port ?? 0 })
@@ -131,6 +151,9 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     stall: sessions.stall,
     held: sessions.held,
     received: messaging.received,
+    receivedMedia: messaging.receivedMedia,
+    mediaHost: media.hostname,
+    mediaCertificate: media.certificate,
     setReceipts: messaging.setPolicy,
     deliver: messaging.deliver,
     receiptsFrom: messaging.receiptsFrom,
@@ -138,7 +161,7 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
       new Promise<void>((resolve, reject) => {
         messaging.close()
         for (const client of wss.clients) client.terminate()
-        wss.close((error) => (error ? reject(error) : resolve()))
+        wss.close((error) => (error ? reject(error) : media.close().then(resolve, reject)))
       })
   }
 }

@@ -17,6 +17,7 @@ const PHONE = "15554445555"
 interface Started {
   readonly url: string
   readonly control_url: string
+  readonly media_host: string
 }
 
 describe("the standalone simulator (main.ts) and its HTTP control API", () => {
@@ -67,6 +68,7 @@ describe("the standalone simulator (main.ts) and its HTTP control API", () => {
     const started = await startProcess()
     expect(started.url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/)
     expect(started.control_url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    expect(started.media_host).toMatch(/^127\.0\.0\.1:\d+$/)
 
     const auth = makeMemoryAuthState()
     const first = baileys(started.url, auth)
