@@ -124,6 +124,8 @@ export const layerSupervisor = Layer.effect(
     const actors = yield* FiberMap.make<string>()
     const context = yield* Effect.context<WhatsAppTransport | ChannelLifecycle | AuthStates>()
     const oneAtATime = yield* Semaphore.make(1)
+    // counted by the heartbeat; the reconciler divides the channels by it
+    let liveNodes = yield* leases.heartbeat
 
     const start = (fence: Fence, epoch: number) =>
       Effect.gen(function* () {
@@ -166,7 +168,7 @@ export const layerSupervisor = Layer.effect(
         [...held.values()].filter((h) => h.deadline < now).map((h) => h.fence.channelId),
         "their leases could not be renewed in time"
       )
-      yield* leases.heartbeat
+      liveNodes = yield* leases.heartbeat
       const renewedAt = yield* Clock.currentTimeMillis
       const renewed = new Set(
         (yield* leases.renew([...held.values()].map((h) => h.fence))).map(
@@ -187,8 +189,6 @@ export const layerSupervisor = Layer.effect(
 
     /** Makes what runs here match the database; says how long until a lease elsewhere expires. */
     const reconcileOnce = Effect.gen(function* () {
-      const liveNodes = yield* leases.heartbeat
-
       const heldIds = [...held.keys()]
       const heldRows = yield* sql<{ id: string; desired: string; status: string; run_epoch: number }>`
         SELECT id, desired, status, run_epoch::int AS run_epoch
