@@ -1,11 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Context, Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { Change, ChannelLifecycle } from "../src/channels/lifecycle.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { eventually } from "./support/eventually.ts"
-import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { gatewayEnvironment, newCustomerKey, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 
 describe("lease fencing", () => {
@@ -15,13 +14,7 @@ describe("lease fencing", () => {
       Effect.gen(function* () {
         const database = yield* testDatabase
         const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
-        const key = (yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).CreateCustomer({ name: "Fenced" })
-        }).pipe(
-          Effect.provide(
-            layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" })
-          )
-        )).api_key.key
+        const key = yield* newCustomerKey(gateway)
         const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body
           .id as string
         yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, {
@@ -66,11 +59,7 @@ describe("lease fencing", () => {
         const first = yield* startGateway(
           yield* gatewayEnvironment(database.url, { ...shared, WHATISUP_NODE_ID: "first" })
         ).pipe(Scope.provide(firstScope))
-        const key = (yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).CreateCustomer({ name: "Handed Over" })
-        }).pipe(
-          Effect.provide(layerAdminClient({ url: first.admin, token: first.adminToken, tokenSource: "test" }))
-        )).api_key.key
+        const key = yield* newCustomerKey(first)
         const channel = (yield* request(first.api, "POST", "/v1/channels", { key, body: {} })).body
           .id as string
         yield* request(first.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })

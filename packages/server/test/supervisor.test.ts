@@ -1,22 +1,17 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { TestClock } from "effect/testing"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { TransportEvent } from "../src/whatsapp/transport.ts"
 import { testDatabase } from "./support/database.ts"
 import { eventually, pause } from "./support/eventually.ts"
-import { AdminClient, gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
+import { gatewayEnvironment, newCustomerKey, type RunningGateway, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 
 /** A gateway on the test clock, with one connected channel. */
 const connectedChannel = Effect.gen(function* () {
   const database = yield* testDatabase
   const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
-  const key = (yield* Effect.gen(function* () {
-    return yield* (yield* AdminClient).CreateCustomer({ name: "Supervised" })
-  }).pipe(
-    Effect.provide(layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" }))
-  )).api_key.key
+  const key = yield* newCustomerKey(gateway)
   const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body.id as string
   yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
   expect(yield* eventually(Effect.sync(() => gateway.whatsapp.isOpen(channel)))).toBe(true)
@@ -98,13 +93,7 @@ describe("the channel supervisor", () => {
         const database = yield* testDatabase
         const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
         const { whatsapp } = gateway
-        const key = (yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).CreateCustomer({ name: "Never Scanned" })
-        }).pipe(
-          Effect.provide(
-            layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" })
-          )
-        )).api_key.key
+        const key = yield* newCustomerKey(gateway)
         const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body
           .id as string
         yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, {

@@ -101,3 +101,17 @@ export const layerTestAdmin = Layer.unwrap(
 )
 
 export { AdminClient }
+
+/** A new customer on the gateway under test, through the operator RPC; its first API key. */
+export const newCustomerKey = (gateway: RunningGateway, plan: { max_channels?: number } = {}) =>
+  Effect.map(
+    Effect.gen(function* () {
+      return yield* (yield* AdminClient).CreateCustomer({
+        name: "WhatsApp user",
+        plan: { ...plan, api_requests_per_second: 10_000 }
+      })
+    }).pipe(
+      Effect.provide(layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" }))
+    ),
+    (created) => created.api_key.key
+  )

@@ -1,9 +1,9 @@
-import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { type Simulator, startSimulator } from "@whatisup/wa-simulator"
 import { Effect } from "effect"
 import { eventually } from "./eventually.ts"
 import { testDatabase } from "./database.ts"
-import { AdminClient, gatewayEnvironment, type RunningGateway, startGateway } from "./gateway.ts"
+import { gatewayEnvironment, type RunningGateway, startGateway } from "./gateway.ts"
+export { newCustomerKey } from "./gateway.ts"
 import { request } from "./http.ts"
 
 /** The local WhatsApp Web server real Baileys talks to, for the scope's lifetime. */
@@ -23,19 +23,6 @@ export const baileysGateway = (extra: Record<string, string> = {}) =>
     )
     return { sim, database, gateway }
   })
-
-export const newCustomerKey = (gateway: RunningGateway, plan: { max_channels?: number } = {}) =>
-  Effect.map(
-    Effect.gen(function* () {
-      return yield* (yield* AdminClient).CreateCustomer({
-        name: "WhatsApp user",
-        plan: { ...plan, api_requests_per_second: 10_000 }
-      })
-    }).pipe(
-      Effect.provide(layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" }))
-    ),
-    (created) => created.api_key.key
-  )
 
 export const channelOf = (gateway: RunningGateway, key: string, id: string) =>
   Effect.map(request(gateway.api, "GET", `/v1/channels/${id}`, { key }), (reply) => reply.body)
