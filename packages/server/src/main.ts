@@ -1,8 +1,8 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Layer, Option } from "effect"
-import { loadConfig } from "./config.ts"
+import { loadConfig } from "./config/config.ts"
 import { layerGateway } from "./gateway.ts"
-import { layerLogging } from "./logging.ts"
+import { layerLogging } from "./config/logging.ts"
 
 /** The message chain of the first failure, on one line: what an operator needs to act on. */
 const oneLine = (cause: Cause.Cause<unknown>) => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Effect, Scope, Exit } from "effect"
-import { TransportEvent } from "../src/whatsapp/transport.ts"
+import { TransportEvent } from "../src/channels/transport.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { eventually } from "./support/eventually.ts"
 import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { TestClock } from "effect/testing"
-import { TransportEvent } from "../src/whatsapp/transport.ts"
+import { TransportEvent } from "../src/channels/transport.ts"
 import { testDatabase } from "./support/database.ts"
 import { eventually, pause } from "./support/eventually.ts"
 import { gatewayEnvironment, newCustomerKey, type RunningGateway, startGateway } from "./support/gateway.ts"

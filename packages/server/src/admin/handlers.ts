@@ -13,7 +13,7 @@ import { Audit } from "../audit/audit.ts"
 import { KeyRing } from "../crypto/keyRing.ts"
 import { ApiKeys } from "../tenancy/apiKeys.ts"
 import { Customers } from "../tenancy/customers.ts"
-import { CurrentRequestId } from "../http/requestContext.ts"
+import { CurrentRequestId } from "../audit/requestId.ts"
 import { tokensMatch } from "./operatorToken.ts"
 
 const operator = { type: "operator" as const, id: null }

@@ -1,8 +1,8 @@
 import { Effect, Option, Redacted } from "effect"
 import * as crypto from "node:crypto"
 import * as path from "node:path"
-import type { GatewayConfig } from "../config.ts"
-import { readOrCreateSecret } from "../dataDir.ts"
+import type { GatewayConfig } from "../config/config.ts"
+import { readOrCreateSecret } from "../config/dataDir.ts"
 
 export const adminTokenFile = (dataDir: string) => path.join(dataDir, "admin-token")
 

@@ -5,7 +5,7 @@ import { HttpRouter } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import { RpcSerialization, RpcServer } from "effect/rpc"
 import { createServer } from "node:http"
-import { GatewayConfigService } from "../config.ts"
+import { GatewayConfigService } from "../config/config.ts"
 import { layerAdminHandlers, layerOperatorAuth } from "./handlers.ts"
 import { operatorToken } from "./operatorToken.ts"
 

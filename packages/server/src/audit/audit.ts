@@ -2,8 +2,8 @@ import type { AuditActor, AuditEvent } from "@whatisup/domain"
 import { Context, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { decodeCursor, defaultPageSize, toPage } from "../db/pagination.ts"
-import { CurrentRequestId } from "../http/requestContext.ts"
-import { newId } from "../ids.ts"
+import { CurrentRequestId } from "./requestId.ts"
+import { newId } from "../db/ids.ts"
 
 export interface AuditEntry {
   readonly customerId: string | null

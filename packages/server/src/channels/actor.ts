@@ -1,6 +1,6 @@
 import { Data, Effect, Exit, Queue } from "effect"
-import { AuthStates } from "../whatsapp/authState.ts"
-import { type PairingMethod, type TransportConnection, WhatsAppTransport } from "../whatsapp/transport.ts"
+import { AuthStates } from "./loginStore.ts"
+import { type PairingMethod, type TransportConnection, WhatsAppTransport } from "./transport.ts"
 import type { Fence, LeaseLost } from "./leases.ts"
 import { Change, ChannelLifecycle } from "./lifecycle.ts"
 import type { ChannelRow } from "./rows.ts"

@@ -1,6 +1,6 @@
 import { Context, Data, Duration, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
-import { GatewayConfigService } from "../config.ts"
+import { GatewayConfigService } from "../config/config.ts"
 
 /** The lease a process held when it wrote: a write under an older generation is refused. */
 export interface Fence {

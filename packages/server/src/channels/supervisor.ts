@@ -15,8 +15,8 @@ import {
   Schedule,
   Semaphore
 } from "effect"
-import type { AuthStates } from "../whatsapp/authState.ts"
-import type { WhatsAppTransport } from "../whatsapp/transport.ts"
+import type { AuthStates } from "./loginStore.ts"
+import type { WhatsAppTransport } from "./transport.ts"
 import { Disconnected, runChannel } from "./actor.ts"
 import { type Fence, Leases } from "./leases.ts"
 import type { ChannelLifecycle } from "./lifecycle.ts"

@@ -3,8 +3,8 @@ import { SqlClient } from "effect/sql"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { ConfigInvalid, GatewayConfigService } from "../config.ts"
-import { readOrCreateSecret } from "../dataDir.ts"
+import { ConfigInvalid, GatewayConfigService } from "../config/config.ts"
+import { readOrCreateSecret } from "../config/dataDir.ts"
 
 export class DecryptionFailed extends Data.TaggedError("DecryptionFailed")<{ readonly keyId: string }> {
   override get message() {

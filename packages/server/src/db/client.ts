@@ -1,7 +1,7 @@
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql"
-import { GatewayConfigService } from "../config.ts"
+import { GatewayConfigService } from "../config/config.ts"
 import { startEmbeddedPostgres } from "./embedded.ts"
 import { runMigrations } from "./migrations.ts"
 

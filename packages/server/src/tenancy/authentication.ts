@@ -1,7 +1,6 @@
-import { Authorization, Caller, RateLimited, Unauthorized } from "@whatisup/domain"
+import { Caller, RateLimited, Unauthorized } from "@whatisup/domain"
 import { PgClient } from "@effect/sql-pg"
-import { Context, Effect, Layer, Queue, Redacted, Schedule } from "effect"
-import { HttpEffect, HttpServerResponse } from "effect/http"
+import { Context, Effect, Layer, Queue, Schedule } from "effect"
 import { type CustomerRow, planOf } from "./rows.ts"
 import { credentialsChangedChannel, hashKey, keyPattern } from "./credentials.ts"
 
@@ -185,27 +184,5 @@ export const layerAuthentication = Layer.effect(
     yield* Effect.addFinalizer(() => flushLastUsed)
 
     return Authentication.of({ authenticate, forget, flushLastUsed })
-  })
-)
-
-export const layerAuthorization = Layer.effect(
-  Authorization,
-  Effect.gen(function* () {
-    const authentication = yield* Authentication
-    return Authorization.of({
-      bearer: (httpEffect, { credential }) =>
-        authentication.authenticate(Redacted.value(credential)).pipe(
-          Effect.tapError((error) =>
-            error._tag === "RateLimited"
-              ? HttpEffect.appendPreResponseHandler((_request, response) =>
-                  Effect.succeed(
-                    HttpServerResponse.setHeader(response, "retry-after", String(error.retry_after))
-                  )
-                )
-              : Effect.void
-          ),
-          Effect.flatMap((caller) => Effect.provideService(httpEffect, Caller, caller))
-        )
-    })
   })
 )

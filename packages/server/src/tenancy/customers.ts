@@ -2,7 +2,7 @@ import { type AuditActor, type Customer, defaultPlan, NotFound, type Plan } from
 import { PgClient } from "@effect/sql-pg"
 import { Context, Effect, Layer } from "effect"
 import { Audit } from "../audit/audit.ts"
-import { newId } from "../ids.ts"
+import { newId } from "../db/ids.ts"
 import { Authentication } from "./authentication.ts"
 import { credentialsChangedChannel } from "./credentials.ts"
 import { type CustomerRow, renderCustomer } from "./rows.ts"

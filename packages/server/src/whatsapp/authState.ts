@@ -1,32 +1,11 @@
-import { Context, Effect, Layer } from "effect"
+import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { KeyRing } from "../crypto/keyRing.ts"
 import { type Fence, LeaseLost, Leases } from "../channels/leases.ts"
+import { type AuthStateStore, AuthStates } from "../channels/loginStore.ts"
 
 /** The key type under which a channel's login credentials are stored. */
 export const credsType = "creds"
-
-/**
- * A channel's WhatsApp login as its transport stores it: the credentials and the signal keys,
- * serialized by the transport, encrypted here. Writes are fenced by the actor's lease and refused
- * once the channel was logged out or deleted, so a stale socket cannot write a login back.
- */
-export interface AuthStateStore {
-  readonly read: (type: string, ids: ReadonlyArray<string>) => Effect.Effect<Record<string, string>>
-  /** Every change in one transaction, durable before it returns; `null` deletes. */
-  readonly write: (
-    changes: ReadonlyArray<{ readonly type: string; readonly id: string; readonly value: string | null }>
-  ) => Effect.Effect<void, LeaseLost>
-}
-
-export class AuthStates extends Context.Service<
-  AuthStates,
-  {
-    readonly forChannel: (fence: Fence) => AuthStateStore
-    /** Forgets a channel's login; joins the caller's transaction. */
-    readonly wipe: (channelId: string) => Effect.Effect<void>
-  }
->()("whatisup/AuthStates") {}
 
 export const layerAuthStates = Layer.effect(
   AuthStates,

@@ -13,14 +13,15 @@ import {
 import { Effect, Layer, Option, Queue } from "effect"
 import pino from "pino"
 import { Writable } from "node:stream"
-import { GatewayConfigService } from "../config.ts"
-import { type AuthStateStore, credsType } from "./authState.ts"
+import { GatewayConfigService } from "../config/config.ts"
+import type { AuthStateStore } from "../channels/loginStore.ts"
+import { credsType } from "./authState.ts"
 import {
   TransportError,
   type TransportEvent,
   TransportEvent as Event,
   WhatsAppTransport
-} from "./transport.ts"
+} from "../channels/transport.ts"
 
 /** Baileys logs through pino; its lines are forwarded to the gateway's own (Effect) logger. */
 const baileysLogger = (log: (level: string, message: string, fields: Record<string, unknown>) => void) =>

@@ -1,6 +1,11 @@
 import { Context, Effect, Layer, Queue } from "effect"
 import { credsType } from "./authState.ts"
-import { type ConnectOptions, TransportError, TransportEvent, WhatsAppTransport } from "./transport.ts"
+import {
+  type ConnectOptions,
+  TransportError,
+  TransportEvent,
+  WhatsAppTransport
+} from "../channels/transport.ts"
 
 interface LiveConnection {
   readonly events: Queue.Queue<TransportEvent>

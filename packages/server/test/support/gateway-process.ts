@@ -4,9 +4,9 @@
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Layer } from "effect"
-import { loadConfig } from "../../src/config.ts"
+import { loadConfig } from "../../src/config/config.ts"
 import { layerGateway } from "../../src/gateway.ts"
-import { layerLogging } from "../../src/logging.ts"
+import { layerLogging } from "../../src/config/logging.ts"
 import { layerRecordingTransport } from "./recordingTransport.ts"
 
 const program = Effect.gen(function* () {

@@ -1,6 +1,6 @@
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Queue, Redacted } from "effect"
-import { TransportEvent, WhatsAppTransport } from "../../src/whatsapp/transport.ts"
+import { TransportEvent, WhatsAppTransport } from "../../src/channels/transport.ts"
 
 export const recordingTable = "transport_connections"
 

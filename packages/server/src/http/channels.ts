@@ -4,10 +4,10 @@ import { Effect } from "effect"
 import { HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import * as QRCode from "qrcode"
-import { Idempotency } from "../http/idempotency.ts"
-import { actorOf, unboundCaller } from "../tenancy/caller.ts"
-import { type Access, Channels } from "./channels.ts"
-import { EventLog } from "./eventLog.ts"
+import { Idempotency } from "./idempotency.ts"
+import { actorOf, unboundCaller } from "./caller.ts"
+import { type Access, Channels } from "../channels/channels.ts"
+import { preferred } from "./accept.ts"
 
 const accessOf = (caller: Caller["Service"]): Access => ({
   customerId: caller.customerId,
@@ -15,30 +15,6 @@ const accessOf = (caller: Caller["Service"]): Access => ({
 })
 
 const channelManager = unboundCaller("create or delete channels")
-
-/** The media type the client prefers among those offered, by the Accept header's q-values. */
-const preferred = (accept: string | undefined, offered: ReadonlyArray<string>) => {
-  let best = offered[0]!
-  let bestQ = accept === undefined || accept === "" ? 1 : 0
-  for (const part of (accept ?? "").split(",")) {
-    const [range = "", ...params] = part.trim().split(";")
-    const q = Number(
-      params
-        .map((p) => p.trim())
-        .find((p) => p.startsWith("q="))
-        ?.slice(2) ?? 1
-    )
-    for (const type of offered) {
-      const matches = range === type || range === "*/*" || range === `${type.split("/")[0]}/*`
-      // an exact type outranks a wildcard of the same weight
-      if (matches && (q > bestQ || (q === bestQ && range === type && q > 0))) {
-        best = type
-        bestQ = q
-      }
-    }
-  }
-  return bestQ > 0 ? best : offered[0]!
-}
 
 /** The QR as an image when the client asks for one (curl -H 'Accept: image/png'), else JSON. */
 const qrResponse = (qr: { readonly qr: string; readonly expires_at: string }) =>
@@ -114,31 +90,5 @@ export const layerChannelsHttp = HttpApiBuilder.group(Api, "channels", (handlers
       .handle("restart", ({ params }) =>
         Effect.flatMap(Caller, (caller) => channels.restart(accessOf(caller), params.id, actorOf(caller)))
       )
-  })
-)
-
-export const layerEventsHttp = HttpApiBuilder.group(Api, "events", (handlers) =>
-  Effect.gen(function* () {
-    const events = yield* EventLog
-    return handlers.handle("list", ({ query }) =>
-      Effect.gen(function* () {
-        const caller = yield* Caller
-        // a channel-bound key sees its own channel's events only
-        if (
-          caller.channelId !== null &&
-          query.channel_id !== undefined &&
-          query.channel_id !== caller.channelId
-        ) {
-          return { data: [], next_cursor: null }
-        }
-        return yield* events.list({
-          customerId: caller.customerId,
-          channelId: caller.channelId ?? query.channel_id,
-          type: query.type,
-          limit: query.limit,
-          cursor: query.cursor
-        })
-      })
-    )
   })
 )

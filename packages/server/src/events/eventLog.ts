@@ -2,7 +2,7 @@ import { type Event, type EventType, type InvalidRequest } from "@whatisup/domai
 import { Context, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { decodeCursor, defaultPageSize, toPage } from "../db/pagination.ts"
-import { newId } from "../ids.ts"
+import { newId } from "../db/ids.ts"
 
 interface EventRow {
   readonly id: string

@@ -1,5 +1,5 @@
 import { Context, Data, type Effect, type Queue, type Scope } from "effect"
-import type { AuthStateStore } from "./authState.ts"
+import type { AuthStateStore } from "./loginStore.ts"
 
 /** What a WhatsApp connection tells its channel. */
 export type TransportEvent = Data.TaggedEnum<{

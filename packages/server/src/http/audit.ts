@@ -1,7 +1,7 @@
 import { Api, Caller } from "@whatisup/domain"
 import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
-import { Audit } from "./audit.ts"
+import { Audit } from "../audit/audit.ts"
 
 export const layerAuditHttp = HttpApiBuilder.group(Api, "audit", (handlers) =>
   Effect.gen(function* () {

@@ -1,10 +1,10 @@
 import { Api, ApiKeyCreated, Caller } from "@whatisup/domain"
 import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
-import { Idempotency } from "../http/idempotency.ts"
-import { ApiKeys } from "./apiKeys.ts"
+import { Idempotency } from "./idempotency.ts"
+import { ApiKeys } from "../tenancy/apiKeys.ts"
 import { actorOf, unboundCaller } from "./caller.ts"
-import { Customers } from "./customers.ts"
+import { Customers } from "../tenancy/customers.ts"
 
 const keyManager = unboundCaller("manage API keys")
 

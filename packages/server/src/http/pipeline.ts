@@ -1,0 +1,102 @@
+import { RequestValidation } from "@whatisup/domain"
+import { Api } from "@whatisup/domain"
+import { ByteSize, Effect, Metric, type Types } from "effect"
+import {
+  HttpIncomingMessage,
+  HttpRouter,
+  HttpServerError,
+  HttpServerRequest,
+  HttpServerResponse
+} from "effect/http"
+import { HttpApiMiddleware, OpenApi } from "effect/http-api"
+import * as crypto from "node:crypto"
+import { CurrentRequestId } from "../audit/requestId.ts"
+import {
+  asProblem,
+  databaseUnavailable,
+  internalError,
+  invalidRequestOf,
+  isBodyTooLarge,
+  isDatabaseUnavailable,
+  problemResponse
+} from "./problems.ts"
+
+export const maxBodyBytes = 1024 * 1024
+
+const requests = Metric.counter("http_requests_total", {
+  description: "HTTP requests by route, method and status"
+})
+const latency = Metric.histogram("http_request_duration_seconds", {
+  description: "HTTP request latency by route",
+  boundaries: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+})
+
+/** Route labels for metrics are the API's path templates, so the label set stays small whatever is requested. */
+const routeTemplates = [...Object.keys(OpenApi.fromApi(Api).paths), "/docs", "/openapi.json"].map(
+  (template) => ({
+    template,
+    pattern: new RegExp(`^${template.replace(/\{[^}/]+\}/g, "[^/]+")}$`)
+  })
+)
+
+const routeOf = (url: string) => {
+  const path = url.split("?")[0] ?? "/"
+  return routeTemplates.find((route) => route.pattern.test(path))?.template ?? "unmatched"
+}
+
+const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** Every request: an id (echoed in `x-request-id` and in logs), the body limit, problem+json for all errors, metrics. */
+export const layerRequestPipeline = HttpRouter.middleware(
+  (httpEffect) =>
+    Effect.gen(function* () {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const incoming = request.headers["x-request-id"]
+      const requestId =
+        incoming !== undefined && requestIdPattern.test(incoming) ? incoming : crypto.randomUUID()
+      const started = performance.now()
+      const declaredLength = Number(request.headers["content-length"] ?? 0)
+      const response =
+        declaredLength > maxBodyBytes
+          ? asProblem(HttpServerResponse.empty({ status: 413 }))
+          : yield* httpEffect.pipe(
+              Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBodyBytes)),
+              Effect.provideService(CurrentRequestId, requestId),
+              Effect.map(asProblem),
+              Effect.catchCause((cause) =>
+                isBodyTooLarge(cause)
+                  ? Effect.succeed(asProblem(HttpServerResponse.empty({ status: 413 })))
+                  : isDatabaseUnavailable(cause)
+                    ? databaseUnavailable(cause)
+                    : Effect.flatMap(HttpServerError.causeResponse(cause), ([response]) =>
+                        response.status >= 500 ? internalError(cause) : Effect.succeed(asProblem(response))
+                      )
+              ),
+              Effect.annotateLogs({ request_id: requestId, method: request.method, path: request.url })
+            )
+      const route = routeOf(request.url)
+      yield* Metric.update(
+        Metric.withAttributes(requests, { route, method: request.method, status: String(response.status) }),
+        1
+      )
+      yield* Metric.update(Metric.withAttributes(latency, { route }), (performance.now() - started) / 1000)
+      return HttpServerResponse.setHeader(response, "x-request-id", requestId)
+      // every failure became a response above; the router's type still expects unhandled errors to flow on
+    }) as Effect.Effect<
+      HttpServerResponse.HttpServerResponse,
+      Types.unhandled,
+      HttpServerRequest.HttpServerRequest
+    >,
+  { global: true }
+)
+
+export const layerRequestValidation = HttpApiMiddleware.layerSchemaErrorTransform(
+  RequestValidation,
+  (error) =>
+    error.kind === "Body" || error.kind === "ResponseHeaders"
+      ? Effect.as(
+          Effect.logError("response encoding failed", error.cause),
+          problemResponse({ status: 500, code: "internal_error", title: "Internal server error" })
+        )
+      : Effect.fail(invalidRequestOf(error))
+)
