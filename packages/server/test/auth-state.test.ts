@@ -1,3 +1,4 @@
+import { ChannelId } from "@whatisup/domain"
 import { describe, expect, it } from "@effect/vitest"
 import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Context, Effect, Exit, Scope } from "effect"
@@ -34,8 +35,9 @@ describe("a channel's stored login", () => {
         const key = (yield* Effect.gen(function* () {
           return yield* (yield* AdminClient).CreateCustomer({ name: "Remembered" })
         }).pipe(Effect.provide(operator(first)))).api_key.key
-        const channel = (yield* request(first.api, "POST", "/v1/channels", { key, body: {} })).body
-          .id as string
+        const channel = ChannelId.make(
+          (yield* request(first.api, "POST", "/v1/channels", { key, body: {} })).body.id
+        )
         yield* request(first.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
         yield* eventually(Effect.sync(() => first.whatsapp.isOpen(channel)))
         yield* first.whatsapp.pair(channel, "+15556667777")

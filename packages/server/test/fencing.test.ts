@@ -1,3 +1,4 @@
+import { ChannelId } from "@whatisup/domain"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
@@ -15,8 +16,9 @@ describe("lease fencing", () => {
         const database = yield* testDatabase
         const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
         const key = yield* newCustomerKey(gateway)
-        const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body
-          .id as string
+        const channel = ChannelId.make(
+          (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body.id
+        )
         yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, {
           key,
           body: { method: "qr" }
@@ -60,8 +62,9 @@ describe("lease fencing", () => {
           yield* gatewayEnvironment(database.url, { ...shared, WHATISUP_NODE_ID: "first" })
         ).pipe(Scope.provide(firstScope))
         const key = yield* newCustomerKey(first)
-        const channel = (yield* request(first.api, "POST", "/v1/channels", { key, body: {} })).body
-          .id as string
+        const channel = ChannelId.make(
+          (yield* request(first.api, "POST", "/v1/channels", { key, body: {} })).body.id
+        )
         yield* request(first.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
         yield* eventually(Effect.sync(() => first.whatsapp.isOpen(channel)))
         const before = (yield* sql<{ generation: number }>`

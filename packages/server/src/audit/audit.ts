@@ -1,12 +1,13 @@
-import type { AuditActor, AuditEvent } from "@whatisup/domain"
-import { Context, Effect, Layer } from "effect"
+import { AuditActor, type AuditEvent, AuditEventId, type CustomerId } from "@whatisup/domain"
+import { Context, Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
-import { decodeCursor, defaultPageSize, toPage } from "../db/pagination.ts"
-import { CurrentRequestId } from "./requestId.ts"
 import { newId } from "../db/ids.ts"
+import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db/pagination.ts"
+import { decodeRows } from "../db/transaction.ts"
+import { CurrentRequestId } from "./requestId.ts"
 
 export interface AuditEntry {
-  readonly customerId: string | null
+  readonly customerId: CustomerId | null
   readonly actor: AuditActor
   readonly action: string
   readonly resourceType: string
@@ -14,20 +15,20 @@ export interface AuditEntry {
   readonly data?: Record<string, unknown>
 }
 
-interface AuditRow {
-  readonly id: string
-  readonly actor_type: AuditActor["type"]
-  readonly actor_id: string | null
-  readonly action: string
-  readonly resource_type: string
-  readonly resource_id: string
-  readonly request_id: string | null
-  readonly data: Record<string, unknown>
-  readonly created_at: Date
-}
+const AuditRow = Schema.Struct({
+  id: AuditEventId,
+  actor_type: AuditActor.fields.type,
+  actor_id: Schema.NullOr(Schema.String),
+  action: Schema.String,
+  resource_type: Schema.String,
+  resource_id: Schema.String,
+  request_id: Schema.NullOr(Schema.String),
+  data: Schema.Record(Schema.String, Schema.Unknown),
+  created_at: Schema.Date
+})
 
-const render = (row: AuditRow): AuditEvent => ({
-  id: row.id as AuditEvent["id"],
+const render = (row: typeof AuditRow.Type): AuditEvent => ({
+  id: row.id,
   actor: { type: row.actor_type, id: row.actor_id },
   action: row.action,
   resource_type: row.resource_type,
@@ -44,17 +45,14 @@ const render = (row: AuditRow): AuditEvent => ({
 export class Audit extends Context.Service<
   Audit,
   {
-    readonly record: (entry: AuditEntry) => Effect.Effect<void, never>
-    readonly list: (options: {
-      readonly customerId: string
-      readonly limit?: number | undefined
-      readonly cursor?: string | undefined
-      readonly resourceType?: string | undefined
-      readonly resourceId?: string | undefined
-    }) => Effect.Effect<
-      { data: Array<AuditEvent>; next_cursor: string | null },
-      import("@whatisup/domain").InvalidRequest
-    >
+    readonly record: (entry: AuditEntry) => Effect.Effect<void>
+    readonly list: (
+      options: PageRequest & {
+        readonly customerId: CustomerId
+        readonly resourceType?: string | undefined
+        readonly resourceId?: string | undefined
+      }
+    ) => Effect.Effect<Page<AuditEvent>, InvalidCursor>
   }
 >()("whatisup/Audit") {}
 
@@ -63,30 +61,27 @@ export const layerAudit = Layer.effect(
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     return Audit.of({
-      record: (entry) =>
-        Effect.gen(function* () {
-          const requestId = yield* CurrentRequestId
-          yield* sql`
-            INSERT INTO audit_events
-              (id, customer_id, actor_type, actor_id, action, resource_type, resource_id, request_id, data)
-            VALUES (${newId("audit")}, ${entry.customerId}, ${entry.actor.type}, ${entry.actor.id},
-              ${entry.action}, ${entry.resourceType}, ${entry.resourceId}, ${requestId},
-              ${JSON.stringify(entry.data ?? {})}::jsonb)`
-        }).pipe(Effect.orDie),
-      list: ({ customerId, limit = defaultPageSize, cursor, resourceType, resourceId }) =>
-        Effect.gen(function* () {
-          const after = yield* decodeCursor(cursor, "aud")
-          const rows = yield* sql<AuditRow>`
+      record: Effect.fn("Audit.record")(function* (entry: AuditEntry) {
+        const requestId = yield* CurrentRequestId
+        yield* sql`
+          INSERT INTO audit_events
+            (id, customer_id, actor_type, actor_id, action, resource_type, resource_id, request_id, data)
+          VALUES (${newId.audit()}, ${entry.customerId}, ${entry.actor.type}, ${entry.actor.id},
+            ${entry.action}, ${entry.resourceType}, ${entry.resourceId}, ${requestId},
+            ${JSON.stringify(entry.data ?? {})}::jsonb)`.pipe(Effect.orDie)
+      }),
+      list: Effect.fn("Audit.list")(function* ({ customerId, resourceType, resourceId, ...page }) {
+        const found = yield* listPage(sql, page, "aud", (window) =>
+          sql`
             SELECT id, actor_type, actor_id, action, resource_type, resource_id, request_id, data, created_at
             FROM audit_events
             WHERE customer_id = ${customerId}
               ${resourceType === undefined ? sql`` : sql`AND resource_type = ${resourceType}`}
               ${resourceId === undefined ? sql`` : sql`AND resource_id = ${resourceId}`}
-              ${after === null ? sql`` : sql`AND id < ${after}`}
-            ORDER BY id DESC
-            LIMIT ${limit + 1}`.pipe(Effect.orDie)
-          return toPage(rows, limit, render)
-        })
+              ${window}`.pipe(decodeRows(AuditRow))
+        )
+        return { data: found.data.map(render), next_cursor: found.next_cursor }
+      })
     })
   })
 )

@@ -1,14 +1,19 @@
-import { Context, Data, Duration, Effect, Layer } from "effect"
+import { ChannelId } from "@whatisup/domain"
+import { Context, Data, Duration, Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { GatewayConfigService } from "../config/config.ts"
+import { decodeRows } from "../db/transaction.ts"
+
+const LeaseRow = Schema.Struct({ channel_id: ChannelId, generation: Schema.Number })
+const ClaimedRow = Schema.Struct({ ...LeaseRow.fields, previous_owner: Schema.NullOr(Schema.String) })
 
 /** The lease a process held when it wrote: a write under an older generation is refused. */
 export interface Fence {
-  readonly channelId: string
+  readonly channelId: ChannelId
   readonly generation: number
 }
 
-export class LeaseLost extends Data.TaggedError("LeaseLost")<{ readonly channelId: string }> {}
+export class LeaseLost extends Data.TaggedError("LeaseLost")<{ readonly channelId: ChannelId }> {}
 
 /**
  * Channel ownership: at most one process runs a channel, the one holding its lease. Leases expire
@@ -22,10 +27,10 @@ export class Leases extends Context.Service<
     readonly ttl: Duration.Duration
     /** Takes the leases that are free, expired or this node's own; says whom each was taken from. */
     readonly claim: (
-      channelIds: ReadonlyArray<string>
+      channelIds: ReadonlyArray<ChannelId>
     ) => Effect.Effect<ReadonlyArray<Fence & { readonly takenFrom: string | null }>>
     readonly renew: (held: ReadonlyArray<Fence>) => Effect.Effect<ReadonlyArray<Fence>>
-    readonly release: (channelIds: ReadonlyArray<string>) => Effect.Effect<void>
+    readonly release: (channelIds: ReadonlyArray<ChannelId>) => Effect.Effect<void>
     /** Inside a transaction: fails unless the fence still holds, and keeps it held until commit. */
     readonly check: (fence: Fence) => Effect.Effect<void, LeaseLost>
     /** Marks this node alive and says how many nodes are. */
@@ -51,7 +56,7 @@ export const layerLeases = Layer.effect(
       claim: (channelIds) =>
         channelIds.length === 0
           ? Effect.succeed([])
-          : sql<{ channel_id: string; generation: number; previous_owner: string | null }>`
+          : sql`
               WITH previous AS (
                 SELECT channel_id, owner FROM channel_leases
                 WHERE channel_id IN (SELECT jsonb_array_elements_text(${json(channelIds)}::jsonb))
@@ -65,28 +70,28 @@ export const layerLeases = Layer.effect(
                 WHERE channel_leases.expires_at < now() OR channel_leases.owner = excluded.owner
               RETURNING channel_id, generation::int AS generation,
                 (SELECT owner FROM previous p WHERE p.channel_id = channel_leases.channel_id) AS previous_owner`.pipe(
+              decodeRows(ClaimedRow),
               Effect.map((rows) =>
                 rows.map((row) => ({
                   channelId: row.channel_id,
                   generation: row.generation,
                   takenFrom: row.previous_owner === nodeId ? null : row.previous_owner
                 }))
-              ),
-              Effect.orDie
+              )
             ),
       renew: (held) =>
         held.length === 0
           ? Effect.succeed([])
-          : sql<{ channel_id: string; generation: number }>`
+          : sql`
               UPDATE channel_leases l SET expires_at = now() + ${ttl}::interval
               FROM jsonb_to_recordset(${json(held.map((f) => ({ id: f.channelId, generation: f.generation })))}::jsonb)
                 AS h(id text, generation bigint)
               WHERE l.channel_id = h.id AND l.generation = h.generation AND l.owner = ${nodeId}
               RETURNING l.channel_id, l.generation::int AS generation`.pipe(
+              decodeRows(LeaseRow),
               Effect.map((rows) =>
                 rows.map((row) => ({ channelId: row.channel_id, generation: row.generation }))
-              ),
-              Effect.orDie
+              )
             ),
       // a released lease is expired, never deleted, so the next owner's generation is still higher
       release: (channelIds) =>

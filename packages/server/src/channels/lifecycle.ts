@@ -1,12 +1,13 @@
-import type { ChannelStatus, EventType } from "@whatisup/domain"
+import type { ChannelId, ChannelStatus, EventType } from "@whatisup/domain"
 import { Data, Context, Effect, Layer } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
 import { Audit } from "../audit/audit.ts"
+import { decodeRows, transaction } from "../db/transaction.ts"
 import { KeyRing } from "../crypto/keyRing.ts"
 import { AuthStates } from "./loginStore.ts"
 import { EventLog } from "../events/eventLog.ts"
 import { type Fence, Leases, type LeaseLost } from "./leases.ts"
-import type { ChannelRow } from "./rows.ts"
+import { channelColumns, ChannelRow } from "./rows.ts"
 import { canMove } from "./status.ts"
 
 /** What a running channel reports about its connection. */
@@ -31,7 +32,7 @@ const system = { type: "system" as const, id: null }
 export class ChannelLifecycle extends Context.Service<
   ChannelLifecycle,
   {
-    readonly load: (channelId: string) => Effect.Effect<ChannelRow | undefined>
+    readonly load: (channelId: ChannelId) => Effect.Effect<ChannelRow | undefined>
     readonly record: (fence: Fence, change: Change) => Effect.Effect<"continue" | "stop", LeaseLost>
   }
 >()("whatisup/ChannelLifecycle") {}
@@ -111,60 +112,61 @@ export const layerChannelLifecycle = Layer.effect(
       }
     }
 
+    const inTransaction = transaction(sql)
+    const columns = sql.literal(channelColumns)
+
     const record = (fence: Fence, change: Change) =>
-      sql
-        .withTransaction(
-          Effect.gen(function* () {
-            yield* leases.check(fence)
-            const rows =
-              yield* sql<ChannelRow>`SELECT * FROM channels WHERE id = ${fence.channelId} FOR UPDATE`.pipe(
-                Effect.orDie
-              )
-            const row = rows[0]
-            if (row === undefined || row.desired !== "running") return "stop" as const
-            const next = plan(row, change)
-            if (!canMove(row.status, next.status)) {
-              yield* Effect.logWarning("a channel event its status does not allow; stopping the actor").pipe(
-                Effect.annotateLogs({ channel_id: row.id, status: row.status, change: change._tag })
-              )
-              return "stop" as const
-            }
-            yield* sql`
+      inTransaction(
+        Effect.gen(function* () {
+          yield* leases.check(fence)
+          const rows =
+            yield* sql`SELECT ${columns} FROM channels WHERE id = ${fence.channelId} FOR UPDATE`.pipe(
+              decodeRows(ChannelRow)
+            )
+          const row = rows[0]
+          if (row === undefined || row.desired !== "running") return "stop" as const
+          const next = plan(row, change)
+          if (!canMove(row.status, next.status)) {
+            yield* Effect.logWarning("a channel event its status does not allow; stopping the actor").pipe(
+              Effect.annotateLogs({ channel_id: row.id, status: row.status, change: change._tag })
+            )
+            return "stop" as const
+          }
+          yield* sql`
               UPDATE channels SET ${next.set ?? sql``}
                 status = ${next.status},
                 status_reason = ${next.reason === undefined ? row.status_reason : next.reason},
                 updated_at = now()
               WHERE id = ${fence.channelId}`.pipe(Effect.orDie)
-            // a logout forgets the login in the same transaction
-            if (next.status === "logged_out") yield* authStates.wipe(row.id)
-            if (next.event) {
-              yield* events.append({
-                customerId: row.customer_id,
-                channelId: row.id,
-                type: next.event.type,
-                data: next.event.data
-              })
-            }
-            if (next.audit) {
-              yield* audit.record({
-                customerId: row.customer_id,
-                actor: system,
-                action: next.audit.action,
-                resourceType: "channel",
-                resourceId: row.id,
-                data: next.audit.data
-              })
-            }
-            return next.stop === true ? ("stop" as const) : ("continue" as const)
-          })
-        )
-        .pipe(Effect.catchTag("SqlError", Effect.die))
+          // a logout forgets the login in the same transaction
+          if (next.status === "logged_out") yield* authStates.wipe(row.id)
+          if (next.event) {
+            yield* events.append({
+              customerId: row.customer_id,
+              channelId: row.id,
+              type: next.event.type,
+              data: next.event.data
+            })
+          }
+          if (next.audit) {
+            yield* audit.record({
+              customerId: row.customer_id,
+              actor: system,
+              action: next.audit.action,
+              resourceType: "channel",
+              resourceId: row.id,
+              data: next.audit.data
+            })
+          }
+          return next.stop === true ? ("stop" as const) : ("continue" as const)
+        })
+      )
 
     return ChannelLifecycle.of({
       load: (channelId) =>
-        sql<ChannelRow>`SELECT * FROM channels WHERE id = ${channelId}`.pipe(
-          Effect.map((rows) => rows[0]),
-          Effect.orDie
+        sql`SELECT ${columns} FROM channels WHERE id = ${channelId}`.pipe(
+          decodeRows(ChannelRow),
+          Effect.map((rows) => rows[0])
         ),
       record
     })

@@ -1,3 +1,4 @@
+import type { ChannelId } from "@whatisup/domain"
 import { Context, type Effect } from "effect"
 import type { Fence, LeaseLost } from "./leases.ts"
 
@@ -20,6 +21,6 @@ export class AuthStates extends Context.Service<
   {
     readonly forChannel: (fence: Fence) => AuthStateStore
     /** Forgets a channel's login; joins the caller's transaction. */
-    readonly wipe: (channelId: string) => Effect.Effect<void>
+    readonly wipe: (channelId: ChannelId) => Effect.Effect<void>
   }
 >()("whatisup/AuthStates") {}

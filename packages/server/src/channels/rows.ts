@@ -1,30 +1,38 @@
-import type { Channel, ChannelStatus } from "@whatisup/domain"
+import { type Channel, ChannelId, ChannelStatus, CustomerId } from "@whatisup/domain"
+import { Schema } from "effect"
 
-export interface ChannelRow {
-  readonly id: string
-  readonly customer_id: string
-  readonly name: string | null
-  readonly status: ChannelStatus
-  readonly status_reason: string | null
-  readonly desired: "running" | "stopped"
-  readonly connect_method: "qr" | "pairing_code" | null
-  readonly pairing_phone_number: string | null
-  readonly phone_number: string | null
-  readonly qr_ciphertext: string | null
-  readonly qr_expires_at: Date | null
-  readonly pairing_code_ciphertext: string | null
-  readonly last_connected_at: Date | null
+/** A channel as stored; read with `channelColumns`. */
+export const ChannelRow = Schema.Struct({
+  id: ChannelId,
+  customer_id: CustomerId,
+  name: Schema.NullOr(Schema.String),
+  status: ChannelStatus,
+  status_reason: Schema.NullOr(Schema.String),
+  desired: Schema.Literals(["running", "stopped"]),
+  connect_method: Schema.NullOr(Schema.Literals(["qr", "pairing_code"])),
+  pairing_phone_number: Schema.NullOr(Schema.String),
+  phone_number: Schema.NullOr(Schema.String),
+  qr_ciphertext: Schema.NullOr(Schema.String),
+  qr_expires_at: Schema.NullOr(Schema.Date),
+  pairing_code_ciphertext: Schema.NullOr(Schema.String),
+  last_connected_at: Schema.NullOr(Schema.Date),
   /** Bumped by every connect, logout, restart and delete: a running actor from an older epoch is replaced. */
-  readonly run_epoch: number
+  run_epoch: Schema.Number,
   /** The epoch of the last logout or delete: actors from before it unlink their device as they stop. */
-  readonly unlink_epoch: number
-  readonly created_at: Date
-  readonly updated_at: Date
-}
+  unlink_epoch: Schema.Number,
+  created_at: Schema.Date,
+  updated_at: Schema.Date
+})
+export type ChannelRow = typeof ChannelRow.Type
+
+/** The columns of `ChannelRow`, for SELECT and RETURNING lists. */
+export const channelColumns = `id, customer_id, name, status, status_reason, desired, connect_method,
+  pairing_phone_number, phone_number, qr_ciphertext, qr_expires_at, pairing_code_ciphertext,
+  last_connected_at, run_epoch::int AS run_epoch, unlink_epoch::int AS unlink_epoch, created_at, updated_at`
 
 /** The channel as the API shows it; `pairingCode` is the decrypted code while pairing by code. */
 export const renderChannel = (row: ChannelRow, pairingCode: string | null = null): Channel => ({
-  id: row.id as Channel["id"],
+  id: row.id,
   name: row.name,
   status: row.status,
   status_reason: row.status_reason,

@@ -1,4 +1,4 @@
-import { ChannelStatus } from "@whatisup/domain"
+import { ChannelId, ChannelStatus } from "@whatisup/domain"
 import { PgClient } from "@effect/sql-pg"
 import {
   Cause,
@@ -13,14 +13,17 @@ import {
   Queue,
   Random,
   Schedule,
+  Schema,
   Semaphore
 } from "effect"
+import { decodeRows } from "../db/transaction.ts"
 import type { AuthStates } from "./loginStore.ts"
 import type { WhatsAppTransport } from "./transport.ts"
 import { Disconnected, runChannel } from "./actor.ts"
 import { type Fence, Leases } from "./leases.ts"
 import type { ChannelLifecycle } from "./lifecycle.ts"
 import { channelsChangedChannel } from "./rows.ts"
+import { isRunning, runningStatuses } from "./status.ts"
 
 const restarts = Metric.counter("channel_actor_restarts_total", {
   description: "Channel actor restarts by reason"
@@ -32,7 +35,14 @@ const channelsByStatus = Metric.gauge("channels", { description: "Channels by st
 const actorsHere = Metric.gauge("channel_actors", { description: "Channel actors running in this process" })
 
 const allStatuses = ChannelStatus.literals
-const runnable: ReadonlyArray<string> = ["pairing", "connecting", "connected", "reconnecting"]
+
+const HeldRow = Schema.Struct({
+  id: ChannelId,
+  desired: Schema.String,
+  status: ChannelStatus,
+  run_epoch: Schema.Number
+})
+const CandidateRow = Schema.Struct({ id: ChannelId, run_epoch: Schema.Number })
 
 /** Backoff between reconnects: exponential from 1 s to 5 min, ±20 % jitter; reset after a stable minute. */
 export const backoff = {
@@ -67,7 +77,7 @@ interface Held {
 export class Supervisor extends Context.Service<
   Supervisor,
   {
-    readonly running: Effect.Effect<ReadonlyArray<string>>
+    readonly running: Effect.Effect<ReadonlyArray<ChannelId>>
     readonly reconcile: Effect.Effect<void>
   }
 >()("whatisup/Supervisor") {}
@@ -113,7 +123,7 @@ export const layerSupervisor = Layer.effect(
   Effect.gen(function* () {
     const sql = yield* PgClient.PgClient
     const leases = yield* Leases
-    const held = new Map<string, Held>()
+    const held = new Map<ChannelId, Held>()
     const ttlMillis = Duration.toMillis(leases.ttl)
     const tick = Math.max(200, ttlMillis / 5)
     // an actor stops this long before its lease could expire unrenewed, so two never overlap
@@ -121,7 +131,7 @@ export const layerSupervisor = Layer.effect(
 
     // registered before the actors' map, so it runs after every actor has stopped
     yield* Effect.addFinalizer(() => Effect.andThen(leases.release([...held.keys()]), leases.leave))
-    const actors = yield* FiberMap.make<string>()
+    const actors = yield* FiberMap.make<ChannelId>()
     const context = yield* Effect.context<WhatsAppTransport | ChannelLifecycle | AuthStates>()
     const oneAtATime = yield* Semaphore.make(1)
     // counted by the heartbeat; the reconciler divides the channels by it
@@ -139,7 +149,7 @@ export const layerSupervisor = Layer.effect(
       })
 
     /** Stops actors (their finalizers close the sockets) before their leases are handed back. */
-    const stop = (channelIds: ReadonlyArray<string>) =>
+    const stop = (channelIds: ReadonlyArray<ChannelId>) =>
       Effect.gen(function* () {
         yield* Effect.forEach(channelIds, (id) => FiberMap.remove(actors, id), {
           discard: true,
@@ -150,7 +160,7 @@ export const layerSupervisor = Layer.effect(
       })
 
     /** Drops actors without touching the database: their leases are, or may be, someone else's. */
-    const abandon = (channelIds: ReadonlyArray<string>, why: string) =>
+    const abandon = (channelIds: ReadonlyArray<ChannelId>, why: string) =>
       Effect.gen(function* () {
         if (channelIds.length === 0) return
         for (const id of channelIds) held.delete(id)
@@ -175,7 +185,7 @@ export const layerSupervisor = Layer.effect(
           (f) => `${f.channelId}:${f.generation}`
         )
       )
-      const lost: Array<string> = []
+      const lost: Array<ChannelId> = []
       for (const h of held.values()) {
         if (renewed.has(`${h.fence.channelId}:${h.fence.generation}`))
           h.deadline = renewedAt + ttlMillis - margin
@@ -190,12 +200,14 @@ export const layerSupervisor = Layer.effect(
     /** Makes what runs here match the database; says how long until a lease elsewhere expires. */
     const reconcileOnce = Effect.gen(function* () {
       const heldIds = [...held.keys()]
-      const heldRows = yield* sql<{ id: string; desired: string; status: string; run_epoch: number }>`
+      const heldRows = yield* sql`
         SELECT id, desired, status, run_epoch::int AS run_epoch
-        FROM channels WHERE id IN (SELECT jsonb_array_elements_text(${JSON.stringify(heldIds)}::jsonb))`
+        FROM channels WHERE id IN (SELECT jsonb_array_elements_text(${JSON.stringify(heldIds)}::jsonb))`.pipe(
+        decodeRows(HeldRow)
+      )
       const rowsById = new Map(heldRows.map((row) => [row.id, row]))
-      const shouldRun = (row: { desired: string; status: string } | undefined) =>
-        row !== undefined && row.desired === "running" && runnable.includes(row.status)
+      const shouldRun = (row: typeof HeldRow.Type | undefined) =>
+        row !== undefined && row.desired === "running" && isRunning(row.status)
       yield* stop(heldIds.filter((id) => !shouldRun(rowsById.get(id))))
       for (const [id, entry] of held) {
         const row = rowsById.get(id)!
@@ -216,18 +228,18 @@ export const layerSupervisor = Layer.effect(
       // this process's fair share of what should run and nobody runs
       const runnableCount = yield* sql<{ n: number }>`
         SELECT count(*)::int AS n FROM channels
-        WHERE desired = 'running' AND status IN ('pairing', 'connecting', 'connected', 'reconnecting')`
+        WHERE desired = 'running' AND status IN ${sql.in(runningStatuses)}`
       const fairShare = Math.ceil((runnableCount[0]?.n ?? 0) / liveNodes)
       const budget = fairShare - held.size
       if (budget > 0) {
-        const candidates = yield* sql<{ id: string; run_epoch: number }>`
+        const candidates = yield* sql`
           SELECT c.id, c.run_epoch::int AS run_epoch
           FROM channels c LEFT JOIN channel_leases l ON l.channel_id = c.id
-          WHERE c.desired = 'running' AND c.status IN ('pairing', 'connecting', 'connected', 'reconnecting')
+          WHERE c.desired = 'running' AND c.status IN ${sql.in(runningStatuses)}
             AND (l.channel_id IS NULL OR l.expires_at < now() OR l.owner = ${leases.nodeId})
             AND c.id NOT IN (SELECT jsonb_array_elements_text(${JSON.stringify([...held.keys()])}::jsonb))
           ORDER BY (l.owner = ${leases.nodeId}) DESC NULLS LAST, c.id
-          LIMIT ${budget}`
+          LIMIT ${budget}`.pipe(decodeRows(CandidateRow))
         const claimed = yield* leases.claim(candidates.map((c) => c.id))
         const epochs = new Map(candidates.map((c) => [c.id, c.run_epoch]))
         for (const lease of claimed) {
@@ -248,7 +260,7 @@ export const layerSupervisor = Layer.effect(
         SELECT (extract(epoch FROM min(l.expires_at) - now()) * 1000)::float8 AS millis
         FROM channel_leases l JOIN channels c ON c.id = l.channel_id
         WHERE l.owner <> ${leases.nodeId} AND l.expires_at > now()
-          AND c.desired = 'running' AND c.status IN ('pairing', 'connecting', 'connected', 'reconnecting')`
+          AND c.desired = 'running' AND c.status IN ${sql.in(runningStatuses)}`
       const millis = next[0]?.millis
       return millis === null || millis === undefined ? tick : Math.max(50, Math.min(tick, millis + 50))
     }).pipe(

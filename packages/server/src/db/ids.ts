@@ -1,4 +1,4 @@
-import { idPrefixes, type IdKind } from "@whatisup/domain"
+import { ApiKeyId, AuditEventId, ChannelId, CustomerId, EventId, idPrefixes } from "@whatisup/domain"
 import * as crypto from "node:crypto"
 
 const alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -6,7 +6,7 @@ let lastTime = 0
 const lastRandom = new Uint8Array(16)
 
 /** Time-sortable ids (ULID layout, lowercase): 10 characters of milliseconds, 16 of randomness, monotonic within a process. */
-export const newId = <K extends IdKind>(kind: K): string => {
+const rawId = (prefix: string): string => {
   const now = Date.now()
   if (now > lastTime) {
     lastTime = now
@@ -26,5 +26,14 @@ export const newId = <K extends IdKind>(kind: K): string => {
   }
   let random = ""
   for (let i = 0; i < 16; i++) random += alphabet[lastRandom[i]!]
-  return `${idPrefixes[kind]}_${time}${random}`
+  return `${prefix}_${time}${random}`
+}
+
+/** New ids, each branded as the domain's id type of its kind. */
+export const newId = {
+  customer: () => CustomerId.make(rawId(idPrefixes.customer)),
+  apiKey: () => ApiKeyId.make(rawId(idPrefixes.apiKey)),
+  channel: () => ChannelId.make(rawId(idPrefixes.channel)),
+  event: () => EventId.make(rawId(idPrefixes.event)),
+  audit: () => AuditEventId.make(rawId(idPrefixes.audit))
 }

@@ -2,6 +2,7 @@ import { Api, Caller } from "@whatisup/domain"
 import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Audit } from "../audit/audit.ts"
+import { answerProblems } from "./problems.ts"
 
 export const layerAuditHttp = HttpApiBuilder.group(Api, "audit", (handlers) =>
   Effect.gen(function* () {
@@ -16,7 +17,7 @@ export const layerAuditHttp = HttpApiBuilder.group(Api, "audit", (handlers) =>
           resourceType: caller.channelId === null ? query.resource_type : "channel",
           resourceId: caller.channelId ?? query.resource_id
         })
-      )
+      ).pipe(answerProblems)
     )
   })
 )

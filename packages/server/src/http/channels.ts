@@ -4,7 +4,8 @@ import { Effect } from "effect"
 import { HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import * as QRCode from "qrcode"
-import { Idempotency } from "./idempotency.ts"
+import { idempotentCreate } from "./idempotency.ts"
+import { answerProblems } from "./problems.ts"
 import { actorOf, unboundCaller } from "./caller.ts"
 import { type Access, Channels } from "../channels/channels.ts"
 import { preferred } from "./accept.ts"
@@ -36,43 +37,37 @@ const qrResponse = (qr: { readonly qr: string; readonly expires_at: string }) =>
 export const layerChannelsHttp = HttpApiBuilder.group(Api, "channels", (handlers) =>
   Effect.gen(function* () {
     const channels = yield* Channels
-    const idempotency = yield* Idempotency
+    /** Runs a handler with the caller's access; its capability errors answer as problems. */
+    const withAccess = <A, E, R>(
+      use: (access: Access, caller: Caller["Service"]) => Effect.Effect<A, E, R>
+    ) => Effect.flatMap(Caller, (caller) => use(accessOf(caller), caller)).pipe(answerProblems)
     return handlers
-      .handle("create", ({ payload, headers }) =>
-        Effect.gen(function* () {
-          const caller = yield* channelManager
-          return yield* idempotency.run(
-            {
-              customerId: caller.customerId,
-              key: headers["idempotency-key"],
-              request: ["POST /v1/channels", payload],
-              response: Channel
-            },
-            channels.create(accessOf(caller), { name: payload.name ?? null, actor: actorOf(caller) })
+      .handle("create", (request) =>
+        Effect.flatMap(channelManager, (caller) =>
+          idempotentCreate(
+            "POST /v1/channels",
+            Channel,
+            request,
+            caller,
+            channels.create(accessOf(caller), { name: request.payload.name ?? null, actor: actorOf(caller) })
           )
-        })
+        ).pipe(answerProblems)
       )
       .handle("list", ({ query }) =>
-        Effect.flatMap(Caller, (caller) =>
-          channels.list(accessOf(caller), { limit: query.limit, cursor: query.cursor })
-        )
+        withAccess((access) => channels.list(access, { limit: query.limit, cursor: query.cursor }))
       )
-      .handle("get", ({ params }) =>
-        Effect.flatMap(Caller, (caller) => channels.get(accessOf(caller), params.id))
-      )
+      .handle("get", ({ params }) => withAccess((access) => channels.get(access, params.id)))
       .handle("update", ({ params, payload }) =>
-        Effect.flatMap(Caller, (caller) =>
-          channels.rename(accessOf(caller), params.id, payload.name, actorOf(caller))
-        )
+        withAccess((access, caller) => channels.rename(access, params.id, payload.name, actorOf(caller)))
       )
       .handle("delete", ({ params }) =>
         Effect.flatMap(channelManager, (caller) =>
           channels.remove(accessOf(caller), params.id, actorOf(caller))
-        )
+        ).pipe(answerProblems)
       )
       .handle("connect", ({ params, payload }) =>
-        Effect.flatMap(Caller, (caller) =>
-          Effect.map(channels.connect(accessOf(caller), params.id, payload, actorOf(caller)), (channel) =>
+        withAccess((access, caller) =>
+          Effect.map(channels.connect(access, params.id, payload, actorOf(caller)), (channel) =>
             channel.pairing_code === null
               ? { status: channel.status }
               : { status: channel.status, pairing_code: channel.pairing_code }
@@ -80,15 +75,13 @@ export const layerChannelsHttp = HttpApiBuilder.group(Api, "channels", (handlers
         )
       )
       .handle("qr", ({ params }) =>
-        Effect.flatMap(Caller, (caller) =>
-          Effect.flatMap(channels.qr(accessOf(caller), params.id), qrResponse)
-        )
+        withAccess((access) => Effect.flatMap(channels.qr(access, params.id), qrResponse))
       )
       .handle("logout", ({ params }) =>
-        Effect.flatMap(Caller, (caller) => channels.logout(accessOf(caller), params.id, actorOf(caller)))
+        withAccess((access, caller) => channels.logout(access, params.id, actorOf(caller)))
       )
       .handle("restart", ({ params }) =>
-        Effect.flatMap(Caller, (caller) => channels.restart(accessOf(caller), params.id, actorOf(caller)))
+        withAccess((access, caller) => channels.restart(access, params.id, actorOf(caller)))
       )
   })
 )

@@ -2,6 +2,7 @@ import { Api, Caller } from "@whatisup/domain"
 import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { EventLog } from "../events/eventLog.ts"
+import { answerProblems } from "./problems.ts"
 
 export const layerEventsHttp = HttpApiBuilder.group(Api, "events", (handlers) =>
   Effect.gen(function* () {
@@ -24,7 +25,7 @@ export const layerEventsHttp = HttpApiBuilder.group(Api, "events", (handlers) =>
           limit: query.limit,
           cursor: query.cursor
         })
-      })
+      }).pipe(answerProblems)
     )
   })
 )

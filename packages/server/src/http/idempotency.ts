@@ -1,10 +1,11 @@
-import { IdempotencyKeyInUse, IdempotencyKeyReused } from "@whatisup/domain"
+import { type Caller, IdempotencyKeyInUse, IdempotencyKeyReused } from "@whatisup/domain"
 import { Context, Effect, Layer, Schedule, Schema } from "effect"
 import { HttpEffect, HttpServerResponse } from "effect/http"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import { SqlClient } from "effect/sql"
 import * as crypto from "node:crypto"
 import { KeyRing } from "../crypto/keyRing.ts"
+import { transaction } from "../db/transaction.ts"
 
 /**
  * `Idempotency-Key` on creating POSTs, per customer, kept 24 hours: the same key and request replay
@@ -36,6 +37,7 @@ export const layerIdempotency = Layer.effect(
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const keyRing = yield* KeyRing
+    const inTransaction = transaction(sql)
 
     yield* keyRing.register({
       table: "idempotency_keys",
@@ -63,48 +65,70 @@ export const layerIdempotency = Layer.effect(
         .createHash("sha256")
         .update(JSON.stringify(options.request))
         .digest("base64url")
-      return sql
-        .withTransaction(
-          Effect.gen(function* () {
-            const locked = yield* sql<{ locked: boolean }>`
+      return inTransaction(
+        Effect.gen(function* () {
+          const locked = yield* sql<{ locked: boolean }>`
               SELECT pg_try_advisory_xact_lock(hashtext(${customerId}), hashtext(${key})) AS locked`
-            if (!locked[0]?.locked) {
-              return yield* new IdempotencyKeyInUse({
-                detail: "The first request with this Idempotency-Key has not finished; retry later"
-              })
-            }
-            const stored = yield* sql<{ request_hash: string; response_ciphertext: string }>`
+          if (!locked[0]?.locked) {
+            return yield* new IdempotencyKeyInUse({
+              detail: "The first request with this Idempotency-Key has not finished; retry later"
+            })
+          }
+          const stored = yield* sql<{ request_hash: string; response_ciphertext: string }>`
               SELECT request_hash, response_ciphertext FROM idempotency_keys
               WHERE customer_id = ${customerId} AND key = ${key} AND created_at > now() - interval '24 hours'`
-            const first = stored[0]
-            if (first !== undefined) {
-              if (first.request_hash !== requestHash) {
-                return yield* new IdempotencyKeyReused({
-                  detail: "This Idempotency-Key was first used with a different request"
-                })
-              }
-              const body = yield* keyRing.decrypt(first.response_ciphertext).pipe(Effect.orDie)
-              yield* markReplayed
-              return yield* Schema.decodeUnknownEffect(Schema.fromJsonString(response))(body).pipe(
-                Effect.orDie
-              )
+          const first = stored[0]
+          if (first !== undefined) {
+            if (first.request_hash !== requestHash) {
+              return yield* new IdempotencyKeyReused({
+                detail: "This Idempotency-Key was first used with a different request"
+              })
             }
-            const value = yield* effect
-            const encoded = yield* Schema.encodeEffect(Schema.fromJsonString(response))(value).pipe(
-              Effect.orDie
-            )
-            yield* sql`
+            const body = yield* keyRing.decrypt(first.response_ciphertext).pipe(Effect.orDie)
+            yield* markReplayed
+            return yield* Schema.decodeUnknownEffect(Schema.fromJsonString(response))(body).pipe(Effect.orDie)
+          }
+          const value = yield* effect
+          const encoded = yield* Schema.encodeEffect(Schema.fromJsonString(response))(value).pipe(
+            Effect.orDie
+          )
+          yield* sql`
               INSERT INTO idempotency_keys (customer_id, key, request_hash, response_ciphertext)
               VALUES (${customerId}, ${key}, ${requestHash}, ${keyRing.encrypt(encoded)})
               ON CONFLICT (customer_id, key) DO UPDATE
                 SET request_hash = excluded.request_hash, response_ciphertext = excluded.response_ciphertext,
                     created_at = now()`
-            return value
-          })
-        )
-        .pipe(Effect.catchTag("SqlError", Effect.die))
+          return value
+        })
+      )
     }
 
     return Idempotency.of({ run })
   })
 )
+
+/**
+ * A creating POST made idempotent: its key is the request's `Idempotency-Key` header, scoped to the
+ * caller's customer; the route and the payload make the request.
+ */
+export const idempotentCreate = <A, I, E, R>(
+  route: string,
+  response: Schema.Codec<A, I>,
+  request: {
+    readonly headers: { readonly "idempotency-key"?: string | undefined }
+    readonly payload: unknown
+  },
+  caller: Caller["Service"],
+  create: Effect.Effect<A, E, R>
+) =>
+  Idempotency.use((idempotency) =>
+    idempotency.run(
+      {
+        customerId: caller.customerId,
+        key: request.headers["idempotency-key"],
+        request: [route, request.payload],
+        response
+      },
+      create
+    )
+  )

@@ -1,8 +1,25 @@
-import { InvalidRequest } from "@whatisup/domain"
-import { Cause, Effect } from "effect"
+import {
+  InvalidRequest,
+  InvalidState,
+  NotFound,
+  PlanLimitReached,
+  RateLimited,
+  Unauthorized
+} from "@whatisup/domain"
+import { Cause, Effect, SchemaIssue } from "effect"
 import { HttpServerResponse } from "effect/http"
 import type { HttpApiError } from "effect/http-api"
-import { SchemaIssue } from "effect"
+import { SqlError } from "effect/sql"
+import type { ChannelNotFound, ChannelStateConflict, QrUnavailable } from "../channels/errors.ts"
+import type { InvalidCursor } from "../db/pagination.ts"
+import type {
+  ApiKeyNotFound,
+  AuthenticationFailed,
+  BindingChannelNotFound,
+  CustomerNotFound,
+  PlanLimitExceeded,
+  RateLimitExceeded
+} from "../tenancy/errors.ts"
 
 const slotNames: Record<HttpApiError.HttpApiSchemaError["kind"], string> = {
   Params: "path",
@@ -112,18 +129,30 @@ export const isBodyTooLarge = (cause: Cause.Cause<unknown>) =>
     (error) => (error as { reason?: { reason?: unknown } } | undefined)?.reason?.reason === "BodyTooLarge"
   )
 
-const unavailableReasons = new Set(["ConnectionError", "AuthenticationError"])
+/**
+ * SQL states of a server that is going away or not taking us, which the driver leaves unclassified:
+ * class 57P (admin or crash shutdown, cannot connect now) and 53300 (too many connections).
+ */
+const unavailableSqlState = /^(57P0[1-3]|53300)$/
+
+const sqlStateOf = (cause: unknown) =>
+  typeof cause === "object" && cause !== null && "code" in cause ? String(cause.code) : ""
 
 /** The database is down or refusing us: the client should retry, and this is not a bug. */
 export const isDatabaseUnavailable = (cause: Cause.Cause<unknown>) =>
   errorsOf(cause).some((error) => {
-    const sqlError = error as { _tag?: unknown; message?: unknown; reason?: { _tag?: unknown } } | undefined
-    return (
-      sqlError?._tag === "SqlError" &&
-      (unavailableReasons.has(String(sqlError.reason?._tag)) ||
-        // a refused connection (shutting down, not accepting connections) is classified by its SQL state
-        /failed to connect|connection (?:closed|ended|terminated)/i.test(String(sqlError.message)))
-    )
+    if (!SqlError.isSqlError(error)) return false
+    const reason = error.reason
+    switch (reason._tag) {
+      case "ConnectionError":
+      case "AuthenticationError":
+        return true
+      case "UnknownError":
+        // whatever the server answers while we connect (e.g. a database not accepting connections)
+        return reason.operation === "connect" || unavailableSqlState.test(sqlStateOf(reason.cause))
+      default:
+        return false
+    }
   })
 
 export const databaseUnavailable = (cause: Cause.Cause<unknown>) =>
@@ -143,3 +172,119 @@ export const internalError = (cause: Cause.Cause<unknown>) =>
     Effect.logError("request failed", cause),
     problemResponse({ status: 500, code: "internal_error", title: "Internal server error" })
   )
+
+/** Every error a capability's service can fail with that the public API answers. */
+export type CapabilityError =
+  | InvalidCursor
+  | ChannelNotFound
+  | ChannelStateConflict
+  | QrUnavailable
+  | CustomerNotFound
+  | ApiKeyNotFound
+  | PlanLimitExceeded
+  | BindingChannelNotFound
+  | AuthenticationFailed
+  | RateLimitExceeded
+
+const limitNouns: Record<PlanLimitExceeded["limit"], string> = {
+  max_channels: "channels",
+  max_api_keys: "active API keys",
+  messages_per_minute: "messages a minute per channel",
+  api_requests_per_second: "API requests a second"
+}
+
+const authenticationProblems = {
+  missing: { code: "missing_api_key", detail: "Send Authorization: Bearer wiu_..." },
+  malformed: { code: "malformed_api_key", detail: "API keys look like wiu_ followed by 43 characters" },
+  unknown_or_revoked: { code: "invalid_api_key", detail: "The API key is unknown or revoked" },
+  suspended: { code: "customer_suspended", detail: "The customer account is suspended" }
+} as const
+
+/** The one place where what a capability refuses becomes the problem the API answers. */
+const problemFor = (error: CapabilityError) => {
+  switch (error._tag) {
+    case "InvalidCursor":
+      return new InvalidRequest({
+        detail: "The cursor was not handed out by this list",
+        errors: [{ path: "query.cursor", message: "must be a next_cursor value from a previous page" }]
+      })
+    case "ChannelNotFound":
+      return new NotFound({ detail: "No such channel" })
+    case "ChannelStateConflict":
+      return new InvalidState({
+        detail: `A channel that is ${error.status} cannot ${error.action}`,
+        current_status: error.status
+      })
+    case "QrUnavailable":
+      return new InvalidState({
+        detail:
+          error.reason === "not_pairing"
+            ? `The channel is ${error.status}, not pairing: connect it with {"method":"qr"} first`
+            : "No QR code yet: the channel is still connecting to WhatsApp; retry in a moment",
+        current_status: error.status
+      })
+    case "CustomerNotFound":
+      return new NotFound({ detail: "No such customer" })
+    case "ApiKeyNotFound":
+      return new NotFound({ detail: "No such API key" })
+    case "PlanLimitExceeded":
+      return new PlanLimitReached({
+        detail: `The plan allows ${error.max} ${limitNouns[error.limit]}`,
+        limit: error.limit,
+        max: error.max
+      })
+    case "BindingChannelNotFound":
+      return new InvalidRequest({
+        detail: "The key cannot be bound to that channel",
+        errors: [{ path: "body.channel_id", message: `no such channel: ${error.channelId}` }]
+      })
+    case "AuthenticationFailed":
+      return new Unauthorized(authenticationProblems[error.reason])
+    case "RateLimitExceeded":
+      return new RateLimited({
+        detail: `This key may make ${error.requestsPerSecond} requests per second`,
+        retry_after: error.retryAfterSeconds
+      })
+  }
+}
+
+const capabilityTags: ReadonlySet<string> = new Set<CapabilityError["_tag"]>([
+  "InvalidCursor",
+  "ChannelNotFound",
+  "ChannelStateConflict",
+  "QrUnavailable",
+  "CustomerNotFound",
+  "ApiKeyNotFound",
+  "PlanLimitExceeded",
+  "BindingChannelNotFound",
+  "AuthenticationFailed",
+  "RateLimitExceeded"
+])
+
+const isCapabilityError = (error: unknown): error is CapabilityError =>
+  typeof error === "object" && error !== null && capabilityTags.has((error as { _tag?: string })._tag ?? "")
+
+/** The problem each capability error becomes; anything else passes through. */
+export type ProblemOf<E> = E extends CapabilityError ? ProblemFor<E> : E
+
+type ProblemFor<E> = E extends InvalidCursor | BindingChannelNotFound
+  ? InvalidRequest
+  : E extends ChannelNotFound | CustomerNotFound | ApiKeyNotFound
+    ? NotFound
+    : E extends ChannelStateConflict | QrUnavailable
+      ? InvalidState
+      : E extends PlanLimitExceeded
+        ? PlanLimitReached
+        : E extends AuthenticationFailed
+          ? Unauthorized
+          : E extends RateLimitExceeded
+            ? RateLimited
+            : never
+
+/** Answers a handler's capability errors as the API's problems. */
+export const answerProblems = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.mapError(effect, (error) => (isCapabilityError(error) ? problemFor(error) : error)) as Effect.Effect<
+    A,
+    ProblemOf<E>,
+    R
+  >

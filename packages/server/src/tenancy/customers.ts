@@ -1,11 +1,13 @@
-import { type AuditActor, type Customer, defaultPlan, NotFound, type Plan } from "@whatisup/domain"
-import { PgClient } from "@effect/sql-pg"
+import { type AuditActor, type Customer, type CustomerId, defaultPlan, type Plan } from "@whatisup/domain"
 import { Context, Effect, Layer } from "effect"
+import { SqlClient } from "effect/sql"
 import { Audit } from "../audit/audit.ts"
 import { newId } from "../db/ids.ts"
+import { decodeRows, transaction } from "../db/transaction.ts"
 import { Authentication } from "./authentication.ts"
 import { credentialsChangedChannel } from "./credentials.ts"
-import { type CustomerRow, renderCustomer } from "./rows.ts"
+import { CustomerNotFound } from "./errors.ts"
+import { customerColumns, CustomerRow, renderCustomer } from "./rows.ts"
 
 const operator: AuditActor = { type: "operator", id: null }
 
@@ -15,43 +17,57 @@ export class Customers extends Context.Service<
   {
     readonly create: (name: string, plan?: Partial<Plan>) => Effect.Effect<Customer>
     readonly list: Effect.Effect<ReadonlyArray<Customer>>
-    readonly get: (id: string) => Effect.Effect<Customer, NotFound>
-    readonly setPlan: (id: string, plan: Partial<Plan>) => Effect.Effect<Customer, NotFound>
-    readonly setStatus: (id: string, status: "active" | "suspended") => Effect.Effect<Customer, NotFound>
+    readonly get: (id: CustomerId) => Effect.Effect<Customer, CustomerNotFound>
+    readonly setPlan: (id: CustomerId, plan: Partial<Plan>) => Effect.Effect<Customer, CustomerNotFound>
+    readonly setStatus: (
+      id: CustomerId,
+      status: "active" | "suspended"
+    ) => Effect.Effect<Customer, CustomerNotFound>
   }
 >()("whatisup/Customers") {}
 
 export const layerCustomers = Layer.effect(
   Customers,
   Effect.gen(function* () {
-    const sql = yield* PgClient.PgClient
+    const sql = yield* SqlClient.SqlClient
     const audit = yield* Audit
     const authentication = yield* Authentication
-    const inTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      sql.withTransaction(effect).pipe(Effect.catchTag("SqlError", Effect.die)) as Effect.Effect<
-        A,
-        Exclude<E, { _tag: "SqlError" }>,
-        R
-      >
+    const inTransaction = transaction(sql)
+    const columns = sql.literal(customerColumns)
 
-    const notFound = () => new NotFound({ detail: "No such customer" })
-
-    const get = (id: string) =>
-      Effect.flatMap(sql<CustomerRow>`SELECT * FROM customers WHERE id = ${id}`.pipe(Effect.orDie), (rows) =>
-        rows[0] ? Effect.succeed(renderCustomer(rows[0])) : Effect.fail(notFound())
-      )
+    /** The customer a change returned, audited; every process drops what it cached about the customer's keys. */
+    const changed = (
+      id: CustomerId,
+      action: string,
+      rows: ReadonlyArray<CustomerRow>,
+      data?: (customer: Customer) => Record<string, unknown>
+    ) =>
+      Effect.gen(function* () {
+        if (rows[0] === undefined) return yield* new CustomerNotFound({ customerId: id })
+        const customer = renderCustomer(rows[0])
+        yield* audit.record({
+          customerId: id,
+          actor: operator,
+          action,
+          resourceType: "customer",
+          resourceId: id,
+          ...(data === undefined ? {} : { data: data(customer) })
+        })
+        yield* sql`SELECT pg_notify(${credentialsChangedChannel}, ${`customer:${id}`})`
+        return customer
+      })
 
     return Customers.of({
-      create: (name, plan = {}) =>
-        inTransaction(
+      create: Effect.fn("Customers.create")(function* (name, plan = {}) {
+        return yield* inTransaction(
           Effect.gen(function* () {
             const full = { ...defaultPlan, ...plan }
-            const id = newId("customer")
-            const rows = yield* sql<CustomerRow>`
+            const id = newId.customer()
+            const rows = yield* sql`
               INSERT INTO customers (id, name, max_channels, max_api_keys, messages_per_minute, api_requests_per_second)
               VALUES (${id}, ${name}, ${full.max_channels}, ${full.max_api_keys}, ${full.messages_per_minute},
                 ${full.api_requests_per_second})
-              RETURNING *`
+              RETURNING ${columns}`.pipe(decodeRows(CustomerRow))
             yield* audit.record({
               customerId: id,
               actor: operator,
@@ -62,54 +78,50 @@ export const layerCustomers = Layer.effect(
             })
             return renderCustomer(rows[0]!)
           })
-        ),
-      list: sql<CustomerRow>`SELECT * FROM customers ORDER BY id`.pipe(
-        Effect.map((rows) => rows.map(renderCustomer)),
-        Effect.orDie
+        )
+      }),
+      list: sql`SELECT ${columns} FROM customers ORDER BY id`.pipe(
+        decodeRows(CustomerRow),
+        Effect.map((rows) => rows.map(renderCustomer))
       ),
-      get,
-      setPlan: (id, plan) =>
-        inTransaction(
+      get: Effect.fn("Customers.get")(function* (id) {
+        const rows = yield* sql`SELECT ${columns} FROM customers WHERE id = ${id}`.pipe(
+          decodeRows(CustomerRow)
+        )
+        if (rows[0] === undefined) return yield* new CustomerNotFound({ customerId: id })
+        return renderCustomer(rows[0])
+      }),
+      setPlan: Effect.fn("Customers.setPlan")(function* (id, plan) {
+        return yield* inTransaction(
           Effect.gen(function* () {
-            const rows = yield* sql<CustomerRow>`
+            const rows = yield* sql`
               UPDATE customers SET
                 max_channels = coalesce(${plan.max_channels ?? null}::int, max_channels),
                 max_api_keys = coalesce(${plan.max_api_keys ?? null}::int, max_api_keys),
                 messages_per_minute = coalesce(${plan.messages_per_minute ?? null}::int, messages_per_minute),
                 api_requests_per_second = coalesce(${plan.api_requests_per_second ?? null}::int, api_requests_per_second),
                 updated_at = now()
-              WHERE id = ${id} RETURNING *`
-            if (rows[0] === undefined) return yield* notFound()
-            const customer = renderCustomer(rows[0])
-            yield* audit.record({
-              customerId: id,
-              actor: operator,
-              action: "customer.plan_changed",
-              resourceType: "customer",
-              resourceId: id,
-              data: { plan: customer.plan }
-            })
-            yield* sql`SELECT pg_notify(${credentialsChangedChannel}, ${`customer:${id}`})`
-            return customer
+              WHERE id = ${id} RETURNING ${columns}`.pipe(decodeRows(CustomerRow))
+            return yield* changed(id, "customer.plan_changed", rows, (customer) => ({ plan: customer.plan }))
           })
-        ),
-      setStatus: (id, status) =>
-        inTransaction(
+        )
+      }),
+      setStatus: Effect.fn("Customers.setStatus")(function* (id, status) {
+        const customer = yield* inTransaction(
           Effect.gen(function* () {
-            const rows = yield* sql<CustomerRow>`
-              UPDATE customers SET status = ${status}, updated_at = now() WHERE id = ${id} RETURNING *`
-            if (rows[0] === undefined) return yield* notFound()
-            yield* audit.record({
-              customerId: id,
-              actor: operator,
-              action: status === "suspended" ? "customer.suspended" : "customer.resumed",
-              resourceType: "customer",
-              resourceId: id
-            })
-            yield* sql`SELECT pg_notify(${credentialsChangedChannel}, ${`customer:${id}`})`
-            return renderCustomer(rows[0])
+            const rows = yield* sql`
+              UPDATE customers SET status = ${status}, updated_at = now() WHERE id = ${id}
+              RETURNING ${columns}`.pipe(decodeRows(CustomerRow))
+            return yield* changed(
+              id,
+              status === "suspended" ? "customer.suspended" : "customer.resumed",
+              rows
+            )
           })
-        ).pipe(Effect.tap(authentication.forget))
+        )
+        yield* authentication.forget
+        return customer
+      })
     })
   })
 )

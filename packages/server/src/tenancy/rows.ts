@@ -1,15 +1,29 @@
-import type { ApiKey, Customer, Plan } from "@whatisup/domain"
+import {
+  type ApiKey,
+  ApiKeyId,
+  ChannelId,
+  type Customer,
+  CustomerId,
+  CustomerStatus,
+  type Plan
+} from "@whatisup/domain"
+import { Schema } from "effect"
 
-export interface CustomerRow {
-  readonly id: string
-  readonly name: string
-  readonly status: "active" | "suspended"
-  readonly max_channels: number
-  readonly max_api_keys: number
-  readonly messages_per_minute: number
-  readonly api_requests_per_second: number
-  readonly created_at: Date
-}
+export const CustomerRow = Schema.Struct({
+  id: CustomerId,
+  name: Schema.String,
+  status: CustomerStatus,
+  max_channels: Schema.Number,
+  max_api_keys: Schema.Number,
+  messages_per_minute: Schema.Number,
+  api_requests_per_second: Schema.Number,
+  created_at: Schema.Date
+})
+export type CustomerRow = typeof CustomerRow.Type
+
+/** The columns of `CustomerRow`, for SELECT and RETURNING lists. */
+export const customerColumns =
+  "id, name, status, max_channels, max_api_keys, messages_per_minute, api_requests_per_second, created_at"
 
 export const planOf = (row: CustomerRow): Plan => ({
   max_channels: row.max_channels,
@@ -19,30 +33,34 @@ export const planOf = (row: CustomerRow): Plan => ({
 })
 
 export const renderCustomer = (row: CustomerRow): Customer => ({
-  id: row.id as Customer["id"],
+  id: row.id,
   name: row.name,
   status: row.status,
   plan: planOf(row),
   created_at: row.created_at.toISOString()
 })
 
-export interface ApiKeyRow {
-  readonly id: string
-  readonly name: string | null
-  readonly prefix: string
-  readonly last_four: string
-  readonly channel_id: string | null
-  readonly created_at: Date
-  readonly last_used_at: Date | null
-  readonly revoked_at: Date | null
-}
+export const ApiKeyRow = Schema.Struct({
+  id: ApiKeyId,
+  name: Schema.NullOr(Schema.String),
+  prefix: Schema.String,
+  last_four: Schema.String,
+  channel_id: Schema.NullOr(ChannelId),
+  created_at: Schema.Date,
+  last_used_at: Schema.NullOr(Schema.Date),
+  revoked_at: Schema.NullOr(Schema.Date)
+})
+export type ApiKeyRow = typeof ApiKeyRow.Type
+
+/** The columns of `ApiKeyRow`, for SELECT and RETURNING lists. */
+export const apiKeyColumns = "id, name, prefix, last_four, channel_id, created_at, last_used_at, revoked_at"
 
 export const renderApiKey = (row: ApiKeyRow): ApiKey => ({
-  id: row.id as ApiKey["id"],
+  id: row.id,
   name: row.name,
   prefix: row.prefix,
   last_four: row.last_four,
-  channel_id: row.channel_id as ApiKey["channel_id"],
+  channel_id: row.channel_id,
   created_at: row.created_at.toISOString(),
   last_used_at: row.last_used_at?.toISOString() ?? null,
   revoked_at: row.revoked_at?.toISOString() ?? null

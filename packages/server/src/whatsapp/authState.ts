@@ -1,8 +1,11 @@
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { KeyRing } from "../crypto/keyRing.ts"
+import { decodeRows, transaction } from "../db/transaction.ts"
 import { type Fence, LeaseLost, Leases } from "../channels/leases.ts"
 import { type AuthStateStore, AuthStates } from "../channels/loginStore.ts"
+
+const StoredKey = Schema.Struct({ key_id: Schema.String, ciphertext: Schema.String })
 
 /** The key type under which a channel's login credentials are stored. */
 export const credsType = "creds"
@@ -13,6 +16,7 @@ export const layerAuthStates = Layer.effect(
     const sql = yield* SqlClient.SqlClient
     const keyRing = yield* KeyRing
     const leases = yield* Leases
+    const inTransaction = transaction(sql)
 
     yield* keyRing.register({
       table: "channel_auth_state",
@@ -24,10 +28,11 @@ export const layerAuthStates = Layer.effect(
       read: (type, ids) =>
         ids.length === 0
           ? Effect.succeed({})
-          : sql<{ key_id: string; ciphertext: string }>`
+          : sql`
               SELECT key_id, ciphertext FROM channel_auth_state
               WHERE channel_id = ${fence.channelId} AND key_type = ${type}
                 AND key_id IN (SELECT jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))`.pipe(
+              decodeRows(StoredKey),
               Effect.flatMap((rows) =>
                 Effect.forEach(rows, (row) =>
                   Effect.map(keyRing.decrypt(row.ciphertext), (value) => [row.key_id, value] as const)
@@ -39,38 +44,36 @@ export const layerAuthStates = Layer.effect(
       write: (changes) =>
         changes.length === 0
           ? Effect.void
-          : sql
-              .withTransaction(
-                Effect.gen(function* () {
-                  yield* leases.check(fence)
-                  const running = yield* sql`
+          : inTransaction(
+              Effect.gen(function* () {
+                yield* leases.check(fence)
+                const running = yield* sql`
                     SELECT 1 FROM channels WHERE id = ${fence.channelId} AND desired = 'running' FOR SHARE`.pipe(
-                    Effect.orDie
-                  )
-                  if (running.length === 0) return yield* new LeaseLost({ channelId: fence.channelId })
-                  const rows = changes.map((change) => ({
-                    type: change.type,
-                    id: change.id,
-                    ciphertext: change.value === null ? null : keyRing.encrypt(change.value)
-                  }))
-                  yield* sql`
+                  Effect.orDie
+                )
+                if (running.length === 0) return yield* new LeaseLost({ channelId: fence.channelId })
+                const rows = changes.map((change) => ({
+                  type: change.type,
+                  id: change.id,
+                  ciphertext: change.value === null ? null : keyRing.encrypt(change.value)
+                }))
+                yield* sql`
                     DELETE FROM channel_auth_state a
                     USING jsonb_to_recordset(${JSON.stringify(rows.filter((r) => r.ciphertext === null))}::jsonb)
                       AS d(type text, id text)
                     WHERE a.channel_id = ${fence.channelId} AND a.key_type = d.type AND a.key_id = d.id`.pipe(
-                    Effect.orDie
-                  )
-                  yield* sql`
+                  Effect.orDie
+                )
+                yield* sql`
                     INSERT INTO channel_auth_state (channel_id, key_type, key_id, ciphertext)
                     SELECT ${fence.channelId}, s.type, s.id, s.ciphertext
                     FROM jsonb_to_recordset(${JSON.stringify(rows.filter((r) => r.ciphertext !== null))}::jsonb)
                       AS s(type text, id text, ciphertext text)
                     ON CONFLICT (channel_id, key_type, key_id) DO UPDATE SET ciphertext = excluded.ciphertext`.pipe(
-                    Effect.orDie
-                  )
-                })
-              )
-              .pipe(Effect.catchTag("SqlError", Effect.die))
+                  Effect.orDie
+                )
+              })
+            )
     })
 
     return AuthStates.of({

@@ -1,0 +1,19 @@
+import type { ChannelId, ChannelStatus } from "@whatisup/domain"
+import { Data } from "effect"
+
+/** No channel with this id is visible to the caller (deleted, another customer's, or never made). */
+export class ChannelNotFound extends Data.TaggedError("ChannelNotFound")<{ readonly channelId: string }> {}
+
+/** The channel's status does not allow what was asked. */
+export class ChannelStateConflict extends Data.TaggedError("ChannelStateConflict")<{
+  readonly channelId: ChannelId
+  readonly status: ChannelStatus
+  readonly action: "connect" | "log out" | "restart"
+}> {}
+
+/** There is no QR to show: the channel is not pairing by QR, or WhatsApp has not sent one yet. */
+export class QrUnavailable extends Data.TaggedError("QrUnavailable")<{
+  readonly channelId: ChannelId
+  readonly status: ChannelStatus
+  readonly reason: "not_pairing" | "not_yet"
+}> {}

@@ -1,0 +1,30 @@
+import type { ChannelId, CustomerId, Plan } from "@whatisup/domain"
+import { Data } from "effect"
+
+export class CustomerNotFound extends Data.TaggedError("CustomerNotFound")<{
+  readonly customerId: CustomerId
+}> {}
+
+export class ApiKeyNotFound extends Data.TaggedError("ApiKeyNotFound")<{ readonly keyId: string }> {}
+
+/** Creating this would exceed one of the customer's plan limits. */
+export class PlanLimitExceeded extends Data.TaggedError("PlanLimitExceeded")<{
+  readonly limit: keyof Plan
+  readonly max: number
+}> {}
+
+/** A key was to be bound to a channel the customer does not have. */
+export class BindingChannelNotFound extends Data.TaggedError("BindingChannelNotFound")<{
+  readonly channelId: ChannelId
+}> {}
+
+/** A bearer key that does not authenticate anyone, and why. */
+export class AuthenticationFailed extends Data.TaggedError("AuthenticationFailed")<{
+  readonly reason: "missing" | "malformed" | "unknown_or_revoked" | "suspended"
+}> {}
+
+/** The key used up its plan's request rate; it may try again after `retryAfterSeconds`. */
+export class RateLimitExceeded extends Data.TaggedError("RateLimitExceeded")<{
+  readonly requestsPerSecond: number
+  readonly retryAfterSeconds: number
+}> {}
