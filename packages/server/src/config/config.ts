@@ -1,5 +1,19 @@
-import { Config, Context, Data, Duration, Effect, Layer, Option, Redacted } from "effect"
-import * as ipaddr from "ipaddr.js"
+import {
+  Config,
+  ConfigProvider,
+  Context,
+  Data,
+  Duration,
+  Effect,
+  Layer,
+  Option,
+  Redacted,
+  Schema,
+  SchemaGetter,
+  SchemaIssue
+} from "effect"
+// ipaddr.js is CommonJS: under Node's ESM loader only its default export carries the functions
+import ipaddr from "ipaddr.js"
 import * as os from "node:os"
 import * as path from "node:path"
 
@@ -39,153 +53,216 @@ export class GatewayConfigService extends Context.Service<GatewayConfigService, 
   "whatisup/GatewayConfig"
 ) {}
 
-const raw = (name: string) =>
-  Config.option(Config.String(name)).pipe(
-    Effect.map(Option.filter((value) => value.trim() !== "")),
-    Effect.mapError((error) => new ConfigInvalid({ variable: name, reason: error.message }))
+/** Turns text its schema has already checked into a value; configuration is never encoded back. */
+const decodeText =
+  <To extends Schema.Top>(to: To, decode: (text: string) => To["Encoded"]) =>
+  (text: Schema.Codec<string, string>) =>
+    text.pipe(
+      Schema.decodeTo(to, { decode: SchemaGetter.transform(decode), encode: SchemaGetter.forbiddenEncoding })
+    )
+
+const oneOf = <const L extends ReadonlyArray<string>>(...values: L) =>
+  Schema.Literals(values).annotate({ message: `expected one of ${values.join(", ")}` })
+
+const wholeNumber = (minimum: number, maximum: number, message: string) =>
+  Schema.String.check(Schema.isPattern(/^\d+$/, { message })).pipe(
+    Schema.decodeTo(Schema.NumberFromString),
+    Schema.check(Schema.isBetween({ minimum, maximum }, { message }))
   )
 
-const check = <A>(name: string, fallback: A, parse: (value: string) => { ok: A } | { error: string }) =>
-  Effect.flatMap(raw(name), (value) => {
-    if (Option.isNone(value)) return Effect.succeed(fallback)
-    const result = parse(value.value.trim())
-    return "ok" in result
-      ? Effect.succeed(result.ok)
-      : Effect.fail(
-          new ConfigInvalid({ variable: name, reason: `${result.error}, got ${JSON.stringify(value.value)}` })
-        )
-  })
+const PortNumber = wholeNumber(0, 65535, "expected a port number 0-65535")
 
-const portNumber = (value: string) => {
-  const n = Number(value)
-  return /^\d+$/.test(value) && n >= 0 && n <= 65535 ? { ok: n } : { error: "expected a port number 0-65535" }
-}
+const urlWith = (protocols: ReadonlyArray<string>, message: string) =>
+  Schema.String.check(
+    Schema.makeFilter((text: string) => protocols.includes(URL.parse(text)?.protocol ?? ""), { message })
+  )
 
-const positiveInt = (max: number) => (value: string) => {
-  const n = Number(value)
-  return /^\d+$/.test(value) && n >= 1 && n <= max ? { ok: n } : { error: `expected a whole number 1-${max}` }
-}
+const PostgresUrl = urlWith(["postgres:", "postgresql:"], "expected a postgres:// or postgresql:// URL")
 
-const duration = (value: string) => {
-  const match = /^(\d+)\s*(ms|s|m|h)?$/.exec(value)
-  if (!match) return { error: 'expected a duration such as "15s", "500ms", "10m" or "24h"' }
-  const n = Number(match[1])
-  const unit = match[2] ?? "s"
-  const millis = unit === "ms" ? n : unit === "s" ? n * 1000 : unit === "m" ? n * 60_000 : n * 3_600_000
-  return millis > 0 ? { ok: Duration.millis(millis) } : { error: "expected a duration above zero" }
-}
+const WebSocketUrl = urlWith(["ws:", "wss:"], "expected a ws:// or wss:// URL")
 
-const listen = (value: string) => {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d+)$/.exec(value)
-  const host = match?.[1] ?? match?.[2]
-  const port = match ? portNumber(match[3]!) : undefined
-  return host && port && "ok" in port
-    ? { ok: { host, port: port.ok } }
-    : { error: 'expected host:port, such as "127.0.0.1:8081"' }
-}
+const listenMessage = 'expected host:port, such as "127.0.0.1:8081"'
+const listenPattern = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d+)$/
 
-const cidrs = (value: string) => {
-  const items = value
-    .split(",")
-    .map((item) => item.trim())
-    .filter((item) => item !== "")
-  for (const item of items) {
-    try {
-      ipaddr.parseCIDR(item)
-    } catch {
-      return { error: `"${item}" is not a CIDR range such as 127.0.0.1/32` }
+/** `host:port`, with an IPv6 host in brackets (`[::1]:8081`). */
+const Listen = Schema.String.check(Schema.isPattern(listenPattern, { message: listenMessage })).pipe(
+  decodeText(
+    Schema.Struct({
+      host: Schema.String,
+      port: Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 65535 }, { message: listenMessage }))
+    }),
+    (text) => {
+      const [, bracketed, plain, port] = listenPattern.exec(text)!
+      return { host: (bracketed ?? plain)!, port: Number(port) }
     }
-  }
-  return { ok: items }
-}
+  )
+)
 
-const waVersion = (value: string) => {
-  const match = /^(\d+)[.,](\d+)[.,](\d+)$/.exec(value)
-  return match
-    ? { ok: Option.some([Number(match[1]), Number(match[2]), Number(match[3])] as const) }
-    : { error: 'expected a WhatsApp Web version such as "2.3000.1027934701"' }
-}
+const durationPattern = /^(\d+)\s*(ms|s|m|h)?$/
+const durationUnits = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const
 
-const databaseUrl = (value: string) => {
-  try {
-    const url = new URL(value)
-    return url.protocol === "postgres:" || url.protocol === "postgresql:"
-      ? { ok: Option.some(Redacted.make(value)) }
-      : { error: "expected a postgres:// or postgresql:// URL" }
-  } catch {
-    return { error: "expected a postgres:// or postgresql:// URL" }
-  }
-}
+/** "500ms", "15s", "10m", "24h"; a bare number counts seconds. */
+const DurationText = Schema.String.check(
+  Schema.isPattern(durationPattern, { message: 'expected a duration such as "15s", "500ms", "10m" or "24h"' })
+).pipe(
+  decodeText(
+    Schema.Duration.check(
+      Schema.makeFilter(Duration.isPositive, { message: "expected a duration above zero" })
+    ),
+    (text) => {
+      const [, amount, unit] = durationPattern.exec(text)!
+      return Duration.millis(Number(amount) * durationUnits[(unit ?? "s") as keyof typeof durationUnits])
+    }
+  )
+)
 
-const wsUrl = (value: string) => {
-  try {
-    const url = new URL(value)
-    return url.protocol === "ws:" || url.protocol === "wss:"
-      ? { ok: Option.some(value) }
-      : { error: "expected a ws:// or wss:// URL" }
-  } catch {
-    return { error: "expected a ws:// or wss:// URL" }
-  }
-}
+const waVersionPattern = /^(\d+)[.,](\d+)[.,](\d+)$/
 
-const oneOf =
-  <const L extends string>(...values: ReadonlyArray<L>) =>
-  (value: string) =>
-    (values as ReadonlyArray<string>).includes(value)
-      ? { ok: value as L }
-      : { error: `expected one of ${values.join(", ")}` }
+const WaVersion = Schema.String.check(
+  Schema.isPattern(waVersionPattern, {
+    message: 'expected a WhatsApp Web version such as "2.3000.1027934701"'
+  })
+).pipe(
+  decodeText(Schema.Tuple([Schema.Number, Schema.Number, Schema.Number]), (text) => {
+    const [, major, minor, patch] = waVersionPattern.exec(text)!
+    return [Number(major), Number(minor), Number(patch)] as const
+  })
+)
 
-const secret = (value: string) => ({ ok: Option.some(Redacted.make(value)) })
+const Cidr = Schema.String.check(
+  Schema.makeFilter(
+    (item: string) => ipaddr.isValidCIDR(item) || `"${item}" is not a CIDR range such as 127.0.0.1/32`
+  )
+)
 
-export const loadConfig: Effect.Effect<GatewayConfig, ConfigInvalid> = Effect.gen(function* () {
-  const dataDir = path.resolve(yield* check("WHATISUP_DATA_DIR", "./.data", (value) => ({ ok: value })))
-  const admin = yield* check("WHATISUP_ADMIN_LISTEN", { host: "127.0.0.1", port: 8081 }, listen)
-  const config: GatewayConfig = {
-    env: yield* check("WHATISUP_ENV", "development" as const, oneOf("development", "production")),
-    host: yield* check("HOST", "0.0.0.0", (value) => ({ ok: value })),
-    port: yield* check("PORT", 8080, portNumber),
-    databaseUrl: yield* check("DATABASE_URL", Option.none(), databaseUrl),
-    dataDir,
-    masterKeys: yield* check("WHATISUP_MASTER_KEYS", Option.none(), secret),
+/** Comma-separated CIDR ranges; blank items are skipped. */
+const CidrList = Schema.String.pipe(
+  decodeText(Schema.Array(Cidr), (text) =>
+    text
+      .split(",")
+      .map((item) => item.trim())
+      .filter((item) => item !== "")
+  )
+)
+
+const NodeId = Schema.String.check(
+  Schema.isPattern(/^[\x21-\x7e]{1,200}$/, { message: "expected 1-200 visible ASCII characters" })
+)
+
+const AdminToken = Schema.String.check(Schema.isMinLength(32, { message: "expected at least 32 characters" }))
+
+const logLevels = oneOf(
+  "trace",
+  "debug",
+  "info",
+  "warn",
+  "error",
+  "fatal",
+  "none",
+  "Trace",
+  "Debug",
+  "Info",
+  "Warn",
+  "Error",
+  "Fatal",
+  "None"
+)
+
+/** Variables whose refused value is described by its length, never echoed. */
+const secretVariables: ReadonlySet<string> = new Set([
+  "DATABASE_URL",
+  "WHATISUP_MASTER_KEYS",
+  "WHATISUP_ADMIN_TOKEN"
+])
+
+const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
+  env: Config.schema(oneOf("development", "production"), "WHATISUP_ENV").pipe(
+    Config.withDefault("development")
+  ),
+  host: Config.String("HOST").pipe(Config.withDefault("0.0.0.0")),
+  port: Config.schema(PortNumber, "PORT").pipe(Config.withDefault(8080)),
+  databaseUrl: Config.option(Config.schema(Schema.Redacted(PostgresUrl), "DATABASE_URL")),
+  dataDir: Config.String("WHATISUP_DATA_DIR").pipe(
+    Config.withDefault("./.data"),
+    Config.map((dir) => path.resolve(dir))
+  ),
+  masterKeys: Config.option(Config.Redacted("WHATISUP_MASTER_KEYS")),
+  admin: Config.schema(Listen, "WHATISUP_ADMIN_LISTEN").pipe(
+    Config.withDefault({ host: "127.0.0.1", port: 8081 })
+  ),
+  adminToken: Config.option(Config.schema(Schema.Redacted(AdminToken), "WHATISUP_ADMIN_TOKEN")),
+  waWsUrl: Config.option(Config.schema(WebSocketUrl, "WHATISUP_WA_WS_URL")),
+  waVersion: Config.option(Config.schema(WaVersion, "WHATISUP_WA_VERSION")),
+  webhookAllowCidrs: Config.schema(CidrList, "WHATISUP_WEBHOOK_ALLOW_CIDRS").pipe(Config.withDefault([])),
+  nodeId: Config.option(Config.schema(NodeId, "WHATISUP_NODE_ID")),
+  leaseTtl: Config.schema(DurationText, "WHATISUP_LEASE_TTL").pipe(Config.withDefault(Duration.seconds(15))),
+  messageMaxAge: Config.schema(DurationText, "WHATISUP_MESSAGE_MAX_AGE").pipe(
+    Config.withDefault(Duration.hours(24))
+  ),
+  dispatchConcurrency: Config.schema(
+    wholeNumber(1, 10_000, "expected a whole number 1-10000"),
+    "WHATISUP_DISPATCH_CONCURRENCY"
+  ).pipe(Config.withDefault(64)),
+  dispatchPerEndpoint: Config.schema(
+    wholeNumber(1, 1_000, "expected a whole number 1-1000"),
+    "WHATISUP_DISPATCH_PER_ENDPOINT"
+  ).pipe(Config.withDefault(8)),
+  logLevel: Config.schema(logLevels, "LOG_LEVEL").pipe(Config.withDefault("Info")),
+  logFormat: Config.schema(oneOf("json", "pretty"), "LOG_FORMAT").pipe(Config.withDefault("json"))
+}).pipe(
+  Config.map(({ admin, nodeId, ...config }) => ({
+    ...config,
     adminHost: admin.host,
     adminPort: admin.port,
-    adminToken: yield* check("WHATISUP_ADMIN_TOKEN", Option.none(), (value) =>
-      value.length >= 32 ? secret(value) : { error: "expected at least 32 characters" }
-    ),
-    waWsUrl: yield* check("WHATISUP_WA_WS_URL", Option.none(), wsUrl),
-    waVersion: yield* check("WHATISUP_WA_VERSION", Option.none(), waVersion),
-    webhookAllowCidrs: yield* check("WHATISUP_WEBHOOK_ALLOW_CIDRS", [], cidrs),
-    nodeId: yield* check("WHATISUP_NODE_ID", `${os.hostname()}:${dataDir}`, (value) =>
-      /^[\x21-\x7e]{1,200}$/.test(value)
-        ? { ok: value }
-        : { error: "expected 1-200 visible ASCII characters" }
-    ),
-    leaseTtl: yield* check("WHATISUP_LEASE_TTL", Duration.seconds(15), duration),
-    messageMaxAge: yield* check("WHATISUP_MESSAGE_MAX_AGE", Duration.hours(24), duration),
-    dispatchConcurrency: yield* check("WHATISUP_DISPATCH_CONCURRENCY", 64, positiveInt(10_000)),
-    dispatchPerEndpoint: yield* check("WHATISUP_DISPATCH_PER_ENDPOINT", 8, positiveInt(1_000)),
-    logLevel: yield* check(
-      "LOG_LEVEL",
-      "Info" as string,
-      oneOf(
-        "trace",
-        "debug",
-        "info",
-        "warn",
-        "error",
-        "fatal",
-        "none",
-        "Trace",
-        "Debug",
-        "Info",
-        "Warn",
-        "Error",
-        "Fatal",
-        "None"
-      )
-    ),
-    logFormat: yield* check("LOG_FORMAT", "json" as const, oneOf("json", "pretty"))
-  }
+    // stable across restarts on one host and data dir, so a restarted process takes its leases back at once
+    nodeId: Option.getOrElse(nodeId, () => `${os.hostname()}:${config.dataDir}`)
+  }))
+)
+
+/** Blanks around a value are not part of it, and a value of blanks alone counts as unset. */
+const blankAsUnset = (provider: ConfigProvider.ConfigProvider) =>
+  ConfigProvider.make((lookup) =>
+    Effect.map(provider.load(lookup), (node) => {
+      if (node === undefined || node.value === undefined) return node
+      const value = node.value.trim()
+      switch (node._tag) {
+        case "Value":
+          return value === "" ? undefined : ConfigProvider.makeValue(value)
+        case "Record":
+          return ConfigProvider.makeRecord(node.keys, value === "" ? undefined : value)
+        case "Array":
+          return ConfigProvider.makeArray(node.length, value === "" ? undefined : value)
+      }
+    })
+  )
+
+/** The one place a `ConfigError` becomes the line an operator reads: the variable, what was expected, what was given. */
+const refusal = (provider: ConfigProvider.ConfigProvider, error: Config.ConfigError) =>
+  Effect.gen(function* () {
+    if (error.cause._tag === "SourceError") {
+      return new ConfigInvalid({ variable: "configuration", reason: error.cause.message })
+    }
+    const [issue] = SchemaIssue.makeFormatterStandardSchemaV1()(error.cause.issue).issues
+    const segment = issue?.path?.[0]
+    const variable = String(typeof segment === "object" ? segment.key : (segment ?? "configuration"))
+    const given = yield* provider.load([variable]).pipe(
+      Effect.map((node) => node?.value),
+      Effect.orElseSucceed(() => undefined)
+    )
+    const got =
+      given === undefined
+        ? ""
+        : secretVariables.has(variable)
+          ? `, got ${given.length} characters (not shown)`
+          : `, got ${JSON.stringify(given)}`
+    return new ConfigInvalid({ variable, reason: `${issue?.message ?? "invalid value"}${got}` })
+  })
+
+export const loadConfig: Effect.Effect<GatewayConfig, ConfigInvalid> = Effect.gen(function* () {
+  const provider = blankAsUnset(yield* ConfigProvider.ConfigProvider)
+  const config = yield* gatewayConfig
+    .parse(provider)
+    .pipe(Effect.catch((error) => Effect.flatMap(refusal(provider, error), Effect.fail)))
   if (config.env === "production" && Option.isNone(config.masterKeys)) {
     return yield* new ConfigInvalid({
       variable: "WHATISUP_MASTER_KEYS",
