@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { layerAdminClient } from "@whatisup/cli/adminClient"
-import { Effect, Scope, Exit } from "effect"
+import { Effect } from "effect"
 import { TransportEvent } from "../src/channels/transport.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { eventually } from "./support/eventually.ts"
@@ -140,56 +140,5 @@ describe("channel actors", () => {
         })
       }).pipe(Effect.scoped),
     60_000
-  )
-
-  it.live(
-    "1,000 channels start, connect and stop cleanly in one process",
-    () =>
-      Effect.gen(function* () {
-        const database = yield* testDatabase
-        const scope = yield* Scope.make()
-        const gateway = yield* startGateway(yield* gatewayEnvironment(database.url)).pipe(
-          Scope.provide(scope)
-        )
-        const { whatsapp } = gateway
-        const key = yield* customerOn(gateway, { max_channels: 1000 })
-        const ids = yield* createChannels(gateway.api, key, 1000)
-        yield* connectAll(gateway.api, key, ids)
-        expect(
-          yield* eventually(
-            Effect.sync(() => whatsapp.openConnections() === 1000),
-            600,
-            50
-          )
-        ).toBe(true)
-        yield* Effect.forEach(ids, (id, i) => whatsapp.pair(id, `+1444${String(i).padStart(7, "0")}`), {
-          discard: true
-        })
-        const sql = yield* sqlFor(database.url)
-        const count = (status: string) =>
-          Effect.map(
-            sql<{ n: number }>`SELECT count(*)::int AS n FROM channels WHERE status = ${status}`,
-            (rows) => rows[0]!.n
-          ).pipe(Effect.orDie)
-        expect(
-          yield* eventually(
-            Effect.map(count("connected"), (n) => n === 1000),
-            600,
-            50
-          )
-        ).toBe(true)
-        expect(ids.every((id) => whatsapp.connects(id) === 1)).toBe(true)
-
-        yield* Scope.close(scope, Exit.void)
-        expect(whatsapp.openConnections()).toBe(0)
-        expect(ids.every((id) => whatsapp.closes(id) === 1)).toBe(true)
-        const leases = yield* sql<{
-          n: number
-        }>`SELECT count(*)::int AS n FROM channel_leases WHERE expires_at > now()`
-        expect(leases[0]!.n).toBe(0)
-        // nothing runs them now: they say so, and the next process to start resumes them
-        expect(yield* count("reconnecting")).toBe(1000)
-      }).pipe(Effect.scoped),
-    240_000
   )
 })

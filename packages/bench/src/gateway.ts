@@ -1,0 +1,24 @@
+import { Effect, Scope } from "effect"
+import * as fs from "node:fs"
+import { databaseOn } from "../../server/test/support/database.ts"
+import { gatewayEnvironment, startGateway } from "../../server/test/support/gateway.ts"
+
+/**
+ * A fresh database on the server of `serverUrl` and a whole gateway on it in this process. The
+ * gateway runs in a scope of its own, closed by `stop` or with the caller's scope; the database and
+ * the data dir go with the caller's scope.
+ */
+export const benchGateway = (
+  serverUrl: string,
+  options: { readonly whatsapp: "memory" | "baileys"; readonly env?: Record<string, string> }
+) =>
+  Effect.gen(function* () {
+    const database = yield* databaseOn(serverUrl)
+    const env = yield* gatewayEnvironment(database.url, options.env)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => fs.rmSync(env.WHATISUP_DATA_DIR, { recursive: true, force: true }))
+    )
+    const scope = yield* Scope.fork(yield* Scope.Scope)
+    const gateway = yield* startGateway(env, { whatsapp: options.whatsapp }).pipe(Scope.provide(scope))
+    return { database, gateway, scope }
+  })

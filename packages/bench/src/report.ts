@@ -1,0 +1,52 @@
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+
+export interface Figure {
+  /** The key in the JSON file; its last part names the unit (`_ms`, `_kib`). */
+  readonly key: string
+  readonly label: string
+  readonly value: number
+  readonly unit: string
+}
+
+export interface Report {
+  readonly benchmark: string
+  readonly title: string
+  readonly parameters: Record<string, string | number | boolean>
+  readonly figures: ReadonlyArray<Figure>
+}
+
+export const resultsDir = path.join(import.meta.dirname, "..", "results")
+
+const formatted = (value: number) => value.toLocaleString("en-US", { maximumFractionDigits: 1 })
+
+/** The report as a small table on stdout, and as `results/<benchmark>.json`. */
+export const publish = (report: Report) =>
+  Effect.sync(() => {
+    const rows = report.figures.map((figure) => [figure.label, formatted(figure.value), figure.unit] as const)
+    const widths = [0, 1, 2].map((column) => Math.max(...rows.map((row) => row[column]!.length)))
+    const lines = [
+      "",
+      `${report.benchmark}: ${report.title}`,
+      `  ${Object.entries(report.parameters)
+        .map(([name, value]) => `${name}=${value}`)
+        .join("  ")}`,
+      ...rows.map(
+        ([label, value, unit]) => `  ${label.padEnd(widths[0]!)}  ${value.padStart(widths[1]!)} ${unit}`
+      )
+    ]
+    console.log(lines.join("\n"))
+    fs.mkdirSync(resultsDir, { recursive: true })
+    const file = path.join(resultsDir, `${report.benchmark}.json`)
+    const json = {
+      benchmark: report.benchmark,
+      title: report.title,
+      at: new Date().toISOString(),
+      node: process.version,
+      parameters: report.parameters,
+      figures: Object.fromEntries(report.figures.map((figure) => [figure.key, figure.value]))
+    }
+    fs.writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`)
+    console.log(`  written to ${path.relative(process.cwd(), file)}`)
+  })
