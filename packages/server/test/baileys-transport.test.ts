@@ -1,3 +1,4 @@
+import { ChannelId } from "@whatisup/domain"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Queue, Context } from "effect"
 import type { AuthStateStore } from "../src/channels/loginStore.ts"
@@ -59,7 +60,8 @@ describe("the Baileys transport against the simulator", () => {
         )
         const transport = Context.get(services, WhatsAppTransport)
         const authState = memoryAuthState()
-        const first = yield* transport.connect({ channelId: "ch_test", pairing: { method: "qr" }, authState })
+        const channelId = ChannelId.make("ch_01testtesttesttesttesttest")
+        const first = yield* transport.connect({ channelId, pairing: { method: "qr" }, authState })
         const qr = yield* next(
           first.events,
           (e): e is Extract<TransportEvent, { _tag: "Qr" }> => e._tag === "Qr"
@@ -73,7 +75,7 @@ describe("the Baileys transport against the simulator", () => {
 
         // the login came back through the store: a new connection opens without a QR
         const connection = yield* transport.connect({
-          channelId: "ch_test",
+          channelId,
           pairing: { method: "qr" },
           authState
         })

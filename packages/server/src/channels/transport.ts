@@ -1,3 +1,4 @@
+import type { ChannelId } from "@whatisup/domain"
 import { Context, Data, type Effect, type Queue, type Scope } from "effect"
 import type { AuthStateStore } from "./loginStore.ts"
 
@@ -33,7 +34,7 @@ export type PairingMethod =
   { readonly method: "qr" } | { readonly method: "pairing_code"; readonly phoneNumber: string }
 
 export interface ConnectOptions {
-  readonly channelId: string
+  readonly channelId: ChannelId
   /** How to pair when the channel has no stored login. */
   readonly pairing: PairingMethod
   /** Where the connection keeps its login: every write is fenced by the channel's lease. */
