@@ -163,12 +163,13 @@ export const layerChannelLifecycle = Layer.effect(
       )
 
     return ChannelLifecycle.of({
-      load: (channelId) =>
-        sql`SELECT ${columns} FROM channels WHERE id = ${channelId}`.pipe(
-          decodeRows(ChannelRow),
-          Effect.map((rows) => rows[0])
-        ),
-      record
+      load: Effect.fn("ChannelLifecycle.load")(function* (channelId) {
+        const rows = yield* sql`SELECT ${columns} FROM channels WHERE id = ${channelId}`.pipe(
+          decodeRows(ChannelRow)
+        )
+        return rows[0]
+      }),
+      record: Effect.fn("ChannelLifecycle.record")(record)
     })
   })
 )
