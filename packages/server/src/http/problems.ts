@@ -201,85 +201,65 @@ const authenticationProblems = {
 } as const
 
 /** The one place where what a capability refuses becomes the problem the API answers. */
-const problemFor = (error: CapabilityError) => {
-  switch (error._tag) {
-    case "InvalidCursor":
-      return new InvalidRequest({
-        detail: "The cursor was not handed out by this list",
-        errors: [{ path: "query.cursor", message: "must be a next_cursor value from a previous page" }]
-      })
-    case "ChannelNotFound":
-      return new NotFound({ detail: "No such channel" })
-    case "ChannelStateConflict":
-      return new InvalidState({
-        detail: `A channel that is ${error.status} cannot ${error.action}`,
-        current_status: error.status
-      })
-    case "QrUnavailable":
-      return new InvalidState({
-        detail:
-          error.reason === "not_pairing"
-            ? `The channel is ${error.status}, not pairing: connect it with {"method":"qr"} first`
-            : "No QR code yet: the channel is still connecting to WhatsApp; retry in a moment",
-        current_status: error.status
-      })
-    case "CustomerNotFound":
-      return new NotFound({ detail: "No such customer" })
-    case "ApiKeyNotFound":
-      return new NotFound({ detail: "No such API key" })
-    case "PlanLimitExceeded":
-      return new PlanLimitReached({
-        detail: `The plan allows ${error.max} ${limitNouns[error.limit]}`,
-        limit: error.limit,
-        max: error.max
-      })
-    case "BindingChannelNotFound":
-      return new InvalidRequest({
-        detail: "The key cannot be bound to that channel",
-        errors: [{ path: "body.channel_id", message: `no such channel: ${error.channelId}` }]
-      })
-    case "AuthenticationFailed":
-      return new Unauthorized(authenticationProblems[error.reason])
-    case "RateLimitExceeded":
-      return new RateLimited({
-        detail: `This key may make ${error.requestsPerSecond} requests per second`,
-        retry_after: error.retryAfterSeconds
-      })
-  }
+const problems = {
+  InvalidCursor: () =>
+    new InvalidRequest({
+      detail: "The cursor was not handed out by this list",
+      errors: [{ path: "query.cursor", message: "must be a next_cursor value from a previous page" }]
+    }),
+  ChannelNotFound: () => new NotFound({ detail: "No such channel" }),
+  ChannelStateConflict: (error) =>
+    new InvalidState({
+      detail: `A channel that is ${error.status} cannot ${error.action}`,
+      current_status: error.status
+    }),
+  QrUnavailable: (error) =>
+    new InvalidState({
+      detail:
+        error.reason === "not_pairing"
+          ? `The channel is ${error.status}, not pairing: connect it with {"method":"qr"} first`
+          : "No QR code yet: the channel is still connecting to WhatsApp; retry in a moment",
+      current_status: error.status
+    }),
+  CustomerNotFound: () => new NotFound({ detail: "No such customer" }),
+  ApiKeyNotFound: () => new NotFound({ detail: "No such API key" }),
+  PlanLimitExceeded: (error) =>
+    new PlanLimitReached({
+      detail: `The plan allows ${error.max} ${limitNouns[error.limit]}`,
+      limit: error.limit,
+      max: error.max
+    }),
+  BindingChannelNotFound: (error) =>
+    new InvalidRequest({
+      detail: "The key cannot be bound to that channel",
+      errors: [{ path: "body.channel_id", message: `no such channel: ${error.channelId}` }]
+    }),
+  AuthenticationFailed: (error) => new Unauthorized(authenticationProblems[error.reason]),
+  RateLimitExceeded: (error) =>
+    new RateLimited({
+      detail: `This key may make ${error.requestsPerSecond} requests per second`,
+      retry_after: error.retryAfterSeconds
+    })
+} satisfies {
+  readonly [Tag in CapabilityError["_tag"]]: (
+    error: Extract<CapabilityError, { readonly _tag: Tag }>
+  ) => unknown
 }
 
-const capabilityTags: ReadonlySet<string> = new Set<CapabilityError["_tag"]>([
-  "InvalidCursor",
-  "ChannelNotFound",
-  "ChannelStateConflict",
-  "QrUnavailable",
-  "CustomerNotFound",
-  "ApiKeyNotFound",
-  "PlanLimitExceeded",
-  "BindingChannelNotFound",
-  "AuthenticationFailed",
-  "RateLimitExceeded"
-])
+const problemFor = (error: CapabilityError) =>
+  (problems[error._tag] as (error: CapabilityError) => unknown)(error)
 
 const isCapabilityError = (error: unknown): error is CapabilityError =>
-  typeof error === "object" && error !== null && capabilityTags.has((error as { _tag?: string })._tag ?? "")
+  typeof error === "object" &&
+  error !== null &&
+  "_tag" in error &&
+  typeof error._tag === "string" &&
+  Object.hasOwn(problems, error._tag)
 
 /** The problem each capability error becomes; anything else passes through. */
-export type ProblemOf<E> = E extends CapabilityError ? ProblemFor<E> : E
-
-type ProblemFor<E> = E extends InvalidCursor | BindingChannelNotFound
-  ? InvalidRequest
-  : E extends ChannelNotFound | CustomerNotFound | ApiKeyNotFound
-    ? NotFound
-    : E extends ChannelStateConflict | QrUnavailable
-      ? InvalidState
-      : E extends PlanLimitExceeded
-        ? PlanLimitReached
-        : E extends AuthenticationFailed
-          ? Unauthorized
-          : E extends RateLimitExceeded
-            ? RateLimited
-            : never
+export type ProblemOf<E> = E extends { readonly _tag: infer Tag extends keyof typeof problems }
+  ? ReturnType<(typeof problems)[Tag]>
+  : E
 
 /** Answers a handler's capability errors as the API's problems. */
 export const answerProblems = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
