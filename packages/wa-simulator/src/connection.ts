@@ -17,7 +17,13 @@ export interface ConnectionHandlers {
   readonly onLogin: (connection: Connection, payload: proto.ClientPayload) => void
   /** A stanza that is not the answer to one of our own queries. */
   readonly onStanza: (connection: Connection, node: BinaryNode) => void
-  readonly onClose: (connection: Connection) => void
+  /** Every stanza the client sent after the handshake, answers to our queries included, as it arrives. */
+  readonly onReceived: (connection: Connection, node: BinaryNode) => void
+  /** The socket closed; `protocolError` when the server closed it because it could not read the client. */
+  readonly onClose: (
+    connection: Connection,
+    closed: { readonly code: number; readonly protocolError: string | undefined }
+  ) => void
 }
 
 /** One WebSocket from one client, from the Noise handshake to its close. */
@@ -33,6 +39,11 @@ export interface Connection {
   readonly query: (node: BinaryNode) => Promise<BinaryNode>
   /** `<stream:error code=...>`: Baileys ends the socket with that status code. */
   readonly streamError: (code: number) => void
+  /**
+   * `<stream:error><conflict type="replaced"/></stream:error>`, what WhatsApp sends a connection
+   * that another login of the same device replaced: Baileys maps `conflict` to 440 (connectionReplaced).
+   */
+  readonly replaced: () => void
   /** `<failure reason=...>`: what the server sends instead of `<success>` (401 logged out, 405 outdated...). */
   readonly failure: (reason: number) => void
   /** Closes the WebSocket without a word, like a dropped network. */
@@ -72,6 +83,7 @@ export const makeConnection = (
   let noiseKey: Uint8Array | undefined
   let payload: proto.ClientPayload | undefined
   let inbound: Promise<void> = Promise.resolve()
+  let protocolError: string | undefined
 
   const isOpen = () => ws.readyState === ws.OPEN
   const logStanzas = logger.isLevelEnabled?.("debug") ?? true
@@ -111,6 +123,10 @@ export const makeConnection = (
       send({ tag: "stream:error", attrs: { code: String(code) } })
       endAfterGrace()
     },
+    replaced: () => {
+      send({ tag: "stream:error", attrs: {}, content: [{ tag: "conflict", attrs: { type: "replaced" } }] })
+      endAfterGrace()
+    },
     failure: (reason) => {
       send({ tag: "failure", attrs: { reason: String(reason), location: "sim" } })
       endAfterGrace()
@@ -137,6 +153,7 @@ export const makeConnection = (
 
   const onStanza = (node: BinaryNode) => {
     if (logStanzas) logger.debug({ connection: id, xml: binaryNodeToString(node) }, "recv")
+    handlers.onReceived(connection, node)
     const answered = node.tag === "iq" && (node.attrs.type === "result" || node.attrs.type === "error")
     const waiting = answered && node.attrs.id ? pendingQueries.get(node.attrs.id) : undefined
     if (waiting && node.attrs.id) {
@@ -163,15 +180,16 @@ export const makeConnection = (
       .then(() => onData(data))
       .catch((error: unknown) => {
         logger.warn({ connection: id, error: String(error) }, "protocol error, closing the connection")
+        protocolError = String(error)
         ws.terminate()
       })
   })
-  ws.on("close", () => {
+  ws.on("close", (code: number) => {
     for (const [queryId, waiting] of pendingQueries) {
       waiting.reject(new Error(`connection closed before iq ${queryId} was answered`))
     }
     pendingQueries.clear()
-    handlers.onClose(connection)
+    handlers.onClose(connection, { code, protocolError })
   })
   return connection
 }

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net"
 import { proto } from "@whiskeysockets/baileys"
 import type { Fault } from "./faults.ts"
+import type { Closure, ConnectionRecord, Overlap, OverlapSide, SentStanza } from "./history.ts"
 import type { MediaDelivery, ReceiptPolicy, ReceiptStep, ReceivedMessage } from "./messaging.ts"
 import type { Simulator } from "./server.ts"
 
@@ -139,14 +140,110 @@ const receivedJson = (each: ReceivedMessage) => ({
   message: each.message.toJSON()
 })
 
+const closureJson = (closure: Closure | undefined) => {
+  if (!closure) return null
+  switch (closure.by) {
+    case "fault":
+      return { by: closure.by, fault: closure.fault }
+    case "replaced":
+      return { by: closure.by, replaced_by: closure.replacedBy }
+    case "protocol-error":
+      return { by: closure.by, error: closure.error }
+    default:
+      return { by: closure.by }
+  }
+}
+
+const stanzaJson = (stanza: SentStanza) => ({
+  at: stanza.at,
+  kind: stanza.kind,
+  tag: stanza.tag,
+  attrs: stanza.attrs
+})
+
+const recordJson = (record: ConnectionRecord) => ({
+  connection_id: record.connectionId,
+  phone_number: record.phoneNumber,
+  device_id: record.deviceId,
+  jid: record.jid,
+  logged_in_at: record.loggedInAt,
+  ended_at: record.endedAt ?? null,
+  closed_at: record.closedAt ?? null,
+  closure: closureJson(record.closure),
+  ws_close_code: record.wsCloseCode ?? null,
+  sent: record.sent,
+  stanzas: record.stanzas.map(stanzaJson)
+})
+
+const sideJson = (side: OverlapSide) => ({
+  connection_id: side.connectionId,
+  jid: side.jid,
+  logged_in_at: side.loggedInAt,
+  closed_at: side.closedAt ?? null,
+  closure: closureJson(side.closure),
+  sent: side.sent,
+  stanzas: side.stanzas.map(stanzaJson)
+})
+
+const overlapJson = (overlap: Overlap) => ({
+  phone_number: overlap.phoneNumber,
+  same_device: overlap.sameDevice,
+  from: overlap.from,
+  until: overlap.until,
+  duration_ms: overlap.durationMs,
+  ongoing: overlap.ongoing,
+  older: sideJson(overlap.older),
+  newer: sideJson(overlap.newer)
+})
+
 const asControlError = (error: unknown) =>
   error instanceof ControlError
     ? error
     : new ControlError(409, error instanceof Error ? error.message : String(error))
 
-/** The fake phone's routes: what a person does with a phone, and what the network does to a session. */
+/**
+ * The fake phone's routes: what a person does with a phone, and what the network does to a session.
+ * Bodies and answers are JSON; `{phone}` is digits only. Times are the simulator's clock (see
+ * `Simulator.now`): ms since the epoch, fractional; answers that hold times also carry `now`.
+ *
+ * - `POST /scan {qr, phone_number}`, `POST /pairing-code {phone_number, code}`: link a companion.
+ * - `GET /accounts/{phone}/connections`: open logged-in connections `[{id, jid}]`.
+ * - `POST /inject {phone_number, fault}`, `POST /login-fault {fault | null}`, `POST /stall
+ *   {phone_number, stalled}`: faults (`{"kind":"stream-error","code":440}`, `{"kind":"failure",
+ *   "reason":405}`, `{"kind":"drop"}`).
+ * - `POST /receipts {phone_number, ack?, ack_error?, delivered?, read?}`, `POST /deliver {to, from,
+ *   id?, message | media}`, `GET /accounts/{phone}/received`, `GET /accounts/{phone}/received/{id}/media`,
+ *   `GET /accounts/{phone}/receipts`, `GET /media`: messages and receipts.
+ * - `GET /accounts/{phone}/history`, `GET /history` (every account): `{now, connections: [{connection_id,
+ *   phone_number, device_id, jid, logged_in_at, ended_at, closed_at, closure, ws_close_code, sent,
+ *   stanzas}]}` in login order, one per connection that got `<success>`; `closed_at` null while open;
+ *   `closure` null while open, else `{by: "client"}`, `{by: "fault", fault}`, `{by: "replaced",
+ *   replaced_by}`, `{by: "protocol-error", error}` or `{by: "shutdown"}`; `ended_at` when the server
+ *   started ending it; `sent` counts by kind `{message, receipt, iq, presence, other}` what it sent
+ *   after login, and `stanzas` lists it: `[{at, kind, tag, attrs}]`.
+ * - `GET /accounts/{phone}/overlaps`, `GET /overlaps` (every account): `{now, overlaps: [{phone_number,
+ *   same_device, from, until, duration_ms, ongoing, older, newer}]}`, every pair of one account's
+ *   connections live at once (`[logged_in_at, closed_at)` intersect, open means open until now);
+ *   `older` and `newer` (by login) are `{connection_id, jid, logged_in_at, closed_at, closure, sent,
+ *   stanzas}`, with `sent` and `stanzas` only what that connection sent during the overlap.
+ * - `POST /history/clear {phone_number?}`: forgets closed connections (of one account, or all) and what
+ *   open ones sent so far; answers `{forgotten}`.
+ * - `POST /replace-connections {enabled}`: when true, a login of a device that already has a live
+ *   connection closes the older one with `<stream:error><conflict type="replaced"/>` (Baileys: 440);
+ *   answers `{enabled}`. Off unless the simulator started with `WA_SIM_REPLACE_CONNECTIONS=1`.
+ */
 const route = async (simulator: Simulator, request: IncomingMessage): Promise<unknown> => {
   const path = new URL(request.url ?? "/", "http://control").pathname
+  const history = /^\/accounts\/(\d+)\/history$/.exec(path)
+  if (request.method === "GET" && (history || path === "/history")) {
+    const connections = simulator.connectionHistory(history?.[1]).map(recordJson)
+    return { now: simulator.now(), connections }
+  }
+  const overlaps = /^\/accounts\/(\d+)\/overlaps$/.exec(path)
+  if (request.method === "GET" && (overlaps || path === "/overlaps")) {
+    const found = simulator.overlaps(overlaps?.[1]).map(overlapJson)
+    return { now: simulator.now(), overlaps: found }
+  }
   const connections = /^\/accounts\/(\d+)\/connections$/.exec(path)
   if (request.method === "GET" && connections) {
     return simulator
@@ -187,6 +284,15 @@ const route = async (simulator: Simulator, request: IncomingMessage): Promise<un
     case "/stall": {
       if (typeof body.stalled !== "boolean") throw new ControlError(400, "stalled must be a boolean")
       return { released: simulator.stall(phoneField(body), body.stalled) }
+    }
+    case "/history/clear":
+      return {
+        forgotten: simulator.clearHistory(body.phone_number === undefined ? undefined : phoneField(body))
+      }
+    case "/replace-connections": {
+      if (typeof body.enabled !== "boolean") throw new ControlError(400, "enabled must be a boolean")
+      simulator.setReplaceConnections(body.enabled)
+      return { enabled: body.enabled }
     }
     case "/receipts":
       simulator.setReceipts(phoneField(body), readPolicy(body))

@@ -27,7 +27,9 @@ const stderrLogger = (level: string | undefined): SimulatorLogger => {
 const simulator = await startSimulator({
   port: portFrom("WA_SIM_PORT"),
   host: process.env.WA_SIM_HOST ?? "127.0.0.1",
-  logger: stderrLogger(process.env.WA_SIM_LOG)
+  logger: stderrLogger(process.env.WA_SIM_LOG),
+  // As WhatsApp does: a second login of a device closes the older connection with 440 (see SimulatorOptions).
+  replaceConnections: process.env.WA_SIM_REPLACE_CONNECTIONS === "1"
 })
 const control = await startControlServer(simulator, portFrom("WA_SIM_CONTROL_PORT"))
 process.stdout.write(

@@ -5,6 +5,7 @@ import { makeAccounts, type Account } from "./accounts.ts"
 import { makeCertChain } from "./certificate.ts"
 import { makeConnection, type Connection } from "./connection.ts"
 import { applyFault, type Fault } from "./faults.ts"
+import { makeConnectionHistory, simulatorNow, type ConnectionRecord, type Overlap } from "./history.ts"
 import { silentLogger, type SimulatorLogger } from "./logger.ts"
 import { makePairing, type LinkedDevice, type PairingCodeOptions, type ScanOptions } from "./pairing.ts"
 import {
@@ -24,6 +25,12 @@ export interface SimulatorOptions {
   readonly logger?: SimulatorLogger
   /** How many QR refs a pairing companion receives (Baileys shows one after the other). */
   readonly qrRefs?: number
+  /**
+   * As WhatsApp does, a login of a device that already has a live connection replaces it: the older
+   * connection gets `<stream:error><conflict type="replaced"/>` (Baileys: 440, connectionReplaced).
+   * Off by default: both connections then stay live side by side (and `overlaps` reports them).
+   */
+  readonly replaceConnections?: boolean
 }
 
 export interface Simulator {
@@ -90,6 +97,28 @@ export interface Simulator {
   ) => { id: string; devices: number; queued: boolean }
   /** Receipts a phone number's linked devices sent for messages they received (delivery, read...). */
   readonly receiptsFrom: (phoneNumber: string) => ReadonlyArray<SentReceipt>
+  /**
+   * The simulator's clock, the one every time in the connection history is on: ms since the epoch,
+   * `performance.timeOrigin + performance.now()` (monotonic here, close to `Date.now()` elsewhere).
+   */
+  readonly now: () => number
+  /**
+   * Every connection that logged in (got `<success>`) as one of a phone number's devices, or of any
+   * phone number when omitted, in login order: open or closed, who closed it, what it sent after login.
+   */
+  readonly connectionHistory: (phoneNumber?: string) => ReadonlyArray<ConnectionRecord>
+  /**
+   * Every pair of one phone number's recorded connections that were live at once (their
+   * `[loggedInAt, closedAt)` intersect; an open one is open until now), for one phone number or all.
+   */
+  readonly overlaps: (phoneNumber?: string) => ReadonlyArray<Overlap>
+  /**
+   * Forgets the closed connections of a phone number (or all) and what the open ones sent so far;
+   * open connections stay recorded. Returns how many connections it forgot.
+   */
+  readonly clearHistory: (phoneNumber?: string) => number
+  /** Turns `replaceConnections` (see SimulatorOptions) on or off for later logins. */
+  readonly setReplaceConnections: (on: boolean) => void
   readonly close: () => Promise<void>
 }
 
@@ -106,7 +135,10 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     logger,
     media
   )
-  const sessions = makeSessions(accounts, logger, messaging)
+  const history = makeConnectionHistory()
+  const sessions = makeSessions(accounts, logger, messaging, history, {
+    replaceConnections: options.replaceConnections ?? false
+  })
 
   const wss = new WebSocketServer({ host: options.host ?? "127.0.0.1", port: options.port ?? 0 })
   await new Promise<void>((resolve, reject) => {
@@ -126,9 +158,12 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
         onStanza: (connection, node) => {
           if (!pairing.onLinkCodeIq(connection, node)) sessions.onStanza(connection, node)
         },
-        onClose: (connection) => {
+        onReceived: (connection, node) => history.received(connection.id, node),
+        onClose: (connection, { code, protocolError }) => {
           sessions.forget(connection)
           pairing.forget(connection)
+          if (protocolError) history.ending(connection.id, { by: "protocol-error", error: protocolError })
+          history.closed(connection.id, code)
         }
       }
     })
@@ -144,7 +179,10 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     connectionsOf: sessions.connectionsOf,
     inject: (phoneNumber, fault) => {
       const connections = sessions.connectionsOf(phoneNumber)
-      for (const connection of connections) applyFault(connection, fault)
+      for (const connection of connections) {
+        history.ending(connection.id, { by: "fault", fault })
+        applyFault(connection, fault)
+      }
       return connections.length
     },
     setLoginFault: sessions.setLoginFault,
@@ -157,9 +195,15 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     setReceipts: messaging.setPolicy,
     deliver: messaging.deliver,
     receiptsFrom: messaging.receiptsFrom,
+    now: simulatorNow,
+    connectionHistory: history.connections,
+    overlaps: history.overlaps,
+    clearHistory: history.clear,
+    setReplaceConnections: sessions.setReplaceConnections,
     close: () =>
       new Promise<void>((resolve, reject) => {
         messaging.close()
+        history.shutdown()
         for (const client of wss.clients) client.terminate()
         wss.close((error) => (error ? reject(error) : media.close().then(resolve, reject)))
       })

@@ -2,6 +2,7 @@ import { getBinaryNodeChild, jidDecode, type BinaryNode, type proto } from "@whi
 import { lidJid, pnJid, type Accounts, type Device } from "./accounts.ts"
 import type { Connection } from "./connection.ts"
 import { applyFault, type Fault } from "./faults.ts"
+import type { ConnectionHistory } from "./history.ts"
 import { answerIq, iqError, iqResult, SERVER_JID } from "./iq.ts"
 import type { SimulatorLogger } from "./logger.ts"
 import type { Messaging } from "./messaging.ts"
@@ -15,9 +16,14 @@ interface Session {
 export const makeSessions = (
   accounts: Accounts,
   logger: SimulatorLogger,
-  messaging: Pick<Messaging, "answerIq" | "onMessage" | "onReceipt" | "takeOffline">
+  messaging: Pick<Messaging, "answerIq" | "onMessage" | "onReceipt" | "takeOffline">,
+  history: Pick<ConnectionHistory, "loggedIn" | "ending">,
+  options: { readonly replaceConnections: boolean }
 ) => {
   const sessions = new Map<Connection, Session>()
+  /** Connections a newer login of their device replaced: what they still send is not answered. */
+  const replaced = new WeakSet<Connection>()
+  let replaceConnections = options.replaceConnections
   /** Stalled phone numbers, with what their connections sent meanwhile, in order. */
   const stalled = new Map<string, Array<() => void>>()
   let loginFault: Fault | undefined
@@ -46,6 +52,7 @@ export const makeSessions = (
       logger.debug({ connection: connection.id, phoneNumber, deviceId }, "unknown device, answering 401")
       return connection.failure(401)
     }
+    if (replaceConnections) replaceOlder(connection, phoneNumber, deviceId)
     connection.jid = pnJid(phoneNumber, deviceId)
     sessions.set(connection, { phoneNumber, device })
     const now = String(Math.floor(Date.now() / 1000))
@@ -53,6 +60,7 @@ export const makeSessions = (
       tag: "success",
       attrs: { t: now, props: "1", location: "sim", creation: now, lid: lidJid(account.lidUser, deviceId) }
     })
+    history.loggedIn(connection.id, phoneNumber, deviceId, connection.jid)
     const waiting = messaging.takeOffline(phoneNumber, deviceId)
     for (const stanza of waiting) connection.send(stanza)
     // Baileys flushes its event buffer and reports receivedPendingNotifications on this.
@@ -61,6 +69,18 @@ export const makeSessions = (
       attrs: { from: SERVER_JID },
       content: [{ tag: "offline", attrs: { count: String(waiting.length) } }]
     })
+  }
+
+  /** As WhatsApp does: the newest login of a device wins, the older connections get 440 (conflict). */
+  const replaceOlder = (newer: Connection, phoneNumber: string, deviceId: number) => {
+    for (const [older, session] of sessions) {
+      if (session.phoneNumber !== phoneNumber || session.device.id !== deviceId) continue
+      logger.debug({ connection: older.id, by: newer.id, phoneNumber, deviceId }, "connection replaced")
+      history.ending(older.id, { by: "replaced", replacedBy: newer.id })
+      sessions.delete(older)
+      replaced.add(older)
+      older.replaced()
+    }
   }
 
   const removeCompanion = (session: Session, node: BinaryNode): BinaryNode | undefined => {
@@ -72,6 +92,12 @@ export const makeSessions = (
   }
 
   const onStanza = (connection: Connection, node: BinaryNode) => {
+    if (replaced.has(connection)) {
+      return logger.debug(
+        { connection: connection.id, tag: node.tag },
+        "stanza from a replaced connection, ignored"
+      )
+    }
     const session = sessions.get(connection)
     const held = session ? stalled.get(session.phoneNumber) : undefined
     if (held) {
@@ -127,6 +153,10 @@ export const makeSessions = (
     /** Every later login is answered with this fault instead of `<success>`, until cleared with undefined. */
     setLoginFault: (fault: Fault | undefined) => {
       loginFault = fault
+    },
+    /** Whether a login of a device that already has a live connection replaces it (440), as WhatsApp does. */
+    setReplaceConnections: (on: boolean) => {
+      replaceConnections = on
     }
   }
 }

@@ -1,5 +1,5 @@
 import { afterEach } from "vitest"
-import { startSimulator, type Simulator } from "../src/index.ts"
+import { startSimulator, type Simulator, type SimulatorOptions } from "../src/index.ts"
 import {
   connectBaileys,
   makeMemoryAuthState,
@@ -15,8 +15,8 @@ export const useHarness = () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
   })
 
-  const simulator = async (): Promise<Simulator> => {
-    const sim = await startSimulator({ logger: simulatorLogger })
+  const simulator = async (options: SimulatorOptions = {}): Promise<Simulator> => {
+    const sim = await startSimulator({ logger: simulatorLogger, ...options })
     cleanups.push(() => sim.close())
     return sim
   }

@@ -27,9 +27,9 @@ describe("the standalone simulator (main.ts) and its HTTP control API", () => {
   })
 
   /** Starts main.ts in its own Node process and reads the URLs it prints. */
-  const startProcess = async (): Promise<Started> => {
+  const startProcess = async (env: Record<string, string> = {}): Promise<Started> => {
     const child: ChildProcess = spawn(process.execPath, [MAIN], {
-      env: { ...process.env, WA_SIM_PORT: "0", WA_SIM_CONTROL_PORT: "0" },
+      env: { ...process.env, WA_SIM_PORT: "0", WA_SIM_CONTROL_PORT: "0", ...env },
       stdio: ["ignore", "pipe", "inherit"]
     })
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
@@ -99,6 +99,43 @@ describe("the standalone simulator (main.ts) and its HTTP control API", () => {
     expect(statusCodeOf(await refused.waitFor((update) => update.connection === "close"))).toBe(405)
     await call(started, "POST", "/login-fault", { fault: null })
     await baileys(started.url, auth).waitFor((update) => update.connection === "open")
+  })
+
+  it("started with WA_SIM_REPLACE_CONNECTIONS=1, a second login of a device replaces the first with 440, as the history and overlaps show", async () => {
+    const started = await startProcess({ WA_SIM_REPLACE_CONNECTIONS: "1" })
+    const auth = makeMemoryAuthState()
+    const pairing = baileys(started.url, auth)
+    const { qr } = await pairing.waitFor((update) => typeof update.qr === "string")
+    await call(started, "POST", "/scan", { qr, phone_number: PHONE })
+    await pairing.waitFor((update) => update.connection === "close")
+    const first = baileys(started.url, auth)
+    await first.waitFor((update) => update.connection === "open")
+    const second = baileys(started.url, auth)
+    await second.waitFor((update) => update.connection === "open")
+    expect(statusCodeOf(await first.waitFor((update) => update.connection === "close"))).toBe(440)
+
+    type Connections = Array<{ connection_id: number; closed_at: number | null; closure: unknown }>
+    const history = async () =>
+      (await call(started, "GET", `/accounts/${PHONE}/history`)).body.connections as Connections
+    let connections = await history()
+    while (connections[0]?.closed_at === null) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      connections = await history()
+    }
+    const [older, newer] = connections
+    expect(connections).toHaveLength(2)
+    expect(older!.closure).toEqual({ by: "replaced", replaced_by: newer!.connection_id })
+    expect(newer!.closed_at).toBeNull()
+    const overlaps = await call(started, "GET", "/overlaps")
+    expect(overlaps.body.overlaps).toEqual([
+      expect.objectContaining({
+        phone_number: PHONE,
+        same_device: true,
+        ongoing: false,
+        older: expect.objectContaining({ connection_id: older!.connection_id }),
+        newer: expect.objectContaining({ connection_id: newer!.connection_id })
+      })
+    ])
   })
 
   it("a pairing code typed through the API links real Baileys", async () => {
