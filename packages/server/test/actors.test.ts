@@ -3,7 +3,7 @@ import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Effect, Scope, Exit } from "effect"
 import { TransportEvent } from "../src/channels/transport.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
-import { eventually } from "./support/eventually.ts"
+import { waitUntil } from "./support/waits.ts"
 import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 
@@ -53,12 +53,11 @@ describe("channel actors", () => {
         const key = yield* customerOn(gateway, { max_channels: 101 })
         const ids = yield* createChannels(gateway.api, key, 101)
         yield* connectAll(gateway.api, key, ids)
-        expect(
-          yield* eventually(
-            Effect.sync(() => ids.every((id) => whatsapp.isOpen(id))),
-            400
-          )
-        ).toBe(true)
+        yield* waitUntil(
+          "all 101 connections are open",
+          Effect.sync(() => ids.every((id) => whatsapp.isOpen(id))),
+          { attempts: 400 }
+        )
         yield* Effect.forEach(ids, (id, i) => whatsapp.pair(id, `+1555000${String(i).padStart(4, "0")}`), {
           discard: true
         })
@@ -68,31 +67,29 @@ describe("channel actors", () => {
             sql<{ n: number }>`SELECT count(*)::int AS n FROM channels WHERE status = 'connected'`,
             (rows) => rows[0]!.n
           ).pipe(Effect.orDie)
-        expect(
-          yield* eventually(
-            Effect.map(connected(), (n) => n === 101),
-            400
-          )
-        ).toBe(true)
+        yield* waitUntil(
+          "all 101 channels are connected",
+          Effect.map(connected(), (n) => n === 101),
+          { attempts: 400 }
+        )
 
         const victim = ids[50]!
         const connectsBefore = whatsapp.connects(victim)
         // a QR with an impossible expiry makes the actor throw: a bug, not a WhatsApp event
         yield* whatsapp.emit(victim, TransportEvent.Qr({ qr: "x", expiresAt: new Date(Number.NaN) }))
-        expect(
-          yield* eventually(
-            Effect.sync(() => whatsapp.connects(victim) > connectsBefore),
-            200,
-            50
-          )
-        ).toBe(true)
-        expect(
-          yield* eventually(
-            Effect.sync(() => whatsapp.isOpen(victim)),
-            200,
-            50
-          )
-        ).toBe(true)
+        yield* waitUntil(
+          "the failed actor is restarted",
+          Effect.sync(() => whatsapp.connects(victim) > connectsBefore),
+          { attempts: 200, everyMillis: 50 }
+        )
+        yield* waitUntil(
+          "the restarted actor's connection is open",
+          Effect.sync(() => whatsapp.isOpen(victim)),
+          {
+            attempts: 200,
+            everyMillis: 50
+          }
+        )
 
         const metrics = yield* Effect.promise(() => fetch(`${gateway.admin}/metrics`).then((r) => r.text()))
         expect(metrics).toMatch(/whatisup_channel_actor_restarts_total\{reason="defect"\} 1/)
@@ -113,9 +110,13 @@ describe("channel actors", () => {
         const key = yield* customerOn(gateway, { max_channels: 5 })
         const [id] = yield* createChannels(gateway.api, key, 1)
         yield* connectAll(gateway.api, key, [id!])
-        yield* eventually(Effect.sync(() => whatsapp.isOpen(id!)))
+        yield* waitUntil(
+          "the channel's connection is open",
+          Effect.sync(() => whatsapp.isOpen(id!))
+        )
         yield* whatsapp.pair(id!, "+15559990000")
-        yield* eventually(
+        yield* waitUntil(
+          "the channel is connected",
           Effect.map(
             request(gateway.api, "GET", `/v1/channels/${id}`, { key }),
             (r) => r.body.status === "connected"
@@ -123,7 +124,10 @@ describe("channel actors", () => {
         )
         const deleted = yield* request(gateway.api, "DELETE", `/v1/channels/${id}`, { key })
         expect(deleted.body.status).toBe("deleted")
-        expect(yield* eventually(Effect.sync(() => !whatsapp.isOpen(id!)))).toBe(true)
+        yield* waitUntil(
+          "deleting closes the connection",
+          Effect.sync(() => !whatsapp.isOpen(id!))
+        )
         expect(whatsapp.closes(id!)).toBe(1)
         expect(whatsapp.logouts(id!)).toBe(1)
         const sql = yield* sqlFor(database.url)
@@ -155,13 +159,11 @@ describe("channel actors", () => {
         const key = yield* customerOn(gateway, { max_channels: 1000 })
         const ids = yield* createChannels(gateway.api, key, 1000)
         yield* connectAll(gateway.api, key, ids)
-        expect(
-          yield* eventually(
-            Effect.sync(() => whatsapp.openConnections() === 1000),
-            600,
-            50
-          )
-        ).toBe(true)
+        yield* waitUntil(
+          "1,000 connections are open",
+          Effect.sync(() => whatsapp.openConnections() === 1000),
+          { attempts: 600, everyMillis: 50 }
+        )
         yield* Effect.forEach(ids, (id, i) => whatsapp.pair(id, `+1444${String(i).padStart(7, "0")}`), {
           discard: true
         })
@@ -171,13 +173,11 @@ describe("channel actors", () => {
             sql<{ n: number }>`SELECT count(*)::int AS n FROM channels WHERE status = ${status}`,
             (rows) => rows[0]!.n
           ).pipe(Effect.orDie)
-        expect(
-          yield* eventually(
-            Effect.map(count("connected"), (n) => n === 1000),
-            600,
-            50
-          )
-        ).toBe(true)
+        yield* waitUntil(
+          "1,000 channels are connected",
+          Effect.map(count("connected"), (n) => n === 1000),
+          { attempts: 600, everyMillis: 50 }
+        )
         expect(ids.every((id) => whatsapp.connects(id) === 1)).toBe(true)
 
         yield* Scope.close(scope, Exit.void)

@@ -3,6 +3,7 @@ import { Effect, Layer } from "effect"
 import { sqlFor } from "./support/database.ts"
 import { AdminClient, layerTestAdmin, layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { type Reply, request } from "./support/http.ts"
+import { waitFor } from "./support/waits.ts"
 
 const layerUnderTest = layerTestAdmin.pipe(Layer.provideMerge(layerTestGateway()))
 
@@ -285,15 +286,18 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
       const { api_key } = yield* newCustomer("Busy")
       const before = yield* request(api, "GET", "/v1/api-keys", { key: api_key.key })
       const usedAt = Date.now()
-      let lastUsed: string | null = null
       // the batch is flushed every few seconds; poll for it rather than assume a time
-      for (let i = 0; i < 100 && lastUsed === null; i++) {
-        yield* Effect.sleep("200 millis")
-        const list = yield* request(api, "GET", "/v1/api-keys", { key: api_key.key })
-        lastUsed = list.body.data.find((k: { id: string }) => k.id === api_key.id).last_used_at
-      }
+      const lastUsed = yield* waitFor(
+        "last_used_at is recorded",
+        Effect.map(
+          request(api, "GET", "/v1/api-keys", { key: api_key.key }),
+          (list) =>
+            list.body.data.find((k: { id: string }) => k.id === api_key.id).last_used_at as string | null
+        ),
+        (usedAt) => usedAt !== null,
+        { attempts: 100, everyMillis: 200 }
+      )
       expect(before.body.data[0].last_used_at).toBeNull()
-      expect(lastUsed).not.toBeNull()
       expect(Date.parse(lastUsed!)).toBeGreaterThanOrEqual(usedAt - 1000)
     })
   )

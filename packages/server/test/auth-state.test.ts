@@ -5,7 +5,7 @@ import * as crypto from "node:crypto"
 import { AuthStates } from "../src/channels/loginStore.ts"
 import { credsType } from "../src/whatsapp/authState.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
-import { eventually } from "./support/eventually.ts"
+import { waitUntil } from "./support/waits.ts"
 import { AdminClient, gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 
@@ -37,10 +37,14 @@ describe("a channel's stored login", () => {
         const channel = (yield* request(first.api, "POST", "/v1/channels", { key, body: {} })).body
           .id as string
         yield* request(first.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
-        yield* eventually(Effect.sync(() => first.whatsapp.isOpen(channel)))
+        yield* waitUntil(
+          "the channel's connection is open",
+          Effect.sync(() => first.whatsapp.isOpen(channel))
+        )
         yield* first.whatsapp.pair(channel, "+15556667777")
-        expect(yield* eventually(Effect.map(status(first, key, channel), (s) => s === "connected"))).toBe(
-          true
+        yield* waitUntil(
+          "the paired channel is connected",
+          Effect.map(status(first, key, channel), (s) => s === "connected")
         )
 
         const stored = yield* sql<{ key_type: string; ciphertext: string }>`
@@ -57,8 +61,9 @@ describe("a channel's stored login", () => {
             WHATISUP_NODE_ID: "node"
           })
         )
-        expect(yield* eventually(Effect.map(status(second, key, channel), (s) => s === "connected"))).toBe(
-          true
+        yield* waitUntil(
+          "the restarted gateway logs the channel in again",
+          Effect.map(status(second, key, channel), (s) => s === "connected")
         )
         const events = yield* request(second.api, "GET", `/v1/events?channel_id=${channel}&type=channel.qr`, {
           key

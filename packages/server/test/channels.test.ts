@@ -1,7 +1,7 @@
 import { expect, layer } from "@effect/vitest"
 import { ChannelStatus } from "@whatisup/domain"
 import { Effect, Layer } from "effect"
-import { eventually } from "./support/eventually.ts"
+import { waitFor, waitUntil } from "./support/waits.ts"
 import { AdminClient, layerTestAdmin, layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { sqlFor } from "./support/database.ts"
 import { request } from "./support/http.ts"
@@ -18,7 +18,7 @@ const channelStatus = (api: string, key: string, id: string) =>
   Effect.map(request(api, "GET", `/v1/channels/${id}`, { key }), (reply) => reply.body.status as string)
 
 const becomes = (api: string, key: string, id: string, status: string) =>
-  eventually(Effect.map(channelStatus(api, key, id), (current) => current === status))
+  waitFor(`channel ${id} is ${status}`, channelStatus(api, key, id), (current) => current === status)
 
 layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels through the API", (it) => {
   it.effect("create, list, get, rename and delete, with the plan's channel limit", () =>
@@ -88,12 +88,10 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
         expect(accepted.status).toBe(202)
         expect(accepted.body).toEqual({ status: "pairing" })
 
-        let qr: { status: number; body: any } = { status: 0, body: undefined }
-        yield* eventually(
-          Effect.map(request(api, "GET", `/v1/channels/${channel.id}/qr`, { key }), (reply) => {
-            qr = reply
-            return reply.status === 200
-          })
+        const qr = yield* waitFor(
+          "the QR is shown",
+          request(api, "GET", `/v1/channels/${channel.id}/qr`, { key }),
+          (reply) => reply.status === 200
         )
         expect(qr.body.qr).toMatch(/^2@memory-/)
         expect(Date.parse(qr.body.expires_at)).toBeGreaterThan(Date.now())
@@ -127,7 +125,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
         expect(prefersSvg.headers.get("content-type")).toBe("image/svg+xml")
 
         expect(yield* whatsapp.pair(channel.id, "+15551234567")).toBe(true)
-        expect(yield* becomes(api, key, channel.id, "connected")).toBe(true)
+        yield* becomes(api, key, channel.id, "connected")
         const connected = (yield* request(api, "GET", `/v1/channels/${channel.id}`, { key })).body
         expect(connected.phone_number).toBe("+15551234567")
         expect(connected.last_connected_at).not.toBeNull()
@@ -161,20 +159,29 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
       const key = yield* newCustomer("Logger Outer")
       const channel = (yield* request(api, "POST", "/v1/channels", { key, body: {} })).body
       yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, { key, body: { method: "qr" } })
-      yield* eventually(Effect.sync(() => whatsapp.isOpen(channel.id)))
+      yield* waitUntil(
+        "the channel's connection is open",
+        Effect.sync(() => whatsapp.isOpen(channel.id))
+      )
       yield* whatsapp.pair(channel.id, "+15550001111")
-      expect(yield* becomes(api, key, channel.id, "connected")).toBe(true)
+      yield* becomes(api, key, channel.id, "connected")
 
       const connectsBefore = whatsapp.connects(channel.id)
       const restarted = yield* request(api, "POST", `/v1/channels/${channel.id}/restart`, { key })
       expect(restarted.status).toBe(202)
-      expect(yield* eventually(Effect.sync(() => whatsapp.connects(channel.id) > connectsBefore))).toBe(true)
-      expect(yield* becomes(api, key, channel.id, "connected")).toBe(true)
+      yield* waitUntil(
+        "the restart connects again",
+        Effect.sync(() => whatsapp.connects(channel.id) > connectsBefore)
+      )
+      yield* becomes(api, key, channel.id, "connected")
 
       const loggedOut = yield* request(api, "POST", `/v1/channels/${channel.id}/logout`, { key })
       expect(loggedOut.status).toBe(202)
       expect(loggedOut.body).toMatchObject({ status: "logged_out", status_reason: "logout_requested" })
-      expect(yield* eventually(Effect.sync(() => !whatsapp.isOpen(channel.id)))).toBe(true)
+      yield* waitUntil(
+        "the logout closes the connection",
+        Effect.sync(() => !whatsapp.isOpen(channel.id))
+      )
       expect(whatsapp.logouts(channel.id)).toBe(1)
       expect(yield* whatsapp.isPaired(channel.id)).toBe(false)
 
@@ -294,9 +301,14 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
           .status
       ).toBe(202)
       yield* request(api, "POST", `/v1/channels/${other.id}/connect`, { key, body: { method: "qr" } })
-      yield* eventually(Effect.sync(() => whatsapp.isOpen(mine.id) && whatsapp.isOpen(other.id)))
-      yield* eventually(
-        Effect.map(request(api, "GET", "/v1/events", { key }), (r) => r.body.data.length >= 2)
+      yield* waitUntil(
+        "both channels' connections are open",
+        Effect.sync(() => whatsapp.isOpen(mine.id) && whatsapp.isOpen(other.id))
+      )
+      yield* waitFor(
+        "both channels have an event",
+        request(api, "GET", "/v1/events", { key }),
+        (r) => r.body.data.length >= 2
       )
       const events = yield* request(api, "GET", "/v1/events", { key: b })
       expect(events.body.data.length).toBeGreaterThan(0)
@@ -323,9 +335,12 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
       const key = yield* newCustomer("Hasty")
       const channel = (yield* request(api, "POST", "/v1/channels", { key, body: {} })).body
       yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, { key, body: { method: "qr" } })
-      yield* eventually(Effect.sync(() => whatsapp.isOpen(channel.id)))
+      yield* waitUntil(
+        "the channel's connection is open",
+        Effect.sync(() => whatsapp.isOpen(channel.id))
+      )
       yield* whatsapp.pair(channel.id, "+15554443333")
-      expect(yield* becomes(api, key, channel.id, "connected")).toBe(true)
+      yield* becomes(api, key, channel.id, "connected")
       const connects = whatsapp.connects(channel.id)
 
       expect((yield* request(api, "POST", `/v1/channels/${channel.id}/logout`, { key })).status).toBe(202)
@@ -334,12 +349,19 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
         body: { method: "qr" }
       })
       expect(again.status).toBe(202)
-      expect(yield* eventually(Effect.sync(() => whatsapp.logouts(channel.id) === 1))).toBe(true)
-      expect(yield* eventually(Effect.sync(() => whatsapp.connects(channel.id) === connects + 1))).toBe(true)
-      const qr = yield* eventually(
-        Effect.map(request(api, "GET", `/v1/channels/${channel.id}/qr`, { key }), (r) => r.status === 200)
+      yield* waitUntil(
+        "the old device is unlinked",
+        Effect.sync(() => whatsapp.logouts(channel.id) === 1)
       )
-      expect(qr).toBe(true)
+      yield* waitUntil(
+        "a new pairing connects once",
+        Effect.sync(() => whatsapp.connects(channel.id) === connects + 1)
+      )
+      yield* waitFor(
+        "a new QR is shown",
+        request(api, "GET", `/v1/channels/${channel.id}/qr`, { key }),
+        (r) => r.status === 200
+      )
       expect(yield* whatsapp.isPaired(channel.id)).toBe(false)
     })
   )
@@ -350,17 +372,19 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
       const key = yield* newCustomer("Scanned")
       const channel = (yield* request(api, "POST", "/v1/channels", { key, body: {} })).body
       yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, { key, body: { method: "qr" } })
-      yield* eventually(
-        Effect.map(request(api, "GET", `/v1/channels/${channel.id}/qr`, { key }), (r) => r.status === 200)
+      yield* waitFor(
+        "the QR is shown",
+        request(api, "GET", `/v1/channels/${channel.id}/qr`, { key }),
+        (r) => r.status === 200
       )
       // the phone scanned: WhatsApp asks for a restart, and the first reconnect fails (a 1 s backoff)
       yield* whatsapp.failConnects(channel.id, 1)
       yield* whatsapp.scan(channel.id, "+15553332222")
-      expect(yield* becomes(api, key, channel.id, "connecting")).toBe(true)
+      yield* becomes(api, key, channel.id, "connecting")
       const gone = yield* request(api, "GET", `/v1/channels/${channel.id}/qr`, { key })
       expect(gone.status).toBe(409)
       expect(gone.body.current_status).toBe("connecting")
-      expect(yield* becomes(api, key, channel.id, "connected")).toBe(true)
+      yield* becomes(api, key, channel.id, "connected")
       const events = yield* request(
         api,
         "GET",
@@ -389,7 +413,10 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
           metrics.includes(`whatisup_channels{status="${status}"} ${byStatus.get(status) ?? 0}\n`)
         )
       }).pipe(Effect.orDie)
-      expect(yield* eventually(matches, 100, 100)).toBe(true)
+      yield* waitUntil("the gauge shows each status's count in the database", matches, {
+        attempts: 100,
+        everyMillis: 100
+      })
     }).pipe(Effect.scoped)
   )
 })

@@ -3,7 +3,7 @@ import { Context, Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { Change, ChannelLifecycle } from "../src/channels/lifecycle.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
-import { eventually } from "./support/eventually.ts"
+import { waitUntil } from "./support/waits.ts"
 import { gatewayEnvironment, newCustomerKey, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 
@@ -21,7 +21,10 @@ describe("lease fencing", () => {
           key,
           body: { method: "qr" }
         })
-        yield* eventually(Effect.sync(() => gateway.whatsapp.isOpen(channel)))
+        yield* waitUntil(
+          "the channel's connection is open",
+          Effect.sync(() => gateway.whatsapp.isOpen(channel))
+        )
         const sql = yield* sqlFor(database.url)
         const lease = (yield* sql<{ generation: number; owner: string }>`
           SELECT generation::int AS generation, owner FROM channel_leases WHERE channel_id = ${channel}`)[0]!
@@ -43,7 +46,10 @@ describe("lease fencing", () => {
         expect(events).toHaveLength(0)
 
         // and the process that lost the lease stops its actor at its next reconcile
-        expect(yield* eventually(Effect.sync(() => !gateway.whatsapp.isOpen(channel)))).toBe(true)
+        yield* waitUntil(
+          "the process that lost the lease closes the connection",
+          Effect.sync(() => !gateway.whatsapp.isOpen(channel))
+        )
       }).pipe(Effect.scoped),
     60_000
   )
@@ -63,7 +69,10 @@ describe("lease fencing", () => {
         const channel = (yield* request(first.api, "POST", "/v1/channels", { key, body: {} })).body
           .id as string
         yield* request(first.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
-        yield* eventually(Effect.sync(() => first.whatsapp.isOpen(channel)))
+        yield* waitUntil(
+          "the first process opens the connection",
+          Effect.sync(() => first.whatsapp.isOpen(channel))
+        )
         const before = (yield* sql<{ generation: number }>`
           SELECT generation::int AS generation FROM channel_leases WHERE channel_id = ${channel}`)[0]!
           .generation
@@ -74,7 +83,10 @@ describe("lease fencing", () => {
           yield* gatewayEnvironment(database.url, { ...shared, WHATISUP_NODE_ID: "first" })
         )
         const lifecycle = Context.get(second.services, ChannelLifecycle)
-        expect(yield* eventually(Effect.sync(() => second.whatsapp.isOpen(channel)))).toBe(true)
+        yield* waitUntil(
+          "the restarted process opens the connection",
+          Effect.sync(() => second.whatsapp.isOpen(channel))
+        )
         const after = (yield* sql<{ generation: number; owner: string }>`
           SELECT generation::int AS generation, owner FROM channel_leases WHERE channel_id = ${channel}`)[0]!
         expect(after.owner).toBe("first")

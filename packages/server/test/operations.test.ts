@@ -4,6 +4,7 @@ import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { AdminClient, layerTestAdmin, layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 import { sqlFor } from "./support/database.ts"
+import { waitFor } from "./support/waits.ts"
 
 const layerUnderTest = layerTestAdmin.pipe(Layer.provideMerge(layerTestGateway()))
 
@@ -154,12 +155,12 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("operatio
         expect(outage.me.body.code).toBe("database_unavailable")
         expect(outage.me.headers.get("retry-after")).toBe("5")
 
-        let recovered = 0
-        for (let i = 0; i < 100 && recovered !== 200; i++) {
-          recovered = (yield* request(api, "GET", "/v1/me", { key: api_key.key })).status
-          if (recovered !== 200) yield* Effect.sleep("100 millis")
-        }
-        expect(recovered).toBe(200)
+        yield* waitFor(
+          "the API answers 200 again once the database is back",
+          request(api, "GET", "/v1/me", { key: api_key.key }),
+          (reply) => reply.status === 200,
+          { attempts: 100, everyMillis: 100 }
+        )
       }).pipe(Effect.scoped)
   )
 })

@@ -1,7 +1,7 @@
 import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
-import { eventually } from "./support/eventually.ts"
+import { waitUntil } from "./support/waits.ts"
 import { request } from "./support/http.ts"
 import { runCli } from "./support/process.ts"
 
@@ -151,15 +151,20 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
             .body.id
           const idle = (yield* request(api, "POST", "/v1/channels", { key, body: { name: "idle" } })).body.id
           yield* request(api, "POST", `/v1/channels/${running}/connect`, { key, body: { method: "qr" } })
-          yield* eventually(Effect.sync(() => whatsapp.isOpen(running)))
+          yield* waitUntil(
+            "the channel's connection is open",
+            Effect.sync(() => whatsapp.isOpen(running))
+          )
           yield* whatsapp.pair(running, "+15551112222")
-          yield* eventually(
+          yield* waitUntil(
+            "the channel is connected",
             Effect.map(
               request(api, "GET", `/v1/channels/${running}`, { key }),
               (r) => r.body.status === "connected"
             )
           )
-          yield* eventually(
+          yield* waitUntil(
+            "the CLI lists the channel on this node",
             Effect.map(runCli(["channels", "list", "--node", config.nodeId, "--json"], env), (run) =>
               JSON.parse(run.stdout).some((c: { id: string }) => c.id === running)
             )

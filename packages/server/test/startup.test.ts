@@ -9,6 +9,7 @@ import { latestMigrationId } from "../src/db/migrations.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, tempDataDir } from "./support/gateway.ts"
 import { runCli, spawnGateway, waitReady } from "./support/process.ts"
+import { waitFor } from "./support/waits.ts"
 
 const apiOf = (env: { PORT: string }) => `http://127.0.0.1:${env.PORT}`
 
@@ -239,32 +240,33 @@ describe("starting the gateway", () => {
           method: "POST",
           body: JSON.stringify({ method: "qr" })
         })
-        let qr = ""
-        for (let i = 0; i < 200 && qr === ""; i++) {
-          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
-          const reply = yield* call<{ qr?: string }>(`/v1/channels/${channel.id}/qr`)
-          qr = reply.status === 200 ? (reply.body.qr ?? "") : ""
-        }
-        expect(qr).not.toBe("")
-        yield* Effect.promise(() => sim.scan(qr, { phoneNumber: "447700900123" }))
-        let final: { status: string; phone_number: string | null } = { status: "", phone_number: null }
-        for (let i = 0; i < 200 && final.status !== "connected"; i++) {
-          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
-          final = (yield* call<typeof final>(`/v1/channels/${channel.id}`)).body
-        }
-        expect(final).toMatchObject({ status: "connected", phone_number: "+447700900123" })
+        const qr = yield* waitFor(
+          "the QR is shown",
+          call<{ qr?: string }>(`/v1/channels/${channel.id}/qr`),
+          (reply) => reply.status === 200 && (reply.body.qr ?? "") !== "",
+          { everyMillis: 50 }
+        )
+        yield* Effect.promise(() => sim.scan(qr.body.qr!, { phoneNumber: "447700900123" }))
+        type Channel = { status: string; phone_number: string | null }
+        const connected = yield* waitFor(
+          "the scanned channel is connected",
+          call<Channel>(`/v1/channels/${channel.id}`),
+          (reply) => reply.body.status === "connected",
+          { everyMillis: 50 }
+        )
+        expect(connected.body).toMatchObject({ status: "connected", phone_number: "+447700900123" })
 
         // stop the process and start it again: the login comes back from PostgreSQL, no new QR
         gateway.child.kill("SIGTERM")
         expect(yield* Effect.promise(() => gateway.exited)).toBe(0)
         const again = yield* spawnGateway(env)
         yield* waitReady(again, apiOf(env))
-        final = { status: "", phone_number: null }
-        for (let i = 0; i < 200 && final.status !== "connected"; i++) {
-          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
-          final = (yield* call<typeof final>(`/v1/channels/${channel.id}`)).body
-        }
-        expect(final.status).toBe("connected")
+        yield* waitFor(
+          "the restarted process logs the channel in again",
+          call<Channel>(`/v1/channels/${channel.id}`),
+          (reply) => reply.body.status === "connected",
+          { everyMillis: 50 }
+        )
         const qrs = (yield* call<{ data: Array<unknown> }>(
           `/v1/events?channel_id=${channel.id}&type=channel.qr`
         )).body

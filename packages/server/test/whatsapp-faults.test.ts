@@ -3,7 +3,7 @@ import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { testDatabase } from "./support/database.ts"
-import { eventually, pause } from "./support/eventually.ts"
+import { staysTrue, waitFor, waitUntil } from "./support/waits.ts"
 import { request } from "./support/http.ts"
 import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import {
@@ -32,10 +32,10 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
         ] as const) {
           const id = yield* pairedChannel(gateway, sim, key, phone(n))
           expect(sim.inject(phone(n), { kind: "stream-error", code })).toBe(1)
-          expect(yield* waitForStatus(gateway, key, id, "failed"), `${code}`).toBe(true)
-          expect((yield* channelOf(gateway, key, id)).status_reason).toMatch(reason)
-          yield* pause(2500)
-          expect(sim.connectionsOf(phone(n)), `${code} does not reconnect`).toHaveLength(0)
+          expect((yield* waitForStatus(gateway, key, id, "failed")).status_reason, `${code}`).toMatch(reason)
+          const closed = Effect.sync(() => sim.connectionsOf(phone(n)).length === 0)
+          yield* waitUntil(`after ${code}, the connection to WhatsApp is closed`, closed)
+          yield* staysTrue(`after ${code}, no new connection to WhatsApp`, closed, { forMillis: 2500 })
         }
 
         for (const [n, code] of [
@@ -47,9 +47,9 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
           const id = yield* pairedChannel(gateway, sim, key, phone(n))
           expect(sim.inject(phone(n), { kind: "stream-error", code })).toBe(1)
           // the event log says when the connection dropped and when it was back
-          let after = -1
-          const back = yield* eventually(
-            Effect.map(request(gateway.api, "GET", `/v1/events?channel_id=${id}`, { key }), (reply) => {
+          const dropAndReturn = Effect.map(
+            request(gateway.api, "GET", `/v1/events?channel_id=${id}`, { key }),
+            (reply) => {
               const events = [...reply.body.data].reverse() as Array<{
                 type: string
                 timestamp: string
@@ -59,14 +59,21 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
                 (e) => e.type === "channel.disconnected" && e.data.code === code
               )
               const reconnected = events.findIndex((e, i) => i > dropped && e.type === "channel.connected")
-              if (dropped < 0 || reconnected < 0) return false
-              after = Date.parse(events[reconnected]!.timestamp) - Date.parse(events[dropped]!.timestamp)
-              return true
-            }),
-            400
+              return dropped < 0 || reconnected < 0
+                ? { types: events.map((e) => e.type), after: undefined }
+                : {
+                    types: events.map((e) => e.type),
+                    after: Date.parse(events[reconnected]!.timestamp) - Date.parse(events[dropped]!.timestamp)
+                  }
+            }
           )
-          expect(back, `${code} reconnects`).toBe(true)
-          expect(yield* waitForStatus(gateway, key, id, "connected"), `${code} connected again`).toBe(true)
+          const { after } = yield* waitFor(
+            `after ${code}, channel.disconnected then channel.connected in the event log`,
+            dropAndReturn,
+            (seen) => seen.after !== undefined,
+            { attempts: 400 }
+          )
+          yield* waitForStatus(gateway, key, id, "connected")
           // 515 is WhatsApp's request to restart at once; the others wait at least the first backoff (1 s - 20 %)
           if (code === 515) expect(after).toBeLessThan(800)
           else expect(after).toBeGreaterThanOrEqual(750)
@@ -84,7 +91,7 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
         const id = yield* pairedChannel(gateway, sim, key, phone(9))
         sim.setLoginFault({ kind: "failure", reason: 405 })
         sim.inject(phone(9), { kind: "drop" })
-        expect(yield* waitForStatus(gateway, key, id, "failed")).toBe(true)
+        yield* waitForStatus(gateway, key, id, "failed")
         expect((yield* channelOf(gateway, key, id)).status_reason).toMatch(
           /whatsapp_version_outdated.*WHATISUP_WA_VERSION/
         )
@@ -120,7 +127,7 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
         yield* first.stop
 
         const second = yield* start(`${k1},${k2}`)
-        expect(yield* waitForStatus(second.gateway, key, id, "connected")).toBe(true)
+        yield* waitForStatus(second.gateway, key, id, "connected")
         const rotation = yield* Effect.gen(function* () {
           return yield* (yield* AdminClient).RotateMasterKey()
         }).pipe(
@@ -136,7 +143,7 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
         yield* second.stop
 
         const third = yield* start(k2)
-        expect(yield* waitForStatus(third.gateway, key, id, "connected")).toBe(true)
+        yield* waitForStatus(third.gateway, key, id, "connected")
         expect(third.gateway.config.nodeId).toBe("rotating")
         yield* third.stop
       }).pipe(Effect.scoped),

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { sqlFor } from "./support/database.ts"
-import { eventually } from "./support/eventually.ts"
+import { waitUntil } from "./support/waits.ts"
 import { baileysGateway, newCustomerKey, pairedChannel } from "./support/simulator.ts"
 
 const phone = (n: number) => `4477009${String(n).padStart(5, "0")}`
@@ -28,19 +28,15 @@ describe("many channels with real Baileys", () => {
         let dropped = 0
         for (let i = 0; i < 50; i++) dropped += sim.inject(phone(i), { kind: "drop" })
         expect(dropped).toBe(50)
-        expect(
-          yield* eventually(
-            Effect.map(connected, (n) => n < 50),
-            200
-          )
-        ).toBe(true)
-        expect(
-          yield* eventually(
-            Effect.map(connected, (n) => n === 50),
-            1200,
-            50
-          )
-        ).toBe(true)
+        yield* waitUntil(
+          "the dropped channels leave connected",
+          Effect.map(connected, (n) => n < 50)
+        )
+        yield* waitUntil(
+          "all 50 channels are connected again",
+          Effect.map(connected, (n) => n === 50),
+          { attempts: 1200, everyMillis: 50 }
+        )
         for (let i = 0; i < 50; i++) expect(sim.connectionsOf(phone(i)), phone(i)).toHaveLength(1)
         const disconnects = yield* sql<{ n: number }>`
           SELECT count(*)::int AS n FROM events WHERE type = 'channel.disconnected' AND (data ->> 'code')::int = 428`

@@ -3,7 +3,7 @@ import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { sqlFor, testDatabase } from "./support/database.ts"
-import { eventually } from "./support/eventually.ts"
+import { staysTrue, waitFor, waitUntil } from "./support/waits.ts"
 import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 import { baileysGateway, channelOf, newCustomerKey, simulator } from "./support/simulator.ts"
@@ -33,16 +33,12 @@ describe("WhatsApp through Baileys and the protocol simulator", () => {
           .body.id
         yield* request(first.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
 
-        let qr = ""
-        expect(
-          yield* eventually(
-            Effect.map(request(first.api, "GET", `/v1/channels/${channel}/qr`, { key }), (reply) => {
-              qr = reply.body?.qr ?? ""
-              return reply.status === 200
-            }),
-            400
-          )
-        ).toBe(true)
+        const { qr } = (yield* waitFor(
+          "the QR is shown",
+          request(first.api, "GET", `/v1/channels/${channel}/qr`, { key }),
+          (reply) => reply.status === 200,
+          { attempts: 400 }
+        )).body
         expect(qr).toMatch(/^https:\/\/wa\.me\/settings\/linked_devices#/)
         const png = yield* Effect.promise(() =>
           fetch(`${first.api}/v1/channels/${channel}/qr`, {
@@ -52,13 +48,12 @@ describe("WhatsApp through Baileys and the protocol simulator", () => {
         expect(png).toBe("image/png")
 
         yield* Effect.promise(() => sim.scan(qr, { phoneNumber: "15551234567" }))
-        expect(
-          yield* eventually(
-            Effect.map(channelOf(first, key, channel), (c) => c.status === "connected"),
-            400
-          )
-        ).toBe(true)
-        const connected = yield* channelOf(first, key, channel)
+        const connected = yield* waitFor(
+          "the scanned channel is connected",
+          channelOf(first, key, channel),
+          (c) => c.status === "connected",
+          { attempts: 400 }
+        )
         expect(connected.phone_number).toBe("+15551234567")
         const events = yield* request(first.api, "GET", `/v1/events?channel_id=${channel}`, { key })
         const types = events.body.data.map((e: { type: string }) => e.type).reverse()
@@ -77,12 +72,11 @@ describe("WhatsApp through Baileys and the protocol simulator", () => {
         const second = yield* startGateway(yield* gatewayEnvironment(database.url, env), {
           whatsapp: "baileys"
         })
-        expect(
-          yield* eventually(
-            Effect.map(channelOf(second, key, channel), (c) => c.status === "connected"),
-            400
-          )
-        ).toBe(true)
+        yield* waitUntil(
+          "the restarted gateway logs the channel in again",
+          Effect.map(channelOf(second, key, channel), (c) => c.status === "connected"),
+          { attempts: 400 }
+        )
         const qrs = yield* request(second.api, "GET", `/v1/events?channel_id=${channel}&type=channel.qr`, {
           key
         })
@@ -91,15 +85,15 @@ describe("WhatsApp through Baileys and the protocol simulator", () => {
 
         // the phone unlinks the device: logged_out, the login wiped, no reconnect
         expect(sim.inject("15551234567", { kind: "stream-error", code: 401 })).toBe(1)
-        expect(
-          yield* eventually(
-            Effect.map(channelOf(second, key, channel), (c) => c.status === "logged_out"),
-            400
-          )
-        ).toBe(true)
+        yield* waitUntil(
+          "the unlinked channel is logged_out",
+          Effect.map(channelOf(second, key, channel), (c) => c.status === "logged_out"),
+          { attempts: 400 }
+        )
         expect(yield* sql`SELECT 1 FROM channel_auth_state WHERE channel_id = ${channel}`).toHaveLength(0)
-        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1500)))
-        expect(sim.connectionsOf("15551234567")).toHaveLength(0)
+        const closed = Effect.sync(() => sim.connectionsOf("15551234567").length === 0)
+        yield* waitUntil("the unlinked connection is closed", closed)
+        yield* staysTrue("no reconnect after the unlink", closed, { forMillis: 1500 })
       }).pipe(Effect.scoped),
     120_000
   )
@@ -121,13 +115,12 @@ describe("WhatsApp through Baileys and the protocol simulator", () => {
         expect((yield* channelOf(gateway, key, channel)).pairing_code).toBe(accepted.body.pairing_code)
 
         yield* Effect.promise(() => sim.enterPairingCode("15559876543", accepted.body.pairing_code))
-        expect(
-          yield* eventually(
-            Effect.map(channelOf(gateway, key, channel), (c) => c.status === "connected"),
-            400
-          )
-        ).toBe(true)
-        const connected = yield* channelOf(gateway, key, channel)
+        const connected = yield* waitFor(
+          "the channel paired by code is connected",
+          channelOf(gateway, key, channel),
+          (c) => c.status === "connected",
+          { attempts: 400 }
+        )
         expect(connected.phone_number).toBe("+15559876543")
         expect(connected.pairing_code).toBeNull()
       }).pipe(Effect.scoped),

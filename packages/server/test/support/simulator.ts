@@ -1,10 +1,10 @@
 import { type Simulator, startSimulator } from "@whatisup/wa-simulator"
 import { Effect } from "effect"
-import { eventually } from "./eventually.ts"
 import { testDatabase } from "./database.ts"
 import { gatewayEnvironment, type RunningGateway, startGateway } from "./gateway.ts"
 export { newCustomerKey } from "./gateway.ts"
 import { request } from "./http.ts"
+import { waitFor } from "./waits.ts"
 
 /** The local WhatsApp Web server real Baileys talks to, for the scope's lifetime. */
 export const simulator = Effect.acquireRelease(
@@ -27,6 +27,7 @@ export const baileysGateway = (extra: Record<string, string> = {}) =>
 export const channelOf = (gateway: RunningGateway, key: string, id: string) =>
   Effect.map(request(gateway.api, "GET", `/v1/channels/${id}`, { key }), (reply) => reply.body)
 
+/** Waits until the channel has this status, and answers the channel as it then was. */
 export const waitForStatus = (
   gateway: RunningGateway,
   key: string,
@@ -34,26 +35,22 @@ export const waitForStatus = (
   status: string,
   attempts = 400
 ) =>
-  eventually(
-    Effect.map(channelOf(gateway, key, id), (c) => c.status === status),
+  waitFor(`channel ${id} is ${status}`, channelOf(gateway, key, id), (c) => c?.status === status, {
     attempts
-  )
+  })
 
 /** A channel created, connected by QR through the API, and scanned by the simulator's phone. */
 export const pairedChannel = (gateway: RunningGateway, sim: Simulator, key: string, phoneNumber: string) =>
   Effect.gen(function* () {
     const id = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body.id as string
     yield* request(gateway.api, "POST", `/v1/channels/${id}/connect`, { key, body: { method: "qr" } })
-    let qr = ""
-    yield* eventually(
-      Effect.map(request(gateway.api, "GET", `/v1/channels/${id}/qr`, { key }), (reply) => {
-        qr = reply.body?.qr ?? ""
-        return reply.status === 200
-      }),
-      400
+    const qr = yield* waitFor(
+      `channel ${id} shows a QR`,
+      request(gateway.api, "GET", `/v1/channels/${id}/qr`, { key }),
+      (reply) => reply.status === 200,
+      { attempts: 400 }
     )
-    yield* Effect.promise(() => sim.scan(qr, { phoneNumber }))
-    const connected = yield* waitForStatus(gateway, key, id, "connected")
-    if (!connected) return yield* Effect.die(new Error(`channel ${id} did not connect`))
+    yield* Effect.promise(() => sim.scan(qr.body.qr, { phoneNumber }))
+    yield* waitForStatus(gateway, key, id, "connected")
     return id
   })
