@@ -1,24 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Effect, Scope, Exit } from "effect"
 import { TransportEvent } from "../src/channels/transport.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { waitUntil } from "./support/waits.ts"
-import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { newCustomer } from "./support/admin.ts"
+import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
-
-const customerOn = (gateway: { admin: string; adminToken: string }, plan: { max_channels: number }) =>
-  Effect.map(
-    Effect.gen(function* () {
-      return yield* (yield* AdminClient).CreateCustomer({
-        name: "Many Phones",
-        plan: { ...plan, api_requests_per_second: 100_000 }
-      })
-    }).pipe(
-      Effect.provide(layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" }))
-    ),
-    (created) => created.api_key.key
-  )
 
 const createChannels = (api: string, key: string, count: number) =>
   Effect.forEach(
@@ -50,7 +37,10 @@ describe("channel actors", () => {
         const database = yield* testDatabase
         const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
         const { whatsapp } = gateway
-        const key = yield* customerOn(gateway, { max_channels: 101 })
+        const { key } = yield* newCustomer(gateway, {
+          name: "Many Phones",
+          plan: { max_channels: 101, api_requests_per_second: 100_000 }
+        })
         const ids = yield* createChannels(gateway.api, key, 101)
         yield* connectAll(gateway.api, key, ids)
         yield* waitUntil(
@@ -107,7 +97,10 @@ describe("channel actors", () => {
         const database = yield* testDatabase
         const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
         const { whatsapp } = gateway
-        const key = yield* customerOn(gateway, { max_channels: 5 })
+        const { key } = yield* newCustomer(gateway, {
+          name: "Many Phones",
+          plan: { max_channels: 5, api_requests_per_second: 100_000 }
+        })
         const [id] = yield* createChannels(gateway.api, key, 1)
         yield* connectAll(gateway.api, key, [id!])
         yield* waitUntil(
@@ -156,7 +149,10 @@ describe("channel actors", () => {
           Scope.provide(scope)
         )
         const { whatsapp } = gateway
-        const key = yield* customerOn(gateway, { max_channels: 1000 })
+        const { key } = yield* newCustomer(gateway, {
+          name: "Many Phones",
+          plan: { max_channels: 1000, api_requests_per_second: 100_000 }
+        })
         const ids = yield* createChannels(gateway.api, key, 1000)
         yield* connectAll(gateway.api, key, ids)
         yield* waitUntil(

@@ -1,17 +1,12 @@
 import { expect, layer } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { sqlFor } from "./support/database.ts"
-import { AdminClient, layerTestAdmin, layerTestGateway, TestGateway } from "./support/gateway.ts"
+import { adminOf, newCustomer } from "./support/admin.ts"
+import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { type Reply, request } from "./support/http.ts"
 import { waitFor } from "./support/waits.ts"
 
-const layerUnderTest = layerTestAdmin.pipe(Layer.provideMerge(layerTestGateway()))
-
-const newCustomer = (name: string) =>
-  Effect.gen(function* () {
-    const admin = yield* AdminClient
-    return yield* admin.CreateCustomer({ name })
-  })
+const layerUnderTest = layerTestGateway()
 
 layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys", (it) => {
   it.effect(
@@ -19,7 +14,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
     () =>
       Effect.gen(function* () {
         const { api } = yield* TestGateway
-        const { api_key } = yield* newCustomer("Keys Ltd")
+        const { apiKey: api_key } = yield* newCustomer(yield* TestGateway, { name: "Keys Ltd" })
         const created = yield* request(api, "POST", "/v1/api-keys", {
           key: api_key.key,
           body: { name: "ci" }
@@ -45,7 +40,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
   it.effect("a revoked key is refused at once", () =>
     Effect.gen(function* () {
       const { api } = yield* TestGateway
-      const { api_key } = yield* newCustomer("Revokers")
+      const { apiKey: api_key } = yield* newCustomer(yield* TestGateway, { name: "Revokers" })
       const second = yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })
       expect((yield* request(api, "GET", "/v1/me", { key: second.body.key })).status).toBe(200)
       const revoked = yield* request(api, "DELETE", `/v1/api-keys/${second.body.id}`, { key: api_key.key })
@@ -60,9 +55,10 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
 
   it.effect("a suspended customer's keys are refused at once, and work again on resume", () =>
     Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const admin = yield* AdminClient
-      const { customer, api_key } = yield* newCustomer("Suspendable")
+      const gateway = yield* TestGateway
+      const { api } = gateway
+      const admin = yield* adminOf(gateway)
+      const { customer, apiKey: api_key } = yield* newCustomer(gateway, { name: "Suspendable" })
       expect((yield* request(api, "GET", "/v1/me", { key: api_key.key })).status).toBe(200)
       yield* admin.SuspendCustomer({ id: customer.id })
       const refused = yield* request(api, "GET", "/v1/me", { key: api_key.key })
@@ -75,9 +71,9 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
 
   it.effect("the plan's request rate answers 429 with Retry-After beyond its burst", () =>
     Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const admin = yield* AdminClient
-      const { customer, api_key } = yield* admin.CreateCustomer({
+      const gateway = yield* TestGateway
+      const { api } = gateway
+      const { customer, apiKey: api_key } = yield* newCustomer(gateway, {
         name: "Chatty",
         plan: { api_requests_per_second: 2 }
       })
@@ -101,9 +97,12 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
     "creating beyond the plan's key limit is a 403 plan_limit_reached, and revoking frees a slot",
     () =>
       Effect.gen(function* () {
-        const { api } = yield* TestGateway
-        const admin = yield* AdminClient
-        const { api_key } = yield* admin.CreateCustomer({ name: "Two Keys", plan: { max_api_keys: 2 } })
+        const gateway = yield* TestGateway
+        const { api } = gateway
+        const { apiKey: api_key } = yield* newCustomer(gateway, {
+          name: "Two Keys",
+          plan: { max_api_keys: 2 }
+        })
         const second = yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })
         expect(second.status).toBe(201)
         const third = yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })
@@ -118,7 +117,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
   it.effect("Idempotency-Key: the same request replays the first answer, another request is 422", () =>
     Effect.gen(function* () {
       const { api } = yield* TestGateway
-      const { api_key } = yield* newCustomer("Retrier")
+      const { apiKey: api_key } = yield* newCustomer(yield* TestGateway, { name: "Retrier" })
       const headers = { "idempotency-key": "create-ci-key-1" }
       const first = yield* request(api, "POST", "/v1/api-keys", {
         key: api_key.key,
@@ -146,7 +145,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
       expect(other.body.code).toBe("idempotency_key_reused")
 
       // keys are scoped per customer: another customer may use the same key freely
-      const { api_key: otherCustomer } = yield* newCustomer("Neighbour")
+      const { apiKey: otherCustomer } = yield* newCustomer(yield* TestGateway, { name: "Neighbour" })
       const theirs = yield* request(api, "POST", "/v1/api-keys", {
         key: otherCustomer.key,
         body: { name: "ci" },
@@ -161,9 +160,10 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
     "Idempotency-Key: a duplicate while the first is in flight is 409, and a failed first try frees the key",
     () =>
       Effect.gen(function* () {
-        const { api, databaseUrl } = yield* TestGateway
-        const admin = yield* AdminClient
-        const { customer, api_key } = yield* admin.CreateCustomer({
+        const gateway = yield* TestGateway
+        const { api, databaseUrl } = gateway
+        const admin = yield* adminOf(gateway)
+        const { customer, apiKey: api_key } = yield* newCustomer(gateway, {
           name: "Racer",
           plan: { max_api_keys: 1 }
         })
@@ -203,7 +203,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
   it.effect("Idempotency-Key: concurrent duplicates create exactly one key", () =>
     Effect.gen(function* () {
       const { api } = yield* TestGateway
-      const { api_key } = yield* newCustomer("Stampede")
+      const { apiKey: api_key } = yield* newCustomer(yield* TestGateway, { name: "Stampede" })
       const replies = yield* Effect.all(
         Array.from({ length: 8 }, () =>
           request(api, "POST", "/v1/api-keys", {
@@ -226,7 +226,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
   it.effect("no table holds a key's plaintext, only its hash", () =>
     Effect.gen(function* () {
       const { api, databaseUrl } = yield* TestGateway
-      const { api_key } = yield* newCustomer("Secretive")
+      const { apiKey: api_key } = yield* newCustomer(yield* TestGateway, { name: "Secretive" })
       // with an Idempotency-Key too: the stored answer that replays the key must not hold it in clear
       const created = yield* request(api, "POST", "/v1/api-keys", {
         key: api_key.key,
@@ -264,7 +264,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
   it.effect("revoking twice answers the revoked key again, with one audit row", () =>
     Effect.gen(function* () {
       const { api } = yield* TestGateway
-      const { api_key } = yield* newCustomer("Twice")
+      const { apiKey: api_key } = yield* newCustomer(yield* TestGateway, { name: "Twice" })
       const second = yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })
       const first = yield* request(api, "DELETE", `/v1/api-keys/${second.body.id}`, { key: api_key.key })
       const again = yield* request(api, "DELETE", `/v1/api-keys/${second.body.id}`, { key: api_key.key })
@@ -283,7 +283,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
   it.effect("last_used_at is recorded in batches, not with a write per request", () =>
     Effect.gen(function* () {
       const { api } = yield* TestGateway
-      const { api_key } = yield* newCustomer("Busy")
+      const { apiKey: api_key } = yield* newCustomer(yield* TestGateway, { name: "Busy" })
       const before = yield* request(api, "GET", "/v1/api-keys", { key: api_key.key })
       const usedAt = Date.now()
       // the batch is flushed every few seconds; poll for it rather than assume a time

@@ -1,17 +1,19 @@
 import { expect, layer } from "@effect/vitest"
-import { Effect, Exit, Layer } from "effect"
+import { Effect, Exit } from "effect"
 import { sqlFor } from "./support/database.ts"
-import { AdminClient, layerTestAdmin, layerTestGateway, TestGateway } from "./support/gateway.ts"
+import { adminOf, newCustomer } from "./support/admin.ts"
+import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 
-const layerUnderTest = layerTestAdmin.pipe(Layer.provideMerge(layerTestGateway()))
+const layerUnderTest = layerTestGateway()
 
 layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("audit log", (it) => {
   it.effect("every change is audited with its actor, resource and request id, newest first", () =>
     Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const admin = yield* AdminClient
-      const { customer, api_key } = yield* admin.CreateCustomer({ name: "Audited" })
+      const gateway = yield* TestGateway
+      const { api } = gateway
+      const admin = yield* adminOf(gateway)
+      const { customer, apiKey: api_key } = yield* newCustomer(gateway, { name: "Audited" })
       const created = yield* request(api, "POST", "/v1/api-keys", {
         key: api_key.key,
         body: { name: "to revoke" },
@@ -46,8 +48,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("audit lo
   it.effect("filters by resource and pages with cursors", () =>
     Effect.gen(function* () {
       const { api } = yield* TestGateway
-      const admin = yield* AdminClient
-      const { api_key } = yield* admin.CreateCustomer({ name: "Pager" })
+      const { apiKey: api_key } = yield* newCustomer(yield* TestGateway, { name: "Pager" })
       const ids: Array<string> = []
       for (let i = 0; i < 5; i++) {
         ids.push((yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })).body.id)
@@ -81,8 +82,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("audit lo
   it.effect("rows cannot be updated, deleted or truncated, even by SQL issued directly", () =>
     Effect.gen(function* () {
       const { databaseUrl } = yield* TestGateway
-      const admin = yield* AdminClient
-      yield* admin.CreateCustomer({ name: "Tamper Target" })
+      yield* newCustomer(yield* TestGateway, { name: "Tamper Target" })
       const sql = yield* sqlFor(databaseUrl)
       const before = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM audit_events`
       expect(before[0]!.n).toBeGreaterThan(0)
@@ -104,8 +104,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("audit lo
   it.effect("audit rows outlive what they describe", () =>
     Effect.gen(function* () {
       const { api, databaseUrl } = yield* TestGateway
-      const admin = yield* AdminClient
-      const { api_key } = yield* admin.CreateCustomer({ name: "Forgetful" })
+      const { apiKey: api_key } = yield* newCustomer(yield* TestGateway, { name: "Forgetful" })
       const created = yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })
       const sql = yield* sqlFor(databaseUrl)
       // no foreign keys tie audit rows to what they describe
@@ -124,8 +123,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("audit lo
   it.effect("a change and its audit row commit together or not at all", () =>
     Effect.gen(function* () {
       const { api, databaseUrl } = yield* TestGateway
-      const admin = yield* AdminClient
-      const { customer, api_key } = yield* admin.CreateCustomer({ name: "All Or Nothing" })
+      const { customer, apiKey: api_key } = yield* newCustomer(yield* TestGateway, { name: "All Or Nothing" })
       const sql = yield* sqlFor(databaseUrl)
       yield* sql`
         CREATE FUNCTION refuse_key_audit() RETURNS trigger LANGUAGE plpgsql AS $$

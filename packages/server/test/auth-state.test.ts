@@ -1,16 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Context, Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { AuthStates } from "../src/channels/loginStore.ts"
 import { credsType } from "../src/whatsapp/authState.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { waitUntil } from "./support/waits.ts"
-import { AdminClient, gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
+import { adminOf, newCustomer } from "./support/admin.ts"
+import { gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
-
-const operator = (gateway: RunningGateway) =>
-  layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" })
 
 const status = (gateway: RunningGateway, key: string, id: string) =>
   Effect.map(
@@ -31,9 +28,7 @@ describe("a channel's stored login", () => {
         const first = yield* startGateway(
           yield* gatewayEnvironment(database.url, { WHATISUP_MASTER_KEYS: k1, WHATISUP_NODE_ID: "node" })
         ).pipe(Scope.provide(firstScope))
-        const key = (yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).CreateCustomer({ name: "Remembered" })
-        }).pipe(Effect.provide(operator(first)))).api_key.key
+        const { key } = yield* newCustomer(first, { name: "Remembered" })
         const channel = (yield* request(first.api, "POST", "/v1/channels", { key, body: {} })).body
           .id as string
         yield* request(first.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
@@ -71,9 +66,7 @@ describe("a channel's stored login", () => {
         expect(events.body.data).toHaveLength(1)
         expect(second.whatsapp.connects(channel)).toBe(1)
 
-        const rotated = yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).RotateMasterKey()
-        }).pipe(Effect.provide(operator(second)))
+        const rotated = yield* (yield* adminOf(second)).RotateMasterKey()
         expect(rotated.stores).toContainEqual({ store: "channel_auth_state", rewritten: 1 })
         const after = yield* sql<{
           ciphertext: string

@@ -1,14 +1,12 @@
 import { expect, layer } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import * as http from "node:http"
-import { AdminClient, layerTestAdmin, layerTestGateway, TestGateway } from "./support/gateway.ts"
+import { newCustomer } from "./support/admin.ts"
+import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { type Reply, request } from "./support/http.ts"
 
-const layerUnderTest = layerTestAdmin.pipe(Layer.provideMerge(layerTestGateway()))
-
 const customerKey = Effect.gen(function* () {
-  const admin = yield* AdminClient
-  return (yield* admin.CreateCustomer({ name: "Bad Input Co" })).api_key.key
+  return (yield* newCustomer(yield* TestGateway, { name: "Bad Input Co" })).key
 })
 
 const expectProblem = (reply: Reply, status: number, code: string) => {
@@ -21,7 +19,7 @@ const expectProblem = (reply: Reply, status: number, code: string) => {
 
 const paths = (reply: Reply) => (reply.body.errors as Array<{ path: string }>).map((e) => e.path).sort()
 
-layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })(
+layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
   "bad input is a 4xx problem that names the field",
   (it) => {
     it.effect("malformed JSON", () =>

@@ -1,18 +1,13 @@
 import { expect, layer } from "@effect/vitest"
 import { ChannelStatus } from "@whatisup/domain"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { waitFor, waitUntil } from "./support/waits.ts"
-import { AdminClient, layerTestAdmin, layerTestGateway, TestGateway } from "./support/gateway.ts"
+import { newCustomer } from "./support/admin.ts"
+import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { sqlFor } from "./support/database.ts"
 import { request } from "./support/http.ts"
 
-const layerUnderTest = layerTestAdmin.pipe(Layer.provideMerge(layerTestGateway()))
-
-const newCustomer = (name: string, plan: { max_channels?: number } = {}) =>
-  Effect.gen(function* () {
-    const admin = yield* AdminClient
-    return (yield* admin.CreateCustomer({ name, plan })).api_key.key
-  })
+const layerUnderTest = layerTestGateway()
 
 const channelStatus = (api: string, key: string, id: string) =>
   Effect.map(request(api, "GET", `/v1/channels/${id}`, { key }), (reply) => reply.body.status as string)
@@ -24,7 +19,10 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
   it.effect("create, list, get, rename and delete, with the plan's channel limit", () =>
     Effect.gen(function* () {
       const { api } = yield* TestGateway
-      const key = yield* newCustomer("Two Phones", { max_channels: 2 })
+      const { key } = yield* newCustomer(yield* TestGateway, {
+        name: "Two Phones",
+        plan: { max_channels: 2 }
+      })
       const first = yield* request(api, "POST", "/v1/channels", { key, body: { name: "sales" } })
       expect(first.status).toBe(201)
       expect(first.body).toMatchObject({
@@ -75,7 +73,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
     () =>
       Effect.gen(function* () {
         const { api, whatsapp } = yield* TestGateway
-        const key = yield* newCustomer("Scanner")
+        const { key } = yield* newCustomer(yield* TestGateway, { name: "Scanner" })
         const channel = (yield* request(api, "POST", "/v1/channels", { key, body: {} })).body
         const notPairing = yield* request(api, "GET", `/v1/channels/${channel.id}/qr`, { key })
         expect(notPairing.status).toBe(409)
@@ -156,7 +154,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
   it.effect("logout unlinks the device and allows a new connect; restart reconnects without a new QR", () =>
     Effect.gen(function* () {
       const { api, whatsapp } = yield* TestGateway
-      const key = yield* newCustomer("Logger Outer")
+      const { key } = yield* newCustomer(yield* TestGateway, { name: "Logger Outer" })
       const channel = (yield* request(api, "POST", "/v1/channels", { key, body: {} })).body
       yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, { key, body: { method: "qr" } })
       yield* waitUntil(
@@ -200,7 +198,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
   it.effect("connect refuses a state that does not allow it, and bad bodies name the field", () =>
     Effect.gen(function* () {
       const { api } = yield* TestGateway
-      const key = yield* newCustomer("Picky")
+      const { key } = yield* newCustomer(yield* TestGateway, { name: "Picky" })
       const channel = (yield* request(api, "POST", "/v1/channels", { key, body: {} })).body
       const cases: Array<[unknown, string]> = [
         [{}, "body.method"],
@@ -271,7 +269,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
   it.effect("a key bound to a channel sees and acts on that channel alone", () =>
     Effect.gen(function* () {
       const { api, whatsapp } = yield* TestGateway
-      const key = yield* newCustomer("Binder")
+      const { key } = yield* newCustomer(yield* TestGateway, { name: "Binder" })
       const mine = (yield* request(api, "POST", "/v1/channels", { key, body: { name: "bound" } })).body
       const other = (yield* request(api, "POST", "/v1/channels", { key, body: { name: "other" } })).body
       const bound = yield* request(api, "POST", "/v1/api-keys", {
@@ -332,7 +330,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
   it.effect("logout then connect at once: the old device is unlinked and a new pairing starts", () =>
     Effect.gen(function* () {
       const { api, whatsapp } = yield* TestGateway
-      const key = yield* newCustomer("Hasty")
+      const { key } = yield* newCustomer(yield* TestGateway, { name: "Hasty" })
       const channel = (yield* request(api, "POST", "/v1/channels", { key, body: {} })).body
       yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, { key, body: { method: "qr" } })
       yield* waitUntil(
@@ -369,7 +367,7 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("channels
   it.effect("a 515 after the scan moves pairing to connecting, and the used QR is gone", () =>
     Effect.gen(function* () {
       const { api, whatsapp } = yield* TestGateway
-      const key = yield* newCustomer("Scanned")
+      const { key } = yield* newCustomer(yield* TestGateway, { name: "Scanned" })
       const channel = (yield* request(api, "POST", "/v1/channels", { key, body: {} })).body
       yield* request(api, "POST", `/v1/channels/${channel.id}/connect`, { key, body: { method: "qr" } })
       yield* waitFor(

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import { sqlFor, testDatabase } from "./support/database.ts"
-import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { adminOf, newCustomer } from "./support/admin.ts"
+import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { waitUntil } from "./support/waits.ts"
 import { request } from "./support/http.ts"
 
@@ -16,10 +16,7 @@ describe("credentials across gateway processes", () => {
         const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
         const a = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
         const b = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
-        const created = yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).CreateCustomer({ name: "Two Doors" })
-        }).pipe(Effect.provide(layerAdminClient({ url: a.admin, token: a.adminToken, tokenSource: "test" })))
-        const key = created.api_key.key
+        const { key, customerId } = yield* newCustomer(a, { name: "Two Doors" })
         const second = yield* request(a.api, "POST", "/v1/api-keys", { key, body: {} })
 
         // b caches both keys
@@ -32,9 +29,7 @@ describe("credentials across gateway processes", () => {
           Effect.map(request(b.api, "GET", "/v1/me", { key: second.body.key }), (r) => r.status === 401)
         )
 
-        yield* Effect.gen(function* () {
-          yield* (yield* AdminClient).SuspendCustomer({ id: created.customer.id })
-        }).pipe(Effect.provide(layerAdminClient({ url: a.admin, token: a.adminToken, tokenSource: "test" })))
+        yield* (yield* adminOf(a)).SuspendCustomer({ id: customerId })
         yield* waitUntil(
           "the customer suspended through a is refused by b",
           Effect.map(request(b.api, "GET", "/v1/me", { key }), (r) => r.body?.code === "customer_suspended")
@@ -57,24 +52,16 @@ describe("credentials across gateway processes", () => {
         yield* sql`
           CREATE TRIGGER count_key_updates AFTER UPDATE ON api_keys
           FOR EACH STATEMENT EXECUTE FUNCTION count_key_updates()`
-        const created = yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).CreateCustomer({ name: "Counted" })
-        }).pipe(
-          Effect.provide(
-            layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" })
-          )
-        )
+        const created = yield* newCustomer(gateway, { name: "Counted" })
         for (let i = 0; i < 25; i++) {
-          expect((yield* request(gateway.api, "GET", "/v1/me", { key: created.api_key.key })).status).toBe(
-            200
-          )
+          expect((yield* request(gateway.api, "GET", "/v1/me", { key: created.key })).status).toBe(200)
         }
         yield* waitUntil(
           "last_used_at is recorded",
           Effect.map(
             sql<{
               used: boolean
-            }>`SELECT last_used_at IS NOT NULL AS used FROM api_keys WHERE id = ${created.api_key.id}`,
+            }>`SELECT last_used_at IS NOT NULL AS used FROM api_keys WHERE id = ${created.keyId}`,
             (rows) => rows[0]?.used === true
           ).pipe(Effect.orDie),
           { attempts: 500 }

@@ -4,7 +4,8 @@ import * as crypto from "node:crypto"
 import { Change, ChannelLifecycle } from "../src/channels/lifecycle.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { waitUntil } from "./support/waits.ts"
-import { gatewayEnvironment, newCustomerKey, startGateway } from "./support/gateway.ts"
+import { newCustomer } from "./support/admin.ts"
+import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 
 describe("lease fencing", () => {
@@ -14,7 +15,7 @@ describe("lease fencing", () => {
       Effect.gen(function* () {
         const database = yield* testDatabase
         const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
-        const key = yield* newCustomerKey(gateway)
+        const { key } = yield* newCustomer(gateway)
         const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body
           .id as string
         yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, {
@@ -65,7 +66,7 @@ describe("lease fencing", () => {
         const first = yield* startGateway(
           yield* gatewayEnvironment(database.url, { ...shared, WHATISUP_NODE_ID: "first" })
         ).pipe(Scope.provide(firstScope))
-        const key = yield* newCustomerKey(first)
+        const { key } = yield* newCustomer(first)
         const channel = (yield* request(first.api, "POST", "/v1/channels", { key, body: {} })).body
           .id as string
         yield* request(first.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })

@@ -1,14 +1,12 @@
 import { expect, layer } from "@effect/vitest"
-import { Effect, Layer } from "effect"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
-import { AdminClient, layerTestAdmin, layerTestGateway, TestGateway } from "./support/gateway.ts"
+import { Effect } from "effect"
+import { adminOf, newCustomer } from "./support/admin.ts"
+import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 import { sqlFor } from "./support/database.ts"
 import { waitFor } from "./support/waits.ts"
 
-const layerUnderTest = layerTestAdmin.pipe(Layer.provideMerge(layerTestGateway()))
-
-layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("operations endpoints", (it) => {
+layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("operations endpoints", (it) => {
   it.effect("healthz and readyz answer ok once migrations are applied", () =>
     Effect.gen(function* () {
       const { api } = yield* TestGateway
@@ -71,9 +69,9 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("operatio
     "metrics are on the admin listener, not the public one, and count requests by route and status",
     () =>
       Effect.gen(function* () {
-        const { api, admin } = yield* TestGateway
-        const operator = yield* AdminClient
-        const { api_key } = yield* operator.CreateCustomer({ name: "Measured" })
+        const gateway = yield* TestGateway
+        const { api, admin } = gateway
+        const { apiKey: api_key } = yield* newCustomer(gateway, { name: "Measured" })
         yield* request(api, "GET", "/v1/me", { key: api_key.key })
         yield* request(api, "DELETE", `/v1/api-keys/${api_key.id}`, { key: `wiu_${"B".repeat(43)}` })
         expect((yield* request(api, "GET", "/metrics")).status).toBe(404)
@@ -100,20 +98,18 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("operatio
     Effect.gen(function* () {
       const { admin } = yield* TestGateway
       for (const token of [undefined, "wrong", `${"x".repeat(40)}`]) {
-        const exit = yield* Effect.gen(function* () {
-          const client = yield* AdminClient
-          return yield* client.ListCustomers()
-        }).pipe(Effect.provide(layerAdminClient({ url: admin, token, tokenSource: "test" })), Effect.flip)
-        expect(exit._tag).toBe("OperatorUnauthorized")
+        const operator = yield* adminOf({ admin, adminToken: token })
+        const refused = yield* operator.ListCustomers().pipe(Effect.flip)
+        expect(refused._tag).toBe("OperatorUnauthorized")
       }
     })
   )
 
   it.effect("a failure inside the gateway is a 500 problem that leaks no internals", () =>
     Effect.gen(function* () {
-      const { api, databaseUrl } = yield* TestGateway
-      const operator = yield* AdminClient
-      const { api_key } = yield* operator.CreateCustomer({ name: "Unlucky" })
+      const gateway = yield* TestGateway
+      const { api, databaseUrl } = gateway
+      const { apiKey: api_key } = yield* newCustomer(gateway, { name: "Unlucky" })
       const sql = yield* sqlFor(databaseUrl)
       yield* sql`ALTER TABLE audit_events RENAME TO audit_events_away`
       const reply = yield* request(api, "GET", "/v1/audit-events", { key: api_key.key }).pipe(
@@ -132,9 +128,9 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("operatio
     "while the database is unreachable the API answers 503 with Retry-After, and recovers after",
     () =>
       Effect.gen(function* () {
-        const { api, databaseUrl } = yield* TestGateway
-        const operator = yield* AdminClient
-        const { api_key } = yield* operator.CreateCustomer({ name: "Patient" })
+        const gateway = yield* TestGateway
+        const { api, databaseUrl } = gateway
+        const { apiKey: api_key } = yield* newCustomer(gateway, { name: "Patient" })
         const name = new URL(databaseUrl).pathname.slice(1)
         const server = new URL(databaseUrl)
         server.pathname = "/postgres"

@@ -1,10 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { pause, waitUntil } from "./support/waits.ts"
-import { AdminClient, gatewayEnvironment } from "./support/gateway.ts"
+import { newCustomer } from "./support/admin.ts"
+import { gatewayEnvironment } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 import { type GatewayProcess, recordingGatewayMain, spawnGateway, waitReady } from "./support/process.ts"
 import { recordingTable } from "./support/recordingTransport.ts"
@@ -42,20 +42,10 @@ describe("channel ownership across gateway processes", () => {
           CREATE TABLE ${sql(recordingTable)} (
             id serial PRIMARY KEY, channel_id text NOT NULL, node_id text NOT NULL,
             opened_at timestamptz NOT NULL, closed_at timestamptz)`
-        const key = (yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).CreateCustomer({
-            name: "Shared",
-            plan: { max_channels: 20, api_requests_per_second: 10_000 }
-          })
-        }).pipe(
-          Effect.provide(
-            layerAdminClient({
-              url: `http://${envA.WHATISUP_ADMIN_LISTEN}`,
-              token: envA.WHATISUP_ADMIN_TOKEN,
-              tokenSource: "test"
-            })
-          )
-        )).api_key.key
+        const { key } = yield* newCustomer(
+          { admin: `http://${envA.WHATISUP_ADMIN_LISTEN}`, adminToken: envA.WHATISUP_ADMIN_TOKEN },
+          { name: "Shared", plan: { max_channels: 20 } }
+        )
         const ids = yield* Effect.forEach(Array.from({ length: 20 }), () =>
           Effect.map(
             request(api(envA), "POST", "/v1/channels", { key, body: {} }),

@@ -4,14 +4,15 @@ import { TestClock } from "effect/testing"
 import { TransportEvent } from "../src/channels/transport.ts"
 import { testDatabase } from "./support/database.ts"
 import { pause, staysTrue, waitFor, waitUntil } from "./support/waits.ts"
-import { gatewayEnvironment, newCustomerKey, type RunningGateway, startGateway } from "./support/gateway.ts"
+import { newCustomer } from "./support/admin.ts"
+import { gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 
 /** A gateway on the test clock, with one connected channel. */
 const connectedChannel = Effect.gen(function* () {
   const database = yield* testDatabase
   const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
-  const key = yield* newCustomerKey(gateway)
+  const { key } = yield* newCustomer(gateway)
   const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body.id as string
   yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
   yield* waitUntil(
@@ -125,7 +126,7 @@ describe("the channel supervisor", () => {
         const database = yield* testDatabase
         const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
         const { whatsapp } = gateway
-        const key = yield* newCustomerKey(gateway)
+        const { key } = yield* newCustomer(gateway)
         const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body
           .id as string
         yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, {

@@ -1,19 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { testDatabase } from "./support/database.ts"
 import { staysTrue, waitFor, waitUntil } from "./support/waits.ts"
 import { request } from "./support/http.ts"
-import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
-import {
-  baileysGateway,
-  channelOf,
-  newCustomerKey,
-  pairedChannel,
-  simulator,
-  waitForStatus
-} from "./support/simulator.ts"
+import { adminOf, newCustomer } from "./support/admin.ts"
+import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { baileysGateway, channelOf, pairedChannel, simulator, waitForStatus } from "./support/simulator.ts"
 
 const phone = (n: number) => `1555${String(n).padStart(7, "0")}`
 
@@ -23,7 +16,7 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
     () =>
       Effect.gen(function* () {
         const { sim, gateway } = yield* baileysGateway()
-        const key = yield* newCustomerKey(gateway, { max_channels: 20 })
+        const { key } = yield* newCustomer(gateway, { plan: { max_channels: 20 } })
 
         for (const [n, code, reason] of [
           [1, 440, /connection_replaced/],
@@ -87,7 +80,7 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
     () =>
       Effect.gen(function* () {
         const { sim, gateway } = yield* baileysGateway()
-        const key = yield* newCustomerKey(gateway)
+        const { key } = yield* newCustomer(gateway)
         const id = yield* pairedChannel(gateway, sim, key, phone(9))
         sim.setLoginFault({ kind: "failure", reason: 405 })
         sim.inject(phone(9), { kind: "drop" })
@@ -122,23 +115,13 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
           })
 
         const first = yield* start(k1)
-        const key = yield* newCustomerKey(first.gateway)
+        const { key } = yield* newCustomer(first.gateway)
         const id = yield* pairedChannel(first.gateway, sim, key, phone(10))
         yield* first.stop
 
         const second = yield* start(`${k1},${k2}`)
         yield* waitForStatus(second.gateway, key, id, "connected")
-        const rotation = yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).RotateMasterKey()
-        }).pipe(
-          Effect.provide(
-            layerAdminClient({
-              url: second.gateway.admin,
-              token: second.gateway.adminToken,
-              tokenSource: "test"
-            })
-          )
-        )
+        const rotation = yield* (yield* adminOf(second.gateway)).RotateMasterKey()
         expect(rotation.stores.find((s) => s.store === "channel_auth_state")!.rewritten).toBeGreaterThan(0)
         yield* second.stop
 

@@ -2,7 +2,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { sqlFor } from "./support/database.ts"
 import { waitUntil } from "./support/waits.ts"
-import { baileysGateway, newCustomerKey, pairedChannel } from "./support/simulator.ts"
+import { newCustomer } from "./support/admin.ts"
+import { baileysGateway, pairedChannel } from "./support/simulator.ts"
 
 const phone = (n: number) => `4477009${String(n).padStart(5, "0")}`
 
@@ -12,7 +13,7 @@ describe("many channels with real Baileys", () => {
     () =>
       Effect.gen(function* () {
         const { sim, database, gateway } = yield* baileysGateway()
-        const key = yield* newCustomerKey(gateway, { max_channels: 50 })
+        const { key } = yield* newCustomer(gateway, { plan: { max_channels: 50 } })
         const ids = yield* Effect.forEach(
           Array.from({ length: 50 }, (_, i) => i),
           (i) => pairedChannel(gateway, sim, key, phone(i)),

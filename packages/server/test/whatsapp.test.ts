@@ -1,12 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { staysTrue, waitFor, waitUntil } from "./support/waits.ts"
-import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { newCustomer } from "./support/admin.ts"
+import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
-import { baileysGateway, channelOf, newCustomerKey, simulator } from "./support/simulator.ts"
+import { baileysGateway, channelOf, simulator } from "./support/simulator.ts"
 
 describe("WhatsApp through Baileys and the protocol simulator", () => {
   it.live(
@@ -24,11 +24,7 @@ describe("WhatsApp through Baileys and the protocol simulator", () => {
         const first = yield* startGateway(yield* gatewayEnvironment(database.url, env), {
           whatsapp: "baileys"
         }).pipe(Scope.provide(firstScope))
-        const key = (yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).CreateCustomer({ name: "Real Phone" })
-        }).pipe(
-          Effect.provide(layerAdminClient({ url: first.admin, token: first.adminToken, tokenSource: "test" }))
-        )).api_key.key
+        const { key } = yield* newCustomer(first, { name: "Real Phone" })
         const channel = (yield* request(first.api, "POST", "/v1/channels", { key, body: { name: "sales" } }))
           .body.id
         yield* request(first.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
@@ -103,7 +99,7 @@ describe("WhatsApp through Baileys and the protocol simulator", () => {
     () =>
       Effect.gen(function* () {
         const { sim, gateway } = yield* baileysGateway()
-        const key = yield* newCustomerKey(gateway)
+        const { key } = yield* newCustomer(gateway)
         const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body.id
         const accepted = yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, {
           key,

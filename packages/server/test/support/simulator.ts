@@ -2,7 +2,6 @@ import { type Simulator, startSimulator } from "@whatisup/wa-simulator"
 import { Effect } from "effect"
 import { testDatabase } from "./database.ts"
 import { gatewayEnvironment, type RunningGateway, startGateway } from "./gateway.ts"
-export { newCustomerKey } from "./gateway.ts"
 import { request } from "./http.ts"
 import { waitFor } from "./waits.ts"
 
