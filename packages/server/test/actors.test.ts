@@ -1,30 +1,36 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Scope, Exit } from "effect"
+import type { ChannelId } from "@whatisup/domain"
+import { Effect, Exit, Scope } from "effect"
 import { TransportEvent } from "../src/channels/transport.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { waitUntil } from "./support/waits.ts"
 import { newCustomer } from "./support/admin.ts"
-import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
-import { request } from "./support/http.ts"
+import { type ApiClient, waitForStatus } from "./support/api.ts"
+import { gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
 
-const createChannels = (api: string, key: string, count: number) =>
+/** A customer whose plan allows this many channels, and the API client of its key. */
+const customerWith = (gateway: RunningGateway, channels: number) =>
+  Effect.gen(function* () {
+    const { client } = yield* newCustomer(gateway, {
+      name: "Many Phones",
+      plan: { max_channels: channels, api_requests_per_second: 100_000 }
+    })
+    return client
+  })
+
+const createChannels = (client: ApiClient, count: number) =>
   Effect.forEach(
     Array.from({ length: count }, (_, i) => i),
-    (i) =>
-      Effect.map(request(api, "POST", "/v1/channels", { key, body: { name: `phone ${i}` } }), (reply) => {
-        expect(reply.status).toBe(201)
-        return reply.body.id as string
-      }),
+    (i) => Effect.map(client.channels.create({ headers: {}, payload: { name: `phone ${i}` } }), (c) => c.id),
     { concurrency: 16 }
   )
 
-const connectAll = (api: string, key: string, ids: ReadonlyArray<string>) =>
+const connectAll = (client: ApiClient, ids: ReadonlyArray<ChannelId>) =>
   Effect.forEach(
     ids,
     (id) =>
-      Effect.map(
-        request(api, "POST", `/v1/channels/${id}/connect`, { key, body: { method: "qr" } }),
-        (reply) => expect(reply.status).toBe(202)
+      Effect.map(client.channels.connect({ params: { id }, payload: { method: "qr" } }), (accepted) =>
+        expect(accepted.status).toBe("pairing")
       ),
     { concurrency: 16, discard: true }
   )
@@ -37,12 +43,9 @@ describe("channel actors", () => {
         const database = yield* testDatabase
         const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
         const { whatsapp } = gateway
-        const { key } = yield* newCustomer(gateway, {
-          name: "Many Phones",
-          plan: { max_channels: 101, api_requests_per_second: 100_000 }
-        })
-        const ids = yield* createChannels(gateway.api, key, 101)
-        yield* connectAll(gateway.api, key, ids)
+        const client = yield* customerWith(gateway, 101)
+        const ids = yield* createChannels(client, 101)
+        yield* connectAll(client, ids)
         yield* waitUntil(
           "all 101 connections are open",
           Effect.sync(() => ids.every((id) => whatsapp.isOpen(id))),
@@ -97,26 +100,17 @@ describe("channel actors", () => {
         const database = yield* testDatabase
         const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
         const { whatsapp } = gateway
-        const { key } = yield* newCustomer(gateway, {
-          name: "Many Phones",
-          plan: { max_channels: 5, api_requests_per_second: 100_000 }
-        })
-        const [id] = yield* createChannels(gateway.api, key, 1)
-        yield* connectAll(gateway.api, key, [id!])
+        const client = yield* customerWith(gateway, 5)
+        const [id] = yield* createChannels(client, 1)
+        yield* connectAll(client, [id!])
         yield* waitUntil(
           "the channel's connection is open",
           Effect.sync(() => whatsapp.isOpen(id!))
         )
         yield* whatsapp.pair(id!, "+15559990000")
-        yield* waitUntil(
-          "the channel is connected",
-          Effect.map(
-            request(gateway.api, "GET", `/v1/channels/${id}`, { key }),
-            (r) => r.body.status === "connected"
-          )
-        )
-        const deleted = yield* request(gateway.api, "DELETE", `/v1/channels/${id}`, { key })
-        expect(deleted.body.status).toBe("deleted")
+        yield* waitForStatus(client, id!, "connected")
+        const deleted = yield* client.channels.delete({ params: { id: id! } })
+        expect(deleted.status).toBe("deleted")
         yield* waitUntil(
           "deleting closes the connection",
           Effect.sync(() => !whatsapp.isOpen(id!))
@@ -149,12 +143,9 @@ describe("channel actors", () => {
           Scope.provide(scope)
         )
         const { whatsapp } = gateway
-        const { key } = yield* newCustomer(gateway, {
-          name: "Many Phones",
-          plan: { max_channels: 1000, api_requests_per_second: 100_000 }
-        })
-        const ids = yield* createChannels(gateway.api, key, 1000)
-        yield* connectAll(gateway.api, key, ids)
+        const client = yield* customerWith(gateway, 1000)
+        const ids = yield* createChannels(client, 1000)
+        yield* connectAll(client, ids)
         yield* waitUntil(
           "1,000 connections are open",
           Effect.sync(() => whatsapp.openConnections() === 1000),

@@ -3,9 +3,16 @@ import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { adminOf, newCustomer } from "./support/admin.ts"
+import { type ApiClient, apiClient } from "./support/api.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
-import { waitUntil } from "./support/waits.ts"
-import { request } from "./support/http.ts"
+import { waitFor, waitUntil } from "./support/waits.ts"
+
+/** How the gateway answers a key: "accepted", or the code it is refused with. */
+const verdict = (client: ApiClient) =>
+  client.me.get({}).pipe(
+    Effect.map(() => "accepted" as const),
+    Effect.catchTag("Unauthorized", (problem) => Effect.succeed(problem.code))
+  )
 
 describe("credentials across gateway processes", () => {
   it.live(
@@ -16,23 +23,27 @@ describe("credentials across gateway processes", () => {
         const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
         const a = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
         const b = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
-        const { key, customerId } = yield* newCustomer(a, { name: "Two Doors" })
-        const second = yield* request(a.api, "POST", "/v1/api-keys", { key, body: {} })
+        const { key, customerId, client: onA } = yield* newCustomer(a, { name: "Two Doors" })
+        const second = yield* onA.apiKeys.create({ headers: {}, payload: {} })
 
         // b caches both keys
-        expect((yield* request(b.api, "GET", "/v1/me", { key })).status).toBe(200)
-        expect((yield* request(b.api, "GET", "/v1/me", { key: second.body.key })).status).toBe(200)
+        const onB = yield* apiClient(b.api, key)
+        const secondOnB = yield* apiClient(b.api, second.key)
+        expect(yield* verdict(onB)).toBe("accepted")
+        expect(yield* verdict(secondOnB)).toBe("accepted")
 
-        yield* request(a.api, "DELETE", `/v1/api-keys/${second.body.id}`, { key })
-        yield* waitUntil(
+        yield* onA.apiKeys.revoke({ params: { id: second.id } })
+        yield* waitFor(
           "the key revoked through a is refused by b",
-          Effect.map(request(b.api, "GET", "/v1/me", { key: second.body.key }), (r) => r.status === 401)
+          verdict(secondOnB),
+          (v) => v === "invalid_api_key"
         )
 
         yield* (yield* adminOf(a)).SuspendCustomer({ id: customerId })
-        yield* waitUntil(
+        yield* waitFor(
           "the customer suspended through a is refused by b",
-          Effect.map(request(b.api, "GET", "/v1/me", { key }), (r) => r.body?.code === "customer_suspended")
+          verdict(onB),
+          (v) => v === "customer_suspended"
         )
       }).pipe(Effect.scoped),
     120_000
@@ -53,9 +64,7 @@ describe("credentials across gateway processes", () => {
           CREATE TRIGGER count_key_updates AFTER UPDATE ON api_keys
           FOR EACH STATEMENT EXECUTE FUNCTION count_key_updates()`
         const created = yield* newCustomer(gateway, { name: "Counted" })
-        for (let i = 0; i < 25; i++) {
-          expect((yield* request(gateway.api, "GET", "/v1/me", { key: created.key })).status).toBe(200)
-        }
+        for (let i = 0; i < 25; i++) expect((yield* created.client.me.get({})).key_id).toBe(created.keyId)
         yield* waitUntil(
           "last_used_at is recorded",
           Effect.map(

@@ -6,7 +6,6 @@ import { sqlFor, testDatabase } from "./support/database.ts"
 import { waitUntil } from "./support/waits.ts"
 import { newCustomer } from "./support/admin.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
-import { request } from "./support/http.ts"
 
 describe("lease fencing", () => {
   it.live(
@@ -15,13 +14,9 @@ describe("lease fencing", () => {
       Effect.gen(function* () {
         const database = yield* testDatabase
         const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
-        const { key } = yield* newCustomer(gateway)
-        const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body
-          .id as string
-        yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, {
-          key,
-          body: { method: "qr" }
-        })
+        const { client } = yield* newCustomer(gateway)
+        const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
+        yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
         yield* waitUntil(
           "the channel's connection is open",
           Effect.sync(() => gateway.whatsapp.isOpen(channel))
@@ -66,10 +61,9 @@ describe("lease fencing", () => {
         const first = yield* startGateway(
           yield* gatewayEnvironment(database.url, { ...shared, WHATISUP_NODE_ID: "first" })
         ).pipe(Scope.provide(firstScope))
-        const { key } = yield* newCustomer(first)
-        const channel = (yield* request(first.api, "POST", "/v1/channels", { key, body: {} })).body
-          .id as string
-        yield* request(first.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
+        const { client } = yield* newCustomer(first)
+        const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
+        yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
         yield* waitUntil(
           "the first process opens the connection",
           Effect.sync(() => first.whatsapp.isOpen(channel))

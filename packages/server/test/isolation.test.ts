@@ -58,14 +58,15 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
         for (const operation of operations) {
           const fixture = isolationFixtures[operation.route]
           if (fixture === undefined) continue
-          const { key, keyId, customerId } = yield* newCustomer(gateway, {
+          const { key, keyId, customerId, client } = yield* newCustomer(gateway, {
             name: `Owner of ${operation.route}`
           })
           const intruder = (yield* newCustomer(gateway, { name: `Intruder on ${operation.route}` })).key
-          const owner = { api, key, keyId, customerId }
+          const owner = { api, key, keyId, customerId, client }
           const setup = yield* fixture(owner)
           const params = setup.params ?? {}
           const body = setup.body === undefined ? {} : { body: setup.body }
+          // the routes come from the OpenAPI document, not from the typed client: raw requests, as curl sends them
           if (Object.keys(params).length > 0) {
             const theirs = yield* request(api, operation.method, fill(operation.path, params), {
               key: intruder,

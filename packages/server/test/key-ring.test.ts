@@ -2,9 +2,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import { adminOf, newCustomer } from "./support/admin.ts"
+import { apiClient } from "./support/api.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
-import { request } from "./support/http.ts"
 
 const newKey = (id: string) => `${id}:${crypto.randomBytes(32).toString("base64")}`
 
@@ -60,7 +60,8 @@ describe("master key ring", () => {
             const gateway = yield* startGateway(
               yield* gatewayEnvironment(database.url, { WHATISUP_MASTER_KEYS: k2 })
             )
-            expect((yield* request(gateway.api, "GET", "/v1/me", { key: customerKey })).status).toBe(200)
+            const client = yield* apiClient(gateway.api, customerKey)
+            expect((yield* client.me.get({})).customer.name).toBe("Rotating")
           })
         )
 

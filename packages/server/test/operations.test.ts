@@ -1,17 +1,18 @@
 import { expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Result } from "effect"
 import { adminOf, newCustomer } from "./support/admin.ts"
+import { apiClient } from "./support/api.ts"
+import { sqlFor } from "./support/database.ts"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
-import { sqlFor } from "./support/database.ts"
 import { waitFor } from "./support/waits.ts"
 
 layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("operations endpoints", (it) => {
   it.effect("healthz and readyz answer ok once migrations are applied", () =>
     Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      expect((yield* request(api, "GET", "/healthz")).body).toEqual({ status: "ok" })
-      expect((yield* request(api, "GET", "/readyz")).body).toEqual({ status: "ok" })
+      const { system } = yield* apiClient((yield* TestGateway).api)
+      expect(yield* system.healthz({})).toEqual({ status: "ok" })
+      expect(yield* system.readyz({})).toEqual({ status: "ok" })
     })
   )
 
@@ -71,8 +72,9 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("oper
       Effect.gen(function* () {
         const gateway = yield* TestGateway
         const { api, admin } = gateway
-        const { apiKey: api_key } = yield* newCustomer(gateway, { name: "Measured" })
-        yield* request(api, "GET", "/v1/me", { key: api_key.key })
+        const { apiKey: api_key, client } = yield* newCustomer(gateway, { name: "Measured" })
+        yield* client.me.get({})
+        // an unknown key, and paths outside the API: raw requests
         yield* request(api, "DELETE", `/v1/api-keys/${api_key.id}`, { key: `wiu_${"B".repeat(43)}` })
         expect((yield* request(api, "GET", "/metrics")).status).toBe(404)
         const metrics = yield* request(admin, "GET", "/metrics")
@@ -109,7 +111,7 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("oper
     Effect.gen(function* () {
       const gateway = yield* TestGateway
       const { api, databaseUrl } = gateway
-      const { apiKey: api_key } = yield* newCustomer(gateway, { name: "Unlucky" })
+      const { apiKey: api_key, client } = yield* newCustomer(gateway, { name: "Unlucky" })
       const sql = yield* sqlFor(databaseUrl)
       yield* sql`ALTER TABLE audit_events RENAME TO audit_events_away`
       const reply = yield* request(api, "GET", "/v1/audit-events", { key: api_key.key }).pipe(
@@ -120,7 +122,7 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("oper
       expect(reply.body.code).toBe("internal_error")
       expect(reply.headers.get("x-request-id")).toBeTruthy()
       expect(reply.text).not.toMatch(/audit_events|relation|SELECT|sql/i)
-      expect((yield* request(api, "GET", "/v1/audit-events", { key: api_key.key })).status).toBe(200)
+      yield* client.audit.list({ query: {} })
     }).pipe(Effect.scoped)
   )
 
@@ -130,12 +132,13 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("oper
       Effect.gen(function* () {
         const gateway = yield* TestGateway
         const { api, databaseUrl } = gateway
-        const { apiKey: api_key } = yield* newCustomer(gateway, { name: "Patient" })
+        const { apiKey: api_key, client } = yield* newCustomer(gateway, { name: "Patient" })
         const name = new URL(databaseUrl).pathname.slice(1)
         const server = new URL(databaseUrl)
         server.pathname = "/postgres"
         const admin = yield* sqlFor(server.toString())
         const restore = admin`ALTER DATABASE ${admin(name)} ALLOW_CONNECTIONS true`.pipe(Effect.orDie)
+        // the status, content type and Retry-After of a 503 are the point: raw requests
         const outage = yield* Effect.gen(function* () {
           yield* admin`ALTER DATABASE ${admin(name)} ALLOW_CONNECTIONS false`
           yield* admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${name} AND pid <> pg_backend_pid()`
@@ -152,10 +155,13 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("oper
         expect(outage.me.headers.get("retry-after")).toBe("5")
 
         yield* waitFor(
-          "the API answers 200 again once the database is back",
-          request(api, "GET", "/v1/me", { key: api_key.key }),
-          (reply) => reply.status === 200,
-          { attempts: 100, everyMillis: 100 }
+          "the API answers again once the database is back",
+          Effect.result(client.me.get({})),
+          Result.isSuccess,
+          {
+            attempts: 100,
+            everyMillis: 100
+          }
         )
       }).pipe(Effect.scoped)
   )

@@ -5,7 +5,6 @@ import { sqlFor, testDatabase } from "./support/database.ts"
 import { pause, waitUntil } from "./support/waits.ts"
 import { newCustomer } from "./support/admin.ts"
 import { gatewayEnvironment } from "./support/gateway.ts"
-import { request } from "./support/http.ts"
 import { type GatewayProcess, recordingGatewayMain, spawnGateway, waitReady } from "./support/process.ts"
 import { recordingTable } from "./support/recordingTransport.ts"
 
@@ -42,18 +41,18 @@ describe("channel ownership across gateway processes", () => {
           CREATE TABLE ${sql(recordingTable)} (
             id serial PRIMARY KEY, channel_id text NOT NULL, node_id text NOT NULL,
             opened_at timestamptz NOT NULL, closed_at timestamptz)`
-        const { key } = yield* newCustomer(
-          { admin: `http://${envA.WHATISUP_ADMIN_LISTEN}`, adminToken: envA.WHATISUP_ADMIN_TOKEN },
+        const { client } = yield* newCustomer(
+          {
+            api: api(envA),
+            admin: `http://${envA.WHATISUP_ADMIN_LISTEN}`,
+            adminToken: envA.WHATISUP_ADMIN_TOKEN
+          },
           { name: "Shared", plan: { max_channels: 20 } }
         )
         const ids = yield* Effect.forEach(Array.from({ length: 20 }), () =>
-          Effect.map(
-            request(api(envA), "POST", "/v1/channels", { key, body: {} }),
-            (r) => r.body.id as string
-          )
+          Effect.map(client.channels.create({ headers: {}, payload: {} }), (channel) => channel.id)
         )
-        for (const id of ids)
-          yield* request(api(envA), "POST", `/v1/channels/${id}/connect`, { key, body: { method: "qr" } })
+        for (const id of ids) yield* client.channels.connect({ params: { id }, payload: { method: "qr" } })
         const b = yield* start(envB)
 
         const connections = Effect.map(

@@ -6,10 +6,10 @@ import * as http from "node:http"
 import * as path from "node:path"
 import { startSimulator } from "@whatisup/wa-simulator"
 import { latestMigrationId } from "../src/db/migrations.ts"
+import { apiClient, waitForQr, waitForStatus } from "./support/api.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, tempDataDir } from "./support/gateway.ts"
 import { runCli, spawnGateway, waitReady } from "./support/process.ts"
-import { waitFor } from "./support/waits.ts"
 
 const apiOf = (env: { PORT: string }) => `http://127.0.0.1:${env.PORT}`
 
@@ -27,8 +27,7 @@ describe("starting the gateway", () => {
         const b = yield* spawnGateway(second)
         yield* Effect.all([waitReady(a, apiOf(first)), waitReady(b, apiOf(second))], { concurrency: 2 })
         for (const env of [first, second]) {
-          const ready = yield* Effect.promise(() => fetch(`${apiOf(env)}/readyz`))
-          expect(ready.status).toBe(200)
+          expect(yield* (yield* apiClient(apiOf(env))).system.readyz({})).toEqual({ status: "ok" })
         }
         const sql = yield* sqlFor(database.url)
         const applied = yield* sql<{
@@ -195,7 +194,7 @@ describe("starting the gateway", () => {
         expect(intruder.output()).toMatch(
           /^whatisup: cannot run: WHATISUP_DATA_DIR .* is in use by another gateway \(pid \d+\)/
         )
-        expect((yield* Effect.promise(() => fetch(`${apiOf(env)}/readyz`))).status).toBe(200)
+        expect(yield* (yield* apiClient(apiOf(env))).system.readyz({})).toEqual({ status: "ok" })
         first.child.kill("SIGKILL")
         yield* Effect.promise(() => first.exited)
 
@@ -227,49 +226,22 @@ describe("starting the gateway", () => {
           WHATISUP_ADMIN_TOKEN: env.WHATISUP_ADMIN_TOKEN
         })
         const key = JSON.parse(created.stdout).api_key.key as string
-        const headers = { authorization: `Bearer ${key}`, "content-type": "application/json" }
-        const call = <A>(path: string, init: RequestInit = {}) =>
-          Effect.promise(() =>
-            fetch(`${apiOf(env)}${path}`, { ...init, headers }).then(async (r) => ({
-              status: r.status,
-              body: (await r.json()) as A
-            }))
-          )
-        const channel = (yield* call<{ id: string }>("/v1/channels", { method: "POST", body: "{}" })).body
-        yield* call(`/v1/channels/${channel.id}/connect`, {
-          method: "POST",
-          body: JSON.stringify({ method: "qr" })
-        })
-        const qr = yield* waitFor(
-          "the QR is shown",
-          call<{ qr?: string }>(`/v1/channels/${channel.id}/qr`),
-          (reply) => reply.status === 200 && (reply.body.qr ?? "") !== "",
-          { everyMillis: 50 }
-        )
-        yield* Effect.promise(() => sim.scan(qr.body.qr!, { phoneNumber: "447700900123" }))
-        type Channel = { status: string; phone_number: string | null }
-        const connected = yield* waitFor(
-          "the scanned channel is connected",
-          call<Channel>(`/v1/channels/${channel.id}`),
-          (reply) => reply.body.status === "connected",
-          { everyMillis: 50 }
-        )
-        expect(connected.body).toMatchObject({ status: "connected", phone_number: "+447700900123" })
+        // the API as users call it: the same port and key across both processes
+        const client = yield* apiClient(apiOf(env), key)
+        const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
+        yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
+        const { qr } = yield* waitForQr(client, channel, { everyMillis: 50 })
+        yield* Effect.promise(() => sim.scan(qr, { phoneNumber: "447700900123" }))
+        const connected = yield* waitForStatus(client, channel, "connected", { everyMillis: 50 })
+        expect(connected).toMatchObject({ status: "connected", phone_number: "+447700900123" })
 
         // stop the process and start it again: the login comes back from PostgreSQL, no new QR
         gateway.child.kill("SIGTERM")
         expect(yield* Effect.promise(() => gateway.exited)).toBe(0)
         const again = yield* spawnGateway(env)
         yield* waitReady(again, apiOf(env))
-        yield* waitFor(
-          "the restarted process logs the channel in again",
-          call<Channel>(`/v1/channels/${channel.id}`),
-          (reply) => reply.body.status === "connected",
-          { everyMillis: 50 }
-        )
-        const qrs = (yield* call<{ data: Array<unknown> }>(
-          `/v1/events?channel_id=${channel.id}&type=channel.qr`
-        )).body
+        yield* waitForStatus(client, channel, "connected", { everyMillis: 50 })
+        const qrs = yield* client.events.list({ query: { channel_id: channel, type: "channel.qr" } })
         expect(qrs.data).toHaveLength(1)
       }).pipe(Effect.scoped),
     120_000

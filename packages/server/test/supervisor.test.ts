@@ -1,40 +1,34 @@
 import { describe, expect, it } from "@effect/vitest"
+import type { ChannelStatus } from "@whatisup/domain"
 import { Effect } from "effect"
 import { TestClock } from "effect/testing"
 import { TransportEvent } from "../src/channels/transport.ts"
 import { testDatabase } from "./support/database.ts"
-import { pause, staysTrue, waitFor, waitUntil } from "./support/waits.ts"
 import { newCustomer } from "./support/admin.ts"
-import { gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
-import { request } from "./support/http.ts"
+import { waitForStatus } from "./support/api.ts"
+import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { pause, staysTrue, waitUntil } from "./support/waits.ts"
 
 /** A gateway on the test clock, with one connected channel. */
 const connectedChannel = Effect.gen(function* () {
   const database = yield* testDatabase
   const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
-  const { key } = yield* newCustomer(gateway)
-  const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body.id as string
-  yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
+  const { client } = yield* newCustomer(gateway)
+  const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
+  yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
   yield* waitUntil(
     "the channel's connection is open",
     Effect.sync(() => gateway.whatsapp.isOpen(channel))
   )
   yield* gateway.whatsapp.pair(channel, "+15557654321")
-  const status = (gateway_: RunningGateway) =>
-    Effect.map(request(gateway_.api, "GET", `/v1/channels/${channel}`, { key }), (reply) => reply.body)
-  yield* waitUntil(
-    "the channel is connected",
-    Effect.map(status(gateway), (c) => c.status === "connected")
-  )
-  return { gateway, key, channel, status: () => status(gateway) }
+  yield* waitForStatus(client, channel, "connected")
+  /** Waits until the channel has this status, and answers it as it then was. */
+  const becomes = (status: ChannelStatus) => waitForStatus(client, channel, status)
+  return { gateway, channel, becomes }
 })
 
 /** Lets the actors run after the clock moved: real time passes, the test clock does not. */
 const settle = pause(150)
-
-/** Waits until the channel has this status, and answers it as it then was. */
-const becomes = (channel: Effect.Effect<any>, status: string) =>
-  waitFor(`the channel is ${status}`, channel, (c) => c.status === status)
 
 /** Over the same real time as `settle`: what must not happen yet does not. */
 const stillNot = (label: string, check: Effect.Effect<boolean>) => staysTrue(label, check, { forMillis: 150 })
@@ -47,14 +41,14 @@ describe("the channel supervisor", () => {
     "reconnects with exponential backoff, and resets it after a stable period",
     () =>
       Effect.gen(function* () {
-        const { gateway, channel, status } = yield* connectedChannel
+        const { gateway, channel, becomes } = yield* connectedChannel
         const { whatsapp } = gateway
         const close = (code: number) => whatsapp.emit(channel, TransportEvent.Close({ code, reason: "" }))
         const connects = () => whatsapp.connects(channel)
 
         const before = connects()
         yield* close(503)
-        yield* becomes(status(), "reconnecting")
+        yield* becomes("reconnecting")
         yield* TestClock.adjust("700 millis")
         yield* stillNot(
           "no reconnect before the first backoff (1 s ± 20 %)",
@@ -65,11 +59,11 @@ describe("the channel supervisor", () => {
           "a reconnect once the first backoff is over",
           Effect.sync(() => connects() === before + 1)
         )
-        yield* becomes(status(), "connected")
+        yield* becomes("connected")
 
         // a second drop soon after waits twice as long
         yield* close(503)
-        yield* becomes(status(), "reconnecting")
+        yield* becomes("reconnecting")
         yield* TestClock.adjust("1500 millis")
         yield* stillNot(
           "no reconnect before the second backoff (2 s ± 20 %)",
@@ -80,13 +74,13 @@ describe("the channel supervisor", () => {
           "a reconnect once the second backoff is over",
           Effect.sync(() => connects() === before + 2)
         )
-        yield* becomes(status(), "connected")
+        yield* becomes("connected")
 
         // connected for longer than the stable period: the next drop starts again at 1 s
         yield* TestClock.adjust("61 seconds")
         yield* settle
         yield* close(408)
-        yield* becomes(status(), "reconnecting")
+        yield* becomes("reconnecting")
         yield* TestClock.adjust("1300 millis")
         yield* soon(
           "after a stable period, a reconnect after the first backoff again",
@@ -126,13 +120,9 @@ describe("the channel supervisor", () => {
         const database = yield* testDatabase
         const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
         const { whatsapp } = gateway
-        const { key } = yield* newCustomer(gateway)
-        const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body
-          .id as string
-        yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, {
-          key,
-          body: { method: "qr" }
-        })
+        const { client } = yield* newCustomer(gateway)
+        const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
+        yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
         yield* waitUntil(
           "the first connection is open",
           Effect.sync(() => whatsapp.isOpen(channel))
@@ -171,11 +161,11 @@ describe("the channel supervisor", () => {
       `${code} is terminal: ${status} with a clear reason, and no reconnect however long`,
       () =>
         Effect.gen(function* () {
-          const { gateway, channel, status: current } = yield* connectedChannel
+          const { gateway, channel, becomes } = yield* connectedChannel
           const { whatsapp } = gateway
           const before = whatsapp.connects(channel)
           yield* whatsapp.emit(channel, TransportEvent.Close({ code, reason: "" }))
-          const final = yield* becomes(current(), status)
+          const final = yield* becomes(status)
           expect(final.status_reason).toMatch(reason)
           yield* TestClock.adjust("1 hour")
           yield* stillNot(
@@ -193,12 +183,12 @@ describe("the channel supervisor", () => {
     "a connect that keeps failing backs off instead of looping",
     () =>
       Effect.gen(function* () {
-        const { gateway, channel, status } = yield* connectedChannel
+        const { gateway, channel, becomes } = yield* connectedChannel
         const { whatsapp } = gateway
         yield* whatsapp.failConnects(channel, 100)
         const before = whatsapp.connects(channel)
         yield* whatsapp.emit(channel, TransportEvent.Close({ code: 500, reason: "" }))
-        yield* becomes(status(), "reconnecting")
+        yield* becomes("reconnecting")
         // 1 s + 2 s + 4 s + 8 s (each ± 20 %) is at most 18 s: four tries, not hundreds
         for (let i = 0; i < 18; i++) {
           yield* TestClock.adjust("1 second")
@@ -216,15 +206,15 @@ describe("the channel supervisor", () => {
     "a connect that cannot succeed fails the channel with its reason, once",
     () =>
       Effect.gen(function* () {
-        const { gateway, channel, status } = yield* connectedChannel
+        const { gateway, channel, becomes } = yield* connectedChannel
         const { whatsapp } = gateway
         yield* whatsapp.failConnects(channel, 100, false)
         const before = whatsapp.connects(channel)
         yield* whatsapp.emit(channel, TransportEvent.Close({ code: 503, reason: "" }))
-        yield* becomes(status(), "reconnecting")
+        yield* becomes("reconnecting")
         yield* settle
         yield* TestClock.adjust("2 seconds")
-        expect((yield* becomes(status(), "failed")).status_reason).toBe("scripted connect failure")
+        expect((yield* becomes("failed")).status_reason).toBe("scripted connect failure")
         yield* TestClock.adjust("1 hour")
         yield* stillNot(
           "no connect after the failure",

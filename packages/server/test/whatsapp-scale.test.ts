@@ -13,10 +13,10 @@ describe("many channels with real Baileys", () => {
     () =>
       Effect.gen(function* () {
         const { sim, database, gateway } = yield* baileysGateway()
-        const { key } = yield* newCustomer(gateway, { plan: { max_channels: 50 } })
+        const { client } = yield* newCustomer(gateway, { plan: { max_channels: 50 } })
         const ids = yield* Effect.forEach(
           Array.from({ length: 50 }, (_, i) => i),
-          (i) => pairedChannel(gateway, sim, key, phone(i)),
+          (i) => pairedChannel(client, sim, phone(i)),
           { concurrency: 10 }
         )
         const sql = yield* sqlFor(database.url)

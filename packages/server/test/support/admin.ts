@@ -1,6 +1,7 @@
 import { type PlanPatch } from "@whatisup/domain"
 import { AdminClient, layerAdminClient } from "@whatisup/cli/adminClient"
 import { Context, Effect, Layer } from "effect"
+import { apiClient } from "./api.ts"
 
 /** Where the operator reaches a gateway: its admin listener and the operator token. */
 export interface AdminEndpoint {
@@ -24,9 +25,12 @@ export interface NewCustomer {
   readonly plan?: typeof PlanPatch.Type
 }
 
-/** A new customer on a gateway, created by the operator, with its first API key. */
+/**
+ * A new customer on a gateway, created by the operator: the customer, its first API key (plaintext
+ * in `key`), their ids, and the public API's typed client for that key on this gateway.
+ */
 export const newCustomer = (
-  gateway: AdminEndpoint,
+  gateway: AdminEndpoint & { readonly api: string },
   { name = "WhatsApp user", plan = {} }: NewCustomer = {}
 ) =>
   Effect.gen(function* () {
@@ -35,5 +39,12 @@ export const newCustomer = (
       name,
       plan: { api_requests_per_second: 10_000, ...plan }
     })
-    return { customer, apiKey: api_key, customerId: customer.id, keyId: api_key.id, key: api_key.key }
+    return {
+      customer,
+      apiKey: api_key,
+      customerId: customer.id,
+      keyId: api_key.id,
+      key: api_key.key,
+      client: yield* apiClient(gateway.api, api_key.key)
+    }
   }).pipe(Effect.scoped)

@@ -1,9 +1,8 @@
 import { type Simulator, startSimulator } from "@whatisup/wa-simulator"
 import { Effect } from "effect"
+import { type ApiClient, waitForQr, waitForStatus } from "./api.ts"
 import { testDatabase } from "./database.ts"
-import { gatewayEnvironment, type RunningGateway, startGateway } from "./gateway.ts"
-import { request } from "./http.ts"
-import { waitFor } from "./waits.ts"
+import { gatewayEnvironment, startGateway } from "./gateway.ts"
 
 /** The local WhatsApp Web server real Baileys talks to, for the scope's lifetime. */
 export const simulator = Effect.acquireRelease(
@@ -23,33 +22,13 @@ export const baileysGateway = (extra: Record<string, string> = {}) =>
     return { sim, database, gateway }
   })
 
-export const channelOf = (gateway: RunningGateway, key: string, id: string) =>
-  Effect.map(request(gateway.api, "GET", `/v1/channels/${id}`, { key }), (reply) => reply.body)
-
-/** Waits until the channel has this status, and answers the channel as it then was. */
-export const waitForStatus = (
-  gateway: RunningGateway,
-  key: string,
-  id: string,
-  status: string,
-  attempts = 400
-) =>
-  waitFor(`channel ${id} is ${status}`, channelOf(gateway, key, id), (c) => c?.status === status, {
-    attempts
-  })
-
 /** A channel created, connected by QR through the API, and scanned by the simulator's phone. */
-export const pairedChannel = (gateway: RunningGateway, sim: Simulator, key: string, phoneNumber: string) =>
+export const pairedChannel = (client: ApiClient, sim: Simulator, phoneNumber: string) =>
   Effect.gen(function* () {
-    const id = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body.id as string
-    yield* request(gateway.api, "POST", `/v1/channels/${id}/connect`, { key, body: { method: "qr" } })
-    const qr = yield* waitFor(
-      `channel ${id} shows a QR`,
-      request(gateway.api, "GET", `/v1/channels/${id}/qr`, { key }),
-      (reply) => reply.status === 200,
-      { attempts: 400 }
-    )
-    yield* Effect.promise(() => sim.scan(qr.body.qr, { phoneNumber }))
-    yield* waitForStatus(gateway, key, id, "connected")
+    const { id } = yield* client.channels.create({ headers: {}, payload: {} })
+    yield* client.channels.connect({ params: { id }, payload: { method: "qr" } })
+    const { qr } = yield* waitForQr(client, id, { attempts: 400 })
+    yield* Effect.promise(() => sim.scan(qr, { phoneNumber }))
+    yield* waitForStatus(client, id, "connected", { attempts: 400 })
     return id
   })
