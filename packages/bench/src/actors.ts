@@ -1,38 +1,26 @@
 import { Effect, Exit, Scope } from "effect"
 import { sqlFor } from "../../server/test/support/database.ts"
-import { newCustomerKey, type RunningGateway } from "../../server/test/support/gateway.ts"
-import { request } from "../../server/test/support/http.ts"
+import type { ChannelId } from "@whatisup/domain"
+import { newCustomer } from "../../server/test/support/admin.ts"
+import type { ApiClient } from "../../server/test/support/api.ts"
 import { benchGateway } from "./gateway.ts"
 import { ensure, millisSince, readMemory, waitUntil } from "./measure.ts"
 import type { Report } from "./report.ts"
 
 const withinMillis = 300_000
 
-const createChannels = (gateway: RunningGateway, key: string, count: number) =>
+const createChannels = (client: ApiClient, count: number) =>
   Effect.forEach(
     Array.from({ length: count }, (_, i) => i),
-    (i) =>
-      Effect.flatMap(
-        request(gateway.api, "POST", "/v1/channels", { key, body: { name: `phone ${i}` } }),
-        (reply) =>
-          Effect.as(
-            ensure(reply.status === 201, `creating channel ${i} answered ${reply.status}`),
-            reply.body.id as string
-          )
-      ),
+    (i) => Effect.map(client.channels.create({ headers: {}, payload: { name: `phone ${i}` } }), (c) => c.id),
     { concurrency: 16 }
   )
 
-const connectAll = (gateway: RunningGateway, key: string, ids: ReadonlyArray<string>) =>
-  Effect.forEach(
-    ids,
-    (id) =>
-      Effect.flatMap(
-        request(gateway.api, "POST", `/v1/channels/${id}/connect`, { key, body: { method: "qr" } }),
-        (reply) => ensure(reply.status === 202, `connecting ${id} answered ${reply.status}`)
-      ),
-    { concurrency: 16, discard: true }
-  )
+const connectAll = (client: ApiClient, ids: ReadonlyArray<ChannelId>) =>
+  Effect.forEach(ids, (id) => client.channels.connect({ params: { id }, payload: { method: "qr" } }), {
+    concurrency: 16,
+    discard: true
+  })
 
 const perActorKib = (before: number, after: number, count: number) =>
   Math.round(((after - before) / count / 1024) * 10) / 10
@@ -41,7 +29,7 @@ const perActorKib = (before: number, after: number, count: number) =>
  * `count` idle channel actors in one gateway process on the in-memory WhatsApp: how long they take
  * to start and connect, what each one costs in memory, how long they take to stop.
  */
-export const actors = (serverUrl: string, count: number) =>
+export const actors = (serverUrl: string, count: number): Effect.Effect<Report, unknown, Scope.Scope> =>
   Effect.gen(function* () {
     const { database, gateway, scope } = yield* benchGateway(serverUrl, { whatsapp: "memory" })
     const { whatsapp } = gateway
@@ -52,12 +40,12 @@ export const actors = (serverUrl: string, count: number) =>
         (rows) => rows[0]!.n
       ).pipe(Effect.orDie)
 
-    const key = yield* newCustomerKey(gateway, { max_channels: count })
-    const ids = yield* createChannels(gateway, key, count)
+    const { client } = yield* newCustomer(gateway, { name: "Bench", plan: { max_channels: count } })
+    const ids = yield* createChannels(client, count)
     const before = yield* readMemory
 
     const start = performance.now()
-    yield* connectAll(gateway, key, ids)
+    yield* connectAll(client, ids)
     yield* waitUntil(
       `every one of ${count} actors opens its connection`,
       Effect.sync(() => whatsapp.openConnections() === count),

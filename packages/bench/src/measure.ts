@@ -1,4 +1,5 @@
 import { Data, Effect } from "effect"
+import { waitUntil as harnessWait } from "../../server/test/support/waits.ts"
 
 /** The scenario did not complete as it should: figures taken from it would measure a broken run. */
 export class ScenarioFailed extends Data.TaggedError("ScenarioFailed")<{ readonly message: string }> {}
@@ -10,21 +11,9 @@ export const ensure = (holds: boolean, what: string) =>
 /** Milliseconds elapsed since `start` (a `performance.now()` reading), to a tenth. */
 export const millisSince = (start: number) => Math.round((performance.now() - start) * 10) / 10
 
-/** Polls `check` until it holds; fails naming `what` once `withinMillis` have passed without it. */
-export const waitUntil = <E, R>(
-  what: string,
-  check: Effect.Effect<boolean, E, R>,
-  withinMillis: number,
-  everyMillis = 25
-) =>
-  Effect.gen(function* () {
-    const start = performance.now()
-    while (!(yield* check)) {
-      if (performance.now() - start > withinMillis)
-        return yield* new ScenarioFailed({ message: `${what}: not within ${withinMillis / 1000} s` })
-      yield* Effect.sleep(everyMillis)
-    }
-  })
+/** Polls `check` until it holds, for at most `withinMillis` (the test harness's bounded wait). */
+export const waitUntil = <E, R>(what: string, check: Effect.Effect<boolean, E, R>, withinMillis: number) =>
+  harnessWait(what, check, { attempts: Math.ceil(withinMillis / 25), everyMillis: 25 })
 
 export interface MemoryReading {
   readonly heapUsed: number

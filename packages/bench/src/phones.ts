@@ -1,6 +1,6 @@
-import { Effect } from "effect"
+import { Effect, type Scope } from "effect"
 import { sqlFor } from "../../server/test/support/database.ts"
-import { newCustomerKey } from "../../server/test/support/gateway.ts"
+import { newCustomer } from "../../server/test/support/admin.ts"
 import { pairedChannel, simulator } from "../../server/test/support/simulator.ts"
 import { benchGateway } from "./gateway.ts"
 import { ensure, millisSince, waitUntil } from "./measure.ts"
@@ -14,7 +14,7 @@ const phone = (n: number) => `4477009${String(n).padStart(5, "0")}`
  * `count` phones paired with real Baileys against the simulator in one gateway process: how long
  * until every one is connected again after the simulator drops every connection at once.
  */
-export const phones = (serverUrl: string, count: number) =>
+export const phones = (serverUrl: string, count: number): Effect.Effect<Report, unknown, Scope.Scope> =>
   Effect.gen(function* () {
     const sim = yield* simulator
     const { database, gateway } = yield* benchGateway(serverUrl, {
@@ -27,11 +27,11 @@ export const phones = (serverUrl: string, count: number) =>
       (rows) => rows[0]!.n
     ).pipe(Effect.orDie)
 
-    const key = yield* newCustomerKey(gateway, { max_channels: count })
+    const { client } = yield* newCustomer(gateway, { name: "Bench", plan: { max_channels: count } })
     const pairing = performance.now()
     yield* Effect.forEach(
       Array.from({ length: count }, (_, i) => i),
-      (i) => pairedChannel(gateway, sim, key, phone(i)),
+      (i) => pairedChannel(client, sim, phone(i)),
       { concurrency: 10 }
     )
     const pairMillis = millisSince(pairing)

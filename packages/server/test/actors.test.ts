@@ -1,43 +1,36 @@
 import { describe, expect, it } from "@effect/vitest"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
+import type { ChannelId } from "@whatisup/domain"
 import { Effect } from "effect"
 import { TransportEvent } from "../src/channels/transport.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
-import { eventually } from "./support/eventually.ts"
-import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
-import { request } from "./support/http.ts"
+import { waitUntil } from "./support/waits.ts"
+import { newCustomer } from "./support/admin.ts"
+import { type ApiClient, waitForStatus } from "./support/api.ts"
+import { gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
 
-const customerOn = (gateway: { admin: string; adminToken: string }, plan: { max_channels: number }) =>
-  Effect.map(
-    Effect.gen(function* () {
-      return yield* (yield* AdminClient).CreateCustomer({
-        name: "Many Phones",
-        plan: { ...plan, api_requests_per_second: 100_000 }
-      })
-    }).pipe(
-      Effect.provide(layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" }))
-    ),
-    (created) => created.api_key.key
-  )
+/** A customer whose plan allows this many channels, and the API client of its key. */
+const customerWith = (gateway: RunningGateway, channels: number) =>
+  Effect.gen(function* () {
+    const { client } = yield* newCustomer(gateway, {
+      name: "Many Phones",
+      plan: { max_channels: channels, api_requests_per_second: 100_000 }
+    })
+    return client
+  })
 
-const createChannels = (api: string, key: string, count: number) =>
+const createChannels = (client: ApiClient, count: number) =>
   Effect.forEach(
     Array.from({ length: count }, (_, i) => i),
-    (i) =>
-      Effect.map(request(api, "POST", "/v1/channels", { key, body: { name: `phone ${i}` } }), (reply) => {
-        expect(reply.status).toBe(201)
-        return reply.body.id as string
-      }),
+    (i) => Effect.map(client.channels.create({ headers: {}, payload: { name: `phone ${i}` } }), (c) => c.id),
     { concurrency: 16 }
   )
 
-const connectAll = (api: string, key: string, ids: ReadonlyArray<string>) =>
+const connectAll = (client: ApiClient, ids: ReadonlyArray<ChannelId>) =>
   Effect.forEach(
     ids,
     (id) =>
-      Effect.map(
-        request(api, "POST", `/v1/channels/${id}/connect`, { key, body: { method: "qr" } }),
-        (reply) => expect(reply.status).toBe(202)
+      Effect.map(client.channels.connect({ params: { id }, payload: { method: "qr" } }), (accepted) =>
+        expect(accepted.status).toBe("pairing")
       ),
     { concurrency: 16, discard: true }
   )
@@ -50,15 +43,14 @@ describe("channel actors", () => {
         const database = yield* testDatabase
         const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
         const { whatsapp } = gateway
-        const key = yield* customerOn(gateway, { max_channels: 101 })
-        const ids = yield* createChannels(gateway.api, key, 101)
-        yield* connectAll(gateway.api, key, ids)
-        expect(
-          yield* eventually(
-            Effect.sync(() => ids.every((id) => whatsapp.isOpen(id))),
-            400
-          )
-        ).toBe(true)
+        const client = yield* customerWith(gateway, 101)
+        const ids = yield* createChannels(client, 101)
+        yield* connectAll(client, ids)
+        yield* waitUntil(
+          "all 101 connections are open",
+          Effect.sync(() => ids.every((id) => whatsapp.isOpen(id))),
+          { attempts: 400 }
+        )
         yield* Effect.forEach(ids, (id, i) => whatsapp.pair(id, `+1555000${String(i).padStart(4, "0")}`), {
           discard: true
         })
@@ -68,31 +60,29 @@ describe("channel actors", () => {
             sql<{ n: number }>`SELECT count(*)::int AS n FROM channels WHERE status = 'connected'`,
             (rows) => rows[0]!.n
           ).pipe(Effect.orDie)
-        expect(
-          yield* eventually(
-            Effect.map(connected(), (n) => n === 101),
-            400
-          )
-        ).toBe(true)
+        yield* waitUntil(
+          "all 101 channels are connected",
+          Effect.map(connected(), (n) => n === 101),
+          { attempts: 400 }
+        )
 
         const victim = ids[50]!
         const connectsBefore = whatsapp.connects(victim)
         // a QR with an impossible expiry makes the actor throw: a bug, not a WhatsApp event
         yield* whatsapp.emit(victim, TransportEvent.Qr({ qr: "x", expiresAt: new Date(Number.NaN) }))
-        expect(
-          yield* eventually(
-            Effect.sync(() => whatsapp.connects(victim) > connectsBefore),
-            200,
-            50
-          )
-        ).toBe(true)
-        expect(
-          yield* eventually(
-            Effect.sync(() => whatsapp.isOpen(victim)),
-            200,
-            50
-          )
-        ).toBe(true)
+        yield* waitUntil(
+          "the failed actor is restarted",
+          Effect.sync(() => whatsapp.connects(victim) > connectsBefore),
+          { attempts: 200, everyMillis: 50 }
+        )
+        yield* waitUntil(
+          "the restarted actor's connection is open",
+          Effect.sync(() => whatsapp.isOpen(victim)),
+          {
+            attempts: 200,
+            everyMillis: 50
+          }
+        )
 
         const metrics = yield* Effect.promise(() => fetch(`${gateway.admin}/metrics`).then((r) => r.text()))
         expect(metrics).toMatch(/whatisup_channel_actor_restarts_total\{reason="defect"\} 1/)
@@ -110,20 +100,21 @@ describe("channel actors", () => {
         const database = yield* testDatabase
         const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
         const { whatsapp } = gateway
-        const key = yield* customerOn(gateway, { max_channels: 5 })
-        const [id] = yield* createChannels(gateway.api, key, 1)
-        yield* connectAll(gateway.api, key, [id!])
-        yield* eventually(Effect.sync(() => whatsapp.isOpen(id!)))
-        yield* whatsapp.pair(id!, "+15559990000")
-        yield* eventually(
-          Effect.map(
-            request(gateway.api, "GET", `/v1/channels/${id}`, { key }),
-            (r) => r.body.status === "connected"
-          )
+        const client = yield* customerWith(gateway, 5)
+        const [id] = yield* createChannels(client, 1)
+        yield* connectAll(client, [id!])
+        yield* waitUntil(
+          "the channel's connection is open",
+          Effect.sync(() => whatsapp.isOpen(id!))
         )
-        const deleted = yield* request(gateway.api, "DELETE", `/v1/channels/${id}`, { key })
-        expect(deleted.body.status).toBe("deleted")
-        expect(yield* eventually(Effect.sync(() => !whatsapp.isOpen(id!)))).toBe(true)
+        yield* whatsapp.pair(id!, "+15559990000")
+        yield* waitForStatus(client, id!, "connected")
+        const deleted = yield* client.channels.delete({ params: { id: id! } })
+        expect(deleted.status).toBe("deleted")
+        yield* waitUntil(
+          "deleting closes the connection",
+          Effect.sync(() => !whatsapp.isOpen(id!))
+        )
         expect(whatsapp.closes(id!)).toBe(1)
         expect(whatsapp.logouts(id!)).toBe(1)
         const sql = yield* sqlFor(database.url)

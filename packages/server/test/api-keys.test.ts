@@ -1,90 +1,84 @@
 import { expect, layer } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Result } from "effect"
+import { adminOf, newCustomer } from "./support/admin.ts"
+import { apiClient } from "./support/api.ts"
 import { sqlFor } from "./support/database.ts"
-import { AdminClient, layerTestAdmin, layerTestGateway, TestGateway } from "./support/gateway.ts"
+import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { type Reply, request } from "./support/http.ts"
+import { waitFor } from "./support/waits.ts"
 
-const layerUnderTest = layerTestAdmin.pipe(Layer.provideMerge(layerTestGateway()))
-
-const newCustomer = (name: string) =>
-  Effect.gen(function* () {
-    const admin = yield* AdminClient
-    return yield* admin.CreateCustomer({ name })
-  })
-
-layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys", (it) => {
+layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("API keys", (it) => {
   it.effect(
     "a new key is answered once with its plaintext, and lists show only its prefix and last four",
     () =>
       Effect.gen(function* () {
         const { api } = yield* TestGateway
-        const { api_key } = yield* newCustomer("Keys Ltd")
-        const created = yield* request(api, "POST", "/v1/api-keys", {
-          key: api_key.key,
-          body: { name: "ci" }
-        })
-        expect(created.status).toBe(201)
-        expect(created.body.key).toMatch(/^wiu_[A-Za-z0-9_-]{43}$/)
-        expect(created.body.name).toBe("ci")
-        expect(created.body.prefix).toBe(created.body.key.slice(0, 8))
-        expect(created.body.last_four).toBe(created.body.key.slice(-4))
+        const { key, client } = yield* newCustomer(yield* TestGateway, { name: "Keys Ltd" })
+        const created = yield* client.apiKeys.create({ headers: {}, payload: { name: "ci" } })
+        expect(created.key).toMatch(/^wiu_[A-Za-z0-9_-]{43}$/)
+        expect(created.name).toBe("ci")
+        expect(created.prefix).toBe(created.key.slice(0, 8))
+        expect(created.last_four).toBe(created.key.slice(-4))
 
-        const list = yield* request(api, "GET", "/v1/api-keys", { key: api_key.key })
+        // what the list carries on the wire, not what a client decodes from it
+        const list = yield* request(api, "GET", "/v1/api-keys", { key })
         expect(list.status).toBe(200)
-        expect(list.body.data.map((k: { id: string }) => k.id)).toContain(created.body.id)
-        expect(list.text).not.toContain(created.body.key)
-        expect(list.text).not.toContain(api_key.key)
+        expect(list.body.data.map((k: { id: string }) => k.id)).toContain(created.id)
+        expect(list.text).not.toContain(created.key)
+        expect(list.text).not.toContain(key)
 
-        const me = yield* request(api, "GET", "/v1/me", { key: created.body.key })
-        expect(me.status).toBe(200)
-        expect(me.body.key_id).toBe(created.body.id)
+        const me = yield* (yield* apiClient(api, created.key)).me.get({})
+        expect(me.key_id).toBe(created.id)
       })
   )
 
   it.effect("a revoked key is refused at once", () =>
     Effect.gen(function* () {
       const { api } = yield* TestGateway
-      const { api_key } = yield* newCustomer("Revokers")
-      const second = yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })
-      expect((yield* request(api, "GET", "/v1/me", { key: second.body.key })).status).toBe(200)
-      const revoked = yield* request(api, "DELETE", `/v1/api-keys/${second.body.id}`, { key: api_key.key })
-      expect(revoked.status).toBe(200)
-      expect(revoked.body.revoked_at).not.toBeNull()
-      const after = yield* request(api, "GET", "/v1/me", { key: second.body.key })
-      expect(after.status).toBe(401)
-      expect(after.headers.get("content-type")).toBe("application/problem+json")
-      expect(after.body.code).toBe("invalid_api_key")
+      const { client } = yield* newCustomer(yield* TestGateway, { name: "Revokers" })
+      const second = yield* client.apiKeys.create({ headers: {}, payload: {} })
+      const secondClient = yield* apiClient(api, second.key)
+      expect((yield* secondClient.me.get({})).key_id).toBe(second.id)
+      const revoked = yield* client.apiKeys.revoke({ params: { id: second.id } })
+      expect(revoked.revoked_at).not.toBeNull()
+      // decoded as the domain's problem: a 401 answered as application/problem+json
+      expect(yield* Effect.flip(secondClient.me.get({}))).toMatchObject({
+        _tag: "Unauthorized",
+        status: 401,
+        code: "invalid_api_key"
+      })
     })
   )
 
   it.effect("a suspended customer's keys are refused at once, and work again on resume", () =>
     Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const admin = yield* AdminClient
-      const { customer, api_key } = yield* newCustomer("Suspendable")
-      expect((yield* request(api, "GET", "/v1/me", { key: api_key.key })).status).toBe(200)
-      yield* admin.SuspendCustomer({ id: customer.id })
-      const refused = yield* request(api, "GET", "/v1/me", { key: api_key.key })
-      expect(refused.status).toBe(401)
-      expect(refused.body.code).toBe("customer_suspended")
-      yield* admin.ResumeCustomer({ id: customer.id })
-      expect((yield* request(api, "GET", "/v1/me", { key: api_key.key })).status).toBe(200)
+      const admin = yield* adminOf(yield* TestGateway)
+      const { customerId, client } = yield* newCustomer(yield* TestGateway, { name: "Suspendable" })
+      expect((yield* client.me.get({})).customer.status).toBe("active")
+      yield* admin.SuspendCustomer({ id: customerId })
+      expect(yield* Effect.flip(client.me.get({}))).toMatchObject({
+        _tag: "Unauthorized",
+        status: 401,
+        code: "customer_suspended"
+      })
+      yield* admin.ResumeCustomer({ id: customerId })
+      expect((yield* client.me.get({})).customer.status).toBe("active")
     })
   )
 
   it.effect("the plan's request rate answers 429 with Retry-After beyond its burst", () =>
     Effect.gen(function* () {
       const { api } = yield* TestGateway
-      const admin = yield* AdminClient
-      const { customer, api_key } = yield* admin.CreateCustomer({
+      const { customer: created, key } = yield* newCustomer(yield* TestGateway, {
         name: "Chatty",
         plan: { api_requests_per_second: 2 }
       })
-      expect(customer.plan.api_requests_per_second).toBe(2)
+      expect(created.plan.api_requests_per_second).toBe(2)
+      // the headers of a refusal are the point: raw requests
       const statuses: Array<number> = []
       let limited: Reply | undefined
       for (let i = 0; i < 10; i++) {
-        const reply = yield* request(api, "GET", "/v1/me", { key: api_key.key })
+        const reply = yield* request(api, "GET", "/v1/me", { key })
         statuses.push(reply.status)
         if (reply.status === 429) limited = reply
       }
@@ -100,59 +94,49 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
     "creating beyond the plan's key limit is a 403 plan_limit_reached, and revoking frees a slot",
     () =>
       Effect.gen(function* () {
-        const { api } = yield* TestGateway
-        const admin = yield* AdminClient
-        const { api_key } = yield* admin.CreateCustomer({ name: "Two Keys", plan: { max_api_keys: 2 } })
-        const second = yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })
-        expect(second.status).toBe(201)
-        const third = yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })
-        expect(third.status).toBe(403)
-        expect(third.body.code).toBe("plan_limit_reached")
-        expect(third.body.limit).toBe("max_api_keys")
-        yield* request(api, "DELETE", `/v1/api-keys/${second.body.id}`, { key: api_key.key })
-        expect((yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })).status).toBe(201)
+        const { client } = yield* newCustomer(yield* TestGateway, {
+          name: "Two Keys",
+          plan: { max_api_keys: 2 }
+        })
+        const second = yield* client.apiKeys.create({ headers: {}, payload: {} })
+        const third = yield* Effect.flip(client.apiKeys.create({ headers: {}, payload: {} }))
+        expect(third).toMatchObject({
+          _tag: "PlanLimitReached",
+          status: 403,
+          code: "plan_limit_reached",
+          limit: "max_api_keys"
+        })
+        yield* client.apiKeys.revoke({ params: { id: second.id } })
+        yield* client.apiKeys.create({ headers: {}, payload: {} })
       })
   )
 
   it.effect("Idempotency-Key: the same request replays the first answer, another request is 422", () =>
     Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const { api_key } = yield* newCustomer("Retrier")
+      const { client } = yield* newCustomer(yield* TestGateway, { name: "Retrier" })
       const headers = { "idempotency-key": "create-ci-key-1" }
-      const first = yield* request(api, "POST", "/v1/api-keys", {
-        key: api_key.key,
-        body: { name: "ci" },
-        headers
+      const first = yield* client.apiKeys.create({ headers, payload: { name: "ci" } })
+      const [again, response] = yield* client.apiKeys.create({
+        headers,
+        payload: { name: "ci" },
+        responseMode: "decoded-and-response"
       })
-      const again = yield* request(api, "POST", "/v1/api-keys", {
-        key: api_key.key,
-        body: { name: "ci" },
-        headers
-      })
-      expect(first.status).toBe(201)
-      expect(again.status).toBe(201)
-      expect(again.body).toEqual(first.body)
-      expect(again.headers.get("idempotent-replayed")).toBe("true")
-      const list = yield* request(api, "GET", "/v1/api-keys", { key: api_key.key })
-      expect(list.body.data).toHaveLength(2)
+      expect(response.status).toBe(201)
+      expect(again).toEqual(first)
+      expect(response.headers["idempotent-replayed"]).toBe("true")
+      expect((yield* client.apiKeys.list({ query: {} })).data).toHaveLength(2)
 
-      const other = yield* request(api, "POST", "/v1/api-keys", {
-        key: api_key.key,
-        body: { name: "cd" },
-        headers
+      const other = yield* Effect.flip(client.apiKeys.create({ headers, payload: { name: "cd" } }))
+      expect(other).toMatchObject({
+        _tag: "IdempotencyKeyReused",
+        status: 422,
+        code: "idempotency_key_reused"
       })
-      expect(other.status).toBe(422)
-      expect(other.body.code).toBe("idempotency_key_reused")
 
       // keys are scoped per customer: another customer may use the same key freely
-      const { api_key: otherCustomer } = yield* newCustomer("Neighbour")
-      const theirs = yield* request(api, "POST", "/v1/api-keys", {
-        key: otherCustomer.key,
-        body: { name: "ci" },
-        headers
-      })
-      expect(theirs.status).toBe(201)
-      expect(theirs.body.id).not.toBe(first.body.id)
+      const neighbour = yield* newCustomer(yield* TestGateway, { name: "Neighbour" })
+      const theirs = yield* neighbour.client.apiKeys.create({ headers, payload: { name: "ci" } })
+      expect(theirs.id).not.toBe(first.id)
     })
   )
 
@@ -160,85 +144,71 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
     "Idempotency-Key: a duplicate while the first is in flight is 409, and a failed first try frees the key",
     () =>
       Effect.gen(function* () {
-        const { api, databaseUrl } = yield* TestGateway
-        const admin = yield* AdminClient
-        const { customer, api_key } = yield* admin.CreateCustomer({
+        const gateway = yield* TestGateway
+        const admin = yield* adminOf(gateway)
+        const { customerId, client } = yield* newCustomer(yield* TestGateway, {
           name: "Racer",
           plan: { max_api_keys: 1 }
         })
-        const sql = yield* sqlFor(databaseUrl)
+        const sql = yield* sqlFor(gateway.databaseUrl)
         // hold the lock a first request holds while it runs
         const duplicate = yield* sql.withTransaction(
           Effect.gen(function* () {
-            yield* sql`SELECT pg_advisory_xact_lock(hashtext(${customer.id}), hashtext('inflight'))`
-            return yield* request(api, "POST", "/v1/api-keys", {
-              key: api_key.key,
-              body: {},
-              headers: { "idempotency-key": "inflight" }
-            })
+            yield* sql`SELECT pg_advisory_xact_lock(hashtext(${customerId}), hashtext('inflight'))`
+            return yield* Effect.flip(
+              client.apiKeys.create({ headers: { "idempotency-key": "inflight" }, payload: {} })
+            )
           })
         )
-        expect(duplicate.status).toBe(409)
-        expect(duplicate.body.code).toBe("idempotency_key_in_use")
+        expect(duplicate).toMatchObject({
+          _tag: "IdempotencyKeyInUse",
+          status: 409,
+          code: "idempotency_key_in_use"
+        })
 
-        const refused = yield* request(api, "POST", "/v1/api-keys", {
-          key: api_key.key,
-          body: {},
-          headers: { "idempotency-key": "over-limit" }
-        })
-        expect(refused.status).toBe(403)
-        const rows = yield* sql`SELECT 1 FROM idempotency_keys WHERE customer_id = ${customer.id}`
+        const overLimit = { headers: { "idempotency-key": "over-limit" }, payload: {} }
+        const refused = yield* Effect.flip(client.apiKeys.create(overLimit))
+        expect(refused).toMatchObject({ _tag: "PlanLimitReached", status: 403 })
+        const rows = yield* sql`SELECT 1 FROM idempotency_keys WHERE customer_id = ${customerId}`
         expect(rows).toHaveLength(0)
-        yield* admin.SetPlan({ id: customer.id, plan: { max_api_keys: 2 } })
-        const retried = yield* request(api, "POST", "/v1/api-keys", {
-          key: api_key.key,
-          body: {},
-          headers: { "idempotency-key": "over-limit" }
-        })
-        expect(retried.status).toBe(201)
+        yield* admin.SetPlan({ id: customerId, plan: { max_api_keys: 2 } })
+        const retried = yield* client.apiKeys.create(overLimit)
+        expect(retried.key).toMatch(/^wiu_/)
       }).pipe(Effect.scoped)
   )
 
   it.effect("Idempotency-Key: concurrent duplicates create exactly one key", () =>
     Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const { api_key } = yield* newCustomer("Stampede")
+      const { client } = yield* newCustomer(yield* TestGateway, { name: "Stampede" })
       const replies = yield* Effect.all(
         Array.from({ length: 8 }, () =>
-          request(api, "POST", "/v1/api-keys", {
-            key: api_key.key,
-            body: { name: "once" },
-            headers: { "idempotency-key": "stampede" }
-          })
+          Effect.result(
+            client.apiKeys.create({ headers: { "idempotency-key": "stampede" }, payload: { name: "once" } })
+          )
         ),
         { concurrency: "unbounded" }
       )
-      const created = replies.filter((r) => r.status === 201)
-      expect(replies.every((r) => r.status === 201 || r.status === 409)).toBe(true)
+      const created = replies.filter(Result.isSuccess).map((reply) => reply.success)
+      const refused = replies.filter(Result.isFailure).map((reply) => reply.failure)
+      for (const refusal of refused)
+        expect(refusal).toMatchObject({ _tag: "IdempotencyKeyInUse", status: 409 })
       expect(created.length).toBeGreaterThanOrEqual(1)
-      expect(new Set(created.map((r) => r.body.id)).size).toBe(1)
-      const list = yield* request(api, "GET", "/v1/api-keys", { key: api_key.key })
-      expect(list.body.data.filter((k: { name: string | null }) => k.name === "once")).toHaveLength(1)
+      expect(new Set(created.map((key) => key.id)).size).toBe(1)
+      const list = yield* client.apiKeys.list({ query: {} })
+      expect(list.data.filter((k) => k.name === "once")).toHaveLength(1)
     })
   )
 
   it.effect("no table holds a key's plaintext, only its hash", () =>
     Effect.gen(function* () {
-      const { api, databaseUrl } = yield* TestGateway
-      const { api_key } = yield* newCustomer("Secretive")
+      const { databaseUrl } = yield* TestGateway
+      const { key, client } = yield* newCustomer(yield* TestGateway, { name: "Secretive" })
       // with an Idempotency-Key too: the stored answer that replays the key must not hold it in clear
-      const created = yield* request(api, "POST", "/v1/api-keys", {
-        key: api_key.key,
-        body: { name: "x" },
-        headers: { "idempotency-key": "secretive-1" }
-      })
-      const replayed = yield* request(api, "POST", "/v1/api-keys", {
-        key: api_key.key,
-        body: { name: "x" },
-        headers: { "idempotency-key": "secretive-1" }
-      })
-      expect(replayed.body.key).toBe(created.body.key)
-      const plaintexts = [api_key.key, created.body.key as string]
+      const headers = { "idempotency-key": "secretive-1" }
+      const created = yield* client.apiKeys.create({ headers, payload: { name: "x" } })
+      const replayed = yield* client.apiKeys.create({ headers, payload: { name: "x" } })
+      expect(replayed.key).toBe(created.key)
+      const plaintexts = [key, created.key]
       const sql = yield* sqlFor(databaseUrl)
       const columns = yield* sql<{ table_name: string; column_name: string }>`
         SELECT table_name, column_name FROM information_schema.columns
@@ -262,38 +232,32 @@ layer(layerUnderTest, { timeout: 120_000, excludeTestServices: true })("API keys
 
   it.effect("revoking twice answers the revoked key again, with one audit row", () =>
     Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const { api_key } = yield* newCustomer("Twice")
-      const second = yield* request(api, "POST", "/v1/api-keys", { key: api_key.key, body: {} })
-      const first = yield* request(api, "DELETE", `/v1/api-keys/${second.body.id}`, { key: api_key.key })
-      const again = yield* request(api, "DELETE", `/v1/api-keys/${second.body.id}`, { key: api_key.key })
-      expect(again.status).toBe(200)
-      expect(again.body.revoked_at).toBe(first.body.revoked_at)
-      const log = yield* request(api, "GET", `/v1/audit-events?resource_id=${second.body.id}`, {
-        key: api_key.key
-      })
-      expect(log.body.data.map((e: { action: string }) => e.action)).toEqual([
-        "api_key.revoked",
-        "api_key.created"
-      ])
+      const { client } = yield* newCustomer(yield* TestGateway, { name: "Twice" })
+      const second = yield* client.apiKeys.create({ headers: {}, payload: {} })
+      const first = yield* client.apiKeys.revoke({ params: { id: second.id } })
+      const again = yield* client.apiKeys.revoke({ params: { id: second.id } })
+      expect(again.revoked_at).toBe(first.revoked_at)
+      const log = yield* client.audit.list({ query: { resource_id: second.id } })
+      expect(log.data.map((e) => e.action)).toEqual(["api_key.revoked", "api_key.created"])
     })
   )
 
   it.effect("last_used_at is recorded in batches, not with a write per request", () =>
     Effect.gen(function* () {
-      const { api } = yield* TestGateway
-      const { api_key } = yield* newCustomer("Busy")
-      const before = yield* request(api, "GET", "/v1/api-keys", { key: api_key.key })
+      const { keyId, client } = yield* newCustomer(yield* TestGateway, { name: "Busy" })
+      const before = yield* client.apiKeys.list({ query: {} })
       const usedAt = Date.now()
-      let lastUsed: string | null = null
       // the batch is flushed every few seconds; poll for it rather than assume a time
-      for (let i = 0; i < 100 && lastUsed === null; i++) {
-        yield* Effect.sleep("200 millis")
-        const list = yield* request(api, "GET", "/v1/api-keys", { key: api_key.key })
-        lastUsed = list.body.data.find((k: { id: string }) => k.id === api_key.id).last_used_at
-      }
-      expect(before.body.data[0].last_used_at).toBeNull()
-      expect(lastUsed).not.toBeNull()
+      const lastUsed = yield* waitFor(
+        "last_used_at is recorded",
+        Effect.map(
+          client.apiKeys.list({ query: {} }),
+          (list) => list.data.find((k) => k.id === keyId)?.last_used_at
+        ),
+        (lastUsed) => typeof lastUsed === "string",
+        { attempts: 100, everyMillis: 200 }
+      )
+      expect(before.data[0]!.last_used_at).toBeNull()
       expect(Date.parse(lastUsed!)).toBeGreaterThanOrEqual(usedAt - 1000)
     })
   )

@@ -1,23 +1,13 @@
-import { ChannelId } from "@whatisup/domain"
 import { describe, expect, it } from "@effect/vitest"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Context, Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { AuthStates } from "../src/channels/loginStore.ts"
 import { credsType } from "../src/whatsapp/authState.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
-import { eventually } from "./support/eventually.ts"
-import { AdminClient, gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
-import { request } from "./support/http.ts"
-
-const operator = (gateway: RunningGateway) =>
-  layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" })
-
-const status = (gateway: RunningGateway, key: string, id: string) =>
-  Effect.map(
-    request(gateway.api, "GET", `/v1/channels/${id}`, { key }),
-    (reply) => reply.body.status as string
-  )
+import { adminOf, newCustomer } from "./support/admin.ts"
+import { apiClient, waitForStatus } from "./support/api.ts"
+import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { waitUntil } from "./support/waits.ts"
 
 describe("a channel's stored login", () => {
   it.live(
@@ -32,18 +22,15 @@ describe("a channel's stored login", () => {
         const first = yield* startGateway(
           yield* gatewayEnvironment(database.url, { WHATISUP_MASTER_KEYS: k1, WHATISUP_NODE_ID: "node" })
         ).pipe(Scope.provide(firstScope))
-        const key = (yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).CreateCustomer({ name: "Remembered" })
-        }).pipe(Effect.provide(operator(first)))).api_key.key
-        const channel = ChannelId.make(
-          (yield* request(first.api, "POST", "/v1/channels", { key, body: {} })).body.id
+        const { key, client: onFirst } = yield* newCustomer(first, { name: "Remembered" })
+        const { id: channel } = yield* onFirst.channels.create({ headers: {}, payload: {} })
+        yield* onFirst.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
+        yield* waitUntil(
+          "the channel's connection is open",
+          Effect.sync(() => first.whatsapp.isOpen(channel))
         )
-        yield* request(first.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
-        yield* eventually(Effect.sync(() => first.whatsapp.isOpen(channel)))
         yield* first.whatsapp.pair(channel, "+15556667777")
-        expect(yield* eventually(Effect.map(status(first, key, channel), (s) => s === "connected"))).toBe(
-          true
-        )
+        yield* waitForStatus(onFirst, channel, "connected")
 
         const stored = yield* sql<{ key_type: string; ciphertext: string }>`
           SELECT key_type, ciphertext FROM channel_auth_state WHERE channel_id = ${channel}`
@@ -59,18 +46,13 @@ describe("a channel's stored login", () => {
             WHATISUP_NODE_ID: "node"
           })
         )
-        expect(yield* eventually(Effect.map(status(second, key, channel), (s) => s === "connected"))).toBe(
-          true
-        )
-        const events = yield* request(second.api, "GET", `/v1/events?channel_id=${channel}&type=channel.qr`, {
-          key
-        })
-        expect(events.body.data).toHaveLength(1)
+        const onSecond = yield* apiClient(second.api, key)
+        yield* waitForStatus(onSecond, channel, "connected")
+        const events = yield* onSecond.events.list({ query: { channel_id: channel, type: "channel.qr" } })
+        expect(events.data).toHaveLength(1)
         expect(second.whatsapp.connects(channel)).toBe(1)
 
-        const rotated = yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).RotateMasterKey()
-        }).pipe(Effect.provide(operator(second)))
+        const rotated = yield* (yield* adminOf(second)).RotateMasterKey()
         expect(rotated.stores).toContainEqual({ store: "channel_auth_state", rewritten: 1 })
         const after = yield* sql<{
           ciphertext: string
@@ -84,7 +66,7 @@ describe("a channel's stored login", () => {
           channelId: channel,
           generation: fence.generation
         })
-        yield* request(second.api, "POST", `/v1/channels/${channel}/logout`, { key })
+        yield* onSecond.channels.logout({ params: { id: channel } })
         const wiped = yield* sql`SELECT 1 FROM channel_auth_state WHERE channel_id = ${channel}`
         expect(wiped).toHaveLength(0)
         const late = yield* store

@@ -1,12 +1,12 @@
 import { ChannelId } from "@whatisup/domain"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Queue, Context } from "effect"
+import { Context, Effect, Layer, type Option, Queue } from "effect"
 import type { AuthStateStore } from "../src/channels/loginStore.ts"
 import { layerBaileysTransport } from "../src/whatsapp/baileysTransport.ts"
 import { type TransportEvent, WhatsAppTransport } from "../src/channels/transport.ts"
 import { GatewayConfigService, loadConfig } from "../src/config/config.ts"
 import { ConfigProvider } from "effect"
-import { pause } from "./support/eventually.ts"
+import { waitFor } from "./support/waits.ts"
 import { simulator } from "./support/simulator.ts"
 
 /** A login kept in memory: the store's contract without the database (fencing is tested elsewhere). */
@@ -31,17 +31,16 @@ const memoryAuthState = (): AuthStateStore => {
 
 /** Waits for the next event the predicate accepts, skipping others, a bounded number of times. */
 const next = <A extends TransportEvent>(
+  label: string,
   events: Queue.Dequeue<TransportEvent>,
   accept: (event: TransportEvent) => event is A
 ) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < 200; i++) {
-      const event = yield* Queue.poll(events)
-      if (event._tag === "Some" && accept(event.value)) return event.value
-      if (event._tag === "None") yield* pause(50)
-    }
-    return yield* Effect.die(new Error("the expected transport event never came"))
-  })
+  Effect.map(
+    waitFor(label, Queue.poll(events), (event) => event._tag === "Some" && accept(event.value), {
+      attempts: 400
+    }),
+    (event) => (event as Option.Some<A>).value
+  )
 
 describe("the Baileys transport against the simulator", () => {
   it.live(
@@ -63,11 +62,13 @@ describe("the Baileys transport against the simulator", () => {
         const channelId = ChannelId.make("ch_01testtesttesttesttesttest")
         const first = yield* transport.connect({ channelId, pairing: { method: "qr" }, authState })
         const qr = yield* next(
+          "the QR",
           first.events,
           (e): e is Extract<TransportEvent, { _tag: "Qr" }> => e._tag === "Qr"
         )
         yield* Effect.promise(() => sim.scan(qr.qr, { phoneNumber: "15550001234" }))
         const restart = yield* next(
+          "the 515 close after the scan",
           first.events,
           (e): e is Extract<TransportEvent, { _tag: "Close" }> => e._tag === "Close"
         )
@@ -80,6 +81,7 @@ describe("the Baileys transport against the simulator", () => {
           authState
         })
         const open = yield* next(
+          "the connection opens with no QR",
           connection.events,
           (e): e is Extract<TransportEvent, { _tag: "Open" }> => e._tag === "Open"
         )
@@ -87,6 +89,7 @@ describe("the Baileys transport against the simulator", () => {
 
         sim.deliver("15550001234", { from: "15557778888", message: { conversation: "hello gateway" } })
         const inbound = yield* next(
+          "the inbound message",
           connection.events,
           (e): e is Extract<TransportEvent, { _tag: "Inbound" }> => e._tag === "Inbound"
         )
@@ -104,18 +107,21 @@ describe("the Baileys transport against the simulator", () => {
           content: { text: "hi back" }
         })
         const ack = yield* next(
+          "the server ack of the sent message",
           connection.events,
           (e): e is Extract<TransportEvent, { _tag: "ServerAck" }> =>
             e._tag === "ServerAck" && e.messageId === "3EB0WHATISUP0001"
         )
         expect(ack.error).toBeNull()
         const delivered = yield* next(
+          "the delivery receipt",
           connection.events,
           (e): e is Extract<TransportEvent, { _tag: "Receipt" }> =>
             e._tag === "Receipt" && e.receipt === "delivered"
         )
         expect(delivered.messageId).toBe("3EB0WHATISUP0001")
         const read = yield* next(
+          "the read receipt",
           connection.events,
           (e): e is Extract<TransportEvent, { _tag: "Receipt" }> =>
             e._tag === "Receipt" && e.receipt === "read"

@@ -1,11 +1,18 @@
 import { describe, expect, it } from "@effect/vitest"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import { sqlFor, testDatabase } from "./support/database.ts"
-import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
-import { eventually } from "./support/eventually.ts"
-import { request } from "./support/http.ts"
+import { adminOf, newCustomer } from "./support/admin.ts"
+import { type ApiClient, apiClient } from "./support/api.ts"
+import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { waitFor, waitUntil } from "./support/waits.ts"
+
+/** How the gateway answers a key: "accepted", or the code it is refused with. */
+const verdict = (client: ApiClient) =>
+  client.me.get({}).pipe(
+    Effect.map(() => "accepted" as const),
+    Effect.catchTag("Unauthorized", (problem) => Effect.succeed(problem.code))
+  )
 
 describe("credentials across gateway processes", () => {
   it.live(
@@ -16,29 +23,28 @@ describe("credentials across gateway processes", () => {
         const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
         const a = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
         const b = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
-        const created = yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).CreateCustomer({ name: "Two Doors" })
-        }).pipe(Effect.provide(layerAdminClient({ url: a.admin, token: a.adminToken, tokenSource: "test" })))
-        const key = created.api_key.key
-        const second = yield* request(a.api, "POST", "/v1/api-keys", { key, body: {} })
+        const { key, customerId, client: onA } = yield* newCustomer(a, { name: "Two Doors" })
+        const second = yield* onA.apiKeys.create({ headers: {}, payload: {} })
 
         // b caches both keys
-        expect((yield* request(b.api, "GET", "/v1/me", { key })).status).toBe(200)
-        expect((yield* request(b.api, "GET", "/v1/me", { key: second.body.key })).status).toBe(200)
+        const onB = yield* apiClient(b.api, key)
+        const secondOnB = yield* apiClient(b.api, second.key)
+        expect(yield* verdict(onB)).toBe("accepted")
+        expect(yield* verdict(secondOnB)).toBe("accepted")
 
-        yield* request(a.api, "DELETE", `/v1/api-keys/${second.body.id}`, { key })
-        const revokedOnB = yield* eventually(
-          Effect.map(request(b.api, "GET", "/v1/me", { key: second.body.key }), (r) => r.status === 401)
+        yield* onA.apiKeys.revoke({ params: { id: second.id } })
+        yield* waitFor(
+          "the key revoked through a is refused by b",
+          verdict(secondOnB),
+          (v) => v === "invalid_api_key"
         )
-        expect(revokedOnB).toBe(true)
 
-        yield* Effect.gen(function* () {
-          yield* (yield* AdminClient).SuspendCustomer({ id: created.customer.id })
-        }).pipe(Effect.provide(layerAdminClient({ url: a.admin, token: a.adminToken, tokenSource: "test" })))
-        const suspendedOnB = yield* eventually(
-          Effect.map(request(b.api, "GET", "/v1/me", { key }), (r) => r.body?.code === "customer_suspended")
+        yield* (yield* adminOf(a)).SuspendCustomer({ id: customerId })
+        yield* waitFor(
+          "the customer suspended through a is refused by b",
+          verdict(onB),
+          (v) => v === "customer_suspended"
         )
-        expect(suspendedOnB).toBe(true)
       }).pipe(Effect.scoped),
     120_000
   )
@@ -57,28 +63,18 @@ describe("credentials across gateway processes", () => {
         yield* sql`
           CREATE TRIGGER count_key_updates AFTER UPDATE ON api_keys
           FOR EACH STATEMENT EXECUTE FUNCTION count_key_updates()`
-        const created = yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).CreateCustomer({ name: "Counted" })
-        }).pipe(
-          Effect.provide(
-            layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" })
-          )
-        )
-        for (let i = 0; i < 25; i++) {
-          expect((yield* request(gateway.api, "GET", "/v1/me", { key: created.api_key.key })).status).toBe(
-            200
-          )
-        }
-        const recorded = yield* eventually(
+        const created = yield* newCustomer(gateway, { name: "Counted" })
+        for (let i = 0; i < 25; i++) expect((yield* created.client.me.get({})).key_id).toBe(created.keyId)
+        yield* waitUntil(
+          "last_used_at is recorded",
           Effect.map(
             sql<{
               used: boolean
-            }>`SELECT last_used_at IS NOT NULL AS used FROM api_keys WHERE id = ${created.api_key.id}`,
+            }>`SELECT last_used_at IS NOT NULL AS used FROM api_keys WHERE id = ${created.keyId}`,
             (rows) => rows[0]?.used === true
           ).pipe(Effect.orDie),
-          500
+          { attempts: 500 }
         )
-        expect(recorded).toBe(true)
         const updates = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM key_updates`
         expect(updates[0]!.n).toBeGreaterThanOrEqual(1)
         expect(updates[0]!.n).toBeLessThanOrEqual(3)

@@ -1,12 +1,11 @@
-import { ChannelId } from "@whatisup/domain"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { Change, ChannelLifecycle } from "../src/channels/lifecycle.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
-import { eventually } from "./support/eventually.ts"
-import { gatewayEnvironment, newCustomerKey, startGateway } from "./support/gateway.ts"
-import { request } from "./support/http.ts"
+import { waitUntil } from "./support/waits.ts"
+import { newCustomer } from "./support/admin.ts"
+import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 
 describe("lease fencing", () => {
   it.live(
@@ -15,15 +14,13 @@ describe("lease fencing", () => {
       Effect.gen(function* () {
         const database = yield* testDatabase
         const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
-        const key = yield* newCustomerKey(gateway)
-        const channel = ChannelId.make(
-          (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body.id
+        const { client } = yield* newCustomer(gateway)
+        const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
+        yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
+        yield* waitUntil(
+          "the channel's connection is open",
+          Effect.sync(() => gateway.whatsapp.isOpen(channel))
         )
-        yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, {
-          key,
-          body: { method: "qr" }
-        })
-        yield* eventually(Effect.sync(() => gateway.whatsapp.isOpen(channel)))
         const sql = yield* sqlFor(database.url)
         const lease = (yield* sql<{ generation: number; owner: string }>`
           SELECT generation::int AS generation, owner FROM channel_leases WHERE channel_id = ${channel}`)[0]!
@@ -45,7 +42,10 @@ describe("lease fencing", () => {
         expect(events).toHaveLength(0)
 
         // and the process that lost the lease stops its actor at its next reconcile
-        expect(yield* eventually(Effect.sync(() => !gateway.whatsapp.isOpen(channel)))).toBe(true)
+        yield* waitUntil(
+          "the process that lost the lease closes the connection",
+          Effect.sync(() => !gateway.whatsapp.isOpen(channel))
+        )
       }).pipe(Effect.scoped),
     60_000
   )
@@ -61,12 +61,13 @@ describe("lease fencing", () => {
         const first = yield* startGateway(
           yield* gatewayEnvironment(database.url, { ...shared, WHATISUP_NODE_ID: "first" })
         ).pipe(Scope.provide(firstScope))
-        const key = yield* newCustomerKey(first)
-        const channel = ChannelId.make(
-          (yield* request(first.api, "POST", "/v1/channels", { key, body: {} })).body.id
+        const { client } = yield* newCustomer(first)
+        const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
+        yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
+        yield* waitUntil(
+          "the first process opens the connection",
+          Effect.sync(() => first.whatsapp.isOpen(channel))
         )
-        yield* request(first.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
-        yield* eventually(Effect.sync(() => first.whatsapp.isOpen(channel)))
         const before = (yield* sql<{ generation: number }>`
           SELECT generation::int AS generation FROM channel_leases WHERE channel_id = ${channel}`)[0]!
           .generation
@@ -77,7 +78,10 @@ describe("lease fencing", () => {
           yield* gatewayEnvironment(database.url, { ...shared, WHATISUP_NODE_ID: "first" })
         )
         const lifecycle = Context.get(second.services, ChannelLifecycle)
-        expect(yield* eventually(Effect.sync(() => second.whatsapp.isOpen(channel)))).toBe(true)
+        yield* waitUntil(
+          "the restarted process opens the connection",
+          Effect.sync(() => second.whatsapp.isOpen(channel))
+        )
         const after = (yield* sql<{ generation: number; owner: string }>`
           SELECT generation::int AS generation, owner FROM channel_leases WHERE channel_id = ${channel}`)[0]!
         expect(after.owner).toBe("first")

@@ -1,23 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as crypto from "node:crypto"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
-import { AdminClient } from "./support/gateway.ts"
+import { adminOf, newCustomer } from "./support/admin.ts"
+import { apiClient } from "./support/api.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
-import { request } from "./support/http.ts"
 
 const newKey = (id: string) => `${id}:${crypto.randomBytes(32).toString("base64")}`
-
-const withAdmin = <A, E>(
-  gateway: { admin: string; adminToken: string },
-  f: (admin: AdminClient["Service"]) => Effect.Effect<A, E>
-) =>
-  Effect.gen(function* () {
-    return yield* f(yield* AdminClient)
-  }).pipe(
-    Effect.provide(layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" }))
-  )
 
 describe("master key ring", () => {
   it.effect(
@@ -39,8 +28,7 @@ describe("master key ring", () => {
             const gateway = yield* startGateway(
               yield* gatewayEnvironment(database.url, { WHATISUP_MASTER_KEYS: k1 })
             )
-            return (yield* withAdmin(gateway, (admin) => admin.CreateCustomer({ name: "Rotating" }))).api_key
-              .key
+            return (yield* newCustomer(gateway, { name: "Rotating" })).key
           })
         )
         expect(yield* canary()).toMatch(/^v1\.k1\./)
@@ -50,10 +38,11 @@ describe("master key ring", () => {
             const gateway = yield* startGateway(
               yield* gatewayEnvironment(database.url, { WHATISUP_MASTER_KEYS: `${k1},${k2}` })
             )
-            const result = yield* withAdmin(gateway, (admin) => admin.RotateMasterKey())
+            const admin = yield* adminOf(gateway)
+            const result = yield* admin.RotateMasterKey()
             expect(result.key_id).toBe("k2")
             expect(result.stores).toContainEqual({ store: "key_ring_canary", rewritten: 1 })
-            const again = yield* withAdmin(gateway, (admin) => admin.RotateMasterKey())
+            const again = yield* admin.RotateMasterKey()
             expect(again.stores).toContainEqual({ store: "key_ring_canary", rewritten: 0 })
           })
         )
@@ -71,7 +60,8 @@ describe("master key ring", () => {
             const gateway = yield* startGateway(
               yield* gatewayEnvironment(database.url, { WHATISUP_MASTER_KEYS: k2 })
             )
-            expect((yield* request(gateway.api, "GET", "/v1/me", { key: customerKey })).status).toBe(200)
+            const client = yield* apiClient(gateway.api, customerKey)
+            expect((yield* client.me.get({})).customer.name).toBe("Rotating")
           })
         )
 

@@ -1,8 +1,8 @@
 import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
+import { apiClient, waitForStatus } from "./support/api.ts"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
-import { eventually } from "./support/eventually.ts"
-import { request } from "./support/http.ts"
+import { waitUntil } from "./support/waits.ts"
 import { runCli } from "./support/process.ts"
 
 const cliEnvironment = Effect.gen(function* () {
@@ -24,9 +24,8 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
         const key = /(wiu_[A-Za-z0-9_-]{43})/.exec(text.stdout)?.[1]
         expect(key).toBeDefined()
         expect(text.stdout).toContain("only time the key is shown")
-        const me = yield* request(api, "GET", "/v1/me", { key: key! })
-        expect(me.status).toBe(200)
-        expect(me.body.customer.name).toBe("Acme Corp")
+        const me = yield* (yield* apiClient(api, key!)).me.get({})
+        expect(me.customer.name).toBe("Acme Corp")
       })
     )
 
@@ -60,19 +59,19 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
         )
         expect(issued.key).toMatch(/^wiu_/)
         expect(issued.name).toBe("deploy")
-        expect((yield* request(api, "GET", "/v1/me", { key: issued.key })).status).toBe(200)
+        const client = yield* apiClient(api, issued.key)
+        expect((yield* client.me.get({})).key_id).toBe(issued.id)
 
         expect((yield* runCli(["customers", "suspend", id], env)).stdout).toContain("(suspended)")
-        expect((yield* request(api, "GET", "/v1/me", { key: issued.key })).body.code).toBe(
-          "customer_suspended"
-        )
+        expect(yield* Effect.flip(client.me.get({}))).toMatchObject({
+          _tag: "Unauthorized",
+          code: "customer_suspended"
+        })
         expect((yield* runCli(["customers", "resume", id], env)).stdout).toContain("(active)")
-        expect((yield* request(api, "GET", "/v1/me", { key: issued.key })).status).toBe(200)
+        expect((yield* client.me.get({})).customer.status).toBe("active")
 
-        const audit = yield* request(api, "GET", "/v1/audit-events", { key: issued.key })
-        expect(
-          audit.body.data.map((e: { action: string; actor: { type: string } }) => [e.action, e.actor.type])
-        ).toEqual([
+        const audit = yield* client.audit.list({ query: {} })
+        expect(audit.data.map((e) => [e.action, e.actor.type])).toEqual([
           ["customer.resumed", "operator"],
           ["customer.suspended", "operator"],
           ["api_key.created", "operator"],
@@ -146,20 +145,18 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
           const created = JSON.parse(
             (yield* runCli(["customers", "create", "Channel Owner", "--json"], env)).stdout
           )
-          const key = created.api_key.key as string
-          const running = (yield* request(api, "POST", "/v1/channels", { key, body: { name: "running" } }))
-            .body.id
-          const idle = (yield* request(api, "POST", "/v1/channels", { key, body: { name: "idle" } })).body.id
-          yield* request(api, "POST", `/v1/channels/${running}/connect`, { key, body: { method: "qr" } })
-          yield* eventually(Effect.sync(() => whatsapp.isOpen(running)))
-          yield* whatsapp.pair(running, "+15551112222")
-          yield* eventually(
-            Effect.map(
-              request(api, "GET", `/v1/channels/${running}`, { key }),
-              (r) => r.body.status === "connected"
-            )
+          const client = yield* apiClient(api, created.api_key.key)
+          const running = (yield* client.channels.create({ headers: {}, payload: { name: "running" } })).id
+          const idle = (yield* client.channels.create({ headers: {}, payload: { name: "idle" } })).id
+          yield* client.channels.connect({ params: { id: running }, payload: { method: "qr" } })
+          yield* waitUntil(
+            "the channel's connection is open",
+            Effect.sync(() => whatsapp.isOpen(running))
           )
-          yield* eventually(
+          yield* whatsapp.pair(running, "+15551112222")
+          yield* waitForStatus(client, running, "connected")
+          yield* waitUntil(
+            "the CLI lists the channel on this node",
             Effect.map(runCli(["channels", "list", "--node", config.nodeId, "--json"], env), (run) =>
               JSON.parse(run.stdout).some((c: { id: string }) => c.id === running)
             )

@@ -1,11 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import { sqlFor, testDatabase } from "./support/database.ts"
-import { eventually, pause } from "./support/eventually.ts"
-import { AdminClient, gatewayEnvironment } from "./support/gateway.ts"
-import { request } from "./support/http.ts"
+import { pause, waitUntil } from "./support/waits.ts"
+import { newCustomer } from "./support/admin.ts"
+import { gatewayEnvironment } from "./support/gateway.ts"
 import { type GatewayProcess, recordingGatewayMain, spawnGateway, waitReady } from "./support/process.ts"
 import { recordingTable } from "./support/recordingTransport.ts"
 
@@ -42,28 +41,18 @@ describe("channel ownership across gateway processes", () => {
           CREATE TABLE ${sql(recordingTable)} (
             id serial PRIMARY KEY, channel_id text NOT NULL, node_id text NOT NULL,
             opened_at timestamptz NOT NULL, closed_at timestamptz)`
-        const key = (yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).CreateCustomer({
-            name: "Shared",
-            plan: { max_channels: 20, api_requests_per_second: 10_000 }
-          })
-        }).pipe(
-          Effect.provide(
-            layerAdminClient({
-              url: `http://${envA.WHATISUP_ADMIN_LISTEN}`,
-              token: envA.WHATISUP_ADMIN_TOKEN,
-              tokenSource: "test"
-            })
-          )
-        )).api_key.key
-        const ids = yield* Effect.forEach(Array.from({ length: 20 }), () =>
-          Effect.map(
-            request(api(envA), "POST", "/v1/channels", { key, body: {} }),
-            (r) => r.body.id as string
-          )
+        const { client } = yield* newCustomer(
+          {
+            api: api(envA),
+            admin: `http://${envA.WHATISUP_ADMIN_LISTEN}`,
+            adminToken: envA.WHATISUP_ADMIN_TOKEN
+          },
+          { name: "Shared", plan: { max_channels: 20 } }
         )
-        for (const id of ids)
-          yield* request(api(envA), "POST", `/v1/channels/${id}/connect`, { key, body: { method: "qr" } })
+        const ids = yield* Effect.forEach(Array.from({ length: 20 }), () =>
+          Effect.map(client.channels.create({ headers: {}, payload: {} }), (channel) => channel.id)
+        )
+        for (const id of ids) yield* client.channels.connect({ params: { id }, payload: { method: "qr" } })
         const b = yield* start(envB)
 
         const connections = Effect.map(
@@ -92,18 +81,16 @@ describe("channel ownership across gateway processes", () => {
           [...openBy(rows, [node]).values()].filter((nodes) => nodes.length > 0).length
 
         // both processes up: the channels are shared fairly and each runs once
-        expect(
-          yield* eventually(
-            Effect.flatMap(exactlyOnce(["node-a", "node-b"]), (once) =>
-              Effect.map(
-                connections,
-                (rows) => once && countOn(rows, "node-a") >= 8 && countOn(rows, "node-b") >= 8
-              )
-            ),
-            400,
-            50
-          )
-        ).toBe(true)
+        yield* waitUntil(
+          "each channel runs once, at least 8 on each node",
+          Effect.flatMap(exactlyOnce(["node-a", "node-b"]), (once) =>
+            Effect.map(
+              connections,
+              (rows) => once && countOn(rows, "node-a") >= 8 && countOn(rows, "node-b") >= 8
+            )
+          ),
+          { attempts: 400, everyMillis: 50 }
+        )
         const shares = yield* connections
         expect(countOn(shares, "node-a") + countOn(shares, "node-b")).toBe(20)
         // no two connections of one channel were ever open at once
@@ -127,21 +114,22 @@ describe("channel ownership across gateway processes", () => {
         ).pipe(Effect.orDie)
         const frozenAt = yield* dbNow
         a.child.kill("SIGSTOP")
-        expect(yield* eventually(exactlyOnce(["node-b"]), 400, 50)).toBe(true)
+        yield* waitUntil("with node-a frozen, every channel runs once on node-b", exactlyOnce(["node-b"]), {
+          attempts: 400,
+          everyMillis: 50
+        })
         const movedAfter = (yield* connections).filter(
           (row) => row.node_id === "node-b" && heldByA.includes(row.channel_id) && row.closed_at === null
         )
         expect(movedAfter).toHaveLength(heldByA.length)
         a.child.kill("SIGCONT")
-        expect(
-          yield* eventually(
-            Effect.map(connections, (rows) =>
-              rows.filter((row) => row.node_id === "node-a").every((row) => row.closed_at !== null)
-            ),
-            400,
-            50
-          )
-        ).toBe(true)
+        yield* waitUntil(
+          "thawed node-a closes every connection it had",
+          Effect.map(connections, (rows) =>
+            rows.filter((row) => row.node_id === "node-a").every((row) => row.closed_at !== null)
+          ),
+          { attempts: 400, everyMillis: 50 }
+        )
         const fenced = yield* sql<{
           owner: string
         }>`SELECT DISTINCT owner FROM channel_leases WHERE expires_at > now()`
@@ -152,7 +140,10 @@ describe("channel ownership across gateway processes", () => {
         const killedAt = yield* dbNow
         b.child.kill("SIGKILL")
         yield* Effect.promise(() => b.exited)
-        expect(yield* eventually(exactlyOnce(["node-a"]), 400, 50)).toBe(true)
+        yield* waitUntil("with node-b killed, every channel runs once on node-a", exactlyOnce(["node-a"]), {
+          attempts: 400,
+          everyMillis: 50
+        })
         const afterKill = yield* connections
         const takeover = Math.max(
           ...afterKill
@@ -181,23 +172,21 @@ describe("channel ownership across gateway processes", () => {
         a.child.kill("SIGKILL")
         yield* Effect.promise(() => a.exited)
         const again: GatewayProcess = yield* start(envA)
-        expect(
-          yield* eventually(
-            Effect.map(connections, (rows) =>
-              ids.every((id) =>
-                rows.some(
-                  (r) =>
-                    r.channel_id === id &&
-                    r.node_id === "node-a" &&
-                    r.opened_at > restartedAt &&
-                    r.closed_at === null
-                )
+        yield* waitUntil(
+          "restarted node-a runs every channel again",
+          Effect.map(connections, (rows) =>
+            ids.every((id) =>
+              rows.some(
+                (r) =>
+                  r.channel_id === id &&
+                  r.node_id === "node-a" &&
+                  r.opened_at > restartedAt &&
+                  r.closed_at === null
               )
-            ),
-            400,
-            25
-          )
-        ).toBe(true)
+            )
+          ),
+          { attempts: 400 }
+        )
         const reclaimed = (yield* connections).filter((row) => row.opened_at > restartedAt)
         expect(Math.max(...reclaimed.map((row) => row.opened_at)) - restartedAt).toBeLessThan(
           leaseTtlSeconds * 1000
@@ -207,17 +196,16 @@ describe("channel ownership across gateway processes", () => {
         }>`SELECT DISTINCT generation::int AS generation FROM channel_leases`
         expect(generations.every((row) => row.generation >= 2)).toBe(true)
         // the gauges follow at the next reconcile
-        const gauges = yield* eventually(
+        yield* waitUntil(
+          "the gauges show 20 connected channels and 20 actors",
           Effect.map(
             Effect.promise(() => fetch(`http://${envA.WHATISUP_ADMIN_LISTEN}/metrics`).then((r) => r.text())),
             (text) =>
               /whatisup_channels\{status="connected"\} 20/.test(text) &&
               /whatisup_channel_actors(?:\{[^}]*\})? 20/.test(text)
           ),
-          100,
-          100
+          { attempts: 100, everyMillis: 100 }
         )
-        expect(gauges).toBe(true)
         again.child.kill("SIGTERM")
         expect(yield* Effect.promise(() => again.exited)).toBe(0)
         const released = yield* sql<{

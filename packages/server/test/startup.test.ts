@@ -6,6 +6,7 @@ import * as http from "node:http"
 import * as path from "node:path"
 import { startSimulator } from "@whatisup/wa-simulator"
 import { latestMigrationId } from "../src/db/migrations.ts"
+import { apiClient, waitForQr, waitForStatus } from "./support/api.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, tempDataDir } from "./support/gateway.ts"
 import { runCli, spawnGateway, waitReady } from "./support/process.ts"
@@ -26,8 +27,7 @@ describe("starting the gateway", () => {
         const b = yield* spawnGateway(second)
         yield* Effect.all([waitReady(a, apiOf(first)), waitReady(b, apiOf(second))], { concurrency: 2 })
         for (const env of [first, second]) {
-          const ready = yield* Effect.promise(() => fetch(`${apiOf(env)}/readyz`))
-          expect(ready.status).toBe(200)
+          expect(yield* (yield* apiClient(apiOf(env))).system.readyz({})).toEqual({ status: "ok" })
         }
         const sql = yield* sqlFor(database.url)
         const applied = yield* sql<{
@@ -194,7 +194,7 @@ describe("starting the gateway", () => {
         expect(intruder.output()).toMatch(
           /^whatisup: cannot run: WHATISUP_DATA_DIR .* is in use by another gateway \(pid \d+\)/
         )
-        expect((yield* Effect.promise(() => fetch(`${apiOf(env)}/readyz`))).status).toBe(200)
+        expect(yield* (yield* apiClient(apiOf(env))).system.readyz({})).toEqual({ status: "ok" })
         first.child.kill("SIGKILL")
         yield* Effect.promise(() => first.exited)
 
@@ -226,48 +226,22 @@ describe("starting the gateway", () => {
           WHATISUP_ADMIN_TOKEN: env.WHATISUP_ADMIN_TOKEN
         })
         const key = JSON.parse(created.stdout).api_key.key as string
-        const headers = { authorization: `Bearer ${key}`, "content-type": "application/json" }
-        const call = <A>(path: string, init: RequestInit = {}) =>
-          Effect.promise(() =>
-            fetch(`${apiOf(env)}${path}`, { ...init, headers }).then(async (r) => ({
-              status: r.status,
-              body: (await r.json()) as A
-            }))
-          )
-        const channel = (yield* call<{ id: string }>("/v1/channels", { method: "POST", body: "{}" })).body
-        yield* call(`/v1/channels/${channel.id}/connect`, {
-          method: "POST",
-          body: JSON.stringify({ method: "qr" })
-        })
-        let qr = ""
-        for (let i = 0; i < 200 && qr === ""; i++) {
-          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
-          const reply = yield* call<{ qr?: string }>(`/v1/channels/${channel.id}/qr`)
-          qr = reply.status === 200 ? (reply.body.qr ?? "") : ""
-        }
-        expect(qr).not.toBe("")
+        // the API as users call it: the same port and key across both processes
+        const client = yield* apiClient(apiOf(env), key)
+        const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
+        yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
+        const { qr } = yield* waitForQr(client, channel, { everyMillis: 50 })
         yield* Effect.promise(() => sim.scan(qr, { phoneNumber: "447700900123" }))
-        let final: { status: string; phone_number: string | null } = { status: "", phone_number: null }
-        for (let i = 0; i < 200 && final.status !== "connected"; i++) {
-          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
-          final = (yield* call<typeof final>(`/v1/channels/${channel.id}`)).body
-        }
-        expect(final).toMatchObject({ status: "connected", phone_number: "+447700900123" })
+        const connected = yield* waitForStatus(client, channel, "connected", { everyMillis: 50 })
+        expect(connected).toMatchObject({ status: "connected", phone_number: "+447700900123" })
 
         // stop the process and start it again: the login comes back from PostgreSQL, no new QR
         gateway.child.kill("SIGTERM")
         expect(yield* Effect.promise(() => gateway.exited)).toBe(0)
         const again = yield* spawnGateway(env)
         yield* waitReady(again, apiOf(env))
-        final = { status: "", phone_number: null }
-        for (let i = 0; i < 200 && final.status !== "connected"; i++) {
-          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
-          final = (yield* call<typeof final>(`/v1/channels/${channel.id}`)).body
-        }
-        expect(final.status).toBe("connected")
-        const qrs = (yield* call<{ data: Array<unknown> }>(
-          `/v1/events?channel_id=${channel.id}&type=channel.qr`
-        )).body
+        yield* waitForStatus(client, channel, "connected", { everyMillis: 50 })
+        const qrs = yield* client.events.list({ query: { channel_id: channel, type: "channel.qr" } })
         expect(qrs.data).toHaveLength(1)
       }).pipe(Effect.scoped),
     120_000

@@ -1,19 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { testDatabase } from "./support/database.ts"
-import { eventually, pause } from "./support/eventually.ts"
-import { request } from "./support/http.ts"
-import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
-import {
-  baileysGateway,
-  channelOf,
-  newCustomerKey,
-  pairedChannel,
-  simulator,
-  waitForStatus
-} from "./support/simulator.ts"
+import { staysTrue, waitFor, waitUntil } from "./support/waits.ts"
+import { adminOf, newCustomer } from "./support/admin.ts"
+import { apiClient, waitForStatus } from "./support/api.ts"
+import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { baileysGateway, pairedChannel, simulator } from "./support/simulator.ts"
 
 const phone = (n: number) => `1555${String(n).padStart(7, "0")}`
 
@@ -23,19 +16,22 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
     () =>
       Effect.gen(function* () {
         const { sim, gateway } = yield* baileysGateway()
-        const key = yield* newCustomerKey(gateway, { max_channels: 20 })
+        const { client } = yield* newCustomer(gateway, { plan: { max_channels: 20 } })
 
         for (const [n, code, reason] of [
           [1, 440, /connection_replaced/],
           [2, 403, /forbidden.*403/],
           [3, 411, /multidevice_mismatch.*411/]
         ] as const) {
-          const id = yield* pairedChannel(gateway, sim, key, phone(n))
+          const id = yield* pairedChannel(client, sim, phone(n))
           expect(sim.inject(phone(n), { kind: "stream-error", code })).toBe(1)
-          expect(yield* waitForStatus(gateway, key, id, "failed"), `${code}`).toBe(true)
-          expect((yield* channelOf(gateway, key, id)).status_reason).toMatch(reason)
-          yield* pause(2500)
-          expect(sim.connectionsOf(phone(n)), `${code} does not reconnect`).toHaveLength(0)
+          expect(
+            (yield* waitForStatus(client, id, "failed", { attempts: 400 })).status_reason,
+            `${code}`
+          ).toMatch(reason)
+          const closed = Effect.sync(() => sim.connectionsOf(phone(n)).length === 0)
+          yield* waitUntil(`after ${code}, the connection to WhatsApp is closed`, closed)
+          yield* staysTrue(`after ${code}, no new connection to WhatsApp`, closed, { forMillis: 2500 })
         }
 
         for (const [n, code] of [
@@ -44,29 +40,27 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
           [6, 428],
           [7, 503]
         ] as const) {
-          const id = yield* pairedChannel(gateway, sim, key, phone(n))
+          const id = yield* pairedChannel(client, sim, phone(n))
           expect(sim.inject(phone(n), { kind: "stream-error", code })).toBe(1)
           // the event log says when the connection dropped and when it was back
-          let after = -1
-          const back = yield* eventually(
-            Effect.map(request(gateway.api, "GET", `/v1/events?channel_id=${id}`, { key }), (reply) => {
-              const events = [...reply.body.data].reverse() as Array<{
-                type: string
-                timestamp: string
-                data: any
-              }>
-              const dropped = events.findIndex(
-                (e) => e.type === "channel.disconnected" && e.data.code === code
-              )
-              const reconnected = events.findIndex((e, i) => i > dropped && e.type === "channel.connected")
-              if (dropped < 0 || reconnected < 0) return false
-              after = Date.parse(events[reconnected]!.timestamp) - Date.parse(events[dropped]!.timestamp)
-              return true
-            }),
-            400
+          const dropAndReturn = Effect.map(client.events.list({ query: { channel_id: id } }), (page) => {
+            const events = [...page.data].reverse()
+            const dropped = events.findIndex((e) => e.type === "channel.disconnected" && e.data.code === code)
+            const reconnected = events.findIndex((e, i) => i > dropped && e.type === "channel.connected")
+            return dropped < 0 || reconnected < 0
+              ? { types: events.map((e) => e.type), after: undefined }
+              : {
+                  types: events.map((e) => e.type),
+                  after: Date.parse(events[reconnected]!.timestamp) - Date.parse(events[dropped]!.timestamp)
+                }
+          })
+          const { after } = yield* waitFor(
+            `after ${code}, channel.disconnected then channel.connected in the event log`,
+            dropAndReturn,
+            (seen) => seen.after !== undefined,
+            { attempts: 400 }
           )
-          expect(back, `${code} reconnects`).toBe(true)
-          expect(yield* waitForStatus(gateway, key, id, "connected"), `${code} connected again`).toBe(true)
+          yield* waitForStatus(client, id, "connected", { attempts: 400 })
           // 515 is WhatsApp's request to restart at once; the others wait at least the first backoff (1 s - 20 %)
           if (code === 515) expect(after).toBeLessThan(800)
           else expect(after).toBeGreaterThanOrEqual(750)
@@ -80,14 +74,12 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
     () =>
       Effect.gen(function* () {
         const { sim, gateway } = yield* baileysGateway()
-        const key = yield* newCustomerKey(gateway)
-        const id = yield* pairedChannel(gateway, sim, key, phone(9))
+        const { client } = yield* newCustomer(gateway)
+        const id = yield* pairedChannel(client, sim, phone(9))
         sim.setLoginFault({ kind: "failure", reason: 405 })
         sim.inject(phone(9), { kind: "drop" })
-        expect(yield* waitForStatus(gateway, key, id, "failed")).toBe(true)
-        expect((yield* channelOf(gateway, key, id)).status_reason).toMatch(
-          /whatsapp_version_outdated.*WHATISUP_WA_VERSION/
-        )
+        const failed = yield* waitForStatus(client, id, "failed", { attempts: 400 })
+        expect(failed.status_reason).toMatch(/whatsapp_version_outdated.*WHATISUP_WA_VERSION/)
       }).pipe(Effect.scoped),
     120_000
   )
@@ -115,28 +107,18 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
           })
 
         const first = yield* start(k1)
-        const key = yield* newCustomerKey(first.gateway)
-        const id = yield* pairedChannel(first.gateway, sim, key, phone(10))
+        const { key, client } = yield* newCustomer(first.gateway)
+        const id = yield* pairedChannel(client, sim, phone(10))
         yield* first.stop
 
         const second = yield* start(`${k1},${k2}`)
-        expect(yield* waitForStatus(second.gateway, key, id, "connected")).toBe(true)
-        const rotation = yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).RotateMasterKey()
-        }).pipe(
-          Effect.provide(
-            layerAdminClient({
-              url: second.gateway.admin,
-              token: second.gateway.adminToken,
-              tokenSource: "test"
-            })
-          )
-        )
+        yield* waitForStatus(yield* apiClient(second.gateway.api, key), id, "connected", { attempts: 400 })
+        const rotation = yield* (yield* adminOf(second.gateway)).RotateMasterKey()
         expect(rotation.stores.find((s) => s.store === "channel_auth_state")!.rewritten).toBeGreaterThan(0)
         yield* second.stop
 
         const third = yield* start(k2)
-        expect(yield* waitForStatus(third.gateway, key, id, "connected")).toBe(true)
+        yield* waitForStatus(yield* apiClient(third.gateway.api, key), id, "connected", { attempts: 400 })
         expect(third.gateway.config.nodeId).toBe("rotating")
         yield* third.stop
       }).pipe(Effect.scoped),

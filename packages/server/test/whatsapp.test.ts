@@ -1,12 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
-import { layerAdminClient } from "@whatisup/cli/adminClient"
 import { Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { sqlFor, testDatabase } from "./support/database.ts"
-import { eventually } from "./support/eventually.ts"
-import { AdminClient, gatewayEnvironment, startGateway } from "./support/gateway.ts"
-import { request } from "./support/http.ts"
-import { baileysGateway, channelOf, newCustomerKey, simulator } from "./support/simulator.ts"
+import { newCustomer } from "./support/admin.ts"
+import { apiClient, waitForQr, waitForStatus } from "./support/api.ts"
+import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { baileysGateway, simulator } from "./support/simulator.ts"
+import { staysTrue, waitUntil } from "./support/waits.ts"
 
 describe("WhatsApp through Baileys and the protocol simulator", () => {
   it.live(
@@ -24,25 +24,11 @@ describe("WhatsApp through Baileys and the protocol simulator", () => {
         const first = yield* startGateway(yield* gatewayEnvironment(database.url, env), {
           whatsapp: "baileys"
         }).pipe(Scope.provide(firstScope))
-        const key = (yield* Effect.gen(function* () {
-          return yield* (yield* AdminClient).CreateCustomer({ name: "Real Phone" })
-        }).pipe(
-          Effect.provide(layerAdminClient({ url: first.admin, token: first.adminToken, tokenSource: "test" }))
-        )).api_key.key
-        const channel = (yield* request(first.api, "POST", "/v1/channels", { key, body: { name: "sales" } }))
-          .body.id
-        yield* request(first.api, "POST", `/v1/channels/${channel}/connect`, { key, body: { method: "qr" } })
+        const { key, client: onFirst } = yield* newCustomer(first, { name: "Real Phone" })
+        const channel = (yield* onFirst.channels.create({ headers: {}, payload: { name: "sales" } })).id
+        yield* onFirst.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
 
-        let qr = ""
-        expect(
-          yield* eventually(
-            Effect.map(request(first.api, "GET", `/v1/channels/${channel}/qr`, { key }), (reply) => {
-              qr = reply.body?.qr ?? ""
-              return reply.status === 200
-            }),
-            400
-          )
-        ).toBe(true)
+        const { qr } = yield* waitForQr(onFirst, channel, { attempts: 400 })
         expect(qr).toMatch(/^https:\/\/wa\.me\/settings\/linked_devices#/)
         const png = yield* Effect.promise(() =>
           fetch(`${first.api}/v1/channels/${channel}/qr`, {
@@ -52,20 +38,14 @@ describe("WhatsApp through Baileys and the protocol simulator", () => {
         expect(png).toBe("image/png")
 
         yield* Effect.promise(() => sim.scan(qr, { phoneNumber: "15551234567" }))
-        expect(
-          yield* eventually(
-            Effect.map(channelOf(first, key, channel), (c) => c.status === "connected"),
-            400
-          )
-        ).toBe(true)
-        const connected = yield* channelOf(first, key, channel)
+        const connected = yield* waitForStatus(onFirst, channel, "connected", { attempts: 400 })
         expect(connected.phone_number).toBe("+15551234567")
-        const events = yield* request(first.api, "GET", `/v1/events?channel_id=${channel}`, { key })
-        const types = events.body.data.map((e: { type: string }) => e.type).reverse()
+        const events = yield* onFirst.events.list({ query: { channel_id: channel } })
+        const types = events.data.map((e) => e.type).reverse()
         expect(types[0]).toBe("channel.qr")
         expect(types).toContain("channel.connected")
-        const restart = events.body.data.find((e: { type: string }) => e.type === "channel.disconnected")
-        expect(restart.data.code).toBe(515)
+        const restart = events.data.find((e) => e.type === "channel.disconnected")
+        expect(restart?.data.code).toBe(515)
 
         const sql = yield* sqlFor(database.url)
         const stored = yield* sql<{ key_type: string }>`
@@ -77,29 +57,19 @@ describe("WhatsApp through Baileys and the protocol simulator", () => {
         const second = yield* startGateway(yield* gatewayEnvironment(database.url, env), {
           whatsapp: "baileys"
         })
-        expect(
-          yield* eventually(
-            Effect.map(channelOf(second, key, channel), (c) => c.status === "connected"),
-            400
-          )
-        ).toBe(true)
-        const qrs = yield* request(second.api, "GET", `/v1/events?channel_id=${channel}&type=channel.qr`, {
-          key
-        })
-        expect(qrs.body.data).toHaveLength(1)
+        const onSecond = yield* apiClient(second.api, key)
+        yield* waitForStatus(onSecond, channel, "connected", { attempts: 400 })
+        const qrs = yield* onSecond.events.list({ query: { channel_id: channel, type: "channel.qr" } })
+        expect(qrs.data).toHaveLength(1)
         expect(sim.connectionsOf("15551234567").length).toBe(1)
 
         // the phone unlinks the device: logged_out, the login wiped, no reconnect
         expect(sim.inject("15551234567", { kind: "stream-error", code: 401 })).toBe(1)
-        expect(
-          yield* eventually(
-            Effect.map(channelOf(second, key, channel), (c) => c.status === "logged_out"),
-            400
-          )
-        ).toBe(true)
+        yield* waitForStatus(onSecond, channel, "logged_out", { attempts: 400 })
         expect(yield* sql`SELECT 1 FROM channel_auth_state WHERE channel_id = ${channel}`).toHaveLength(0)
-        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1500)))
-        expect(sim.connectionsOf("15551234567")).toHaveLength(0)
+        const closed = Effect.sync(() => sim.connectionsOf("15551234567").length === 0)
+        yield* waitUntil("the unlinked connection is closed", closed)
+        yield* staysTrue("no reconnect after the unlink", closed, { forMillis: 1500 })
       }).pipe(Effect.scoped),
     120_000
   )
@@ -109,25 +79,20 @@ describe("WhatsApp through Baileys and the protocol simulator", () => {
     () =>
       Effect.gen(function* () {
         const { sim, gateway } = yield* baileysGateway()
-        const key = yield* newCustomerKey(gateway)
-        const channel = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body.id
-        const accepted = yield* request(gateway.api, "POST", `/v1/channels/${channel}/connect`, {
-          key,
-          body: { method: "pairing_code", phone_number: "+15559876543" }
+        const { client } = yield* newCustomer(gateway)
+        const channel = (yield* client.channels.create({ headers: {}, payload: {} })).id
+        const accepted = yield* client.channels.connect({
+          params: { id: channel },
+          payload: { method: "pairing_code", phone_number: "+15559876543" }
         })
-        expect(accepted.status).toBe(202)
-        expect(accepted.body.status).toBe("pairing")
-        expect(accepted.body.pairing_code).toMatch(/^[A-Z0-9]{8}$/)
-        expect((yield* channelOf(gateway, key, channel)).pairing_code).toBe(accepted.body.pairing_code)
+        expect(accepted.status).toBe("pairing")
+        expect(accepted.pairing_code).toMatch(/^[A-Z0-9]{8}$/)
+        expect((yield* client.channels.get({ params: { id: channel } })).pairing_code).toBe(
+          accepted.pairing_code
+        )
 
-        yield* Effect.promise(() => sim.enterPairingCode("15559876543", accepted.body.pairing_code))
-        expect(
-          yield* eventually(
-            Effect.map(channelOf(gateway, key, channel), (c) => c.status === "connected"),
-            400
-          )
-        ).toBe(true)
-        const connected = yield* channelOf(gateway, key, channel)
+        yield* Effect.promise(() => sim.enterPairingCode("15559876543", accepted.pairing_code!))
+        const connected = yield* waitForStatus(client, channel, "connected", { attempts: 400 })
         expect(connected.phone_number).toBe("+15559876543")
         expect(connected.pairing_code).toBeNull()
       }).pipe(Effect.scoped),

@@ -1,31 +1,26 @@
 import { expect } from "@effect/vitest"
+import type { ChannelId } from "@whatisup/domain"
 import { Effect } from "effect"
-import { request } from "../support/http.ts"
 import type { IsolationFixture, Owner } from "./fixture.ts"
 
 export const ownChannel = (owner: Owner, connect?: "qr") =>
   Effect.gen(function* () {
-    const created = yield* request(owner.api, "POST", "/v1/channels", {
-      key: owner.key,
-      body: { name: "owned" }
-    })
-    expect(created.status).toBe(201)
+    const created = yield* owner.client.channels.create({ headers: {}, payload: { name: "owned" } })
     if (connect) {
-      const connected = yield* request(owner.api, "POST", `/v1/channels/${created.body.id}/connect`, {
-        key: owner.key,
-        body: { method: connect }
+      const connected = yield* owner.client.channels.connect({
+        params: { id: created.id },
+        payload: { method: connect }
       })
-      expect(connected.status).toBe(202)
+      expect(connected.status).toBe("pairing")
     }
-    return created.body as { id: string; name: string }
+    return created
   })
 
 /** The owner still sees the channel as it was: name and status. */
-const unchanged = (owner: Owner, id: string, status: string) =>
-  Effect.map(request(owner.api, "GET", `/v1/channels/${id}`, { key: owner.key }), (reply) => {
-    expect(reply.status, "the owner's channel is still there").toBe(200)
-    expect(reply.body.name).toBe("owned")
-    expect(reply.body.status).toBe(status)
+const unchanged = (owner: Owner, id: ChannelId, status: string) =>
+  Effect.map(owner.client.channels.get({ params: { id } }), (channel) => {
+    expect(channel.name, "the owner's channel is still there").toBe("owned")
+    expect(channel.status).toBe(status)
   })
 
 const acting =
@@ -52,9 +47,9 @@ export const channelFixtures: Record<string, IsolationFixture> = {
   "GET /v1/events": (owner) =>
     Effect.gen(function* () {
       const channel = yield* ownChannel(owner, "qr")
-      yield* request(owner.api, "POST", `/v1/channels/${channel.id}/logout`, { key: owner.key })
-      const events = yield* request(owner.api, "GET", "/v1/events", { key: owner.key })
-      expect(events.body.data.length).toBeGreaterThan(0)
-      return { ownedIds: [channel.id, ...events.body.data.map((e: { id: string }) => e.id)] }
+      yield* owner.client.channels.logout({ params: { id: channel.id } })
+      const events = yield* owner.client.events.list({ query: {} })
+      expect(events.data.length).toBeGreaterThan(0)
+      return { ownedIds: [channel.id, ...events.data.map((e) => e.id)] }
     })
 }

@@ -1,11 +1,15 @@
+import type { ApiKeyId, CustomerId } from "@whatisup/domain"
 import type { Effect } from "effect"
+import type { ApiClient } from "../support/api.ts"
 
 /** The customer whose resources another customer must not reach. */
 export interface Owner {
   readonly api: string
   readonly key: string
-  readonly keyId: string
-  readonly customerId: string
+  readonly keyId: ApiKeyId
+  readonly customerId: CustomerId
+  /** The owner's typed client of the public API. */
+  readonly client: ApiClient
 }
 
 export interface FixtureResult {
@@ -15,8 +19,8 @@ export interface FixtureResult {
   /** Ids of the owner's that must not appear in another customer's answer. */
   readonly ownedIds: ReadonlyArray<string>
   /** Fails if another customer's call changed the owner's resource. */
-  readonly stillIntact?: Effect.Effect<void>
+  readonly stillIntact?: Effect.Effect<void, unknown>
 }
 
 /** Creates the owner's resources a route acts on; keyed "METHOD /path/{param}" as in the OpenAPI document. */
-export type IsolationFixture = (owner: Owner) => Effect.Effect<FixtureResult>
+export type IsolationFixture = (owner: Owner) => Effect.Effect<FixtureResult, unknown>

@@ -1,16 +1,9 @@
 import { expect } from "@effect/vitest"
 import { Effect } from "effect"
-import { request } from "../support/http.ts"
-import type { IsolationFixture } from "./fixture.ts"
+import { apiClient } from "../support/api.ts"
+import type { IsolationFixture, Owner } from "./fixture.ts"
 
-const ownKey = (owner: Parameters<IsolationFixture>[0]) =>
-  Effect.map(
-    request(owner.api, "POST", "/v1/api-keys", { key: owner.key, body: { name: "owned" } }),
-    (reply) => {
-      expect(reply.status).toBe(201)
-      return reply.body as { id: string; key: string }
-    }
-  )
+const ownKey = (owner: Owner) => owner.client.apiKeys.create({ headers: {}, payload: { name: "owned" } })
 
 export const tenancyFixtures: Record<string, IsolationFixture> = {
   "GET /v1/me": (owner) => Effect.succeed({ ownedIds: [owner.customerId, owner.keyId] }),
@@ -20,8 +13,9 @@ export const tenancyFixtures: Record<string, IsolationFixture> = {
     Effect.map(ownKey(owner), (key) => ({
       params: { id: key.id },
       ownedIds: [key.id],
-      stillIntact: Effect.map(request(owner.api, "GET", "/v1/me", { key: key.key }), (reply) =>
-        expect(reply.status, "the owner's key still works").toBe(200)
-      )
+      stillIntact: Effect.gen(function* () {
+        const me = yield* (yield* apiClient(owner.api, key.key)).me.get({})
+        expect(me.key_id, "the owner's key still works").toBe(key.id)
+      })
     }))
 }

@@ -3,7 +3,6 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { AdminClient, layerAdminClient } from "@whatisup/cli/adminClient"
 import { type GatewayConfig, loadConfig } from "../../src/config/config.ts"
 import { freePort } from "../../src/db/embedded.ts"
 import { layerLogging } from "../../src/config/logging.ts"
@@ -90,28 +89,4 @@ export const layerTestGateway = (extra: Record<string, string> = {}) =>
       const env = yield* gatewayEnvironment(database.url, extra)
       return yield* startGateway(env).pipe(Effect.orDie)
     })
-  )
-
-/** The operator's RPC client for the gateway under test. */
-export const layerTestAdmin = Layer.unwrap(
-  Effect.gen(function* () {
-    const gateway = yield* TestGateway
-    return layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" })
-  })
-)
-
-export { AdminClient }
-
-/** A new customer on the gateway under test, through the operator RPC; its first API key. */
-export const newCustomerKey = (gateway: RunningGateway, plan: { max_channels?: number } = {}) =>
-  Effect.map(
-    Effect.gen(function* () {
-      return yield* (yield* AdminClient).CreateCustomer({
-        name: "WhatsApp user",
-        plan: { ...plan, api_requests_per_second: 10_000 }
-      })
-    }).pipe(
-      Effect.provide(layerAdminClient({ url: gateway.admin, token: gateway.adminToken, tokenSource: "test" }))
-    ),
-    (created) => created.api_key.key
   )

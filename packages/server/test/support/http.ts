@@ -15,7 +15,11 @@ export interface RequestOptions {
   readonly headers?: Record<string, string>
 }
 
-/** One HTTP request to the gateway under test, as curl would send it. */
+/**
+ * One HTTP request to the gateway under test, as curl would send it. Only for what the typed client
+ * (`apiClient` in api.ts) cannot send or does not show: malformed bodies, wrong content types, missing
+ * or garbled keys, unknown routes, routes read from the OpenAPI document, and headers or bytes on the wire.
+ */
 export const request = (base: string, method: string, path: string, options: RequestOptions = {}) =>
   Effect.promise(async (): Promise<Reply> => {
     const headers: Record<string, string> = { ...options.headers }

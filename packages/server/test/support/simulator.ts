@@ -1,10 +1,8 @@
 import { type Simulator, startSimulator } from "@whatisup/wa-simulator"
 import { Effect } from "effect"
-import { eventually } from "./eventually.ts"
+import { type ApiClient, waitForQr, waitForStatus } from "./api.ts"
 import { testDatabase } from "./database.ts"
-import { gatewayEnvironment, type RunningGateway, startGateway } from "./gateway.ts"
-export { newCustomerKey } from "./gateway.ts"
-import { request } from "./http.ts"
+import { gatewayEnvironment, startGateway } from "./gateway.ts"
 
 /** The local WhatsApp Web server real Baileys talks to, for the scope's lifetime. */
 export const simulator = Effect.acquireRelease(
@@ -24,36 +22,13 @@ export const baileysGateway = (extra: Record<string, string> = {}) =>
     return { sim, database, gateway }
   })
 
-export const channelOf = (gateway: RunningGateway, key: string, id: string) =>
-  Effect.map(request(gateway.api, "GET", `/v1/channels/${id}`, { key }), (reply) => reply.body)
-
-export const waitForStatus = (
-  gateway: RunningGateway,
-  key: string,
-  id: string,
-  status: string,
-  attempts = 400
-) =>
-  eventually(
-    Effect.map(channelOf(gateway, key, id), (c) => c.status === status),
-    attempts
-  )
-
 /** A channel created, connected by QR through the API, and scanned by the simulator's phone. */
-export const pairedChannel = (gateway: RunningGateway, sim: Simulator, key: string, phoneNumber: string) =>
+export const pairedChannel = (client: ApiClient, sim: Simulator, phoneNumber: string) =>
   Effect.gen(function* () {
-    const id = (yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })).body.id as string
-    yield* request(gateway.api, "POST", `/v1/channels/${id}/connect`, { key, body: { method: "qr" } })
-    let qr = ""
-    yield* eventually(
-      Effect.map(request(gateway.api, "GET", `/v1/channels/${id}/qr`, { key }), (reply) => {
-        qr = reply.body?.qr ?? ""
-        return reply.status === 200
-      }),
-      400
-    )
+    const { id } = yield* client.channels.create({ headers: {}, payload: {} })
+    yield* client.channels.connect({ params: { id }, payload: { method: "qr" } })
+    const { qr } = yield* waitForQr(client, id, { attempts: 400 })
     yield* Effect.promise(() => sim.scan(qr, { phoneNumber }))
-    const connected = yield* waitForStatus(gateway, key, id, "connected")
-    if (!connected) return yield* Effect.die(new Error(`channel ${id} did not connect`))
+    yield* waitForStatus(client, id, "connected", { attempts: 400 })
     return id
   })
