@@ -60,7 +60,14 @@ describe("the Baileys transport against the simulator", () => {
         const transport = Context.get(services, WhatsAppTransport)
         const authState = memoryAuthState()
         const channelId = ChannelId.make("ch_01testtesttesttesttesttest")
-        const first = yield* transport.connect({ channelId, pairing: { method: "qr" }, authState })
+        let leaseHeld = true
+        const holdsLease = () => leaseHeld
+        const first = yield* transport.connect({
+          channelId,
+          pairing: { method: "qr" },
+          authState,
+          holdsLease
+        })
         const qr = yield* next(
           "the QR",
           first.events,
@@ -78,7 +85,8 @@ describe("the Baileys transport against the simulator", () => {
         const connection = yield* transport.connect({
           channelId,
           pairing: { method: "qr" },
-          authState
+          authState,
+          holdsLease
         })
         const open = yield* next(
           "the connection opens with no QR",
@@ -132,6 +140,23 @@ describe("the Baileys transport against the simulator", () => {
         expect(received.find((m) => m.id === "3EB0WHATISUP0001")?.message.extendedTextMessage?.text).toBe(
           "hi back"
         )
+
+        // the lease may have lapsed: nothing more leaves the socket, and the connection closes
+        leaseHeld = false
+        const lapsedAt = sim.now()
+        const refused = yield* connection
+          .send({ id: "3EB0WHATISUP0002", to: "15557778888@s.whatsapp.net", content: { text: "too late" } })
+          .pipe(Effect.flip)
+        expect(refused._tag).toBe("TransportError")
+        yield* next(
+          "the connection closes once its lease may have lapsed",
+          connection.events,
+          (e): e is Extract<TransportEvent, { _tag: "Close" }> => e._tag === "Close"
+        )
+        const [last] = sim.connectionHistory("15550001234").slice(-1)
+        expect(last?.closedAt, "the simulator saw the socket close").toBeDefined()
+        expect(last?.stanzas.filter((stanza) => stanza.at >= lapsedAt) ?? []).toEqual([])
+        expect(sim.received("15557778888").map((m) => m.id)).not.toContain("3EB0WHATISUP0002")
       }).pipe(Effect.scoped),
     120_000
   )

@@ -74,7 +74,7 @@ describe("gateway configuration", () => {
       expect(Option.isNone(config.adminToken)).toBe(true)
       expect(Option.isNone(config.waWsUrl)).toBe(true)
       expect(Option.isNone(config.waVersion)).toBe(true)
-      expect(Duration.toMillis(config.leaseTtl)).toBe(15_000)
+      expect(Duration.toMillis(config.leaseTtl)).toBe(5_000)
       expect(Duration.toMillis(config.messageMaxAge)).toBe(24 * 3_600_000)
     })
   )
@@ -149,7 +149,7 @@ describe("gateway configuration", () => {
         logFormat: "json"
       })
       expect(Option.isNone(blank.adminToken)).toBe(true)
-      expect(Duration.toMillis(blank.leaseTtl)).toBe(15_000)
+      expect(Duration.toMillis(blank.leaseTtl)).toBe(5_000)
       const padded = yield* load({ PORT: " 9000 ", LOG_FORMAT: " pretty\n" })
       expect(padded.port).toBe(9000)
       expect(padded.logFormat).toBe("pretty")

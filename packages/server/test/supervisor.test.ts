@@ -3,11 +3,11 @@ import type { ChannelStatus } from "@whatisup/domain"
 import { Effect } from "effect"
 import { TestClock } from "effect/testing"
 import { TransportEvent } from "../src/channels/transport.ts"
-import { testDatabase } from "./support/database.ts"
+import { sqlFor, testDatabase } from "./support/database.ts"
 import { newCustomer } from "./support/admin.ts"
 import { waitForStatus } from "./support/api.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
-import { pause, staysTrue, waitUntil } from "./support/waits.ts"
+import { pause, staysTrue, waitFor, waitUntil } from "./support/waits.ts"
 
 /** A gateway on the test clock, with one connected channel. */
 const connectedChannel = Effect.gen(function* () {
@@ -91,24 +91,153 @@ describe("the channel supervisor", () => {
   )
 
   it.effect(
-    "515 after a login reconnects at once, every time",
+    "a 515 after a login reconnects at once; a second one in a row waits the backoff; a stable connection starts afresh",
     () =>
       Effect.gen(function* () {
         const { gateway, channel } = yield* connectedChannel
         const { whatsapp } = gateway
         const before = whatsapp.connects(channel)
-        for (let i = 1; i <= 3; i++) {
-          yield* whatsapp.emit(channel, TransportEvent.Close({ code: 515, reason: "restart required" }))
-          yield* soon(
-            `reconnect ${i} follows the 515 at once`,
-            Effect.sync(() => whatsapp.connects(channel) === before + i)
-          )
-          yield* waitUntil(
-            `connection ${i} is open`,
+        const restart = whatsapp.emit(
+          channel,
+          TransportEvent.Close({ code: 515, reason: "restart required" })
+        )
+        const connects = (n: number) => Effect.sync(() => whatsapp.connects(channel) === before + n)
+        const open = (label: string) =>
+          waitUntil(
+            label,
             Effect.sync(() => whatsapp.isOpen(channel))
           )
+
+        yield* restart
+        yield* soon("the first 515 reconnects at once", connects(1))
+        yield* open("the second connection is open")
+        yield* settle
+
+        yield* restart
+        yield* stillNot("a second 515 in a row does not reconnect at once", connects(1))
+        yield* TestClock.adjust("1300 millis")
+        yield* soon("it reconnects after the first backoff (1 s ± 20 %)", connects(2))
+        yield* open("the third connection is open")
+
+        // connected for longer than the stable period: a 515 is once again WhatsApp's plain request
+        yield* TestClock.adjust("61 seconds")
+        yield* settle
+        yield* restart
+        yield* soon("after a stable minute, a 515 reconnects at once", connects(3))
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.effect(
+    "a 440 while the lease is still held reconnects after a backoff; three in a row fail the channel as connection_replaced",
+    () =>
+      Effect.gen(function* () {
+        const { gateway, channel, becomes } = yield* connectedChannel
+        const { whatsapp } = gateway
+        const before = whatsapp.connects(channel)
+        const replaced = whatsapp.emit(channel, TransportEvent.Close({ code: 440, reason: "replaced" }))
+        const connects = (n: number) => Effect.sync(() => whatsapp.connects(channel) === before + n)
+
+        yield* replaced
+        yield* becomes("reconnecting")
+        yield* stillNot("no reconnect before the backoff", connects(0))
+        yield* TestClock.adjust("1300 millis")
+        yield* soon("the first 440 reconnects after the first backoff", connects(1))
+        yield* waitUntil(
+          "connected again",
+          Effect.sync(() => whatsapp.isOpen(channel))
+        )
+        yield* whatsapp.pair(channel, "+15557654321")
+        yield* becomes("connected")
+
+        yield* replaced
+        yield* becomes("reconnecting")
+        yield* TestClock.adjust("2500 millis")
+        yield* soon("the second 440 reconnects after the second backoff", connects(2))
+        yield* waitUntil(
+          "connected once more",
+          Effect.sync(() => whatsapp.isOpen(channel))
+        )
+
+        yield* replaced
+        const final = yield* becomes("failed")
+        expect(final.status_reason).toMatch(/connection_replaced.*440/)
+        yield* TestClock.adjust("1 hour")
+        yield* stillNot("no reconnect after connection_replaced", connects(2))
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.effect(
+    "a 440 once the lease went to another node stops the actor quietly: no reconnect, no failure",
+    () =>
+      Effect.gen(function* () {
+        const { gateway, channel, becomes } = yield* connectedChannel
+        const { whatsapp } = gateway
+        const sql = yield* sqlFor(gateway.databaseUrl)
+        const before = whatsapp.connects(channel)
+        yield* sql`
+          UPDATE channel_leases SET owner = 'another-node', generation = generation + 1,
+            expires_at = now() + interval '1 hour'
+          WHERE channel_id = ${channel}`
+        yield* whatsapp.emit(channel, TransportEvent.Close({ code: 440, reason: "replaced" }))
+        yield* waitUntil(
+          "the socket is closed",
+          Effect.sync(() => !whatsapp.isOpen(channel))
+        )
+        yield* TestClock.adjust("1 hour")
+        yield* stillNot(
+          "no reconnect here",
+          Effect.sync(() => whatsapp.connects(channel) === before)
+        )
+        const current = yield* becomes("connected")
+        expect(current.status_reason).toBeNull()
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.effect(
+    "a QR nobody scans stops after three rounds: the channel rests as created with reason qr_timeout",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
+        const { whatsapp } = gateway
+        const { client } = yield* newCustomer(gateway)
+        const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
+        yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
+        // WhatsApp ends a pairing connection whose QR codes all expired with 408
+        for (let round = 1; round <= 3; round++) {
+          yield* waitUntil(
+            `pairing round ${round} is open`,
+            Effect.sync(() => whatsapp.isOpen(channel) && whatsapp.connects(channel) === round)
+          )
+          yield* whatsapp.emit(channel, TransportEvent.Close({ code: 408, reason: "QR refs attempts ended" }))
+          yield* waitFor(
+            `round ${round} is reported as a disconnect`,
+            client.events.list({ query: { channel_id: channel, type: "channel.disconnected" } }),
+            (page) => page.data.length >= round
+          )
           yield* settle
+          yield* TestClock.adjust("5 seconds")
         }
+        const final = yield* waitForStatus(client, channel, "created")
+        expect(final.status_reason).toBe("qr_timeout")
+        yield* TestClock.adjust("1 hour")
+        yield* stillNot(
+          "no fourth round",
+          Effect.sync(() => whatsapp.connects(channel) === 3)
+        )
+        const events = yield* client.events.list({
+          query: { channel_id: channel, type: "channel.disconnected" }
+        })
+        expect(events.data[0]?.data).toMatchObject({ reason: "qr_timeout" })
+        // connecting again starts afresh
+        yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
+        yield* waitUntil(
+          "a new pairing round",
+          Effect.sync(() => whatsapp.connects(channel) === 4)
+        )
       }).pipe(Effect.scoped),
     60_000
   )
@@ -154,8 +283,7 @@ describe("the channel supervisor", () => {
     [401, "logged_out", /logged_out_by_phone/],
     [403, "failed", /403/],
     [405, "failed", /whatsapp_version_outdated.*WHATISUP_WA_VERSION/],
-    [411, "failed", /411/],
-    [440, "failed", /connection_replaced.*440/]
+    [411, "failed", /411/]
   ] as const) {
     it.effect(
       `${code} is terminal: ${status} with a clear reason, and no reconnect however long`,

@@ -1,10 +1,10 @@
-import { Data, Effect, Exit, Queue } from "effect"
-import { AuthStates } from "./loginStore.ts"
-import { type PairingMethod, type TransportConnection, WhatsAppTransport } from "./transport.ts"
+import { Data, Effect, Queue } from "effect"
 import type { Fence, LeaseLost } from "./leases.ts"
 import { Change, ChannelLifecycle } from "./lifecycle.ts"
+import { AuthStates } from "./loginStore.ts"
 import type { ChannelRow } from "./rows.ts"
 import { disconnectPolicy, isRunning } from "./status.ts"
+import { type PairingMethod, WhatsAppTransport } from "./transport.ts"
 
 /** The connection ended in a way that calls for connecting again, at once or after a pause. */
 export class Disconnected extends Data.TaggedError("Disconnected")<{
@@ -13,7 +13,28 @@ export class Disconnected extends Data.TaggedError("Disconnected")<{
   readonly retry: "now" | "backoff"
   /** Whether this connection had logged in before it ended. */
   readonly wasOpen: boolean
+  /** The channel was still pairing when it ended (no scan or code entered yet). */
+  readonly whilePairing: boolean
 }> {}
+
+/**
+ * Why the supervisor stops an actor, read by the actor's finalizers: `unlink` logs the device out
+ * first (logout, delete); `lease_lost` closes the socket and touches nothing else (the channel may
+ * be someone else's); the others close the socket, then record the disconnect.
+ */
+export type StopIntent = "unlink" | "restart" | "handover" | "shutdown" | "lease_lost"
+
+/** What the supervisor tells a running actor: why it is being stopped, and whether its lease still holds. */
+export interface StopCell {
+  stopping: StopIntent | null
+  readonly holdsLease: () => boolean
+}
+
+const stopReasons: Record<Exclude<StopIntent, "unlink" | "lease_lost">, string> = {
+  restart: "restart_requested: the channel was restarted",
+  handover: "handover: another gateway process runs the channel now",
+  shutdown: "gateway_stopping: the gateway process is shutting down"
+}
 
 const pairingOf = (row: ChannelRow): PairingMethod =>
   row.connect_method === "pairing_code" && row.pairing_phone_number !== null
@@ -21,31 +42,12 @@ const pairingOf = (row: ChannelRow): PairingMethod =>
     : { method: "qr" }
 
 /**
- * As the actor stops: a channel logged out or deleted since it started unlinks its device; a
- * connection closed by the gateway itself (restart, shutdown, handover) is reported as a disconnect.
- */
-const onStop = (fence: Fence, epoch: number, connection: TransportConnection, interrupted: boolean) =>
-  Effect.gen(function* () {
-    const lifecycle = yield* ChannelLifecycle
-    const row = yield* lifecycle.load(fence.channelId)
-    if (row !== undefined && row.unlink_epoch > epoch) {
-      yield* connection.logout.pipe(Effect.timeout("5 seconds"), Effect.ignore)
-    } else if (interrupted) {
-      yield* lifecycle
-        .record(
-          fence,
-          Change.Disconnected({ code: 0, reason: "closed by the gateway (restart or handover)" })
-        )
-        .pipe(Effect.ignore)
-    }
-  }).pipe(Effect.timeout("10 seconds"), Effect.ignore)
-
-/**
  * One life of a channel's actor: it owns the WhatsApp connection, inside its own scope, and turns
  * what the connection says into fenced status changes. It returns when the channel should no longer
- * run; it fails with `Disconnected` when the connection should be made again.
+ * run; it fails with `Disconnected` when the connection should be made again. As it stops, the
+ * socket closes before any database work, and only while the lease is still its own.
  */
-export const runChannel = (fence: Fence, epoch: number) =>
+export const runChannel = (fence: Fence, cell: StopCell) =>
   Effect.scoped(
     Effect.gen(function* () {
       const lifecycle = yield* ChannelLifecycle
@@ -55,25 +57,48 @@ export const runChannel = (fence: Fence, epoch: number) =>
       if (row === undefined || row.desired !== "running" || !isRunning(row.status)) return "stopped" as const
       if ((yield* lifecycle.record(fence, Change.Starting())) === "stop") return "stopped" as const
 
+      // runs last, after the socket is closed: the disconnect the gateway itself caused
+      yield* Effect.addFinalizer(() => {
+        const intent = cell.stopping
+        return intent === null || intent === "unlink" || intent === "lease_lost"
+          ? Effect.void
+          : lifecycle
+              .record(fence, Change.Disconnected({ code: 0, reason: stopReasons[intent] }))
+              .pipe(Effect.timeout("10 seconds"), Effect.ignore)
+      })
+
       const connection = yield* transport
         .connect({
           channelId: fence.channelId,
           pairing: pairingOf(row),
-          authState: authStates.forChannel(fence)
+          authState: authStates.forChannel(fence),
+          holdsLease: cell.holdsLease
         })
         .pipe(
           Effect.catchTag("TransportError", (error) =>
             error.retryable
               ? Effect.fail<Disconnected | LeaseLost>(
-                  new Disconnected({ code: 0, reason: error.reason, retry: "backoff", wasOpen: false })
+                  new Disconnected({
+                    code: 0,
+                    reason: error.reason,
+                    retry: "backoff",
+                    wasOpen: false,
+                    whilePairing: false
+                  })
                 )
               : Effect.as(lifecycle.record(fence, Change.Failed({ reason: error.reason })), null)
           )
         )
       if (connection === null) return "stopped" as const
-      yield* Effect.addFinalizer((exit) => onStop(fence, epoch, connection, Exit.hasInterrupts(exit)))
+      // runs first, while the socket is still open: a logged-out or deleted channel unlinks its device
+      yield* Effect.addFinalizer(() =>
+        cell.stopping === "unlink"
+          ? connection.logout.pipe(Effect.timeout("5 seconds"), Effect.ignore)
+          : Effect.void
+      )
 
       let wasOpen = false
+      let pairing = row.status === "pairing"
       for (;;) {
         const event = yield* Queue.take(connection.events)
         switch (event._tag) {
@@ -86,6 +111,7 @@ export const runChannel = (fence: Fence, epoch: number) =>
             break
           case "Open":
             wasOpen = true
+            pairing = false
             if ((yield* lifecycle.record(fence, Change.Connected(event))) === "stop")
               return "stopped" as const
             break
@@ -100,6 +126,8 @@ export const runChannel = (fence: Fence, epoch: number) =>
                 return "stopped" as const
               default: {
                 const reason = event.reason || `disconnected (${event.code})`
+                // a 440 with the lease gone is the new owner taking over: the record is fenced off
+                // (LeaseLost) and the actor stops quietly
                 if (
                   (yield* lifecycle.record(fence, Change.Disconnected({ code: event.code, reason }))) ===
                   "stop"
@@ -110,7 +138,8 @@ export const runChannel = (fence: Fence, epoch: number) =>
                   code: event.code,
                   reason,
                   retry: policy._tag === "RestartNow" ? "now" : "backoff",
-                  wasOpen
+                  wasOpen,
+                  whilePairing: pairing && event.code !== 515
                 })
               }
             }

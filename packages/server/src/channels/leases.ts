@@ -2,10 +2,15 @@ import { ChannelId } from "@whatisup/domain"
 import { Context, Data, Duration, Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { GatewayConfigService } from "../config/config.ts"
+import { LeaseDatabase, leaseStatementTimeout } from "../db/client.ts"
 import { decodeRows } from "../db/transaction.ts"
+import { channelsChangedChannel } from "./rows.ts"
 
 const LeaseRow = Schema.Struct({ channel_id: ChannelId, generation: Schema.Number })
 const ClaimedRow = Schema.Struct({ ...LeaseRow.fields, previous_owner: Schema.NullOr(Schema.String) })
+
+/** How long past a lease's expiry another node waits before taking it over: a fifth of its life. */
+export const leaseGrace = (ttl: Duration.Duration) => Duration.millis(Math.floor(Duration.toMillis(ttl) / 5))
 
 /** The lease a process held when it wrote: a write under an older generation is refused. */
 export interface Fence {
@@ -25,7 +30,11 @@ export class Leases extends Context.Service<
   {
     readonly nodeId: string
     readonly ttl: Duration.Duration
-    /** Takes the leases that are free, expired or this node's own; says whom each was taken from. */
+    /** How long past a lease's expiry another node waits before it takes the lease over. */
+    readonly grace: Duration.Duration
+    /** How long a renewal or heartbeat may take before it counts as failed. */
+    readonly timeout: Duration.Duration
+    /** Takes the leases that are free, expired (past the grace) or this node's own; says whom each was taken from. */
     readonly claim: (
       channelIds: ReadonlyArray<ChannelId>
     ) => Effect.Effect<ReadonlyArray<Fence & { readonly takenFrom: string | null }>>
@@ -43,20 +52,30 @@ export class Leases extends Context.Service<
 export const layerLeases = Layer.effect(
   Leases,
   Effect.gen(function* () {
+    // the fence check joins the caller's transaction; everything else runs on the leases' own connections
     const sql = yield* SqlClient.SqlClient
+    const leaseSql = yield* LeaseDatabase
     const config = yield* GatewayConfigService
     const nodeId = config.nodeId
     const ttlMillis = Duration.toMillis(config.leaseTtl)
     const ttl = `${ttlMillis} milliseconds`
+    const grace = leaseGrace(config.leaseTtl)
+    const graceInterval = `${Duration.toMillis(grace)} milliseconds`
+    const timeout = leaseStatementTimeout(config.leaseTtl)
     const json = (value: unknown) => JSON.stringify(value)
+    /** A lease statement that did not answer in time failed: the watchdog, not the database, decides. */
+    const bounded = <A>(effect: Effect.Effect<A, unknown>) =>
+      effect.pipe(Effect.timeout(timeout), Effect.orDie)
 
     return Leases.of({
       nodeId,
       ttl: config.leaseTtl,
+      grace,
+      timeout,
       claim: (channelIds) =>
         channelIds.length === 0
           ? Effect.succeed([])
-          : sql`
+          : leaseSql`
               WITH previous AS (
                 SELECT channel_id, owner FROM channel_leases
                 WHERE channel_id IN (SELECT jsonb_array_elements_text(${json(channelIds)}::jsonb))
@@ -67,7 +86,8 @@ export const layerLeases = Layer.effect(
               ON CONFLICT (channel_id) DO UPDATE
                 SET owner = excluded.owner, generation = channel_leases.generation + 1,
                     expires_at = excluded.expires_at
-                WHERE channel_leases.expires_at < now() OR channel_leases.owner = excluded.owner
+                WHERE channel_leases.expires_at < now() - ${graceInterval}::interval
+                  OR channel_leases.owner = excluded.owner
               RETURNING channel_id, generation::int AS generation,
                 (SELECT owner FROM previous p WHERE p.channel_id = channel_leases.channel_id) AS previous_owner`.pipe(
               decodeRows(ClaimedRow),
@@ -82,28 +102,34 @@ export const layerLeases = Layer.effect(
       renew: (held) =>
         held.length === 0
           ? Effect.succeed([])
-          : sql`
+          : bounded(
+              leaseSql`
               UPDATE channel_leases l SET expires_at = now() + ${ttl}::interval
               FROM jsonb_to_recordset(${json(held.map((f) => ({ id: f.channelId, generation: f.generation })))}::jsonb)
                 AS h(id text, generation bigint)
               WHERE l.channel_id = h.id AND l.generation = h.generation AND l.owner = ${nodeId}
               RETURNING l.channel_id, l.generation::int AS generation`.pipe(
-              decodeRows(LeaseRow),
-              Effect.map((rows) =>
-                rows.map((row) => ({ channelId: row.channel_id, generation: row.generation }))
+                decodeRows(LeaseRow),
+                Effect.map((rows) =>
+                  rows.map((row) => ({ channelId: row.channel_id, generation: row.generation }))
+                )
               )
             ),
       // a released lease is expired, never deleted, so the next owner's generation is still higher
+      // the other processes hear of it at once, so a graceful stop hands the channels over at once
       release: (channelIds) =>
         channelIds.length === 0
           ? Effect.void
-          : sql`
-              UPDATE channel_leases SET expires_at = now() - interval '1 millisecond'
-              WHERE owner = ${nodeId}
-                AND channel_id IN (SELECT jsonb_array_elements_text(${json(channelIds)}::jsonb))`.pipe(
-              Effect.asVoid,
-              Effect.orDie
-            ),
+          : bounded(
+              leaseSql`
+                WITH released AS (
+                  UPDATE channel_leases SET expires_at = now() - ${graceInterval}::interval - interval '1 millisecond'
+                  WHERE owner = ${nodeId}
+                    AND channel_id IN (SELECT jsonb_array_elements_text(${json(channelIds)}::jsonb))
+                  RETURNING channel_id
+                )
+                SELECT pg_notify(${channelsChangedChannel}, 'released') FROM (SELECT count(*) FROM released) AS n`
+            ).pipe(Effect.asVoid),
       check: (fence) =>
         Effect.flatMap(
           sql<{ held: boolean }>`
@@ -114,15 +140,21 @@ export const layerLeases = Layer.effect(
           (rows) =>
             rows.length === 0 ? Effect.fail(new LeaseLost({ channelId: fence.channelId })) : Effect.void
         ),
-      heartbeat: Effect.gen(function* () {
-        yield* sql`
-          INSERT INTO gateway_nodes (node_id, seen_at) VALUES (${nodeId}, now())
-          ON CONFLICT (node_id) DO UPDATE SET seen_at = now()`
-        const live = yield* sql<{ n: number }>`
-          SELECT count(*)::int AS n FROM gateway_nodes WHERE seen_at > now() - ${ttl}::interval`
-        return Math.max(1, live[0]?.n ?? 1)
-      }).pipe(Effect.orDie),
-      leave: sql`DELETE FROM gateway_nodes WHERE node_id = ${nodeId}`.pipe(Effect.asVoid, Effect.ignore)
+      heartbeat: bounded(
+        Effect.gen(function* () {
+          yield* leaseSql`
+            INSERT INTO gateway_nodes (node_id, seen_at) VALUES (${nodeId}, now())
+            ON CONFLICT (node_id) DO UPDATE SET seen_at = now()`
+          const live = yield* leaseSql<{ n: number }>`
+            SELECT count(*)::int AS n FROM gateway_nodes WHERE seen_at > now() - ${ttl}::interval`
+          return Math.max(1, live[0]?.n ?? 1)
+        })
+      ),
+      leave: leaseSql`DELETE FROM gateway_nodes WHERE node_id = ${nodeId}`.pipe(
+        Effect.timeout(timeout),
+        Effect.asVoid,
+        Effect.ignore
+      )
     })
   })
 )

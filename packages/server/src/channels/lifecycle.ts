@@ -19,6 +19,8 @@ export type Change = Data.TaggedEnum<{
   Disconnected: { readonly code: number; readonly reason: string }
   LoggedOut: { readonly code: number }
   Failed: { readonly reason: string }
+  /** Nobody scanned the QR over several rounds: the channel rests until connected again. */
+  QrTimeout: {}
 }>
 export const Change = Data.taggedEnum<Change>()
 
@@ -81,15 +83,30 @@ export const layerChannelLifecycle = Layer.effect(
             audit: { action: "channel.connected", data: { phone_number: change.phoneNumber } }
           }
         case "Disconnected":
+          // 515 while pairing is WhatsApp's restart after a successful scan: part of pairing, the login follows
+          return row.status === "pairing" && change.code === 515
+            ? {
+                status: "connecting",
+                reason: null,
+                set: sql`qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL,`,
+                audit: { action: "channel.paired", data: { code: change.code } }
+              }
+            : {
+                status: row.status === "pairing" ? "pairing" : "reconnecting",
+                reason: change.reason,
+                // a code shown before the disconnect can no longer be used
+                set: sql`qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL,`,
+                event: { type: "channel.disconnected", data: { code: change.code, reason: change.reason } },
+                audit: { action: "channel.disconnected", data: { code: change.code, reason: change.reason } }
+              }
+        case "QrTimeout":
           return {
-            // 515 while pairing is WhatsApp's restart after a successful scan: the login follows
-            status:
-              row.status === "pairing" ? (change.code === 515 ? "connecting" : "pairing") : "reconnecting",
-            reason: change.reason,
-            // a code shown before the disconnect can no longer be used
-            set: sql`qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL,`,
-            event: { type: "channel.disconnected", data: { code: change.code, reason: change.reason } },
-            audit: { action: "channel.disconnected", data: { code: change.code, reason: change.reason } }
+            status: "created",
+            reason: "qr_timeout",
+            stop: true,
+            set: sql`desired = 'stopped', qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL,`,
+            event: { type: "channel.disconnected", data: { code: 408, reason: "qr_timeout" } },
+            audit: { action: "channel.qr_timeout", data: {} }
           }
         case "LoggedOut":
           return {

@@ -3,7 +3,7 @@ import type { ChannelStatus } from "@whatisup/domain"
 /** Every move a channel's status may make; anything else is refused (a 409 where a caller asked for it). */
 const transitions: Record<ChannelStatus, ReadonlyArray<ChannelStatus>> = {
   created: ["pairing", "deleted"],
-  pairing: ["pairing", "connecting", "connected", "logged_out", "failed", "deleted"],
+  pairing: ["pairing", "created", "connecting", "connected", "logged_out", "failed", "deleted"],
   connecting: ["connecting", "connected", "reconnecting", "pairing", "logged_out", "failed", "deleted"],
   connected: ["connected", "reconnecting", "connecting", "logged_out", "failed", "deleted"],
   reconnecting: ["reconnecting", "connecting", "connected", "pairing", "logged_out", "failed", "deleted"],
@@ -54,7 +54,9 @@ export const disconnectPolicy = (code: number): DisconnectPolicy => {
         reason: "multidevice_mismatch: the phone's multi-device state does not match (411)"
       }
     case 440:
-      return { _tag: "Failed", reason: "connection_replaced: another session took over this device (440)" }
+      // connection replaced: the supervisor decides (stop quietly if the lease went elsewhere, else
+      // retry a few times before failing with connection_replaced)
+      return { _tag: "Backoff" }
     default:
       // 408, 428, 500, 503 and anything unknown: try again, slower each time
       return { _tag: "Backoff" }

@@ -7,6 +7,7 @@ import {
   Duration,
   Effect,
   Exit,
+  Fiber,
   FiberMap,
   Layer,
   Metric,
@@ -19,9 +20,9 @@ import {
 import { decodeRows } from "../db/transaction.ts"
 import type { AuthStates } from "./loginStore.ts"
 import type { WhatsAppTransport } from "./transport.ts"
-import { Disconnected, runChannel } from "./actor.ts"
+import { Disconnected, runChannel, type StopCell, type StopIntent } from "./actor.ts"
 import { type Fence, Leases } from "./leases.ts"
-import type { ChannelLifecycle } from "./lifecycle.ts"
+import { Change, ChannelLifecycle } from "./lifecycle.ts"
 import { channelsChangedChannel } from "./rows.ts"
 import { isRunning, runningStatuses } from "./status.ts"
 
@@ -40,7 +41,8 @@ const HeldRow = Schema.Struct({
   id: ChannelId,
   desired: Schema.String,
   status: ChannelStatus,
-  run_epoch: Schema.Number
+  run_epoch: Schema.Number,
+  unlink_epoch: Schema.Number
 })
 const CandidateRow = Schema.Struct({ id: ChannelId, run_epoch: Schema.Number })
 
@@ -64,15 +66,31 @@ interface Held {
   readonly fence: Fence
   /** The channel's run epoch the actor was started for. */
   readonly epoch: number
-  /** Past this (local clock), the lease may be someone else's: the actor stops even without the database. */
+  /** Why the actor is being stopped, for its finalizers. */
+  readonly cell: StopCell
+  /** Past this (monotonic ms), the lease may be someone else's: the actor stops even without the database. */
   deadline: number
+  /** The actor ended on its own although the channel should run: not restarted before this (monotonic ms). */
+  retryAt: number
+  /** How many times in a row the actor ended on its own. */
+  endings: number
 }
+
+/** Whatever clock the gateway runs on, leases live in real time: their loops keep the real clock. */
+const realClock = Clock.Clock.defaultValue()
+const monotonicMillis = () => Number(realClock.monotonicTimeNanosUnsafe() / 1_000_000n)
+
+/** Consecutive 440s (connection replaced) while still holding the lease before the channel fails. */
+const maxReplaced = 3
+/** Consecutive pairing rounds (QR or code shown, nobody paired) before the channel rests as `qr_timeout`. */
+const maxPairingRounds = 3
 
 /**
  * Runs the channels this process holds leases for, one supervised actor each, keyed by channel id.
- * A heartbeat renews the leases (and stops any actor whose lease is lost, or can no longer be known
- * to be held); a reconciler (at start, on NOTIFY, on a timer, and when a lease elsewhere expires)
- * makes what runs match what the database says should run and takes this process's fair share.
+ * A heartbeat renews the leases on connections of their own, a watchdog with no I/O stops every
+ * actor whose lease could have lapsed, and a reconciler (at start, on NOTIFY, on a timer, and when
+ * a lease elsewhere expires) makes what runs match what the database says should run and takes this
+ * process's fair share.
  */
 export class Supervisor extends Context.Service<
   Supervisor,
@@ -83,35 +101,65 @@ export class Supervisor extends Context.Service<
 >()("whatisup/Supervisor") {}
 
 /** Restarts an actor as its disconnects ask, until the channel should stop; interrupting it closes everything. */
-const supervise = (fence: Fence, epoch: number) =>
+const supervise = (fence: Fence, cell: StopCell) =>
   Effect.gen(function* () {
+    const lifecycle = yield* ChannelLifecycle
     let attempt = 0
+    let restartsAfterLogin = 0
+    let replaced = 0
+    let pairingRounds = 0
     for (;;) {
       const started = yield* Clock.currentTimeMillis
-      const exit = yield* Effect.exit(runChannel(fence, epoch))
+      const exit = yield* Effect.exit(runChannel(fence, cell))
       if (Exit.isSuccess(exit)) return
       if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
-      if ((yield* Clock.currentTimeMillis) - started >= Duration.toMillis(backoff.stable)) attempt = 0
+      if ((yield* Clock.currentTimeMillis) - started >= Duration.toMillis(backoff.stable)) {
+        attempt = 0
+        restartsAfterLogin = 0
+        replaced = 0
+      }
       const failure = exit.cause.reasons.find(Cause.isFailReason)?.error
-      if (failure instanceof Disconnected && failure.retry === "now") {
-        yield* Metric.update(Metric.withAttributes(restarts, { reason: `code_${failure.code}` }), 1)
-        // an immediate restart is WhatsApp's own request; a second one in a row, with no login
-        // between them, waits like any other disconnect
-        if (attempt === 0 || failure.wasOpen) {
-          attempt = failure.wasOpen ? 0 : 1
-          continue
+      // the lease went elsewhere (a 440 from the new owner's login ends here too): stop quietly
+      if (failure?._tag === "LeaseLost") return
+      if (failure instanceof Disconnected) {
+        replaced = failure.code === 440 ? replaced + 1 : 0
+        pairingRounds = failure.whilePairing ? pairingRounds + 1 : 0
+        if (replaced >= maxReplaced) {
+          yield* lifecycle.record(
+            fence,
+            Change.Failed({ reason: "connection_replaced: another session took over this device (440)" })
+          )
+          return
         }
-      } else if (failure?._tag === "LeaseLost") {
-        return
+        if (pairingRounds >= maxPairingRounds) {
+          yield* lifecycle.record(fence, Change.QrTimeout())
+          return
+        }
+        yield* Metric.update(
+          Metric.withAttributes(restarts, {
+            reason: failure.code === 0 ? "connect_failed" : `code_${failure.code}`
+          }),
+          1
+        )
+        if (failure.retry === "now") {
+          // an immediate restart is WhatsApp's own request; a second one in a row waits like any
+          // other disconnect, whether or not the connection logged in between them
+          if (failure.wasOpen) {
+            restartsAfterLogin++
+            if (restartsAfterLogin === 1) {
+              attempt = 0
+              continue
+            }
+          } else if (attempt === 0) {
+            attempt = 1
+            continue
+          }
+        } else {
+          restartsAfterLogin = 0
+        }
       } else {
-        const reason =
-          failure instanceof Disconnected
-            ? failure.code === 0
-              ? "connect_failed"
-              : `code_${failure.code}`
-            : "defect"
-        if (reason === "defect") yield* Effect.logError("channel actor failed", exit.cause)
-        yield* Metric.update(Metric.withAttributes(restarts, { reason }), 1)
+        yield* Effect.logError("channel actor failed", exit.cause)
+        yield* Metric.update(Metric.withAttributes(restarts, { reason: "defect" }), 1)
       }
       yield* Effect.sleep(yield* backoff.delay(attempt))
       attempt++
@@ -124,14 +172,24 @@ export const layerSupervisor = Layer.effect(
     const sql = yield* PgClient.PgClient
     const leases = yield* Leases
     const held = new Map<ChannelId, Held>()
+    /** Actors being stopped in the background: a channel's next actor starts only once its last one closed. */
+    const closing = new Map<ChannelId, Fiber.Fiber<void>>()
     const ttlMillis = Duration.toMillis(leases.ttl)
     const tick = Math.max(200, ttlMillis / 5)
-    // an actor stops this long before its lease could expire unrenewed, so two never overlap
-    const margin = Math.min(ttlMillis / 3, 2_000)
+    const watchEvery = Math.max(20, Math.min(100, ttlMillis / 50))
+    // an actor stops this long before its lease could expire unrenewed: more than a watchdog check
+    // and the time to close its socket, so that the next owner (who also waits the grace) never overlaps
+    const margin = Math.max(ttlMillis / 5, 2 * watchEvery + 100)
 
     // registered before the actors' map, so it runs after every actor has stopped
     yield* Effect.addFinalizer(() => Effect.andThen(leases.release([...held.keys()]), leases.leave))
     const actors = yield* FiberMap.make<ChannelId>()
+    // registered after the actors' map, so it runs before the actors are interrupted
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const entry of held.values()) entry.cell.stopping ??= "shutdown"
+      })
+    )
     const context = yield* Effect.context<WhatsAppTransport | ChannelLifecycle | AuthStates>()
     const oneAtATime = yield* Semaphore.make(1)
     // counted by the heartbeat; the reconciler divides the channels by it
@@ -139,18 +197,47 @@ export const layerSupervisor = Layer.effect(
 
     const start = (fence: Fence, epoch: number) =>
       Effect.gen(function* () {
-        const now = yield* Clock.currentTimeMillis
-        held.set(fence.channelId, { fence, epoch, deadline: now + ttlMillis - margin })
-        yield* FiberMap.run(
-          actors,
-          fence.channelId,
-          supervise(fence, epoch).pipe(Effect.provideContext(context))
-        )
+        const previous = closing.get(fence.channelId)
+        if (previous !== undefined) yield* Fiber.await(previous)
+        const entry: Held = {
+          fence,
+          epoch,
+          cell: {
+            stopping: null,
+            holdsLease: () => held.get(fence.channelId) === entry && monotonicMillis() < entry.deadline
+          },
+          deadline: monotonicMillis() + ttlMillis - margin,
+          retryAt: 0,
+          endings: 0
+        }
+        held.set(fence.channelId, entry)
+        yield* run(entry)
       })
 
-    /** Stops actors (their finalizers close the sockets) before their leases are handed back. */
-    const stop = (channelIds: ReadonlyArray<ChannelId>) =>
+    /** Runs (or runs again) a held channel's actor; an actor that ends on its own is started again later, with backoff. */
+    const run = (entry: Held) =>
+      FiberMap.run(
+        actors,
+        entry.fence.channelId,
+        supervise(entry.fence, entry.cell).pipe(
+          Effect.provideContext(context),
+          Effect.onExit((exit) =>
+            Exit.isSuccess(exit)
+              ? Effect.map(backoff.delay(entry.endings++), (delay) => {
+                  entry.retryAt = monotonicMillis() + Duration.toMillis(delay)
+                })
+              : Effect.void
+          )
+        )
+      )
+
+    /** Stops actors (their finalizers close the sockets, then record why) before their leases are handed back. */
+    const stop = (channelIds: ReadonlyArray<ChannelId>, why: (id: ChannelId) => StopIntent) =>
       Effect.gen(function* () {
+        for (const id of channelIds) {
+          const entry = held.get(id)
+          if (entry !== undefined) entry.cell.stopping = why(id)
+        }
         yield* Effect.forEach(channelIds, (id) => FiberMap.remove(actors, id), {
           discard: true,
           concurrency: 64
@@ -163,32 +250,45 @@ export const layerSupervisor = Layer.effect(
     const abandon = (channelIds: ReadonlyArray<ChannelId>, why: string) =>
       Effect.gen(function* () {
         if (channelIds.length === 0) return
-        for (const id of channelIds) held.delete(id)
+        for (const id of channelIds) {
+          const entry = held.get(id)
+          if (entry !== undefined) entry.cell.stopping = "lease_lost"
+          held.delete(id)
+        }
         yield* Effect.logWarning(`stopping channel actors: ${why}`).pipe(
           Effect.annotateLogs({ channels: channelIds.join(",") })
         )
-        yield* Effect.forkDetach(
-          Effect.forEach(channelIds, (id) => FiberMap.remove(actors, id), { discard: true, concurrency: 64 })
-        )
+        for (const id of channelIds) {
+          const fiber = yield* Effect.forkDetach(FiberMap.remove(actors, id))
+          closing.set(id, fiber)
+          fiber.addObserver(() => {
+            if (closing.get(id) === fiber) closing.delete(id)
+          })
+        }
       })
 
-    const heartbeat = Effect.gen(function* () {
-      const now = yield* Clock.currentTimeMillis
-      yield* abandon(
+    /** No I/O: every actor whose lease could lapse before it is renewed closes its socket now. */
+    const watchdog = Effect.suspend(() => {
+      const now = monotonicMillis()
+      return abandon(
         [...held.values()].filter((h) => h.deadline < now).map((h) => h.fence.channelId),
         "their leases could not be renewed in time"
       )
+    })
+
+    const heartbeat = Effect.gen(function* () {
       liveNodes = yield* leases.heartbeat
-      const renewedAt = yield* Clock.currentTimeMillis
+      // the deadline counts from before the renewal is sent: the lease lasts at least that long
+      const sentAt = monotonicMillis()
+      const sent = [...held.values()]
       const renewed = new Set(
-        (yield* leases.renew([...held.values()].map((h) => h.fence))).map(
-          (f) => `${f.channelId}:${f.generation}`
-        )
+        (yield* leases.renew(sent.map((h) => h.fence))).map((f) => `${f.channelId}:${f.generation}`)
       )
       const lost: Array<ChannelId> = []
-      for (const h of held.values()) {
+      for (const h of sent) {
+        if (held.get(h.fence.channelId) !== h) continue
         if (renewed.has(`${h.fence.channelId}:${h.fence.generation}`))
-          h.deadline = renewedAt + ttlMillis - margin
+          h.deadline = sentAt + ttlMillis - margin
         else lost.push(h.fence.channelId)
       }
       yield* abandon(lost, "their leases were lost")
@@ -201,20 +301,29 @@ export const layerSupervisor = Layer.effect(
     const reconcileOnce = Effect.gen(function* () {
       const heldIds = [...held.keys()]
       const heldRows = yield* sql`
-        SELECT id, desired, status, run_epoch::int AS run_epoch
+        SELECT id, desired, status, run_epoch::int AS run_epoch, unlink_epoch::int AS unlink_epoch
         FROM channels WHERE id IN (SELECT jsonb_array_elements_text(${JSON.stringify(heldIds)}::jsonb))`.pipe(
         decodeRows(HeldRow)
       )
       const rowsById = new Map(heldRows.map((row) => [row.id, row]))
       const shouldRun = (row: typeof HeldRow.Type | undefined) =>
         row !== undefined && row.desired === "running" && isRunning(row.status)
-      yield* stop(heldIds.filter((id) => !shouldRun(rowsById.get(id))))
+      yield* stop(
+        heldIds.filter((id) => !shouldRun(rowsById.get(id))),
+        // logged out or deleted since the actor started: it unlinks the device as it stops
+        (id) => ((rowsById.get(id)?.unlink_epoch ?? 0) > (held.get(id)?.epoch ?? 0) ? "unlink" : "handover")
+      )
+      const now = monotonicMillis()
       for (const [id, entry] of held) {
         const row = rowsById.get(id)!
-        if (row.run_epoch !== entry.epoch || !(yield* FiberMap.has(actors, id))) {
-          // asked to connect, restart or log out since the actor started (or it ended): a fresh one
+        if (row.run_epoch !== entry.epoch) {
+          // asked to connect or restart since the actor started: a fresh one, once the old one closed
+          entry.cell.stopping = "restart"
           yield* FiberMap.remove(actors, id)
           yield* start(entry.fence, row.run_epoch)
+        } else if (!(yield* FiberMap.has(actors, id)) && now >= entry.retryAt) {
+          // it ended on its own although the channel should run: again, after a backoff
+          yield* run(entry)
         }
       }
 
@@ -236,7 +345,8 @@ export const layerSupervisor = Layer.effect(
           SELECT c.id, c.run_epoch::int AS run_epoch
           FROM channels c LEFT JOIN channel_leases l ON l.channel_id = c.id
           WHERE c.desired = 'running' AND c.status IN ${sql.in(runningStatuses)}
-            AND (l.channel_id IS NULL OR l.expires_at < now() OR l.owner = ${leases.nodeId})
+            AND (l.channel_id IS NULL OR l.owner = ${leases.nodeId}
+              OR l.expires_at < now() - ${`${Duration.toMillis(leases.grace)} milliseconds`}::interval)
             AND c.id NOT IN (SELECT jsonb_array_elements_text(${JSON.stringify([...held.keys()])}::jsonb))
           ORDER BY (l.owner = ${leases.nodeId}) DESC NULLS LAST, c.id
           LIMIT ${budget}`.pipe(decodeRows(CandidateRow))
@@ -251,15 +361,16 @@ export const layerSupervisor = Layer.effect(
         }
       } else if (liveNodes > 1 && held.size > fairShare + 1) {
         // another process came up: hand it what is beyond this one's share
-        yield* stop([...held.keys()].slice(fairShare))
+        yield* stop([...held.keys()].slice(fairShare), () => "handover")
       }
       yield* Metric.update(actorsHere, held.size)
 
-      // wake when the next lease held elsewhere expires, to take over without waiting for a tick
+      // wake when the next lease held elsewhere can be taken over, without waiting for a tick
+      const graceInterval = `${Duration.toMillis(leases.grace)} milliseconds`
       const next = yield* sql<{ millis: number | null }>`
-        SELECT (extract(epoch FROM min(l.expires_at) - now()) * 1000)::float8 AS millis
+        SELECT (extract(epoch FROM min(l.expires_at) + ${graceInterval}::interval - now()) * 1000)::float8 AS millis
         FROM channel_leases l JOIN channels c ON c.id = l.channel_id
-        WHERE l.owner <> ${leases.nodeId} AND l.expires_at > now()
+        WHERE l.owner <> ${leases.nodeId} AND l.expires_at + ${graceInterval}::interval > now()
           AND c.desired = 'running' AND c.status IN ${sql.in(runningStatuses)}`
       const millis = next[0]?.millis
       return millis === null || millis === undefined ? tick : Math.max(50, Math.min(tick, millis + 50))
@@ -289,7 +400,16 @@ export const layerSupervisor = Layer.effect(
         )
       )
     )
-    yield* Effect.forkScoped(Effect.repeat(heartbeat, Schedule.spaced(Duration.millis(tick))))
+    yield* Effect.forkScoped(
+      Effect.repeat(heartbeat, Schedule.spaced(Duration.millis(tick))).pipe(
+        Effect.provideService(Clock.Clock, realClock)
+      )
+    )
+    yield* Effect.forkScoped(
+      Effect.repeat(watchdog, Schedule.spaced(Duration.millis(watchEvery))).pipe(
+        Effect.provideService(Clock.Clock, realClock)
+      )
+    )
 
     return Supervisor.of({
       running: Effect.sync(() => [...held.keys()]),

@@ -39,6 +39,11 @@ export interface ConnectOptions {
   readonly pairing: PairingMethod
   /** Where the connection keeps its login: every write is fenced by the channel's lease. */
   readonly authState: AuthStateStore
+  /**
+   * False once the channel's lease could have lapsed (no I/O: the local deadline): from then on the
+   * connection must send nothing, not even a keepalive, and close.
+   */
+  readonly holdsLease: () => boolean
 }
 
 /** One live connection; closing the scope it was opened in closes the socket. */

@@ -195,7 +195,7 @@ const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
   waVersion: Config.option(Config.schema(WaVersion, "WHATISUP_WA_VERSION")),
   webhookAllowCidrs: Config.schema(CidrList, "WHATISUP_WEBHOOK_ALLOW_CIDRS").pipe(Config.withDefault([])),
   nodeId: Config.option(Config.schema(NodeId, "WHATISUP_NODE_ID")),
-  leaseTtl: Config.schema(DurationText, "WHATISUP_LEASE_TTL").pipe(Config.withDefault(Duration.seconds(15))),
+  leaseTtl: Config.schema(DurationText, "WHATISUP_LEASE_TTL").pipe(Config.withDefault(Duration.seconds(5))),
   messageMaxAge: Config.schema(DurationText, "WHATISUP_MESSAGE_MAX_AGE").pipe(
     Config.withDefault(Duration.hours(24))
   ),

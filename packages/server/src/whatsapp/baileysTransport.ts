@@ -40,16 +40,71 @@ const baileysLogger = (log: (level: string, message: string, fields: Record<stri
     })
   )
 
-/** Retry counters survive reconnects of a channel, as Baileys asks of `msgRetryCounterCache`. */
+/** A map that forgets its oldest entries beyond `max`, so a long-lived process does not grow with them. */
+const boundedMap = <K, V>(max: number) => {
+  const values = new Map<K, V>()
+  return {
+    get: (key: K) => values.get(key),
+    set: (key: K, value: V) => {
+      values.delete(key)
+      values.set(key, value)
+      if (values.size > max) values.delete(values.keys().next().value!)
+    },
+    delete: (key: K) => values.delete(key),
+    clear: () => values.clear()
+  }
+}
+
+/** Retry counters survive reconnects of a channel, as Baileys asks of `msgRetryCounterCache`; bounded. */
 const retryCounters = () => {
-  const values = new Map<string, unknown>()
+  const values = boundedMap<string, unknown>(1_000)
   const store: CacheStore = {
     get: <T>(key: string) => values.get(key) as T | undefined,
-    set: (key, value) => void values.set(key, value),
-    del: (key) => values.delete(key),
+    set: (key, value) => values.set(key, value),
+    del: (key) => void values.delete(key),
     flushAll: () => values.clear()
   }
   return store
+}
+
+type Send = (data: unknown, ...rest: Array<unknown>) => void
+
+/**
+ * Every frame the socket would send first asks `allowed`: a process that resumes after a freeze
+ * longer than its lease sends nothing (no keepalive, no receipt) before it closes. Baileys keeps its
+ * WebSocket in a protected field and captured its send at start, so the gate goes on that socket.
+ */
+const gateSends = (socket: ReturnType<typeof makeWASocket>, allowed: () => boolean) => {
+  const raw = (socket.ws as unknown as { readonly socket: { send: Send } | null }).socket
+  if (raw === null) return
+  const send = raw.send.bind(raw)
+  raw.send = (data, ...rest) => {
+    if (allowed()) return send(data, ...rest)
+    const callback = rest.find((arg) => typeof arg === "function")
+    if (typeof callback === "function") callback(new Error("not sent: the channel's lease may have lapsed"))
+  }
+}
+
+type LoginChange = { readonly type: string; readonly id: string; readonly value: string | null }
+
+/**
+ * One connection's login writes, one at a time in the order Baileys made them, so an older snapshot
+ * of the credentials never lands after a newer one; the first write refused by the lease's fence
+ * calls `fenced` (which ends the socket) instead of letting Baileys retry it.
+ */
+const serialWrites = (
+  authState: AuthStateStore,
+  run: <A, E>(effect: Effect.Effect<A, E>) => Promise<A>,
+  fenced: () => void
+) => {
+  let tail: Promise<unknown> = Promise.resolve()
+  return (changes: ReadonlyArray<LoginChange>) => {
+    const write = tail.then(() =>
+      run(authState.write(changes).pipe(Effect.tapError(() => Effect.sync(fenced))))
+    )
+    tail = write.catch(() => undefined)
+    return write
+  }
 }
 
 const parse = (value: string) => JSON.parse(value, BufferJSON.reviver) as unknown
@@ -58,8 +113,17 @@ const serialize = (value: unknown) => JSON.stringify(value, BufferJSON.replacer)
 /** `15551234567:12@s.whatsapp.net` → `+15551234567` */
 const phoneOf = (jid: string | undefined) => (jid ? `+${jid.split(/[:@]/)[0]}` : "")
 
-/** Baileys' signal key store over the channel's fenced auth-state store. */
-const signalKeys = (authState: AuthStateStore, run: <A, E>(effect: Effect.Effect<A, E>) => Promise<A>) => ({
+/**
+ * Baileys' signal key store over the channel's fenced auth-state store. New pre-keys are stored
+ * with the credentials' pre-key counter moved past them, in one transaction: a crash between the
+ * two would otherwise hand out the same ids again, over keys WhatsApp may already hold.
+ */
+const signalKeys = (
+  creds: AuthenticationCreds,
+  authState: AuthStateStore,
+  run: <A, E>(effect: Effect.Effect<A, E>) => Promise<A>,
+  write: (changes: ReadonlyArray<LoginChange>) => Promise<unknown>
+) => ({
   get: async <T extends keyof SignalDataTypeMap>(type: T, ids: Array<string>) => {
     const found = await run(authState.read(type, ids))
     const keys: { [id: string]: SignalDataTypeMap[T] } = {}
@@ -74,14 +138,21 @@ const signalKeys = (authState: AuthStateStore, run: <A, E>(effect: Effect.Effect
     return keys
   },
   set: async (data: SignalDataSet) => {
-    const changes: Array<{ type: string; id: string; value: string | null }> = []
+    const changes: Array<LoginChange> = []
     for (const [type, entries] of Object.entries(data)) {
       for (const [id, value] of Object.entries(entries ?? {})) {
         changes.push({ type, id, value: value === null || value === undefined ? null : serialize(value) })
       }
     }
+    const newPreKeyIds = Object.entries(data["pre-key"] ?? {})
+      .filter(([, value]) => value !== null && value !== undefined)
+      .map(([id]) => Number(id))
+    if (newPreKeyIds.length > 0) {
+      creds.nextPreKeyId = Math.max(creds.nextPreKeyId, ...newPreKeyIds.map((id) => id + 1))
+      changes.push({ type: credsType, id: "creds", value: serialize(creds) })
+    }
     // durable before Baileys encrypts or decrypts with it
-    await run(authState.write(changes))
+    await write(changes)
   }
 })
 
@@ -101,10 +172,10 @@ export const layerBaileysTransport = Layer.effect(
       const log = level === "error" || level === "fatal" ? Effect.logWarning : Effect.logDebug
       Effect.runForkWith(context)(log(`baileys: ${message}`).pipe(Effect.annotateLogs(fields)))
     })
-    const counters = new Map<string, CacheStore>()
+    const counters = boundedMap<string, CacheStore>(10_000)
 
     return WhatsAppTransport.of({
-      connect: ({ channelId, pairing, authState }) =>
+      connect: ({ channelId, pairing, authState, holdsLease }) =>
         Effect.gen(function* () {
           const stored = yield* authState.read(credsType, ["creds"])
           const creds =
@@ -114,11 +185,20 @@ export const layerBaileysTransport = Layer.effect(
           const msgRetryCounterCache = counters.get(channelId) ?? retryCounters()
           counters.set(channelId, msgRetryCounterCache)
 
+          let ended = false
+          let end = () => {
+            ended = true
+          }
+          const write = serialWrites(authState, run, () => {
+            logger.warn({ channel_id: channelId }, "the channel's lease is lost: closing its WhatsApp socket")
+            end()
+          })
+
           const socket = yield* Effect.acquireRelease(
             Effect.try({
               try: () =>
                 makeWASocket({
-                  auth: { creds, keys: signalKeys(authState, run) },
+                  auth: { creds, keys: signalKeys(creds, authState, run, write) },
                   logger: logger.child({ channel_id: channelId }),
                   ...(Option.isSome(config.waWsUrl) ? { waWebSocketUrl: config.waWsUrl.value } : {}),
                   ...(Option.isSome(config.waVersion)
@@ -136,12 +216,19 @@ export const layerBaileysTransport = Layer.effect(
             }),
             (socket) => Effect.sync(() => socket.end(undefined))
           )
+          end = () => socket.end(new Error("the channel's lease is lost"))
+          if (ended) end()
+          gateSends(socket, () => {
+            if (holdsLease()) return true
+            end()
+            return false
+          })
 
           let qrCount = 0
           let pairingRequested = false
           socket.ev.on("creds.update", (update) => {
             Object.assign(creds, update)
-            run(authState.write([{ type: credsType, id: "creds", value: serialize(creds) }])).then(
+            write([{ type: credsType, id: "creds", value: serialize(creds) }]).then(
               () => offer(Event.CredentialsChanged()),
               (error) => logger.warn({ error: String(error) }, "could not store the credentials")
             )
