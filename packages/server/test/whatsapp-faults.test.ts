@@ -61,9 +61,9 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
             { attempts: 400 }
           )
           yield* waitForStatus(client, id, "connected", { attempts: 400 })
-          // 515 is WhatsApp's request to restart at once; the others wait at least the first backoff (1 s - 20 %)
-          if (code === 515) expect(after).toBeLessThan(800)
-          else expect(after).toBeGreaterThanOrEqual(750)
+          // the others wait at least the first backoff (1 s - 20 %); that a 515 restarts at once is
+          // shown on the test clock (supervisor.test.ts), where a loaded machine cannot blur it
+          if (code !== 515) expect(after).toBeGreaterThanOrEqual(750)
         }
       }).pipe(Effect.scoped),
     180_000
