@@ -80,6 +80,9 @@ interface Held {
 const realClock = Clock.Clock.defaultValue()
 const monotonicMillis = () => Number(realClock.monotonicTimeNanosUnsafe() / 1_000_000n)
 
+/** Connects to WhatsApp a process starts at most every this often (50 a second), plus jitter. */
+const connectSpacingMillis = 20
+
 /** Consecutive 440s (connection replaced) while still holding the lease before the channel fails. */
 const maxReplaced = 3
 /** Consecutive pairing rounds (QR or code shown, nobody paired) before the channel rests as `qr_timeout`. */
@@ -195,7 +198,8 @@ export const layerSupervisor = Layer.effect(
     // counted by the heartbeat; the reconciler divides the channels by it
     let liveNodes = yield* leases.heartbeat
 
-    const start = (fence: Fence, epoch: number) =>
+    /** Starts a channel's actor; `deadline` is when its lease, as last claimed or renewed, could lapse. */
+    const start = (fence: Fence, epoch: number, deadline: number, after = Duration.zero) =>
       Effect.gen(function* () {
         const previous = closing.get(fence.channelId)
         if (previous !== undefined) yield* Fiber.await(previous)
@@ -206,20 +210,24 @@ export const layerSupervisor = Layer.effect(
             stopping: null,
             holdsLease: () => held.get(fence.channelId) === entry && monotonicMillis() < entry.deadline
           },
-          deadline: monotonicMillis() + ttlMillis - margin,
+          deadline,
           retryAt: 0,
           endings: 0
         }
         held.set(fence.channelId, entry)
-        yield* run(entry)
+        yield* run(entry, after)
       })
 
     /** Runs (or runs again) a held channel's actor; an actor that ends on its own is started again later, with backoff. */
-    const run = (entry: Held) =>
+    const run = (entry: Held, after = Duration.zero) =>
       FiberMap.run(
         actors,
         entry.fence.channelId,
-        supervise(entry.fence, entry.cell).pipe(
+        Effect.andThen(
+          // pacing is about WhatsApp, in real time whatever clock the rest runs on
+          Effect.sleep(after).pipe(Effect.provideService(Clock.Clock, realClock)),
+          supervise(entry.fence, entry.cell)
+        ).pipe(
           Effect.provideContext(context),
           Effect.onExit((exit) =>
             Exit.isSuccess(exit)
@@ -320,7 +328,7 @@ export const layerSupervisor = Layer.effect(
           // asked to connect or restart since the actor started: a fresh one, once the old one closed
           entry.cell.stopping = "restart"
           yield* FiberMap.remove(actors, id)
-          yield* start(entry.fence, row.run_epoch)
+          yield* start(entry.fence, row.run_epoch, entry.deadline)
         } else if (!(yield* FiberMap.has(actors, id)) && now >= entry.retryAt) {
           // it ended on its own although the channel should run: again, after a backoff
           yield* run(entry)
@@ -350,13 +358,18 @@ export const layerSupervisor = Layer.effect(
             AND c.id NOT IN (SELECT jsonb_array_elements_text(${JSON.stringify([...held.keys()])}::jsonb))
           ORDER BY (l.owner = ${leases.nodeId}) DESC NULLS LAST, c.id
           LIMIT ${budget}`.pipe(decodeRows(CandidateRow))
+        const claimedAt = monotonicMillis()
         const claimed = yield* leases.claim(candidates.map((c) => c.id))
         const epochs = new Map(candidates.map((c) => [c.id, c.run_epoch]))
-        for (const lease of claimed) {
+        // connects to WhatsApp are paced, with jitter, so a takeover or a new process is no burst
+        for (const [i, lease] of claimed.entries()) {
           if (lease.takenFrom !== null) yield* Metric.update(takeovers, 1)
+          const jitter = yield* Random.nextBetween(0, connectSpacingMillis)
           yield* start(
             { channelId: lease.channelId, generation: lease.generation },
-            epochs.get(lease.channelId) ?? 0
+            epochs.get(lease.channelId) ?? 0,
+            claimedAt + ttlMillis - margin,
+            Duration.millis(i * connectSpacingMillis + jitter)
           )
         }
       } else if (liveNodes > 1 && held.size > fairShare + 1) {
