@@ -44,6 +44,8 @@ export class Leases extends Context.Service<
     readonly check: (fence: Fence) => Effect.Effect<void, LeaseLost>
     /** Marks this node alive and says how many nodes are. */
     readonly heartbeat: Effect.Effect<number>
+    /** How many nodes are alive now (a node that left gracefully no longer counts). */
+    readonly liveNodes: Effect.Effect<number>
     /** This node stops counting among the live ones (a graceful stop), so the others' shares grow at once. */
     readonly leave: Effect.Effect<void>
   }
@@ -63,6 +65,12 @@ export const layerLeases = Layer.effect(
     const graceInterval = `${Duration.toMillis(grace)} milliseconds`
     const timeout = leaseStatementTimeout(config.leaseTtl)
     const json = (value: unknown) => JSON.stringify(value)
+    const liveNodes = Effect.map(
+      leaseSql<{
+        n: number
+      }>`SELECT count(*)::int AS n FROM gateway_nodes WHERE seen_at > now() - ${ttl}::interval`,
+      (rows) => Math.max(1, rows[0]?.n ?? 1)
+    )
     /** A lease statement that did not answer in time failed: the watchdog, not the database, decides. */
     const bounded = <A>(effect: Effect.Effect<A, unknown>) =>
       effect.pipe(Effect.timeout(timeout), Effect.orDie)
@@ -141,15 +149,14 @@ export const layerLeases = Layer.effect(
             rows.length === 0 ? Effect.fail(new LeaseLost({ channelId: fence.channelId })) : Effect.void
         ),
       heartbeat: bounded(
-        Effect.gen(function* () {
-          yield* leaseSql`
+        Effect.andThen(
+          leaseSql`
             INSERT INTO gateway_nodes (node_id, seen_at) VALUES (${nodeId}, now())
-            ON CONFLICT (node_id) DO UPDATE SET seen_at = now()`
-          const live = yield* leaseSql<{ n: number }>`
-            SELECT count(*)::int AS n FROM gateway_nodes WHERE seen_at > now() - ${ttl}::interval`
-          return Math.max(1, live[0]?.n ?? 1)
-        })
+            ON CONFLICT (node_id) DO UPDATE SET seen_at = now()`,
+          liveNodes
+        )
       ),
+      liveNodes: bounded(liveNodes),
       leave: leaseSql`DELETE FROM gateway_nodes WHERE node_id = ${nodeId}`.pipe(
         Effect.timeout(timeout),
         Effect.asVoid,

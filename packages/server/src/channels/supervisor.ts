@@ -80,8 +80,8 @@ interface Held {
 const realClock = Clock.Clock.defaultValue()
 const monotonicMillis = () => Number(realClock.monotonicTimeNanosUnsafe() / 1_000_000n)
 
-/** Connects to WhatsApp a process starts at most every this often (50 a second), plus jitter. */
-const connectSpacingMillis = 20
+/** Connects to WhatsApp a process starts at most every this often (100 a second), plus jitter. */
+const connectSpacingMillis = 10
 
 /** Consecutive 440s (connection replaced) while still holding the lease before the channel fails. */
 const maxReplaced = 3
@@ -179,13 +179,16 @@ export const layerSupervisor = Layer.effect(
     const closing = new Map<ChannelId, Fiber.Fiber<void>>()
     const ttlMillis = Duration.toMillis(leases.ttl)
     const tick = Math.max(200, ttlMillis / 5)
+    // NOTIFY and lease expiries wake the reconciler; the timer is only its fallback
+    const reconcileEvery = Math.max(tick, 5_000)
     const watchEvery = Math.max(20, Math.min(100, ttlMillis / 50))
     // an actor stops this long before its lease could expire unrenewed: more than a watchdog check
     // and the time to close its socket, so that the next owner (who also waits the grace) never overlaps
     const margin = Math.max(ttlMillis / 5, 2 * watchEvery + 100)
 
     // registered before the actors' map, so it runs after every actor has stopped
-    yield* Effect.addFinalizer(() => Effect.andThen(leases.release([...held.keys()]), leases.leave))
+    // leaving first: the others, woken by the release, already count one node fewer
+    yield* Effect.addFinalizer(() => Effect.andThen(leases.leave, leases.release([...held.keys()])))
     const actors = yield* FiberMap.make<ChannelId>()
     // registered after the actors' map, so it runs before the actors are interrupted
     yield* Effect.addFinalizer(() =>
@@ -197,6 +200,8 @@ export const layerSupervisor = Layer.effect(
     const oneAtATime = yield* Semaphore.make(1)
     // counted by the heartbeat; the reconciler divides the channels by it
     let liveNodes = yield* leases.heartbeat
+    /** When this process may start its next connect to WhatsApp (monotonic ms), across reconciles. */
+    let nextConnectAt = 0
 
     /** Starts a channel's actor; `deadline` is when its lease, as last claimed or renewed, could lapse. */
     const start = (fence: Fence, epoch: number, deadline: number, after = Duration.zero) =>
@@ -346,6 +351,8 @@ export const layerSupervisor = Layer.effect(
       const runnableCount = yield* sql<{ n: number }>`
         SELECT count(*)::int AS n FROM channels
         WHERE desired = 'running' AND status IN ${sql.in(runningStatuses)}`
+      // counted again here: a node that left or died a moment ago must not keep its share
+      liveNodes = yield* leases.liveNodes
       const fairShare = Math.ceil((runnableCount[0]?.n ?? 0) / liveNodes)
       const budget = fairShare - held.size
       if (budget > 0) {
@@ -362,14 +369,15 @@ export const layerSupervisor = Layer.effect(
         const claimed = yield* leases.claim(candidates.map((c) => c.id))
         const epochs = new Map(candidates.map((c) => [c.id, c.run_epoch]))
         // connects to WhatsApp are paced, with jitter, so a takeover or a new process is no burst
-        for (const [i, lease] of claimed.entries()) {
+        for (const lease of claimed) {
           if (lease.takenFrom !== null) yield* Metric.update(takeovers, 1)
           const jitter = yield* Random.nextBetween(0, connectSpacingMillis)
+          nextConnectAt = Math.max(nextConnectAt + connectSpacingMillis, monotonicMillis())
           yield* start(
             { channelId: lease.channelId, generation: lease.generation },
             epochs.get(lease.channelId) ?? 0,
             claimedAt + ttlMillis - margin,
-            Duration.millis(i * connectSpacingMillis + jitter)
+            Duration.millis(nextConnectAt - monotonicMillis() + jitter)
           )
         }
       } else if (liveNodes > 1 && held.size > fairShare + 1) {
@@ -386,7 +394,9 @@ export const layerSupervisor = Layer.effect(
         WHERE l.owner <> ${leases.nodeId} AND l.expires_at + ${graceInterval}::interval > now()
           AND c.desired = 'running' AND c.status IN ${sql.in(runningStatuses)}`
       const millis = next[0]?.millis
-      return millis === null || millis === undefined ? tick : Math.max(50, Math.min(tick, millis + 50))
+      return millis === null || millis === undefined
+        ? reconcileEvery
+        : Math.max(50, Math.min(reconcileEvery, millis + 50))
     }).pipe(
       Effect.catchCause((cause) =>
         Effect.as(Effect.logWarning("channel reconcile failed; retrying", cause), tick)
