@@ -1,20 +1,27 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Effect, Exit, Runtime } from "effect"
+import { Cause, Effect, Exit, Runtime, type Scope } from "effect"
 import { actors } from "./actors.ts"
 import { ScenarioFailed } from "./measure.ts"
 import { phones } from "./phones.ts"
 import { postgresServer } from "./postgres.ts"
 import { publish, type Report } from "./report.ts"
+import { takeover } from "./takeover.ts"
 
 interface Benchmark {
-  readonly full: number
-  readonly quick: number
-  readonly run: (serverUrl: string, size: number) => Effect.Effect<Report, unknown, never>
+  readonly run: (serverUrl: string, quick: boolean) => Effect.Effect<Report, unknown, never>
 }
 
+/** A benchmark at its full or its quick size, whatever a size is to it. */
+const sized = <Size>(
+  full: Size,
+  quick: Size,
+  run: (serverUrl: string, size: Size) => Effect.Effect<Report, unknown, Scope.Scope>
+): Benchmark => ({ run: (url, isQuick) => Effect.scoped(run(url, isQuick ? quick : full)) })
+
 const benchmarks: Record<string, Benchmark> = {
-  actors: { full: 1000, quick: 100, run: (url, size) => Effect.scoped(actors(url, size)) },
-  phones: { full: 50, quick: 10, run: (url, size) => Effect.scoped(phones(url, size)) }
+  actors: sized(1000, 100, actors),
+  phones: sized(50, 10, phones),
+  takeover: sized({ processes: 3, channels: 300 }, { processes: 2, channels: 40 }, takeover)
 }
 
 const usage = `usage: npm run bench -- [--quick] [${Object.keys(benchmarks).join(" | ")} ...]`
@@ -46,9 +53,7 @@ const program = Effect.gen(function* () {
   const failed: Array<string> = []
   for (const name of parsed.names) {
     const benchmark = benchmarks[name]!
-    const exit = yield* Effect.exit(
-      benchmark.run(server.url, parsed.quick ? benchmark.quick : benchmark.full)
-    )
+    const exit = yield* Effect.exit(benchmark.run(server.url, parsed.quick))
     if (Exit.isSuccess(exit)) yield* publish(exit.value)
     else {
       failed.push(name)

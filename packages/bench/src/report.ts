@@ -2,12 +2,18 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 
+/** What a figure should stay within; shown beside it, met or not, and never a reason to fail a run. */
+export interface Target {
+  readonly atMost: number
+}
+
 export interface Figure {
   /** The key in the JSON file; its last part names the unit (`_ms`, `_kib`). */
   readonly key: string
   readonly label: string
   readonly value: number
   readonly unit: string
+  readonly target?: Target
 }
 
 export interface Report {
@@ -21,10 +27,21 @@ export const resultsDir = path.join(import.meta.dirname, "..", "results")
 
 const formatted = (value: number) => value.toLocaleString("en-US", { maximumFractionDigits: 1 })
 
+const verdict = (value: number, target: Target) =>
+  `target ≤ ${formatted(target.atMost)}: ${value <= target.atMost ? "met" : "NOT met"}`
+
 /** The report as a small table on stdout, and as `results/<benchmark>.json`. */
 export const publish = (report: Report) =>
   Effect.sync(() => {
-    const rows = report.figures.map((figure) => [figure.label, formatted(figure.value), figure.unit] as const)
+    const rows = report.figures.map(
+      (figure) =>
+        [
+          figure.label,
+          formatted(figure.value),
+          figure.unit,
+          figure.target === undefined ? "" : verdict(figure.value, figure.target)
+        ] as const
+    )
     const widths = [0, 1, 2].map((column) => Math.max(...rows.map((row) => row[column]!.length)))
     const lines = [
       "",
@@ -32,20 +49,35 @@ export const publish = (report: Report) =>
       `  ${Object.entries(report.parameters)
         .map(([name, value]) => `${name}=${value}`)
         .join("  ")}`,
-      ...rows.map(
-        ([label, value, unit]) => `  ${label.padEnd(widths[0]!)}  ${value.padStart(widths[1]!)} ${unit}`
+      ...rows.map(([label, value, unit, target]) =>
+        `  ${label.padEnd(widths[0]!)}  ${value.padStart(widths[1]!)} ${unit.padEnd(widths[2]!)}  ${target}`.trimEnd()
       )
     ]
     console.log(lines.join("\n"))
     fs.mkdirSync(resultsDir, { recursive: true })
     const file = path.join(resultsDir, `${report.benchmark}.json`)
+    const targets = report.figures.flatMap((figure) =>
+      figure.target === undefined
+        ? []
+        : [
+            [
+              figure.key,
+              {
+                value: figure.value,
+                at_most: figure.target.atMost,
+                met: figure.value <= figure.target.atMost
+              }
+            ] as const
+          ]
+    )
     const json = {
       benchmark: report.benchmark,
       title: report.title,
       at: new Date().toISOString(),
       node: process.version,
       parameters: report.parameters,
-      figures: Object.fromEntries(report.figures.map((figure) => [figure.key, figure.value]))
+      figures: Object.fromEntries(report.figures.map((figure) => [figure.key, figure.value])),
+      ...(targets.length > 0 && { targets: Object.fromEntries(targets) })
     }
     fs.writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`)
     console.log(`  written to ${path.relative(process.cwd(), file)}`)
