@@ -312,6 +312,7 @@ export const layerSupervisor = Layer.effect(
 
     /** Makes what runs here match the database; says how long until a lease elsewhere expires. */
     const reconcileOnce = Effect.gen(function* () {
+      let contended = false
       const heldIds = [...held.keys()]
       const heldRows = yield* sql`
         SELECT id, desired, status, run_epoch::int AS run_epoch, unlink_epoch::int AS unlink_epoch
@@ -363,10 +364,13 @@ export const layerSupervisor = Layer.effect(
             AND (l.channel_id IS NULL OR l.owner = ${leases.nodeId}
               OR l.expires_at < now() - ${`${Duration.toMillis(leases.grace)} milliseconds`}::interval)
             AND c.id NOT IN (SELECT jsonb_array_elements_text(${JSON.stringify([...held.keys()])}::jsonb))
-          ORDER BY (l.owner = ${leases.nodeId}) DESC NULLS LAST, c.id
+          -- each node walks the channels in an order of its own, so nodes claiming at once rarely collide
+          ORDER BY (l.owner = ${leases.nodeId}) DESC NULLS LAST, md5(c.id || ${leases.nodeId})
           LIMIT ${budget}`.pipe(decodeRows(CandidateRow))
         const claimedAt = monotonicMillis()
         const claimed = yield* leases.claim(candidates.map((c) => c.id))
+        // another node claimed some of them first: look again soon rather than at the next tick
+        if (claimed.length < candidates.length) contended = true
         const epochs = new Map(candidates.map((c) => [c.id, c.run_epoch]))
         // connects to WhatsApp are paced, with jitter, so a takeover or a new process is no burst
         for (const lease of claimed) {
@@ -394,9 +398,9 @@ export const layerSupervisor = Layer.effect(
         WHERE l.owner <> ${leases.nodeId} AND l.expires_at + ${graceInterval}::interval > now()
           AND c.desired = 'running' AND c.status IN ${sql.in(runningStatuses)}`
       const millis = next[0]?.millis
-      return millis === null || millis === undefined
-        ? reconcileEvery
-        : Math.max(50, Math.min(reconcileEvery, millis + 50))
+      const until =
+        millis === null || millis === undefined ? reconcileEvery : Math.min(reconcileEvery, millis + 50)
+      return Math.max(50, contended ? Math.min(until, 100) : until)
     }).pipe(
       Effect.catchCause((cause) =>
         Effect.as(Effect.logWarning("channel reconcile failed; retrying", cause), tick)
