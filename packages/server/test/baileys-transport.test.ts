@@ -6,7 +6,7 @@ import { layerBaileysTransport } from "../src/whatsapp/baileysTransport.ts"
 import { type TransportEvent, WhatsAppTransport } from "../src/channels/transport.ts"
 import { GatewayConfigService, loadConfig } from "../src/config/config.ts"
 import { ConfigProvider } from "effect"
-import { waitFor } from "./support/waits.ts"
+import { pause, waitFor } from "./support/waits.ts"
 import { simulator } from "./support/simulator.ts"
 
 /** A login kept in memory: the store's contract without the database (fencing is tested elsewhere). */
@@ -141,9 +141,11 @@ describe("the Baileys transport against the simulator", () => {
           "hi back"
         )
 
-        // the lease may have lapsed: nothing more leaves the socket, and the connection closes
-        leaseHeld = false
+        // the lease may have lapsed: nothing more leaves the socket, and the connection closes; first a
+        // quiet second, so that the acks Baileys sent for the receipts have reached the simulator
+        yield* pause(1000)
         const lapsedAt = sim.now()
+        leaseHeld = false
         const refused = yield* connection
           .send({ id: "3EB0WHATISUP0002", to: "15557778888@s.whatsapp.net", content: { text: "too late" } })
           .pipe(Effect.flip)
