@@ -58,6 +58,7 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
           (yield* runCli(["keys", "issue", id, "--name", "deploy", "--json"], env)).stdout
         )
         expect(issued.key).toMatch(/^wiu_/)
+
         expect(issued.name).toBe("deploy")
         const client = yield* apiClient(api, issued.key)
         expect((yield* client.me.get({})).key_id).toBe(issued.id)
@@ -79,6 +80,20 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
           ["api_key.created", "operator"],
           ["customer.created", "operator"]
         ])
+
+        // what the operator is told when a key cannot be issued
+        const unbound = yield* runCli(
+          ["keys", "issue", id, "--channel", "ch_00000000000000000000000000"],
+          env
+        )
+        expect(unbound.code).not.toBe(0)
+        expect(unbound.stderr).toMatch(
+          new RegExp(`^whatisup: no channel ch_00000000000000000000000000 for customer ${id}\n$`)
+        )
+        yield* runCli(["customers", "set-plan", id, "--max-api-keys", "2"], env)
+        const overLimit = yield* runCli(["keys", "issue", id], env)
+        expect(overLimit.code).not.toBe(0)
+        expect(overLimit.stderr).toMatch(/^whatisup: The plan allows 2 active API keys\n$/)
       })
     )
 

@@ -12,7 +12,7 @@ const phone = (n: number) => `1555${String(n).padStart(7, "0")}`
 
 describe("WhatsApp disconnects, with real Baileys against the simulator", () => {
   it.live(
-    "403 and 411 are terminal with a clear reason and no reconnect; 515 reconnects at once; 408, 428, 440 and 503 reconnect after a backoff",
+    "403 and 411 are terminal with a clear reason and no reconnect; 515 reconnects; 408, 428, 440 and 503 reconnect after a backoff",
     () =>
       Effect.gen(function* () {
         const { sim, gateway } = yield* baileysGateway()

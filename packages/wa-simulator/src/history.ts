@@ -120,8 +120,14 @@ interface Entry {
   closedAt: number | undefined
   closure: Closure | undefined
   wsCloseCode: number | undefined
+  /** The latest stanzas only (a long-lived connection would otherwise grow without bound). */
   stanzas: SentStanza[]
+  /** Every stanza it sent, counted by kind. */
+  readonly counts: { -readonly [K in StanzaKind]: number }
 }
+
+/** Stanzas kept per connection; the counts cover all of them. */
+const keptStanzas = 1_000
 
 const recordOf = (entry: Entry): ConnectionRecord => ({
   connectionId: entry.connectionId,
@@ -133,7 +139,7 @@ const recordOf = (entry: Entry): ConnectionRecord => ({
   closedAt: entry.closedAt,
   closure: entry.closure,
   wsCloseCode: entry.wsCloseCode,
-  sent: countByKind(entry.stanzas),
+  sent: { ...entry.counts },
   stanzas: entry.stanzas.slice()
 })
 
@@ -219,19 +225,18 @@ export const makeConnectionHistory = () => {
         closedAt: undefined,
         closure: undefined,
         wsCloseCode: undefined,
-        stanzas: []
+        stanzas: [],
+        counts: { message: 0, receipt: 0, iq: 0, presence: 0, other: 0 }
       })
     },
     /** A stanza arrived from this connection; ignored unless it is logged in and open. */
     received: (connectionId: number, node: BinaryNode) => {
       const entry = openEntry(connectionId)
       if (!entry) return
-      entry.stanzas.push({
-        at: simulatorNow(),
-        kind: kindOf(node.tag),
-        tag: node.tag,
-        attrs: { ...node.attrs }
-      })
+      const kind = kindOf(node.tag)
+      entry.counts[kind]++
+      entry.stanzas.push({ at: simulatorNow(), kind, tag: node.tag, attrs: { ...node.attrs } })
+      if (entry.stanzas.length > keptStanzas) entry.stanzas.shift()
     },
     ending,
     /** The simulator is closing: it ends every open connection. */
@@ -263,6 +268,7 @@ export const makeConnectionHistory = () => {
       for (const entry of select(phoneNumber)) {
         if (entry.closedAt === undefined) {
           entry.stanzas = []
+          for (const kind of Object.keys(entry.counts) as Array<StanzaKind>) entry.counts[kind] = 0
         } else {
           entries.delete(entry.connectionId)
           forgotten++

@@ -105,7 +105,28 @@ export const connectBaileys = (
 export const statusCodeOf = (update: Partial<ConnectionState>): number | undefined =>
   (update.lastDisconnect?.error as { output?: { statusCode?: number } } | undefined)?.output?.statusCode
 
-/** Checks again and again (yielding to the event loop) until `check` holds; the test's own timeout bounds it. */
+/**
+ * Reads `get` again and again (yielding to the event loop) until `accept` takes what it read, and
+ * returns that; throws, naming `label` and the last value read, after `attempts` reads.
+ */
+export const pollUntil = async <A>(
+  label: string,
+  get: () => A | Promise<A>,
+  accept: (value: A) => boolean,
+  { pauseMs = 20, attempts = 1_500 } = {}
+): Promise<A> => {
+  let last: A | undefined
+  for (let i = 0; i < attempts; i++) {
+    last = await get()
+    if (accept(last)) return last
+    await new Promise((resolve) => setTimeout(resolve, pauseMs))
+  }
+  throw new Error(
+    `waited for ${label}: still not true after ${attempts} checks; last seen: ${JSON.stringify(last)}`
+  )
+}
+
+/** Checks until `check` holds; throws naming the condition (its source) when it never does. */
 export const eventually = async (check: () => boolean, pauseMs = 20): Promise<void> => {
-  while (!check()) await new Promise((resolve) => setTimeout(resolve, pauseMs))
+  await pollUntil(check.toString(), check, (holds) => holds, { pauseMs })
 }

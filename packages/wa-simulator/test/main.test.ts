@@ -7,6 +7,7 @@ import {
   connectBaileys,
   eventually,
   makeMemoryAuthState,
+  pollUntil,
   statusCodeOf,
   type MemoryAuthState
 } from "./baileys-client.ts"
@@ -117,11 +118,11 @@ describe("the standalone simulator (main.ts) and its HTTP control API", () => {
     type Connections = Array<{ connection_id: number; closed_at: number | null; closure: unknown }>
     const history = async () =>
       (await call(started, "GET", `/accounts/${PHONE}/history`)).body.connections as Connections
-    let connections = await history()
-    while (connections[0]?.closed_at === null) {
-      await new Promise((resolve) => setTimeout(resolve, 20))
-      connections = await history()
-    }
+    const connections = await pollUntil(
+      "the replaced connection to close",
+      history,
+      (seen) => seen[0]?.closed_at !== null
+    )
     const [older, newer] = connections
     expect(connections).toHaveLength(2)
     expect(older!.closure).toEqual({ by: "replaced", replaced_by: newer!.connection_id })
@@ -190,11 +191,14 @@ describe("the standalone simulator (main.ts) and its HTTP control API", () => {
     const sent = await client.socket.sendMessage(`${contact}@s.whatsapp.net`, { text: "through the API" })
     const receivedByContact = async () =>
       (await call(started, "GET", `/accounts/${contact}/received`)).body as unknown as unknown[]
-    let received = await receivedByContact()
-    while (received.length === 0) {
-      await new Promise((resolve) => setTimeout(resolve, 50))
-      received = await receivedByContact()
-    }
+    const received = await pollUntil(
+      "the contact to receive the message",
+      receivedByContact,
+      (seen) => seen.length > 0,
+      {
+        pauseMs: 50
+      }
+    )
     expect(received).toEqual([
       expect.objectContaining({ id: sent!.key.id, from: PHONE, from_device: 1, text: "through the API" })
     ])

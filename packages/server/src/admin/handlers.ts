@@ -1,33 +1,15 @@
-import {
-  AdminRequestInvalid,
-  AdminRpcs,
-  CustomerNotFound,
-  OperatorAuth,
-  OperatorUnauthorized
-} from "@whatisup/domain"
-import { Effect, Layer, Redacted } from "effect"
+import { AdminRequestInvalid, AdminRpcs, CustomerNotFound } from "@whatisup/domain"
+import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
-import * as crypto from "node:crypto"
 import { Audit } from "../audit/audit.ts"
-import { CurrentRequestId } from "../audit/requestId.ts"
 import { Channels } from "../channels/channels.ts"
 import { KeyRing } from "../crypto/keyRing.ts"
 import { transaction } from "../db/transaction.ts"
 import { ApiKeys } from "../tenancy/apiKeys.ts"
 import { Customers } from "../tenancy/customers.ts"
 import type * as Tenancy from "../tenancy/errors.ts"
-import { tokensMatch } from "./operatorToken.ts"
 
 const operator = { type: "operator" as const, id: null }
-
-export const layerOperatorAuth = (token: Redacted.Redacted<string>) =>
-  Layer.succeed(OperatorAuth, (effect, { headers }) => {
-    const header = headers["authorization"] ?? ""
-    const presented = header.startsWith("Bearer ") ? header.slice("Bearer ".length).trim() : ""
-    return presented !== "" && tokensMatch(token, presented)
-      ? Effect.provideService(effect, CurrentRequestId, `admin-${crypto.randomUUID()}`)
-      : Effect.fail(new OperatorUnauthorized({ message: "the operator token is missing or wrong" }))
-  })
 
 type OperatorError = Tenancy.CustomerNotFound | Tenancy.PlanLimitExceeded | Tenancy.BindingChannelNotFound
 
@@ -43,9 +25,11 @@ const adminErrorFor = (error: OperatorError) => {
     case "CustomerNotFound":
       return new CustomerNotFound({ customer_id: error.customerId })
     case "PlanLimitExceeded":
-      return new AdminRequestInvalid({ message: `the plan allows ${error.max} (${error.limit})` })
+      return new AdminRequestInvalid({ message: error.message })
     case "BindingChannelNotFound":
-      return new AdminRequestInvalid({ message: `no channel ${error.channelId} for this customer` })
+      return new AdminRequestInvalid({
+        message: `no channel ${error.channelId} for customer ${error.customerId}`
+      })
   }
 }
 

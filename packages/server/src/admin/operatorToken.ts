@@ -1,6 +1,8 @@
-import { Effect, Option, Redacted } from "effect"
+import { OperatorAuth, OperatorUnauthorized } from "@whatisup/domain"
+import { Effect, Layer, Option, Redacted } from "effect"
 import * as crypto from "node:crypto"
 import * as path from "node:path"
+import { CurrentRequestId } from "../audit/requestId.ts"
 import type { GatewayConfig } from "../config/config.ts"
 import { readOrCreateSecret } from "../config/dataDir.ts"
 
@@ -21,3 +23,13 @@ export const tokensMatch = (expected: Redacted.Redacted<string>, presented: stri
   const b = crypto.createHash("sha256").update(presented).digest()
   return crypto.timingSafeEqual(a, b)
 }
+
+/** The operator token on every admin RPC, compared in constant time; each call gets a request id of its own. */
+export const layerOperatorAuth = (token: Redacted.Redacted<string>) =>
+  Layer.succeed(OperatorAuth, (effect, { headers }) => {
+    const header = headers["authorization"] ?? ""
+    const presented = header.startsWith("Bearer ") ? header.slice("Bearer ".length).trim() : ""
+    return presented !== "" && tokensMatch(token, presented)
+      ? Effect.provideService(effect, CurrentRequestId, `admin-${crypto.randomUUID()}`)
+      : Effect.fail(new OperatorUnauthorized({ message: "the operator token is missing or wrong" }))
+  })

@@ -6,8 +6,8 @@ import { PrometheusMetrics } from "effect/observability"
 import { RpcSerialization, RpcServer } from "effect/rpc"
 import { createServer } from "node:http"
 import { GatewayConfigService } from "../config/config.ts"
-import { layerAdminHandlers, layerOperatorAuth } from "./handlers.ts"
-import { operatorToken } from "./operatorToken.ts"
+import { layerAdminHandlers } from "./handlers.ts"
+import { layerOperatorAuth, operatorToken } from "./operatorToken.ts"
 
 /** The operator listener (`WHATISUP_ADMIN_LISTEN`): the admin RPC at /rpc and Prometheus text at /metrics. */
 export const layerAdminServer = Layer.unwrap(

@@ -2,7 +2,7 @@ import type { ChannelId, ChannelStatus } from "@whatisup/domain"
 import { Data } from "effect"
 
 /** No channel with this id is visible to the caller (deleted, another customer's, or never made). */
-export class ChannelNotFound extends Data.TaggedError("ChannelNotFound")<{ readonly channelId: string }> {}
+export class ChannelNotFound extends Data.TaggedError("ChannelNotFound")<{ readonly channelId: ChannelId }> {}
 
 /** The channel's status does not allow what was asked. */
 export class ChannelStateConflict extends Data.TaggedError("ChannelStateConflict")<{

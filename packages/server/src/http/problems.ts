@@ -186,13 +186,6 @@ export type CapabilityError =
   | AuthenticationFailed
   | RateLimitExceeded
 
-const limitNouns: Record<PlanLimitExceeded["limit"], string> = {
-  max_channels: "channels",
-  max_api_keys: "active API keys",
-  messages_per_minute: "messages a minute per channel",
-  api_requests_per_second: "API requests a second"
-}
-
 const authenticationProblems = {
   missing: { code: "missing_api_key", detail: "Send Authorization: Bearer wiu_..." },
   malformed: { code: "malformed_api_key", detail: "API keys look like wiu_ followed by 43 characters" },
@@ -225,7 +218,7 @@ const problems = {
   ApiKeyNotFound: () => new NotFound({ detail: "No such API key" }),
   PlanLimitExceeded: (error) =>
     new PlanLimitReached({
-      detail: `The plan allows ${error.max} ${limitNouns[error.limit]}`,
+      detail: error.message,
       limit: error.limit,
       max: error.max
     }),

@@ -66,7 +66,7 @@ export const layerApiKeys = Layer.effect(
               const channels = yield* sql`
                 SELECT 1 FROM channels
                 WHERE id = ${channelId} AND customer_id = ${customerId} AND status <> 'deleted'`
-              if (channels.length === 0) return yield* new BindingChannelNotFound({ channelId })
+              if (channels.length === 0) return yield* new BindingChannelNotFound({ customerId, channelId })
             }
             const plaintext = newKeyPlaintext()
             const id = newId.apiKey()

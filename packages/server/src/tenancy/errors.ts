@@ -1,20 +1,32 @@
-import type { ChannelId, CustomerId, Plan } from "@whatisup/domain"
+import type { ApiKeyId, ChannelId, CustomerId, Plan } from "@whatisup/domain"
 import { Data } from "effect"
 
 export class CustomerNotFound extends Data.TaggedError("CustomerNotFound")<{
   readonly customerId: CustomerId
 }> {}
 
-export class ApiKeyNotFound extends Data.TaggedError("ApiKeyNotFound")<{ readonly keyId: string }> {}
+export class ApiKeyNotFound extends Data.TaggedError("ApiKeyNotFound")<{ readonly keyId: ApiKeyId }> {}
+
+const limitNouns: Record<keyof Plan, string> = {
+  max_channels: "channels",
+  max_api_keys: "active API keys",
+  messages_per_minute: "messages a minute per channel",
+  api_requests_per_second: "API requests a second"
+}
 
 /** Creating this would exceed one of the customer's plan limits. */
 export class PlanLimitExceeded extends Data.TaggedError("PlanLimitExceeded")<{
   readonly limit: keyof Plan
   readonly max: number
-}> {}
+}> {
+  override get message() {
+    return `The plan allows ${this.max} ${limitNouns[this.limit]}`
+  }
+}
 
 /** A key was to be bound to a channel the customer does not have. */
 export class BindingChannelNotFound extends Data.TaggedError("BindingChannelNotFound")<{
+  readonly customerId: CustomerId
   readonly channelId: ChannelId
 }> {}
 

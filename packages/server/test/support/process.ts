@@ -35,10 +35,13 @@ export const spawnGateway = (env: Record<string, string | undefined>, main = gat
       })
   )
 
-/** Polls `/readyz` until it answers 200, or fails with the process's output if it exits first. */
-export const waitReady = (gateway: GatewayProcess, api: string) =>
+/** Polls `/readyz` until it answers 200; fails with the process's output if it exits first or never gets ready. */
+export const waitReady = (gateway: GatewayProcess, api: string, attempts = 600) =>
   Effect.promise(async () => {
-    for (;;) {
+    for (let attempt = 0; ; attempt++) {
+      if (attempt === attempts) {
+        throw new Error(`${api}/readyz never answered 200 in ${attempts} tries:\n${gateway.output()}`)
+      }
       if (gateway.child.exitCode !== null) {
         throw new Error(`the gateway exited with ${gateway.child.exitCode}:\n${gateway.output()}`)
       }
