@@ -9,8 +9,8 @@ import { waitForStatus } from "./support/api.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { pause, staysTrue, waitFor, waitUntil } from "./support/waits.ts"
 
-/** A gateway on the test clock, with one connected channel. */
-const connectedChannel = Effect.gen(function* () {
+/** A gateway on the test clock, with one channel connecting by QR (its connection open). */
+const pairingChannel = Effect.gen(function* () {
   const database = yield* testDatabase
   const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
   const { client } = yield* newCustomer(gateway)
@@ -20,6 +20,12 @@ const connectedChannel = Effect.gen(function* () {
     "the channel's connection is open",
     Effect.sync(() => gateway.whatsapp.isOpen(channel))
   )
+  return { gateway, client, channel }
+})
+
+/** A gateway on the test clock, with one connected channel. */
+const connectedChannel = Effect.gen(function* () {
+  const { gateway, client, channel } = yield* pairingChannel
   yield* gateway.whatsapp.pair(channel, "+15557654321")
   yield* waitForStatus(client, channel, "connected")
   /** Waits until the channel has this status, and answers it as it then was. */
@@ -200,12 +206,8 @@ describe("the channel supervisor", () => {
     "a QR nobody scans stops after three rounds: the channel rests as created with reason qr_timeout",
     () =>
       Effect.gen(function* () {
-        const database = yield* testDatabase
-        const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
+        const { gateway, client, channel } = yield* pairingChannel
         const { whatsapp } = gateway
-        const { client } = yield* newCustomer(gateway)
-        const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
-        yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
         // WhatsApp ends a pairing connection whose QR codes all expired with 408
         for (let round = 1; round <= 3; round++) {
           yield* waitUntil(
@@ -246,16 +248,8 @@ describe("the channel supervisor", () => {
     "a second 515 with no login between them backs off instead of looping",
     () =>
       Effect.gen(function* () {
-        const database = yield* testDatabase
-        const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
+        const { gateway, channel } = yield* pairingChannel
         const { whatsapp } = gateway
-        const { client } = yield* newCustomer(gateway)
-        const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
-        yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
-        yield* waitUntil(
-          "the first connection is open",
-          Effect.sync(() => whatsapp.isOpen(channel))
-        )
         yield* whatsapp.emit(channel, TransportEvent.Close({ code: 515, reason: "restart required" }))
         yield* soon(
           "the first 515 reconnects at once",
