@@ -1,26 +1,12 @@
 import { Effect, Exit, Scope } from "effect"
 import { sqlFor } from "../../server/test/support/database.ts"
-import type { ChannelId } from "@whatisup/domain"
 import { newCustomer } from "../../server/test/support/admin.ts"
-import type { ApiClient } from "../../server/test/support/api.ts"
+import { connectAll, createChannels } from "../../server/test/support/api.ts"
 import { benchGateway } from "./gateway.ts"
 import { ensure, millisSince, readMemory, waitUntil } from "./measure.ts"
 import type { Report } from "./report.ts"
 
 const withinMillis = 300_000
-
-const createChannels = (client: ApiClient, count: number) =>
-  Effect.forEach(
-    Array.from({ length: count }, (_, i) => i),
-    (i) => Effect.map(client.channels.create({ headers: {}, payload: { name: `phone ${i}` } }), (c) => c.id),
-    { concurrency: 16 }
-  )
-
-const connectAll = (client: ApiClient, ids: ReadonlyArray<ChannelId>) =>
-  Effect.forEach(ids, (id) => client.channels.connect({ params: { id }, payload: { method: "qr" } }), {
-    concurrency: 16,
-    discard: true
-  })
 
 const perActorKib = (before: number, after: number, count: number) =>
   Math.round(((after - before) / count / 1024) * 10) / 10

@@ -1,11 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import type { ChannelId } from "@whatisup/domain"
 import { Effect } from "effect"
 import { TransportEvent } from "../src/channels/transport.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { waitUntil } from "./support/waits.ts"
 import { newCustomer } from "./support/admin.ts"
-import { type ApiClient, waitForStatus } from "./support/api.ts"
+import { connectAll, createChannels, waitForStatus } from "./support/api.ts"
 import { gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
 
 /** A customer whose plan allows this many channels, and the API client of its key. */
@@ -18,23 +17,6 @@ const customerWith = (gateway: RunningGateway, channels: number) =>
     return client
   })
 
-const createChannels = (client: ApiClient, count: number) =>
-  Effect.forEach(
-    Array.from({ length: count }, (_, i) => i),
-    (i) => Effect.map(client.channels.create({ headers: {}, payload: { name: `phone ${i}` } }), (c) => c.id),
-    { concurrency: 16 }
-  )
-
-const connectAll = (client: ApiClient, ids: ReadonlyArray<ChannelId>) =>
-  Effect.forEach(
-    ids,
-    (id) =>
-      Effect.map(client.channels.connect({ params: { id }, payload: { method: "qr" } }), (accepted) =>
-        expect(accepted.status).toBe("pairing")
-      ),
-    { concurrency: 16, discard: true }
-  )
-
 describe("channel actors", () => {
   it.live(
     "a defect inside one actor leaves 100 others running, and that actor is restarted",
@@ -45,7 +27,7 @@ describe("channel actors", () => {
         const { whatsapp } = gateway
         const client = yield* customerWith(gateway, 101)
         const ids = yield* createChannels(client, 101)
-        yield* connectAll(client, ids)
+        for (const accepted of yield* connectAll(client, ids)) expect(accepted.status).toBe("pairing")
         yield* waitUntil(
           "all 101 connections are open",
           Effect.sync(() => ids.every((id) => whatsapp.isOpen(id))),
@@ -102,7 +84,7 @@ describe("channel actors", () => {
         const { whatsapp } = gateway
         const client = yield* customerWith(gateway, 5)
         const [id] = yield* createChannels(client, 1)
-        yield* connectAll(client, [id!])
+        for (const accepted of yield* connectAll(client, [id!])) expect(accepted.status).toBe("pairing")
         yield* waitUntil(
           "the channel's connection is open",
           Effect.sync(() => whatsapp.isOpen(id!))

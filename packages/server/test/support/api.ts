@@ -48,3 +48,17 @@ export const waitForQr = (client: ApiClient, id: ChannelId, polling?: Polling) =
     ),
     (seen) => ("qr" in seen ? seen.qr : undefined)!
   )
+
+/** `count` channels named `phone 0`, `phone 1`, …, created through the API; their ids in order. */
+export const createChannels = (client: ApiClient, count: number) =>
+  Effect.forEach(
+    Array.from({ length: count }, (_, i) => i),
+    (i) => Effect.map(client.channels.create({ headers: {}, payload: { name: `phone ${i}` } }), (c) => c.id),
+    { concurrency: 16 }
+  )
+
+/** Connects every channel by QR through the API; says what each connect answered. */
+export const connectAll = (client: ApiClient, ids: ReadonlyArray<ChannelId>) =>
+  Effect.forEach(ids, (id) => client.channels.connect({ params: { id }, payload: { method: "qr" } }), {
+    concurrency: 16
+  })
