@@ -4,6 +4,7 @@ import * as fs from "node:fs"
 import { loadConfig } from "../../server/src/config/config.ts"
 import { leaseGrace } from "../../server/src/channels/leases.ts"
 import { newCustomer } from "../../server/test/support/admin.ts"
+import { connectAll, createChannels } from "../../server/test/support/api.ts"
 import { databaseOn, sqlFor } from "../../server/test/support/database.ts"
 import { gatewayEnvironment } from "../../server/test/support/gateway.ts"
 import {
@@ -236,6 +237,25 @@ export const takeover = (
         Effect.map(connections, (rows) => settled(rows, endings, ids, live)),
         withinMillis
       )
+    /**
+     * Once `node` is gone: waits until every channel runs once on the live nodes, and says how long
+     * after `since` each of `moved` opened elsewhere.
+     */
+    const movedElsewhere = (
+      what: string,
+      node: string,
+      moved: ReadonlyArray<string>,
+      since: number,
+      live: ReadonlyArray<string>
+    ) =>
+      Effect.gen(function* () {
+        yield* waitSettled(`every channel of the ${what} runs once elsewhere`, ids, live)
+        const rows = yield* connections
+        const moves = movedAfter(rows, moved, node, since)
+        const millis = moves.filter((move): move is number => move !== null)
+        yield* ensure(millis.length === moves.length, `a channel of the ${what} never opened elsewhere`)
+        return { rows, millis }
+      })
 
     // 1. every process up; the channels created and connected through the first one's API
     const entry = nodes[0]!.env
@@ -247,20 +267,8 @@ export const takeover = (
       },
       { name: "Bench", plan: { max_channels: channels } }
     )
-    const ids = yield* Effect.forEach(
-      Array.from({ length: channels }, (_, i) => i),
-      (i) =>
-        Effect.map(client.channels.create({ headers: {}, payload: { name: `phone ${i}` } }), (c) => c.id),
-      { concurrency: 16 }
-    )
-    yield* Effect.forEach(
-      ids,
-      (id) => client.channels.connect({ params: { id }, payload: { method: "qr" } }),
-      {
-        concurrency: 16,
-        discard: true
-      }
-    )
+    const ids = yield* createChannels(client, channels)
+    yield* connectAll(client, ids)
     let live = nodes.map((node) => node.id)
     yield* waitSettled(`each of ${channels} channels runs once, shared by ${processes} processes`, ids, live)
 
@@ -281,14 +289,13 @@ export const takeover = (
     ]
     endings.push({ node: victim.id, at: diedAt })
     live = live.filter((id) => id !== victim.id)
-    yield* waitSettled(`every channel of the killed ${victim.id} runs once elsewhere`, ids, live)
-    const afterKill = yield* connections
-    const killMoves = movedAfter(afterKill, lostChannels, victim.id, killedAt)
-    yield* ensure(
-      killMoves.every((move) => move !== null),
-      `a channel of the killed ${victim.id} never opened elsewhere`
+    const { rows: afterKill, millis: killMillis } = yield* movedElsewhere(
+      `killed ${victim.id}`,
+      victim.id,
+      lostChannels,
+      killedAt,
+      live
     )
-    const killMillis = killMoves as ReadonlyArray<number>
     const killDone = killedAt + Math.max(...killMillis)
     const killPeak = Math.max(
       ...live.map((node) =>
@@ -347,14 +354,13 @@ export const takeover = (
     ).length
     endings.push({ node: stopped.id, at: exitedAt })
     live = live.filter((id) => id !== stopped.id)
-    yield* waitSettled(`every channel of the stopped ${stopped.id} runs once elsewhere`, ids, live)
-    const afterStop = yield* connections
-    const stopMoves = movedAfter(afterStop, handed, stopped.id, stoppedAt)
-    yield* ensure(
-      stopMoves.every((move) => move !== null),
-      `a channel of the stopped ${stopped.id} never opened elsewhere`
+    const { rows: afterStop, millis: stopMillis } = yield* movedElsewhere(
+      `stopped ${stopped.id}`,
+      stopped.id,
+      handed,
+      stoppedAt,
+      live
     )
-    const stopMillis = stopMoves as ReadonlyArray<number>
     const closedAt = afterStop
       .filter((row) => row.node_id === stopped.id && row.closed_at !== null && row.closed_at >= stoppedAt)
       .map((row) => row.closed_at!)

@@ -42,8 +42,8 @@ export class Leases extends Context.Service<
     readonly release: (channelIds: ReadonlyArray<ChannelId>) => Effect.Effect<void>
     /** Inside a transaction: fails unless the fence still holds, and keeps it held until commit. */
     readonly check: (fence: Fence) => Effect.Effect<void, LeaseLost>
-    /** Marks this node alive and says how many nodes are. */
-    readonly heartbeat: Effect.Effect<number>
+    /** Marks this node alive. */
+    readonly heartbeat: Effect.Effect<void>
     /** How many nodes are alive now (a node that left gracefully no longer counts). */
     readonly liveNodes: Effect.Effect<number>
     /** This node stops counting among the live ones (a graceful stop), so the others' shares grow at once. */
@@ -149,12 +149,9 @@ export const layerLeases = Layer.effect(
             rows.length === 0 ? Effect.fail(new LeaseLost({ channelId: fence.channelId })) : Effect.void
         ),
       heartbeat: bounded(
-        Effect.andThen(
-          leaseSql`
-            INSERT INTO gateway_nodes (node_id, seen_at) VALUES (${nodeId}, now())
-            ON CONFLICT (node_id) DO UPDATE SET seen_at = now()`,
-          liveNodes
-        )
+        Effect.asVoid(leaseSql`
+          INSERT INTO gateway_nodes (node_id, seen_at) VALUES (${nodeId}, now())
+          ON CONFLICT (node_id) DO UPDATE SET seen_at = now()`)
       ),
       liveNodes: bounded(liveNodes),
       leave: leaseSql`DELETE FROM gateway_nodes WHERE node_id = ${nodeId}`.pipe(

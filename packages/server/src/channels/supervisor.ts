@@ -198,8 +198,7 @@ export const layerSupervisor = Layer.effect(
     )
     const context = yield* Effect.context<WhatsAppTransport | ChannelLifecycle | AuthStates>()
     const oneAtATime = yield* Semaphore.make(1)
-    // counted by the heartbeat; the reconciler divides the channels by it
-    let liveNodes = yield* leases.heartbeat
+    yield* leases.heartbeat
     /** When this process may start its next connect to WhatsApp (monotonic ms), across reconciles. */
     let nextConnectAt = 0
 
@@ -290,7 +289,7 @@ export const layerSupervisor = Layer.effect(
     })
 
     const heartbeat = Effect.gen(function* () {
-      liveNodes = yield* leases.heartbeat
+      yield* leases.heartbeat
       // the deadline counts from before the renewal is sent: the lease lasts at least that long
       const sentAt = monotonicMillis()
       const sent = [...held.values()]
@@ -352,8 +351,8 @@ export const layerSupervisor = Layer.effect(
       const runnableCount = yield* sql<{ n: number }>`
         SELECT count(*)::int AS n FROM channels
         WHERE desired = 'running' AND status IN ${sql.in(runningStatuses)}`
-      // counted again here: a node that left or died a moment ago must not keep its share
-      liveNodes = yield* leases.liveNodes
+      // counted at each reconcile: a node that left or died a moment ago must not keep its share
+      const liveNodes = yield* leases.liveNodes
       const fairShare = Math.ceil((runnableCount[0]?.n ?? 0) / liveNodes)
       const budget = fairShare - held.size
       if (budget > 0) {
