@@ -63,7 +63,7 @@ export const actors = (serverUrl: string, count: number): Effect.Effect<Report, 
       "every connection was closed exactly once"
     )
     const leases = yield* sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM channel_leases WHERE expires_at > now()`
+      SELECT count(*)::int AS n FROM held_channel_leases WHERE expires_at > now()`
     yield* ensure(leases[0]!.n === 0, `${leases[0]!.n} leases still held after the stop`)
     // nothing runs them now: they say so, and the next process to start resumes them
     yield* ensure((yield* inStatus("reconnecting")) === count, "every stopped channel says reconnecting")

@@ -102,7 +102,7 @@ describe("channel actors", () => {
         const sql = yield* sqlFor(database.url)
         const rows = yield* sql<{ status: string; desired: string; leases: number; action: string }>`
           SELECT c.status, c.desired,
-            (SELECT count(*)::int FROM channel_leases WHERE channel_id = c.id AND expires_at > now()) AS leases,
+            (SELECT count(*)::int FROM held_channel_leases WHERE channel_id = c.id AND expires_at > now()) AS leases,
             (SELECT action FROM audit_events WHERE resource_id = c.id ORDER BY id DESC LIMIT 1) AS action
           FROM channels c WHERE c.id = ${id!}`
         expect(rows[0]).toEqual({

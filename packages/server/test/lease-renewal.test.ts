@@ -29,7 +29,7 @@ describe("lease renewals", () => {
         const expiry = Effect.map(
           sql<{ expires_at: number }>`
             SELECT (extract(epoch FROM expires_at) * 1000)::float8 AS expires_at
-            FROM channel_leases WHERE channel_id = ${channel}`,
+            FROM held_channel_leases WHERE channel_id = ${channel}`,
           (rows) => rows[0]?.expires_at ?? 0
         ).pipe(Effect.orDie)
 

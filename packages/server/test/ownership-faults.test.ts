@@ -120,7 +120,7 @@ const twoGateways = (options: { readonly proxied?: "node-a" } = {}) =>
     const leases = Effect.map(
       sql<Lease>`
         SELECT channel_id, owner, (extract(epoch FROM expires_at) * 1000)::float8 AS expires_at
-        FROM channel_leases ORDER BY channel_id`,
+        FROM held_channel_leases ORDER BY channel_id`,
       (rows) => rows.map((row) => ({ ...row }))
     ).pipe(Effect.orDie)
     yield* waitUntil(
@@ -237,7 +237,7 @@ describe("one WhatsApp socket per phone number, whatever the processes and the d
   )
 
   it.live(
-    "the leases table locked longer than a lease: every socket closes before its lease expires, and every channel comes back once",
+    "the node leases table locked longer than a lease: every socket closes before its lease expires, and every channel comes back once",
     () =>
       Effect.gen(function* () {
         const { sim, sql, client, channels, leases } = yield* twoGateways()
@@ -246,7 +246,7 @@ describe("one WhatsApp socket per phone number, whatever the processes and the d
           .withTransaction(
             Effect.gen(function* () {
               // writers wait (renewals and claims), readers do not
-              yield* sql`LOCK TABLE channel_leases IN EXCLUSIVE MODE`
+              yield* sql`LOCK TABLE gateway_nodes IN EXCLUSIVE MODE`
               const lockedAt = sim.now()
               const expiries = yield* leases
               yield* waitUntil(

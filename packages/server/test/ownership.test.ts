@@ -132,7 +132,7 @@ describe("channel ownership across gateway processes", () => {
         )
         const fenced = yield* sql<{
           owner: string
-        }>`SELECT DISTINCT owner FROM channel_leases WHERE expires_at > now()`
+        }>`SELECT DISTINCT owner FROM held_channel_leases WHERE expires_at > now()`
         expect(fenced.map((row) => row.owner)).toEqual(["node-b"])
 
         // SIGKILL the owner of everything: the other takes every channel within the lease time
@@ -201,7 +201,7 @@ describe("channel ownership across gateway processes", () => {
         expect(yield* Effect.promise(() => again.exited)).toBe(0)
         const released = yield* sql<{
           n: number
-        }>`SELECT count(*)::int AS n FROM channel_leases WHERE expires_at > now()`
+        }>`SELECT count(*)::int AS n FROM held_channel_leases WHERE expires_at > now()`
         expect(released[0]!.n).toBe(0)
       }).pipe(Effect.scoped),
     180_000

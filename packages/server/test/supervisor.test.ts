@@ -182,9 +182,9 @@ describe("the channel supervisor", () => {
         const { whatsapp } = gateway
         const sql = yield* sqlFor(gateway.databaseUrl)
         const before = whatsapp.connects(channel)
+        yield* sql`INSERT INTO gateway_nodes (node_id, expires_at) VALUES ('another-node', now() + interval '1 hour')`
         yield* sql`
-          UPDATE channel_leases SET owner = 'another-node', generation = generation + 1,
-            expires_at = now() + interval '1 hour'
+          UPDATE channel_leases SET owner = 'another-node', generation = generation + 1
           WHERE channel_id = ${channel}`
         yield* whatsapp.emit(channel, TransportEvent.Close({ code: 440, reason: "replaced" }))
         yield* waitUntil(

@@ -321,10 +321,11 @@ export const layerChannels = Layer.effect(
       listForOperator: Effect.fn("Channels.listForOperator")(function* ({ node, status, customerId }) {
         const rows = yield* sql`
           SELECT c.id, c.customer_id, c.name, c.status, c.status_reason, c.phone_number,
-            l.owner AS node, l.expires_at AS lease_expires_at
-          FROM channels c LEFT JOIN channel_leases l ON l.channel_id = c.id AND l.expires_at > now()
+            n.node_id AS node, n.expires_at AS lease_expires_at
+          FROM channels c LEFT JOIN channel_leases l ON l.channel_id = c.id
+            LEFT JOIN gateway_nodes n ON n.node_id = l.owner AND n.expires_at > now()
           WHERE true
-            ${node === undefined ? sql`` : sql`AND l.owner = ${node}`}
+            ${node === undefined ? sql`` : sql`AND n.node_id = ${node}`}
             ${status === undefined ? sql`AND c.status <> 'deleted'` : sql`AND c.status = ${status}`}
             ${customerId === undefined ? sql`` : sql`AND c.customer_id = ${customerId}`}
           ORDER BY c.id`.pipe(decodeRows(OperatorChannelRow))

@@ -6,8 +6,11 @@ import { LeaseDatabase, leaseStatementTimeout } from "../db/client.ts"
 import { decodeRows } from "../db/transaction.ts"
 import { channelsChangedChannel } from "./rows.ts"
 
-const LeaseRow = Schema.Struct({ channel_id: ChannelId, generation: Schema.Number })
-const ClaimedRow = Schema.Struct({ ...LeaseRow.fields, previous_owner: Schema.NullOr(Schema.String) })
+const ClaimedRow = Schema.Struct({
+  channel_id: ChannelId,
+  generation: Schema.Number,
+  previous_owner: Schema.NullOr(Schema.String)
+})
 
 /** How long past a lease's expiry another node waits before taking it over: a fifth of its life. */
 export const leaseGrace = (ttl: Duration.Duration) => Duration.millis(Math.floor(Duration.toMillis(ttl) / 5))
@@ -18,12 +21,21 @@ export interface Fence {
   readonly generation: number
 }
 
+/** A channel as the reconciler found it: free, or held by a node that lapsed, under this generation (null: never leased). */
+export interface Claimable {
+  readonly channelId: ChannelId
+  readonly generation: number | null
+}
+
 export class LeaseLost extends Data.TaggedError("LeaseLost")<{ readonly channelId: ChannelId }> {}
 
 /**
- * Channel ownership: at most one process runs a channel, the one holding its lease. Leases expire
- * unless renewed; a process that restarts with the same node id takes its own back at once, under
- * a new generation, so anything its previous life still tries to write is fenced off.
+ * Channel ownership: at most one process runs a channel, the one holding its lease. Each node holds
+ * one lease of its own (one row, renewed every tick however many channels it runs); a channel's
+ * lease is its owner and a generation, held while the owner's node lease is. Taking a channel bumps
+ * its generation (compared and set, so two nodes never both take it), which fences off anything an
+ * earlier owner still tries to write. A node whose lease lapsed has lost every channel: it closes
+ * them all, joins again with a fresh lease, and takes channels back like anyone else.
  */
 export class Leases extends Context.Service<
   Leases,
@@ -32,20 +44,30 @@ export class Leases extends Context.Service<
     readonly ttl: Duration.Duration
     /** How long past a lease's expiry another node waits before it takes the lease over. */
     readonly grace: Duration.Duration
-    /** How long a renewal or heartbeat may take before it counts as failed. */
+    /** How long a renewal may take before it counts as failed. */
     readonly timeout: Duration.Duration
-    /** Takes the leases that are free, expired (past the grace) or this node's own; says whom each was taken from. */
+    /** Starts this node's lease afresh (at start, or after it lapsed). */
+    readonly join: Effect.Effect<void>
+    /** Extends this node's lease; false when it had already lapsed (every channel it held is lost). */
+    readonly renew: Effect.Effect<boolean>
+    /**
+     * Takes channels that are free, this node's own, or held by a node whose lease lapsed past the
+     * grace, as long as this node's lease is live; says whom each was taken from. Each is taken only
+     * under the generation the caller saw: one that someone took meanwhile is left out.
+     */
     readonly claim: (
-      channelIds: ReadonlyArray<ChannelId>
+      channels: ReadonlyArray<Claimable>
     ) => Effect.Effect<ReadonlyArray<Fence & { readonly takenFrom: string | null }>>
-    readonly renew: (held: ReadonlyArray<Fence>) => Effect.Effect<ReadonlyArray<Fence>>
+    /** Hands channels back (their actors have stopped); the other nodes hear of it at once. */
     readonly release: (channelIds: ReadonlyArray<ChannelId>) => Effect.Effect<void>
+    /** Hands back every channel this node owns but does not run (all but `running`). */
+    readonly releaseAllBut: (running: ReadonlyArray<ChannelId>) => Effect.Effect<void>
     /** Inside a transaction: fails unless the fence still holds, and keeps it held until commit. */
     readonly check: (fence: Fence) => Effect.Effect<void, LeaseLost>
-    /** Marks this node alive. */
-    readonly heartbeat: Effect.Effect<void>
-    /** How many nodes are alive now (a node that left gracefully no longer counts). */
+    /** How many nodes are alive now (a node that left gracefully or lapsed no longer counts). */
     readonly liveNodes: Effect.Effect<number>
+    /** How long until another node's lease lapses past the grace, if one is live now. */
+    readonly nextLapse: Effect.Effect<Duration.Duration | undefined>
     /** This node stops counting among the live ones (a graceful stop), so the others' shares grow at once. */
     readonly leave: Effect.Effect<void>
   }
@@ -59,45 +81,71 @@ export const layerLeases = Layer.effect(
     const leaseSql = yield* LeaseDatabase
     const config = yield* GatewayConfigService
     const nodeId = config.nodeId
-    const ttlMillis = Duration.toMillis(config.leaseTtl)
-    const ttl = `${ttlMillis} milliseconds`
+    const ttl = `${Duration.toMillis(config.leaseTtl)} milliseconds`
     const grace = leaseGrace(config.leaseTtl)
     const graceInterval = `${Duration.toMillis(grace)} milliseconds`
     const timeout = leaseStatementTimeout(config.leaseTtl)
     const json = (value: unknown) => JSON.stringify(value)
-    const liveNodes = Effect.map(
-      leaseSql<{
-        n: number
-      }>`SELECT count(*)::int AS n FROM gateway_nodes WHERE seen_at > now() - ${ttl}::interval`,
-      (rows) => Math.max(1, rows[0]?.n ?? 1)
-    )
     /** A lease statement that did not answer in time failed: the watchdog, not the database, decides. */
     const bounded = <A>(effect: Effect.Effect<A, unknown>) =>
       effect.pipe(Effect.timeout(timeout), Effect.orDie)
+    /** The other nodes hear of handed-back channels at once. */
+    const released = (rows: ReadonlyArray<unknown>) =>
+      rows.length === 0
+        ? Effect.void
+        : Effect.asVoid(leaseSql`SELECT pg_notify(${channelsChangedChannel}, 'released')`)
 
     return Leases.of({
       nodeId,
       ttl: config.leaseTtl,
       grace,
       timeout,
-      claim: (channelIds) =>
-        channelIds.length === 0
+      join: bounded(
+        Effect.asVoid(leaseSql`
+          INSERT INTO gateway_nodes (node_id, expires_at) VALUES (${nodeId}, now() + ${ttl}::interval)
+          ON CONFLICT (node_id) DO UPDATE SET expires_at = excluded.expires_at`)
+      ),
+      renew: bounded(
+        Effect.map(
+          leaseSql`
+            UPDATE gateway_nodes SET expires_at = now() + ${ttl}::interval
+            WHERE node_id = ${nodeId} AND expires_at > now()
+            RETURNING node_id`,
+          (rows) => rows.length > 0
+        )
+      ),
+      // the generation compared is the one the candidate was found under: whoever bumps it first has it
+      claim: (channels) =>
+        channels.length === 0
           ? Effect.succeed([])
           : leaseSql`
-              WITH previous AS (
-                SELECT channel_id, owner FROM channel_leases
-                WHERE channel_id IN (SELECT jsonb_array_elements_text(${json(channelIds)}::jsonb))
+              WITH wanted AS (
+                SELECT id, generation
+                FROM jsonb_to_recordset(${json(channels.map((c) => ({ id: c.channelId, generation: c.generation })))}::jsonb)
+                  AS w(id text, generation bigint)
+              ),
+              alive AS (SELECT 1 FROM gateway_nodes WHERE node_id = ${nodeId} AND expires_at > now()),
+              previous AS (
+                SELECT l.channel_id, l.owner FROM channel_leases l JOIN wanted w ON w.id = l.channel_id
+              ),
+              inserted AS (
+                INSERT INTO channel_leases (channel_id, owner, generation)
+                SELECT id, ${nodeId}, 1 FROM wanted WHERE generation IS NULL AND EXISTS (SELECT 1 FROM alive)
+                ON CONFLICT (channel_id) DO NOTHING
+                RETURNING channel_id, generation
+              ),
+              updated AS (
+                UPDATE channel_leases l SET owner = ${nodeId}, generation = l.generation + 1
+                FROM wanted w
+                WHERE l.channel_id = w.id AND l.generation = w.generation AND EXISTS (SELECT 1 FROM alive)
+                  AND (l.owner IS NULL OR l.owner = ${nodeId} OR NOT EXISTS (
+                    SELECT 1 FROM gateway_nodes n
+                    WHERE n.node_id = l.owner AND n.expires_at >= now() - ${graceInterval}::interval))
+                RETURNING l.channel_id, l.generation
               )
-              INSERT INTO channel_leases (channel_id, owner, generation, expires_at)
-              SELECT id, ${nodeId}, 1, now() + ${ttl}::interval
-              FROM jsonb_array_elements_text(${json(channelIds)}::jsonb) AS id
-              ON CONFLICT (channel_id) DO UPDATE
-                SET owner = excluded.owner, generation = channel_leases.generation + 1,
-                    expires_at = excluded.expires_at
-                WHERE channel_leases.expires_at < now() - ${graceInterval}::interval
-                  OR channel_leases.owner = excluded.owner
-              RETURNING channel_id, generation::int AS generation,
-                (SELECT owner FROM previous p WHERE p.channel_id = channel_leases.channel_id) AS previous_owner`.pipe(
+              SELECT t.channel_id, t.generation::int AS generation, p.owner AS previous_owner
+              FROM (SELECT * FROM inserted UNION ALL SELECT * FROM updated) t
+                LEFT JOIN previous p ON p.channel_id = t.channel_id`.pipe(
               decodeRows(ClaimedRow),
               Effect.map((rows) =>
                 rows.map((row) => ({
@@ -107,53 +155,60 @@ export const layerLeases = Layer.effect(
                 }))
               )
             ),
-      renew: (held) =>
-        held.length === 0
-          ? Effect.succeed([])
-          : bounded(
-              leaseSql`
-              UPDATE channel_leases l SET expires_at = now() + ${ttl}::interval
-              FROM jsonb_to_recordset(${json(held.map((f) => ({ id: f.channelId, generation: f.generation })))}::jsonb)
-                AS h(id text, generation bigint)
-              WHERE l.channel_id = h.id AND l.generation = h.generation AND l.owner = ${nodeId}
-              RETURNING l.channel_id, l.generation::int AS generation`.pipe(
-                decodeRows(LeaseRow),
-                Effect.map((rows) =>
-                  rows.map((row) => ({ channelId: row.channel_id, generation: row.generation }))
-                )
-              )
-            ),
-      // a released lease is expired, never deleted, so the next owner's generation is still higher
-      // the other processes hear of it at once, so a graceful stop hands the channels over at once
+      // a released lease keeps its generation, so the next owner's is higher
       release: (channelIds) =>
         channelIds.length === 0
           ? Effect.void
           : bounded(
-              leaseSql`
-                WITH released AS (
-                  UPDATE channel_leases SET expires_at = now() - ${graceInterval}::interval - interval '1 millisecond'
+              Effect.flatMap(
+                leaseSql`
+                  UPDATE channel_leases SET owner = NULL
                   WHERE owner = ${nodeId}
                     AND channel_id IN (SELECT jsonb_array_elements_text(${json(channelIds)}::jsonb))
-                  RETURNING channel_id
-                )
-                SELECT pg_notify(${channelsChangedChannel}, 'released') FROM (SELECT count(*) FROM released) AS n`
-            ).pipe(Effect.asVoid),
+                  RETURNING channel_id`,
+                released
+              )
+            ),
+      releaseAllBut: (running) =>
+        bounded(
+          Effect.flatMap(
+            leaseSql`
+              UPDATE channel_leases SET owner = NULL
+              WHERE owner = ${nodeId}
+                AND channel_id NOT IN (SELECT jsonb_array_elements_text(${json(running)}::jsonb))
+              RETURNING channel_id`,
+            released
+          )
+        ),
+      // the lease row is locked, not the node's: a takeover waits for the write, renewals do not
       check: (fence) =>
         Effect.flatMap(
           sql<{ held: boolean }>`
-            SELECT true AS held FROM channel_leases
-            WHERE channel_id = ${fence.channelId} AND owner = ${nodeId} AND generation = ${fence.generation}
-              AND expires_at > now()
-            FOR SHARE`.pipe(Effect.orDie),
+            SELECT true AS held FROM channel_leases l JOIN gateway_nodes n ON n.node_id = l.owner
+            WHERE l.channel_id = ${fence.channelId} AND l.owner = ${nodeId}
+              AND l.generation = ${fence.generation} AND n.expires_at > now()
+            FOR SHARE OF l`.pipe(Effect.orDie),
           (rows) =>
             rows.length === 0 ? Effect.fail(new LeaseLost({ channelId: fence.channelId })) : Effect.void
         ),
-      heartbeat: bounded(
-        Effect.asVoid(leaseSql`
-          INSERT INTO gateway_nodes (node_id, seen_at) VALUES (${nodeId}, now())
-          ON CONFLICT (node_id) DO UPDATE SET seen_at = now()`)
+      liveNodes: bounded(
+        Effect.map(
+          leaseSql<{ n: number }>`SELECT count(*)::int AS n FROM gateway_nodes WHERE expires_at > now()`,
+          (rows) => Math.max(1, rows[0]?.n ?? 1)
+        )
       ),
-      liveNodes: bounded(liveNodes),
+      nextLapse: bounded(
+        Effect.map(
+          leaseSql<{ millis: number | null }>`
+            SELECT (extract(epoch FROM min(expires_at) + ${graceInterval}::interval - now()) * 1000)::float8 AS millis
+            FROM gateway_nodes
+            WHERE node_id <> ${nodeId} AND expires_at + ${graceInterval}::interval > now()`,
+          (rows) => {
+            const millis = rows[0]?.millis
+            return millis === null || millis === undefined ? undefined : Duration.millis(millis)
+          }
+        )
+      ),
       leave: leaseSql`DELETE FROM gateway_nodes WHERE node_id = ${nodeId}`.pipe(
         Effect.timeout(timeout),
         Effect.asVoid,

@@ -35,16 +35,23 @@ const takeovers = Metric.counter("channel_lease_takeovers_total", {
 const channelsByStatus = Metric.gauge("channels", { description: "Channels by status, across every node" })
 const actorsHere = Metric.gauge("channel_actors", { description: "Channel actors running in this process" })
 
-const allStatuses = ChannelStatus.literals
+/** Deleted channels stay as rows, but are not counted: the gauge stays cheap however many there were. */
+const countedStatuses = ChannelStatus.literals.filter((status) => status !== "deleted")
 
 const HeldRow = Schema.Struct({
   id: ChannelId,
   desired: Schema.String,
   status: ChannelStatus,
   run_epoch: Schema.Number,
-  unlink_epoch: Schema.Number
+  unlink_epoch: Schema.Number,
+  owner: Schema.NullOr(Schema.String),
+  generation: Schema.NullOr(Schema.Number)
 })
-const CandidateRow = Schema.Struct({ id: ChannelId, run_epoch: Schema.Number })
+const CandidateRow = Schema.Struct({
+  id: ChannelId,
+  run_epoch: Schema.Number,
+  generation: Schema.NullOr(Schema.Number)
+})
 
 /** Backoff between reconnects: exponential from 1 s to 5 min, ±20 % jitter; reset after a stable minute. */
 export const backoff = {
@@ -68,8 +75,6 @@ interface Held {
   readonly epoch: number
   /** Why the actor is being stopped, for its finalizers. */
   readonly cell: StopCell
-  /** Past this (monotonic ms), the lease may be someone else's: the actor stops even without the database. */
-  deadline: number
   /** The actor ended on its own although the channel should run: not restarted before this (monotonic ms). */
   retryAt: number
   /** How many times in a row the actor ended on its own. */
@@ -90,8 +95,8 @@ const maxPairingRounds = 3
 
 /**
  * Runs the channels this process holds leases for, one supervised actor each, keyed by channel id.
- * A heartbeat renews the leases on connections of their own, a watchdog with no I/O stops every
- * actor whose lease could have lapsed, and a reconciler (at start, on NOTIFY, on a timer, and when
+ * A heartbeat renews the node's lease on connections of its own, a watchdog with no I/O stops every
+ * actor once that lease could have lapsed, and a reconciler (at start, on NOTIFY, on a timer, and when
  * a lease elsewhere expires) makes what runs match what the database says should run and takes this
  * process's fair share.
  */
@@ -198,12 +203,23 @@ export const layerSupervisor = Layer.effect(
     )
     const context = yield* Effect.context<WhatsAppTransport | ChannelLifecycle | AuthStates>()
     const oneAtATime = yield* Semaphore.make(1)
-    yield* leases.heartbeat
+    /** Past this (monotonic ms), the node's lease may have lapsed: every actor stops, even without the database. */
+    let deadline = 0
+    /** Channels this node may own without running them (actors dropped without the database): handed back by the reconciler. */
+    let unrunOwned = true
+    /** Joins afresh: the deadline counts from before the statement is sent, so the lease lasts at least that long. */
+    const join = Effect.gen(function* () {
+      const sentAt = monotonicMillis()
+      yield* leases.join
+      deadline = sentAt + ttlMillis - margin
+      unrunOwned = true
+    })
+    yield* join
     /** When this process may start its next connect to WhatsApp (monotonic ms), across reconciles. */
     let nextConnectAt = 0
 
-    /** Starts a channel's actor; `deadline` is when its lease, as last claimed or renewed, could lapse. */
-    const start = (fence: Fence, epoch: number, deadline: number, after = Duration.zero) =>
+    /** Starts a channel's actor, once the channel's previous actor here has closed. */
+    const start = (fence: Fence, epoch: number, after = Duration.zero) =>
       Effect.gen(function* () {
         const previous = closing.get(fence.channelId)
         if (previous !== undefined) yield* Fiber.await(previous)
@@ -212,9 +228,8 @@ export const layerSupervisor = Layer.effect(
           epoch,
           cell: {
             stopping: null,
-            holdsLease: () => held.get(fence.channelId) === entry && monotonicMillis() < entry.deadline
+            holdsLease: () => held.get(fence.channelId) === entry && monotonicMillis() < deadline
           },
-          deadline,
           retryAt: 0,
           endings: 0
         }
@@ -267,6 +282,7 @@ export const layerSupervisor = Layer.effect(
           if (entry !== undefined) entry.cell.stopping = "lease_lost"
           held.delete(id)
         }
+        unrunOwned = true
         yield* Effect.logWarning(`stopping channel actors: ${why}`).pipe(
           Effect.annotateLogs({ channels: channelIds.join(",") })
         )
@@ -279,31 +295,24 @@ export const layerSupervisor = Layer.effect(
         }
       })
 
-    /** No I/O: every actor whose lease could lapse before it is renewed closes its socket now. */
-    const watchdog = Effect.suspend(() => {
-      const now = monotonicMillis()
-      return abandon(
-        [...held.values()].filter((h) => h.deadline < now).map((h) => h.fence.channelId),
-        "their leases could not be renewed in time"
-      )
-    })
+    /** No I/O: once the node's lease could lapse before it is renewed, every actor closes its socket. */
+    const watchdog = Effect.suspend(() =>
+      monotonicMillis() < deadline
+        ? Effect.void
+        : abandon([...held.keys()], "the node's lease could not be renewed in time")
+    )
 
+    /** One statement, however many channels run here. */
     const heartbeat = Effect.gen(function* () {
-      yield* leases.heartbeat
       // the deadline counts from before the renewal is sent: the lease lasts at least that long
       const sentAt = monotonicMillis()
-      const sent = [...held.values()]
-      const renewed = new Set(
-        (yield* leases.renew(sent.map((h) => h.fence))).map((f) => `${f.channelId}:${f.generation}`)
-      )
-      const lost: Array<ChannelId> = []
-      for (const h of sent) {
-        if (held.get(h.fence.channelId) !== h) continue
-        if (renewed.has(`${h.fence.channelId}:${h.fence.generation}`))
-          h.deadline = sentAt + ttlMillis - margin
-        else lost.push(h.fence.channelId)
+      if (yield* leases.renew) {
+        deadline = sentAt + ttlMillis - margin
+      } else {
+        // lapsed: every channel here may be someone else's by now; start again with none
+        yield* abandon([...held.keys()], "the node's lease lapsed")
+        yield* join
       }
-      yield* abandon(lost, "their leases were lost")
       yield* Metric.update(actorsHere, held.size)
     }).pipe(
       Effect.catchCause((cause) => Effect.logWarning("channel lease heartbeat failed; retrying", cause))
@@ -314,15 +323,25 @@ export const layerSupervisor = Layer.effect(
       let contended = false
       const heldIds = [...held.keys()]
       const heldRows = yield* sql`
-        SELECT id, desired, status, run_epoch::int AS run_epoch, unlink_epoch::int AS unlink_epoch
-        FROM channels WHERE id IN (SELECT jsonb_array_elements_text(${JSON.stringify(heldIds)}::jsonb))`.pipe(
+        SELECT c.id, c.desired, c.status, c.run_epoch::int AS run_epoch, c.unlink_epoch::int AS unlink_epoch,
+          l.owner, l.generation::int AS generation
+        FROM channels c LEFT JOIN channel_leases l ON l.channel_id = c.id
+        WHERE c.id IN (SELECT jsonb_array_elements_text(${JSON.stringify(heldIds)}::jsonb))`.pipe(
         decodeRows(HeldRow)
       )
       const rowsById = new Map(heldRows.map((row) => [row.id, row]))
+      // taken by another node although this one's lease is live: only by hand, but then it is theirs
+      yield* abandon(
+        heldIds.filter((id) => {
+          const row = rowsById.get(id)
+          return row?.owner !== leases.nodeId || row.generation !== held.get(id)?.fence.generation
+        }),
+        "their leases were taken by another node"
+      )
       const shouldRun = (row: typeof HeldRow.Type | undefined) =>
         row !== undefined && row.desired === "running" && isRunning(row.status)
       yield* stop(
-        heldIds.filter((id) => !shouldRun(rowsById.get(id))),
+        heldIds.filter((id) => held.has(id) && !shouldRun(rowsById.get(id))),
         // logged out or deleted since the actor started: it unlinks the device as it stops
         (id) => ((rowsById.get(id)?.unlink_epoch ?? 0) > (held.get(id)?.epoch ?? 0) ? "unlink" : "handover")
       )
@@ -333,17 +352,23 @@ export const layerSupervisor = Layer.effect(
           // asked to connect or restart since the actor started: a fresh one, once the old one closed
           entry.cell.stopping = "restart"
           yield* FiberMap.remove(actors, id)
-          yield* start(entry.fence, row.run_epoch, entry.deadline)
+          yield* start(entry.fence, row.run_epoch)
         } else if (!(yield* FiberMap.has(actors, id)) && now >= entry.retryAt) {
           // it ended on its own although the channel should run: again, after a backoff
           yield* run(entry)
         }
       }
 
+      if (unrunOwned && closing.size === 0) {
+        // dropped without the database while the node's lease lived on: nobody runs them, nobody may take them
+        unrunOwned = false
+        yield* leases.releaseAllBut([...held.keys()])
+      }
+
       const totals = yield* sql<{ status: ChannelStatus; n: number }>`
-        SELECT status, count(*)::int AS n FROM channels GROUP BY status`
+        SELECT status, count(*)::int AS n FROM channels WHERE status <> 'deleted' GROUP BY status`
       const counted = new Map(totals.map((row) => [row.status, row.n]))
-      for (const status of allStatuses) {
+      for (const status of countedStatuses) {
         yield* Metric.update(Metric.withAttributes(channelsByStatus, { status }), counted.get(status) ?? 0)
       }
 
@@ -357,17 +382,19 @@ export const layerSupervisor = Layer.effect(
       const budget = fairShare - held.size
       if (budget > 0) {
         const candidates = yield* sql`
-          SELECT c.id, c.run_epoch::int AS run_epoch
+          SELECT c.id, c.run_epoch::int AS run_epoch, l.generation::int AS generation
           FROM channels c LEFT JOIN channel_leases l ON l.channel_id = c.id
+            LEFT JOIN gateway_nodes n ON n.node_id = l.owner
           WHERE c.desired = 'running' AND c.status IN ${sql.in(runningStatuses)}
-            AND (l.channel_id IS NULL OR l.owner = ${leases.nodeId}
-              OR l.expires_at < now() - ${`${Duration.toMillis(leases.grace)} milliseconds`}::interval)
+            AND (l.owner IS NULL OR l.owner = ${leases.nodeId} OR n.node_id IS NULL
+              OR n.expires_at < now() - ${`${Duration.toMillis(leases.grace)} milliseconds`}::interval)
             AND c.id NOT IN (SELECT jsonb_array_elements_text(${JSON.stringify([...held.keys()])}::jsonb))
           -- each node walks the channels in an order of its own, so nodes claiming at once rarely collide
           ORDER BY (l.owner = ${leases.nodeId}) DESC NULLS LAST, md5(c.id || ${leases.nodeId})
           LIMIT ${budget}`.pipe(decodeRows(CandidateRow))
-        const claimedAt = monotonicMillis()
-        const claimed = yield* leases.claim(candidates.map((c) => c.id))
+        const claimed = yield* leases.claim(
+          candidates.map((c) => ({ channelId: c.id, generation: c.generation }))
+        )
         // another node claimed some of them first: look again soon rather than at the next tick
         if (claimed.length < candidates.length) contended = true
         const epochs = new Map(candidates.map((c) => [c.id, c.run_epoch]))
@@ -379,7 +406,6 @@ export const layerSupervisor = Layer.effect(
           yield* start(
             { channelId: lease.channelId, generation: lease.generation },
             epochs.get(lease.channelId) ?? 0,
-            claimedAt + ttlMillis - margin,
             Duration.millis(nextConnectAt - monotonicMillis() + jitter)
           )
         }
@@ -389,16 +415,10 @@ export const layerSupervisor = Layer.effect(
       }
       yield* Metric.update(actorsHere, held.size)
 
-      // wake when the next lease held elsewhere can be taken over, without waiting for a tick
-      const graceInterval = `${Duration.toMillis(leases.grace)} milliseconds`
-      const next = yield* sql<{ millis: number | null }>`
-        SELECT (extract(epoch FROM min(l.expires_at) + ${graceInterval}::interval - now()) * 1000)::float8 AS millis
-        FROM channel_leases l JOIN channels c ON c.id = l.channel_id
-        WHERE l.owner <> ${leases.nodeId} AND l.expires_at + ${graceInterval}::interval > now()
-          AND c.desired = 'running' AND c.status IN ${sql.in(runningStatuses)}`
-      const millis = next[0]?.millis
+      // wake when another node's lease can be taken over, without waiting for a tick
+      const next = yield* leases.nextLapse
       const until =
-        millis === null || millis === undefined ? reconcileEvery : Math.min(reconcileEvery, millis + 50)
+        next === undefined ? reconcileEvery : Math.min(reconcileEvery, Duration.toMillis(next) + 50)
       return Math.max(50, contended ? Math.min(until, 100) : until)
     }).pipe(
       Effect.catchCause((cause) =>

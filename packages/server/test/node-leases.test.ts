@@ -1,0 +1,171 @@
+import { describe, expect, it } from "@effect/vitest"
+import type { ChannelId } from "@whatisup/domain"
+import { ConfigProvider, Context, Effect, Layer } from "effect"
+import { layerLeases, Leases as LeasesService } from "../src/channels/leases.ts"
+import { GatewayConfigService, loadConfig } from "../src/config/config.ts"
+import { layerDatabase, layerMigrated } from "../src/db/client.ts"
+import { newId } from "../src/db/ids.ts"
+import { newCustomer } from "./support/admin.ts"
+import { connectAll, createChannels } from "./support/api.ts"
+import { sqlFor, testDatabase } from "./support/database.ts"
+import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { waitFor, waitUntil } from "./support/waits.ts"
+
+/** A node's leases alone (no supervisor), on the database of `url`: the test decides when it claims. */
+const leasesOf = (url: string, nodeId: string, ttl = "10s") =>
+  Effect.gen(function* () {
+    const env = yield* gatewayEnvironment(url, { WHATISUP_NODE_ID: nodeId, WHATISUP_LEASE_TTL: ttl })
+    const config = yield* loadConfig.pipe(
+      Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(env))
+    )
+    const context = yield* Layer.build(
+      layerLeases.pipe(
+        Layer.provide(layerMigrated.pipe(Layer.provideMerge(layerDatabase))),
+        Layer.provide(Layer.succeed(GatewayConfigService, config))
+      )
+    )
+    return Context.get(context, LeasesService)
+  })
+
+/** Channels rows to lease, of a customer of their own, straight in the database. */
+const channelRows = (url: string, count: number) =>
+  Effect.gen(function* () {
+    const sql = yield* sqlFor(url)
+    const customer = newId.customer()
+    yield* sql`
+      INSERT INTO customers (id, name, max_channels, max_api_keys, messages_per_minute, api_requests_per_second)
+      VALUES (${customer}, 'leases', ${count}, 1, 60, 10)`
+    const ids: Array<ChannelId> = Array.from({ length: count }, () => newId.channel())
+    for (const id of ids) yield* sql`INSERT INTO channels (id, customer_id) VALUES (${id}, ${customer})`
+    return { sql, ids }
+  }).pipe(Effect.orDie)
+
+const fresh = (ids: ReadonlyArray<ChannelId>) => ids.map((channelId) => ({ channelId, generation: null }))
+
+describe("node leases", () => {
+  it.live(
+    "renewals rewrite the node's one row, never the channels' leases, however many channels run",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const gateway = yield* startGateway(
+          yield* gatewayEnvironment(database.url, { WHATISUP_LEASE_TTL: "1s" })
+        )
+        const { client } = yield* newCustomer(gateway, { plan: { max_channels: 40 } })
+        const ids = yield* createChannels(client, 40)
+        yield* connectAll(client, ids)
+        yield* waitUntil(
+          "every channel's connection is open",
+          Effect.sync(() => ids.every((id) => gateway.whatsapp.isOpen(id)))
+        )
+        const sql = yield* sqlFor(database.url)
+        // every UPDATE writes a new row version, with a new xmin
+        const versions = sql<{ key: string; xmin: string }>`
+          SELECT channel_id AS key, xmin::text AS xmin FROM channel_leases
+          UNION ALL SELECT node_id, xmin::text FROM gateway_nodes ORDER BY key`.pipe(Effect.orDie)
+        const before = yield* versions
+        expect(before.length).toBe(ids.length + 1)
+        // five lease lifetimes: a per-channel renewal would have rewritten every row several times
+        const after = yield* waitFor(
+          "the node's lease is renewed",
+          versions,
+          (rows) =>
+            rows.find((row) => row.key === gateway.config.nodeId)?.xmin !==
+            before.find((row) => row.key === gateway.config.nodeId)?.xmin,
+          { attempts: 100, everyMillis: 50 }
+        )
+        yield* Effect.sleep("5 seconds")
+        const later = yield* versions
+        const leasesOnly = (rows: ReadonlyArray<{ key: string; xmin: string }>) =>
+          rows.filter((row) => row.key !== gateway.config.nodeId)
+        expect(leasesOnly(later), "the channels' lease rows are untouched").toEqual(leasesOnly(before))
+        expect(leasesOnly(after)).toEqual(leasesOnly(before))
+        expect(
+          ids.every((id) => gateway.whatsapp.isOpen(id)),
+          "and every channel is still connected"
+        ).toBe(true)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a lapsed node's channels are taken only past the grace, by one node alone, under a new generation that fences the old owner off",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        // the first one migrates the database
+        const a = yield* leasesOf(database.url, "node-a")
+        const b = yield* leasesOf(database.url, "node-b")
+        const c = yield* leasesOf(database.url, "node-c")
+        const { sql, ids } = yield* channelRows(database.url, 20)
+        yield* Effect.forEach([a, b, c], (node) => node.join)
+        const taken = yield* a.claim(fresh(ids))
+        expect(taken.map((lease) => lease.generation)).toEqual(ids.map(() => 1))
+        const atFirst = ids.map((channelId) => ({ channelId, generation: 1 }))
+        expect(yield* b.claim(atFirst), "a live node's channels are not taken").toEqual([])
+
+        // node-a stops renewing: its lease ran out a moment ago, still inside the grace (2 s of 10 s)
+        yield* sql`UPDATE gateway_nodes SET expires_at = now() - interval '1 second' WHERE node_id = 'node-a'`
+        expect(yield* b.claim(atFirst), "not within the grace past the expiry").toEqual([])
+        expect(yield* b.liveNodes, "a lapsed node no longer counts").toBe(2)
+
+        yield* sql`UPDATE gateway_nodes SET expires_at = now() - interval '2001 milliseconds' WHERE node_id = 'node-a'`
+        // two nodes take over at once, having seen the same generation: each channel goes to one of them
+        const [byB, byC] = yield* Effect.all([b.claim(atFirst), c.claim(atFirst)], { concurrency: 2 })
+        expect([...byB, ...byC].map((lease) => lease.channelId).sort()).toEqual([...ids].sort())
+        for (const lease of [...byB, ...byC]) {
+          expect(lease.generation).toBe(2)
+          expect(lease.takenFrom).toBe("node-a")
+        }
+        // what node-a still tries to write under its generation is refused
+        const stale = yield* Effect.flip(sql.withTransaction(a.check({ channelId: ids[0]!, generation: 1 })))
+        expect(stale._tag).toBe("LeaseLost")
+
+        // node-a cannot renew a lapsed lease: it must start again, holding nothing
+        expect(yield* a.renew).toBe(false)
+        yield* a.join
+        expect(yield* a.renew).toBe(true)
+        expect(yield* a.claim(atFirst), "an old generation claims nothing").toEqual([])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a node whose lease lapsed closes every socket, and takes its channels back under new generations",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const gateway = yield* startGateway(
+          yield* gatewayEnvironment(database.url, { WHATISUP_LEASE_TTL: "2s" })
+        )
+        const { client } = yield* newCustomer(gateway, { plan: { max_channels: 5 } })
+        const ids = yield* createChannels(client, 5)
+        yield* connectAll(client, ids)
+        yield* waitUntil(
+          "every channel's connection is open",
+          Effect.sync(() => ids.every((id) => gateway.whatsapp.isOpen(id)))
+        )
+        const sql = yield* sqlFor(database.url)
+        const generations = sql<{ generation: number }>`
+          SELECT generation::int AS generation FROM channel_leases ORDER BY channel_id`.pipe(
+          Effect.map((rows) => rows.map((row) => row.generation)),
+          Effect.orDie
+        )
+        const before = yield* generations
+        // as if the node had been frozen past its lease: its next renewal finds it lapsed
+        yield* sql`UPDATE gateway_nodes SET expires_at = now() - interval '1 millisecond'`
+        yield* waitUntil(
+          "every channel connected again, under a new generation",
+          Effect.map(
+            generations,
+            (now) =>
+              now.every((generation, i) => generation > before[i]!) &&
+              ids.every((id) => gateway.whatsapp.isOpen(id))
+          ),
+          { attempts: 200, everyMillis: 50 }
+        )
+        for (const id of ids) expect(gateway.whatsapp.connects(id), `${id} connected twice`).toBe(2)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})
