@@ -5,6 +5,7 @@ import { ScenarioFailed } from "./measure.ts"
 import { phones } from "./phones.ts"
 import { postgresServer } from "./postgres.ts"
 import { publish, type Report } from "./report.ts"
+import { scale } from "./scale.ts"
 import { takeover } from "./takeover.ts"
 
 interface Benchmark {
@@ -21,7 +22,12 @@ const sized = <Size>(
 const benchmarks: Record<string, Benchmark> = {
   actors: sized(1000, 100, actors),
   phones: sized(50, 10, phones),
-  takeover: sized({ processes: 3, channels: 300 }, { processes: 2, channels: 40 }, takeover)
+  takeover: sized({ processes: 3, channels: 300 }, { processes: 2, channels: 40 }, takeover),
+  scale: sized(
+    { processes: 3, channels: 10_000, windowSeconds: 60 },
+    { processes: 2, channels: 200, windowSeconds: 10 },
+    scale
+  )
 }
 
 const usage = `usage: npm run bench -- [--quick] [${Object.keys(benchmarks).join(" | ")} ...]`

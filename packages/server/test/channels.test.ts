@@ -374,9 +374,12 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
           const counts = yield* sql<{ status: string; n: number }>`
           SELECT status, count(*)::int AS n FROM channels GROUP BY status`
           const byStatus = new Map(counts.map((row) => [row.status, row.n]))
-          const statuses = ChannelStatus.literals
-          return statuses.every((status) =>
-            metrics.includes(`whatisup_channels{status="${status}"} ${byStatus.get(status) ?? 0}\n`)
+          // deleted channels are not counted: however many there were, the gauge's query stays cheap
+          const statuses = ChannelStatus.literals.filter((status) => status !== "deleted")
+          return (
+            statuses.every((status) =>
+              metrics.includes(`whatisup_channels{status="${status}"} ${byStatus.get(status) ?? 0}\n`)
+            ) && !metrics.includes(`whatisup_channels{status="deleted"}`)
           )
         }).pipe(Effect.orDie)
         yield* waitUntil("the gauge shows each status's count in the database", matches, {

@@ -9,7 +9,7 @@ import { newCustomer } from "./support/admin.ts"
 import { connectAll, createChannels } from "./support/api.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
-import { waitFor, waitUntil } from "./support/waits.ts"
+import { staysTrue, waitFor, waitUntil } from "./support/waits.ts"
 
 /** A node's leases alone (no supervisor), on the database of `url`: the test decides when it claims. */
 const leasesOf = (url: string, nodeId: string, ttl = "10s") =>
@@ -43,6 +43,37 @@ const channelRows = (url: string, count: number) =>
 const fresh = (ids: ReadonlyArray<ChannelId>) => ids.map((channelId) => ({ channelId, generation: null }))
 
 describe("node leases", () => {
+  it.live(
+    "a burst of 500 channel notifications makes a reconcile or two, not 500",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
+        const reconciles = Effect.promise(() =>
+          fetch(`${gateway.admin}/metrics`, {
+            headers: { authorization: `Bearer ${gateway.adminToken}` }
+          }).then((response) => response.text())
+        ).pipe(
+          Effect.map((text) =>
+            Number(/^whatisup_channel_reconciles_total (\d+)$/m.exec(text)?.[1] ?? Number.NaN)
+          )
+        )
+        const sql = yield* sqlFor(database.url)
+        // quiet first: the reconcile at start is done, the next timed one is seconds away
+        const before = yield* waitFor("the first reconcile ran", reconciles, (n) => n >= 1)
+        // distinct payloads: PostgreSQL folds identical notifications of one transaction into one
+        yield* sql`
+          SELECT pg_notify('whatisup_channels_changed', 'burst-' || n) FROM generate_series(1, 500) AS n`
+        yield* waitFor("the burst wakes the reconciler", reconciles, (n) => n > before)
+        yield* staysTrue(
+          "no more than two reconciles for the burst (and perhaps one timed)",
+          Effect.map(reconciles, (n) => n - before <= 3),
+          { forMillis: 1000 }
+        )
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   it.live(
     "renewals rewrite the node's one row, never the channels' leases, however many channels run",
     () =>

@@ -100,10 +100,15 @@ export const layerLeases = Layer.effect(
       ttl: config.leaseTtl,
       grace,
       timeout,
+      // the others hear of it at once: their fair shares shrink, and they hand channels over
       join: bounded(
         Effect.asVoid(leaseSql`
-          INSERT INTO gateway_nodes (node_id, expires_at) VALUES (${nodeId}, now() + ${ttl}::interval)
-          ON CONFLICT (node_id) DO UPDATE SET expires_at = excluded.expires_at`)
+          WITH joined AS (
+            INSERT INTO gateway_nodes (node_id, expires_at) VALUES (${nodeId}, now() + ${ttl}::interval)
+            ON CONFLICT (node_id) DO UPDATE SET expires_at = excluded.expires_at
+            RETURNING node_id
+          )
+          SELECT pg_notify(${channelsChangedChannel}, 'joined') FROM joined`)
       ),
       renew: bounded(
         Effect.map(

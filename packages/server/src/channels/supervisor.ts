@@ -34,6 +34,9 @@ const takeovers = Metric.counter("channel_lease_takeovers_total", {
 })
 const channelsByStatus = Metric.gauge("channels", { description: "Channels by status, across every node" })
 const actorsHere = Metric.gauge("channel_actors", { description: "Channel actors running in this process" })
+const reconciles = Metric.counter("channel_reconciles_total", {
+  description: "Reconciles of what runs here with the database (a burst of changes makes one)"
+})
 
 /** Deleted channels stay as rows, but are not counted: the gauge stays cheap however many there were. */
 const countedStatuses = ChannelStatus.literals.filter((status) => status !== "deleted")
@@ -320,6 +323,7 @@ export const layerSupervisor = Layer.effect(
 
     /** Makes what runs here match the database; says how long until a lease elsewhere expires. */
     const reconcileOnce = Effect.gen(function* () {
+      yield* Metric.update(reconciles, 1)
       let contended = false
       const heldIds = [...held.keys()]
       const heldRows = yield* sql`
