@@ -34,7 +34,12 @@ export const CustomerCreated = Schema.Struct({ customer: Customer, api_key: ApiK
 
 export const RotationResult = Schema.Struct({
   key_id: Schema.String,
-  stores: Schema.Array(Schema.Struct({ store: Schema.String, rewritten: Schema.Number }))
+  stores: Schema.Array(
+    Schema.Struct({
+      store: Schema.String.annotate({ description: "an encrypted column, as table.column" }),
+      rewritten: Schema.Number.annotate({ description: "ciphertexts rewritten under the newest key" })
+    })
+  )
 })
 
 export const AdminChannel = Schema.Struct({

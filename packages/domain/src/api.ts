@@ -17,6 +17,7 @@ import {
   Forbidden,
   IdempotencyKeyInUse,
   IdempotencyKeyReused,
+  IdempotentAnswerRevoked,
   InvalidRequest,
   InvalidState,
   NotFound,
@@ -56,7 +57,10 @@ export const IdempotencyKey = Schema.String.pipe(
   Schema.check(
     Schema.isPattern(/^[\x21-\x7e]{1,255}$/, { message: "must be 1 to 255 visible ASCII characters" })
   )
-)
+).annotate({
+  description:
+    "Makes the create safe to retry for 24 hours: the same request with the same key from the same API key replays the first answer (Idempotent-Replayed: true); another API key's requests are its own. A replay never shows the plaintext of a key revoked since (409 idempotent_answer_revoked)"
+})
 
 const idempotencyHeaders = { "idempotency-key": Schema.optionalKey(IdempotencyKey) }
 const creating = [IdempotencyKeyInUse, IdempotencyKeyReused] as const
@@ -79,7 +83,7 @@ export class ApiKeysGroup extends HttpApiGroup.make("apiKeys")
       headers: idempotencyHeaders,
       payload: CreateApiKey,
       success: ApiKeyCreated.pipe(HttpApiSchema.status(201)),
-      error: [...creating, Forbidden, PlanLimitReached]
+      error: [...creating, IdempotentAnswerRevoked, Forbidden, PlanLimitReached]
     })
   )
   .add(

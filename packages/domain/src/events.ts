@@ -12,13 +12,21 @@ export const ChannelEventType = Schema.Literals([
 export const EventType = ChannelEventType
 export type EventType = typeof EventType.Type
 
-/** One entry of the event log; `data` carries the channel id and its per-channel sequence number. */
+/**
+ * One entry of the event log; `data` carries the channel id and its per-channel sequence number. A
+ * `channel.qr` event lists `{channel_id, sequence, expires_at}` and never the QR: its fourth field is
+ * the device's adv secret key, so the QR is kept encrypted and read with `GET /v1/channels/{id}/qr`
+ * while it is valid (a webhook will carry it too).
+ */
 export const Event = Schema.Struct({
   id: EventId,
   type: EventType,
   timestamp: Schema.String,
-  data: Schema.Record(Schema.String, Schema.Unknown)
-})
+  data: Schema.Record(Schema.String, Schema.Unknown).annotate({
+    description:
+      "channel_id, sequence and what the event reports; a channel.qr event lists expires_at, never the QR itself (it holds the device's adv secret key: read it from GET /v1/channels/{id}/qr while it is valid)"
+  })
+}).annotate({ description: "One entry of a channel's event log" })
 export type Event = typeof Event.Type
 
 export const EventQuery = {

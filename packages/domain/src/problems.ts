@@ -68,6 +68,24 @@ export class IdempotencyKeyReused extends HttpApiError.Problem<IdempotencyKeyReu
   { code: Schema.tag("idempotency_key_reused") }
 ) {}
 
+/**
+ * A replay refused: the first answer to this request showed a secret once (a new API key's
+ * plaintext), and what it created has been revoked since, so the secret is not shown again. The
+ * request is not made again either: `resource_id` names what it created.
+ */
+export class IdempotentAnswerRevoked extends HttpApiError.Problem<IdempotentAnswerRevoked>()(
+  "IdempotentAnswerRevoked",
+  {
+    type: problemType("idempotent-answer-revoked"),
+    status: 409,
+    title: "The first answer to this request held a secret revoked since"
+  },
+  {
+    code: Schema.tag("idempotent_answer_revoked"),
+    resource_id: Schema.String.annotate({ description: "What the first request with this key created" })
+  }
+) {}
+
 export class RateLimited extends HttpApiError.Problem<RateLimited>()(
   "RateLimited",
   { type: problemType("rate-limited"), status: 429, title: "Too many requests" },

@@ -2,7 +2,7 @@ import { expect, layer } from "@effect/vitest"
 import { Effect, Result } from "effect"
 import { adminOf, newCustomer } from "./support/admin.ts"
 import { apiClient } from "./support/api.ts"
-import { sqlFor } from "./support/database.ts"
+import { columnsHolding, sqlFor } from "./support/database.ts"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { type Reply, request } from "./support/http.ts"
 import { waitFor } from "./support/waits.ts"
@@ -146,7 +146,7 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("API 
       Effect.gen(function* () {
         const gateway = yield* TestGateway
         const admin = yield* adminOf(gateway)
-        const { customerId, client } = yield* newCustomer(yield* TestGateway, {
+        const { customerId, keyId, client } = yield* newCustomer(yield* TestGateway, {
           name: "Racer",
           plan: { max_api_keys: 1 }
         })
@@ -154,7 +154,7 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("API 
         // hold the lock a first request holds while it runs
         const duplicate = yield* sql.withTransaction(
           Effect.gen(function* () {
-            yield* sql`SELECT pg_advisory_xact_lock(hashtext(${customerId}), hashtext('inflight'))`
+            yield* sql`SELECT pg_advisory_xact_lock(hashtext(${keyId}), hashtext('inflight'))`
             return yield* Effect.flip(
               client.apiKeys.create({ headers: { "idempotency-key": "inflight" }, payload: {} })
             )
@@ -175,6 +175,43 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("API 
         const retried = yield* client.apiKeys.create(overLimit)
         expect(retried.key).toMatch(/^wiu_/)
       }).pipe(Effect.scoped)
+  )
+
+  it.effect(
+    "Idempotency-Key: a stored answer replays to the key that made it alone, and never the plaintext of a key revoked since",
+    () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const { key, client } = yield* newCustomer(yield* TestGateway, { name: "Two Hands" })
+        const other = yield* client.apiKeys.create({ headers: {}, payload: { name: "other hand" } })
+        const onOther = yield* apiClient(api, other.key)
+        const headers = { "idempotency-key": "create-deploy-key" }
+        const created = yield* client.apiKeys.create({ headers, payload: { name: "deploy" } })
+
+        // the same request from another key of the customer is a request of its own
+        const [theirs, response] = yield* onOther.apiKeys.create({
+          headers,
+          payload: { name: "deploy" },
+          responseMode: "decoded-and-response"
+        })
+        expect(theirs.id).not.toBe(created.id)
+        expect(theirs.key).not.toBe(created.key)
+        expect(response.headers["idempotent-replayed"]).toBeUndefined()
+
+        yield* client.apiKeys.revoke({ params: { id: created.id } })
+        // what a replay after the revocation carries on the wire
+        const replay = yield* request(api, "POST", "/v1/api-keys", {
+          key,
+          headers,
+          body: { name: "deploy" }
+        })
+        expect(replay.status).toBe(409)
+        expect(replay.headers.get("content-type")).toBe("application/problem+json")
+        expect(replay.body).toMatchObject({ code: "idempotent_answer_revoked", resource_id: created.id })
+        expect(replay.text).not.toContain(created.key)
+        // the other key's answer still replays to it while its key lives
+        expect((yield* onOther.apiKeys.create({ headers, payload: { name: "deploy" } })).key).toBe(theirs.key)
+      })
   )
 
   it.effect("Idempotency-Key: concurrent duplicates create exactly one key", () =>
@@ -210,18 +247,10 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("API 
       expect(replayed.key).toBe(created.key)
       const plaintexts = [key, created.key]
       const sql = yield* sqlFor(databaseUrl)
-      const columns = yield* sql<{ table_name: string; column_name: string }>`
-        SELECT table_name, column_name FROM information_schema.columns
-        WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'jsonb', 'json', 'bytea')`
-      expect(columns.length).toBeGreaterThan(5)
-      for (const { table_name, column_name } of columns) {
-        for (const plaintext of plaintexts) {
-          const found = yield* sql<{ n: number }>`
-            SELECT count(*)::int AS n FROM ${sql(table_name)}
-            WHERE position(${plaintext} in convert_from(convert_to(${sql(column_name)}::text, 'UTF8'), 'UTF8')) > 0
-               OR position(${Buffer.from(plaintext).toString("hex")} in encode(convert_to(${sql(column_name)}::text, 'UTF8'), 'hex')) > 0`
-          expect(found[0]!.n, `${table_name}.${column_name}`).toBe(0)
-        }
+      for (const plaintext of plaintexts) {
+        const { searched, holding } = yield* columnsHolding(sql, plaintext)
+        expect(searched).toBeGreaterThan(5)
+        expect(holding).toEqual([])
       }
       const hashes = yield* sql<{
         n: number

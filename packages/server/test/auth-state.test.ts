@@ -35,7 +35,7 @@ describe("a channel's stored login", () => {
         const stored = yield* sql<{ key_type: string; ciphertext: string }>`
           SELECT key_type, ciphertext FROM channel_auth_state WHERE channel_id = ${channel}`
         expect(stored.map((row) => row.key_type)).toEqual([credsType])
-        expect(stored[0]!.ciphertext).toMatch(/^v1\.k1\./)
+        expect(stored[0]!.ciphertext).toMatch(/^v2\.k1\./)
         expect(stored[0]!.ciphertext).not.toContain("15556667777")
         yield* Scope.close(firstScope, Exit.void)
 
@@ -53,11 +53,11 @@ describe("a channel's stored login", () => {
         expect(second.whatsapp.connects(channel)).toBe(1)
 
         const rotated = yield* (yield* adminOf(second)).RotateMasterKey()
-        expect(rotated.stores).toContainEqual({ store: "channel_auth_state", rewritten: 1 })
+        expect(rotated.stores).toContainEqual({ store: "channel_auth_state.ciphertext", rewritten: 1 })
         const after = yield* sql<{
           ciphertext: string
         }>`SELECT ciphertext FROM channel_auth_state WHERE channel_id = ${channel}`
-        expect(after[0]!.ciphertext).toMatch(/^v1\.k2\./)
+        expect(after[0]!.ciphertext).toMatch(/^v2\.k2\./)
 
         // the running connection's store, kept to try writing after the logout
         const fence = (yield* sql<{ generation: number }>`

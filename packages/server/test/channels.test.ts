@@ -3,7 +3,7 @@ import { ChannelId, ChannelStatus } from "@whatisup/domain"
 import { Effect } from "effect"
 import { newCustomer } from "./support/admin.ts"
 import { apiClient, waitForQr, waitForStatus } from "./support/api.ts"
-import { sqlFor } from "./support/database.ts"
+import { columnsHolding, sqlFor } from "./support/database.ts"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 import { waitFor, waitUntil } from "./support/waits.ts"
@@ -59,10 +59,10 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
     )
 
     it.effect(
-      "connect by QR: the QR as JSON, PNG and SVG, the phone scans, channel.connected with the number",
+      "connect by QR: the QR as JSON, PNG and SVG, never in clear at rest or in the event log; the phone scans, channel.connected with the number",
       () =>
         Effect.gen(function* () {
-          const { api, whatsapp } = yield* TestGateway
+          const { api, databaseUrl, whatsapp } = yield* TestGateway
           const { key, client } = yield* newCustomer(yield* TestGateway, { name: "Scanner" })
           const channel = yield* client.channels.create({ headers: {}, payload: {} })
           const params = { id: channel.id }
@@ -127,12 +127,18 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
             sequence: 2,
             phone_number: "+15551234567"
           })
-          expect(qrEvent!.data).toMatchObject({ channel_id: channel.id, sequence: 1, qr: qr.qr })
+          // the QR carries the device's adv secret: the event says when it expires, never what it is
+          expect(qrEvent!.data).toEqual({ channel_id: channel.id, sequence: 1, expires_at: qr.expires_at })
+          const listed = yield* request(api, "GET", `/v1/events?channel_id=${channel.id}`, { key })
+          expect(listed.status).toBe(200)
+          expect(listed.text).not.toContain(qr.qr)
+          const { holding } = yield* columnsHolding(yield* sqlFor(databaseUrl), qr.qr)
+          expect(holding).toEqual([])
           const onlyConnected = yield* client.events.list({
             query: { type: "channel.connected", channel_id: channel.id }
           })
           expect(onlyConnected.data).toHaveLength(1)
-        })
+        }).pipe(Effect.scoped)
     )
 
     it.effect("logout unlinks the device and allows a new connect; restart reconnects without a new QR", () =>

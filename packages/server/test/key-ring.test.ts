@@ -31,7 +31,7 @@ describe("master key ring", () => {
             return (yield* newCustomer(gateway, { name: "Rotating" })).key
           })
         )
-        expect(yield* canary()).toMatch(/^v1\.k1\./)
+        expect(yield* canary()).toMatch(/^v2\.k1\./)
 
         yield* Effect.scoped(
           Effect.gen(function* () {
@@ -41,12 +41,12 @@ describe("master key ring", () => {
             const admin = yield* adminOf(gateway)
             const result = yield* admin.RotateMasterKey()
             expect(result.key_id).toBe("k2")
-            expect(result.stores).toContainEqual({ store: "key_ring_canary", rewritten: 1 })
+            expect(result.stores).toContainEqual({ store: "key_ring_canary.ciphertext", rewritten: 1 })
             const again = yield* admin.RotateMasterKey()
-            expect(again.stores).toContainEqual({ store: "key_ring_canary", rewritten: 0 })
+            expect(again.stores).toContainEqual({ store: "key_ring_canary.ciphertext", rewritten: 0 })
           })
         )
-        expect(yield* canary()).toMatch(/^v1\.k2\./)
+        expect(yield* canary()).toMatch(/^v2\.k2\./)
         const audited = yield* sql<{ action: string; actor_type: string; resource_id: string }>`
           SELECT action, actor_type, resource_id FROM audit_events WHERE action = 'master_key.rotated'`
         expect(audited).toEqual([

@@ -104,7 +104,7 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
         expect(rotated.code).toBe(0)
         const result = JSON.parse(rotated.stdout)
         expect(result.key_id).toBe("k1")
-        expect(result.stores.map((s: { store: string }) => s.store)).toContain("key_ring_canary")
+        expect(result.stores.map((s: { store: string }) => s.store)).toContain("key_ring_canary.ciphertext")
       })
     )
 

@@ -114,7 +114,9 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
         const second = yield* start(`${k1},${k2}`)
         yield* waitForStatus(yield* apiClient(second.gateway.api, key), id, "connected", { attempts: 400 })
         const rotation = yield* (yield* adminOf(second.gateway)).RotateMasterKey()
-        expect(rotation.stores.find((s) => s.store === "channel_auth_state")!.rewritten).toBeGreaterThan(0)
+        expect(
+          rotation.stores.find((s) => s.store === "channel_auth_state.ciphertext")!.rewritten
+        ).toBeGreaterThan(0)
         yield* second.stop
 
         const third = yield* start(k2)

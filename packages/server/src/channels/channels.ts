@@ -20,7 +20,16 @@ import { checkPlanLimit } from "../tenancy/planLimits.ts"
 import { ChannelNotFound, ChannelStateConflict, QrUnavailable } from "./errors.ts"
 import { EventLog } from "../events/eventLog.ts"
 import { AuthStates } from "./loginStore.ts"
-import { channelColumns, ChannelRow, channelsChangedChannel, renderChannel } from "./rows.ts"
+import {
+  channelColumns,
+  ChannelRow,
+  channelsChangedChannel,
+  pairingCodeColumn,
+  pairingCodePlace,
+  qrColumn,
+  qrPlace,
+  renderChannel
+} from "./rows.ts"
 import { canMove, connectableStatuses, isRunning } from "./status.ts"
 
 /** Whose channel: a customer, and for a channel-bound key the one channel it may see. */
@@ -97,6 +106,9 @@ export const layerChannels = Layer.effect(
     const columns = sql.literal(channelColumns)
     const inTransaction = transaction(sql)
 
+    yield* keyRing.register(qrColumn)
+    yield* keyRing.register(pairingCodeColumn)
+
     /** The channels the caller may see: its customer's, not deleted, and only the bound one for a bound key. */
     const visible = (access: Access) =>
       sql`customer_id = ${access.customerId} AND status <> 'deleted'
@@ -124,8 +136,9 @@ export const layerChannels = Layer.effect(
     /** Decrypts the pairing code, shown only while pairing by code. */
     const render = (row: ChannelRow) =>
       row.status === "pairing" && row.pairing_code_ciphertext !== null
-        ? Effect.map(keyRing.decrypt(row.pairing_code_ciphertext).pipe(Effect.orDie), (code) =>
-            renderChannel(row, code)
+        ? Effect.map(
+            keyRing.decrypt(row.pairing_code_ciphertext, pairingCodePlace(row.id)).pipe(Effect.orDie),
+            (code) => renderChannel(row, code)
           )
         : Effect.succeed(renderChannel(row))
 
@@ -186,7 +199,9 @@ export const layerChannels = Layer.effect(
           const row = rows[0]
           if (row === undefined || row.run_epoch !== epoch || row.status !== "pairing") return null
           if (row.pairing_code_ciphertext !== null)
-            return yield* keyRing.decrypt(row.pairing_code_ciphertext).pipe(Effect.orDie)
+            return yield* keyRing
+              .decrypt(row.pairing_code_ciphertext, pairingCodePlace(row.id))
+              .pipe(Effect.orDie)
           yield* Effect.sleep("100 millis")
         }
         return null
@@ -314,7 +329,7 @@ export const layerChannels = Layer.effect(
         if (row.qr_ciphertext === null || row.qr_expires_at === null || row.qr_expired !== false) {
           return yield* new QrUnavailable({ channelId: id, status: row.status, reason: "not_yet" })
         }
-        const qr = yield* keyRing.decrypt(row.qr_ciphertext).pipe(Effect.orDie)
+        const qr = yield* keyRing.decrypt(row.qr_ciphertext, qrPlace(id)).pipe(Effect.orDie)
         return { qr, expires_at: row.qr_expires_at.toISOString() }
       }),
 

@@ -7,7 +7,7 @@ import { KeyRing } from "../crypto/keyRing.ts"
 import { AuthStates } from "./loginStore.ts"
 import { EventLog } from "../events/eventLog.ts"
 import { type Fence, Leases, type LeaseLost } from "./leases.ts"
-import { channelColumns, ChannelRow } from "./rows.ts"
+import { channelColumns, ChannelRow, pairingCodePlace, qrPlace } from "./rows.ts"
 import { canMove } from "./status.ts"
 
 /** What a running channel reports about its connection. */
@@ -44,7 +44,11 @@ interface Plan {
   readonly reason?: string | null
   readonly stop?: boolean
   readonly set?: Statement.Statement<unknown>
-  readonly event?: { readonly type: EventType; readonly data: Record<string, unknown> }
+  readonly event?: {
+    readonly type: EventType
+    readonly data: Record<string, unknown>
+    readonly secret?: Record<string, unknown>
+  }
   readonly audit?: { readonly action: string; readonly data: Record<string, unknown> }
 }
 
@@ -68,11 +72,19 @@ export const layerChannelLifecycle = Layer.effect(
         case "Qr":
           return {
             status: "pairing",
-            set: sql`qr_ciphertext = ${keyRing.encrypt(change.qr)}, qr_expires_at = ${change.expiresAt},`,
-            event: { type: "channel.qr", data: { qr: change.qr, expires_at: change.expiresAt.toISOString() } }
+            set: sql`qr_ciphertext = ${keyRing.encrypt(change.qr, qrPlace(row.id))}, qr_expires_at = ${change.expiresAt},`,
+            // the QR holds the device's adv secret: the event lists when it expires and keeps the QR encrypted
+            event: {
+              type: "channel.qr",
+              data: { expires_at: change.expiresAt.toISOString() },
+              secret: { qr: change.qr }
+            }
           }
         case "PairingCode":
-          return { status: "pairing", set: sql`pairing_code_ciphertext = ${keyRing.encrypt(change.code)},` }
+          return {
+            status: "pairing",
+            set: sql`pairing_code_ciphertext = ${keyRing.encrypt(change.code, pairingCodePlace(row.id))},`
+          }
         case "Connected":
           return {
             status: "connected",
@@ -162,7 +174,8 @@ export const layerChannelLifecycle = Layer.effect(
               customerId: row.customer_id,
               channelId: row.id,
               type: next.event.type,
-              data: next.event.data
+              data: next.event.data,
+              secret: next.event.secret
             })
           }
           if (next.audit) {

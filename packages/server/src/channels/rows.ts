@@ -1,5 +1,6 @@
 import { type Channel, ChannelId, ChannelStatus, CustomerId } from "@whatisup/domain"
 import { Schema } from "effect"
+import { type EncryptedColumn, placeIn } from "../crypto/keyRing.ts"
 
 /** A channel as stored; read with `channelColumns`. */
 export const ChannelRow = Schema.Struct({
@@ -29,6 +30,17 @@ export type ChannelRow = typeof ChannelRow.Type
 export const channelColumns = `id, customer_id, name, status, status_reason, desired, connect_method,
   pairing_phone_number, phone_number, qr_ciphertext, qr_expires_at, pairing_code_ciphertext,
   last_connected_at, run_epoch::int AS run_epoch, unlink_epoch::int AS unlink_epoch, created_at, updated_at`
+
+/** The QR shown while pairing: its fourth field is the device's adv secret key. */
+export const qrColumn: EncryptedColumn = { table: "channels", key: ["id"], column: "qr_ciphertext" }
+export const pairingCodeColumn: EncryptedColumn = {
+  table: "channels",
+  key: ["id"],
+  column: "pairing_code_ciphertext"
+}
+/** Where a channel's QR or pairing code is kept. */
+export const qrPlace = (id: ChannelId) => placeIn(qrColumn, [id])
+export const pairingCodePlace = (id: ChannelId) => placeIn(pairingCodeColumn, [id])
 
 /** The channel as the API shows it; `pairingCode` is the decrypted code while pairing by code. */
 export const renderChannel = (row: ChannelRow, pairingCode: string | null = null): Channel => ({

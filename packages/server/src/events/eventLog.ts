@@ -1,6 +1,7 @@
 import { type ChannelId, type CustomerId, type Event, EventId, EventType } from "@whatisup/domain"
 import { Context, Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
+import { type EncryptedColumn, KeyRing, placeIn } from "../crypto/keyRing.ts"
 import { newId } from "../db/ids.ts"
 import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db/pagination.ts"
 import { decodeRows } from "../db/transaction.ts"
@@ -19,6 +20,17 @@ const render = (row: typeof EventRow.Type): Event => ({
   data: row.data
 })
 
+/**
+ * An event's secret part (a `channel.qr` event's QR), kept encrypted beside the event for the webhook
+ * that will carry it; the event log never lists it.
+ */
+export const eventSecretColumn: EncryptedColumn = {
+  table: "events",
+  key: ["id"],
+  column: "secret_ciphertext"
+}
+export const eventSecretPlace = (id: EventId) => placeIn(eventSecretColumn, [id])
+
 /** The channel event log, written in the transaction of the change it reports; each channel numbers its own events. */
 export class EventLog extends Context.Service<
   EventLog,
@@ -28,6 +40,8 @@ export class EventLog extends Context.Service<
       readonly channelId: ChannelId
       readonly type: EventType
       readonly data: Record<string, unknown>
+      /** What the event carries that must not be kept or listed in clear. */
+      readonly secret?: Record<string, unknown> | undefined
     }) => Effect.Effect<void>
     readonly list: (
       options: PageRequest & {
@@ -43,15 +57,20 @@ export const layerEventLog = Layer.effect(
   EventLog,
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
+    const keyRing = yield* KeyRing
+    yield* keyRing.register(eventSecretColumn)
     return EventLog.of({
-      append: Effect.fn("EventLog.append")(function* ({ customerId, channelId, type, data }) {
+      append: Effect.fn("EventLog.append")(function* ({ customerId, channelId, type, data, secret }) {
         const numbered = yield* sql<{ seq: number }>`
           UPDATE channels SET event_seq = event_seq + 1 WHERE id = ${channelId} RETURNING event_seq::int AS seq`
         const sequence = numbered[0]?.seq ?? 0
+        const id = newId.event()
+        const secretCiphertext =
+          secret === undefined ? null : keyRing.encrypt(JSON.stringify(secret), eventSecretPlace(id))
         yield* sql`
-          INSERT INTO events (id, customer_id, channel_id, seq, type, data)
-          VALUES (${newId.event()}, ${customerId}, ${channelId}, ${sequence}, ${type},
-            ${JSON.stringify({ channel_id: channelId, sequence, ...data })}::jsonb)`
+          INSERT INTO events (id, customer_id, channel_id, seq, type, data, secret_ciphertext)
+          VALUES (${id}, ${customerId}, ${channelId}, ${sequence}, ${type},
+            ${JSON.stringify({ channel_id: channelId, sequence, ...data })}::jsonb, ${secretCiphertext})`
       }, Effect.orDie),
       list: Effect.fn("EventLog.list")(function* ({ customerId, channelId, type, ...page }) {
         const rows = yield* listPage(sql, page, "evt", (window) =>

@@ -1,4 +1,5 @@
 import {
+  IdempotentAnswerRevoked,
   InvalidRequest,
   InvalidState,
   NotFound,
@@ -16,6 +17,7 @@ import type {
   ApiKeyNotFound,
   AuthenticationFailed,
   BindingChannelNotFound,
+  CreatedKeyRevoked,
   CustomerNotFound,
   PlanLimitExceeded,
   RateLimitExceeded
@@ -183,6 +185,7 @@ export type CapabilityError =
   | ApiKeyNotFound
   | PlanLimitExceeded
   | BindingChannelNotFound
+  | CreatedKeyRevoked
   | AuthenticationFailed
   | RateLimitExceeded
 
@@ -226,6 +229,11 @@ const problems = {
     new InvalidRequest({
       detail: "The key cannot be bound to that channel",
       errors: [{ path: "body.channel_id", message: `no such channel: ${error.channelId}` }]
+    }),
+  CreatedKeyRevoked: (error) =>
+    new IdempotentAnswerRevoked({
+      detail: `The key ${error.keyId} this request created has been revoked; its plaintext is not shown again`,
+      resource_id: error.keyId
     }),
   AuthenticationFailed: (error) => new Unauthorized(authenticationProblems[error.reason]),
   RateLimitExceeded: (error) =>

@@ -37,7 +37,8 @@ export const layerApiKeysHttp = HttpApiBuilder.group(Api, "apiKeys", (handlers) 
               name: request.payload.name ?? null,
               channelId: request.payload.channel_id ?? null,
               actor: actorOf(caller)
-            })
+            }),
+            apiKeys.replayable
           )
         }).pipe(
           // the caller was just authenticated: its customer exists

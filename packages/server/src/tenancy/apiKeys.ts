@@ -17,6 +17,7 @@ import { credentialsChangedChannel, hashKey, newKeyPlaintext } from "./credentia
 import {
   ApiKeyNotFound,
   BindingChannelNotFound,
+  CreatedKeyRevoked,
   type CustomerNotFound,
   type PlanLimitExceeded
 } from "./errors.ts"
@@ -40,6 +41,8 @@ export class ApiKeys extends Context.Service<
       readonly keyId: ApiKeyId
       readonly actor: AuditActor
     }) => Effect.Effect<ApiKey, ApiKeyNotFound>
+    /** Before a creation is replayed: a key revoked since is not shown again. */
+    readonly replayable: (created: ApiKeyCreated) => Effect.Effect<void, CreatedKeyRevoked>
   }
 >()("whatisup/ApiKeys") {}
 
@@ -118,6 +121,12 @@ export const layerApiKeys = Layer.effect(
         )
         yield* authentication.forget
         return key
+      }),
+
+      replayable: Effect.fn("ApiKeys.replayable")(function* (created) {
+        const revoked = yield* sql<{ id: string }>`
+          SELECT id FROM api_keys WHERE id = ${created.id} AND revoked_at IS NOT NULL`.pipe(Effect.orDie)
+        if (revoked.length > 0) return yield* new CreatedKeyRevoked({ keyId: created.id })
       }),
 
       list: Effect.fn("ApiKeys.list")(function* ({ customerId, ...page }) {

@@ -14,6 +14,9 @@ const limitNouns: Record<keyof Plan, string> = {
   api_requests_per_second: "API requests a second"
 }
 
+/** A replayed creation would show again the plaintext of a key revoked since. */
+export class CreatedKeyRevoked extends Data.TaggedError("CreatedKeyRevoked")<{ readonly keyId: ApiKeyId }> {}
+
 /** Creating this would exceed one of the customer's plan limits. */
 export class PlanLimitExceeded extends Data.TaggedError("PlanLimitExceeded")<{
   readonly limit: keyof Plan

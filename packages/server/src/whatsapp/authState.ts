@@ -1,6 +1,6 @@
 import { Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
-import { KeyRing } from "../crypto/keyRing.ts"
+import { type EncryptedColumn, KeyRing, placeIn } from "../crypto/keyRing.ts"
 import { decodeRows, transaction } from "../db/transaction.ts"
 import { type Fence, LeaseLost, Leases } from "../channels/leases.ts"
 import { type AuthStateStore, AuthStates } from "../channels/loginStore.ts"
@@ -10,6 +10,12 @@ const StoredKey = Schema.Struct({ key_id: Schema.String, ciphertext: Schema.Stri
 /** The key type under which a channel's login credentials are stored. */
 export const credsType = "creds"
 
+export const authStateColumn: EncryptedColumn = {
+  table: "channel_auth_state",
+  key: ["channel_id", "key_type", "key_id"],
+  column: "ciphertext"
+}
+
 export const layerAuthStates = Layer.effect(
   AuthStates,
   Effect.gen(function* () {
@@ -18,11 +24,7 @@ export const layerAuthStates = Layer.effect(
     const leases = yield* Leases
     const inTransaction = transaction(sql)
 
-    yield* keyRing.register({
-      table: "channel_auth_state",
-      key: ["channel_id", "key_type", "key_id"],
-      column: "ciphertext"
-    })
+    yield* keyRing.register(authStateColumn)
 
     const forChannel = (fence: Fence): AuthStateStore => ({
       read: (type, ids) =>
@@ -35,7 +37,13 @@ export const layerAuthStates = Layer.effect(
               decodeRows(StoredKey),
               Effect.flatMap((rows) =>
                 Effect.forEach(rows, (row) =>
-                  Effect.map(keyRing.decrypt(row.ciphertext), (value) => [row.key_id, value] as const)
+                  Effect.map(
+                    keyRing.decrypt(
+                      row.ciphertext,
+                      placeIn(authStateColumn, [fence.channelId, type, row.key_id])
+                    ),
+                    (value) => [row.key_id, value] as const
+                  )
                 )
               ),
               Effect.map((entries) => Object.fromEntries(entries)),
@@ -55,7 +63,13 @@ export const layerAuthStates = Layer.effect(
                 const rows = changes.map((change) => ({
                   type: change.type,
                   id: change.id,
-                  ciphertext: change.value === null ? null : keyRing.encrypt(change.value)
+                  ciphertext:
+                    change.value === null
+                      ? null
+                      : keyRing.encrypt(
+                          change.value,
+                          placeIn(authStateColumn, [fence.channelId, change.type, change.id])
+                        )
                 }))
                 yield* sql`
                     DELETE FROM channel_auth_state a

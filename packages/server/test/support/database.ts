@@ -41,3 +41,23 @@ export const sqlFor = (url: string) =>
   Effect.map(Layer.build(layerSqlFor(url)), (context) => Context.get(context, PgClient.PgClient)).pipe(
     Effect.orDie
   )
+
+/**
+ * Every `table.column` of the public schema that holds `plaintext` in clear, as text or as bytes
+ * (a bytea reads as its hex), for proving a secret is kept nowhere in clear.
+ */
+export const columnsHolding = (sql: PgClient.PgClient, plaintext: string) =>
+  Effect.gen(function* () {
+    const columns = yield* sql<{ table_name: string; column_name: string }>`
+      SELECT table_name, column_name FROM information_schema.columns
+      WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'jsonb', 'json', 'bytea')`
+    const holding: Array<string> = []
+    for (const { table_name, column_name } of columns) {
+      const found = yield* sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM ${sql(table_name)}
+        WHERE position(${plaintext} in ${sql(column_name)}::text) > 0
+           OR position(${Buffer.from(plaintext).toString("hex")} in ${sql(column_name)}::text) > 0`
+      if (found[0]!.n > 0) holding.push(`${table_name}.${column_name}`)
+    }
+    return { searched: columns.length, holding }
+  })

@@ -10,6 +10,7 @@ import type { ChannelLifecycle } from "../../src/channels/lifecycle.ts"
 import type { Leases } from "../../src/channels/leases.ts"
 import type { Supervisor } from "../../src/channels/supervisor.ts"
 import type { AuthStates } from "../../src/channels/loginStore.ts"
+import type { KeyRing } from "../../src/crypto/keyRing.ts"
 import { layerGateway } from "../../src/gateway.ts"
 import { layerMemoryTransport, MemoryTransport } from "../../src/whatsapp/memoryTransport.ts"
 import { testDatabase } from "./database.ts"
@@ -24,7 +25,7 @@ export interface RunningGateway {
   /** The scripted WhatsApp every channel of this gateway talks to. */
   readonly whatsapp: MemoryTransport["Service"]
   /** The gateway's own services, for tests that reach past the API. */
-  readonly services: Context.Context<ChannelLifecycle | Leases | Supervisor | AuthStates>
+  readonly services: Context.Context<ChannelLifecycle | Leases | Supervisor | AuthStates | KeyRing>
 }
 
 export class TestGateway extends Context.Service<TestGateway, RunningGateway>()("test/TestGateway") {}
