@@ -24,10 +24,14 @@ export class Disconnected extends Data.TaggedError("Disconnected")<{
  */
 export type StopIntent = "unlink" | "restart" | "handover" | "shutdown" | "lease_lost"
 
-/** What the supervisor tells a running actor: why it is being stopped, and whether its lease still holds. */
+/**
+ * What the supervisor tells a running actor: why it is being stopped, whether its lease still holds,
+ * and whether a pairing that ends unscanned now ends pairing altogether.
+ */
 export interface StopCell {
   stopping: StopIntent | null
   readonly holdsLease: () => boolean
+  lastPairingRound: boolean
 }
 
 const stopReasons: Record<Exclude<StopIntent, "unlink" | "lease_lost">, string> = {
@@ -125,6 +129,11 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
                 yield* lifecycle.record(fence, Change.Failed({ reason: policy.reason }))
                 return "stopped" as const
               default: {
+                if (pairing && event.code !== 515 && cell.lastPairingRound) {
+                  // nobody scanned in the last round: one event says the round ended and pairing with it
+                  yield* lifecycle.record(fence, Change.QrTimeout({ code: event.code }))
+                  return "stopped" as const
+                }
                 const reason = event.reason || `disconnected (${event.code})`
                 // a 440 with the lease gone is the new owner taking over: the record is fenced off
                 // (LeaseLost) and the actor stops quietly

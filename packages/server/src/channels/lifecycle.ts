@@ -20,7 +20,7 @@ export type Change = Data.TaggedEnum<{
   LoggedOut: { readonly code: number }
   Failed: { readonly reason: string }
   /** Nobody scanned the QR over several rounds: the channel rests until connected again. */
-  QrTimeout: {}
+  QrTimeout: { readonly code: number }
 }>
 export const Change = Data.taggedEnum<Change>()
 
@@ -117,7 +117,7 @@ export const layerChannelLifecycle = Layer.effect(
             reason: "qr_timeout",
             stop: true,
             set: sql`desired = 'stopped', qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL,`,
-            event: { type: "channel.disconnected", data: { code: 408, reason: "qr_timeout" } },
+            event: { type: "channel.disconnected", data: { code: change.code, reason: "qr_timeout" } },
             audit: { action: "channel.qr_timeout", data: {} }
           }
         case "LoggedOut":

@@ -121,6 +121,8 @@ const supervise = (fence: Fence, cell: StopCell) =>
     let pairingRounds = 0
     for (;;) {
       const started = yield* Clock.currentTimeMillis
+      // the actor itself ends the last round as a QR timeout, with the round's one event
+      cell.lastPairingRound = pairingRounds + 1 >= maxPairingRounds
       const exit = yield* Effect.exit(runChannel(fence, cell))
       if (Exit.isSuccess(exit)) return
       if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
@@ -140,10 +142,6 @@ const supervise = (fence: Fence, cell: StopCell) =>
             fence,
             Change.Failed({ reason: "connection_replaced: another session took over this device (440)" })
           )
-          return
-        }
-        if (pairingRounds >= maxPairingRounds) {
-          yield* lifecycle.record(fence, Change.QrTimeout())
           return
         }
         yield* Metric.update(
@@ -231,7 +229,8 @@ export const layerSupervisor = Layer.effect(
           epoch,
           cell: {
             stopping: null,
-            holdsLease: () => held.get(fence.channelId) === entry && monotonicMillis() < deadline
+            holdsLease: () => held.get(fence.channelId) === entry && monotonicMillis() < deadline,
+            lastPairingRound: false
           },
           retryAt: 0,
           endings: 0
