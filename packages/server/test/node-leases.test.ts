@@ -1,12 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { ChannelId } from "@whatisup/domain"
-import { ConfigProvider, Context, Effect, Layer } from "effect"
+import * as crypto from "node:crypto"
+import { ConfigProvider, Context, Effect, Exit, Layer, Scope } from "effect"
 import { layerLeases, Leases as LeasesService } from "../src/channels/leases.ts"
 import { GatewayConfigService, loadConfig } from "../src/config/config.ts"
 import { layerDatabase, layerMigrated } from "../src/db/client.ts"
 import { newId } from "../src/db/ids.ts"
 import { newCustomer } from "./support/admin.ts"
-import { connectAll, createChannels } from "./support/api.ts"
+import { type ApiClient, apiClient, connectAll, createChannels } from "./support/api.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { staysTrue, waitFor, waitUntil } from "./support/waits.ts"
@@ -42,7 +43,72 @@ const channelRows = (url: string, count: number) =>
 
 const fresh = (ids: ReadonlyArray<ChannelId>) => ids.map((channelId) => ({ channelId, generation: null }))
 
+/** The reasons of a channel's `channel.disconnected` events, oldest first. */
+const disconnectReasons = (client: ApiClient, channel: ChannelId) =>
+  Effect.map(client.events.list({ query: { channel_id: channel, type: "channel.disconnected" } }), (page) =>
+    page.data.map((event) => String(event.data.reason)).reverse()
+  )
+
 describe("node leases", () => {
+  it.live(
+    "a hand-over to a joining process, and a gateway's stop, record channel.disconnected with the reason",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
+        // node-a in a scope of its own, to stop it before the test ends
+        const scopeA = yield* Scope.fork(yield* Scope.Scope)
+        const a = yield* startGateway(
+          yield* gatewayEnvironment(database.url, { ...shared, WHATISUP_NODE_ID: "node-a" })
+        ).pipe(Scope.provide(scopeA))
+        const { client, key } = yield* newCustomer(a, { plan: { max_channels: 4 } })
+        const ids = yield* createChannels(client, 4)
+        yield* connectAll(client, ids)
+        yield* waitUntil(
+          "every channel's connection is open on node-a",
+          Effect.sync(() => ids.every((id) => a.whatsapp.isOpen(id)))
+        )
+        yield* Effect.forEach(ids, (id, i) => a.whatsapp.pair(id, `+1555000000${i}`))
+
+        const b = yield* startGateway(
+          yield* gatewayEnvironment(database.url, { ...shared, WHATISUP_NODE_ID: "node-b" })
+        )
+        yield* waitUntil(
+          "node-b runs its share, two channels",
+          Effect.sync(() => ids.filter((id) => b.whatsapp.isOpen(id)).length === 2)
+        )
+        const moved = ids.filter((id) => b.whatsapp.isOpen(id))
+        for (const id of moved) {
+          expect(yield* disconnectReasons(client, id), `${id} was handed over`).toEqual([
+            expect.stringMatching(/^handover: /)
+          ])
+        }
+        yield* waitUntil(
+          "the channels node-b took are connected",
+          Effect.map(
+            Effect.forEach(moved, (id) => client.channels.get({ params: { id } })),
+            (channels) => channels.every((channel) => channel.status === "connected")
+          )
+        )
+
+        // node-a stops gracefully: its channels say why they dropped, and run on node-b
+        const stayed = ids.filter((id) => !moved.includes(id))
+        yield* Scope.close(scopeA, Exit.void)
+        yield* waitUntil(
+          "node-b runs every channel",
+          Effect.sync(() => ids.every((id) => b.whatsapp.isOpen(id))),
+          { attempts: 400, everyMillis: 25 }
+        )
+        const throughB = yield* apiClient(b.api, key)
+        for (const id of stayed) {
+          expect(yield* disconnectReasons(throughB, id), `${id} left with node-a`).toEqual([
+            expect.stringMatching(/^gateway_stopping: /)
+          ])
+        }
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   it.live(
     "a burst of 500 channel notifications makes a reconcile or two, not 500",
     () =>
