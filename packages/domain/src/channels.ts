@@ -16,6 +16,9 @@ export type ChannelStatus = typeof ChannelStatus.Type
 
 export const ChannelName = Text(1, 100)
 
+/** Connects, restarts and logouts one channel may be asked for in any minute, whatever the plan: no reconnect storms. */
+export const lifecycleOperationsPerMinute = 6
+
 export const PhoneNumber = Schema.String.pipe(
   Schema.check(
     Schema.isPattern(/^\+[1-9][0-9]{6,14}$/, {

@@ -23,7 +23,14 @@ describe("domain schemas", () => {
   })
 
   it("plans take whole numbers from 1 to a million", () => {
-    const plan = { max_channels: 1, max_api_keys: 2, messages_per_minute: 60, api_requests_per_second: 50 }
+    const plan = {
+      max_channels: 1,
+      max_api_keys: 2,
+      messages_per_minute: 60,
+      api_requests_per_second: 50,
+      pairing_codes_per_channel_per_hour: 3,
+      pairing_codes_per_customer_per_day: 20
+    }
     expect(decodes(Plan, plan)).toBe(true)
     for (const bad of [0, -1, 1.5, 1_000_001, "5", null]) {
       expect(decodes(Plan, { ...plan, max_channels: bad }), String(bad)).toBe(false)

@@ -8,7 +8,7 @@ import {
   type ConnectRequest,
   type CustomerId
 } from "@whatisup/domain"
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer, Schedule, Schema } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
 import { Audit } from "../audit/audit.ts"
 import { KeyRing } from "../crypto/keyRing.ts"
@@ -17,9 +17,10 @@ import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db
 import { decodeRows, transaction } from "../db/transaction.ts"
 import type { PlanLimitExceeded } from "../tenancy/errors.ts"
 import { checkPlanLimit } from "../tenancy/planLimits.ts"
-import { ChannelNotFound, ChannelStateConflict, QrUnavailable } from "./errors.ts"
+import { type ChannelOperationPaced, ChannelNotFound, ChannelStateConflict, QrUnavailable } from "./errors.ts"
 import { EventLog } from "../events/eventLog.ts"
 import { AuthStates } from "./loginStore.ts"
+import { makePacing, type PacedOperation } from "./pacing.ts"
 import { channelColumns, ChannelRow, channelsChangedChannel, renderChannel } from "./rows.ts"
 import { canMove, connectableStatuses, isRunning } from "./status.ts"
 
@@ -30,6 +31,14 @@ export interface Access {
 }
 
 const QrRow = Schema.Struct({ ...ChannelRow.fields, qr_expired: Schema.NullOr(Schema.Boolean) })
+
+const CustomerPlanRow = Schema.Struct({
+  status: Schema.String,
+  pairing_codes_per_channel_per_hour: Schema.Number,
+  pairing_codes_per_customer_per_day: Schema.Number
+})
+
+type CustomerPlanRow = typeof CustomerPlanRow.Type
 
 const OperatorChannelRow = Schema.Struct({
   ...AdminChannelSchema.fields,
@@ -62,17 +71,17 @@ export class Channels extends Context.Service<
       id: ChannelId,
       request: ConnectRequest,
       actor: AuditActor
-    ) => Effect.Effect<Channel, ChannelNotFound | ChannelStateConflict>
+    ) => Effect.Effect<Channel, ChannelNotFound | ChannelStateConflict | ChannelOperationPaced>
     readonly logout: (
       access: Access,
       id: ChannelId,
       actor: AuditActor
-    ) => Effect.Effect<Channel, ChannelNotFound | ChannelStateConflict>
+    ) => Effect.Effect<Channel, ChannelNotFound | ChannelStateConflict | ChannelOperationPaced>
     readonly restart: (
       access: Access,
       id: ChannelId,
       actor: AuditActor
-    ) => Effect.Effect<Channel, ChannelNotFound | ChannelStateConflict>
+    ) => Effect.Effect<Channel, ChannelNotFound | ChannelStateConflict | ChannelOperationPaced>
     readonly qr: (
       access: Access,
       id: ChannelId
@@ -96,6 +105,16 @@ export const layerChannels = Layer.effect(
     const authStates = yield* AuthStates
     const columns = sql.literal(channelColumns)
     const inTransaction = transaction(sql)
+    const pacing = makePacing(sql)
+
+    yield* Effect.forkScoped(
+      Effect.repeat(
+        pacing.prune.pipe(
+          Effect.catchCause((cause) => Effect.logWarning("could not prune paced channel operations", cause))
+        ),
+        Schedule.spaced("1 hour")
+      )
+    )
 
     /** The channels the caller may see: its customer's, not deleted, and only the bound one for a bound key. */
     const visible = (access: Access) =>
@@ -130,23 +149,39 @@ export const layerChannels = Layer.effect(
         : Effect.succeed(renderChannel(row))
 
     /**
+     * The customer's row, locked before any of its channels (always in this order): shared, or
+     * exclusive where the customer's own pacing is counted.
+     */
+    const lockCustomer = (access: Access, exclusive: boolean) =>
+      Effect.map(
+        sql`
+          SELECT status, pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day
+          FROM customers WHERE id = ${access.customerId}
+          ${exclusive ? sql`FOR NO KEY UPDATE` : sql`FOR SHARE`}`.pipe(decodeRows(CustomerPlanRow)),
+        (rows) => rows[0]!
+      )
+
+    type Applied = { readonly row: ChannelRow; readonly audit: Record<string, unknown> }
+
+    /**
      * A change the caller asked for: the channel locked, changed, audited in one transaction, and
-     * the supervisors woken when what should run changed.
+     * the supervisors woken when what should run changed. `countsForCustomer`: the change is paced
+     * per customer too, so the customer row is locked exclusively.
      */
     const change = <E>(
       access: Access,
       id: ChannelId,
       actor: AuditActor,
       action: string,
-      apply: (
-        before: ChannelRow
-      ) => Effect.Effect<{ readonly row: ChannelRow; readonly audit: Record<string, unknown> }, E>,
-      options: { readonly wake: boolean } = { wake: true }
+      apply: (before: ChannelRow, customer: CustomerPlanRow) => Effect.Effect<Applied, E>,
+      options: { readonly wake?: boolean; readonly countsForCustomer?: boolean } = {}
     ) =>
       inTransaction(
         Effect.gen(function* () {
+          const { wake = true, countsForCustomer = false } = options
+          const customer = yield* lockCustomer(access, countsForCustomer)
           const before = yield* found(access, id, sql`FOR UPDATE`)
-          const { row, audit: data } = yield* apply(before)
+          const { row, audit: data } = yield* apply(before, customer)
           yield* audit.record({
             customerId: access.customerId,
             actor,
@@ -155,10 +190,25 @@ export const layerChannels = Layer.effect(
             resourceId: id,
             data
           })
-          if (options.wake) yield* sql`SELECT pg_notify(${channelsChangedChannel}, ${id})`
+          if (wake) yield* sql`SELECT pg_notify(${channelsChangedChannel}, ${id})`
           return row
         })
       )
+
+    /** `apply` refused when its operations were asked for too often lately, and counted when done. */
+    const paced =
+      <E>(
+        access: Access,
+        operations: ReadonlyArray<PacedOperation>,
+        apply: (before: ChannelRow) => Effect.Effect<Applied, E>
+      ) =>
+      (before: ChannelRow, customer: CustomerPlanRow) =>
+        Effect.gen(function* () {
+          yield* pacing.admit(access.customerId, before.id, operations, customer)
+          const applied = yield* apply(before)
+          yield* pacing.note(access.customerId, before.id, operations)
+          return applied
+        })
 
     const refuse = (row: ChannelRow, action: ChannelStateConflict["action"]) =>
       new ChannelStateConflict({ channelId: row.id, status: row.status, action })
@@ -253,19 +303,37 @@ export const layerChannels = Layer.effect(
       }),
 
       connect: Effect.fn("Channels.connect")(function* (access, id, request, actor) {
-        const row = yield* change(access, id, actor, "channel.connect_requested", (before) =>
-          connectableStatuses.includes(before.status)
-            ? Effect.map(
-                update(
-                  id,
-                  sql`status = 'pairing', status_reason = NULL, desired = 'running',
-                    run_epoch = run_epoch + 1, connect_method = ${request.method},
-                    pairing_phone_number = ${request.method === "pairing_code" ? request.phone_number : null},
-                    qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL`
-                ),
-                (row) => ({ row, audit: { method: request.method, previous_status: before.status } })
-              )
-            : Effect.fail(refuse(before, "connect"))
+        const phoneNumber = request.method === "pairing_code" ? (request.phone_number ?? null) : null
+        const operations: ReadonlyArray<PacedOperation> =
+          phoneNumber === null ? ["connect"] : ["connect", "pairing_code"]
+        const row = yield* change(
+          access,
+          id,
+          actor,
+          "channel.connect_requested",
+          paced(access, operations, (before) =>
+            connectableStatuses.includes(before.status)
+              ? Effect.map(
+                  update(
+                    id,
+                    sql`status = 'pairing', status_reason = NULL, desired = 'running',
+                      run_epoch = run_epoch + 1, connect_method = ${request.method},
+                      pairing_phone_number = ${phoneNumber},
+                      qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL`
+                  ),
+                  (row) => ({
+                    row,
+                    // the number WhatsApp pushes a link prompt to
+                    audit: {
+                      method: request.method,
+                      ...(phoneNumber === null ? {} : { phone_number: phoneNumber }),
+                      previous_status: before.status
+                    }
+                  })
+                )
+              : Effect.fail(refuse(before, "connect"))
+          ),
+          { countsForCustomer: phoneNumber !== null }
         )
         return request.method === "pairing_code"
           ? renderChannel(row, yield* awaitPairingCode(id, row.run_epoch))
@@ -273,31 +341,43 @@ export const layerChannels = Layer.effect(
       }),
 
       logout: Effect.fn("Channels.logout")(function* (access, id, actor) {
-        const row = yield* change(access, id, actor, "channel.logged_out", (before) =>
-          isRunning(before.status) && canMove(before.status, "logged_out")
-            ? Effect.gen(function* () {
-                const row = yield* unlink(id, "logged_out", "logout_requested")
-                yield* events.append({
-                  customerId: access.customerId,
-                  channelId: id,
-                  type: "channel.logged_out",
-                  data: { reason: "logout_requested" }
+        const row = yield* change(
+          access,
+          id,
+          actor,
+          "channel.logged_out",
+          paced(access, ["logout"], (before) =>
+            isRunning(before.status) && canMove(before.status, "logged_out")
+              ? Effect.gen(function* () {
+                  const row = yield* unlink(id, "logged_out", "logout_requested")
+                  yield* events.append({
+                    customerId: access.customerId,
+                    channelId: id,
+                    type: "channel.logged_out",
+                    data: { reason: "logout_requested" }
+                  })
+                  return { row, audit: { previous_status: before.status } }
                 })
-                return { row, audit: { previous_status: before.status } }
-              })
-            : Effect.fail(refuse(before, "log out"))
+              : Effect.fail(refuse(before, "log out"))
+          )
         )
         return renderChannel(row)
       }),
 
       restart: Effect.fn("Channels.restart")(function* (access, id, actor) {
-        const row = yield* change(access, id, actor, "channel.restart_requested", (before) =>
-          isRunning(before.status)
-            ? Effect.map(update(id, sql`run_epoch = run_epoch + 1`), (row) => ({
-                row,
-                audit: { status: before.status }
-              }))
-            : Effect.fail(refuse(before, "restart"))
+        const row = yield* change(
+          access,
+          id,
+          actor,
+          "channel.restart_requested",
+          paced(access, ["restart"], (before) =>
+            isRunning(before.status)
+              ? Effect.map(update(id, sql`run_epoch = run_epoch + 1`), (row) => ({
+                  row,
+                  audit: { status: before.status }
+                }))
+              : Effect.fail(refuse(before, "restart"))
+          )
         )
         return renderChannel(row)
       }),
