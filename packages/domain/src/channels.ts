@@ -10,8 +10,12 @@ export const ChannelStatus = Schema.Literals([
   "reconnecting",
   "logged_out",
   "failed",
+  "suspended",
   "deleted"
-])
+]).annotate({
+  description:
+    "created → pairing → connecting → connected ⇄ reconnecting; logged_out and failed end a connection; suspended: the customer is suspended, and the channel reconnects when it is resumed"
+})
 export type ChannelStatus = typeof ChannelStatus.Type
 
 export const ChannelName = Text(1, 100)

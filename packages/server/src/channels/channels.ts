@@ -15,14 +15,16 @@ import { KeyRing } from "../crypto/keyRing.ts"
 import { newId } from "../db/ids.ts"
 import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db/pagination.ts"
 import { decodeRows, transaction } from "../db/transaction.ts"
-import type { PlanLimitExceeded } from "../tenancy/errors.ts"
+import { revokeKeysBoundTo } from "../tenancy/apiKeys.ts"
+import { Authentication } from "../tenancy/authentication.ts"
+import { AuthenticationFailed, type PlanLimitExceeded } from "../tenancy/errors.ts"
 import { checkPlanLimit } from "../tenancy/planLimits.ts"
 import { type ChannelOperationPaced, ChannelNotFound, ChannelStateConflict, QrUnavailable } from "./errors.ts"
 import { EventLog } from "../events/eventLog.ts"
 import { AuthStates } from "./loginStore.ts"
 import { makePacing, type PacedOperation } from "./pacing.ts"
 import { channelColumns, ChannelRow, channelsChangedChannel, renderChannel } from "./rows.ts"
-import { canMove, connectableStatuses, isRunning } from "./status.ts"
+import { canMove, connectableStatuses, isRunning, runningStatuses } from "./status.ts"
 
 /** Whose channel: a customer, and for a channel-bound key the one channel it may see. */
 export interface Access {
@@ -39,6 +41,12 @@ const CustomerPlanRow = Schema.Struct({
 })
 
 type CustomerPlanRow = typeof CustomerPlanRow.Type
+
+const StoppedRow = Schema.Struct({
+  id: ChannelRow.fields.id,
+  previous_status: ChannelRow.fields.status,
+  status: ChannelRow.fields.status
+})
 
 const OperatorChannelRow = Schema.Struct({
   ...AdminChannelSchema.fields,
@@ -60,32 +68,49 @@ export class Channels extends Context.Service<
       id: ChannelId,
       name: string,
       actor: AuditActor
-    ) => Effect.Effect<Channel, ChannelNotFound>
+    ) => Effect.Effect<Channel, ChannelNotFound | AuthenticationFailed>
+    /** Deletes the channel for good; the keys bound to it are revoked with it. */
     readonly remove: (
       access: Access,
       id: ChannelId,
       actor: AuditActor
-    ) => Effect.Effect<Channel, ChannelNotFound>
+    ) => Effect.Effect<Channel, ChannelNotFound | AuthenticationFailed>
     readonly connect: (
       access: Access,
       id: ChannelId,
       request: ConnectRequest,
       actor: AuditActor
-    ) => Effect.Effect<Channel, ChannelNotFound | ChannelStateConflict | ChannelOperationPaced>
+    ) => Effect.Effect<
+      Channel,
+      ChannelNotFound | ChannelStateConflict | ChannelOperationPaced | AuthenticationFailed
+    >
     readonly logout: (
       access: Access,
       id: ChannelId,
       actor: AuditActor
-    ) => Effect.Effect<Channel, ChannelNotFound | ChannelStateConflict | ChannelOperationPaced>
+    ) => Effect.Effect<
+      Channel,
+      ChannelNotFound | ChannelStateConflict | ChannelOperationPaced | AuthenticationFailed
+    >
     readonly restart: (
       access: Access,
       id: ChannelId,
       actor: AuditActor
-    ) => Effect.Effect<Channel, ChannelNotFound | ChannelStateConflict | ChannelOperationPaced>
+    ) => Effect.Effect<
+      Channel,
+      ChannelNotFound | ChannelStateConflict | ChannelOperationPaced | AuthenticationFailed
+    >
     readonly qr: (
       access: Access,
       id: ChannelId
     ) => Effect.Effect<{ readonly qr: string; readonly expires_at: string }, ChannelNotFound | QrUnavailable>
+    /**
+     * In the transaction suspending the customer: its channels stop. A connected (or connecting)
+     * channel becomes `suspended` and connects again on resume; one still pairing rests as `created`.
+     */
+    readonly suspendCustomer: (customerId: CustomerId, actor: AuditActor) => Effect.Effect<void>
+    /** In the transaction resuming the customer: its suspended channels connect again. */
+    readonly resumeCustomer: (customerId: CustomerId, actor: AuditActor) => Effect.Effect<void>
     /** Every channel for the operator, with the node holding it. */
     readonly listForOperator: (filter: {
       readonly node?: string | undefined
@@ -103,6 +128,7 @@ export const layerChannels = Layer.effect(
     const events = yield* EventLog
     const keyRing = yield* KeyRing
     const authStates = yield* AuthStates
+    const authentication = yield* Authentication
     const columns = sql.literal(channelColumns)
     const inTransaction = transaction(sql)
     const pacing = makePacing(sql)
@@ -180,6 +206,8 @@ export const layerChannels = Layer.effect(
         Effect.gen(function* () {
           const { wake = true, countsForCustomer = false } = options
           const customer = yield* lockCustomer(access, countsForCustomer)
+          // suspended while this request was on its way: refused as its next request will be
+          if (customer.status === "suspended") return yield* new AuthenticationFailed({ reason: "suspended" })
           const before = yield* found(access, id, sql`FOR UPDATE`)
           const { row, audit: data } = yield* apply(before, customer)
           yield* audit.record({
@@ -294,11 +322,18 @@ export const layerChannels = Layer.effect(
 
       remove: Effect.fn("Channels.remove")(function* (access, id, actor) {
         const row = yield* change(access, id, actor, "channel.deleted", (before) =>
-          Effect.map(unlink(id, "deleted", "channel_deleted"), (row) => ({
-            row,
-            audit: { previous_status: before.status }
-          }))
+          Effect.gen(function* () {
+            const row = yield* unlink(id, "deleted", "channel_deleted")
+            const revoked = yield* revokeKeysBoundTo(sql, audit.record, {
+              customerId: access.customerId,
+              channelId: id,
+              actor
+            })
+            return { row, audit: { previous_status: before.status, revoked_api_keys: revoked } }
+          })
         )
+        // the bound keys fail at once here; other processes hear it from the commit's NOTIFY
+        yield* authentication.forget
         return renderChannel(row)
       }),
 
@@ -396,6 +431,64 @@ export const layerChannels = Layer.effect(
         }
         const qr = yield* keyRing.decrypt(row.qr_ciphertext).pipe(Effect.orDie)
         return { qr, expires_at: row.qr_expires_at.toISOString() }
+      }),
+
+      suspendCustomer: Effect.fn("Channels.suspendCustomer")(function* (customerId, actor) {
+        yield* inTransaction(
+          Effect.gen(function* () {
+            const stopped = yield* sql`
+              WITH before AS (
+                SELECT id, status FROM channels
+                WHERE customer_id = ${customerId} AND status IN ${sql.in(runningStatuses)}
+                FOR UPDATE
+              )
+              UPDATE channels c SET
+                status = CASE WHEN before.status = 'pairing' THEN 'created' ELSE 'suspended' END,
+                status_reason = 'customer_suspended', desired = 'stopped',
+                qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL, updated_at = now()
+              FROM before WHERE c.id = before.id
+              RETURNING c.id, before.status AS previous_status, c.status`.pipe(decodeRows(StoppedRow))
+            for (const channel of stopped) {
+              yield* events.append({
+                customerId,
+                channelId: channel.id,
+                type: "channel.disconnected",
+                data: { code: 0, reason: "customer_suspended" }
+              })
+              yield* audit.record({
+                customerId,
+                actor,
+                action: "channel.suspended",
+                resourceType: "channel",
+                resourceId: channel.id,
+                data: { previous_status: channel.previous_status, status: channel.status }
+              })
+              yield* sql`SELECT pg_notify(${channelsChangedChannel}, ${channel.id})`
+            }
+          })
+        )
+      }),
+
+      resumeCustomer: Effect.fn("Channels.resumeCustomer")(function* (customerId, actor) {
+        yield* inTransaction(
+          Effect.gen(function* () {
+            const resumed = yield* sql`
+              UPDATE channels SET status = 'connecting', status_reason = NULL, desired = 'running',
+                run_epoch = run_epoch + 1, updated_at = now()
+              WHERE customer_id = ${customerId} AND status = 'suspended'
+              RETURNING id`.pipe(decodeRows(Schema.Struct({ id: ChannelRow.fields.id })))
+            for (const channel of resumed) {
+              yield* audit.record({
+                customerId,
+                actor,
+                action: "channel.resumed",
+                resourceType: "channel",
+                resourceId: channel.id
+              })
+              yield* sql`SELECT pg_notify(${channelsChangedChannel}, ${channel.id})`
+            }
+          })
+        )
       }),
 
       listForOperator: Effect.fn("Channels.listForOperator")(function* ({ node, status, customerId }) {

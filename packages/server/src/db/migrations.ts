@@ -2,11 +2,13 @@ import { Migrator } from "effect/sql"
 import foundation from "./migrations/0001_foundation.ts"
 import channels from "./migrations/0002_channels.ts"
 import pacedOperations from "./migrations/0003_paced_operations.ts"
+import suspendedChannels from "./migrations/0004_suspended_channels.ts"
 
 export const migrations = {
   "1_foundation": foundation,
   "2_channels": channels,
-  "3_paced_operations": pacedOperations
+  "3_paced_operations": pacedOperations,
+  "4_suspended_channels": suspendedChannels
 }
 
 export const latestMigrationId = Math.max(...Object.keys(migrations).map((name) => Number.parseInt(name, 10)))
