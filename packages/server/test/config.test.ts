@@ -90,6 +90,7 @@ describe("gateway configuration", () => {
         WHATISUP_MASTER_KEYS: "k1:c2VjcmV0",
         WHATISUP_ADMIN_LISTEN: "0.0.0.0:9090",
         WHATISUP_ADMIN_TOKEN: adminToken,
+        WHATISUP_METRICS_TOKEN: `${adminToken}-metrics`,
         WHATISUP_WA_WS_URL: "wss://web.whatsapp.com/ws/chat",
         WHATISUP_WA_VERSION: "2.3000.1027934701",
         WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32,::1/128",
@@ -122,6 +123,7 @@ describe("gateway configuration", () => {
       )
       expect(Option.map(config.masterKeys, Redacted.value)).toEqual(Option.some("k1:c2VjcmV0"))
       expect(Option.map(config.adminToken, Redacted.value)).toEqual(Option.some(adminToken))
+      expect(Option.map(config.metricsToken, Redacted.value)).toEqual(Option.some(`${adminToken}-metrics`))
       expect(Duration.toMillis(config.leaseTtl)).toBe(500)
       expect(Duration.toMillis(config.messageMaxAge)).toBe(600_000)
     })
@@ -231,6 +233,9 @@ describe("gateway configuration", () => {
       const token = yield* refusal({ WHATISUP_ADMIN_TOKEN: "hunter2" })
       expectRefused(token, "WHATISUP_ADMIN_TOKEN", /got 7 characters/)
       expect(token.message).not.toContain("hunter2")
+      const metrics = yield* refusal({ WHATISUP_METRICS_TOKEN: "hunter2" })
+      expectRefused(metrics, "WHATISUP_METRICS_TOKEN", /got 7 characters/)
+      expect(metrics.message).not.toContain("hunter2")
       const database = yield* refusal({ DATABASE_URL: "mysql://root:hunter2@db/app" })
       expectRefused(database, "DATABASE_URL", /^expected a postgres/)
       expect(database.message).not.toContain("hunter2")

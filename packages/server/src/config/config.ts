@@ -37,6 +37,8 @@ export interface GatewayConfig {
   readonly adminHost: string
   readonly adminPort: number
   readonly adminToken: Option.Option<Redacted.Redacted<string>>
+  /** A token that reads /metrics and nothing else, for scrapers (the operator token reads it too). */
+  readonly metricsToken: Option.Option<Redacted.Redacted<string>>
   readonly waWsUrl: Option.Option<string>
   readonly waVersion: Option.Option<readonly [number, number, number]>
   readonly webhookAllowCidrs: ReadonlyArray<string>
@@ -172,7 +174,8 @@ const logLevels = oneOf(
 const secretVariables: ReadonlySet<string> = new Set([
   "DATABASE_URL",
   "WHATISUP_MASTER_KEYS",
-  "WHATISUP_ADMIN_TOKEN"
+  "WHATISUP_ADMIN_TOKEN",
+  "WHATISUP_METRICS_TOKEN"
 ])
 
 const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
@@ -191,6 +194,7 @@ const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
     Config.withDefault({ host: "127.0.0.1", port: 8081 })
   ),
   adminToken: Config.option(Config.schema(Schema.Redacted(AdminToken), "WHATISUP_ADMIN_TOKEN")),
+  metricsToken: Config.option(Config.schema(Schema.Redacted(AdminToken), "WHATISUP_METRICS_TOKEN")),
   waWsUrl: Config.option(Config.schema(WebSocketUrl, "WHATISUP_WA_WS_URL")),
   waVersion: Config.option(Config.schema(WaVersion, "WHATISUP_WA_VERSION")),
   webhookAllowCidrs: Config.schema(CidrList, "WHATISUP_WEBHOOK_ALLOW_CIDRS").pipe(Config.withDefault([])),
