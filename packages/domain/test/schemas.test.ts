@@ -52,4 +52,19 @@ describe("domain schemas", () => {
       expect(decodes(KeyName, bad), JSON.stringify(bad)).toBe(false)
     }
   })
+
+  it("names refuse bidirectional overrides and isolates and C1 controls, and keep right-to-left scripts", () => {
+    for (const good of ["שלום", "مرحبا بالعالم", "a\u200fb", "no\u00a0break", "\u00ff"]) {
+      expect(decodes(KeyName, good), JSON.stringify(good)).toBe(true)
+    }
+    const refused = [
+      ...Array.from({ length: 5 }, (_, i) => 0x202a + i),
+      ...Array.from({ length: 4 }, (_, i) => 0x2066 + i),
+      ...Array.from({ length: 32 }, (_, i) => 0x80 + i)
+    ]
+    for (const code of refused) {
+      const name = `invoice${String.fromCodePoint(code)}fdp.exe`
+      expect(decodes(KeyName, name), `U+${code.toString(16)}`).toBe(false)
+    }
+  })
 })

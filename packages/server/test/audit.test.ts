@@ -8,7 +8,7 @@ import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 
 layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("audit log", (it) => {
-  it.effect("every change is audited with its actor, resource and request id, newest first", () =>
+  it.effect("every change is audited with its actor, resource and request ids, newest first", () =>
     Effect.gen(function* () {
       const gateway = yield* TestGateway
       const admin = yield* adminOf(gateway)
@@ -19,7 +19,7 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("audi
         payload: { name: "to revoke" },
         responseMode: "decoded-and-response"
       })
-      expect(createdResponse.headers["x-request-id"]).toBe("req-create-1")
+      expect(createdResponse.headers["x-client-request-id"]).toBe("req-create-1")
       const [, revoked] = yield* client.apiKeys.revoke({
         params: { id: created.id },
         responseMode: "decoded-and-response"
@@ -40,7 +40,9 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("audi
       expect(revokedEvent!.actor).toEqual({ type: "api_key", id: keyId })
       expect(revokedEvent!.resource_id).toBe(created.id)
       expect(revokedEvent!.request_id).toBe(revoked.headers["x-request-id"])
-      expect(createdEvent!.request_id).toBe("req-create-1")
+      expect(createdEvent!.request_id).toBe(createdResponse.headers["x-request-id"])
+      expect(createdEvent!.client_request_id).toBe("req-create-1")
+      expect(revokedEvent!.client_request_id).toBeNull()
       expect(createdEvent!.data).toEqual({ name: "to revoke", channel_id: null })
       // what the log carries on the wire, not what a client decodes from it
       const wire = yield* request(gateway.api, "GET", "/v1/audit-events", { key })
