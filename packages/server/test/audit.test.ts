@@ -100,6 +100,42 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("audi
     }).pipe(Effect.scoped)
   )
 
+  it.effect(
+    "the role the gateway serves as cannot disable the trigger, update, delete or truncate audit rows",
+    () =>
+      Effect.gen(function* () {
+        const { databaseUrl, servingDatabaseUrl } = yield* TestGateway
+        yield* newCustomer(yield* TestGateway, { name: "Inside Job" })
+        const owner = yield* sqlFor(databaseUrl)
+        const serving = yield* sqlFor(servingDatabaseUrl)
+        // the gateway's own connections are this role's
+        const roles = yield* owner<{ role: string }>`
+          SELECT DISTINCT usename AS role FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'whatisup'`
+        expect(roles.map((r) => r.role)).toEqual([new URL(servingDatabaseUrl).username])
+        const before = yield* serving<{ n: number }>`SELECT count(*)::int AS n FROM audit_events`
+        expect(before[0]!.n).toBeGreaterThan(0)
+        for (const statement of [
+          serving`ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change`,
+          serving`ALTER TABLE audit_events DISABLE TRIGGER ALL`,
+          serving`DROP TRIGGER audit_events_no_change ON audit_events`,
+          serving`UPDATE audit_events SET action = 'nothing'`,
+          serving`DELETE FROM audit_events`,
+          serving`TRUNCATE audit_events`
+        ]) {
+          const exit = yield* Effect.exit(statement)
+          expect(Exit.isFailure(exit)).toBe(true)
+          expect(String(Exit.isFailure(exit) ? exit.cause : "")).toMatch(/must be owner|permission denied/)
+        }
+        const triggers = yield* owner<{ enabled: string }>`
+          SELECT tgenabled AS enabled FROM pg_trigger
+          WHERE tgrelid = 'audit_events'::regclass AND NOT tgisinternal`
+        expect(triggers.map((t) => t.enabled)).toEqual(["O", "O"])
+        const after = yield* owner<{ n: number }>`SELECT count(*)::int AS n FROM audit_events`
+        expect(after[0]!.n).toBe(before[0]!.n)
+      }).pipe(Effect.scoped)
+  )
+
   it.effect("audit rows outlive what they describe", () =>
     Effect.gen(function* () {
       const { databaseUrl } = yield* TestGateway

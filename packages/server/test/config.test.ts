@@ -86,6 +86,7 @@ describe("gateway configuration", () => {
         HOST: "127.0.0.1",
         PORT: "0",
         DATABASE_URL: "postgresql://postgres@127.0.0.1:5432/whatisup",
+        WHATISUP_MIGRATION_DATABASE_URL: "postgresql://owner@127.0.0.1:5432/whatisup",
         WHATISUP_DATA_DIR: "/var/lib/whatisup",
         WHATISUP_MASTER_KEYS: "k1:c2VjcmV0",
         WHATISUP_ADMIN_LISTEN: "0.0.0.0:9090",
@@ -120,6 +121,9 @@ describe("gateway configuration", () => {
       })
       expect(Option.map(config.databaseUrl, Redacted.value)).toEqual(
         Option.some("postgresql://postgres@127.0.0.1:5432/whatisup")
+      )
+      expect(Option.map(config.migrationDatabaseUrl, Redacted.value)).toEqual(
+        Option.some("postgresql://owner@127.0.0.1:5432/whatisup")
       )
       expect(Option.map(config.masterKeys, Redacted.value)).toEqual(Option.some("k1:c2VjcmV0"))
       expect(Option.map(config.adminToken, Redacted.value)).toEqual(Option.some(adminToken))
@@ -180,6 +184,16 @@ describe("gateway configuration", () => {
           [{ WHATISUP_ADMIN_LISTEN: "8081" }, "WHATISUP_ADMIN_LISTEN", /^expected host:port.*, got "8081"$/],
           [{ WHATISUP_ADMIN_LISTEN: "127.0.0.1:70000" }, "WHATISUP_ADMIN_LISTEN", /^expected host:port/],
           [{ WHATISUP_ADMIN_LISTEN: "::1:8081" }, "WHATISUP_ADMIN_LISTEN", /^expected host:port/],
+          [
+            { WHATISUP_MIGRATION_DATABASE_URL: "postgresql://owner@db/whatisup" },
+            "WHATISUP_MIGRATION_DATABASE_URL",
+            /^needs DATABASE_URL/
+          ],
+          [
+            { DATABASE_URL: "postgresql://gw@db/w", WHATISUP_MIGRATION_DATABASE_URL: "mysql://owner@db/w" },
+            "WHATISUP_MIGRATION_DATABASE_URL",
+            /^expected a postgres:\/\/ or postgresql:\/\/ URL, got 18 characters \(not shown\)$/
+          ],
           [
             { WHATISUP_ADMIN_TOKEN: "too-short" },
             "WHATISUP_ADMIN_TOKEN",

@@ -19,8 +19,8 @@ const layerTwoGateways = Layer.effect(
   Effect.gen(function* () {
     const database = yield* testDatabase
     const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
-    const a = yield* startGateway(yield* gatewayEnvironment(database.url, shared)).pipe(Effect.orDie)
-    const b = yield* startGateway(yield* gatewayEnvironment(database.url, shared)).pipe(Effect.orDie)
+    const a = yield* startGateway(yield* gatewayEnvironment(database, shared)).pipe(Effect.orDie)
+    const b = yield* startGateway(yield* gatewayEnvironment(database, shared)).pipe(Effect.orDie)
     return { a, b }
   })
 )
