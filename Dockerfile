@@ -6,7 +6,9 @@
 # `npm ci --omit=dev`; the image's own Node 22 runs the gateway.
 #
 #   docker build -t whatisup .
-#   docker run -e DATABASE_URL=... -e WHATISUP_MASTER_KEYS=... -e WHATISUP_ADMIN_TOKEN=... -p 8080:8080 whatisup
+#   docker run -e DATABASE_URL=... -e WHATISUP_MIGRATION_DATABASE_URL=... -e WHATISUP_MASTER_KEYS=... \
+#     -e WHATISUP_ADMIN_TOKEN=... -p 8080:8080 whatisup
+# (DATABASE_URL: the role the gateway serves as; WHATISUP_MIGRATION_DATABASE_URL: the tables' owner.)
 ARG NODE_IMAGE=node:22-bookworm-slim
 
 # Only the package manifests, so the dependency layer below is rebuilt only when one of them changes

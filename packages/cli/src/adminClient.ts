@@ -1,4 +1,4 @@
-import { AdminRpcs } from "@whatisup/domain"
+import { AdminRpcs, OperatorUnauthorized } from "@whatisup/domain"
 import { Context, Effect, Layer } from "effect"
 import { FetchHttpClient, HttpClient, HttpClientRequest } from "effect/http"
 import { RpcClient, RpcClientError, RpcSerialization } from "effect/rpc"
@@ -26,6 +26,12 @@ export class AdminClient extends Context.Service<
   RpcClient.FromGroup<typeof AdminRpcs, RpcClientError.RpcClientError>
 >()("whatisup/cli/AdminClient") {}
 
+/** The listener refuses a bad token with a bare 401 before it reads the call: an error, not a body to decode. */
+const layerHttpClient = Layer.effect(
+  HttpClient.HttpClient,
+  Effect.map(HttpClient.HttpClient, HttpClient.filterStatusOk)
+).pipe(Layer.provide(FetchHttpClient.layer))
+
 export const layerAdminClient = (target: AdminTarget) =>
   Layer.effect(AdminClient, RpcClient.make(AdminRpcs)).pipe(
     Layer.provide(
@@ -34,10 +40,28 @@ export const layerAdminClient = (target: AdminTarget) =>
         transformClient: HttpClient.mapRequest(HttpClientRequest.bearerToken(target.token ?? ""))
       })
     ),
-    Layer.provide([RpcSerialization.layerNdjson, FetchHttpClient.layer])
+    Layer.provide([RpcSerialization.layerNdjson, layerHttpClient])
   )
 
+/** The admin listener answered 401: it refused the operator token before reading the call. */
+export const isTokenRefused = (error: unknown) => {
+  if ((error as { readonly _tag?: unknown } | undefined)?._tag !== "RpcClientError") return false
+  const reason = (error as RpcClientError.RpcClientError).reason as {
+    readonly _tag?: string
+    readonly kind?: string
+    readonly cause?: unknown
+  }
+  const status = (reason.cause as { readonly response?: { readonly status?: number } } | undefined)?.response
+    ?.status
+  return reason._tag === "HttpError" && reason.kind === "StatusCodeError" && status === 401
+}
+
+/** One admin call; a token the listener refuses is the RPC's own `OperatorUnauthorized`. */
 export const call = <A, E>(f: (client: AdminClient["Service"]) => Effect.Effect<A, E>) =>
   Effect.gen(function* () {
-    return yield* f(yield* AdminClient)
+    return yield* f(yield* AdminClient).pipe(
+      Effect.catchIf(isTokenRefused, () =>
+        Effect.fail(new OperatorUnauthorized({ message: "the operator token is missing or wrong" }))
+      )
+    )
   })

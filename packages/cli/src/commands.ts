@@ -26,6 +26,8 @@ const describeCustomer = (c: Customer) =>
     `${c.id}  ${c.name}  (${c.status})`,
     `  plan: ${c.plan.max_channels} channels, ${c.plan.max_api_keys} API keys, ` +
       `${c.plan.messages_per_minute} messages/min per channel, ${c.plan.api_requests_per_second} API requests/s per key`,
+    `  pairing codes: ${c.plan.pairing_codes_per_channel_per_hour} per channel an hour, ` +
+      `${c.plan.pairing_codes_per_customer_per_day} a day`,
     `  created: ${c.created_at}`
   ].join("\n")
 
@@ -94,14 +96,33 @@ const setPlan = Command.make(
     maxApiKeys: planFlag("max-api-keys", "active API keys the customer may have"),
     messagesPerMinute: planFlag("messages-per-minute", "messages per minute per channel"),
     apiRps: planFlag("api-rps", "API requests per second per key"),
+    pairingCodesPerHour: planFlag("pairing-codes-per-hour", "connects by pairing code per channel an hour"),
+    pairingCodesPerDay: planFlag("pairing-codes-per-day", "connects by pairing code per customer a day"),
     json
   },
-  ({ id, maxChannels, maxApiKeys, messagesPerMinute, apiRps, json }) => {
+  ({
+    id,
+    maxChannels,
+    maxApiKeys,
+    messagesPerMinute,
+    apiRps,
+    pairingCodesPerHour,
+    pairingCodesPerDay,
+    json
+  }) => {
     const plan = {
       ...Option.match(maxChannels, { onNone: () => ({}), onSome: (n) => ({ max_channels: n }) }),
       ...Option.match(maxApiKeys, { onNone: () => ({}), onSome: (n) => ({ max_api_keys: n }) }),
       ...Option.match(messagesPerMinute, { onNone: () => ({}), onSome: (n) => ({ messages_per_minute: n }) }),
-      ...Option.match(apiRps, { onNone: () => ({}), onSome: (n) => ({ api_requests_per_second: n }) })
+      ...Option.match(apiRps, { onNone: () => ({}), onSome: (n) => ({ api_requests_per_second: n }) }),
+      ...Option.match(pairingCodesPerHour, {
+        onNone: () => ({}),
+        onSome: (n) => ({ pairing_codes_per_channel_per_hour: n })
+      }),
+      ...Option.match(pairingCodesPerDay, {
+        onNone: () => ({}),
+        onSome: (n) => ({ pairing_codes_per_customer_per_day: n })
+      })
     }
     if (Object.keys(plan).length === 0) {
       return Effect.fail<
@@ -109,7 +130,7 @@ const setPlan = Command.make(
       >(
         new UsageError({
           message:
-            "set-plan needs at least one of --max-channels, --max-api-keys, --messages-per-minute, --api-rps"
+            "set-plan needs at least one of --max-channels, --max-api-keys, --messages-per-minute, --api-rps, --pairing-codes-per-hour, --pairing-codes-per-day"
         })
       )
     }

@@ -27,7 +27,9 @@ export const PlanPatch = Schema.Struct({
   max_channels: Schema.optionalKey(Plan.fields.max_channels),
   max_api_keys: Schema.optionalKey(Plan.fields.max_api_keys),
   messages_per_minute: Schema.optionalKey(Plan.fields.messages_per_minute),
-  api_requests_per_second: Schema.optionalKey(Plan.fields.api_requests_per_second)
+  api_requests_per_second: Schema.optionalKey(Plan.fields.api_requests_per_second),
+  pairing_codes_per_channel_per_hour: Schema.optionalKey(Plan.fields.pairing_codes_per_channel_per_hour),
+  pairing_codes_per_customer_per_day: Schema.optionalKey(Plan.fields.pairing_codes_per_customer_per_day)
 })
 
 export const CustomerCreated = Schema.Struct({ customer: Customer, api_key: ApiKeyCreated })

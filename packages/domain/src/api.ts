@@ -9,7 +9,15 @@ import {
   OpenApi
 } from "effect/http-api"
 import { AuditEvent, AuditQuery } from "./audit.ts"
-import { Channel, ConnectAccepted, ConnectRequest, CreateChannel, QrCode, UpdateChannel } from "./channels.ts"
+import {
+  Channel,
+  ConnectAccepted,
+  ConnectRequest,
+  CreateChannel,
+  lifecycleOperationsPerMinute,
+  QrCode,
+  UpdateChannel
+} from "./channels.ts"
 import { Event, EventQuery } from "./events.ts"
 import { ApiKeyId, ChannelId, CustomerId } from "./ids.ts"
 import { Page, PageQuery } from "./pagination.ts"
@@ -101,6 +109,8 @@ export class ApiKeysGroup extends HttpApiGroup.make("apiKeys")
 
 const channelParams = { id: ChannelId }
 
+const paced = `Connect, restart and logout are paced together: ${lifecycleOperationsPerMinute} a minute per channel, then 429 rate_limited with Retry-After.`
+
 export class ChannelsGroup extends HttpApiGroup.make("channels")
   .add(
     HttpApiEndpoint.post("create", "/v1/channels", {
@@ -138,8 +148,11 @@ export class ChannelsGroup extends HttpApiGroup.make("channels")
       params: channelParams,
       payload: ConnectRequest,
       success: ConnectAccepted.pipe(HttpApiSchema.status(202)),
-      error: [NotFound, InvalidState]
-    })
+      error: [NotFound, InvalidState, RateLimited]
+    }).annotate(
+      OpenApi.Description,
+      `Starts pairing the channel with a phone. ${paced} Connects by pairing code are also limited by the plan, per channel an hour and per customer a day (pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day), since each pushes a "link a device" prompt to the number named; the audit row names that number.`
+    )
   )
   .add(
     HttpApiEndpoint.get("qr", "/v1/channels/:id/qr", {
@@ -154,15 +167,15 @@ export class ChannelsGroup extends HttpApiGroup.make("channels")
     HttpApiEndpoint.post("logout", "/v1/channels/:id/logout", {
       params: channelParams,
       success: Channel.pipe(HttpApiSchema.status(202)),
-      error: [NotFound, InvalidState]
-    })
+      error: [NotFound, InvalidState, RateLimited]
+    }).annotate(OpenApi.Description, `Unlinks the device and forgets its login. ${paced}`)
   )
   .add(
     HttpApiEndpoint.post("restart", "/v1/channels/:id/restart", {
       params: channelParams,
       success: Channel.pipe(HttpApiSchema.status(202)),
-      error: [NotFound, InvalidState]
-    })
+      error: [NotFound, InvalidState, RateLimited]
+    }).annotate(OpenApi.Description, `Closes the channel's WhatsApp connection and opens it again. ${paced}`)
   )
   .middleware(Authorization)
   .annotate(OpenApi.Title, "Channels") {}

@@ -13,7 +13,13 @@ export const AuditEvent = Schema.Struct({
   action: Schema.String,
   resource_type: Schema.String,
   resource_id: Schema.String,
-  request_id: Schema.NullOr(Schema.String),
+  request_id: Schema.NullOr(Schema.String).annotate({
+    description:
+      "the gateway's id of the request that made the change, as answered in its X-Request-Id header"
+  }),
+  client_request_id: Schema.NullOr(Schema.String).annotate({
+    description: "the X-Request-Id the client sent with that request, if any (echoed as X-Client-Request-Id)"
+  }),
   data: Schema.Record(Schema.String, Schema.Unknown),
   created_at: Schema.String
 })

@@ -10,11 +10,18 @@ export const ChannelStatus = Schema.Literals([
   "reconnecting",
   "logged_out",
   "failed",
+  "suspended",
   "deleted"
-])
+]).annotate({
+  description:
+    "created → pairing → connecting → connected ⇄ reconnecting; logged_out and failed end a connection; suspended: the customer is suspended, and the channel reconnects when it is resumed"
+})
 export type ChannelStatus = typeof ChannelStatus.Type
 
 export const ChannelName = Text(1, 100)
+
+/** Connects, restarts and logouts one channel may be asked for in any minute, whatever the plan: no reconnect storms. */
+export const lifecycleOperationsPerMinute = 6
 
 export const PhoneNumber = Schema.String.pipe(
   Schema.check(

@@ -8,7 +8,14 @@ export const Plan = Schema.Struct({
   max_channels: PositiveInt,
   max_api_keys: PositiveInt,
   messages_per_minute: PositiveInt,
-  api_requests_per_second: PositiveInt
+  api_requests_per_second: PositiveInt,
+  pairing_codes_per_channel_per_hour: PositiveInt.annotate({
+    description:
+      "connects by pairing code one channel may make in any hour: each pushes a link prompt to the number named"
+  }),
+  pairing_codes_per_customer_per_day: PositiveInt.annotate({
+    description: "connects by pairing code the customer's channels may make together in any 24 hours"
+  })
 })
 export type Plan = typeof Plan.Type
 
@@ -16,7 +23,9 @@ export const defaultPlan: Plan = {
   max_channels: 5,
   max_api_keys: 10,
   messages_per_minute: 60,
-  api_requests_per_second: 50
+  api_requests_per_second: 50,
+  pairing_codes_per_channel_per_hour: 3,
+  pairing_codes_per_customer_per_day: 20
 }
 
 export const CustomerStatus = Schema.Literals(["active", "suspended"])

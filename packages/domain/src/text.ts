@@ -1,8 +1,11 @@
 import { Schema } from "effect"
 
-// whole code points, none of them a control character (PostgreSQL refuses NUL; lone surrogates are not text)
-// eslint-disable-next-line no-control-regex -- control characters are what it refuses
-const printable = /^(?:[^\u0000-\u001f\u007f\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])*$/
+// whole code points, none of them a control character, C0 or C1 (PostgreSQL refuses NUL; lone
+// surrogates are not text), nor a bidirectional override or isolate, which would show a name in an
+// order other than its own (U+202A-U+202E, U+2066-U+2069)
+const printable =
+  // eslint-disable-next-line no-control-regex -- control characters are what it refuses
+  /^(?:[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])*$/
 
 /** Text a person typed: a name, a label. */
 export const Text = (minLength: number, maxLength: number) =>
@@ -13,6 +16,8 @@ export const Text = (minLength: number, maxLength: number) =>
       })
     ),
     Schema.check(
-      Schema.isPattern(printable, { message: "must not contain control characters or broken Unicode" })
+      Schema.isPattern(printable, {
+        message: "must not contain control characters, bidirectional overrides or broken Unicode"
+      })
     )
   )

@@ -23,7 +23,14 @@ describe("domain schemas", () => {
   })
 
   it("plans take whole numbers from 1 to a million", () => {
-    const plan = { max_channels: 1, max_api_keys: 2, messages_per_minute: 60, api_requests_per_second: 50 }
+    const plan = {
+      max_channels: 1,
+      max_api_keys: 2,
+      messages_per_minute: 60,
+      api_requests_per_second: 50,
+      pairing_codes_per_channel_per_hour: 3,
+      pairing_codes_per_customer_per_day: 20
+    }
     expect(decodes(Plan, plan)).toBe(true)
     for (const bad of [0, -1, 1.5, 1_000_001, "5", null]) {
       expect(decodes(Plan, { ...plan, max_channels: bad }), String(bad)).toBe(false)
@@ -43,6 +50,21 @@ describe("domain schemas", () => {
     }
     for (const bad of ["", "x".repeat(101), "a\u0000b", "tab\there", "\ud800", "end\udc00"]) {
       expect(decodes(KeyName, bad), JSON.stringify(bad)).toBe(false)
+    }
+  })
+
+  it("names refuse bidirectional overrides and isolates and C1 controls, and keep right-to-left scripts", () => {
+    for (const good of ["שלום", "مرحبا بالعالم", "a\u200fb", "no\u00a0break", "\u00ff"]) {
+      expect(decodes(KeyName, good), JSON.stringify(good)).toBe(true)
+    }
+    const refused = [
+      ...Array.from({ length: 5 }, (_, i) => 0x202a + i),
+      ...Array.from({ length: 4 }, (_, i) => 0x2066 + i),
+      ...Array.from({ length: 32 }, (_, i) => 0x80 + i)
+    ]
+    for (const code of refused) {
+      const name = `invoice${String.fromCodePoint(code)}fdp.exe`
+      expect(decodes(KeyName, name), `U+${code.toString(16)}`).toBe(false)
     }
   })
 })

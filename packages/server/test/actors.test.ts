@@ -66,7 +66,11 @@ describe("channel actors", () => {
           }
         )
 
-        const metrics = yield* Effect.promise(() => fetch(`${gateway.admin}/metrics`).then((r) => r.text()))
+        const metrics = yield* Effect.promise(() =>
+          fetch(`${gateway.admin}/metrics`, {
+            headers: { authorization: `Bearer ${gateway.adminToken}` }
+          }).then((r) => r.text())
+        )
         expect(metrics).toMatch(/whatisup_channel_actor_restarts_total\{reason="defect"\} 1/)
         const others = ids.filter((id) => id !== victim)
         expect(others.every((id) => whatsapp.isOpen(id) && whatsapp.connects(id) === 1)).toBe(true)

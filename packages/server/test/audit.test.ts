@@ -8,7 +8,7 @@ import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 
 layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("audit log", (it) => {
-  it.effect("every change is audited with its actor, resource and request id, newest first", () =>
+  it.effect("every change is audited with its actor, resource and request ids, newest first", () =>
     Effect.gen(function* () {
       const gateway = yield* TestGateway
       const admin = yield* adminOf(gateway)
@@ -19,7 +19,7 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("audi
         payload: { name: "to revoke" },
         responseMode: "decoded-and-response"
       })
-      expect(createdResponse.headers["x-request-id"]).toBe("req-create-1")
+      expect(createdResponse.headers["x-client-request-id"]).toBe("req-create-1")
       const [, revoked] = yield* client.apiKeys.revoke({
         params: { id: created.id },
         responseMode: "decoded-and-response"
@@ -40,7 +40,9 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("audi
       expect(revokedEvent!.actor).toEqual({ type: "api_key", id: keyId })
       expect(revokedEvent!.resource_id).toBe(created.id)
       expect(revokedEvent!.request_id).toBe(revoked.headers["x-request-id"])
-      expect(createdEvent!.request_id).toBe("req-create-1")
+      expect(createdEvent!.request_id).toBe(createdResponse.headers["x-request-id"])
+      expect(createdEvent!.client_request_id).toBe("req-create-1")
+      expect(revokedEvent!.client_request_id).toBeNull()
       expect(createdEvent!.data).toEqual({ name: "to revoke", channel_id: null })
       // what the log carries on the wire, not what a client decodes from it
       const wire = yield* request(gateway.api, "GET", "/v1/audit-events", { key })
@@ -96,6 +98,42 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("audi
         SELECT count(*)::int AS n, count(*) FILTER (WHERE action = 'nothing')::int AS changed FROM audit_events`
       expect(after[0]).toEqual({ n: before[0]!.n, changed: 0 })
     }).pipe(Effect.scoped)
+  )
+
+  it.effect(
+    "the role the gateway serves as cannot disable the trigger, update, delete or truncate audit rows",
+    () =>
+      Effect.gen(function* () {
+        const { databaseUrl, servingDatabaseUrl } = yield* TestGateway
+        yield* newCustomer(yield* TestGateway, { name: "Inside Job" })
+        const owner = yield* sqlFor(databaseUrl)
+        const serving = yield* sqlFor(servingDatabaseUrl)
+        // the gateway's own connections are this role's
+        const roles = yield* owner<{ role: string }>`
+          SELECT DISTINCT usename AS role FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'whatisup'`
+        expect(roles.map((r) => r.role)).toEqual([new URL(servingDatabaseUrl).username])
+        const before = yield* serving<{ n: number }>`SELECT count(*)::int AS n FROM audit_events`
+        expect(before[0]!.n).toBeGreaterThan(0)
+        for (const statement of [
+          serving`ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change`,
+          serving`ALTER TABLE audit_events DISABLE TRIGGER ALL`,
+          serving`DROP TRIGGER audit_events_no_change ON audit_events`,
+          serving`UPDATE audit_events SET action = 'nothing'`,
+          serving`DELETE FROM audit_events`,
+          serving`TRUNCATE audit_events`
+        ]) {
+          const exit = yield* Effect.exit(statement)
+          expect(Exit.isFailure(exit)).toBe(true)
+          expect(String(Exit.isFailure(exit) ? exit.cause : "")).toMatch(/must be owner|permission denied/)
+        }
+        const triggers = yield* owner<{ enabled: string }>`
+          SELECT tgenabled AS enabled FROM pg_trigger
+          WHERE tgrelid = 'audit_events'::regclass AND NOT tgisinternal`
+        expect(triggers.map((t) => t.enabled)).toEqual(["O", "O"])
+        const after = yield* owner<{ n: number }>`SELECT count(*)::int AS n FROM audit_events`
+        expect(after[0]!.n).toBe(before[0]!.n)
+      }).pipe(Effect.scoped)
   )
 
   it.effect("audit rows outlive what they describe", () =>

@@ -80,11 +80,20 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
       })
     )
 
-    it.effect("empty, over-long, NUL, control characters and broken Unicode in a name", () =>
+    it.effect("empty, over-long, NUL, control characters, bidi overrides and broken Unicode in a name", () =>
       Effect.gen(function* () {
         const { api } = yield* TestGateway
         const key = yield* customerKey
-        for (const name of ["", "x".repeat(101), "a\u0000b", "bell\u0007", "lone \ud800 surrogate"]) {
+        for (const name of [
+          "",
+          "x".repeat(101),
+          "a\u0000b",
+          "bell\u0007",
+          "next\u0085line",
+          "invoice\u202efdp.exe",
+          "isolated \u2067text\u2069",
+          "lone \ud800 surrogate"
+        ]) {
           const reply = yield* request(api, "POST", "/v1/api-keys", { key, body: { name } })
           expectProblem(reply, 400, "invalid_request")
           expect(paths(reply)).toEqual(["body.name"])

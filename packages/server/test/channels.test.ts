@@ -373,10 +373,14 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
 
     it.effect("the channels gauge on /metrics follows the database, back to zero", () =>
       Effect.gen(function* () {
-        const { admin, databaseUrl } = yield* TestGateway
+        const { admin, adminToken, databaseUrl } = yield* TestGateway
         const sql = yield* sqlFor(databaseUrl)
         const matches = Effect.gen(function* () {
-          const metrics = yield* Effect.promise(() => fetch(`${admin}/metrics`).then((r) => r.text()))
+          const metrics = yield* Effect.promise(() =>
+            fetch(`${admin}/metrics`, { headers: { authorization: `Bearer ${adminToken}` } }).then((r) =>
+              r.text()
+            )
+          )
           const counts = yield* sql<{ status: string; n: number }>`
           SELECT status, count(*)::int AS n FROM channels GROUP BY status`
           const byStatus = new Map(counts.map((row) => [row.status, row.n]))

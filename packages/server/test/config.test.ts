@@ -86,10 +86,12 @@ describe("gateway configuration", () => {
         HOST: "127.0.0.1",
         PORT: "0",
         DATABASE_URL: "postgresql://postgres@127.0.0.1:5432/whatisup",
+        WHATISUP_MIGRATION_DATABASE_URL: "postgresql://owner@127.0.0.1:5432/whatisup",
         WHATISUP_DATA_DIR: "/var/lib/whatisup",
         WHATISUP_MASTER_KEYS: "k1:c2VjcmV0",
         WHATISUP_ADMIN_LISTEN: "0.0.0.0:9090",
         WHATISUP_ADMIN_TOKEN: adminToken,
+        WHATISUP_METRICS_TOKEN: `${adminToken}-metrics`,
         WHATISUP_WA_WS_URL: "wss://web.whatsapp.com/ws/chat",
         WHATISUP_WA_VERSION: "2.3000.1027934701",
         WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32,::1/128",
@@ -120,8 +122,12 @@ describe("gateway configuration", () => {
       expect(Option.map(config.databaseUrl, Redacted.value)).toEqual(
         Option.some("postgresql://postgres@127.0.0.1:5432/whatisup")
       )
+      expect(Option.map(config.migrationDatabaseUrl, Redacted.value)).toEqual(
+        Option.some("postgresql://owner@127.0.0.1:5432/whatisup")
+      )
       expect(Option.map(config.masterKeys, Redacted.value)).toEqual(Option.some("k1:c2VjcmV0"))
       expect(Option.map(config.adminToken, Redacted.value)).toEqual(Option.some(adminToken))
+      expect(Option.map(config.metricsToken, Redacted.value)).toEqual(Option.some(`${adminToken}-metrics`))
       expect(Duration.toMillis(config.leaseTtl)).toBe(500)
       expect(Duration.toMillis(config.messageMaxAge)).toBe(600_000)
     })
@@ -179,6 +185,16 @@ describe("gateway configuration", () => {
           [{ WHATISUP_ADMIN_LISTEN: "127.0.0.1:70000" }, "WHATISUP_ADMIN_LISTEN", /^expected host:port/],
           [{ WHATISUP_ADMIN_LISTEN: "::1:8081" }, "WHATISUP_ADMIN_LISTEN", /^expected host:port/],
           [
+            { WHATISUP_MIGRATION_DATABASE_URL: "postgresql://owner@db/whatisup" },
+            "WHATISUP_MIGRATION_DATABASE_URL",
+            /^needs DATABASE_URL/
+          ],
+          [
+            { DATABASE_URL: "postgresql://gw@db/w", WHATISUP_MIGRATION_DATABASE_URL: "mysql://owner@db/w" },
+            "WHATISUP_MIGRATION_DATABASE_URL",
+            /^expected a postgres:\/\/ or postgresql:\/\/ URL, got 18 characters \(not shown\)$/
+          ],
+          [
             { WHATISUP_ADMIN_TOKEN: "too-short" },
             "WHATISUP_ADMIN_TOKEN",
             /^expected at least 32 characters, got 9/
@@ -231,6 +247,9 @@ describe("gateway configuration", () => {
       const token = yield* refusal({ WHATISUP_ADMIN_TOKEN: "hunter2" })
       expectRefused(token, "WHATISUP_ADMIN_TOKEN", /got 7 characters/)
       expect(token.message).not.toContain("hunter2")
+      const metrics = yield* refusal({ WHATISUP_METRICS_TOKEN: "hunter2" })
+      expectRefused(metrics, "WHATISUP_METRICS_TOKEN", /got 7 characters/)
+      expect(metrics.message).not.toContain("hunter2")
       const database = yield* refusal({ DATABASE_URL: "mysql://root:hunter2@db/app" })
       expectRefused(database, "DATABASE_URL", /^expected a postgres/)
       expect(database.message).not.toContain("hunter2")

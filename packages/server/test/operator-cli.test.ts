@@ -44,14 +44,29 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
         expect(fetched).toEqual(created.customer)
 
         const planned = yield* runCli(
-          ["customers", "set-plan", id, "--max-channels", "7", "--api-rps", "9", "--json"],
+          [
+            "customers",
+            "set-plan",
+            id,
+            "--max-channels",
+            "7",
+            "--api-rps",
+            "9",
+            "--pairing-codes-per-hour",
+            "2",
+            "--pairing-codes-per-day",
+            "5",
+            "--json"
+          ],
           env
         )
         expect(planned.code).toBe(0)
         expect(JSON.parse(planned.stdout).plan).toEqual({
           ...created.customer.plan,
           max_channels: 7,
-          api_requests_per_second: 9
+          api_requests_per_second: 9,
+          pairing_codes_per_channel_per_hour: 2,
+          pairing_codes_per_customer_per_day: 5
         })
 
         const issued = JSON.parse(

@@ -155,7 +155,9 @@ describe("channel ownership across gateway processes", () => {
         )
 
         const takerMetrics = yield* Effect.promise(() =>
-          fetch(`http://${envA.WHATISUP_ADMIN_LISTEN}/metrics`).then((r) => r.text())
+          fetch(`http://${envA.WHATISUP_ADMIN_LISTEN}/metrics`, {
+            headers: { authorization: `Bearer ${envA.WHATISUP_ADMIN_TOKEN}` }
+          }).then((r) => r.text())
         )
         // node-a took over node-b's 20 channels (and, thawed, had lost its own to node-b before)
         expect(
@@ -190,7 +192,11 @@ describe("channel ownership across gateway processes", () => {
         yield* waitUntil(
           "the gauges show 20 connected channels and 20 actors",
           Effect.map(
-            Effect.promise(() => fetch(`http://${envA.WHATISUP_ADMIN_LISTEN}/metrics`).then((r) => r.text())),
+            Effect.promise(() =>
+              fetch(`http://${envA.WHATISUP_ADMIN_LISTEN}/metrics`, {
+                headers: { authorization: `Bearer ${envA.WHATISUP_ADMIN_TOKEN}` }
+              }).then((r) => r.text())
+            ),
             (text) =>
               /whatisup_channels\{status="connected"\} 20/.test(text) &&
               /whatisup_channel_actors(?:\{[^}]*\})? 20/.test(text)

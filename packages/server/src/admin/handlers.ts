@@ -62,8 +62,19 @@ export const layerAdminHandlers = AdminRpcs.toLayer(
       ListCustomers: () => customers.list,
       GetCustomer: ({ id }) => answerAdmin(customers.get(id)),
       SetPlan: ({ id, plan }) => answerAdmin(customers.setPlan(id, plan)),
-      SuspendCustomer: ({ id }) => answerAdmin(customers.setStatus(id, "suspended")),
-      ResumeCustomer: ({ id }) => answerAdmin(customers.setStatus(id, "active")),
+      // the customer and its channels change together: keys refused and connections stopped, or both back
+      SuspendCustomer: ({ id }) =>
+        answerAdmin(
+          inTransaction(
+            Effect.tap(customers.setStatus(id, "suspended"), () => channels.suspendCustomer(id, operator))
+          )
+        ),
+      ResumeCustomer: ({ id }) =>
+        answerAdmin(
+          inTransaction(
+            Effect.tap(customers.setStatus(id, "active"), () => channels.resumeCustomer(id, operator))
+          )
+        ),
       IssueApiKey: ({ customer_id, name, channel_id }) =>
         answerAdmin(
           apiKeys.create({

@@ -4,7 +4,7 @@ import { SqlClient } from "effect/sql"
 import { newId } from "../db/ids.ts"
 import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db/pagination.ts"
 import { decodeRows } from "../db/transaction.ts"
-import { CurrentRequestId } from "./requestId.ts"
+import { CurrentClientRequestId, CurrentRequestId } from "./requestId.ts"
 
 export interface AuditEntry {
   readonly customerId: CustomerId | null
@@ -23,6 +23,7 @@ const AuditRow = Schema.Struct({
   resource_type: Schema.String,
   resource_id: Schema.String,
   request_id: Schema.NullOr(Schema.String),
+  client_request_id: Schema.NullOr(Schema.String),
   data: Schema.Record(Schema.String, Schema.Unknown),
   created_at: Schema.Date
 })
@@ -34,6 +35,7 @@ const render = (row: typeof AuditRow.Type): AuditEvent => ({
   resource_type: row.resource_type,
   resource_id: row.resource_id,
   request_id: row.request_id,
+  client_request_id: row.client_request_id,
   data: row.data,
   created_at: row.created_at.toISOString()
 })
@@ -63,17 +65,20 @@ export const layerAudit = Layer.effect(
     return Audit.of({
       record: Effect.fn("Audit.record")(function* (entry: AuditEntry) {
         const requestId = yield* CurrentRequestId
+        const clientRequestId = yield* CurrentClientRequestId
         yield* sql`
           INSERT INTO audit_events
-            (id, customer_id, actor_type, actor_id, action, resource_type, resource_id, request_id, data)
+            (id, customer_id, actor_type, actor_id, action, resource_type, resource_id, request_id,
+              client_request_id, data)
           VALUES (${newId.audit()}, ${entry.customerId}, ${entry.actor.type}, ${entry.actor.id},
-            ${entry.action}, ${entry.resourceType}, ${entry.resourceId}, ${requestId},
+            ${entry.action}, ${entry.resourceType}, ${entry.resourceId}, ${requestId}, ${clientRequestId},
             ${JSON.stringify(entry.data ?? {})}::jsonb)`.pipe(Effect.orDie)
       }),
       list: Effect.fn("Audit.list")(function* ({ customerId, resourceType, resourceId, ...page }) {
         const found = yield* listPage(sql, page, "aud", (window) =>
           sql`
-            SELECT id, actor_type, actor_id, action, resource_type, resource_id, request_id, data, created_at
+            SELECT id, actor_type, actor_id, action, resource_type, resource_id, request_id, client_request_id,
+              data, created_at
             FROM audit_events
             WHERE customer_id = ${customerId}
               ${resourceType === undefined ? sql`` : sql`AND resource_type = ${resourceType}`}

@@ -8,18 +8,21 @@ import {
   type ConnectRequest,
   type CustomerId
 } from "@whatisup/domain"
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer, Schedule, Schema } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
 import { Audit } from "../audit/audit.ts"
 import { KeyRing } from "../crypto/keyRing.ts"
 import { newId } from "../db/ids.ts"
 import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db/pagination.ts"
 import { decodeRows, transaction } from "../db/transaction.ts"
-import type { PlanLimitExceeded } from "../tenancy/errors.ts"
+import { revokeKeysBoundTo } from "../tenancy/apiKeys.ts"
+import { Authentication } from "../tenancy/authentication.ts"
+import { AuthenticationFailed, type PlanLimitExceeded } from "../tenancy/errors.ts"
 import { checkPlanLimit } from "../tenancy/planLimits.ts"
-import { ChannelNotFound, ChannelStateConflict, QrUnavailable } from "./errors.ts"
+import { type ChannelOperationPaced, ChannelNotFound, ChannelStateConflict, QrUnavailable } from "./errors.ts"
 import { EventLog } from "../events/eventLog.ts"
 import { AuthStates } from "./loginStore.ts"
+import { makePacing, type PacedOperation } from "./pacing.ts"
 import {
   channelColumns,
   ChannelRow,
@@ -30,7 +33,7 @@ import {
   qrPlace,
   renderChannel
 } from "./rows.ts"
-import { canMove, connectableStatuses, isRunning } from "./status.ts"
+import { canMove, connectableStatuses, isRunning, runningStatuses } from "./status.ts"
 
 /** Whose channel: a customer, and for a channel-bound key the one channel it may see. */
 export interface Access {
@@ -39,6 +42,20 @@ export interface Access {
 }
 
 const QrRow = Schema.Struct({ ...ChannelRow.fields, qr_expired: Schema.NullOr(Schema.Boolean) })
+
+const CustomerPlanRow = Schema.Struct({
+  status: Schema.String,
+  pairing_codes_per_channel_per_hour: Schema.Number,
+  pairing_codes_per_customer_per_day: Schema.Number
+})
+
+type CustomerPlanRow = typeof CustomerPlanRow.Type
+
+const StoppedRow = Schema.Struct({
+  id: ChannelRow.fields.id,
+  previous_status: ChannelRow.fields.status,
+  status: ChannelRow.fields.status
+})
 
 const OperatorChannelRow = Schema.Struct({
   ...AdminChannelSchema.fields,
@@ -60,32 +77,49 @@ export class Channels extends Context.Service<
       id: ChannelId,
       name: string,
       actor: AuditActor
-    ) => Effect.Effect<Channel, ChannelNotFound>
+    ) => Effect.Effect<Channel, ChannelNotFound | AuthenticationFailed>
+    /** Deletes the channel for good; the keys bound to it are revoked with it. */
     readonly remove: (
       access: Access,
       id: ChannelId,
       actor: AuditActor
-    ) => Effect.Effect<Channel, ChannelNotFound>
+    ) => Effect.Effect<Channel, ChannelNotFound | AuthenticationFailed>
     readonly connect: (
       access: Access,
       id: ChannelId,
       request: ConnectRequest,
       actor: AuditActor
-    ) => Effect.Effect<Channel, ChannelNotFound | ChannelStateConflict>
+    ) => Effect.Effect<
+      Channel,
+      ChannelNotFound | ChannelStateConflict | ChannelOperationPaced | AuthenticationFailed
+    >
     readonly logout: (
       access: Access,
       id: ChannelId,
       actor: AuditActor
-    ) => Effect.Effect<Channel, ChannelNotFound | ChannelStateConflict>
+    ) => Effect.Effect<
+      Channel,
+      ChannelNotFound | ChannelStateConflict | ChannelOperationPaced | AuthenticationFailed
+    >
     readonly restart: (
       access: Access,
       id: ChannelId,
       actor: AuditActor
-    ) => Effect.Effect<Channel, ChannelNotFound | ChannelStateConflict>
+    ) => Effect.Effect<
+      Channel,
+      ChannelNotFound | ChannelStateConflict | ChannelOperationPaced | AuthenticationFailed
+    >
     readonly qr: (
       access: Access,
       id: ChannelId
     ) => Effect.Effect<{ readonly qr: string; readonly expires_at: string }, ChannelNotFound | QrUnavailable>
+    /**
+     * In the transaction suspending the customer: its channels stop. A connected (or connecting)
+     * channel becomes `suspended` and connects again on resume; one still pairing rests as `created`.
+     */
+    readonly suspendCustomer: (customerId: CustomerId, actor: AuditActor) => Effect.Effect<void>
+    /** In the transaction resuming the customer: its suspended channels connect again. */
+    readonly resumeCustomer: (customerId: CustomerId, actor: AuditActor) => Effect.Effect<void>
     /** Every channel for the operator, with the node holding it. */
     readonly listForOperator: (filter: {
       readonly node?: string | undefined
@@ -103,8 +137,19 @@ export const layerChannels = Layer.effect(
     const events = yield* EventLog
     const keyRing = yield* KeyRing
     const authStates = yield* AuthStates
+    const authentication = yield* Authentication
     const columns = sql.literal(channelColumns)
     const inTransaction = transaction(sql)
+    const pacing = makePacing(sql)
+
+    yield* Effect.forkScoped(
+      Effect.repeat(
+        pacing.prune.pipe(
+          Effect.catchCause((cause) => Effect.logWarning("could not prune paced channel operations", cause))
+        ),
+        Schedule.spaced("1 hour")
+      )
+    )
 
     yield* keyRing.register(qrColumn)
     yield* keyRing.register(pairingCodeColumn)
@@ -143,23 +188,41 @@ export const layerChannels = Layer.effect(
         : Effect.succeed(renderChannel(row))
 
     /**
+     * The customer's row, locked before any of its channels (always in this order): shared, or
+     * exclusive where the customer's own pacing is counted.
+     */
+    const lockCustomer = (access: Access, exclusive: boolean) =>
+      Effect.map(
+        sql`
+          SELECT status, pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day
+          FROM customers WHERE id = ${access.customerId}
+          ${exclusive ? sql`FOR NO KEY UPDATE` : sql`FOR SHARE`}`.pipe(decodeRows(CustomerPlanRow)),
+        (rows) => rows[0]!
+      )
+
+    type Applied = { readonly row: ChannelRow; readonly audit: Record<string, unknown> }
+
+    /**
      * A change the caller asked for: the channel locked, changed, audited in one transaction, and
-     * the supervisors woken when what should run changed.
+     * the supervisors woken when what should run changed. `countsForCustomer`: the change is paced
+     * per customer too, so the customer row is locked exclusively.
      */
     const change = <E>(
       access: Access,
       id: ChannelId,
       actor: AuditActor,
       action: string,
-      apply: (
-        before: ChannelRow
-      ) => Effect.Effect<{ readonly row: ChannelRow; readonly audit: Record<string, unknown> }, E>,
-      options: { readonly wake: boolean } = { wake: true }
+      apply: (before: ChannelRow, customer: CustomerPlanRow) => Effect.Effect<Applied, E>,
+      options: { readonly wake?: boolean; readonly countsForCustomer?: boolean } = {}
     ) =>
       inTransaction(
         Effect.gen(function* () {
+          const { wake = true, countsForCustomer = false } = options
+          const customer = yield* lockCustomer(access, countsForCustomer)
+          // suspended while this request was on its way: refused as its next request will be
+          if (customer.status === "suspended") return yield* new AuthenticationFailed({ reason: "suspended" })
           const before = yield* found(access, id, sql`FOR UPDATE`)
-          const { row, audit: data } = yield* apply(before)
+          const { row, audit: data } = yield* apply(before, customer)
           yield* audit.record({
             customerId: access.customerId,
             actor,
@@ -168,10 +231,25 @@ export const layerChannels = Layer.effect(
             resourceId: id,
             data
           })
-          if (options.wake) yield* sql`SELECT pg_notify(${channelsChangedChannel}, ${id})`
+          if (wake) yield* sql`SELECT pg_notify(${channelsChangedChannel}, ${id})`
           return row
         })
       )
+
+    /** `apply` refused when its operations were asked for too often lately, and counted when done. */
+    const paced =
+      <E>(
+        access: Access,
+        operations: ReadonlyArray<PacedOperation>,
+        apply: (before: ChannelRow) => Effect.Effect<Applied, E>
+      ) =>
+      (before: ChannelRow, customer: CustomerPlanRow) =>
+        Effect.gen(function* () {
+          yield* pacing.admit(access.customerId, before.id, operations, customer)
+          const applied = yield* apply(before)
+          yield* pacing.note(access.customerId, before.id, operations)
+          return applied
+        })
 
     const refuse = (row: ChannelRow, action: ChannelStateConflict["action"]) =>
       new ChannelStateConflict({ channelId: row.id, status: row.status, action })
@@ -259,28 +337,53 @@ export const layerChannels = Layer.effect(
 
       remove: Effect.fn("Channels.remove")(function* (access, id, actor) {
         const row = yield* change(access, id, actor, "channel.deleted", (before) =>
-          Effect.map(unlink(id, "deleted", "channel_deleted"), (row) => ({
-            row,
-            audit: { previous_status: before.status }
-          }))
+          Effect.gen(function* () {
+            const row = yield* unlink(id, "deleted", "channel_deleted")
+            const revoked = yield* revokeKeysBoundTo(sql, audit.record, {
+              customerId: access.customerId,
+              channelId: id,
+              actor
+            })
+            return { row, audit: { previous_status: before.status, revoked_api_keys: revoked } }
+          })
         )
+        // the bound keys fail at once here; other processes hear it from the commit's NOTIFY
+        yield* authentication.forget
         return renderChannel(row)
       }),
 
       connect: Effect.fn("Channels.connect")(function* (access, id, request, actor) {
-        const row = yield* change(access, id, actor, "channel.connect_requested", (before) =>
-          connectableStatuses.includes(before.status)
-            ? Effect.map(
-                update(
-                  id,
-                  sql`status = 'pairing', status_reason = NULL, desired = 'running',
-                    run_epoch = run_epoch + 1, connect_method = ${request.method},
-                    pairing_phone_number = ${request.method === "pairing_code" ? request.phone_number : null},
-                    qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL`
-                ),
-                (row) => ({ row, audit: { method: request.method, previous_status: before.status } })
-              )
-            : Effect.fail(refuse(before, "connect"))
+        const phoneNumber = request.method === "pairing_code" ? (request.phone_number ?? null) : null
+        const operations: ReadonlyArray<PacedOperation> =
+          phoneNumber === null ? ["connect"] : ["connect", "pairing_code"]
+        const row = yield* change(
+          access,
+          id,
+          actor,
+          "channel.connect_requested",
+          paced(access, operations, (before) =>
+            connectableStatuses.includes(before.status)
+              ? Effect.map(
+                  update(
+                    id,
+                    sql`status = 'pairing', status_reason = NULL, desired = 'running',
+                      run_epoch = run_epoch + 1, connect_method = ${request.method},
+                      pairing_phone_number = ${phoneNumber},
+                      qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL`
+                  ),
+                  (row) => ({
+                    row,
+                    // the number WhatsApp pushes a link prompt to
+                    audit: {
+                      method: request.method,
+                      ...(phoneNumber === null ? {} : { phone_number: phoneNumber }),
+                      previous_status: before.status
+                    }
+                  })
+                )
+              : Effect.fail(refuse(before, "connect"))
+          ),
+          { countsForCustomer: phoneNumber !== null }
         )
         return request.method === "pairing_code"
           ? renderChannel(row, yield* awaitPairingCode(id, row.run_epoch))
@@ -288,31 +391,43 @@ export const layerChannels = Layer.effect(
       }),
 
       logout: Effect.fn("Channels.logout")(function* (access, id, actor) {
-        const row = yield* change(access, id, actor, "channel.logged_out", (before) =>
-          isRunning(before.status) && canMove(before.status, "logged_out")
-            ? Effect.gen(function* () {
-                const row = yield* unlink(id, "logged_out", "logout_requested")
-                yield* events.append({
-                  customerId: access.customerId,
-                  channelId: id,
-                  type: "channel.logged_out",
-                  data: { reason: "logout_requested" }
+        const row = yield* change(
+          access,
+          id,
+          actor,
+          "channel.logged_out",
+          paced(access, ["logout"], (before) =>
+            isRunning(before.status) && canMove(before.status, "logged_out")
+              ? Effect.gen(function* () {
+                  const row = yield* unlink(id, "logged_out", "logout_requested")
+                  yield* events.append({
+                    customerId: access.customerId,
+                    channelId: id,
+                    type: "channel.logged_out",
+                    data: { reason: "logout_requested" }
+                  })
+                  return { row, audit: { previous_status: before.status } }
                 })
-                return { row, audit: { previous_status: before.status } }
-              })
-            : Effect.fail(refuse(before, "log out"))
+              : Effect.fail(refuse(before, "log out"))
+          )
         )
         return renderChannel(row)
       }),
 
       restart: Effect.fn("Channels.restart")(function* (access, id, actor) {
-        const row = yield* change(access, id, actor, "channel.restart_requested", (before) =>
-          isRunning(before.status)
-            ? Effect.map(update(id, sql`run_epoch = run_epoch + 1`), (row) => ({
-                row,
-                audit: { status: before.status }
-              }))
-            : Effect.fail(refuse(before, "restart"))
+        const row = yield* change(
+          access,
+          id,
+          actor,
+          "channel.restart_requested",
+          paced(access, ["restart"], (before) =>
+            isRunning(before.status)
+              ? Effect.map(update(id, sql`run_epoch = run_epoch + 1`), (row) => ({
+                  row,
+                  audit: { status: before.status }
+                }))
+              : Effect.fail(refuse(before, "restart"))
+          )
         )
         return renderChannel(row)
       }),
@@ -331,6 +446,64 @@ export const layerChannels = Layer.effect(
         }
         const qr = yield* keyRing.decrypt(row.qr_ciphertext, qrPlace(id)).pipe(Effect.orDie)
         return { qr, expires_at: row.qr_expires_at.toISOString() }
+      }),
+
+      suspendCustomer: Effect.fn("Channels.suspendCustomer")(function* (customerId, actor) {
+        yield* inTransaction(
+          Effect.gen(function* () {
+            const stopped = yield* sql`
+              WITH before AS (
+                SELECT id, status FROM channels
+                WHERE customer_id = ${customerId} AND status IN ${sql.in(runningStatuses)}
+                FOR UPDATE
+              )
+              UPDATE channels c SET
+                status = CASE WHEN before.status = 'pairing' THEN 'created' ELSE 'suspended' END,
+                status_reason = 'customer_suspended', desired = 'stopped',
+                qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL, updated_at = now()
+              FROM before WHERE c.id = before.id
+              RETURNING c.id, before.status AS previous_status, c.status`.pipe(decodeRows(StoppedRow))
+            for (const channel of stopped) {
+              yield* events.append({
+                customerId,
+                channelId: channel.id,
+                type: "channel.disconnected",
+                data: { code: 0, reason: "customer_suspended" }
+              })
+              yield* audit.record({
+                customerId,
+                actor,
+                action: "channel.suspended",
+                resourceType: "channel",
+                resourceId: channel.id,
+                data: { previous_status: channel.previous_status, status: channel.status }
+              })
+              yield* sql`SELECT pg_notify(${channelsChangedChannel}, ${channel.id})`
+            }
+          })
+        )
+      }),
+
+      resumeCustomer: Effect.fn("Channels.resumeCustomer")(function* (customerId, actor) {
+        yield* inTransaction(
+          Effect.gen(function* () {
+            const resumed = yield* sql`
+              UPDATE channels SET status = 'connecting', status_reason = NULL, desired = 'running',
+                run_epoch = run_epoch + 1, updated_at = now()
+              WHERE customer_id = ${customerId} AND status = 'suspended'
+              RETURNING id`.pipe(decodeRows(Schema.Struct({ id: ChannelRow.fields.id })))
+            for (const channel of resumed) {
+              yield* audit.record({
+                customerId,
+                actor,
+                action: "channel.resumed",
+                resourceType: "channel",
+                resourceId: channel.id
+              })
+              yield* sql`SELECT pg_notify(${channelsChangedChannel}, ${channel.id})`
+            }
+          })
+        )
       }),
 
       listForOperator: Effect.fn("Channels.listForOperator")(function* ({ node, status, customerId }) {

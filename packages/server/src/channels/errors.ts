@@ -17,3 +17,17 @@ export class QrUnavailable extends Data.TaggedError("QrUnavailable")<{
   readonly status: ChannelStatus
   readonly reason: "not_pairing" | "not_yet"
 }> {}
+
+/** What the pacing of a channel's lifecycle refuses, by the window it counts over. */
+export type PacingLimit =
+  | "lifecycle_operations_per_minute"
+  | "pairing_codes_per_channel_per_hour"
+  | "pairing_codes_per_customer_per_day"
+
+/** Asked too often: connects, restarts and logouts, or pairing codes; it may be asked again after `retryAfterSeconds`. */
+export class ChannelOperationPaced extends Data.TaggedError("ChannelOperationPaced")<{
+  readonly channelId: ChannelId
+  readonly limit: PacingLimit
+  readonly max: number
+  readonly retryAfterSeconds: number
+}> {}

@@ -4,11 +4,31 @@ import type { ChannelStatus } from "@whatisup/domain"
 const transitions: Record<ChannelStatus, ReadonlyArray<ChannelStatus>> = {
   created: ["pairing", "deleted"],
   pairing: ["pairing", "created", "connecting", "connected", "logged_out", "failed", "deleted"],
-  connecting: ["connecting", "connected", "reconnecting", "pairing", "logged_out", "failed", "deleted"],
-  connected: ["connected", "reconnecting", "connecting", "logged_out", "failed", "deleted"],
-  reconnecting: ["reconnecting", "connecting", "connected", "pairing", "logged_out", "failed", "deleted"],
+  connecting: [
+    "connecting",
+    "connected",
+    "reconnecting",
+    "pairing",
+    "logged_out",
+    "failed",
+    "suspended",
+    "deleted"
+  ],
+  connected: ["connected", "reconnecting", "connecting", "logged_out", "failed", "suspended", "deleted"],
+  reconnecting: [
+    "reconnecting",
+    "connecting",
+    "connected",
+    "pairing",
+    "logged_out",
+    "failed",
+    "suspended",
+    "deleted"
+  ],
   logged_out: ["pairing", "deleted"],
   failed: ["pairing", "deleted"],
+  // the customer was suspended while the channel was connected: it connects again on resume
+  suspended: ["connecting", "deleted"],
   deleted: []
 }
 

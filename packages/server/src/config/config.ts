@@ -32,11 +32,18 @@ export interface GatewayConfig {
   readonly host: string
   readonly port: number
   readonly databaseUrl: Option.Option<Redacted.Redacted<string>>
+  /**
+   * The tables' owner, for migrations, when the gateway serves (`databaseUrl`) as a role of its own
+   * that owns nothing and so cannot alter the audit log. Unset: `databaseUrl` migrates and serves.
+   */
+  readonly migrationDatabaseUrl: Option.Option<Redacted.Redacted<string>>
   readonly dataDir: string
   readonly masterKeys: Option.Option<Redacted.Redacted<string>>
   readonly adminHost: string
   readonly adminPort: number
   readonly adminToken: Option.Option<Redacted.Redacted<string>>
+  /** A token that reads /metrics and nothing else, for scrapers (the operator token reads it too). */
+  readonly metricsToken: Option.Option<Redacted.Redacted<string>>
   readonly waWsUrl: Option.Option<string>
   readonly waVersion: Option.Option<readonly [number, number, number]>
   readonly webhookAllowCidrs: ReadonlyArray<string>
@@ -171,8 +178,10 @@ const logLevels = oneOf(
 /** Variables whose refused value is described by its length, never echoed. */
 const secretVariables: ReadonlySet<string> = new Set([
   "DATABASE_URL",
+  "WHATISUP_MIGRATION_DATABASE_URL",
   "WHATISUP_MASTER_KEYS",
-  "WHATISUP_ADMIN_TOKEN"
+  "WHATISUP_ADMIN_TOKEN",
+  "WHATISUP_METRICS_TOKEN"
 ])
 
 const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
@@ -182,6 +191,9 @@ const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
   host: Config.String("HOST").pipe(Config.withDefault("0.0.0.0")),
   port: Config.schema(PortNumber, "PORT").pipe(Config.withDefault(8080)),
   databaseUrl: Config.option(Config.schema(Schema.Redacted(PostgresUrl), "DATABASE_URL")),
+  migrationDatabaseUrl: Config.option(
+    Config.schema(Schema.Redacted(PostgresUrl), "WHATISUP_MIGRATION_DATABASE_URL")
+  ),
   dataDir: Config.String("WHATISUP_DATA_DIR").pipe(
     Config.withDefault("./.data"),
     Config.map((dir) => path.resolve(dir))
@@ -191,6 +203,7 @@ const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
     Config.withDefault({ host: "127.0.0.1", port: 8081 })
   ),
   adminToken: Config.option(Config.schema(Schema.Redacted(AdminToken), "WHATISUP_ADMIN_TOKEN")),
+  metricsToken: Config.option(Config.schema(Schema.Redacted(AdminToken), "WHATISUP_METRICS_TOKEN")),
   waWsUrl: Config.option(Config.schema(WebSocketUrl, "WHATISUP_WA_WS_URL")),
   waVersion: Config.option(Config.schema(WaVersion, "WHATISUP_WA_VERSION")),
   webhookAllowCidrs: Config.schema(CidrList, "WHATISUP_WEBHOOK_ALLOW_CIDRS").pipe(Config.withDefault([])),
@@ -263,6 +276,13 @@ export const loadConfig: Effect.Effect<GatewayConfig, ConfigInvalid> = Effect.ge
   const config = yield* gatewayConfig
     .parse(provider)
     .pipe(Effect.catch((error) => Effect.flatMap(refusal(provider, error), Effect.fail)))
+  if (Option.isSome(config.migrationDatabaseUrl) && Option.isNone(config.databaseUrl)) {
+    return yield* new ConfigInvalid({
+      variable: "WHATISUP_MIGRATION_DATABASE_URL",
+      reason:
+        "needs DATABASE_URL, the role the gateway serves as (the embedded database has both roles already)"
+    })
+  }
   if (config.env === "production" && Option.isNone(config.masterKeys)) {
     return yield* new ConfigInvalid({
       variable: "WHATISUP_MASTER_KEYS",

@@ -1,10 +1,20 @@
 import { PgClient } from "@effect/sql-pg"
-import { Context, Duration, Effect, Layer, Option } from "effect"
+import { Context, Duration, Effect, Layer, Option, type Redacted } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { SqlClient } from "effect/sql"
+import * as crypto from "node:crypto"
+import * as path from "node:path"
 import { GatewayConfigService } from "../config/config.ts"
+import { readOrCreateSecret } from "../config/dataDir.ts"
 import { startEmbeddedPostgres } from "./embedded.ts"
 import { runMigrations } from "./migrations.ts"
+import {
+  connectOnce,
+  currentRole,
+  ensureEmbeddedServingRole,
+  grantServingRole,
+  servingRoleCanAlterAudit
+} from "./roles.ts"
 
 /**
  * Connections of the channel leases' own, apart from the shared pool: renewals must not queue behind
@@ -19,15 +29,34 @@ export const leaseStatementTimeout = (leaseTtl: Duration.Duration) =>
   Duration.millis(Math.max(100, Math.floor(Duration.toMillis(leaseTtl) / 5)))
 
 /**
- * The database: `DATABASE_URL` when set, else an embedded PostgreSQL in the data dir. Connects
- * eagerly (fail fast) and applies pending migrations before anything else uses it.
+ * Where migrations run: the owner of the tables, when the gateway serves as another role (None: the
+ * serving connection migrates too).
+ */
+export class MigrationDatabase extends Context.Service<
+  MigrationDatabase,
+  Option.Option<Redacted.Redacted<string>>
+>()("whatisup/MigrationDatabase") {}
+
+/**
+ * The database: `DATABASE_URL` when set (migrated through `WHATISUP_MIGRATION_DATABASE_URL` when
+ * that is set too), else an embedded PostgreSQL in the data dir, migrated by its superuser and
+ * served as a role that owns nothing. Connects eagerly (fail fast).
  */
 export const layerDatabase = Layer.unwrap(
   Effect.gen(function* () {
     const config = yield* GatewayConfigService
-    const url = Option.isSome(config.databaseUrl)
-      ? config.databaseUrl.value
-      : yield* startEmbeddedPostgres(config.dataDir)
+    const { url, owner } = Option.isSome(config.databaseUrl)
+      ? { url: config.databaseUrl.value, owner: config.migrationDatabaseUrl }
+      : yield* Effect.gen(function* () {
+          const superuser = yield* startEmbeddedPostgres(config.dataDir)
+          const password = readOrCreateSecret(path.join(config.dataDir, "postgres-gateway-password"), () =>
+            crypto.randomBytes(24).toString("base64url")
+          )
+          return {
+            url: yield* ensureEmbeddedServingRole(superuser, password),
+            owner: Option.some(superuser)
+          }
+        })
     const timeout = leaseStatementTimeout(config.leaseTtl)
     const leases = Layer.effect(
       LeaseDatabase,
@@ -42,27 +71,48 @@ export const layerDatabase = Layer.unwrap(
         }
       })
     ).pipe(Layer.provide(Reactivity.layer))
-    return Layer.merge(
+    return Layer.mergeAll(
       PgClient.layer({
         url,
         maxConnections: 20,
         applicationName: "whatisup",
         connectTimeout: "10 seconds"
       }),
-      leases
+      leases,
+      Layer.succeed(MigrationDatabase, owner)
     )
   })
 )
 
+/**
+ * Applies pending migrations before anything else uses the database: as the tables' owner when the
+ * gateway serves as another role, which is then granted what it needs and no more.
+ */
 export const layerMigrated = Layer.effectDiscard(
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     yield* sql`SELECT 1`
-    const applied = yield* runMigrations
+    const owner = yield* MigrationDatabase
+    const applied = Option.isNone(owner)
+      ? yield* runMigrations
+      : yield* Effect.scoped(
+          Effect.gen(function* () {
+            const ownerSql = yield* connectOnce(owner.value, "whatisup-migrations")
+            const applied = yield* runMigrations.pipe(Effect.provideService(SqlClient.SqlClient, ownerSql))
+            const serving = yield* currentRole(sql)
+            if (serving !== (yield* currentRole(ownerSql))) yield* grantServingRole(ownerSql, serving)
+            return applied
+          })
+        )
     if (applied.length > 0) {
       yield* Effect.logInfo("database migrated").pipe(
         Effect.annotateLogs({ migrations: applied.map(([id, name]) => `${id}_${name}`).join(",") })
       )
+    }
+    if (yield* servingRoleCanAlterAudit(sql)) {
+      yield* Effect.logWarning(
+        "the gateway serves as a role that owns its tables (or a superuser): it could disable the audit log's append-only trigger; serve as a role of its own and migrate through WHATISUP_MIGRATION_DATABASE_URL (see the README)"
+      ).pipe(Effect.annotateLogs({ role: yield* currentRole(sql) }))
     }
   })
 )

@@ -3,12 +3,18 @@ import foundation from "./migrations/0001_foundation.ts"
 import channels from "./migrations/0002_channels.ts"
 import nodeLeases from "./migrations/0003_node_leases.ts"
 import secretsInPlace from "./migrations/0004_secrets_in_place.ts"
+import pacedOperations from "./migrations/0005_paced_operations.ts"
+import suspendedChannels from "./migrations/0006_suspended_channels.ts"
+import clientRequestIds from "./migrations/0007_client_request_ids.ts"
 
 export const migrations = {
   "1_foundation": foundation,
   "2_channels": channels,
   "3_node_leases": nodeLeases,
-  "4_secrets_in_place": secretsInPlace
+  "4_secrets_in_place": secretsInPlace,
+  "5_paced_operations": pacedOperations,
+  "6_suspended_channels": suspendedChannels,
+  "7_client_request_ids": clientRequestIds
 }
 
 export const latestMigrationId = Math.max(...Object.keys(migrations).map((name) => Number.parseInt(name, 10)))

@@ -1,13 +1,14 @@
 import { Api, Caller } from "@whatisup/domain"
 import { Channel } from "@whatisup/domain"
 import { Effect } from "effect"
-import { HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpEffect, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import * as QRCode from "qrcode"
 import { idempotentCreate } from "./idempotency.ts"
 import { answerProblems } from "./problems.ts"
 import { actorOf, unboundCaller } from "./caller.ts"
 import { type Access, Channels } from "../channels/channels.ts"
+import type { ChannelOperationPaced } from "../channels/errors.ts"
 import { preferred } from "./accept.ts"
 
 const accessOf = (caller: Caller["Service"]): Access => ({
@@ -16,6 +17,22 @@ const accessOf = (caller: Caller["Service"]): Access => ({
 })
 
 const channelManager = unboundCaller("create or delete channels")
+
+/** A paced operation says when it may be asked again in `Retry-After`, as well as in the problem. */
+const retryAfter = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.tapError(effect, (error) =>
+    (error as { readonly _tag?: unknown })._tag === "ChannelOperationPaced"
+      ? HttpEffect.appendPreResponseHandler((_request, response) =>
+          Effect.succeed(
+            HttpServerResponse.setHeader(
+              response,
+              "retry-after",
+              String((error as ChannelOperationPaced).retryAfterSeconds)
+            )
+          )
+        )
+      : Effect.void
+  )
 
 /** The QR as an image when the client asks for one (curl -H 'Accept: image/png'), else JSON. */
 const qrResponse = (qr: { readonly qr: string; readonly expires_at: string }) =>
@@ -40,7 +57,7 @@ export const layerChannelsHttp = HttpApiBuilder.group(Api, "channels", (handlers
     /** Runs a handler with the caller's access; its capability errors answer as problems. */
     const withAccess = <A, E, R>(
       use: (access: Access, caller: Caller["Service"]) => Effect.Effect<A, E, R>
-    ) => Effect.flatMap(Caller, (caller) => use(accessOf(caller), caller)).pipe(answerProblems)
+    ) => Effect.flatMap(Caller, (caller) => use(accessOf(caller), caller)).pipe(retryAfter, answerProblems)
     return handlers
       .handle("create", (request) =>
         Effect.flatMap(channelManager, (caller) =>

@@ -10,7 +10,8 @@ import {
 } from "effect/http"
 import { HttpApiMiddleware, OpenApi } from "effect/http-api"
 import * as crypto from "node:crypto"
-import { CurrentRequestId } from "../audit/requestId.ts"
+import { CurrentClientRequestId, CurrentRequestId } from "../audit/requestId.ts"
+import { compressed } from "./compression.ts"
 import {
   asProblem,
   databaseUnavailable,
@@ -46,14 +47,18 @@ const routeOf = (url: string) => {
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
 
-/** Every request: an id (echoed in `x-request-id` and in logs), the body limit, problem+json for all errors, metrics. */
+/**
+ * Every request: an id of the gateway's own (answered in `x-request-id`, in logs and audit rows; the
+ * client's own `x-request-id`, when sane, is kept beside it and echoed in `x-client-request-id`), the
+ * body limit, problem+json for all errors, metrics, and the docs compressed.
+ */
 export const layerRequestPipeline = HttpRouter.middleware(
   (httpEffect) =>
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const incoming = request.headers["x-request-id"]
-      const requestId =
-        incoming !== undefined && requestIdPattern.test(incoming) ? incoming : crypto.randomUUID()
+      const requestId = crypto.randomUUID()
+      const clientRequestId = incoming !== undefined && requestIdPattern.test(incoming) ? incoming : null
       const started = performance.now()
       const declaredLength = Number(request.headers["content-length"] ?? 0)
       const response =
@@ -62,6 +67,7 @@ export const layerRequestPipeline = HttpRouter.middleware(
           : yield* httpEffect.pipe(
               Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBodyBytes)),
               Effect.provideService(CurrentRequestId, requestId),
+              Effect.provideService(CurrentClientRequestId, clientRequestId),
               Effect.map(asProblem),
               Effect.catchCause((cause) =>
                 isBodyTooLarge(cause)
@@ -72,7 +78,12 @@ export const layerRequestPipeline = HttpRouter.middleware(
                         response.status >= 500 ? internalError(cause) : Effect.succeed(asProblem(response))
                       )
               ),
-              Effect.annotateLogs({ request_id: requestId, method: request.method, path: request.url })
+              Effect.annotateLogs({
+                request_id: requestId,
+                ...(clientRequestId === null ? {} : { client_request_id: clientRequestId }),
+                method: request.method,
+                path: request.url
+              })
             )
       const route = routeOf(request.url)
       yield* Metric.update(
@@ -80,7 +91,14 @@ export const layerRequestPipeline = HttpRouter.middleware(
         1
       )
       yield* Metric.update(Metric.withAttributes(latency, { route }), (performance.now() - started) / 1000)
-      return HttpServerResponse.setHeader(response, "x-request-id", requestId)
+      const answered = HttpServerResponse.setHeader(
+        route === "/docs" ? compressed(request, response) : response,
+        "x-request-id",
+        requestId
+      )
+      return clientRequestId === null
+        ? answered
+        : HttpServerResponse.setHeader(answered, "x-client-request-id", clientRequestId)
       // every failure became a response above; the router's type still expects unhandled errors to flow on
     }) as Effect.Effect<
       HttpServerResponse.HttpServerResponse,

@@ -11,7 +11,12 @@ import { Cause, Effect, SchemaIssue } from "effect"
 import { HttpServerResponse } from "effect/http"
 import type { HttpApiError } from "effect/http-api"
 import { SqlError } from "effect/sql"
-import type { ChannelNotFound, ChannelStateConflict, QrUnavailable } from "../channels/errors.ts"
+import type {
+  ChannelNotFound,
+  ChannelOperationPaced,
+  ChannelStateConflict,
+  QrUnavailable
+} from "../channels/errors.ts"
 import type { InvalidCursor } from "../db/pagination.ts"
 import type {
   ApiKeyNotFound,
@@ -180,6 +185,7 @@ export type CapabilityError =
   | InvalidCursor
   | ChannelNotFound
   | ChannelStateConflict
+  | ChannelOperationPaced
   | QrUnavailable
   | CustomerNotFound
   | ApiKeyNotFound
@@ -196,6 +202,13 @@ const authenticationProblems = {
   suspended: { code: "customer_suspended", detail: "The customer account is suspended" }
 } as const
 
+const pacingDetails: Record<ChannelOperationPaced["limit"], (max: number) => string> = {
+  lifecycle_operations_per_minute: (max) =>
+    `A channel may be connected, restarted or logged out ${max} times a minute`,
+  pairing_codes_per_channel_per_hour: (max) => `The plan allows ${max} pairing codes per channel an hour`,
+  pairing_codes_per_customer_per_day: (max) => `The plan allows ${max} pairing codes a day`
+}
+
 /** The one place where what a capability refuses becomes the problem the API answers. */
 const problems = {
   InvalidCursor: () =>
@@ -209,6 +222,8 @@ const problems = {
       detail: `A channel that is ${error.status} cannot ${error.action}`,
       current_status: error.status
     }),
+  ChannelOperationPaced: (error) =>
+    new RateLimited({ detail: pacingDetails[error.limit](error.max), retry_after: error.retryAfterSeconds }),
   QrUnavailable: (error) =>
     new InvalidState({
       detail:

@@ -6,9 +6,9 @@ import {
   type ChannelId,
   type CustomerId
 } from "@whatisup/domain"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
-import { Audit } from "../audit/audit.ts"
+import { Audit, type AuditEntry } from "../audit/audit.ts"
 import { newId } from "../db/ids.ts"
 import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db/pagination.ts"
 import { decodeRows, transaction } from "../db/transaction.ts"
@@ -23,6 +23,35 @@ import {
 } from "./errors.ts"
 import { checkPlanLimit } from "./planLimits.ts"
 import { apiKeyColumns, ApiKeyRow, renderApiKey } from "./rows.ts"
+
+/**
+ * Inside the transaction that deletes a channel: revokes every live key bound to it, each with its
+ * audit row; every process forgets them when the transaction commits (NOTIFY). Says which were revoked.
+ */
+export const revokeKeysBoundTo = (
+  sql: SqlClient.SqlClient,
+  record: (entry: AuditEntry) => Effect.Effect<void>,
+  options: { readonly customerId: CustomerId; readonly channelId: ChannelId; readonly actor: AuditActor }
+) =>
+  Effect.gen(function* () {
+    const { customerId, channelId, actor } = options
+    const revoked = yield* sql`
+      UPDATE api_keys SET revoked_at = now()
+      WHERE customer_id = ${customerId} AND channel_id = ${channelId} AND revoked_at IS NULL
+      RETURNING id`.pipe(decodeRows(Schema.Struct({ id: ApiKeyRow.fields.id })))
+    for (const { id } of revoked) {
+      yield* record({
+        customerId,
+        actor,
+        action: "api_key.revoked",
+        resourceType: "api_key",
+        resourceId: id,
+        data: { reason: "channel_deleted", channel_id: channelId }
+      })
+      yield* sql`SELECT pg_notify(${credentialsChangedChannel}, ${`key:${id}`})`.pipe(Effect.orDie)
+    }
+    return revoked.map(({ id }) => id)
+  })
 
 export class ApiKeys extends Context.Service<
   ApiKeys,

@@ -64,9 +64,11 @@ export const layerCustomers = Layer.effect(
             const full = { ...defaultPlan, ...plan }
             const id = newId.customer()
             const rows = yield* sql`
-              INSERT INTO customers (id, name, max_channels, max_api_keys, messages_per_minute, api_requests_per_second)
+              INSERT INTO customers (id, name, max_channels, max_api_keys, messages_per_minute,
+                api_requests_per_second, pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day)
               VALUES (${id}, ${name}, ${full.max_channels}, ${full.max_api_keys}, ${full.messages_per_minute},
-                ${full.api_requests_per_second})
+                ${full.api_requests_per_second}, ${full.pairing_codes_per_channel_per_hour},
+                ${full.pairing_codes_per_customer_per_day})
               RETURNING ${columns}`.pipe(decodeRows(CustomerRow))
             yield* audit.record({
               customerId: id,
@@ -100,6 +102,10 @@ export const layerCustomers = Layer.effect(
                 max_api_keys = coalesce(${plan.max_api_keys ?? null}::int, max_api_keys),
                 messages_per_minute = coalesce(${plan.messages_per_minute ?? null}::int, messages_per_minute),
                 api_requests_per_second = coalesce(${plan.api_requests_per_second ?? null}::int, api_requests_per_second),
+                pairing_codes_per_channel_per_hour = coalesce(${plan.pairing_codes_per_channel_per_hour ?? null}::int,
+                  pairing_codes_per_channel_per_hour),
+                pairing_codes_per_customer_per_day = coalesce(${plan.pairing_codes_per_customer_per_day ?? null}::int,
+                  pairing_codes_per_customer_per_day),
                 updated_at = now()
               WHERE id = ${id} RETURNING ${columns}`.pipe(decodeRows(CustomerRow))
             return yield* changed(id, "customer.plan_changed", rows, (customer) => ({ plan: customer.plan }))

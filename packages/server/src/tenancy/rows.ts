@@ -17,19 +17,23 @@ export const CustomerRow = Schema.Struct({
   max_api_keys: Schema.Number,
   messages_per_minute: Schema.Number,
   api_requests_per_second: Schema.Number,
+  pairing_codes_per_channel_per_hour: Schema.Number,
+  pairing_codes_per_customer_per_day: Schema.Number,
   created_at: Schema.Date
 })
 export type CustomerRow = typeof CustomerRow.Type
 
 /** The columns of `CustomerRow`, for SELECT and RETURNING lists. */
-export const customerColumns =
-  "id, name, status, max_channels, max_api_keys, messages_per_minute, api_requests_per_second, created_at"
+export const customerColumns = `id, name, status, max_channels, max_api_keys, messages_per_minute,
+  api_requests_per_second, pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day, created_at`
 
 export const planOf = (row: CustomerRow): Plan => ({
   max_channels: row.max_channels,
   max_api_keys: row.max_api_keys,
   messages_per_minute: row.messages_per_minute,
-  api_requests_per_second: row.api_requests_per_second
+  api_requests_per_second: row.api_requests_per_second,
+  pairing_codes_per_channel_per_hour: row.pairing_codes_per_channel_per_hour,
+  pairing_codes_per_customer_per_day: row.pairing_codes_per_customer_per_day
 })
 
 export const renderCustomer = (row: CustomerRow): Customer => ({

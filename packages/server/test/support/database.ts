@@ -3,30 +3,54 @@ import { Context, Effect, Layer, Redacted } from "effect"
 import * as crypto from "node:crypto"
 import { inject } from "vitest"
 
-const withDatabase = (serverUrl: string, name: string) => {
+const withDatabase = (serverUrl: string, name: string, login?: { user: string; password: string }) => {
   const url = new URL(serverUrl)
   url.pathname = `/${name}`
+  if (login !== undefined) {
+    url.username = login.user
+    url.password = login.password
+  }
   return url.toString()
 }
 
+/** A database of a test's own: `url` connects as the server's user, who owns the tables. */
+export interface TestDatabase {
+  readonly name: string
+  readonly url: string
+  readonly role: string
+  /** A login of this database's own that owns nothing: what a gateway serves as, as in production. */
+  readonly servingUrl: string
+}
+
 /**
- * A database of its own on the server of `serverUrl`, dropped when the scope closes. The
- * benchmarks use it outside vitest, so nothing here may ask vitest for anything at import.
+ * A database of its own on the server of `serverUrl`, with a serving role of its own, both dropped
+ * when the scope closes. The benchmarks use it outside vitest, so nothing here may ask vitest for
+ * anything at import.
  */
 export const databaseOn = (serverUrl: string) => {
   const adminClient = PgClient.layer({ url: Redacted.make(serverUrl), maxConnections: 1 })
   return Effect.acquireRelease(
-    Effect.gen(function* () {
+    Effect.gen(function* (): Effect.fn.Return<TestDatabase, unknown, PgClient.PgClient> {
       const base = new URL(serverUrl).pathname.slice(1) || "whatisup"
       const name = `${base}_t${crypto.randomBytes(6).toString("hex")}`.toLowerCase().slice(0, 60)
+      // named after its database, so whatever drops leftover databases finds it too (.ci/run)
+      const role = `${name}_gw`
+      const password = crypto.randomBytes(18).toString("hex")
       const sql = yield* PgClient.PgClient
       yield* sql`CREATE DATABASE ${sql(name)}`
-      return { name, url: withDatabase(serverUrl, name) }
+      yield* sql`CREATE ROLE ${sql(role)} LOGIN PASSWORD ${sql.literal(`'${password}'`)}`
+      return {
+        name,
+        role,
+        url: withDatabase(serverUrl, name),
+        servingUrl: withDatabase(serverUrl, name, { user: role, password })
+      }
     }).pipe(Effect.provide(adminClient), Effect.orDie),
-    ({ name }) =>
+    ({ name, role }) =>
       Effect.gen(function* () {
         const sql = yield* PgClient.PgClient
         yield* sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`
+        yield* sql`DROP ROLE IF EXISTS ${sql(role)}`
       }).pipe(Effect.provide(adminClient), Effect.ignore)
   )
 }

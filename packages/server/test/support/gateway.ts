@@ -13,13 +13,16 @@ import type { AuthStates } from "../../src/channels/loginStore.ts"
 import type { KeyRing } from "../../src/crypto/keyRing.ts"
 import { layerGateway } from "../../src/gateway.ts"
 import { layerMemoryTransport, MemoryTransport } from "../../src/whatsapp/memoryTransport.ts"
-import { testDatabase } from "./database.ts"
+import { type TestDatabase, testDatabase } from "./database.ts"
 
 export interface RunningGateway {
   readonly api: string
   readonly admin: string
   readonly adminToken: string
+  /** The database as its owner: for tests that reach past the gateway (alter tables, take locks). */
   readonly databaseUrl: string
+  /** The database as the gateway serves it (a role that owns nothing, when the test database has one). */
+  readonly servingDatabaseUrl: string
   readonly dataDir: string
   readonly config: GatewayConfig
   /** The scripted WhatsApp every channel of this gateway talks to. */
@@ -36,13 +39,19 @@ export const tempDataDir = () => {
   return dir
 }
 
-/** The environment of a gateway under test: its own database, data dir and ports. */
-export const gatewayEnvironment = (databaseUrl: string, extra: Record<string, string> = {}) =>
+/**
+ * The environment of a gateway under test: its own database, data dir and ports. Given a test
+ * database, the gateway serves as its serving role and migrates as its owner, as in production; given
+ * a URL alone, it migrates and serves through it.
+ */
+export const gatewayEnvironment = (database: string | TestDatabase, extra: Record<string, string> = {}) =>
   Effect.gen(function* () {
     const port = yield* freePort
     const adminPort = yield* freePort
     return {
-      DATABASE_URL: databaseUrl,
+      ...(typeof database === "string"
+        ? { DATABASE_URL: database }
+        : { DATABASE_URL: database.servingUrl, WHATISUP_MIGRATION_DATABASE_URL: database.url }),
       WHATISUP_DATA_DIR: tempDataDir(),
       HOST: "127.0.0.1",
       PORT: String(port),
@@ -73,7 +82,8 @@ export const startGateway = (
       api: `http://127.0.0.1:${config.port}`,
       admin: `http://127.0.0.1:${config.adminPort}`,
       adminToken: env.WHATISUP_ADMIN_TOKEN ?? "",
-      databaseUrl: env.DATABASE_URL ?? "",
+      databaseUrl: env.WHATISUP_MIGRATION_DATABASE_URL ?? env.DATABASE_URL ?? "",
+      servingDatabaseUrl: env.DATABASE_URL ?? "",
       dataDir: config.dataDir,
       config,
       whatsapp: Context.get(whatsapp, MemoryTransport),
@@ -87,7 +97,7 @@ export const layerTestGateway = (extra: Record<string, string> = {}) =>
     TestGateway,
     Effect.gen(function* () {
       const database = yield* testDatabase
-      const env = yield* gatewayEnvironment(database.url, extra)
+      const env = yield* gatewayEnvironment(database, extra)
       return yield* startGateway(env).pipe(Effect.orDie)
     })
   )

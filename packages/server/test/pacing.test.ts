@@ -1,0 +1,146 @@
+import { expect, layer } from "@effect/vitest"
+import type { ChannelId } from "@whatisup/domain"
+import { Context, Effect, Layer } from "effect"
+import * as crypto from "node:crypto"
+import { adminOf, newCustomer } from "./support/admin.ts"
+import { type ApiClient, apiClient } from "./support/api.ts"
+import { testDatabase } from "./support/database.ts"
+import { gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
+import { request } from "./support/http.ts"
+
+/** Two gateway processes on one database: pacing must hold whichever of them a request reaches. */
+class TwoGateways extends Context.Service<
+  TwoGateways,
+  { readonly a: RunningGateway; readonly b: RunningGateway }
+>()("test/TwoGateways") {}
+
+const layerTwoGateways = Layer.effect(
+  TwoGateways,
+  Effect.gen(function* () {
+    const database = yield* testDatabase
+    const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
+    const a = yield* startGateway(yield* gatewayEnvironment(database, shared)).pipe(Effect.orDie)
+    const b = yield* startGateway(yield* gatewayEnvironment(database, shared)).pipe(Effect.orDie)
+    return { a, b }
+  })
+)
+
+const byCode = (phoneNumber: string) => ({ method: "pairing_code" as const, phone_number: phoneNumber })
+
+const refused = { _tag: "RateLimited", status: 429, code: "rate_limited" }
+
+/** The same customer's key on both gateways. */
+const onBoth = (key: string) =>
+  Effect.gen(function* () {
+    const { a, b } = yield* TwoGateways
+    return [yield* apiClient(a.api, key), yield* apiClient(b.api, key)] as const
+  })
+
+const connectByQr = (client: ApiClient, id: ChannelId) =>
+  client.channels.connect({ params: { id }, payload: { method: "qr" } })
+
+layer(layerTwoGateways, { timeout: 120_000, excludeTestServices: true })(
+  "lifecycle operations are paced, across gateway processes",
+  (it) => {
+    it.effect(
+      "connect, restart and logout of one channel: 6 a minute, then 429 with Retry-After; other channels go on",
+      () =>
+        Effect.gen(function* () {
+          const { a, b } = yield* TwoGateways
+          const { key, client } = yield* newCustomer(a, { name: "Looper" })
+          const [onA, onB] = yield* onBoth(key)
+          const { id } = yield* client.channels.create({ headers: {}, payload: {} })
+          const other = yield* client.channels.create({ headers: {}, payload: {} })
+          const params = { params: { id } }
+
+          yield* connectByQr(onA, id)
+          yield* onB.channels.restart(params)
+          yield* onA.channels.logout(params)
+          yield* connectByQr(onB, id)
+          yield* onA.channels.restart(params)
+          yield* onB.channels.logout(params)
+
+          expect(yield* Effect.flip(connectByQr(onA, id))).toMatchObject(refused)
+          expect(yield* Effect.flip(connectByQr(onB, id))).toMatchObject(refused)
+          const reply = yield* request(b.api, "POST", `/v1/channels/${id}/connect`, {
+            key,
+            body: { method: "qr" }
+          })
+          expect(reply.status).toBe(429)
+          const retryAfter = Number(reply.headers.get("retry-after"))
+          expect(retryAfter).toBeGreaterThanOrEqual(1)
+          expect(retryAfter).toBeLessThanOrEqual(60)
+          expect(reply.body).toMatchObject({ code: "rate_limited", retry_after: retryAfter })
+          expect(reply.body.detail).toContain("6 times a minute")
+
+          // refusals are not counted, and the channel is as the last accepted request left it
+          expect((yield* onA.channels.get(params)).status).toBe("logged_out")
+          expect((yield* connectByQr(onB, other.id)).status).toBe("pairing")
+          const audit = yield* client.audit.list({ query: { resource_type: "channel", resource_id: id } })
+          expect(audit.data.filter((e) => e.actor.type === "api_key").map((e) => e.action)).toEqual([
+            "channel.logged_out",
+            "channel.restart_requested",
+            "channel.connect_requested",
+            "channel.logged_out",
+            "channel.restart_requested",
+            "channel.connect_requested",
+            "channel.created"
+          ])
+        })
+    )
+
+    it.effect(
+      "pairing codes: the plan's count per channel an hour and per customer a day; the audit names the number",
+      () =>
+        Effect.gen(function* () {
+          const { a } = yield* TwoGateways
+          const { key, customerId, client } = yield* newCustomer(a, { name: "Prompter" })
+          expect((yield* client.me.get({})).customer.plan).toMatchObject({
+            pairing_codes_per_channel_per_hour: 3,
+            pairing_codes_per_customer_per_day: 20
+          })
+          const admin = yield* adminOf(a)
+          yield* admin.SetPlan({
+            id: customerId,
+            plan: { pairing_codes_per_channel_per_hour: 2, pairing_codes_per_customer_per_day: 3 }
+          })
+          const [onA, onB] = yield* onBoth(key)
+          const first = yield* client.channels.create({ headers: {}, payload: {} })
+          const second = yield* client.channels.create({ headers: {}, payload: {} })
+
+          expect(
+            yield* onA.channels.connect({ params: { id: first.id }, payload: byCode("+15550000001") })
+          ).toMatchObject({ status: "pairing" })
+          yield* onB.channels.logout({ params: { id: first.id } })
+          yield* onB.channels.connect({ params: { id: first.id }, payload: byCode("+15550000002") })
+          yield* onA.channels.logout({ params: { id: first.id } })
+          const perChannel = yield* Effect.flip(
+            onA.channels.connect({ params: { id: first.id }, payload: byCode("+15550000003") })
+          )
+          expect(perChannel).toMatchObject({
+            ...refused,
+            detail: "The plan allows 2 pairing codes per channel an hour"
+          })
+          expect(perChannel._tag === "RateLimited" && perChannel.retry_after).toBeGreaterThan(3000)
+
+          yield* onB.channels.connect({ params: { id: second.id }, payload: byCode("+15550000004") })
+          yield* onB.channels.logout({ params: { id: second.id } })
+          const perCustomer = yield* Effect.flip(
+            onA.channels.connect({ params: { id: second.id }, payload: byCode("+15550000005") })
+          )
+          expect(perCustomer).toMatchObject({ ...refused, detail: "The plan allows 3 pairing codes a day" })
+          // a QR pushes nothing to anyone's phone: it is paced only with the other lifecycle operations
+          expect((yield* connectByQr(onA, second.id)).status).toBe("pairing")
+
+          const audit = yield* client.audit.list({
+            query: { resource_type: "channel", resource_id: first.id }
+          })
+          const connects = audit.data.filter((e) => e.action === "channel.connect_requested")
+          expect(connects.map((e) => e.data)).toEqual([
+            { method: "pairing_code", phone_number: "+15550000002", previous_status: "logged_out" },
+            { method: "pairing_code", phone_number: "+15550000001", previous_status: "created" }
+          ])
+        })
+    )
+  }
+)
