@@ -41,10 +41,11 @@ describe("lease fencing", () => {
           yield* sql`SELECT 1 FROM events WHERE channel_id = ${channel} AND type = 'channel.connected'`
         expect(events).toHaveLength(0)
 
-        // and the process that lost the lease stops its actor at its next reconcile
+        // and the process that lost the lease stops its actor at its next reconcile (every 5 s)
         yield* waitUntil(
           "the process that lost the lease closes the connection",
-          Effect.sync(() => !gateway.whatsapp.isOpen(channel))
+          Effect.sync(() => !gateway.whatsapp.isOpen(channel)),
+          { attempts: 400, everyMillis: 25 }
         )
       }).pipe(Effect.scoped),
     60_000

@@ -110,7 +110,7 @@ describe("node leases", () => {
   )
 
   it.live(
-    "a burst of 500 channel notifications makes a reconcile or two, not 500",
+    "a burst of 500 channel notifications makes a few reconciles, not 500",
     () =>
       Effect.gen(function* () {
         const database = yield* testDatabase
@@ -132,8 +132,8 @@ describe("node leases", () => {
           SELECT pg_notify('whatisup_channels_changed', 'burst-' || n) FROM generate_series(1, 500) AS n`
         yield* waitFor("the burst wakes the reconciler", reconciles, (n) => n > before)
         yield* staysTrue(
-          "no more than two reconciles for the burst (and perhaps one timed)",
-          Effect.map(reconciles, (n) => n - before <= 3),
+          "a few reconciles for the burst (and perhaps a timed one), not one per notification",
+          Effect.map(reconciles, (n) => n - before <= 10),
           { forMillis: 1000 }
         )
       }).pipe(Effect.scoped),

@@ -137,6 +137,7 @@ describe("channel ownership across gateway processes", () => {
 
         // SIGKILL the owner of everything: the other takes every channel within the lease time
         yield* pause(500)
+        const ranOnB = countOn(yield* connections, "node-b")
         const killedAt = yield* dbNow
         b.child.kill("SIGKILL")
         yield* Effect.promise(() => b.exited)
@@ -159,10 +160,11 @@ describe("channel ownership across gateway processes", () => {
             headers: { authorization: `Bearer ${envA.WHATISUP_ADMIN_TOKEN}` }
           }).then((r) => r.text())
         )
-        // node-a took over node-b's 20 channels (and, thawed, had lost its own to node-b before)
+        // node-a took over what node-b ran when it was killed (channels handed over count as no takeover)
+        expect(ranOnB).toBeGreaterThan(0)
         expect(
           Number(/whatisup_channel_lease_takeovers_total(?:\{[^}]*\})? (\d+)/.exec(takerMetrics)?.[1])
-        ).toBeGreaterThanOrEqual(20)
+        ).toBeGreaterThanOrEqual(ranOnB)
 
         // a process restarted under the same node id takes its own leases back at once
         const restartedAt = yield* dbNow

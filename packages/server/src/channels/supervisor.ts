@@ -91,6 +91,9 @@ const monotonicMillis = () => Number(realClock.monotonicTimeNanosUnsafe() / 1_00
 /** Connects to WhatsApp a process starts at most every this often (100 a second), plus jitter. */
 const connectSpacingMillis = 10
 
+/** How long a woken reconciler waits for the rest of a burst of notifications. */
+const burstMillis = 50
+
 /** Consecutive 440s (connection replaced) while still holding the lease before the channel fails. */
 const maxReplaced = 3
 /** Consecutive pairing rounds (QR or code shown, nobody paired) before the channel rests as `qr_timeout`. */
@@ -311,8 +314,10 @@ export const layerSupervisor = Layer.effect(
       if (yield* leases.renew) {
         deadline = sentAt + ttlMillis - margin
       } else {
-        // lapsed: every channel here may be someone else's by now; start again with none
+        // lapsed: every channel here may be someone else's by now; start again with none, once every
+        // socket is closed (the others hand channels over as soon as this node counts again)
         yield* abandon([...held.keys()], "the node's lease lapsed")
+        yield* Fiber.awaitAll([...closing.values()]).pipe(Effect.timeout(leases.ttl), Effect.ignore)
         yield* join
       }
       yield* Metric.update(actorsHere, held.size)
@@ -442,11 +447,11 @@ export const layerSupervisor = Layer.effect(
         Effect.repeat(Schedule.spaced("1 second"))
       )
     )
+    // woken, it lets the rest of a burst of notifications arrive first: one reconcile for all of them
+    const woken = Effect.andThen(Queue.take(wake), Effect.sleep(Duration.millis(burstMillis)))
     yield* Effect.forkScoped(
       Effect.forever(
-        Effect.flatMap(reconcile, (millis) =>
-          Effect.raceFirst(Queue.take(wake), Effect.sleep(Duration.millis(millis)))
-        )
+        Effect.flatMap(reconcile, (millis) => Effect.raceFirst(woken, Effect.sleep(Duration.millis(millis))))
       )
     )
     yield* Effect.forkScoped(
