@@ -9,12 +9,22 @@ export const FieldError = Schema.Struct({
 })
 export type FieldError = typeof FieldError.Type
 
+/** How many field errors a 400 lists at most; the rest are only counted. */
+export const maxFieldErrors = 20
+
 export class InvalidRequest extends HttpApiError.Problem<InvalidRequest>()(
   "InvalidRequest",
   { type: problemType("invalid-request"), status: 400, title: "The request is invalid" },
   {
     code: Schema.tag("invalid_request"),
-    errors: Schema.Array(FieldError)
+    errors: Schema.Array(FieldError).annotate({
+      description: `each offending field, at most ${maxFieldErrors}`
+    }),
+    errors_omitted: Schema.optionalKey(
+      Schema.Int.annotate({
+        description: `how many further errors were found but not listed (present only when more than ${maxFieldErrors}); validation may stop early, so there may be more`
+      })
+    )
   }
 ) {}
 

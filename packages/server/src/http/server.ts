@@ -9,7 +9,7 @@ import { layerAuditHttp } from "./audit.ts"
 import { layerAuthorization } from "./authorization.ts"
 import { layerChannelsHttp } from "./channels.ts"
 import { layerEventsHttp } from "./events.ts"
-import { layerRequestPipeline, layerRequestValidation } from "./pipeline.ts"
+import { layerPayloadFields, layerRequestPipeline, layerRequestValidation } from "./pipeline.ts"
 import { layerSystemHttp } from "./system.ts"
 import { layerApiKeysHttp, layerMeHttp } from "./tenancy.ts"
 
@@ -28,7 +28,7 @@ export const layerPublicRoutes = Layer.mergeAll(
   layerApiRoutes,
   HttpApiScalar.layer(Api, { path: "/docs" }),
   layerRequestPipeline
-).pipe(Layer.provide([layerAuthorization, layerRequestValidation]))
+).pipe(Layer.provide([layerAuthorization, layerRequestValidation, layerPayloadFields]))
 
 /** The public listener on HOST:PORT. */
 export const layerPublicServer = Layer.unwrap(
