@@ -23,6 +23,7 @@ import {
   PlanLimitReached,
   RateLimited,
   ServiceUnavailable,
+  TooManyFailedAuthentications,
   Unauthorized
 } from "./problems.ts"
 import { ApiKey, ApiKeyCreated, CreateApiKey, Me, type Plan } from "./tenancy.ts"
@@ -41,7 +42,7 @@ export class Caller extends Context.Service<
 export class Authorization extends HttpApiMiddleware.Service<Authorization, { provides: Caller }>()(
   "whatisup/Authorization",
   {
-    error: [Unauthorized, RateLimited],
+    error: [Unauthorized, RateLimited, TooManyFailedAuthentications],
     security: { bearer: HttpApiSecurity.bearer }
   }
 ) {}

@@ -81,7 +81,29 @@ export class IdempotencyKeyReused extends HttpApiError.Problem<IdempotencyKeyReu
 export class RateLimited extends HttpApiError.Problem<RateLimited>()(
   "RateLimited",
   { type: problemType("rate-limited"), status: 429, title: "Too many requests" },
-  { code: Schema.tag("rate_limited"), retry_after: Schema.Number }
+  {
+    code: Schema.tag("rate_limited"),
+    retry_after: Schema.Number.annotate({
+      description:
+        "seconds to wait (also in Retry-After); the plan's rate is shared by all the customer's keys"
+    })
+  }
+) {}
+
+export class TooManyFailedAuthentications extends HttpApiError.Problem<TooManyFailedAuthentications>()(
+  "TooManyFailedAuthentications",
+  {
+    type: problemType("too-many-failed-authentications"),
+    status: 429,
+    title: "Too many failed authentications from this address"
+  },
+  {
+    code: Schema.tag("too_many_failed_authentications"),
+    retry_after: Schema.Number.annotate({
+      description:
+        "seconds to wait (also in Retry-After); meanwhile keys the gateway has already seen keep working from this address"
+    })
+  }
 ) {}
 
 export class ServiceUnavailable extends HttpApiError.Problem<ServiceUnavailable>()(

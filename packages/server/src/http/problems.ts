@@ -4,6 +4,7 @@ import {
   NotFound,
   PlanLimitReached,
   RateLimited,
+  TooManyFailedAuthentications,
   Unauthorized
 } from "@whatisup/domain"
 import { Cause, Effect } from "effect"
@@ -16,6 +17,7 @@ import type {
   AuthenticationFailed,
   BindingChannelNotFound,
   CustomerNotFound,
+  FailedAuthenticationLimitExceeded,
   PlanLimitExceeded,
   RateLimitExceeded
 } from "../tenancy/errors.ts"
@@ -146,6 +148,7 @@ export type CapabilityError =
   | BindingChannelNotFound
   | AuthenticationFailed
   | RateLimitExceeded
+  | FailedAuthenticationLimitExceeded
 
 const authenticationProblems = {
   missing: { code: "missing_api_key", detail: "Send Authorization: Bearer wiu_..." },
@@ -191,7 +194,12 @@ const problems = {
   AuthenticationFailed: (error) => new Unauthorized(authenticationProblems[error.reason]),
   RateLimitExceeded: (error) =>
     new RateLimited({
-      detail: `This key may make ${error.requestsPerSecond} requests per second`,
+      detail: `The plan allows ${error.requestsPerSecond} requests per second, across all the customer's keys`,
+      retry_after: error.retryAfterSeconds
+    }),
+  FailedAuthenticationLimitExceeded: (error) =>
+    new TooManyFailedAuthentications({
+      detail: "Too many requests from this address failed to authenticate; retry later with a valid key",
       retry_after: error.retryAfterSeconds
     })
 } satisfies {
