@@ -102,7 +102,12 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
           const failed: Array<string> = []
           let refused: Reply | undefined
           while (refused === undefined && failed.length < 100) {
-            const reply = yield* request(api, "GET", "/v1/me", { key: newKeyPlaintext(), from: guesser })
+            // a forwarded address is believed only from a trusted proxy: none here
+            const reply = yield* request(api, "GET", "/v1/me", {
+              key: newKeyPlaintext(),
+              from: guesser,
+              headers: { "x-forwarded-for": `198.51.100.${failed.length}` }
+            })
             if (reply.status === 429) refused = reply
             else failed.push(reply.body.code)
           }
@@ -126,3 +131,29 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
     )
   }
 )
+
+layer(layerTestGateway({ WHATISUP_TRUSTED_PROXIES: "127.0.0.1/32" }), {
+  timeout: 120_000,
+  excludeTestServices: true
+})("behind a trusted proxy", (it) => {
+  it.effect("failed authentications are counted against the address the proxy forwards", () =>
+    Effect.gen(function* () {
+      const { api } = yield* TestGateway
+      const viaProxy = (client: string) =>
+        request(api, "GET", "/v1/me", {
+          key: newKeyPlaintext(),
+          headers: { "x-forwarded-for": `203.0.113.9, ${client}` }
+        })
+      let refused: Reply | undefined
+      for (let i = 0; i < 100 && refused === undefined; i++) {
+        const reply = yield* viaProxy("198.51.100.7")
+        if (reply.status === 429) refused = reply
+      }
+      expectRefusal(refused!, "too_many_failed_authentications")
+      expect((yield* viaProxy("198.51.100.8")).body.code).toBe("invalid_api_key")
+      // the proxy's own address is not the one refused
+      const direct = yield* request(api, "GET", "/v1/me", { key: newKeyPlaintext() })
+      expect(direct.body.code).toBe("invalid_api_key")
+    })
+  )
+})
