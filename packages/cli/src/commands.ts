@@ -25,7 +25,7 @@ const describeCustomer = (c: Customer) =>
   [
     `${c.id}  ${c.name}  (${c.status})`,
     `  plan: ${c.plan.max_channels} channels, ${c.plan.max_api_keys} API keys, ` +
-      `${c.plan.messages_per_minute} messages/min per channel, ${c.plan.api_requests_per_second} API requests/s per key`,
+      `${c.plan.messages_per_minute} messages/min per channel, ${c.plan.api_requests_per_second} API requests/s (all keys together)`,
     `  pairing codes: ${c.plan.pairing_codes_per_channel_per_hour} per channel an hour, ` +
       `${c.plan.pairing_codes_per_customer_per_day} a day`,
     `  created: ${c.created_at}`
@@ -95,7 +95,7 @@ const setPlan = Command.make(
     maxChannels: planFlag("max-channels", "channels the customer may have"),
     maxApiKeys: planFlag("max-api-keys", "active API keys the customer may have"),
     messagesPerMinute: planFlag("messages-per-minute", "messages per minute per channel"),
-    apiRps: planFlag("api-rps", "API requests per second per key"),
+    apiRps: planFlag("api-rps", "API requests per second, all the customer's keys together"),
     pairingCodesPerHour: planFlag("pairing-codes-per-hour", "connects by pairing code per channel an hour"),
     pairingCodesPerDay: planFlag("pairing-codes-per-day", "connects by pairing code per customer a day"),
     json

@@ -9,12 +9,22 @@ export const FieldError = Schema.Struct({
 })
 export type FieldError = typeof FieldError.Type
 
+/** How many field errors a 400 lists at most; the rest are only counted. */
+export const maxFieldErrors = 20
+
 export class InvalidRequest extends HttpApiError.Problem<InvalidRequest>()(
   "InvalidRequest",
   { type: problemType("invalid-request"), status: 400, title: "The request is invalid" },
   {
     code: Schema.tag("invalid_request"),
-    errors: Schema.Array(FieldError)
+    errors: Schema.Array(FieldError).annotate({
+      description: `each offending field, at most ${maxFieldErrors}`
+    }),
+    errors_omitted: Schema.optionalKey(
+      Schema.Int.annotate({
+        description: `how many further errors were found but not listed (present only when more than ${maxFieldErrors}); validation may stop early, so there may be more`
+      })
+    )
   }
 ) {}
 
@@ -89,7 +99,29 @@ export class IdempotentAnswerRevoked extends HttpApiError.Problem<IdempotentAnsw
 export class RateLimited extends HttpApiError.Problem<RateLimited>()(
   "RateLimited",
   { type: problemType("rate-limited"), status: 429, title: "Too many requests" },
-  { code: Schema.tag("rate_limited"), retry_after: Schema.Number }
+  {
+    code: Schema.tag("rate_limited"),
+    retry_after: Schema.Number.annotate({
+      description:
+        "seconds to wait (also in Retry-After); the plan's rate is shared by all the customer's keys"
+    })
+  }
+) {}
+
+export class TooManyFailedAuthentications extends HttpApiError.Problem<TooManyFailedAuthentications>()(
+  "TooManyFailedAuthentications",
+  {
+    type: problemType("too-many-failed-authentications"),
+    status: 429,
+    title: "Too many failed authentications from this address"
+  },
+  {
+    code: Schema.tag("too_many_failed_authentications"),
+    retry_after: Schema.Number.annotate({
+      description:
+        "seconds to wait (also in Retry-After); meanwhile keys the gateway has already seen keep working from this address"
+    })
+  }
 ) {}
 
 export class ServiceUnavailable extends HttpApiError.Problem<ServiceUnavailable>()(

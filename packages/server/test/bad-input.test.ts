@@ -65,6 +65,68 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
       })
     )
 
+    it.effect(
+      "tens of thousands of unknown fields: a 400 listing 20 of them and counting the rest, smaller than the request",
+      () =>
+        Effect.gen(function* () {
+          const { api } = yield* TestGateway
+          const key = yield* customerKey
+          const rawBody = JSON.stringify({
+            ...Object.fromEntries(Array.from({ length: 90_000 }, (_, i) => [`f${i}`, 0])),
+            name: 42
+          })
+          const reply = yield* request(api, "POST", "/v1/api-keys", {
+            key,
+            rawBody,
+            headers: { "content-type": "application/json" }
+          })
+          expectProblem(reply, 400, "invalid_request")
+          expect(reply.body.errors).toHaveLength(20)
+          expect(reply.body.errors[0]).toEqual({ path: "body.f0", message: "is not a known field" })
+          // validation stopped at the unknown fields: the wrong name was not even looked at
+          expect(reply.body.errors_omitted).toBe(90_000 - 20)
+          expect(reply.text.length).toBeLessThan(rawBody.length)
+          expect(reply.text.length).toBeLessThan(4096)
+
+          // checked after authentication: without a key the body is not looked at
+          const anonymous = yield* request(api, "POST", "/v1/api-keys", {
+            rawBody,
+            headers: { "content-type": "application/json" }
+          })
+          expectProblem(anonymous, 401, "missing_api_key")
+        })
+    )
+
+    it.effect("a small body or a query with many errors: 20 listed, the rest counted, long names cut", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const key = yield* customerKey
+        const fields = Object.fromEntries(Array.from({ length: 25 }, (_, i) => [`colour${i}`, "red"]))
+        const body = yield* request(api, "POST", "/v1/api-keys", {
+          key,
+          body: { ...fields, ["x".repeat(5_000)]: 1, name: 42 }
+        })
+        expectProblem(body, 400, "invalid_request")
+        expect(body.body.errors).toHaveLength(20)
+        expect(body.body.errors_omitted).toBe(25 + 1 + 1 - 20)
+
+        const longName = yield* request(api, "POST", "/v1/api-keys", {
+          key,
+          body: { ["x".repeat(5_000)]: 1 }
+        })
+        expectProblem(longName, 400, "invalid_request")
+        expect(longName.body.errors).toHaveLength(1)
+        expect(longName.body.errors[0].path.length).toBeLessThanOrEqual(200)
+        expect(longName.body.errors_omitted).toBeUndefined()
+
+        const params = Array.from({ length: 100 }, (_, i) => `p${i}=1`).join("&")
+        const query = yield* request(api, "GET", `/v1/api-keys?${params}`, { key })
+        expectProblem(query, 400, "invalid_request")
+        expect(query.body.errors).toHaveLength(20)
+        expect(query.body.errors_omitted).toBe(80)
+      })
+    )
+
     it.effect("a body that is not an object", () =>
       Effect.gen(function* () {
         const { api } = yield* TestGateway

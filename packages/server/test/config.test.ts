@@ -63,6 +63,7 @@ describe("gateway configuration", () => {
         adminHost: "127.0.0.1",
         adminPort: 8081,
         webhookAllowCidrs: [],
+        trustedProxies: [],
         nodeId: `${os.hostname()}:${dataDir}`,
         dispatchConcurrency: 64,
         dispatchPerEndpoint: 8,
@@ -95,6 +96,7 @@ describe("gateway configuration", () => {
         WHATISUP_WA_WS_URL: "wss://web.whatsapp.com/ws/chat",
         WHATISUP_WA_VERSION: "2.3000.1027934701",
         WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32,::1/128",
+        WHATISUP_TRUSTED_PROXIES: "10.0.0.0/8, fd00::/8",
         WHATISUP_NODE_ID: "node-a",
         WHATISUP_LEASE_TTL: "500ms",
         WHATISUP_MESSAGE_MAX_AGE: "10m",
@@ -113,6 +115,7 @@ describe("gateway configuration", () => {
         waWsUrl: Option.some("wss://web.whatsapp.com/ws/chat"),
         waVersion: Option.some([2, 3000, 1027934701]),
         webhookAllowCidrs: ["127.0.0.1/32", "::1/128"],
+        trustedProxies: ["10.0.0.0/8", "fd00::/8"],
         nodeId: "node-a",
         dispatchConcurrency: 10_000,
         dispatchPerEndpoint: 1,
@@ -152,6 +155,7 @@ describe("gateway configuration", () => {
         adminHost: "127.0.0.1",
         adminPort: 8081,
         webhookAllowCidrs: [],
+        trustedProxies: [],
         logFormat: "json"
       })
       expect(Option.isNone(blank.adminToken)).toBe(true)
@@ -214,6 +218,11 @@ describe("gateway configuration", () => {
             { WHATISUP_WEBHOOK_ALLOW_CIDRS: "10.0.0.0/99" },
             "WHATISUP_WEBHOOK_ALLOW_CIDRS",
             /is not a CIDR range/
+          ],
+          [
+            { WHATISUP_TRUSTED_PROXIES: "10.0.0.1/8" },
+            "WHATISUP_TRUSTED_PROXIES",
+            /^"10\.0\.0\.1\/8" is not a network such as 10\.0\.0\.0\/8 \(address has non-zero host bits\)/
           ],
           [{ WHATISUP_NODE_ID: "node a" }, "WHATISUP_NODE_ID", /^expected 1-200 visible ASCII characters/],
           [

@@ -8,12 +8,14 @@ import {
   Layer,
   Option,
   Redacted,
+  Result,
   Schema,
   SchemaGetter,
   SchemaIssue
 } from "effect"
 // ipaddr.js is CommonJS: under Node's ESM loader only its default export carries the functions
 import ipaddr from "ipaddr.js"
+import { IpNetwork } from "effect/net"
 import * as os from "node:os"
 import * as path from "node:path"
 
@@ -47,6 +49,8 @@ export interface GatewayConfig {
   readonly waWsUrl: Option.Option<string>
   readonly waVersion: Option.Option<readonly [number, number, number]>
   readonly webhookAllowCidrs: ReadonlyArray<string>
+  /** Proxies whose X-Forwarded-For names the client (failed authentications are counted per client). */
+  readonly trustedProxies: ReadonlyArray<string>
   readonly nodeId: string
   readonly leaseTtl: Duration.Duration
   readonly messageMaxAge: Duration.Duration
@@ -152,6 +156,25 @@ const CidrList = Schema.String.pipe(
   )
 )
 
+const Network = Schema.String.check(
+  Schema.makeFilter((item: string) =>
+    Result.match(IpNetwork.fromString(item), {
+      onSuccess: () => true,
+      onFailure: (error) => `"${item}" is not a network such as 10.0.0.0/8 (${error.message})`
+    })
+  )
+)
+
+/** Comma-separated networks such as 10.0.0.0/8; blank items are skipped. */
+const NetworkList = Schema.String.pipe(
+  decodeText(Schema.Array(Network), (text) =>
+    text
+      .split(",")
+      .map((item) => item.trim())
+      .filter((item) => item !== "")
+  )
+)
+
 const NodeId = Schema.String.check(
   Schema.isPattern(/^[\x21-\x7e]{1,200}$/, { message: "expected 1-200 visible ASCII characters" })
 )
@@ -207,6 +230,7 @@ const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
   waWsUrl: Config.option(Config.schema(WebSocketUrl, "WHATISUP_WA_WS_URL")),
   waVersion: Config.option(Config.schema(WaVersion, "WHATISUP_WA_VERSION")),
   webhookAllowCidrs: Config.schema(CidrList, "WHATISUP_WEBHOOK_ALLOW_CIDRS").pipe(Config.withDefault([])),
+  trustedProxies: Config.schema(NetworkList, "WHATISUP_TRUSTED_PROXIES").pipe(Config.withDefault([])),
   nodeId: Config.option(Config.schema(NodeId, "WHATISUP_NODE_ID")),
   leaseTtl: Config.schema(DurationText, "WHATISUP_LEASE_TTL").pipe(Config.withDefault(Duration.seconds(5))),
   messageMaxAge: Config.schema(DurationText, "WHATISUP_MESSAGE_MAX_AGE").pipe(

@@ -1,6 +1,6 @@
 import { Authorization, Caller } from "@whatisup/domain"
-import { Effect, Layer, Redacted } from "effect"
-import { HttpEffect, HttpServerResponse } from "effect/http"
+import { Effect, Layer, Option, Redacted } from "effect"
+import { HttpEffect, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { Authentication } from "../tenancy/authentication.ts"
 import { answerProblems } from "./problems.ts"
 
@@ -11,9 +11,14 @@ export const layerAuthorization = Layer.effect(
     const authentication = yield* Authentication
     return Authorization.of({
       bearer: (httpEffect, { credential }) =>
-        authentication.authenticate(Redacted.value(credential)).pipe(
+        HttpServerRequest.HttpServerRequest.use((request) =>
+          authentication.authenticate(
+            Redacted.value(credential),
+            Option.getOrUndefined(request.remoteAddress)
+          )
+        ).pipe(
           Effect.tapError((error) =>
-            error._tag === "RateLimitExceeded"
+            error._tag === "RateLimitExceeded" || error._tag === "FailedAuthenticationLimitExceeded"
               ? HttpEffect.appendPreResponseHandler((_request, response) =>
                   Effect.succeed(
                     HttpServerResponse.setHeader(response, "retry-after", String(error.retryAfterSeconds))

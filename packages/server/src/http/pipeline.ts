@@ -1,6 +1,5 @@
-import { RequestValidation } from "@whatisup/domain"
-import { Api } from "@whatisup/domain"
-import { ByteSize, Effect, Metric, type Types } from "effect"
+import { Api, PayloadFields, RequestValidation } from "@whatisup/domain"
+import { ByteSize, Effect, Layer, Metric, type Types } from "effect"
 import {
   HttpIncomingMessage,
   HttpRouter,
@@ -12,11 +11,11 @@ import { HttpApiMiddleware, OpenApi } from "effect/http-api"
 import * as crypto from "node:crypto"
 import { CurrentClientRequestId, CurrentRequestId } from "../audit/requestId.ts"
 import { compressed } from "./compression.ts"
+import { declaredFieldsOf, invalidRequestOf, tooManyUnknownFields } from "./fieldErrors.ts"
 import {
   asProblem,
   databaseUnavailable,
   internalError,
-  invalidRequestOf,
   isBodyTooLarge,
   isDatabaseUnavailable,
   problemResponse
@@ -118,3 +117,32 @@ export const layerRequestValidation = HttpApiMiddleware.layerSchemaErrorTransfor
         )
       : Effect.fail(invalidRequestOf(error))
 )
+
+// below this size, decoding a body and listing its errors costs little however many fields are wrong
+const precheckedBodyBytes = 16 * 1024
+
+/** A large JSON body with too many unknown fields is refused before it is decoded (see `PayloadFields`). */
+export const layerPayloadFields = Layer.succeed(PayloadFields, (httpEffect, { endpoint }) =>
+  Effect.gen(function* () {
+    const fields = declaredFieldsOf(endpoint)
+    if (fields === undefined) return yield* httpEffect
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const contentType = request.headers["content-type"]?.split(";")[0]?.trim().toLowerCase()
+    if (contentType !== undefined && contentType !== "application/json") return yield* httpEffect
+    const body = yield* Effect.orDie(request.arrayBuffer)
+    if (body.byteLength > precheckedBodyBytes) {
+      const refused = tooManyUnknownFields(fields, parsedOrUndefined(yield* Effect.orDie(request.text)))
+      if (refused !== undefined) return yield* refused
+    }
+    return yield* httpEffect
+  })
+)
+
+const parsedOrUndefined = (text: string): unknown => {
+  try {
+    return JSON.parse(text)
+  } catch {
+    // the decoder answers malformed JSON
+    return undefined
+  }
+}

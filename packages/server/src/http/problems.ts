@@ -5,11 +5,11 @@ import {
   NotFound,
   PlanLimitReached,
   RateLimited,
+  TooManyFailedAuthentications,
   Unauthorized
 } from "@whatisup/domain"
-import { Cause, Effect, SchemaIssue } from "effect"
+import { Cause, Effect } from "effect"
 import { HttpServerResponse } from "effect/http"
-import type { HttpApiError } from "effect/http-api"
 import { SqlError } from "effect/sql"
 import type {
   ChannelNotFound,
@@ -24,47 +24,10 @@ import type {
   BindingChannelNotFound,
   CreatedKeyRevoked,
   CustomerNotFound,
+  FailedAuthenticationLimitExceeded,
   PlanLimitExceeded,
   RateLimitExceeded
 } from "../tenancy/errors.ts"
-
-const slotNames: Record<HttpApiError.HttpApiSchemaError["kind"], string> = {
-  Params: "path",
-  Query: "query",
-  Headers: "header",
-  Payload: "body",
-  Body: "response",
-  ResponseHeaders: "response"
-}
-
-const formatter = SchemaIssue.makeFormatterStandardSchemaV1({
-  leafHook: (issue) =>
-    issue._tag === "UnexpectedKey"
-      ? "is not a known field"
-      : issue._tag === "MissingKey"
-        ? "is required"
-        : SchemaIssue.defaultLeafHook(issue)
-})
-
-/** Every offending field of a request that failed to decode, named by where it was sent. */
-export const invalidRequestOf = (error: HttpApiError.HttpApiSchemaError) => {
-  const slot = slotNames[error.kind]
-  const issues = formatter(error.cause.issue).issues
-  const byPath = new Map<string, Array<string>>()
-  for (const issue of issues) {
-    const segments = (issue.path ?? []).map((segment) =>
-      String(typeof segment === "object" ? segment.key : segment)
-    )
-    const path = [slot, ...segments].join(".")
-    const messages = byPath.get(path) ?? []
-    if (!messages.includes(issue.message)) messages.push(issue.message)
-    byPath.set(path, messages)
-  }
-  return new InvalidRequest({
-    detail: "The request has invalid fields; see errors",
-    errors: [...byPath].map(([path, messages]) => ({ path, message: messages.join("; ") }))
-  })
-}
 
 const problemTypeBase = "https://whatisup.dev/problems/"
 
@@ -194,6 +157,7 @@ export type CapabilityError =
   | CreatedKeyRevoked
   | AuthenticationFailed
   | RateLimitExceeded
+  | FailedAuthenticationLimitExceeded
 
 const authenticationProblems = {
   missing: { code: "missing_api_key", detail: "Send Authorization: Bearer wiu_..." },
@@ -253,7 +217,12 @@ const problems = {
   AuthenticationFailed: (error) => new Unauthorized(authenticationProblems[error.reason]),
   RateLimitExceeded: (error) =>
     new RateLimited({
-      detail: `This key may make ${error.requestsPerSecond} requests per second`,
+      detail: `The plan allows ${error.requestsPerSecond} requests per second, across all the customer's keys`,
+      retry_after: error.retryAfterSeconds
+    }),
+  FailedAuthenticationLimitExceeded: (error) =>
+    new TooManyFailedAuthentications({
+      detail: "Too many requests from this address failed to authenticate; retry later with a valid key",
       retry_after: error.retryAfterSeconds
     })
 } satisfies {

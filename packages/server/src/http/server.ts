@@ -1,15 +1,16 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Api } from "@whatisup/domain"
 import { Effect, Layer } from "effect"
-import { HttpRouter } from "effect/http"
+import { HttpMiddleware, HttpRouter } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
+import { IpNetwork } from "effect/net"
 import { createServer } from "node:http"
 import { GatewayConfigService } from "../config/config.ts"
 import { layerAuditHttp } from "./audit.ts"
 import { layerAuthorization } from "./authorization.ts"
 import { layerChannelsHttp } from "./channels.ts"
 import { layerEventsHttp } from "./events.ts"
-import { layerRequestPipeline, layerRequestValidation } from "./pipeline.ts"
+import { layerPayloadFields, layerRequestPipeline, layerRequestValidation } from "./pipeline.ts"
 import { layerSystemHttp } from "./system.ts"
 import { layerApiKeysHttp, layerMeHttp } from "./tenancy.ts"
 
@@ -28,13 +29,25 @@ export const layerPublicRoutes = Layer.mergeAll(
   layerApiRoutes,
   HttpApiScalar.layer(Api, { path: "/docs" }),
   layerRequestPipeline
-).pipe(Layer.provide([layerAuthorization, layerRequestValidation]))
+).pipe(Layer.provide([layerAuthorization, layerRequestValidation, layerPayloadFields]))
+
+/** Behind the proxies the operator names, the client is the address they forward, not theirs. */
+const layerClientAddress = (trustedProxies: ReadonlyArray<string>) =>
+  trustedProxies.length === 0
+    ? Layer.empty
+    : HttpRouter.middleware(
+        HttpMiddleware.xForwardedHeaders({
+          trustedProxies: trustedProxies.map((network) => IpNetwork.fromStringUnsafe(network))
+        }),
+        { global: true }
+      )
 
 /** The public listener on HOST:PORT. */
 export const layerPublicServer = Layer.unwrap(
   Effect.gen(function* () {
     const config = yield* GatewayConfigService
-    return HttpRouter.serve(layerPublicRoutes, { disableLogger: true, disableListenLog: true }).pipe(
+    const routes = Layer.merge(layerPublicRoutes, layerClientAddress(config.trustedProxies))
+    return HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
       Layer.provide(NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
     )
   })

@@ -1,24 +1,34 @@
 import type { Caller } from "@whatisup/domain"
-import { Context, Effect, Layer } from "effect"
+import { Clock, Context, Effect, Layer } from "effect"
 import { hashKey, keyPattern } from "./credentials.ts"
-import { AuthenticationFailed, RateLimitExceeded } from "./errors.ts"
-import { makeKeyCache } from "./keyCache.ts"
+import { AuthenticationFailed, FailedAuthenticationLimitExceeded, RateLimitExceeded } from "./errors.ts"
+import { clientOf, makeFailedAuthentications } from "./failedAuthentications.ts"
+import { makeDatabaseKeyCache } from "./keyCache.ts"
 import { makeLastUsed } from "./lastUsed.ts"
 import { makeRateLimiter } from "./rateLimiter.ts"
 
 type CallerShape = Context.Service.Shape<typeof Caller>
 
+// one bucket per customer that made a request lately; idle ones are swept away
+const maxCustomerBuckets = 100_000
+
 /**
- * Resolves bearer keys to callers (through the key cache), applies the plan's per-key request rate,
- * and notes each key's use for `last_used_at`.
+ * Resolves bearer keys to callers (through the key cache), applies the plan's request rate to the
+ * customer (all its keys together, so new keys bring no fresh burst), limits failed authentications
+ * per client address, and notes each key's use for `last_used_at`.
  */
 export class Authentication extends Context.Service<
   Authentication,
   {
     readonly authenticate: (
-      token: string
-    ) => Effect.Effect<CallerShape, AuthenticationFailed | RateLimitExceeded>
-    /** Drops every cached key in this process (other processes hear it through NOTIFY). */
+      token: string,
+      /** The client's IP address, when known. */
+      address: string | undefined
+    ) => Effect.Effect<
+      CallerShape,
+      AuthenticationFailed | RateLimitExceeded | FailedAuthenticationLimitExceeded
+    >
+    /** Has every cached key read again at its next use in this process (others hear it through NOTIFY). */
     readonly forget: Effect.Effect<void>
     readonly flushLastUsed: Effect.Effect<void>
   }
@@ -27,22 +37,39 @@ export class Authentication extends Context.Service<
 export const layerAuthentication = Layer.effect(
   Authentication,
   Effect.gen(function* () {
-    const keys = yield* makeKeyCache
-    const rateLimiter = makeRateLimiter()
+    const keys = yield* makeDatabaseKeyCache
+    const customerRates = makeRateLimiter<CallerShape["customerId"]>(maxCustomerBuckets)
+    const failures = makeFailedAuthentications()
     const lastUsed = yield* makeLastUsed
 
     // untraced: it runs on every request
-    const authenticate = Effect.fnUntraced(function* (token: string) {
+    const authenticate = Effect.fnUntraced(function* (token: string, address: string | undefined) {
       if (token === "") return yield* new AuthenticationFailed({ reason: "missing" })
-      if (!keyPattern.test(token)) return yield* new AuthenticationFailed({ reason: "malformed" })
-      const key = yield* keys.lookup(hashKey(token))
-      if (key === null || key.revoked)
-        return yield* new AuthenticationFailed({ reason: "unknown_or_revoked" })
+      const now = yield* Clock.currentTimeMillis
+      const hash = keyPattern.test(token) ? hashKey(token) : undefined
+      // a client that failed too often is refused, except with keys known to exist (they cost no query)
+      if (hash === undefined || !keys.isKnown(hash)) {
+        const blockedFor = failures.blockedFor(clientOf(address), now)
+        if (blockedFor > 0) {
+          return yield* new FailedAuthenticationLimitExceeded({ retryAfterSeconds: blockedFor })
+        }
+      }
+      const failed = (reason: "malformed" | "unknown_or_revoked") => {
+        failures.record(clientOf(address), now)
+        return new AuthenticationFailed({ reason })
+      }
+      if (hash === undefined) return yield* failed("malformed")
+      const key = yield* keys.lookup(hash)
+      if (key === null || key.revoked) return yield* failed("unknown_or_revoked")
       if (key.suspended) return yield* new AuthenticationFailed({ reason: "suspended" })
-      const rate = key.caller.plan.api_requests_per_second
-      const retryAfterSeconds = rateLimiter.take(key.caller.keyId, rate)
+      const perSecond = key.caller.plan.api_requests_per_second
+      const retryAfterSeconds = customerRates.take(
+        key.caller.customerId,
+        { perSecond, burst: perSecond * 2 },
+        now
+      )
       if (retryAfterSeconds > 0) {
-        return yield* new RateLimitExceeded({ requestsPerSecond: rate, retryAfterSeconds })
+        return yield* new RateLimitExceeded({ requestsPerSecond: perSecond, retryAfterSeconds })
       }
       lastUsed.touch(key.caller.keyId)
       return key.caller

@@ -40,8 +40,13 @@ export class AuthenticationFailed extends Data.TaggedError("AuthenticationFailed
   readonly reason: "missing" | "malformed" | "unknown_or_revoked" | "suspended"
 }> {}
 
-/** The key used up its plan's request rate; it may try again after `retryAfterSeconds`. */
+/** The customer used up its plan's request rate (all its keys together); it may try again after `retryAfterSeconds`. */
 export class RateLimitExceeded extends Data.TaggedError("RateLimitExceeded")<{
   readonly requestsPerSecond: number
+  readonly retryAfterSeconds: number
+}> {}
+
+/** The client's address failed to authenticate too often; it may try again after `retryAfterSeconds`. */
+export class FailedAuthenticationLimitExceeded extends Data.TaggedError("FailedAuthenticationLimitExceeded")<{
   readonly retryAfterSeconds: number
 }> {}

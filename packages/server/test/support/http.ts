@@ -1,4 +1,5 @@
 import { Effect } from "effect"
+import * as http from "node:http"
 
 export interface Reply {
   readonly status: number
@@ -13,6 +14,8 @@ export interface RequestOptions {
   /** Sent as-is, for malformed bodies. */
   readonly rawBody?: string
   readonly headers?: Record<string, string>
+  /** The local address to send from (any of 127.0.0.0/8 on Linux), to act as another client. */
+  readonly from?: string
 }
 
 /**
@@ -30,17 +33,56 @@ export const request = (base: string, method: string, path: string, options: Req
       body = JSON.stringify(options.body)
       headers["content-type"] ??= "application/json"
     }
-    const response = await fetch(`${base}${path}`, {
-      method,
-      headers,
-      ...(body === undefined ? {} : { body })
-    })
-    const text = await response.text()
+    const { status, responseHeaders, text } =
+      options.from === undefined
+        ? await viaFetch(`${base}${path}`, method, headers, body)
+        : await viaNodeHttp(new URL(`${base}${path}`), method, headers, body, options.from)
     let parsed: unknown
     try {
       parsed = text === "" ? undefined : JSON.parse(text)
     } catch {
       parsed = undefined
     }
-    return { status: response.status, headers: response.headers, text, body: parsed }
+    return { status, headers: responseHeaders, text, body: parsed }
+  })
+
+const viaFetch = async (url: string, method: string, headers: Record<string, string>, body?: string) => {
+  const response = await fetch(url, { method, headers, ...(body === undefined ? {} : { body }) })
+  return { status: response.status, responseHeaders: response.headers, text: await response.text() }
+}
+
+// fetch cannot choose its local address
+const viaNodeHttp = (
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  localAddress: string
+) =>
+  new Promise<{ status: number; responseHeaders: Headers; text: string }>((resolve, reject) => {
+    const req = http.request(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: `${url.pathname}${url.search}`,
+        method,
+        headers,
+        localAddress
+      },
+      (res) => {
+        let text = ""
+        res.setEncoding("utf8")
+        res.on("data", (chunk: string) => (text += chunk))
+        res.on("end", () => {
+          const responseHeaders = new Headers()
+          for (const [name, value] of Object.entries(res.headers)) {
+            if (value !== undefined)
+              responseHeaders.set(name, Array.isArray(value) ? value.join(", ") : value)
+          }
+          resolve({ status: res.statusCode ?? 0, responseHeaders, text })
+        })
+      }
+    )
+    req.on("error", reject)
+    req.end(body)
   })
