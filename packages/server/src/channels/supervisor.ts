@@ -357,8 +357,9 @@ export const layerSupervisor = Layer.effect(
       for (const [id, entry] of held) {
         const row = rowsById.get(id)!
         if (row.run_epoch !== entry.epoch) {
-          // asked to connect or restart since the actor started: a fresh one, once the old one closed
-          entry.cell.stopping = "restart"
+          // asked to connect or restart since the actor started: a fresh one, once the old one closed;
+          // logged out meanwhile too (a logout then a connect at once): the old device is unlinked first
+          entry.cell.stopping = row.unlink_epoch > entry.epoch ? "unlink" : "restart"
           yield* FiberMap.remove(actors, id)
           yield* start(entry.fence, row.run_epoch)
         } else if (!(yield* FiberMap.has(actors, id)) && now >= entry.retryAt) {
@@ -448,7 +449,10 @@ export const layerSupervisor = Layer.effect(
       )
     )
     // woken, it lets the rest of a burst of notifications arrive first: one reconcile for all of them
-    const woken = Effect.andThen(Queue.take(wake), Effect.sleep(Duration.millis(burstMillis)))
+    const woken = Effect.andThen(
+      Queue.take(wake),
+      Effect.sleep(Duration.millis(burstMillis)).pipe(Effect.provideService(Clock.Clock, realClock))
+    )
     yield* Effect.forkScoped(
       Effect.forever(
         Effect.flatMap(reconcile, (millis) => Effect.raceFirst(woken, Effect.sleep(Duration.millis(millis))))
