@@ -1,4 +1,4 @@
-import { Context, Effect, Layer, Queue } from "effect"
+import { Context, Effect, Latch, Layer, Queue } from "effect"
 import { credsType } from "./authState.ts"
 import {
   type ConnectOptions,
@@ -39,6 +39,12 @@ export class MemoryTransport extends Context.Service<
     readonly connects: (channelId: string) => number
     readonly closes: (channelId: string) => number
     readonly logouts: (channelId: string) => number
+    /** While held, a closing connection stays open (a socket slow to close) until the hold is let go. */
+    readonly holdCloses: (held: boolean) => Effect.Effect<void>
+    /** Whether one of the channel's connections is closing and not closed yet. */
+    readonly isClosing: (channelId: string) => boolean
+    /** The most connections of the channel that were open at one time (from connect until closed). */
+    readonly mostOpenAtOnce: (channelId: string) => number
     /** Whether the channel's stored login exists (read through its last connection's store). */
     readonly isPaired: (channelId: string) => Effect.Effect<boolean>
   }
@@ -55,6 +61,10 @@ export const layerMemoryTransport = (options: { readonly qrLifetimeMillis?: numb
     logouts: new Map<string, number>()
   }
   const bump = (map: Map<string, number>, id: string) => map.set(id, (map.get(id) ?? 0) + 1)
+  const closesLetGo = Latch.makeUnsafe(true)
+  const open = new Map<string, number>()
+  const mostOpen = new Map<string, number>()
+  const closing = new Map<string, number>()
 
   const emit = (channelId: string, event: TransportEvent) =>
     Effect.suspend(() => {
@@ -82,8 +92,14 @@ export const layerMemoryTransport = (options: { readonly qrLifetimeMillis?: numb
         const events = yield* Queue.unbounded<TransportEvent>()
         const connection: LiveConnection = { events, options: connectOptions }
         live.set(channelId, connection)
+        bump(open, channelId)
+        mostOpen.set(channelId, Math.max(mostOpen.get(channelId) ?? 0, open.get(channelId)!))
         yield* Effect.addFinalizer(() =>
-          Effect.sync(() => {
+          Effect.gen(function* () {
+            bump(closing, channelId)
+            yield* closesLetGo.await
+            closing.set(channelId, closing.get(channelId)! - 1)
+            open.set(channelId, open.get(channelId)! - 1)
             if (live.get(channelId) === connection) live.delete(channelId)
             bump(counts.closes, channelId)
           })
@@ -141,6 +157,9 @@ export const layerMemoryTransport = (options: { readonly qrLifetimeMillis?: numb
     connects: (channelId) => counts.connects.get(channelId) ?? 0,
     closes: (channelId) => counts.closes.get(channelId) ?? 0,
     logouts: (channelId) => counts.logouts.get(channelId) ?? 0,
+    holdCloses: (held) => Effect.asVoid(held ? closesLetGo.close : closesLetGo.open),
+    isClosing: (channelId) => (closing.get(channelId) ?? 0) > 0,
+    mostOpenAtOnce: (channelId) => mostOpen.get(channelId) ?? 0,
     isPaired: (channelId) =>
       Effect.suspend(() => {
         const store = stores.get(channelId)
