@@ -23,6 +23,8 @@ WORKDIR /app
 
 COPY package.json package-lock.json ./
 COPY --from=manifests /app/packages/ packages/
+# patches to installed packages (Baileys), applied by the install's postinstall (patch-package)
+COPY patches/ patches/
 RUN npm ci --omit=dev --no-audit --no-fund \
   && npm cache clean --force
 

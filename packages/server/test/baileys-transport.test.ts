@@ -1,46 +1,9 @@
-import { ChannelId } from "@whatisup/domain"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, type Option, Queue } from "effect"
-import type { AuthStateStore } from "../src/channels/loginStore.ts"
-import { layerBaileysTransport } from "../src/whatsapp/baileysTransport.ts"
-import { type TransportEvent, WhatsAppTransport } from "../src/channels/transport.ts"
-import { GatewayConfigService, loadConfig } from "../src/config/config.ts"
-import { ConfigProvider } from "effect"
-import { pause, waitFor } from "./support/waits.ts"
+import { Effect } from "effect"
+import type { TransportEvent } from "../src/channels/transport.ts"
+import { baileysTransport, makeLoginStore, nextEvent as next, testChannel } from "./support/baileys.ts"
+import { pause } from "./support/waits.ts"
 import { simulator } from "./support/simulator.ts"
-
-/** A login kept in memory: the store's contract without the database (fencing is tested elsewhere). */
-const memoryAuthState = (): AuthStateStore => {
-  const values = new Map<string, string>()
-  return {
-    read: (type, ids) =>
-      Effect.sync(() =>
-        Object.fromEntries(
-          ids.flatMap((id) => (values.has(`${type}/${id}`) ? [[id, values.get(`${type}/${id}`)!]] : []))
-        )
-      ),
-    write: (changes) =>
-      Effect.sync(() => {
-        for (const { type, id, value } of changes) {
-          if (value === null) values.delete(`${type}/${id}`)
-          else values.set(`${type}/${id}`, value)
-        }
-      })
-  }
-}
-
-/** Waits for the next event the predicate accepts, skipping others, a bounded number of times. */
-const next = <A extends TransportEvent>(
-  label: string,
-  events: Queue.Dequeue<TransportEvent>,
-  accept: (event: TransportEvent) => event is A
-) =>
-  Effect.map(
-    waitFor(label, Queue.poll(events), (event) => event._tag === "Some" && accept(event.value), {
-      attempts: 400
-    }),
-    (event) => (event as Option.Some<A>).value
-  )
 
 describe("the Baileys transport against the simulator", () => {
   it.live(
@@ -48,25 +11,19 @@ describe("the Baileys transport against the simulator", () => {
     () =>
       Effect.gen(function* () {
         const sim = yield* simulator
-        const config = yield* loadConfig.pipe(
-          Effect.provideService(
-            ConfigProvider.ConfigProvider,
-            ConfigProvider.fromEnvRecord({ WHATISUP_WA_WS_URL: sim.url, LOG_LEVEL: "error" })
-          )
-        )
-        const services = yield* Layer.build(
-          layerBaileysTransport.pipe(Layer.provide(Layer.succeed(GatewayConfigService, config)))
-        )
-        const transport = Context.get(services, WhatsAppTransport)
-        const authState = memoryAuthState()
-        const channelId = ChannelId.make("ch_01testtesttesttesttesttest")
+        const transport = yield* baileysTransport(sim.url)
+        const authState = makeLoginStore().store
+        const channelId = testChannel
         let leaseHeld = true
         const holdsLease = () => leaseHeld
+        // one actor, reconnecting
+        const actor = {}
         const first = yield* transport.connect({
           channelId,
           pairing: { method: "qr" },
           authState,
-          holdsLease
+          holdsLease,
+          actor
         })
         const qr = yield* next(
           "the QR",
@@ -86,7 +43,8 @@ describe("the Baileys transport against the simulator", () => {
           channelId,
           pairing: { method: "qr" },
           authState,
-          holdsLease
+          holdsLease,
+          actor
         })
         const open = yield* next(
           "the connection opens with no QR",

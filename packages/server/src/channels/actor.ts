@@ -76,7 +76,8 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
           channelId: fence.channelId,
           pairing: pairingOf(row),
           authState: authStates.forChannel(fence),
-          holdsLease: cell.holdsLease
+          holdsLease: cell.holdsLease,
+          actor: cell
         })
         .pipe(
           Effect.catchTag("TransportError", (error) =>

@@ -44,6 +44,12 @@ export interface ConnectOptions {
    * connection must send nothing, not even a keepalive, and close.
    */
   readonly holdsLease: () => boolean
+  /**
+   * The actor the connection belongs to: the same object across its reconnects, a new one for the
+   * channel's next actor. What a connection keeps for the next one (Baileys' retry counters) is
+   * held against it weakly, so it goes when the actor ends.
+   */
+  readonly actor: object
 }
 
 /** One live connection; closing the scope it was opened in closes the socket. */

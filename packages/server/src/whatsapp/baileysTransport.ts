@@ -40,31 +40,28 @@ const baileysLogger = (log: (level: string, message: string, fields: Record<stri
     })
   )
 
-/** A map that forgets its oldest entries beyond `max`, so a long-lived process does not grow with them. */
-const boundedMap = <K, V>(max: number) => {
-  const values = new Map<K, V>()
-  return {
-    get: (key: K) => values.get(key),
-    set: (key: K, value: V) => {
-      values.delete(key)
-      values.set(key, value)
-      if (values.size > max) values.delete(values.keys().next().value!)
-    },
-    delete: (key: K) => values.delete(key),
-    clear: () => values.clear()
+/**
+ * Baileys' `msgRetryCounterCache`: how often each message was asked for again, kept across the
+ * reconnects of one actor (as Baileys asks) and bounded: beyond the latest 1,000 messages, the
+ * oldest are forgotten.
+ */
+export class RetryCounters implements CacheStore {
+  static readonly max = 1_000
+  private readonly counts = new Map<string, unknown>()
+  get<T>(key: string) {
+    return this.counts.get(key) as T | undefined
   }
-}
-
-/** Retry counters survive reconnects of a channel, as Baileys asks of `msgRetryCounterCache`; bounded. */
-const retryCounters = () => {
-  const values = boundedMap<string, unknown>(1_000)
-  const store: CacheStore = {
-    get: <T>(key: string) => values.get(key) as T | undefined,
-    set: (key, value) => values.set(key, value),
-    del: (key) => void values.delete(key),
-    flushAll: () => values.clear()
+  set<T>(key: string, value: T) {
+    this.counts.delete(key)
+    this.counts.set(key, value)
+    if (this.counts.size > RetryCounters.max) this.counts.delete(this.counts.keys().next().value!)
   }
-  return store
+  del(key: string) {
+    this.counts.delete(key)
+  }
+  flushAll() {
+    this.counts.clear()
+  }
 }
 
 type Send = (data: unknown, ...rest: Array<unknown>) => void
@@ -90,7 +87,8 @@ type LoginChange = { readonly type: string; readonly id: string; readonly value:
 /**
  * One connection's login writes, one at a time in the order Baileys made them, so an older snapshot
  * of the credentials never lands after a newer one; the first write refused by the lease's fence
- * calls `fenced` (which ends the socket) instead of letting Baileys retry it.
+ * calls `fenced` (which ends the socket), and every later one, Baileys' retries included, is
+ * refused without reaching the database.
  */
 const serialWrites = (
   authState: AuthStateStore,
@@ -98,9 +96,16 @@ const serialWrites = (
   fenced: () => void
 ) => {
   let tail: Promise<unknown> = Promise.resolve()
+  let refused = false
+  const refuse = Effect.sync(() => {
+    refused = true
+    fenced()
+  })
   return (changes: ReadonlyArray<LoginChange>) => {
     const write = tail.then(() =>
-      run(authState.write(changes).pipe(Effect.tapError(() => Effect.sync(fenced))))
+      refused
+        ? Promise.reject(new Error("not stored: the channel's lease is lost"))
+        : run(authState.write(changes).pipe(Effect.tapError(() => refuse)))
     )
     tail = write.catch(() => undefined)
     return write
@@ -172,18 +177,19 @@ export const layerBaileysTransport = Layer.effect(
       const log = level === "error" || level === "fatal" ? Effect.logWarning : Effect.logDebug
       Effect.runForkWith(context)(log(`baileys: ${message}`).pipe(Effect.annotateLogs(fields)))
     })
-    const counters = boundedMap<string, CacheStore>(10_000)
+    // kept per actor, not per channel: they go when the actor that reconnects ends
+    const counters = new WeakMap<object, RetryCounters>()
 
     return WhatsAppTransport.of({
-      connect: ({ channelId, pairing, authState, holdsLease }) =>
+      connect: ({ channelId, pairing, authState, holdsLease, actor }) =>
         Effect.gen(function* () {
           const stored = yield* authState.read(credsType, ["creds"])
           const creds =
             stored.creds === undefined ? initAuthCreds() : (parse(stored.creds) as AuthenticationCreds)
           const events = yield* Queue.unbounded<TransportEvent>()
           const offer = (event: TransportEvent) => void Queue.offerUnsafe(events, event)
-          const msgRetryCounterCache = counters.get(channelId) ?? retryCounters()
-          counters.set(channelId, msgRetryCounterCache)
+          const msgRetryCounterCache = counters.get(actor) ?? new RetryCounters()
+          counters.set(actor, msgRetryCounterCache)
 
           let ended = false
           let end = () => {
