@@ -4,6 +4,7 @@ import { actors } from "./actors.ts"
 import { ScenarioFailed } from "./measure.ts"
 import { phones } from "./phones.ts"
 import { postgresServer } from "./postgres.ts"
+import { reconnects } from "./reconnects.ts"
 import { publish, type Report } from "./report.ts"
 import { scale } from "./scale.ts"
 import { takeover } from "./takeover.ts"
@@ -22,6 +23,11 @@ const sized = <Size>(
 const benchmarks: Record<string, Benchmark> = {
   actors: sized(1000, 100, actors),
   phones: sized(50, 10, phones),
+  reconnects: sized(
+    { reconnects: 1000, boundBytesPerReconnect: 1024 },
+    { reconnects: 100, boundBytesPerReconnect: 16 * 1024 },
+    reconnects
+  ),
   takeover: sized({ processes: 3, channels: 300 }, { processes: 2, channels: 40 }, takeover),
   scale: sized(
     { processes: 3, channels: 10_000, windowSeconds: 60 },
