@@ -26,7 +26,8 @@ describe("lease fencing", () => {
           SELECT generation::int AS generation, owner FROM channel_leases WHERE channel_id = ${channel}`)[0]!
         expect(lease.owner).toBe(gateway.config.nodeId)
 
-        // another process takes the lease over
+        // another process (alive for the next hour) takes the lease over
+        yield* sql`INSERT INTO gateway_nodes (node_id, expires_at) VALUES ('another-node', now() + interval '1 hour')`
         yield* sql`UPDATE channel_leases SET owner = 'another-node', generation = generation + 1 WHERE channel_id = ${channel}`
         const lifecycle = Context.get(gateway.services, ChannelLifecycle)
         const stale = { channelId: channel, generation: lease.generation }

@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import type { ChannelId } from "@whatisup/domain"
 import * as crypto from "node:crypto"
 import { ConfigProvider, Context, Effect, Exit, Layer, Scope } from "effect"
+import { SqlClient } from "effect/sql"
 import { layerLeases, Leases as LeasesService } from "../src/channels/leases.ts"
 import { GatewayConfigService, loadConfig } from "../src/config/config.ts"
 import { layerDatabase, layerMigrated } from "../src/db/client.ts"
@@ -26,6 +27,19 @@ const leasesOf = (url: string, nodeId: string, ttl = "10s") =>
       )
     )
     return Context.get(context, LeasesService)
+  })
+
+/** The gateway's own database connections (the shared pool), as a gateway of `url` would open them. */
+const gatewayPoolOf = (url: string, ttl: string) =>
+  Effect.gen(function* () {
+    const env = yield* gatewayEnvironment(url, { WHATISUP_LEASE_TTL: ttl })
+    const config = yield* loadConfig.pipe(
+      Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(env))
+    )
+    const context = yield* Layer.build(
+      layerDatabase.pipe(Layer.provide(Layer.succeed(GatewayConfigService, config)))
+    )
+    return Context.get(context, SqlClient.SqlClient)
   })
 
 /** Channels rows to lease, of a customer of their own, straight in the database. */
@@ -223,6 +237,51 @@ describe("node leases", () => {
         yield* a.join
         expect(yield* a.renew).toBe(true)
         expect(yield* a.claim(atFirst), "an old generation claims nothing").toEqual([])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a write left open by a frozen owner holds back that one channel, not the takeover of the others; the server ends it",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const a = yield* leasesOf(database.url, "node-a")
+        const b = yield* leasesOf(database.url, "node-b")
+        const { sql, ids } = yield* channelRows(database.url, 3)
+        yield* Effect.forEach([a, b], (node) => node.join)
+        yield* a.claim(fresh(ids))
+        // node-a froze in the middle of a fenced write: its transaction holds the lease row of the first channel
+        const frozen = yield* sqlFor(database.url)
+        // (what a fenced write holds until it commits: a share lock on the lease row)
+        yield* frozen
+          .withTransaction(
+            Effect.andThen(
+              frozen`SELECT 1 FROM channel_leases WHERE channel_id = ${ids[0]!} FOR SHARE`,
+              Effect.never
+            )
+          )
+          .pipe(Effect.forkScoped)
+        yield* waitUntil(
+          "the write holds its lock",
+          Effect.map(
+            sql<{ n: number }>`
+              SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+              WHERE c.relname = 'channel_leases' AND l.mode = 'RowShareLock'`,
+            (rows) => rows[0]!.n > 0
+          ).pipe(Effect.orDie)
+        )
+        yield* sql`UPDATE gateway_nodes SET expires_at = now() - interval '1 minute' WHERE node_id = 'node-a'`
+        const atFirst = ids.map((channelId) => ({ channelId, generation: 1 }))
+        const taken = yield* b.claim(atFirst)
+        expect(taken.map((lease) => lease.channelId).sort()).toEqual(ids.slice(1).sort())
+
+        // the gateway's own connections end such a transaction: 2 × the lease's life, at least 10 s
+        const pool = yield* gatewayPoolOf(database.url, "2s")
+        const setting = yield* pool<{
+          value: string
+        }>`SELECT current_setting('idle_in_transaction_session_timeout') AS value`.pipe(Effect.orDie)
+        expect(setting[0]!.value).toBe("10s")
       }).pipe(Effect.scoped),
     60_000
   )

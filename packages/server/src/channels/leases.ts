@@ -139,13 +139,19 @@ export const layerLeases = Layer.effect(
                 ON CONFLICT (channel_id) DO NOTHING
                 RETURNING channel_id, generation
               ),
-              updated AS (
-                UPDATE channel_leases l SET owner = ${nodeId}, generation = l.generation + 1
-                FROM wanted w
-                WHERE l.channel_id = w.id AND l.generation = w.generation AND EXISTS (SELECT 1 FROM alive)
+              -- a lease row locked by a write in flight (or by a transaction a frozen process left open,
+              -- until the server ends it) is skipped, not waited for: the others are taken now
+              takeable AS (
+                SELECT l.channel_id FROM channel_leases l JOIN wanted w ON w.id = l.channel_id
+                WHERE l.generation = w.generation AND EXISTS (SELECT 1 FROM alive)
                   AND (l.owner IS NULL OR l.owner = ${nodeId} OR NOT EXISTS (
                     SELECT 1 FROM gateway_nodes n
                     WHERE n.node_id = l.owner AND n.expires_at >= now() - ${graceInterval}::interval))
+                FOR UPDATE OF l SKIP LOCKED
+              ),
+              updated AS (
+                UPDATE channel_leases l SET owner = ${nodeId}, generation = l.generation + 1
+                FROM takeable t WHERE l.channel_id = t.channel_id
                 RETURNING l.channel_id, l.generation
               )
               SELECT t.channel_id, t.generation::int AS generation, p.owner AS previous_owner

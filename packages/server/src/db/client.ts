@@ -24,6 +24,14 @@ export class LeaseDatabase extends Context.Service<LeaseDatabase, PgClient.PgCli
   "whatisup/LeaseDatabase"
 ) {}
 
+/**
+ * How long the server keeps a transaction of the gateway's that waits on its client: the gateway
+ * never pauses inside one, so one left open is a process frozen or cut off mid-write, whose row locks
+ * (a fenced write's lock on a channel's lease) would otherwise hold back the channel's takeover.
+ */
+export const idleTransactionTimeoutMillis = (leaseTtl: Duration.Duration) =>
+  Math.max(10_000, 2 * Duration.toMillis(leaseTtl))
+
 /** How long one lease statement may take: a fifth of the lease's life. */
 export const leaseStatementTimeout = (leaseTtl: Duration.Duration) =>
   Duration.millis(Math.max(100, Math.floor(Duration.toMillis(leaseTtl) / 5)))
@@ -76,7 +84,10 @@ export const layerDatabase = Layer.unwrap(
         url,
         maxConnections: 20,
         applicationName: "whatisup",
-        connectTimeout: "10 seconds"
+        connectTimeout: "10 seconds",
+        startupParameters: {
+          idle_in_transaction_session_timeout: String(idleTransactionTimeoutMillis(config.leaseTtl))
+        }
       }),
       leases,
       Layer.succeed(MigrationDatabase, owner)
