@@ -36,7 +36,7 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("oper
         expect.arrayContaining(["201", "400", "401", "409", "422", "429"])
       )
       expect(Object.keys(create.responses["400"].content)).toEqual(["application/problem+json"])
-      expect(reply.body.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "Bearer" })
+      expect(reply.body.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" })
       expect(reply.text).not.toContain("/metrics")
     })
   )

@@ -26,7 +26,10 @@ export const layerApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi
 
 export const layerPublicRoutes = Layer.mergeAll(
   layerApiRoutes,
-  HttpApiScalar.layer(Api, { path: "/docs" }),
+  HttpApiScalar.layer(Api, {
+    path: "/docs",
+    scalar: { authentication: { preferredSecurityScheme: "bearer" } }
+  }),
   layerRequestPipeline
 ).pipe(Layer.provide([layerAuthorization, layerRequestValidation]))
 
