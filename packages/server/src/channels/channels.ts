@@ -324,7 +324,11 @@ export const layerChannels = Layer.effect(
         const row = rows[0]
         if (row === undefined) return yield* new ChannelNotFound({ channelId: id })
         if (row.status !== "pairing") {
-          return yield* new QrUnavailable({ channelId: id, status: row.status, reason: "not_pairing" })
+          const reason = isRunning(row.status) ? "linked" : "not_pairing"
+          return yield* new QrUnavailable({ channelId: id, status: row.status, reason })
+        }
+        if (row.connect_method === "pairing_code") {
+          return yield* new QrUnavailable({ channelId: id, status: row.status, reason: "pairing_by_code" })
         }
         if (row.qr_ciphertext === null || row.qr_expires_at === null || row.qr_expired !== false) {
           return yield* new QrUnavailable({ channelId: id, status: row.status, reason: "not_yet" })
