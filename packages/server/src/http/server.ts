@@ -1,7 +1,7 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Api } from "@whatisup/domain"
-import { Effect, Layer } from "effect"
-import { HttpRouter } from "effect/http"
+import { Context, Effect, Layer } from "effect"
+import { HttpRouter, HttpServer } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { createServer } from "node:http"
 import { GatewayConfigService } from "../config/config.ts"
@@ -33,12 +33,19 @@ export const layerPublicRoutes = Layer.mergeAll(
   layerRequestPipeline
 ).pipe(Layer.provide([layerAuthorization, layerRequestValidation]))
 
+/** Where the public listener is bound, as the operating system reports it (`http://0.0.0.0:8080`). */
+export class PublicAddress extends Context.Service<PublicAddress, string>()("whatisup/PublicAddress") {}
+
 /** The public listener on HOST:PORT. */
 export const layerPublicServer = Layer.unwrap(
   Effect.gen(function* () {
     const config = yield* GatewayConfigService
-    return HttpRouter.serve(layerPublicRoutes, { disableLogger: true, disableListenLog: true }).pipe(
-      Layer.provide(NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
-    )
+    return Layer.merge(
+      HttpRouter.serve(layerPublicRoutes, { disableLogger: true, disableListenLog: true }),
+      Layer.effect(
+        PublicAddress,
+        Effect.map(HttpServer.HttpServer, (server) => HttpServer.formatAddress(server.address))
+      )
+    ).pipe(Layer.provide(NodeHttpServer.layer(createServer, { port: config.port, host: config.host })))
   })
 )
