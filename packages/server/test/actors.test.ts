@@ -68,6 +68,10 @@ describe("channel actors", () => {
 
         const metrics = yield* Effect.promise(() => fetch(`${gateway.admin}/metrics`).then((r) => r.text()))
         expect(metrics).toMatch(/whatisup_channel_actor_restarts_total\{reason="defect"\} 1/)
+        const [failure, ...more] = gateway.logs.take("ERROR", "channel actor failed")
+        expect(more).toEqual([])
+        expect(failure!.cause).toContain("Invalid time value")
+        expect(failure!.annotations.channel_id).toBe(victim)
         const others = ids.filter((id) => id !== victim)
         expect(others.every((id) => whatsapp.isOpen(id) && whatsapp.connects(id) === 1)).toBe(true)
         expect(yield* connected()).toBeGreaterThanOrEqual(100)
