@@ -19,4 +19,6 @@ export class QrUnavailable extends Data.TaggedError("QrUnavailable")<{
   readonly channelId: ChannelId
   readonly status: ChannelStatus
   readonly reason: "not_pairing" | "linked" | "pairing_by_code" | "not_yet"
+  /** The channel's status_reason: why it rests (qr_timeout...), or how its last connection ended. */
+  readonly statusReason: string | null
 }> {}

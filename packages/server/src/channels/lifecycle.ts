@@ -43,7 +43,7 @@ const logChange = (channelId: ChannelId, change: Change, status: ChannelStatus) 
             at
           )
     case "QrTimeout":
-      return Effect.logInfo("channel stopped pairing: nobody scanned its QR codes").pipe(
+      return Effect.logInfo("channel stopped pairing").pipe(
         Effect.annotateLogs({ code: change.code, reason: "qr_timeout" }),
         at
       )

@@ -204,17 +204,19 @@ const conflictAdvice = ({ channelId, status, action }: ChannelStateConflict) => 
 }
 
 /** Why there is no QR to scan, and what would give one. */
-const qrAdvice = ({ channelId, status, reason }: QrUnavailable) => {
+const qrAdvice = ({ channelId, status, reason, statusReason }: QrUnavailable) => {
   const path = `/v1/channels/${channelId}`
   switch (reason) {
     case "not_pairing":
-      return `The channel is ${status}, not pairing: POST ${path}/connect with {"method":"qr"}, then read its QR here`
+      return `The channel is ${status}${statusReason === null ? "" : ` (${statusReason})`}, not pairing: POST ${path}/connect with {"method":"qr"}, then read its QR here`
     case "linked":
       return `The channel is ${status}: it is linked to a phone and needs no QR; to link another phone, POST ${path}/logout, then connect with {"method":"qr"}`
     case "pairing_by_code":
       return `The channel pairs by code, not by QR: type its pairing_code (GET ${path}) into WhatsApp on the phone; to pair by QR instead, POST ${path}/logout, then connect with {"method":"qr"}`
     case "not_yet":
-      return "No QR code yet: WhatsApp has not sent the next code; retry in a few seconds"
+      return statusReason === null
+        ? "No QR code yet: WhatsApp has not sent the next code; retry in a few seconds"
+        : `No QR code yet: the last connection to WhatsApp ended (${statusReason}); the gateway tries again, retry in a few seconds`
   }
 }
 
