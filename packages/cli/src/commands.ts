@@ -183,7 +183,7 @@ const keys = Command.make("keys").pipe(
 const rotate = Command.make("rotate", { json }, ({ json }) =>
   Effect.gen(function* () {
     const result = yield* call((client) => client.RotateMasterKey())
-    const added = yield* appendDevelopmentKey
+    const added = yield* appendDevelopmentKey(result.key_id)
     yield* print(json, { ...result, added_key: added }, () =>
       [
         `Every stored secret is now encrypted under master key "${result.key_id}":`,
@@ -199,22 +199,37 @@ const rotate = Command.make("rotate", { json }, ({ json }) =>
   })
 ).pipe(Command.withDescription("re-encrypt every stored secret under the newest master key"))
 
-/** Development only (no WHATISUP_MASTER_KEYS): the data-dir key ring gains a new newest key. */
-const appendDevelopmentKey = Effect.sync(() => {
-  if (process.env.WHATISUP_MASTER_KEYS) return null
-  const file = path.resolve(process.env.WHATISUP_DATA_DIR ?? "./.data", "master-keys")
-  if (!fs.existsSync(file)) return null
-  const ids = fs
-    .readFileSync(file, "utf8")
-    .split("\n")
-    .map((line) => line.split(":")[0]!.trim())
-    .filter((id) => id !== "")
-  let n = ids.length + 1
-  while (ids.includes(`k${n}`)) n++
-  const id = `k${n}`
-  fs.appendFileSync(file, `${id}:${crypto.randomBytes(32).toString("base64")}\n`)
-  return { id, file }
-})
+/** The gateway has not loaded the newest key of its development key ring yet: another key would pile up. */
+export class RestartNeeded extends Data.TaggedError("RestartNeeded")<{ readonly message: string }> {}
+
+/**
+ * Development only (no WHATISUP_MASTER_KEYS): the data-dir key ring gains a new newest key, once the
+ * gateway encrypts under the newest one it has (`inUse`); before its restart, a second run refuses.
+ */
+const appendDevelopmentKey = (inUse: string) =>
+  Effect.suspend(() => {
+    if (process.env.WHATISUP_MASTER_KEYS) return Effect.succeed(null)
+    const file = path.resolve(process.env.WHATISUP_DATA_DIR ?? "./.data", "master-keys")
+    if (!fs.existsSync(file)) return Effect.succeed(null)
+    const ids = fs
+      .readFileSync(file, "utf8")
+      .split("\n")
+      .map((line) => line.split(":")[0]!.trim())
+      .filter((id) => id !== "")
+    const newest = ids[ids.length - 1]
+    if (newest !== undefined && newest !== inUse) {
+      return Effect.fail(
+        new RestartNeeded({
+          message: `the gateway encrypts under master key "${inUse}", not "${newest}", the newest in ${file}: restart the gateway to load it, then run \`whatisup master-key rotate\` again`
+        })
+      )
+    }
+    let n = ids.length + 1
+    while (ids.includes(`k${n}`)) n++
+    const id = `k${n}`
+    fs.appendFileSync(file, `${id}:${crypto.randomBytes(32).toString("base64")}\n`)
+    return Effect.succeed({ id, file })
+  })
 
 const channelStatuses = ChannelStatus.literals
 
@@ -254,13 +269,18 @@ const listChannels = Command.make(
             : channels
                 .map(
                   (c) =>
-                    `${c.id}  ${c.status}${c.status_reason ? ` (${c.status_reason})` : ""}  ` +
+                    `${c.id}  ${c.name === null ? "-" : JSON.stringify(c.name)}  ` +
+                    `${c.status}${c.status_reason ? ` (${c.status_reason})` : ""}  ` +
                     `${c.phone_number ?? "-"}  customer ${c.customer_id}  node ${c.node ?? "-"}`
                 )
                 .join("\n")
         )
     )
-).pipe(Command.withDescription("list channels, with the node that runs each"))
+).pipe(
+  Command.withDescription(
+    "list channels: id, name, status, phone number, customer and the node that runs each"
+  )
+)
 
 const channels = Command.make("channels").pipe(
   Command.withDescription("see the channels every gateway node runs"),

@@ -11,6 +11,7 @@ import {
 import { AuditEvent, AuditQuery } from "./audit.ts"
 import {
   Channel,
+  channelExample,
   ConnectAccepted,
   ConnectRequest,
   CreateChannel,
@@ -20,7 +21,8 @@ import {
 } from "./channels.ts"
 import { Event, EventQuery } from "./events.ts"
 import { ApiKeyId, ChannelId, CustomerId } from "./ids.ts"
-import { Page, PageQuery } from "./pagination.ts"
+import { limitParameter, Page, PageQuery } from "./pagination.ts"
+import { documentParameters, documentProblems, introduction, withQrImages } from "./reference.ts"
 import {
   Forbidden,
   IdempotencyKeyInUse,
@@ -52,7 +54,16 @@ export class Authorization extends HttpApiMiddleware.Service<Authorization, { pr
   "whatisup/Authorization",
   {
     error: [Unauthorized, RateLimited, TooManyFailedAuthentications],
-    security: { bearer: HttpApiSecurity.bearer }
+    // lowercase, as OpenAPI viewers expect: the docs' generated curl then sends Authorization: Bearer
+    security: {
+      bearer: HttpApiSecurity.http({ scheme: "bearer" }).pipe(
+        HttpApiSecurity.annotate(OpenApi.Format, "wiu_ followed by 43 characters"),
+        HttpApiSecurity.annotate(
+          OpenApi.Description,
+          "An API key, sent as Authorization: Bearer wiu_... The operator issues a customer's first key (whatisup customers create); POST /v1/api-keys makes more."
+        )
+      )
+    }
   }
 ) {}
 
@@ -73,27 +84,59 @@ export class PayloadFields extends HttpApiMiddleware.Service<PayloadFields>()("w
 
 export const IdempotencyKey = Schema.String.pipe(
   Schema.check(
-    Schema.isPattern(/^[\x21-\x7e]{1,255}$/, { message: "must be 1 to 255 visible ASCII characters" })
+    Schema.isPattern(/^[\x21-\x7e]{1,255}$/u, { message: "must be 1 to 255 visible ASCII characters" })
   )
 ).annotate({
   description:
-    "Makes the create safe to retry for 24 hours: the same request with the same key from the same API key replays the first answer (Idempotent-Replayed: true); another API key's requests are its own. A replay never shows the plaintext of a key revoked since (409 idempotent_answer_revoked)"
+    "Makes the create safe to retry for 24 hours: the same request with the same key from the same API key replays the first answer (Idempotent-Replayed: true); another API key's requests are its own. A replay never shows the plaintext of a key revoked since (409 idempotent_answer_revoked)",
+  examples: ["9f1c2e7a-4b3d-4e8f-a2c1-6d5b7e9f0a13"]
 })
 
 const idempotencyHeaders = { "idempotency-key": Schema.optionalKey(IdempotencyKey) }
 const creating = [IdempotencyKeyInUse, IdempotencyKeyReused] as const
 
-export const Health = Schema.Struct({ status: Schema.Literal("ok") })
+export const Health = Schema.Struct({
+  status: Schema.Literal("ok").annotate({ description: "Always ok when the gateway answers" })
+})
+
+/** What /docs shows for an endpoint: a one-line summary and what a caller needs to know. */
+const doc = (summary: string, description: string) => OpenApi.annotations({ summary, description })
 
 export class SystemGroup extends HttpApiGroup.make("system")
-  .add(HttpApiEndpoint.get("healthz", "/healthz", { success: Health }))
-  .add(HttpApiEndpoint.get("readyz", "/readyz", { success: Health, error: ServiceUnavailable }))
-  .annotate(OpenApi.Title, "Operations") {}
+  .add(
+    HttpApiEndpoint.get("healthz", "/healthz", { success: Health }).annotateMerge(
+      doc(
+        "Liveness",
+        "Answers 200 while the process serves HTTP, whatever the state of its database. No key needed."
+      )
+    )
+  )
+  .add(
+    HttpApiEndpoint.get("readyz", "/readyz", { success: Health, error: ServiceUnavailable }).annotateMerge(
+      doc(
+        "Readiness",
+        "Answers 200 once the database is reachable and migrated, else 503 not_ready: route traffic to the process only then. No key needed."
+      )
+    )
+  )
+  .annotate(OpenApi.Title, "Operations")
+  .annotate(
+    OpenApi.Description,
+    "Health and readiness probes for load balancers and orchestrators; no key needed."
+  ) {}
 
 export class MeGroup extends HttpApiGroup.make("me")
-  .add(HttpApiEndpoint.get("get", "/v1/me", { success: Me }))
+  .add(
+    HttpApiEndpoint.get("get", "/v1/me", { success: Me }).annotateMerge(
+      doc(
+        "Who am I",
+        "The key's customer (with its plan), the key's id, and the channel the key is bound to (null for a key of the whole customer). A quick way to check a key."
+      )
+    )
+  )
   .middleware(Authorization)
-  .annotate(OpenApi.Title, "Caller") {}
+  .annotate(OpenApi.Title, "Caller")
+  .annotate(OpenApi.Description, "Who the API key belongs to and what its plan allows.") {}
 
 export class ApiKeysGroup extends HttpApiGroup.make("apiKeys")
   .add(
@@ -102,21 +145,44 @@ export class ApiKeysGroup extends HttpApiGroup.make("apiKeys")
       payload: CreateApiKey,
       success: ApiKeyCreated.pipe(HttpApiSchema.status(201)),
       error: [...creating, IdempotentAnswerRevoked, Forbidden, PlanLimitReached]
-    })
+    }).annotateMerge(
+      doc(
+        "Create an API key",
+        "Answers 201 with the new key's plaintext in key (wiu_...), shown this once: store it. With channel_id the key sees and acts on that channel alone. Counts against the plan's max_api_keys (403 plan_limit_reached). A key bound to a channel cannot create keys (403 forbidden)."
+      )
+    )
   )
   .add(
-    HttpApiEndpoint.get("list", "/v1/api-keys", { query: PageQuery, success: Page(ApiKey), error: Forbidden })
+    HttpApiEndpoint.get("list", "/v1/api-keys", {
+      query: PageQuery,
+      success: Page(ApiKey),
+      error: Forbidden
+    }).annotateMerge(
+      doc(
+        "List API keys",
+        "The customer's keys, revoked ones included, newest first, without their secret part (prefix and last_four help recognise one). A key bound to a channel cannot list keys (403 forbidden)."
+      )
+    )
   )
   .add(
     HttpApiEndpoint.delete("revoke", "/v1/api-keys/:id", {
       params: { id: ApiKeyId },
       success: ApiKey,
       error: [NotFound, Forbidden]
-    })
+    }).annotateMerge(
+      doc(
+        "Revoke an API key",
+        "The key stops working at once, on every gateway process; answers the key with revoked_at set. Revoking a revoked key answers it unchanged. A key may revoke itself."
+      )
+    )
   )
   .middleware(PayloadFields)
   .middleware(Authorization)
-  .annotate(OpenApi.Title, "API keys") {}
+  .annotate(OpenApi.Title, "API keys")
+  .annotate(
+    OpenApi.Description,
+    "Keys authenticate every /v1 request as Authorization: Bearer wiu_... A key's plaintext is shown once, when it is created; only a hash is stored."
+  ) {}
 
 const channelParams = { id: ChannelId }
 
@@ -127,17 +193,31 @@ export class ChannelsGroup extends HttpApiGroup.make("channels")
     HttpApiEndpoint.post("create", "/v1/channels", {
       headers: idempotencyHeaders,
       payload: CreateChannel,
-      success: Channel.pipe(HttpApiSchema.status(201)),
+      success: Channel.annotate({ examples: [channelExample("created")] }).pipe(HttpApiSchema.status(201)),
       error: [...creating, Forbidden, PlanLimitReached]
-    })
+    }).annotateMerge(
+      doc(
+        "Create a channel",
+        "Answers 201 with a channel in status created, not yet linked to a phone: connect it next. Counts against the plan's max_channels (403 plan_limit_reached)."
+      )
+    )
   )
-  .add(HttpApiEndpoint.get("list", "/v1/channels", { query: PageQuery, success: Page(Channel) }))
+  .add(
+    HttpApiEndpoint.get("list", "/v1/channels", { query: PageQuery, success: Page(Channel) }).annotateMerge(
+      doc("List channels", "The channels the key may see, newest first; deleted channels are left out.")
+    )
+  )
   .add(
     HttpApiEndpoint.get("get", "/v1/channels/:id", {
       params: channelParams,
       success: Channel,
       error: NotFound
-    })
+    }).annotateMerge(
+      doc(
+        "Get a channel",
+        "The channel's status and, while it pairs by code, the pairing_code to type into the phone."
+      )
+    )
   )
   .add(
     HttpApiEndpoint.patch("update", "/v1/channels/:id", {
@@ -145,14 +225,19 @@ export class ChannelsGroup extends HttpApiGroup.make("channels")
       payload: UpdateChannel,
       success: Channel,
       error: NotFound
-    })
+    }).annotateMerge(doc("Rename a channel", "Changes the channel's name; its connection is untouched."))
   )
   .add(
     HttpApiEndpoint.delete("delete", "/v1/channels/:id", {
       params: channelParams,
-      success: Channel,
+      success: Channel.annotate({ examples: [channelExample("deleted", "channel_deleted")] }),
       error: [NotFound, Forbidden]
-    })
+    }).annotateMerge(
+      doc(
+        "Delete a channel",
+        "Unlinks the device from the phone, forgets its WhatsApp login and answers the channel in status deleted; lists leave it out from then on. A key bound to a channel cannot delete channels (403 forbidden)."
+      )
+    )
   )
   .add(
     HttpApiEndpoint.post("connect", "/v1/channels/:id/connect", {
@@ -160,57 +245,98 @@ export class ChannelsGroup extends HttpApiGroup.make("channels")
       payload: ConnectRequest,
       success: ConnectAccepted.pipe(HttpApiSchema.status(202)),
       error: [NotFound, InvalidState, RateLimited]
-    }).annotate(
-      OpenApi.Description,
-      `Starts pairing the channel with a phone. ${paced} Connects by pairing code are also limited by the plan, per channel an hour and per customer a day (pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day), since each pushes a "link a device" prompt to the number named; the audit row names that number.`
+    }).annotateMerge(
+      doc(
+        "Connect a channel to WhatsApp",
+        `Starts pairing a channel that is created, logged_out or failed, and answers 202 {"status":"pairing"}. With {"method":"qr"}, read the QR from GET /v1/channels/{id}/qr and scan it in WhatsApp on the phone (Settings → Linked devices → Link a device). With {"method":"pairing_code","phone_number":"+15551234567"}, the answer carries pairing_code when WhatsApp sends it in time (else read it from GET /v1/channels/{id}): type it on the phone (Link with phone number instead). The channel then moves to connecting and connected. A channel that is already pairing or connected answers 409 invalid_state. ${paced} Connects by pairing code are also limited by the plan, per channel an hour and per customer a day (pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day), since each pushes a "link a device" prompt to the number named; the audit row names that number.`
+      )
     )
   )
   .add(
     HttpApiEndpoint.get("qr", "/v1/channels/:id/qr", {
       params: channelParams,
-      success: QrCode.annotate({
-        description: "JSON by default; send Accept: image/png or image/svg+xml for an image of the code"
-      }),
+      success: QrCode,
       error: [NotFound, InvalidState]
     })
+      .annotate(OpenApi.Transform, withQrImages)
+      .annotateMerge(
+        doc(
+          "Get the QR code to scan",
+          "While a channel pairs by QR: the current code as JSON {qr, expires_at} by default, or as an image with Accept: image/png or Accept: image/svg+xml (curl -H 'Accept: image/png' -o qr.png). Codes change every 20 to 60 seconds; after a few unscanned rounds the channel rests in created with status_reason qr_timeout. Answers 409 invalid_state when there is no code to scan, with a detail that says why (not connected yet, connected already, pairing by code, or WhatsApp has not sent the first code yet)."
+        )
+      )
   )
   .add(
     HttpApiEndpoint.post("logout", "/v1/channels/:id/logout", {
       params: channelParams,
-      success: Channel.pipe(HttpApiSchema.status(202)),
+      success: Channel.annotate({ examples: [channelExample("logged_out", "logout_requested")] }).pipe(
+        HttpApiSchema.status(202)
+      ),
       error: [NotFound, InvalidState, RateLimited]
-    }).annotate(OpenApi.Description, `Unlinks the device and forgets its login. ${paced}`)
+    }).annotateMerge(
+      doc(
+        "Log a channel out",
+        `Unlinks the device from the phone and forgets the login; the channel ends logged_out (status_reason logout_requested) and may be connected again. Only a channel that is pairing, connecting, connected or reconnecting can log out (else 409 invalid_state). ${paced}`
+      )
+    )
   )
   .add(
     HttpApiEndpoint.post("restart", "/v1/channels/:id/restart", {
       params: channelParams,
       success: Channel.pipe(HttpApiSchema.status(202)),
       error: [NotFound, InvalidState, RateLimited]
-    }).annotate(OpenApi.Description, `Closes the channel's WhatsApp connection and opens it again. ${paced}`)
+    }).annotateMerge(
+      doc(
+        "Restart a channel's connection",
+        `Closes the channel's WhatsApp connection and opens a new one with the same login (no new QR). Only for a channel that is pairing, connecting, connected or reconnecting (else 409 invalid_state). ${paced}`
+      )
+    )
   )
   .middleware(PayloadFields)
   .middleware(Authorization)
-  .annotate(OpenApi.Title, "Channels") {}
+  .annotate(OpenApi.Title, "Channels")
+  .annotate(
+    OpenApi.Description,
+    "A channel is one WhatsApp phone number linked to the gateway as a companion device, as WhatsApp Web is. Create it, connect it by QR or by pairing code, and the gateway keeps its connection (and login) from then on."
+  ) {}
 
 export class EventsGroup extends HttpApiGroup.make("events")
   .add(
     HttpApiEndpoint.get("list", "/v1/events", {
       query: { ...PageQuery, ...EventQuery },
       success: Page(Event)
-    })
+    }).annotateMerge(
+      doc(
+        "List events",
+        "What happened to the key's channels, newest first: channel.qr, channel.connected, channel.disconnected, channel.logged_out, channel.failed. data.sequence numbers each channel's events from 1, so they can be put in order."
+      )
+    )
   )
   .middleware(Authorization)
-  .annotate(OpenApi.Title, "Events") {}
+  .annotate(OpenApi.Title, "Events")
+  .annotate(
+    OpenApi.Description,
+    "The event log: every change of a channel's connection, numbered per channel. Webhooks that post these events to your URL are not available yet: poll GET /v1/events."
+  ) {}
 
 export class AuditGroup extends HttpApiGroup.make("audit")
   .add(
     HttpApiEndpoint.get("list", "/v1/audit-events", {
       query: { ...PageQuery, ...AuditQuery },
       success: Page(AuditEvent)
-    })
+    }).annotateMerge(
+      doc(
+        "List audit events",
+        "Every change to the customer's account, newest first, with who made it (a key, the operator, or the gateway) and the request that did. A key bound to a channel sees its channel's entries only."
+      )
+    )
   )
   .middleware(Authorization)
-  .annotate(OpenApi.Title, "Audit log") {}
+  .annotate(OpenApi.Title, "Audit log")
+  .annotate(
+    OpenApi.Description,
+    "An append-only record of every change made by your keys, the operator or the gateway; no entry is ever changed or removed."
+  ) {}
 
 export class Api extends HttpApi.make("whatisup")
   .add(SystemGroup)
@@ -224,4 +350,8 @@ export class Api extends HttpApi.make("whatisup")
   .annotate(HttpApi.PayloadParseOptions, { errors: "all", onExcessProperty: "error" })
   .annotate(HttpApi.QueryParseOptions, { errors: "all", onExcessProperty: "error" })
   .annotate(OpenApi.Title, "WhatIsUp gateway API")
-  .annotate(OpenApi.Version, "1.0.0") {}
+  .annotate(OpenApi.Version, "1.0.0")
+  .annotate(OpenApi.Description, introduction)
+  .annotate(OpenApi.Transform, (spec) =>
+    documentProblems(documentParameters(spec, { limit: limitParameter }))
+  ) {}

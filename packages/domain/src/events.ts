@@ -1,5 +1,6 @@
 import { Schema } from "effect"
 import { ChannelId, EventId } from "./ids.ts"
+import { Timestamp } from "./time.ts"
 
 export const ChannelEventType = Schema.Literals([
   "channel.qr",
@@ -7,7 +8,10 @@ export const ChannelEventType = Schema.Literals([
   "channel.disconnected",
   "channel.logged_out",
   "channel.failed"
-])
+]).annotate({
+  description:
+    "channel.qr (a new QR code to scan), channel.connected, channel.disconnected (with code and reason), channel.logged_out, channel.failed (with reason)"
+})
 
 export const EventType = ChannelEventType
 export type EventType = typeof EventType.Type
@@ -20,16 +24,17 @@ export type EventType = typeof EventType.Type
  */
 export const Event = Schema.Struct({
   id: EventId,
-  type: EventType,
-  timestamp: Schema.String,
+  type: EventType.annotate({ examples: ["channel.connected"] }),
+  timestamp: Timestamp("When it happened"),
   data: Schema.Record(Schema.String, Schema.Unknown).annotate({
     description:
-      "channel_id, sequence and what the event reports; a channel.qr event lists expires_at, never the QR itself (it holds the device's adv secret key: read it from GET /v1/channels/{id}/qr while it is valid)"
+      "channel_id, sequence and what the event reports; a channel.qr event lists expires_at, never the QR itself (it holds the device's adv secret key: read it from GET /v1/channels/{id}/qr while it is valid)",
+    examples: [{ channel_id: "ch_01m8mdm38wdvrz8hr11e5wqsdm", sequence: 2, phone_number: "+15551234567" }]
   })
 }).annotate({ description: "One entry of a channel's event log" })
 export type Event = typeof Event.Type
 
 export const EventQuery = {
-  channel_id: Schema.optionalKey(ChannelId),
-  type: Schema.optionalKey(EventType)
+  channel_id: Schema.optionalKey(ChannelId.annotate({ description: "Only this channel's events" })),
+  type: Schema.optionalKey(EventType.annotate({ description: "Only events of this type" }))
 }

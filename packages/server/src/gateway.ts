@@ -10,6 +10,7 @@ import { layerBaileysTransport } from "./whatsapp/baileysTransport.ts"
 import { layerAdminServer } from "./admin/server.ts"
 import { layerAudit } from "./audit/audit.ts"
 import { type GatewayConfig, GatewayConfigService } from "./config/config.ts"
+import { layerPortsFree } from "./config/ports.ts"
 import { layerKeyRing } from "./crypto/keyRing.ts"
 import { layerDatabase, layerMigrated } from "./db/client.ts"
 import { layerIdempotency } from "./http/idempotency.ts"
@@ -29,7 +30,12 @@ export const layerGateway = <E = never>(
   >
 ) => {
   const layerConfig = Layer.succeed(GatewayConfigService, config)
-  const database = layerMigrated.pipe(Layer.provideMerge(layerDatabase), Layer.provide(layerConfig))
+  const database = layerMigrated.pipe(
+    Layer.provideMerge(layerDatabase),
+    Layer.provide(layerConfig),
+    // a port in use stops start-up before the database is created or migrated
+    Layer.provide(layerPortsFree(config))
+  )
   const channels = layerSupervisor.pipe(
     Layer.provideMerge(Layer.mergeAll(layerChannels, layerChannelLifecycle)),
     Layer.provideMerge(layerAuthStates),

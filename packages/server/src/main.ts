@@ -1,8 +1,10 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Effect, Exit, Layer, Option } from "effect"
+import { Cause, Context, Effect, Exit, Layer, Option } from "effect"
 import { loadConfig } from "./config/config.ts"
 import { layerGateway } from "./gateway.ts"
 import { layerLogging } from "./config/logging.ts"
+import { PublicAddress } from "./http/server.ts"
+import { whatsAppUrl } from "./whatsapp/baileysTransport.ts"
 
 /** The message chain of the first failure, on one line: what an operator needs to act on. */
 const oneLine = (cause: Cause.Cause<unknown>) => {
@@ -27,19 +29,21 @@ const isConfigInvalid = (cause: Cause.Cause<unknown>) =>
 
 const program = Effect.gen(function* () {
   const config = yield* loadConfig
-  const host = config.host === "0.0.0.0" ? "127.0.0.1" : config.host
   yield* Layer.launch(
     layerGateway(config).pipe(
-      Layer.tap(() =>
-        Effect.logInfo("WhatIsUp gateway is listening").pipe(
+      Layer.tap((services) => {
+        // the address the operating system bound, which says whether other machines can reach it
+        const api = Context.get(services, PublicAddress)
+        return Effect.logInfo(`WhatIsUp gateway is listening on ${api}`).pipe(
           Effect.annotateLogs({
-            api: `http://${host}:${config.port}`,
-            docs: `http://${host}:${config.port}/docs`,
+            api,
+            docs: `${api}/docs`,
             admin: `http://${config.adminHost}:${config.adminPort}`,
+            whatsapp: whatsAppUrl(config),
             database: Option.isSome(config.databaseUrl) ? "DATABASE_URL" : `embedded in ${config.dataDir}`
           })
         )
-      )
+      })
     )
   ).pipe(
     Effect.tapCause((cause) =>

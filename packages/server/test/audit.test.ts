@@ -155,7 +155,7 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("audi
 
   it.effect("a change and its audit row commit together or not at all", () =>
     Effect.gen(function* () {
-      const { api, databaseUrl } = yield* TestGateway
+      const { api, databaseUrl, logs } = yield* TestGateway
       const { customer, key } = yield* newCustomer(yield* TestGateway, { name: "All Or Nothing" })
       const sql = yield* sqlFor(databaseUrl)
       yield* sql`
@@ -172,6 +172,10 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("audi
         Effect.ensuring(sql`DROP TRIGGER refuse_key_audit ON audit_events`.pipe(Effect.orDie))
       )
       expect(reply.status).toBe(500)
+      const [failure, ...more] = logs.take("ERROR", "request failed")
+      expect(more).toEqual([])
+      expect(failure!.cause).toContain("audit refused for the test")
+      expect(failure!.annotations).toMatchObject({ method: "POST", path: "/v1/api-keys" })
       const keys = yield* sql<{
         name: string | null
       }>`SELECT name FROM api_keys WHERE customer_id = ${customer.id}`

@@ -251,6 +251,9 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
           const reply = yield* request(api, "GET", path, { key })
           expectProblem(reply, 400, "invalid_request")
           expect(paths(reply), path).toEqual([field])
+          expect(reply.body.detail, path).toMatch(
+            /^The (request has invalid fields|cursor was not handed out)/
+          )
         }
       })
     )
@@ -287,15 +290,34 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
       })
     )
 
-    it.effect("unknown routes and methods", () =>
-      Effect.gen(function* () {
-        const { api } = yield* TestGateway
-        const key = yield* customerKey
-        expectProblem(yield* request(api, "GET", "/v1/nothing-here", { key }), 404, "route_not_found")
-        // as Stripe does, a method a path does not take is an unrecognised request
-        expectProblem(yield* request(api, "PUT", "/v1/me", { key, body: {} }), 404, "route_not_found")
-        expectProblem(yield* request(api, "PATCH", "/v1/api-keys", { key, body: {} }), 404, "route_not_found")
-      })
+    it.effect(
+      "an unknown route is a 404; a method a known path does not take is a 405 naming those it does",
+      () =>
+        Effect.gen(function* () {
+          const { api } = yield* TestGateway
+          const key = yield* customerKey
+          expectProblem(yield* request(api, "GET", "/v1/nothing-here", { key }), 404, "route_not_found")
+          const cases: Array<[string, string, string]> = [
+            ["DELETE", "/v1/me", "GET"],
+            ["PUT", "/v1/me", "GET"],
+            ["PATCH", "/v1/api-keys", "POST, GET"],
+            ["POST", "/v1/channels/ch_01m8ahr742skbetar1crg621tp", "GET, PATCH, DELETE"],
+            ["GET", "/v1/channels/ch_01m8ahr742skbetar1crg621tp/connect", "POST"],
+            ["POST", "/docs", "GET"]
+          ]
+          for (const [method, path, allow] of cases) {
+            const reply = yield* request(api, method, path, { key })
+            expectProblem(reply, 405, "method_not_allowed")
+            expect(reply.headers.get("allow"), `${method} ${path}`).toBe(allow)
+            expect(reply.body.detail).toBe(`${path} takes ${allow}, not ${method}`)
+          }
+          // a route that exists answers its own 404s
+          expectProblem(
+            yield* request(api, "GET", "/v1/channels/ch_01m8ahr742skbetar1crg621tp", { key }),
+            404,
+            "not_found"
+          )
+        })
     )
   }
 )

@@ -182,6 +182,55 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
       })
     )
 
+    it.effect("when there is no QR to scan, the problem says why, and its advice works", () =>
+      Effect.gen(function* () {
+        const { whatsapp } = yield* TestGateway
+        const { client } = yield* newCustomer(yield* TestGateway, { name: "Advised" })
+        const { id } = yield* client.channels.create({ headers: {}, payload: {} })
+        const params = { id }
+        const refusal = () =>
+          Effect.map(Effect.flip(client.channels.qr({ params })), (problem) => {
+            expect(problem).toMatchObject({ _tag: "InvalidState", status: 409 })
+            return (problem as { readonly detail: string }).detail
+          })
+
+        // not connected yet: connect by QR, then the QR is here
+        expect(yield* refusal()).toBe(
+          `The channel is created, not pairing: POST /v1/channels/${id}/connect with {"method":"qr"}, then read its QR here`
+        )
+        yield* client.channels.connect({ params, payload: { method: "qr" } })
+        yield* waitForQr(client, id)
+
+        // connected: it needs no QR; to link another phone, log out and connect by QR
+        yield* waitUntil(
+          "the channel's connection is open",
+          Effect.sync(() => whatsapp.isOpen(id))
+        )
+        yield* whatsapp.pair(id, "+15550002222")
+        yield* waitForStatus(client, id, "connected")
+        expect(yield* refusal()).toBe(
+          `The channel is connected: it is linked to a phone and needs no QR; to link another phone, POST /v1/channels/${id}/logout, then connect with {"method":"qr"}`
+        )
+        const again = yield* Effect.flip(client.channels.connect({ params, payload: { method: "qr" } }))
+        expect((again as { readonly detail: string }).detail).toBe(
+          `The channel is connected: it is linked to a phone already; to link another, POST /v1/channels/${id}/logout, then connect again`
+        )
+        yield* client.channels.logout({ params })
+        yield* client.channels.connect({
+          params,
+          payload: { method: "pairing_code", phone_number: "+15550002222" }
+        })
+
+        // pairing by code: the code is on the channel; to pair by QR instead, log out and connect by QR
+        expect(yield* refusal()).toBe(
+          `The channel pairs by code, not by QR: type its pairing_code (GET /v1/channels/${id}) into WhatsApp on the phone; to pair by QR instead, POST /v1/channels/${id}/logout, then connect with {"method":"qr"}`
+        )
+        yield* client.channels.logout({ params })
+        yield* client.channels.connect({ params, payload: { method: "qr" } })
+        yield* waitForQr(client, id)
+      })
+    )
+
     it.effect("connect refuses a state that does not allow it, and bad bodies name the field", () =>
       Effect.gen(function* () {
         const { api } = yield* TestGateway

@@ -67,7 +67,7 @@ describe("gateway configuration", () => {
         nodeId: `${os.hostname()}:${dataDir}`,
         dispatchConcurrency: 64,
         dispatchPerEndpoint: 8,
-        logLevel: "Info",
+        logLevel: "info",
         logFormat: "json"
       })
       expect(Option.isNone(config.databaseUrl)).toBe(true)
@@ -102,7 +102,7 @@ describe("gateway configuration", () => {
         WHATISUP_MESSAGE_MAX_AGE: "10m",
         WHATISUP_DISPATCH_CONCURRENCY: "10000",
         WHATISUP_DISPATCH_PER_ENDPOINT: "1",
-        LOG_LEVEL: "debug",
+        LOG_LEVEL: "DEBUG",
         LOG_FORMAT: "pretty"
       })
       expect(config).toMatchObject({
@@ -242,7 +242,11 @@ describe("gateway configuration", () => {
             "WHATISUP_DISPATCH_PER_ENDPOINT",
             /^expected a whole number 1-1000/
           ],
-          [{ LOG_LEVEL: "loud" }, "LOG_LEVEL", /^expected one of trace, .*, got "loud"$/],
+          [
+            { LOG_LEVEL: "verbose" },
+            "LOG_LEVEL",
+            /^expected one of trace, debug, info, warn, error, fatal, none, got "verbose"$/
+          ],
           [{ LOG_FORMAT: "xml" }, "LOG_FORMAT", /^expected one of json, pretty, got "xml"$/]
         ]
         for (const [env, variable, reason] of cases) {

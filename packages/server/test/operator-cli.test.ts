@@ -1,5 +1,7 @@
 import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
 import { apiClient, waitForStatus } from "./support/api.ts"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { waitUntil } from "./support/waits.ts"
@@ -112,15 +114,30 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
       })
     )
 
-    it.effect("master-key rotate re-encrypts under the newest key", () =>
-      Effect.gen(function* () {
-        const env = yield* cliEnvironment
-        const rotated = yield* runCli(["master-key", "rotate", "--json"], env)
-        expect(rotated.code).toBe(0)
-        const result = JSON.parse(rotated.stdout)
-        expect(result.key_id).toBe("k1")
-        expect(result.stores.map((s: { store: string }) => s.store)).toContain("key_ring_canary.ciphertext")
-      })
+    it.effect(
+      "master-key rotate re-encrypts under the newest key; in development it adds a key, and a second run before the restart refuses with one line",
+      () =>
+        Effect.gen(function* () {
+          const { dataDir } = yield* TestGateway
+          // the gateway under test has no WHATISUP_MASTER_KEYS: its key ring is the data dir's
+          const env = { ...(yield* cliEnvironment), WHATISUP_DATA_DIR: dataDir }
+          const keysFile = path.join(dataDir, "master-keys")
+          const rotated = yield* runCli(["master-key", "rotate", "--json"], env)
+          expect(rotated.code).toBe(0)
+          const result = JSON.parse(rotated.stdout)
+          expect(result.key_id).toBe("k1")
+          expect(result.stores.map((s: { store: string }) => s.store)).toContain("key_ring_canary.ciphertext")
+          expect(result.added_key).toEqual({ id: "k2", file: keysFile })
+          const keys = fs.readFileSync(keysFile, "utf8")
+          expect(keys).toMatch(/^k1:.*\nk2:.*\n$/)
+
+          const again = yield* runCli(["master-key", "rotate"], env)
+          expect(again.code).not.toBe(0)
+          expect(again.stderr).toBe(
+            `whatisup: the gateway encrypts under master key "k1", not "k2", the newest in ${keysFile}: restart the gateway to load it, then run \`whatisup master-key rotate\` again\n`
+          )
+          expect(fs.readFileSync(keysFile, "utf8")).toBe(keys)
+        })
     )
 
     it.effect("mistakes get one clear line and a non-zero exit, never a stack trace", () =>
@@ -167,7 +184,7 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
     )
 
     it.effect(
-      "channels list shows every channel with the node that runs it, filtered by node and status",
+      "channels list shows every channel with its name and the node that runs it, filtered by node and status",
       () =>
         Effect.gen(function* () {
           const { api, config, whatsapp } = yield* TestGateway
@@ -202,9 +219,13 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
           expect(onNode.map((c: { id: string }) => c.id)).not.toContain(idle)
           const connected = yield* runCli(["channels", "list", "--status", "connected"], env)
           expect(connected.stdout).toContain(
-            `${running}  connected  +15551112222  customer ${created.customer.id}  node ${config.nodeId}`
+            `${running}  "running"  connected  +15551112222  customer ${created.customer.id}  node ${config.nodeId}`
           )
           expect(connected.stdout).not.toContain(idle)
+          const resting = yield* runCli(["channels", "list", "--status", "created"], env)
+          expect(resting.stdout).toContain(
+            `${idle}  "idle"  created  -  customer ${created.customer.id}  node -`
+          )
           const bad = yield* runCli(["channels", "list", "--status", "sleeping"], env)
           expect(bad.code).not.toBe(0)
         })

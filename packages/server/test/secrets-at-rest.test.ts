@@ -106,6 +106,10 @@ describe("secrets at rest", () => {
         })
         expect(replay.text).not.toContain(secret.key)
         expect(replay.status).toBe(500)
+        const [refused, ...more] = gateway.logs.take("ERROR", "request failed")
+        expect(more).toEqual([])
+        expect(refused!.cause).toMatch(/^DecryptionFailed: /)
+        expect(refused!.cause).not.toContain(secret.key)
 
         const { id: paired } = yield* victim.client.channels.create({ headers: {}, payload: {} })
         yield* victim.client.channels.connect({ params: { id: paired }, payload: { method: "qr" } })

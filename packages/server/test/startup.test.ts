@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as http from "node:http"
+import * as net from "node:net"
 import * as path from "node:path"
 import { startSimulator } from "@whatisup/wa-simulator"
 import { latestMigrationId } from "../src/db/migrations.ts"
@@ -82,11 +83,53 @@ describe("starting the gateway", () => {
   )
 
   it.effect(
+    "a port already in use stops start-up with one line naming its variable, before the database is created or migrated",
+    () =>
+      Effect.gen(function* () {
+        const taken = yield* Effect.acquireRelease(
+          Effect.promise(
+            () =>
+              new Promise<net.Server>((resolve) => {
+                const server = net.createServer()
+                server.listen(0, "127.0.0.1", () => resolve(server))
+              })
+          ),
+          (server) => Effect.promise(() => new Promise((resolve) => server.close(resolve)))
+        )
+        const port = String((taken.address() as net.AddressInfo).port)
+        const database = yield* testDatabase
+        const shared = yield* gatewayEnvironment(database.url)
+        const { DATABASE_URL: _, ...embedded } = shared
+        const cases: Array<[Record<string, string>, string]> = [
+          [{ ...shared, PORT: port }, "PORT"],
+          [{ ...embedded, PORT: port }, "PORT"],
+          [{ ...embedded, WHATISUP_ADMIN_LISTEN: `127.0.0.1:${port}` }, "WHATISUP_ADMIN_LISTEN"]
+        ]
+        for (const [env, variable] of cases) {
+          const gateway = yield* spawnGateway(env)
+          expect(yield* Effect.promise(() => gateway.exited), variable).not.toBe(0)
+          expect(gateway.output()).toBe(
+            `whatisup: bad configuration: ${variable}: 127.0.0.1:${port} is already in use by another process; stop it, or set ${variable} to a free port\n`
+          )
+          // nothing was set up: no embedded PostgreSQL in the data dir, no migration on DATABASE_URL
+          expect(fs.existsSync(path.join(env.WHATISUP_DATA_DIR!, "postgres"))).toBe(false)
+        }
+        const sql = yield* sqlFor(database.url)
+        const tables = yield* sql<{
+          name: string | null
+        }>`SELECT to_regclass('whatisup_migrations')::text AS name`
+        expect(tables[0]!.name).toBeNull()
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.effect(
     "in development the key ring and the admin token are generated once into the data dir, and only their paths are printed",
     () =>
       Effect.gen(function* () {
         const database = yield* testDatabase
-        const env = yield* gatewayEnvironment(database.url, { LOG_LEVEL: "info" })
+        // every interface, as HOST's default: the start-up line names the address bound
+        const env = yield* gatewayEnvironment(database.url, { LOG_LEVEL: "info", HOST: "0.0.0.0" })
         const { WHATISUP_ADMIN_TOKEN: _, ...withoutToken } = env
         const gateway = yield* spawnGateway(withoutToken)
         yield* waitReady(gateway, apiOf(env))
@@ -103,6 +146,17 @@ describe("starting the gateway", () => {
         const lines = gateway.output().trim().split("\n")
         expect(lines.length).toBeGreaterThan(2)
         for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow()
+        const listening = lines.map((line) => JSON.parse(line)).find((l) => l.message.includes("listening"))
+        expect(listening).toMatchObject({
+          level: "INFO",
+          message: `WhatIsUp gateway is listening on http://0.0.0.0:${env.PORT}`,
+          annotations: {
+            api: `http://0.0.0.0:${env.PORT}`,
+            docs: `http://0.0.0.0:${env.PORT}/docs`,
+            admin: `http://${env.WHATISUP_ADMIN_LISTEN}`,
+            whatsapp: "wss://web.whatsapp.com/ws/chat"
+          }
+        })
 
         // the CLI finds the token in the data dir
         const cli = yield* runCli(["customers", "list", "--json"], {
@@ -218,7 +272,11 @@ describe("starting the gateway", () => {
           (sim) => Effect.promise(() => sim.close())
         )
         const database = yield* testDatabase
-        const env = yield* gatewayEnvironment(database.url, { WHATISUP_WA_WS_URL: sim.url })
+        // served as a role that owns nothing, as in production: no warning about the audit trigger
+        const env = yield* gatewayEnvironment(database, {
+          WHATISUP_WA_WS_URL: sim.url,
+          LOG_LEVEL: "info"
+        })
         const gateway = yield* spawnGateway(env)
         yield* waitReady(gateway, apiOf(env))
         const created = yield* runCli(["customers", "create", "Early Bird", "--json"], {
@@ -234,6 +292,25 @@ describe("starting the gateway", () => {
         yield* Effect.promise(() => sim.scan(qr, { phoneNumber: "447700900123" }))
         const connected = yield* waitForStatus(client, channel, "connected", { everyMillis: 50 })
         expect(connected).toMatchObject({ status: "connected", phone_number: "+447700900123" })
+
+        // what an operator reads: the WhatsApp URL in use, each change of the channel at INFO with its
+        // id, no warning for WhatsApp's routine 515 after the scan, and never the QR
+        const logs = gateway
+          .output()
+          .trim()
+          .split("\n")
+          .map((line) => JSON.parse(line))
+        expect(logs.find((l) => l.message.includes("listening")).annotations.whatsapp).toBe(sim.url)
+        const changes = logs.filter((l) => l.annotations.channel_id === channel)
+        expect(changes.map((l) => [l.level, l.message])).toEqual([
+          ["INFO", "channel paired; logging in"],
+          ["INFO", "channel connected"]
+        ])
+        const warnings = logs.filter((l) => l.level !== "INFO")
+        expect(warnings.map((l) => l.message)).toEqual([
+          "WHATISUP_MASTER_KEYS is unset: generated a development key ring; set WHATISUP_MASTER_KEYS in production"
+        ])
+        expect(gateway.output()).not.toContain(qr)
 
         // stop the process and start it again: the login comes back from PostgreSQL, no new QR
         gateway.child.kill("SIGTERM")

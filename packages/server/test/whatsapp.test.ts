@@ -6,7 +6,8 @@ import { newCustomer } from "./support/admin.ts"
 import { apiClient, waitForQr, waitForStatus } from "./support/api.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { baileysGateway, simulator } from "./support/simulator.ts"
-import { staysTrue, waitUntil } from "./support/waits.ts"
+import { staysTrue, waitFor, waitUntil } from "./support/waits.ts"
+import { freePort } from "../src/db/embedded.ts"
 
 describe("WhatsApp through Baileys and the protocol simulator", () => {
   it.live(
@@ -97,6 +98,34 @@ describe("WhatsApp through Baileys and the protocol simulator", () => {
         const connected = yield* waitForStatus(client, channel, "connected", { attempts: 400 })
         expect(connected.phone_number).toBe("+15559876543")
         expect(connected.pairing_code).toBeNull()
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
+    "while WhatsApp cannot be reached, GET /qr says why there is no QR yet",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        // nothing listens there: every connection is refused, as with no network
+        const port = yield* freePort
+        const gateway = yield* startGateway(
+          yield* gatewayEnvironment(database.url, { WHATISUP_WA_WS_URL: `ws://127.0.0.1:${port}` }),
+          { whatsapp: "baileys" }
+        )
+        const { client } = yield* newCustomer(gateway, { name: "Offline" })
+        const { id } = yield* client.channels.create({ headers: {}, payload: {} })
+        yield* client.channels.connect({ params: { id }, payload: { method: "qr" } })
+        const detail = yield* waitFor(
+          "GET /qr names the failed connection",
+          Effect.map(Effect.flip(client.channels.qr({ params: { id } })), (problem) =>
+            "detail" in problem ? String(problem.detail) : ""
+          ),
+          (detail) => detail.includes("ECONNREFUSED")
+        )
+        expect(detail).toBe(
+          `No QR code yet: the last connection to WhatsApp ended (WebSocket Error (connect ECONNREFUSED 127.0.0.1:${port})); the gateway tries again, retry in a few seconds`
+        )
       }).pipe(Effect.scoped),
     120_000
   )

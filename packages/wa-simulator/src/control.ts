@@ -45,11 +45,15 @@ const stringField = (body: Record<string, unknown>, name: string): string => {
   return value
 }
 
-const phoneField = (body: Record<string, unknown>): string => {
-  const phoneNumber = stringField(body, "phone_number")
-  if (!/^\d{5,20}$/.test(phoneNumber)) throw new ControlError(400, "phone_number must be digits only")
-  return phoneNumber
+/** A phone number as the gateway writes it (`+15551234567`), or its digits alone; answers the digits. */
+const phoneDigits = (text: string, name: string): string => {
+  const match = /^\+?(\d{5,20})$/.exec(text)
+  if (match === null) throw new ControlError(400, `${name} must be a phone number such as +15551234567`)
+  return match[1]!
 }
+
+const phoneField = (body: Record<string, unknown>): string =>
+  phoneDigits(stringField(body, "phone_number"), "phone_number")
 
 const codeField = (body: Record<string, unknown>, name: string): number => {
   const value = body[name]
@@ -203,7 +207,8 @@ const asControlError = (error: unknown) =>
 
 /**
  * The fake phone's routes: what a person does with a phone, and what the network does to a session.
- * Bodies and answers are JSON; `{phone}` is digits only. Times are the simulator's clock (see
+ * Bodies and answers are JSON; phone numbers are written `+15551234567` (E.164, as the gateway
+ * writes them) or as their digits alone, in bodies and in paths (`{phone}`, `+` or `%2B` first). Times are the simulator's clock (see
  * `Simulator.now`): ms since the epoch, fractional; answers that hold times also carry `now`.
  *
  * - `POST /scan {qr, phone_number}`, `POST /pairing-code {phone_number, code}`: link a companion.
@@ -234,25 +239,25 @@ const asControlError = (error: unknown) =>
  */
 const route = async (simulator: Simulator, request: IncomingMessage): Promise<unknown> => {
   const path = new URL(request.url ?? "/", "http://control").pathname
-  const history = /^\/accounts\/(\d+)\/history$/.exec(path)
+  const history = /^\/accounts\/(?:\+|%2B)?(\d+)\/history$/.exec(path)
   if (request.method === "GET" && (history || path === "/history")) {
     const connections = simulator.connectionHistory(history?.[1]).map(recordJson)
     return { now: simulator.now(), connections }
   }
-  const overlaps = /^\/accounts\/(\d+)\/overlaps$/.exec(path)
+  const overlaps = /^\/accounts\/(?:\+|%2B)?(\d+)\/overlaps$/.exec(path)
   if (request.method === "GET" && (overlaps || path === "/overlaps")) {
     const found = simulator.overlaps(overlaps?.[1]).map(overlapJson)
     return { now: simulator.now(), overlaps: found }
   }
-  const connections = /^\/accounts\/(\d+)\/connections$/.exec(path)
+  const connections = /^\/accounts\/(?:\+|%2B)?(\d+)\/connections$/.exec(path)
   if (request.method === "GET" && connections) {
     return simulator
       .connectionsOf(connections[1]!)
       .map((connection) => ({ id: connection.id, jid: connection.jid }))
   }
-  const received = /^\/accounts\/(\d+)\/received$/.exec(path)
+  const received = /^\/accounts\/(?:\+|%2B)?(\d+)\/received$/.exec(path)
   if (request.method === "GET" && received) return simulator.received(received[1]!).map(receivedJson)
-  const receivedMedia = /^\/accounts\/(\d+)\/received\/([^/]+)\/media$/.exec(path)
+  const receivedMedia = /^\/accounts\/(?:\+|%2B)?(\d+)\/received\/([^/]+)\/media$/.exec(path)
   if (request.method === "GET" && receivedMedia) {
     const bytes = simulator.receivedMedia(receivedMedia[1]!, decodeURIComponent(receivedMedia[2]!))
     if (!bytes) throw new ControlError(404, "no image or document received with that id")
@@ -261,7 +266,7 @@ const route = async (simulator: Simulator, request: IncomingMessage): Promise<un
   if (request.method === "GET" && path === "/media") {
     return { host: simulator.mediaHost, certificate: simulator.mediaCertificate }
   }
-  const receipts = /^\/accounts\/(\d+)\/receipts$/.exec(path)
+  const receipts = /^\/accounts\/(?:\+|%2B)?(\d+)\/receipts$/.exec(path)
   if (request.method === "GET" && receipts) return simulator.receiptsFrom(receipts[1]!)
   if (request.method !== "POST") throw new ControlError(404, "not found")
   const body = await readJson(request)
@@ -298,11 +303,8 @@ const route = async (simulator: Simulator, request: IncomingMessage): Promise<un
       simulator.setReceipts(phoneField(body), readPolicy(body))
       return { phone_number: body.phone_number }
     case "/deliver": {
-      const to = stringField(body, "to")
-      const from = stringField(body, "from")
-      if (!/^\d{5,20}$/.test(to) || !/^\d{5,20}$/.test(from)) {
-        throw new ControlError(400, "to and from must be phone numbers, digits only")
-      }
+      const to = phoneDigits(stringField(body, "to"), "to")
+      const from = phoneDigits(stringField(body, "from"), "from")
       const id = body.id === undefined ? undefined : stringField(body, "id")
       const content =
         body.media === undefined ? { message: readMessage(body.message) } : { media: readMedia(body.media) }

@@ -74,7 +74,8 @@ describe("the standalone simulator (main.ts) and its HTTP control API", () => {
     const auth = makeMemoryAuthState()
     const first = baileys(started.url, auth)
     const { qr } = await first.waitFor((update) => typeof update.qr === "string")
-    const scanned = await call(started, "POST", "/scan", { qr, phone_number: PHONE })
+    // phone numbers as the gateway writes them (E.164, with +), or their digits alone
+    const scanned = await call(started, "POST", "/scan", { qr, phone_number: `+${PHONE}` })
     expect(scanned).toMatchObject({ status: 200, body: { jid: `${PHONE}:1@s.whatsapp.net`, deviceId: 1 } })
     const restarted = await first.waitFor((update) => update.connection === "close")
     expect(statusCodeOf(restarted)).toBe(515)
@@ -82,9 +83,11 @@ describe("the standalone simulator (main.ts) and its HTTP control API", () => {
     const second = baileys(started.url, auth)
     await second.waitFor((update) => update.connection === "open")
     expect(auth.creds.me?.id).toBe(`${PHONE}:1@s.whatsapp.net`)
-    const connections = await call(started, "GET", `/accounts/${PHONE}/connections`)
-    expect(connections.status).toBe(200)
-    expect(connections.body).toEqual([expect.objectContaining({ jid: `${PHONE}:1@s.whatsapp.net` })])
+    for (const phone of [PHONE, `+${PHONE}`, `%2B${PHONE}`]) {
+      const connections = await call(started, "GET", `/accounts/${phone}/connections`)
+      expect(connections.status, phone).toBe(200)
+      expect(connections.body).toEqual([expect.objectContaining({ jid: `${PHONE}:1@s.whatsapp.net` })])
+    }
 
     expect(
       await call(started, "POST", "/inject", {
@@ -145,7 +148,7 @@ describe("the standalone simulator (main.ts) and its HTTP control API", () => {
     const first = baileys(started.url, auth)
     await first.waitFor((update) => typeof update.qr === "string")
     const code = await first.socket.requestPairingCode(PHONE)
-    const entered = await call(started, "POST", "/pairing-code", { phone_number: PHONE, code })
+    const entered = await call(started, "POST", "/pairing-code", { phone_number: `+${PHONE}`, code })
     expect(entered).toMatchObject({ status: 200, body: { jid: `${PHONE}:1@s.whatsapp.net` } })
     expect(statusCodeOf(await first.waitFor((update) => update.connection === "close"))).toBe(515)
     await baileys(started.url, auth).waitFor((update) => update.connection === "open")

@@ -439,10 +439,29 @@ export const layerChannels = Layer.effect(
         const row = rows[0]
         if (row === undefined) return yield* new ChannelNotFound({ channelId: id })
         if (row.status !== "pairing") {
-          return yield* new QrUnavailable({ channelId: id, status: row.status, reason: "not_pairing" })
+          const reason = isRunning(row.status) ? "linked" : "not_pairing"
+          return yield* new QrUnavailable({
+            channelId: id,
+            status: row.status,
+            reason,
+            statusReason: row.status_reason
+          })
+        }
+        if (row.connect_method === "pairing_code") {
+          return yield* new QrUnavailable({
+            channelId: id,
+            status: row.status,
+            reason: "pairing_by_code",
+            statusReason: row.status_reason
+          })
         }
         if (row.qr_ciphertext === null || row.qr_expires_at === null || row.qr_expired !== false) {
-          return yield* new QrUnavailable({ channelId: id, status: row.status, reason: "not_yet" })
+          return yield* new QrUnavailable({
+            channelId: id,
+            status: row.status,
+            reason: "not_yet",
+            statusReason: row.status_reason
+          })
         }
         const qr = yield* keyRing.decrypt(row.qr_ciphertext, qrPlace(id)).pipe(Effect.orDie)
         return { qr, expires_at: row.qr_expires_at.toISOString() }

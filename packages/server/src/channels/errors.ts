@@ -11,11 +11,16 @@ export class ChannelStateConflict extends Data.TaggedError("ChannelStateConflict
   readonly action: "connect" | "log out" | "restart"
 }> {}
 
-/** There is no QR to show: the channel is not pairing by QR, or WhatsApp has not sent one yet. */
+/**
+ * There is no QR to show: the channel is not pairing (`not_pairing`), is linked to a phone already
+ * (`linked`), pairs by code (`pairing_by_code`), or WhatsApp has not sent the next code yet (`not_yet`).
+ */
 export class QrUnavailable extends Data.TaggedError("QrUnavailable")<{
   readonly channelId: ChannelId
   readonly status: ChannelStatus
-  readonly reason: "not_pairing" | "not_yet"
+  readonly reason: "not_pairing" | "linked" | "pairing_by_code" | "not_yet"
+  /** The channel's status_reason: why it rests (qr_timeout...), or how its last connection ended. */
+  readonly statusReason: string | null
 }> {}
 
 /** What the pacing of a channel's lifecycle refuses, by the window it counts over. */

@@ -27,6 +27,41 @@ export const Change = Data.taggedEnum<Change>()
 const system = { type: "system" as const, id: null }
 
 /**
+ * The line an operator reads when a channel's connection changes: what happened, with its code or
+ * reason, never a QR or a pairing code. QR rounds and pairing codes are not logged.
+ */
+const logChange = (channelId: ChannelId, change: Change, status: ChannelStatus) => {
+  const at = Effect.annotateLogs({ channel_id: channelId, status })
+  switch (change._tag) {
+    case "Connected":
+      return Effect.logInfo("channel connected").pipe(at)
+    case "Disconnected":
+      return status === "connecting"
+        ? Effect.logInfo("channel paired; logging in").pipe(at)
+        : Effect.logInfo("channel disconnected").pipe(
+            Effect.annotateLogs({ code: change.code, reason: change.reason }),
+            at
+          )
+    case "QrTimeout":
+      return Effect.logInfo("channel stopped pairing").pipe(
+        Effect.annotateLogs({ code: change.code, reason: "qr_timeout" }),
+        at
+      )
+    case "LoggedOut":
+      return Effect.logInfo("channel logged out by the phone").pipe(
+        Effect.annotateLogs({ code: change.code }),
+        at
+      )
+    case "Failed":
+      return Effect.logInfo("channel failed").pipe(Effect.annotateLogs({ reason: change.reason }), at)
+    case "Starting":
+    case "Qr":
+    case "PairingCode":
+      return Effect.void
+  }
+}
+
+/**
  * The writes a channel actor makes, each fenced by its lease and validated against the status model
  * in one transaction with its event and audit row. `stop` tells the actor the channel should no
  * longer run (logged out, deleted or stopped meanwhile).
@@ -153,13 +188,13 @@ export const layerChannelLifecycle = Layer.effect(
               decodeRows(ChannelRow)
             )
           const row = rows[0]
-          if (row === undefined || row.desired !== "running") return "stop" as const
+          if (row === undefined || row.desired !== "running") return { outcome: "stop" as const }
           const next = plan(row, change)
           if (!canMove(row.status, next.status)) {
             yield* Effect.logWarning("a channel event its status does not allow; stopping the actor").pipe(
               Effect.annotateLogs({ channel_id: row.id, status: row.status, change: change._tag })
             )
-            return "stop" as const
+            return { outcome: "stop" as const }
           }
           yield* sql`
               UPDATE channels SET ${next.set ?? sql``}
@@ -188,8 +223,17 @@ export const layerChannelLifecycle = Layer.effect(
               data: next.audit.data
             })
           }
-          return next.stop === true ? ("stop" as const) : ("continue" as const)
+          return {
+            outcome: next.stop === true ? ("stop" as const) : ("continue" as const),
+            status: next.status
+          }
         })
+      ).pipe(
+        // logged once committed
+        Effect.tap(({ status }) =>
+          status === undefined ? Effect.void : logChange(fence.channelId, change, status)
+        ),
+        Effect.map(({ outcome }) => outcome)
       )
 
     return ChannelLifecycle.of({

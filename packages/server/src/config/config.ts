@@ -181,21 +181,11 @@ const NodeId = Schema.String.check(
 
 const AdminToken = Schema.String.check(Schema.isMinLength(32, { message: "expected at least 32 characters" }))
 
-const logLevels = oneOf(
-  "trace",
-  "debug",
-  "info",
-  "warn",
-  "error",
-  "fatal",
-  "none",
-  "Trace",
-  "Debug",
-  "Info",
-  "Warn",
-  "Error",
-  "Fatal",
-  "None"
+/** A log level in any case (`info`, `Info`, `INFO`), each named once when refused. */
+const logLevelNames = oneOf("trace", "debug", "info", "warn", "error", "fatal", "none")
+const LogLevel = Schema.String.pipe(
+  // what the text lowers to is checked against the names next
+  decodeText(logLevelNames, (text) => text.toLowerCase() as typeof logLevelNames.Encoded)
 )
 
 /** Variables whose refused value is described by its length, never echoed. */
@@ -244,7 +234,7 @@ const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
     wholeNumber(1, 1_000, "expected a whole number 1-1000"),
     "WHATISUP_DISPATCH_PER_ENDPOINT"
   ).pipe(Config.withDefault(8)),
-  logLevel: Config.schema(logLevels, "LOG_LEVEL").pipe(Config.withDefault("Info")),
+  logLevel: Config.schema(LogLevel, "LOG_LEVEL").pipe(Config.withDefault("info")),
   logFormat: Config.schema(oneOf("json", "pretty"), "LOG_FORMAT").pipe(Config.withDefault("json"))
 }).pipe(
   Config.map(({ admin, nodeId, ...config }) => ({

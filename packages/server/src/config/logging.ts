@@ -11,14 +11,18 @@ const levels = {
   none: "None"
 } as const
 
+/** LOG_LEVEL as the floor below which nothing is logged. */
+export const layerMinimumLogLevel = (config: Pick<GatewayConfig, "logLevel">) =>
+  Layer.succeed(
+    References.MinimumLogLevel,
+    levels[config.logLevel.toLowerCase() as keyof typeof levels] ?? "Info"
+  )
+
 /** JSON lines by default, human-readable with LOG_FORMAT=pretty; LOG_LEVEL sets the floor. */
 export const layerLogging = (config: Pick<GatewayConfig, "logFormat" | "logLevel">) =>
   Layer.mergeAll(
     Logger.layer([config.logFormat === "pretty" ? Logger.consolePretty() : Logger.consoleJson]),
-    Layer.succeed(
-      References.MinimumLogLevel,
-      levels[config.logLevel.toLowerCase() as keyof typeof levels] ?? "Info"
-    )
+    layerMinimumLogLevel(config)
   )
 
 export const withLogging = (config: Pick<GatewayConfig, "logFormat" | "logLevel">) =>

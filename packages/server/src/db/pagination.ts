@@ -1,7 +1,8 @@
+import { defaultLimit } from "@whatisup/domain"
 import { Data, Effect } from "effect"
 import type { SqlClient, Statement } from "effect/sql"
 
-export const defaultPageSize = 20
+export const defaultPageSize = defaultLimit
 
 /** A cursor that no page of this list handed out. */
 export class InvalidCursor extends Data.TaggedError("InvalidCursor")<{}> {}

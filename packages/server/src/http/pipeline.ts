@@ -31,17 +31,44 @@ const latency = Metric.histogram("http_request_duration_seconds", {
   boundaries: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 })
 
-/** Route labels for metrics are the API's path templates, so the label set stays small whatever is requested. */
-const routeTemplates = [...Object.keys(OpenApi.fromApi(Api).paths), "/docs", "/openapi.json"].map(
-  (template) => ({
+/**
+ * The API's path templates with the methods each takes: route labels for metrics (so the label set
+ * stays small whatever is requested), and the `Allow` of a 405.
+ */
+const routeTemplates = [
+  ...Object.entries(OpenApi.fromApi(Api).paths).map(([template, operations]) => ({
     template,
-    pattern: new RegExp(`^${template.replace(/\{[^}/]+\}/g, "[^/]+")}$`)
-  })
-)
+    methods: Object.keys(operations).map((method) => method.toUpperCase())
+  })),
+  { template: "/docs", methods: ["GET"] },
+  { template: "/openapi.json", methods: ["GET"] }
+].map(({ template, methods }) => ({
+  template,
+  methods,
+  pattern: new RegExp(`^${template.replace(/\{[^}/]+\}/g, "[^/]+")}$`)
+}))
 
-const routeOf = (url: string) => {
+const routeFor = (url: string) => {
   const path = url.split("?")[0] ?? "/"
-  return routeTemplates.find((route) => route.pattern.test(path))?.template ?? "unmatched"
+  return routeTemplates.find((route) => route.pattern.test(path))
+}
+
+/** As `asProblem`; and a path the API has, asked with a method it does not take, is a 405 naming those it does. */
+const asProblemOf = (
+  request: HttpServerRequest.HttpServerRequest,
+  response: HttpServerResponse.HttpServerResponse
+) => {
+  const allowed = routeFor(request.url)?.methods
+  if (response.status !== 404 || allowed === undefined || allowed.includes(request.method)) {
+    return asProblem(response)
+  }
+  return problemResponse({
+    status: 405,
+    code: "method_not_allowed",
+    title: "Method not allowed",
+    detail: `${request.url.split("?")[0]} takes ${allowed.join(", ")}, not ${request.method}`,
+    headers: { allow: allowed.join(", ") }
+  })
 }
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
@@ -67,14 +94,16 @@ export const layerRequestPipeline = HttpRouter.middleware(
               Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBodyBytes)),
               Effect.provideService(CurrentRequestId, requestId),
               Effect.provideService(CurrentClientRequestId, clientRequestId),
-              Effect.map(asProblem),
+              Effect.map((response) => asProblemOf(request, response)),
               Effect.catchCause((cause) =>
                 isBodyTooLarge(cause)
                   ? Effect.succeed(asProblem(HttpServerResponse.empty({ status: 413 })))
                   : isDatabaseUnavailable(cause)
                     ? databaseUnavailable(cause)
                     : Effect.flatMap(HttpServerError.causeResponse(cause), ([response]) =>
-                        response.status >= 500 ? internalError(cause) : Effect.succeed(asProblem(response))
+                        response.status >= 500
+                          ? internalError(cause)
+                          : Effect.succeed(asProblemOf(request, response))
                       )
               ),
               Effect.annotateLogs({
@@ -84,7 +113,7 @@ export const layerRequestPipeline = HttpRouter.middleware(
                 path: request.url
               })
             )
-      const route = routeOf(request.url)
+      const route = routeFor(request.url)?.template ?? "unmatched"
       yield* Metric.update(
         Metric.withAttributes(requests, { route, method: request.method, status: String(response.status) }),
         1

@@ -159,6 +159,37 @@ export type CapabilityError =
   | RateLimitExceeded
   | FailedAuthenticationLimitExceeded
 
+/** What a caller can do instead, for a channel whose status refuses what was asked. */
+const conflictAdvice = ({ channelId, status, action }: ChannelStateConflict) => {
+  const path = `/v1/channels/${channelId}`
+  switch (action) {
+    case "connect":
+      return status === "pairing"
+        ? `The channel is pairing already: scan its QR (GET ${path}/qr) or type its pairing_code; to start over, POST ${path}/logout, then connect again`
+        : `The channel is ${status}: it is linked to a phone already; to link another, POST ${path}/logout, then connect again`
+    case "log out":
+    case "restart":
+      return `The channel is ${status}: it has no connection to ${action}; connect it with POST ${path}/connect`
+  }
+}
+
+/** Why there is no QR to scan, and what would give one. */
+const qrAdvice = ({ channelId, status, reason, statusReason }: QrUnavailable) => {
+  const path = `/v1/channels/${channelId}`
+  switch (reason) {
+    case "not_pairing":
+      return `The channel is ${status}${statusReason === null ? "" : ` (${statusReason})`}, not pairing: POST ${path}/connect with {"method":"qr"}, then read its QR here`
+    case "linked":
+      return `The channel is ${status}: it is linked to a phone and needs no QR; to link another phone, POST ${path}/logout, then connect with {"method":"qr"}`
+    case "pairing_by_code":
+      return `The channel pairs by code, not by QR: type its pairing_code (GET ${path}) into WhatsApp on the phone; to pair by QR instead, POST ${path}/logout, then connect with {"method":"qr"}`
+    case "not_yet":
+      return statusReason === null
+        ? "No QR code yet: WhatsApp has not sent the next code; retry in a few seconds"
+        : `No QR code yet: the last connection to WhatsApp ended (${statusReason}); the gateway tries again, retry in a few seconds`
+  }
+}
+
 const authenticationProblems = {
   missing: { code: "missing_api_key", detail: "Send Authorization: Bearer wiu_..." },
   malformed: { code: "malformed_api_key", detail: "API keys look like wiu_ followed by 43 characters" },
@@ -182,20 +213,10 @@ const problems = {
     }),
   ChannelNotFound: () => new NotFound({ detail: "No such channel" }),
   ChannelStateConflict: (error) =>
-    new InvalidState({
-      detail: `A channel that is ${error.status} cannot ${error.action}`,
-      current_status: error.status
-    }),
+    new InvalidState({ detail: conflictAdvice(error), current_status: error.status }),
   ChannelOperationPaced: (error) =>
     new RateLimited({ detail: pacingDetails[error.limit](error.max), retry_after: error.retryAfterSeconds }),
-  QrUnavailable: (error) =>
-    new InvalidState({
-      detail:
-        error.reason === "not_pairing"
-          ? `The channel is ${error.status}, not pairing: connect it with {"method":"qr"} first`
-          : "No QR code yet: the channel is still connecting to WhatsApp; retry in a moment",
-      current_status: error.status
-    }),
+  QrUnavailable: (error) => new InvalidState({ detail: qrAdvice(error), current_status: error.status }),
   CustomerNotFound: () => new NotFound({ detail: "No such customer" }),
   ApiKeyNotFound: () => new NotFound({ detail: "No such API key" }),
   PlanLimitExceeded: (error) =>

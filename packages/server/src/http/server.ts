@@ -1,7 +1,7 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Api } from "@whatisup/domain"
-import { Effect, Layer } from "effect"
-import { HttpMiddleware, HttpRouter } from "effect/http"
+import { Context, Effect, Layer } from "effect"
+import { HttpMiddleware, HttpRouter, HttpServer } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { IpNetwork } from "effect/net"
 import { createServer } from "node:http"
@@ -27,7 +27,10 @@ export const layerApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi
 
 export const layerPublicRoutes = Layer.mergeAll(
   layerApiRoutes,
-  HttpApiScalar.layer(Api, { path: "/docs" }),
+  HttpApiScalar.layer(Api, {
+    path: "/docs",
+    scalar: { authentication: { preferredSecurityScheme: "bearer" } }
+  }),
   layerRequestPipeline
 ).pipe(Layer.provide([layerAuthorization, layerRequestValidation, layerPayloadFields]))
 
@@ -42,13 +45,20 @@ const layerClientAddress = (trustedProxies: ReadonlyArray<string>) =>
         { global: true }
       )
 
+/** Where the public listener is bound, as the operating system reports it (`http://0.0.0.0:8080`). */
+export class PublicAddress extends Context.Service<PublicAddress, string>()("whatisup/PublicAddress") {}
+
 /** The public listener on HOST:PORT. */
 export const layerPublicServer = Layer.unwrap(
   Effect.gen(function* () {
     const config = yield* GatewayConfigService
     const routes = Layer.merge(layerPublicRoutes, layerClientAddress(config.trustedProxies))
-    return HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
-      Layer.provide(NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
-    )
+    return Layer.merge(
+      HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }),
+      Layer.effect(
+        PublicAddress,
+        Effect.map(HttpServer.HttpServer, (server) => HttpServer.formatAddress(server.address))
+      )
+    ).pipe(Layer.provide(NodeHttpServer.layer(createServer, { port: config.port, host: config.host })))
   })
 )

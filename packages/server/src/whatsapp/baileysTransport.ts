@@ -3,6 +3,7 @@ import {
   type AuthenticationCreds,
   BufferJSON,
   type CacheStore,
+  DEFAULT_CONNECTION_CONFIG,
   initAuthCreds,
   makeWASocket,
   proto,
@@ -13,7 +14,7 @@ import {
 import { Effect, Layer, Option, Queue } from "effect"
 import pino from "pino"
 import { Writable } from "node:stream"
-import { GatewayConfigService } from "../config/config.ts"
+import { type GatewayConfig, GatewayConfigService } from "../config/config.ts"
 import type { AuthStateStore } from "../channels/loginStore.ts"
 import { credsType } from "./authState.ts"
 import {
@@ -22,6 +23,10 @@ import {
   TransportEvent as Event,
   WhatsAppTransport
 } from "../channels/transport.ts"
+
+/** The WhatsApp Web WebSocket the gateway connects to: WHATISUP_WA_WS_URL, else WhatsApp's own. */
+export const whatsAppUrl = (config: Pick<GatewayConfig, "waWsUrl">) =>
+  Option.getOrElse(config.waWsUrl, () => String(DEFAULT_CONNECTION_CONFIG.waWebSocketUrl))
 
 /** Baileys logs through pino; its lines are forwarded to the gateway's own (Effect) logger. */
 const baileysLogger = (log: (level: string, message: string, fields: Record<string, unknown>) => void) =>
@@ -39,6 +44,17 @@ const baileysLogger = (log: (level: string, message: string, fields: Record<stri
       }
     })
   )
+
+/**
+ * How a line of Baileys' counts in the gateway's log: its errors are warnings at most here (the
+ * channel's own lines say what happened), and the 515 stream error, WhatsApp's routine request to
+ * reconnect (after every scan), is not even that.
+ */
+export const baileysLevel = (level: string, fields: Record<string, unknown>): "warn" | "debug" => {
+  if (level !== "error" && level !== "fatal") return "debug"
+  const node = fields.fullErrorNode as { readonly attrs?: { readonly code?: unknown } } | undefined
+  return node?.attrs?.code === "515" ? "debug" : "warn"
+}
 
 /**
  * Baileys' `msgRetryCounterCache`: how often each message was asked for again, kept across the
@@ -172,9 +188,8 @@ export const layerBaileysTransport = Layer.effect(
     const config = yield* GatewayConfigService
     const context = yield* Effect.context<never>()
     const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromiseWith(context)(effect)
-    // Baileys reports routine restarts (a 515 after pairing) as errors: its view is a warning at most here
     const logger = baileysLogger((level, message, fields) => {
-      const log = level === "error" || level === "fatal" ? Effect.logWarning : Effect.logDebug
+      const log = baileysLevel(level, fields) === "warn" ? Effect.logWarning : Effect.logDebug
       Effect.runForkWith(context)(log(`baileys: ${message}`).pipe(Effect.annotateLogs(fields)))
     })
     // kept per actor, not per channel: they go when the actor that reconnects ends

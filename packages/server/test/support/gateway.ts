@@ -1,11 +1,11 @@
-import { ConfigProvider, Context, Effect, Layer } from "effect"
+import { ConfigProvider, Context, Effect, Layer, Logger } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { type GatewayConfig, loadConfig } from "../../src/config/config.ts"
 import { freePort } from "../../src/db/embedded.ts"
-import { layerLogging } from "../../src/config/logging.ts"
+import { layerMinimumLogLevel } from "../../src/config/logging.ts"
 import type { ChannelLifecycle } from "../../src/channels/lifecycle.ts"
 import type { Leases } from "../../src/channels/leases.ts"
 import type { Supervisor } from "../../src/channels/supervisor.ts"
@@ -14,6 +14,9 @@ import type { KeyRing } from "../../src/crypto/keyRing.ts"
 import { layerGateway } from "../../src/gateway.ts"
 import { layerMemoryTransport, MemoryTransport } from "../../src/whatsapp/memoryTransport.ts"
 import { type TestDatabase, testDatabase } from "./database.ts"
+import { captureLogs, type CapturedLogs } from "./logs.ts"
+
+export type { CapturedLogs, LogEntry } from "./logs.ts"
 
 export interface RunningGateway {
   readonly api: string
@@ -29,6 +32,8 @@ export interface RunningGateway {
   readonly whatsapp: MemoryTransport["Service"]
   /** The gateway's own services, for tests that reach past the API. */
   readonly services: Context.Context<ChannelLifecycle | Leases | Supervisor | AuthStates | KeyRing>
+  /** What the gateway logged (at LOG_LEVEL and above), kept for the test rather than printed. */
+  readonly logs: CapturedLogs
 }
 
 export class TestGateway extends Context.Service<TestGateway, RunningGateway>()("test/TestGateway") {}
@@ -71,12 +76,15 @@ export const startGateway = (
     const config = yield* loadConfig.pipe(
       Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(env))
     )
+    const logs = captureLogs()
+    // registered first, so it runs once the gateway has stopped
+    yield* Effect.addFinalizer(() => logs.printUntaken)
     const whatsapp = yield* Layer.build(layerMemoryTransport())
     const services = yield* Layer.build(
       (options.whatsapp === "baileys"
         ? layerGateway(config)
         : layerGateway(config, Layer.succeedContext(whatsapp))
-      ).pipe(Layer.provide(layerLogging(config)))
+      ).pipe(Layer.provide([Logger.layer([logs.logger]), layerMinimumLogLevel(config)]))
     )
     return {
       api: `http://127.0.0.1:${config.port}`,
@@ -87,7 +95,8 @@ export const startGateway = (
       dataDir: config.dataDir,
       config,
       whatsapp: Context.get(whatsapp, MemoryTransport),
-      services
+      services,
+      logs
     }
   })
 

@@ -1,0 +1,134 @@
+import { lifecycleOperationsPerMinute } from "./channels.ts"
+import { maxFieldErrors } from "./problems.ts"
+
+/** What /docs says before the endpoints: what the API is for and the rules every endpoint follows. */
+export const introduction = `WhatIsUp links your application to WhatsApp. Each phone number you link is a **channel**: the gateway holds its WhatsApp Web connection (as a linked device of the phone) and keeps it, and its login, across restarts.
+
+**What works today:** API keys, channels paired by QR code or by pairing code, the event log of every channel change, and the audit log. Sending and receiving messages, and webhooks, are not available yet.
+
+## Quick start
+
+1. Your operator creates your account and first key: \`whatisup customers create "Acme Corp"\` prints a key \`wiu_...\` once.
+2. Create a channel: \`POST /v1/channels {"name":"support"}\`.
+3. Connect it: \`POST /v1/channels/{id}/connect {"method":"qr"}\`, then \`GET /v1/channels/{id}/qr\` (\`-H 'Accept: image/png'\` for an image) and scan it with WhatsApp on the phone (Settings → Linked devices → Link a device). Or pair by code: \`{"method":"pairing_code","phone_number":"+15551234567"}\` and type the \`pairing_code\` it answers on the phone.
+4. Follow it: \`GET /v1/channels/{id}\` shows \`connected\` and the phone number; \`GET /v1/events?channel_id={id}\` lists what happened.
+
+## Authentication
+
+Send an API key on every \`/v1\` request: \`Authorization: Bearer wiu_...\`. A key's plaintext is shown once, when it is created. A key created with \`channel_id\` sees and acts on that channel alone, and cannot manage keys or other channels. A missing, malformed, unknown or revoked key, or a suspended customer, is a 401.
+
+## Errors
+
+Errors are \`application/problem+json\` (RFC 9457): \`type\`, \`status\`, \`title\`, a \`detail\` that says what to do, and a stable \`code\` to act on:
+
+| status | code | meaning |
+| --- | --- | --- |
+| 400 | \`invalid_request\` | malformed JSON, a wrong content type, or invalid fields: \`errors\` lists each as \`{path, message}\`, the path starting with \`body.\`, \`query.\`, \`path.\` or \`header.\`; at most ${maxFieldErrors}, the rest counted in \`errors_omitted\` |
+| 401 | \`missing_api_key\`, \`malformed_api_key\`, \`invalid_api_key\`, \`customer_suspended\` | see Authentication |
+| 403 | \`forbidden\` | a key bound to a channel tried to manage the account |
+| 403 | \`plan_limit_reached\` | the plan allows no more (\`limit\`, \`max\`) |
+| 404 | \`not_found\` | no such resource for this key (another customer's answers the same) |
+| 404 | \`route_not_found\` | no such path |
+| 405 | \`method_not_allowed\` | the path exists but not with this method; \`Allow\` lists those it takes |
+| 409 | \`invalid_state\` | not possible in the resource's current status (\`current_status\`) |
+| 409 | \`idempotency_key_in_use\`, \`idempotent_answer_revoked\` | see Idempotency |
+| 413 | \`payload_too_large\` | bodies are limited to 1 MiB |
+| 422 | \`idempotency_key_reused\` | see Idempotency |
+| 429 | \`rate_limited\`, \`too_many_failed_authentications\` | see Rate limits |
+| 500 | \`internal_error\` | a fault in the gateway; the response's \`x-request-id\` finds it in the logs |
+| 503 | \`database_unavailable\`, \`not_ready\` | retry after \`Retry-After\` seconds |
+
+Every response carries the gateway's own \`x-request-id\`, which its logs and the audit log's \`request_id\` name too. An \`X-Request-Id\` you send is kept beside it: echoed in \`x-client-request-id\` and recorded in the audit log's \`client_request_id\`.
+
+## Idempotency
+
+\`POST /v1/api-keys\` and \`POST /v1/channels\` take an \`Idempotency-Key\` header (1 to 255 visible ASCII characters). For 24 hours, the same key with the same body from the same API key replays the first answer (\`Idempotent-Replayed: true\`) instead of creating again; the same key with another body is a 422 \`idempotency_key_reused\`; a retry while the first request is still running is a 409 \`idempotency_key_in_use\`. A replay never shows the plaintext of a key revoked since (409 \`idempotent_answer_revoked\`).
+
+## Pagination
+
+Lists answer \`{"data": [...], "next_cursor": ...}\`, newest first. \`?limit=\` takes 1 to 100 (default 20); pass \`next_cursor\` as \`?cursor=\` for the next page, until it is \`null\`.
+
+## Rate limits
+
+A customer may make the plan's \`api_requests_per_second\` (50 by default), all its keys together, in bursts of up to twice that. Beyond it the answer is a 429 \`rate_limited\` with \`Retry-After\` (and \`retry_after\`) in seconds.
+
+Connect, restart and logout are paced together: ${lifecycleOperationsPerMinute} a minute per channel, whatever the plan. Connects by pairing code are also limited by the plan, \`pairing_codes_per_channel_per_hour\` (3 by default) and \`pairing_codes_per_customer_per_day\` (20 by default), since each pushes a "link a device" prompt to the number named. Beyond either, a 429 \`rate_limited\` with \`Retry-After\`.
+
+A client address that sends too many malformed, unknown or revoked keys is refused for a while with a 429 \`too_many_failed_authentications\` and \`Retry-After\`; keys the gateway has already seen keep working from it meanwhile.
+
+## Events and webhooks
+
+Every change of a channel's connection is an event (\`channel.qr\`, \`channel.connected\`, \`channel.disconnected\`, \`channel.logged_out\`, \`channel.failed\`), numbered per channel in \`data.sequence\`: read them with \`GET /v1/events\`. Webhooks that post events to your URL are not available yet.`
+
+type Json = Record<string, any>
+
+/**
+ * Parameters as /openapi.json shows them: each with the description of its schema (viewers read it
+ * from the parameter), and `limit` as the bounded integer it is (its schema decodes query text).
+ */
+export const documentParameters = (spec: Json, overrides: { readonly limit: Json }): Json => {
+  for (const operations of Object.values(spec.paths ?? {}) as Array<Json>) {
+    for (const operation of Object.values(operations) as Array<Json>) {
+      for (const parameter of (operation.parameters ?? []) as Array<Json>) {
+        if (parameter.in === "query" && parameter.name === "limit") {
+          const { description, ...schema } = overrides.limit
+          parameter.schema = schema
+          parameter.description = description
+        }
+        if (parameter.description === undefined && typeof parameter.schema?.description === "string") {
+          parameter.description = parameter.schema.description
+        }
+      }
+    }
+  }
+  return spec
+}
+
+/**
+ * The QR endpoint's images, beside its JSON: the handler answers them by `Accept`, and the typed
+ * client (which asks for JSON) keeps one success type.
+ */
+export const withQrImages = (operation: Json): Json => {
+  const answer = operation.responses?.["200"]
+  const content = answer?.content
+  if (content !== undefined) {
+    answer.headers = {
+      "x-qr-expires-at": {
+        description: "With an image: when this code stops working",
+        schema: { type: "string", format: "date-time" }
+      }
+    }
+    content["image/png"] = {
+      schema: {
+        type: "string",
+        format: "binary",
+        description: "The QR code as a 320-pixel PNG image (send Accept: image/png)"
+      }
+    }
+    content["image/svg+xml"] = {
+      schema: { type: "string", description: "The QR code as an SVG image (send Accept: image/svg+xml)" }
+    }
+  }
+  return operation
+}
+
+/** RFC 9457's members, which every problem carries. */
+const problemMembers: Record<string, string> = {
+  type: "A URI naming the kind of problem; code says the same for programs",
+  status: "The HTTP status, repeated",
+  title: "A short summary of the kind of problem",
+  detail: "What went wrong this time, and what would work",
+  instance: "This occurrence of the problem, when it has one"
+}
+
+/** Describes the RFC 9457 members of every problem schema, which the framework declares. */
+export const documentProblems = (spec: Json): Json => {
+  for (const schema of Object.values(spec.components?.schemas ?? {}) as Array<Json>) {
+    const properties = schema.properties as Record<string, Json> | undefined
+    if (properties?.type === undefined || properties.code === undefined) continue
+    for (const [name, description] of Object.entries(problemMembers)) {
+      if (properties[name] !== undefined) properties[name].description ??= description
+    }
+  }
+  return spec
+}
