@@ -23,7 +23,8 @@ Errors are \`application/problem+json\` (RFC 9457): \`type\`, \`status\`, \`titl
 
 | status | code | meaning |
 | --- | --- | --- |
-| 400 | \`invalid_request\` | malformed JSON, a wrong content type, or invalid fields: \`errors\` lists each as \`{path, message}\`, the path starting with \`body.\`, \`query.\`, \`path.\` or \`header.\`; at most ${maxFieldErrors}, the rest counted in \`errors_omitted\` |
+| 400 | \`invalid_content_type\` | a body sent as anything but \`application/json\` |
+| 400 | \`invalid_request\` | malformed JSON, or invalid fields: \`errors\` lists each as \`{path, message}\`, the path starting with \`body.\`, \`query.\`, \`path.\` or \`header.\`; at most ${maxFieldErrors}, the rest counted in \`errors_omitted\` |
 | 401 | \`missing_api_key\`, \`malformed_api_key\`, \`invalid_api_key\`, \`customer_suspended\` | see Authentication |
 | 403 | \`forbidden\` | a key bound to a channel tried to manage the account |
 | 403 | \`plan_limit_reached\` | the plan allows no more (\`limit\`, \`max\`) |

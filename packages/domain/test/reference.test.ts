@@ -84,6 +84,23 @@ describe("the API reference (/openapi.json, rendered at /docs)", () => {
     for (const tag of spec.tags as Array<Json>) expect(tag.description, tag.name).toMatch(/\w{3}/)
   })
 
+  it("lists every problem code the API answers in the introduction's error table, with its status", () => {
+    const table = (spec.info.description as string).split("## Errors")[1]!.split("\n## ")[0]!
+    const rows = table.split("\n").filter((line) => /^\| \d{3} \|/.test(line))
+    const problems = Object.values(spec.components.schemas as Record<string, Json>).filter(
+      (schema) => schema.properties?.code?.enum !== undefined && schema.properties?.status !== undefined
+    )
+    expect(problems.length).toBeGreaterThanOrEqual(12)
+    for (const problem of problems) {
+      const status = problem.properties.status.enum[0] as number
+      for (const code of problem.properties.code.enum as Array<string>) {
+        const row = rows.find((line) => line.includes(`\`${code}\``))
+        expect(row, code).toBeDefined()
+        expect(row, code).toMatch(new RegExp(`^\\| ${status} \\|`))
+      }
+    }
+  })
+
   it("gives every operation a summary and a description, and every parameter a description", () => {
     expect(operations.length).toBeGreaterThanOrEqual(17)
     for (const { name, operation } of operations) {
