@@ -197,11 +197,17 @@ const authenticationProblems = {
   suspended: { code: "customer_suspended", detail: "The customer account is suspended" }
 } as const
 
-const pacingDetails: Record<ChannelOperationPaced["limit"], (max: number) => string> = {
-  lifecycle_operations_per_minute: (max) =>
-    `A channel may be connected, restarted or logged out ${max} times a minute`,
-  pairing_codes_per_channel_per_hour: (max) => `The plan allows ${max} pairing codes per channel an hour`,
-  pairing_codes_per_customer_per_day: (max) => `The plan allows ${max} pairing codes a day`
+/** Which pace was exceeded, and what works meanwhile. */
+const pacingAdvice = ({ limit, max, retryAfterSeconds }: ChannelOperationPaced) => {
+  const retry = `retry in ${retryAfterSeconds} s (Retry-After)`
+  switch (limit) {
+    case "lifecycle_operations_per_minute":
+      return `A channel may be connected, restarted or logged out ${max} times a minute: ${retry}`
+    case "pairing_codes_per_channel_per_hour":
+      return `The plan allows ${max} pairing codes per channel an hour: ${retry}, or connect with {"method":"qr"}`
+    case "pairing_codes_per_customer_per_day":
+      return `The plan allows ${max} pairing codes a day: ${retry}, or connect with {"method":"qr"}`
+  }
 }
 
 /** The one place where what a capability refuses becomes the problem the API answers. */
@@ -215,7 +221,7 @@ const problems = {
   ChannelStateConflict: (error) =>
     new InvalidState({ detail: conflictAdvice(error), current_status: error.status }),
   ChannelOperationPaced: (error) =>
-    new RateLimited({ detail: pacingDetails[error.limit](error.max), retry_after: error.retryAfterSeconds }),
+    new RateLimited({ detail: pacingAdvice(error), retry_after: error.retryAfterSeconds }),
   QrUnavailable: (error) => new InvalidState({ detail: qrAdvice(error), current_status: error.status }),
   CustomerNotFound: () => new NotFound({ detail: "No such customer" }),
   ApiKeyNotFound: () => new NotFound({ detail: "No such API key" }),
