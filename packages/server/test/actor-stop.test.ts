@@ -253,7 +253,7 @@ describe("one connection of a channel at a time in one process (issue 8, item 3)
         yield* sql`
           UPDATE channel_leases SET owner = 'departed-node', generation = generation + 1
           WHERE channel_id = ${channel!}`
-        yield* Effect.forkScoped(Context.get(gateway.services, Supervisor).reconcile)
+        yield* Effect.forkScoped(gateway.logged(Context.get(gateway.services, Supervisor).reconcile))
         yield* noSecondConnection(gateway, channel!)
         const lease = yield* sql<{
           owner: string

@@ -34,6 +34,8 @@ export interface RunningGateway {
   readonly services: Context.Context<ChannelLifecycle | Leases | Supervisor | AuthStates | KeyRing>
   /** What the gateway logged (at LOG_LEVEL and above), kept for the test rather than printed. */
   readonly logs: CapturedLogs
+  /** Runs what a test calls on the gateway's services as the gateway logs: into `logs`, at LOG_LEVEL. */
+  readonly logged: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 }
 
 export class TestGateway extends Context.Service<TestGateway, RunningGateway>()("test/TestGateway") {}
@@ -77,6 +79,7 @@ export const startGateway = (
       Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(env))
     )
     const logs = captureLogs()
+    const logging = Layer.mergeAll(Logger.layer([logs.logger]), layerMinimumLogLevel(config))
     // registered first, so it runs once the gateway has stopped
     yield* Effect.addFinalizer(() => logs.printUntaken)
     const whatsapp = yield* Layer.build(layerMemoryTransport())
@@ -84,7 +87,7 @@ export const startGateway = (
       (options.whatsapp === "baileys"
         ? layerGateway(config)
         : layerGateway(config, Layer.succeedContext(whatsapp))
-      ).pipe(Layer.provide([Logger.layer([logs.logger]), layerMinimumLogLevel(config)]))
+      ).pipe(Layer.provide(logging))
     )
     return {
       api: `http://127.0.0.1:${config.port}`,
@@ -96,7 +99,8 @@ export const startGateway = (
       config,
       whatsapp: Context.get(whatsapp, MemoryTransport),
       services,
-      logs
+      logs,
+      logged: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, logging)
     }
   })
 
