@@ -162,7 +162,7 @@ export class ChannelsGroup extends HttpApiGroup.make("channels")
       error: [NotFound, InvalidState, RateLimited]
     }).annotate(
       OpenApi.Description,
-      `Starts pairing the channel with a phone. ${paced} Connects by pairing code are also limited by the plan, per channel an hour and per customer a day (pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day), since each pushes a "link a device" prompt to the number named; the audit row names that number.`
+      `Starts pairing the channel with a phone. ${paced} Connects by pairing code are also limited by the plan, per channel an hour and per customer a day (pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day), since each pushes a "link a device" prompt to the number named; the audit row names that number. A pairing code not entered before WhatsApp ends the connection ends pairing (status created, reason pairing_code_timeout): no new code is asked for until the next connect.`
     )
   )
   .add(
@@ -186,7 +186,10 @@ export class ChannelsGroup extends HttpApiGroup.make("channels")
       params: channelParams,
       success: Channel.pipe(HttpApiSchema.status(202)),
       error: [NotFound, InvalidState, RateLimited]
-    }).annotate(OpenApi.Description, `Closes the channel's WhatsApp connection and opens it again. ${paced}`)
+    }).annotate(
+      OpenApi.Description,
+      `Closes the channel's WhatsApp connection and opens it again. ${paced} A restart of a channel still pairing by code asks WhatsApp for a new code, so it also counts as a pairing code against the plan's limits (429 rate_limited beyond them).`
+    )
   )
   .middleware(PayloadFields)
   .middleware(Authorization)

@@ -35,7 +35,10 @@ export const Channel = Schema.Struct({
   id: ChannelId,
   name: Schema.NullOr(Schema.String),
   status: ChannelStatus,
-  status_reason: Schema.NullOr(Schema.String),
+  status_reason: Schema.NullOr(Schema.String).annotate({
+    description:
+      "why the channel has its status, such as qr_timeout (nobody scanned the QR over three rounds), pairing_code_timeout (the pairing code was not entered in time: a code gets one round, since each new code pushes a new prompt to the phone), logout_requested, logged_out_by_phone, customer_suspended or connection_replaced; connect again after a timeout"
+  }),
   phone_number: Schema.NullOr(Schema.String),
   pairing_code: Schema.NullOr(Schema.String).annotate({
     description: "while pairing by code: the code to type into WhatsApp on the phone (Linked devices)"

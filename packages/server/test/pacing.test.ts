@@ -3,10 +3,11 @@ import type { ChannelId } from "@whatisup/domain"
 import { Context, Effect, Layer } from "effect"
 import * as crypto from "node:crypto"
 import { adminOf, newCustomer } from "./support/admin.ts"
-import { type ApiClient, apiClient } from "./support/api.ts"
+import { type ApiClient, apiClient, waitForStatus } from "./support/api.ts"
 import { testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
+import { waitUntil } from "./support/waits.ts"
 
 /** Two gateway processes on one database: pacing must hold whichever of them a request reaches. */
 class TwoGateways extends Context.Service<
@@ -140,6 +141,66 @@ layer(layerTwoGateways, { timeout: 120_000, excludeTestServices: true })(
             { method: "pairing_code", phone_number: "+15550000002", previous_status: "logged_out" },
             { method: "pairing_code", phone_number: "+15550000001", previous_status: "created" }
           ])
+        })
+    )
+
+    it.effect(
+      "a restart of a channel still pairing by code asks WhatsApp for a new code: counted against the plan's pairing-code limits",
+      () =>
+        Effect.gen(function* () {
+          const { a, b } = yield* TwoGateways
+          const { key, customerId, client } = yield* newCustomer(a, { name: "Restarter" })
+          const admin = yield* adminOf(a)
+          yield* admin.SetPlan({
+            id: customerId,
+            plan: { pairing_codes_per_channel_per_hour: 2, pairing_codes_per_customer_per_day: 3 }
+          })
+          const [onA, onB] = yield* onBoth(key)
+          /** Connections WhatsApp saw for the channel, whichever gateway runs it: each asked for a code. */
+          const connects = (id: ChannelId) => a.whatsapp.connects(id) + b.whatsapp.connects(id)
+          const isOpen = (id: ChannelId) => a.whatsapp.isOpen(id) || b.whatsapp.isOpen(id)
+          const first = yield* client.channels.create({ headers: {}, payload: {} })
+          const second = yield* client.channels.create({ headers: {}, payload: {} })
+
+          yield* onA.channels.connect({ params: { id: first.id }, payload: byCode("+15550000011") })
+          yield* waitUntil(
+            "the first code's connection is open",
+            Effect.sync(() => connects(first.id) === 1 && isOpen(first.id))
+          )
+          expect((yield* onB.channels.restart({ params: { id: first.id } })).status).toBe("pairing")
+          yield* waitUntil(
+            "the restart opened a connection that asks for a second code",
+            Effect.sync(() => connects(first.id) === 2 && isOpen(first.id))
+          )
+          const perChannel = yield* Effect.flip(onA.channels.restart({ params: { id: first.id } }))
+          expect(perChannel).toMatchObject({
+            ...refused,
+            detail: "The plan allows 2 pairing codes per channel an hour"
+          })
+          expect(perChannel._tag === "RateLimited" && perChannel.retry_after).toBeGreaterThan(3000)
+
+          yield* onB.channels.connect({ params: { id: second.id }, payload: byCode("+15550000012") })
+          const perCustomer = yield* Effect.flip(onA.channels.restart({ params: { id: second.id } }))
+          expect(perCustomer).toMatchObject({ ...refused, detail: "The plan allows 3 pairing codes a day" })
+
+          // once paired, a restart logs in with the stored login and asks for no code: not counted
+          yield* waitUntil(
+            "the first channel pairs",
+            Effect.map(
+              Effect.all([
+                a.whatsapp.pair(first.id, "+15550000011"),
+                b.whatsapp.pair(first.id, "+15550000011")
+              ]),
+              (paired) => paired.includes(true)
+            )
+          )
+          yield* waitForStatus(client, first.id, "connected")
+          expect((yield* onA.channels.restart({ params: { id: first.id } })).status).toBe("connected")
+          yield* waitUntil(
+            "the restart opened a new connection",
+            Effect.sync(() => connects(first.id) === 3)
+          )
+          yield* waitForStatus(client, first.id, "connected")
         })
     )
   }

@@ -35,6 +35,15 @@ import {
 } from "./rows.ts"
 import { canMove, connectableStatuses, isRunning, runningStatuses } from "./status.ts"
 
+/**
+ * A restart opens a new connection: while the channel still pairs by code, that connection asks
+ * WhatsApp for a new code, which pushes a new "link a device" prompt to the number.
+ */
+const restartOperations = (before: ChannelRow): ReadonlyArray<PacedOperation> =>
+  before.status === "pairing" && before.connect_method === "pairing_code"
+    ? ["restart", "pairing_code"]
+    : ["restart"]
+
 /** Whose channel: a customer, and for a channel-bound key the one channel it may see. */
 export interface Access {
   readonly customerId: CustomerId
@@ -236,15 +245,19 @@ export const layerChannels = Layer.effect(
         })
       )
 
-    /** `apply` refused when its operations were asked for too often lately, and counted when done. */
+    /**
+     * `apply` refused when its operations were asked for too often lately, and counted when done;
+     * the operations may depend on the channel as it was.
+     */
     const paced =
       <E>(
         access: Access,
-        operations: ReadonlyArray<PacedOperation>,
+        operationsOf: ReadonlyArray<PacedOperation> | ((before: ChannelRow) => ReadonlyArray<PacedOperation>),
         apply: (before: ChannelRow) => Effect.Effect<Applied, E>
       ) =>
       (before: ChannelRow, customer: CustomerPlanRow) =>
         Effect.gen(function* () {
+          const operations = typeof operationsOf === "function" ? operationsOf(before) : operationsOf
           yield* pacing.admit(access.customerId, before.id, operations, customer)
           const applied = yield* apply(before)
           yield* pacing.note(access.customerId, before.id, operations)
@@ -420,14 +433,16 @@ export const layerChannels = Layer.effect(
           id,
           actor,
           "channel.restart_requested",
-          paced(access, ["restart"], (before) =>
+          paced(access, restartOperations, (before) =>
             isRunning(before.status)
               ? Effect.map(update(id, sql`run_epoch = run_epoch + 1`), (row) => ({
                   row,
                   audit: { status: before.status }
                 }))
               : Effect.fail(refuse(before, "restart"))
-          )
+          ),
+          // a restart may ask for a pairing code, counted for the customer too
+          { countsForCustomer: true }
         )
         return renderChannel(row)
       }),
