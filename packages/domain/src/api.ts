@@ -29,6 +29,7 @@ import {
   InvalidRequest,
   InvalidState,
   NotFound,
+  PayloadTooLarge,
   PlanLimitReached,
   RateLimited,
   ServiceUnavailable,
@@ -65,10 +66,11 @@ export class RequestValidation extends HttpApiMiddleware.Service<RequestValidati
 /**
  * After authentication and before decoding: refuses a large JSON body with more unknown fields than a
  * 400 lists, so that thousands of them cost a count rather than an error each. Added to a group before
- * `Authorization`, since the middleware added last runs first.
+ * `Authorization`, since the middleware added last runs first. Its groups are those that take JSON
+ * bodies, which are limited to `maxJsonBodyBytes` (413, refused before the body is read).
  */
 export class PayloadFields extends HttpApiMiddleware.Service<PayloadFields>()("whatisup/PayloadFields", {
-  error: InvalidRequest
+  error: [InvalidRequest, PayloadTooLarge]
 }) {}
 
 export const IdempotencyKey = Schema.String.pipe(
