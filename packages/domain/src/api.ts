@@ -122,7 +122,9 @@ export class ApiKeysGroup extends HttpApiGroup.make("apiKeys")
 
 const channelParams = { id: ChannelId }
 
-const paced = `Connect, restart and logout are paced together: ${lifecycleOperationsPerMinute} a minute per channel, then 429 rate_limited with Retry-After.`
+const customerPaced = `Channel creates, deletes, connects, restarts and logouts are paced per customer too, all together: ${lifecycleOperationsPerMinute} a minute for each channel the plan allows (max_channels), then 429 rate_limited with Retry-After, so creating and deleting channels in a loop opens no more connections than the channels themselves could.`
+
+const paced = `Connect, restart and logout are paced together: ${lifecycleOperationsPerMinute} a minute per channel, then 429 rate_limited with Retry-After. ${customerPaced}`
 
 export class ChannelsGroup extends HttpApiGroup.make("channels")
   .add(
@@ -130,8 +132,8 @@ export class ChannelsGroup extends HttpApiGroup.make("channels")
       headers: idempotencyHeaders,
       payload: CreateChannel,
       success: Channel.pipe(HttpApiSchema.status(201)),
-      error: [...creating, Forbidden, PlanLimitReached]
-    })
+      error: [...creating, Forbidden, PlanLimitReached, RateLimited]
+    }).annotate(OpenApi.Description, `Creates a channel, up to the plan's max_channels. ${customerPaced}`)
   )
   .add(HttpApiEndpoint.get("list", "/v1/channels", { query: PageQuery, success: Page(Channel) }))
   .add(
@@ -153,8 +155,11 @@ export class ChannelsGroup extends HttpApiGroup.make("channels")
     HttpApiEndpoint.delete("delete", "/v1/channels/:id", {
       params: channelParams,
       success: Channel,
-      error: [NotFound, Forbidden]
-    })
+      error: [NotFound, Forbidden, RateLimited]
+    }).annotate(
+      OpenApi.Description,
+      `Deletes the channel for good: its device is unlinked and the API keys bound to it are revoked. ${customerPaced}`
+    )
   )
   .add(
     HttpApiEndpoint.post("connect", "/v1/channels/:id/connect", {

@@ -23,6 +23,14 @@ export const ChannelName = Text(1, 100)
 /** Connects, restarts and logouts one channel may be asked for in any minute, whatever the plan: no reconnect storms. */
 export const lifecycleOperationsPerMinute = 6
 
+/**
+ * Channel creates, deletes, connects, restarts and logouts a customer may ask for in any minute, all
+ * channels together: as many as its plan's channels could each ask for, so that creating and deleting
+ * channels in a loop opens no more WhatsApp connections than pacing allows the channels it may have.
+ */
+export const customerLifecycleOperationsPerMinute = (maxChannels: number) =>
+  lifecycleOperationsPerMinute * maxChannels
+
 export const PhoneNumber = Schema.String.pipe(
   Schema.check(
     Schema.isPattern(/^\+[1-9][0-9]{6,14}$/, {

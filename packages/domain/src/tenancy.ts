@@ -1,11 +1,14 @@
 import { Schema } from "effect"
+import { lifecycleOperationsPerMinute } from "./channels.ts"
 import { ApiKeyId, ChannelId, CustomerId } from "./ids.ts"
 import { Text } from "./text.ts"
 
 const PositiveInt = Schema.Int.pipe(Schema.check(Schema.isBetween({ minimum: 1, maximum: 1_000_000 })))
 
 export const Plan = Schema.Struct({
-  max_channels: PositiveInt,
+  max_channels: PositiveInt.annotate({
+    description: `channels the customer may have at once; it also paces channel creates, deletes, connects, restarts and logouts: at most ${lifecycleOperationsPerMinute} a minute for each of these channels, all of them together`
+  }),
   max_api_keys: PositiveInt,
   messages_per_minute: PositiveInt,
   api_requests_per_second: PositiveInt,

@@ -145,6 +145,62 @@ layer(layerTwoGateways, { timeout: 120_000, excludeTestServices: true })(
     )
 
     it.effect(
+      "creating, connecting and deleting channels in a loop: 6 operations a minute per channel the plan allows, for the customer, then 429 with Retry-After",
+      () =>
+        Effect.gen(function* () {
+          const { a, b } = yield* TwoGateways
+          const { key, client } = yield* newCustomer(a, { name: "Churner", plan: { max_channels: 1 } })
+          const [onA, onB] = yield* onBoth(key)
+          const connects = (id: ChannelId) => a.whatsapp.connects(id) + b.whatsapp.connects(id)
+          const isOpen = (id: ChannelId) => a.whatsapp.isOpen(id) || b.whatsapp.isOpen(id)
+          const churned: Array<ChannelId> = []
+          // a create, a connect and a delete on each gateway: six operations
+          for (const gateway of [onA, onB]) {
+            const { id } = yield* gateway.channels.create({ headers: {}, payload: {} })
+            churned.push(id)
+            yield* connectByQr(gateway, id)
+            yield* waitUntil(
+              "the channel's connection is open",
+              Effect.sync(() => isOpen(id))
+            )
+            yield* gateway.channels.delete({ params: { id } })
+          }
+          const refusal = yield* Effect.flip(onA.channels.create({ headers: {}, payload: {} }))
+          expect(refusal).toMatchObject({
+            ...refused,
+            detail:
+              "The plan allows 6 channel creates, deletes, connects, restarts and logouts a minute (6 for each channel it allows)"
+          })
+          const reply = yield* request(b.api, "POST", "/v1/channels", { key, body: {} })
+          expect(reply.status).toBe(429)
+          const retryAfter = Number(reply.headers.get("retry-after"))
+          expect(retryAfter).toBeGreaterThanOrEqual(1)
+          expect(retryAfter).toBeLessThanOrEqual(60)
+          expect(reply.body).toMatchObject({ code: "rate_limited", retry_after: retryAfter })
+          expect((yield* client.channels.list({ query: {} })).data).toEqual([])
+          expect(churned.reduce((sum, id) => sum + connects(id), 0)).toBe(2)
+
+          // a delete is paced with the rest (the channel's own five are within its 6): it stays as it was
+          const { key: otherKey } = yield* newCustomer(a, { name: "Looper", plan: { max_channels: 1 } })
+          const [otherA, otherB] = yield* onBoth(otherKey)
+          const { id } = yield* otherA.channels.create({ headers: {}, payload: {} })
+          yield* connectByQr(otherB, id)
+          yield* otherA.channels.restart({ params: { id } })
+          yield* otherB.channels.logout({ params: { id } })
+          yield* connectByQr(otherA, id)
+          yield* otherB.channels.restart({ params: { id } })
+          const paced = yield* Effect.flip(otherB.channels.delete({ params: { id } }))
+          expect(paced).toMatchObject({ ...refused, detail: expect.stringContaining("6 channel creates") })
+          expect((yield* otherA.channels.get({ params: { id } })).status).toBe("pairing")
+
+          // another customer's channels are its own business
+          const { client: bystander } = yield* newCustomer(b, { name: "Bystander" })
+          const created = yield* bystander.channels.create({ headers: {}, payload: {} })
+          expect((yield* connectByQr(bystander, created.id)).status).toBe("pairing")
+        })
+    )
+
+    it.effect(
       "a restart of a channel still pairing by code asks WhatsApp for a new code: counted against the plan's pairing-code limits",
       () =>
         Effect.gen(function* () {

@@ -54,6 +54,7 @@ const QrRow = Schema.Struct({ ...ChannelRow.fields, qr_expired: Schema.NullOr(Sc
 
 const CustomerPlanRow = Schema.Struct({
   status: Schema.String,
+  max_channels: Schema.Number,
   pairing_codes_per_channel_per_hour: Schema.Number,
   pairing_codes_per_customer_per_day: Schema.Number
 })
@@ -78,7 +79,7 @@ export class Channels extends Context.Service<
     readonly create: (
       access: Access,
       options: { readonly name: string | null; readonly actor: AuditActor }
-    ) => Effect.Effect<Channel, PlanLimitExceeded>
+    ) => Effect.Effect<Channel, PlanLimitExceeded | ChannelOperationPaced>
     readonly list: (access: Access, page: PageRequest) => Effect.Effect<Page<Channel>, InvalidCursor>
     readonly get: (access: Access, id: ChannelId) => Effect.Effect<Channel, ChannelNotFound>
     readonly rename: (
@@ -92,7 +93,7 @@ export class Channels extends Context.Service<
       access: Access,
       id: ChannelId,
       actor: AuditActor
-    ) => Effect.Effect<Channel, ChannelNotFound | AuthenticationFailed>
+    ) => Effect.Effect<Channel, ChannelNotFound | ChannelOperationPaced | AuthenticationFailed>
     readonly connect: (
       access: Access,
       id: ChannelId,
@@ -203,7 +204,7 @@ export const layerChannels = Layer.effect(
     const lockCustomer = (access: Access, exclusive: boolean) =>
       Effect.map(
         sql`
-          SELECT status, pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day
+          SELECT status, max_channels, pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day
           FROM customers WHERE id = ${access.customerId}
           ${exclusive ? sql`FOR NO KEY UPDATE` : sql`FOR SHARE`}`.pipe(decodeRows(CustomerPlanRow)),
         (rows) => rows[0]!
@@ -214,7 +215,7 @@ export const layerChannels = Layer.effect(
     /**
      * A change the caller asked for: the channel locked, changed, audited in one transaction, and
      * the supervisors woken when what should run changed. `countsForCustomer`: the change is paced
-     * per customer too, so the customer row is locked exclusively.
+     * per customer, so the customer row is locked exclusively (every paced change is).
      */
     const change = <E>(
       access: Access,
@@ -308,10 +309,13 @@ export const layerChannels = Layer.effect(
               "max_channels",
               sql`SELECT count(*)::int AS n FROM channels WHERE customer_id = ${access.customerId} AND status <> 'deleted'`
             ).pipe(Effect.catchTag("CustomerNotFound", Effect.die))
+            // the customer is locked above: its creates are counted one after the other
+            yield* pacing.admit(access.customerId, null, ["create"], yield* lockCustomer(access, true))
             const id = newId.channel()
             const rows = yield* sql`
               INSERT INTO channels (id, customer_id, name) VALUES (${id}, ${access.customerId}, ${name})
               RETURNING ${columns}`.pipe(decodeRows(ChannelRow))
+            yield* pacing.note(access.customerId, id, ["create"])
             yield* audit.record({
               customerId: access.customerId,
               actor,
@@ -349,16 +353,23 @@ export const layerChannels = Layer.effect(
       }),
 
       remove: Effect.fn("Channels.remove")(function* (access, id, actor) {
-        const row = yield* change(access, id, actor, "channel.deleted", (before) =>
-          Effect.gen(function* () {
-            const row = yield* unlink(id, "deleted", "channel_deleted")
-            const revoked = yield* revokeKeysBoundTo(sql, audit.record, {
-              customerId: access.customerId,
-              channelId: id,
-              actor
+        const row = yield* change(
+          access,
+          id,
+          actor,
+          "channel.deleted",
+          paced(access, ["delete"], (before) =>
+            Effect.gen(function* () {
+              const row = yield* unlink(id, "deleted", "channel_deleted")
+              const revoked = yield* revokeKeysBoundTo(sql, audit.record, {
+                customerId: access.customerId,
+                channelId: id,
+                actor
+              })
+              return { row, audit: { previous_status: before.status, revoked_api_keys: revoked } }
             })
-            return { row, audit: { previous_status: before.status, revoked_api_keys: revoked } }
-          })
+          ),
+          { countsForCustomer: true }
         )
         // the bound keys fail at once here; other processes hear it from the commit's NOTIFY
         yield* authentication.forget
@@ -396,7 +407,7 @@ export const layerChannels = Layer.effect(
                 )
               : Effect.fail(refuse(before, "connect"))
           ),
-          { countsForCustomer: phoneNumber !== null }
+          { countsForCustomer: true }
         )
         return request.method === "pairing_code"
           ? renderChannel(row, yield* awaitPairingCode(id, row.run_epoch))
@@ -422,7 +433,8 @@ export const layerChannels = Layer.effect(
                   return { row, audit: { previous_status: before.status } }
                 })
               : Effect.fail(refuse(before, "log out"))
-          )
+          ),
+          { countsForCustomer: true }
         )
         return renderChannel(row)
       }),
@@ -441,7 +453,6 @@ export const layerChannels = Layer.effect(
                 }))
               : Effect.fail(refuse(before, "restart"))
           ),
-          // a restart may ask for a pairing code, counted for the customer too
           { countsForCustomer: true }
         )
         return renderChannel(row)

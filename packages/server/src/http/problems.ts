@@ -2,6 +2,7 @@ import {
   IdempotentAnswerRevoked,
   InvalidRequest,
   InvalidState,
+  lifecycleOperationsPerMinute,
   NotFound,
   PlanLimitReached,
   RateLimited,
@@ -180,6 +181,8 @@ const authenticationProblems = {
 const pacingDetails: Record<ChannelOperationPaced["limit"], (max: number) => string> = {
   lifecycle_operations_per_minute: (max) =>
     `A channel may be connected, restarted or logged out ${max} times a minute`,
+  lifecycle_operations_per_customer_per_minute: (max) =>
+    `The plan allows ${max} channel creates, deletes, connects, restarts and logouts a minute (${lifecycleOperationsPerMinute} for each channel it allows)`,
   pairing_codes_per_channel_per_hour: (max) => `The plan allows ${max} pairing codes per channel an hour`,
   pairing_codes_per_customer_per_day: (max) => `The plan allows ${max} pairing codes a day`
 }
