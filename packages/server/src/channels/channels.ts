@@ -17,6 +17,7 @@ import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db
 import { decodeRows, transaction } from "../db/transaction.ts"
 import { revokeKeysBoundTo } from "../tenancy/apiKeys.ts"
 import { Authentication } from "../tenancy/authentication.ts"
+import { keyChanged } from "../tenancy/credentials.ts"
 import { AuthenticationFailed, type PlanLimitExceeded } from "../tenancy/errors.ts"
 import { checkPlanLimit } from "../tenancy/planLimits.ts"
 import { type ChannelOperationPaced, ChannelNotFound, ChannelStateConflict, QrUnavailable } from "./errors.ts"
@@ -353,6 +354,7 @@ export const layerChannels = Layer.effect(
       }),
 
       remove: Effect.fn("Channels.remove")(function* (access, id, actor) {
+        let revokedKeys: ReadonlyArray<string> = []
         const row = yield* change(
           access,
           id,
@@ -366,13 +368,14 @@ export const layerChannels = Layer.effect(
                 channelId: id,
                 actor
               })
+              revokedKeys = revoked
               return { row, audit: { previous_status: before.status, revoked_api_keys: revoked } }
             })
           ),
           { countsForCustomer: true }
         )
         // the bound keys fail at once here; other processes hear it from the commit's NOTIFY
-        yield* authentication.forget
+        for (const keyId of revokedKeys) yield* authentication.forget(keyChanged(keyId))
         return renderChannel(row)
       }),
 
