@@ -31,6 +31,7 @@ import {
   InvalidRequest,
   InvalidState,
   NotFound,
+  PayloadTooLarge,
   PlanLimitReached,
   RateLimited,
   ServiceUnavailable,
@@ -76,10 +77,11 @@ export class RequestValidation extends HttpApiMiddleware.Service<RequestValidati
 /**
  * After authentication and before decoding: refuses a large JSON body with more unknown fields than a
  * 400 lists, so that thousands of them cost a count rather than an error each. Added to a group before
- * `Authorization`, since the middleware added last runs first.
+ * `Authorization`, since the middleware added last runs first. Its groups are those that take JSON
+ * bodies, which are limited to `maxJsonBodyBytes` (413, refused before the body is read).
  */
 export class PayloadFields extends HttpApiMiddleware.Service<PayloadFields>()("whatisup/PayloadFields", {
-  error: InvalidRequest
+  error: [InvalidRequest, PayloadTooLarge]
 }) {}
 
 export const IdempotencyKey = Schema.String.pipe(
@@ -186,7 +188,9 @@ export class ApiKeysGroup extends HttpApiGroup.make("apiKeys")
 
 const channelParams = { id: ChannelId }
 
-const paced = `Connect, restart and logout are paced together: ${lifecycleOperationsPerMinute} a minute per channel, then 429 rate_limited with Retry-After.`
+const customerPaced = `Channel creates, deletes, connects, restarts and logouts are paced per customer too, all together: ${lifecycleOperationsPerMinute} a minute for each channel the plan allows (max_channels), then 429 rate_limited with Retry-After, so creating and deleting channels in a loop opens no more connections than the channels themselves could.`
+
+const paced = `Connect, restart and logout are paced together: ${lifecycleOperationsPerMinute} a minute per channel, then 429 rate_limited with Retry-After. ${customerPaced}`
 
 export class ChannelsGroup extends HttpApiGroup.make("channels")
   .add(
@@ -194,11 +198,11 @@ export class ChannelsGroup extends HttpApiGroup.make("channels")
       headers: idempotencyHeaders,
       payload: CreateChannel,
       success: Channel.annotate({ examples: [channelExample("created")] }).pipe(HttpApiSchema.status(201)),
-      error: [...creating, Forbidden, PlanLimitReached]
+      error: [...creating, Forbidden, PlanLimitReached, RateLimited]
     }).annotateMerge(
       doc(
         "Create a channel",
-        "Answers 201 with a channel in status created, not yet linked to a phone: connect it next. Counts against the plan's max_channels (403 plan_limit_reached)."
+        `Answers 201 with a channel in status created, not yet linked to a phone: connect it next. Counts against the plan's max_channels (403 plan_limit_reached). ${customerPaced}`
       )
     )
   )
@@ -231,11 +235,11 @@ export class ChannelsGroup extends HttpApiGroup.make("channels")
     HttpApiEndpoint.delete("delete", "/v1/channels/:id", {
       params: channelParams,
       success: Channel.annotate({ examples: [channelExample("deleted", "channel_deleted")] }),
-      error: [NotFound, Forbidden]
+      error: [NotFound, Forbidden, RateLimited]
     }).annotateMerge(
       doc(
         "Delete a channel",
-        "Unlinks the device from the phone, forgets its WhatsApp login and answers the channel in status deleted; lists leave it out from then on. A key bound to a channel cannot delete channels (403 forbidden)."
+        `Unlinks the device from the phone, forgets its WhatsApp login, revokes the API keys bound to the channel and answers the channel in status deleted; lists leave it out from then on. A key bound to a channel cannot delete channels (403 forbidden). ${customerPaced}`
       )
     )
   )
@@ -248,7 +252,7 @@ export class ChannelsGroup extends HttpApiGroup.make("channels")
     }).annotateMerge(
       doc(
         "Connect a channel to WhatsApp",
-        `Starts pairing a channel that is created, logged_out or failed, and answers 202 {"status":"pairing"}. With {"method":"qr"}, read the QR from GET /v1/channels/{id}/qr and scan it in WhatsApp on the phone (Settings → Linked devices → Link a device). With {"method":"pairing_code","phone_number":"+15551234567"}, the answer carries pairing_code when WhatsApp sends it in time (else read it from GET /v1/channels/{id}): type it on the phone (Link with phone number instead). The channel then moves to connecting and connected. A channel that is already pairing or connected answers 409 invalid_state. ${paced} Connects by pairing code are also limited by the plan, per channel an hour and per customer a day (pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day), since each pushes a "link a device" prompt to the number named; the audit row names that number.`
+        `Starts pairing a channel that is created, logged_out or failed, and answers 202 {"status":"pairing"}. With {"method":"qr"}, read the QR from GET /v1/channels/{id}/qr and scan it in WhatsApp on the phone (Settings → Linked devices → Link a device). With {"method":"pairing_code","phone_number":"+15551234567"}, the answer carries pairing_code when WhatsApp sends it in time (else read it from GET /v1/channels/{id}): type it on the phone (Link with phone number instead). The channel then moves to connecting and connected. A channel that is already pairing or connected answers 409 invalid_state. ${paced} Connects by pairing code are also limited by the plan, per channel an hour and per customer a day (pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day), since each pushes a "link a device" prompt to the number named; the audit row names that number. A pairing code not entered before WhatsApp ends the connection ends pairing (status created, reason pairing_code_timeout): no new code is asked for until the next connect.`
       )
     )
   )
@@ -288,7 +292,7 @@ export class ChannelsGroup extends HttpApiGroup.make("channels")
     }).annotateMerge(
       doc(
         "Restart a channel's connection",
-        `Closes the channel's WhatsApp connection and opens a new one with the same login (no new QR). Only for a channel that is pairing, connecting, connected or reconnecting (else 409 invalid_state). ${paced}`
+        `Closes the channel's WhatsApp connection and opens a new one with the same login (no new QR). Only for a channel that is pairing, connecting, connected or reconnecting (else 409 invalid_state). ${paced} A restart of a channel still pairing by code asks WhatsApp for a new code, so it also counts as a pairing code against the plan's limits (429 rate_limited beyond them).`
       )
     )
   )

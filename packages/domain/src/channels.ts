@@ -27,6 +27,14 @@ export const ChannelName = Text(1, 100).annotate({
 /** Connects, restarts and logouts one channel may be asked for in any minute, whatever the plan: no reconnect storms. */
 export const lifecycleOperationsPerMinute = 6
 
+/**
+ * Channel creates, deletes, connects, restarts and logouts a customer may ask for in any minute, all
+ * channels together: as many as its plan's channels could each ask for, so that creating and deleting
+ * channels in a loop opens no more WhatsApp connections than pacing allows the channels it may have.
+ */
+export const customerLifecycleOperationsPerMinute = (maxChannels: number) =>
+  lifecycleOperationsPerMinute * maxChannels
+
 export const PhoneNumber = Schema.String.pipe(
   Schema.check(
     Schema.isPattern(/^\+[1-9][0-9]{6,14}$/u, {
@@ -47,7 +55,7 @@ export const Channel = Schema.Struct({
   status: ChannelStatus.annotate({ examples: ["connected"] }),
   status_reason: Schema.NullOr(Schema.String).annotate({
     description:
-      "Why the channel is in its status, when that needs saying: qr_timeout, logged_out_by_phone, logout_requested, connection_replaced, whatsapp_version_outdated, customer_suspended, channel_deleted...",
+      "Why the channel is in its status, when that needs saying: qr_timeout (nobody scanned the QR over three rounds), pairing_code_timeout (the pairing code was not entered in time: a code gets one round, since each new code pushes a new prompt to the phone; connect again), logged_out_by_phone, logout_requested, connection_replaced, whatsapp_version_outdated, customer_suspended, channel_deleted...",
     examples: [null, "qr_timeout"]
   }),
   phone_number: Schema.NullOr(Schema.String).annotate({

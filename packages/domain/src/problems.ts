@@ -33,6 +33,23 @@ export class InvalidRequest extends HttpApiError.Problem<InvalidRequest>()(
   }
 ) {}
 
+/**
+ * The largest JSON body the API takes: every payload it declares is small (names, ids, a phone
+ * number), and refusing more before reading it keeps one tenant's large bodies from costing the others.
+ */
+export const maxJsonBodyBytes = 64 * 1024
+
+export class PayloadTooLarge extends HttpApiError.Problem<PayloadTooLarge>()(
+  "PayloadTooLarge",
+  { type: problemType("payload-too-large"), status: 413, title: "The request body is too large" },
+  {
+    code: Schema.tag("payload_too_large"),
+    max_bytes: Schema.Int.annotate({
+      description: `the largest body this endpoint takes, in bytes (${maxJsonBodyBytes} for JSON bodies); refused before it is read, whether announced in Content-Length or streamed`
+    })
+  }
+) {}
+
 export class Unauthorized extends HttpApiError.Problem<Unauthorized>()(
   "Unauthorized",
   { type: problemType("unauthorized"), status: 401, title: "Authentication failed" },

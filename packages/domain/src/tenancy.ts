@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import { lifecycleOperationsPerMinute } from "./channels.ts"
 import { ApiKeyId, ChannelId, CustomerId } from "./ids.ts"
 import { Text } from "./text.ts"
 import { OptionalTimestamp, Timestamp } from "./time.ts"
@@ -9,7 +10,9 @@ const PositiveInt = (description: string) =>
   })
 
 export const Plan = Schema.Struct({
-  max_channels: PositiveInt("Channels the customer may have (deleted ones do not count)"),
+  max_channels: PositiveInt(
+    `Channels the customer may have (deleted ones do not count); it also paces channel creates, deletes, connects, restarts and logouts: at most ${lifecycleOperationsPerMinute} a minute for each of these channels, all of them together`
+  ),
   max_api_keys: PositiveInt("API keys the customer may have that are not revoked"),
   messages_per_minute: PositiveInt("Messages each channel may send per minute"),
   api_requests_per_second: PositiveInt(

@@ -1,4 +1,5 @@
 import { expect, layer } from "@effect/vitest"
+import { maxJsonBodyBytes } from "@whatisup/domain"
 import { Effect } from "effect"
 import * as http from "node:http"
 import { newCustomer } from "./support/admin.ts"
@@ -17,6 +18,34 @@ const expectProblem = (reply: Reply, status: number, code: string) => {
   expect(reply.body.status).toBe(status)
   expect(typeof reply.body.title).toBe("string")
 }
+
+/** Posts a JSON body with no Content-Length (chunked transfer), 64 KiB at a time. */
+const postChunked = (api: string, path: string, key: string, body: string) =>
+  Effect.promise(
+    () =>
+      new Promise<{ status: number; contentType: string | undefined; body: string }>((resolve, reject) => {
+        const url = new URL(`${api}${path}`)
+        const req = http.request(
+          {
+            host: url.hostname,
+            port: url.port,
+            path: url.pathname,
+            method: "POST",
+            headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }
+          },
+          (res) => {
+            let text = ""
+            res.on("data", (chunk) => (text += chunk))
+            res.on("end", () =>
+              resolve({ status: res.statusCode ?? 0, contentType: res.headers["content-type"], body: text })
+            )
+          }
+        )
+        req.on("error", reject)
+        for (let i = 0; i < body.length; i += 65536) req.write(body.slice(i, i + 65536))
+        req.end()
+      })
+  )
 
 const paths = (reply: Reply) => (reply.body.errors as Array<{ path: string }>).map((e) => e.path).sort()
 
@@ -66,15 +95,18 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
     )
 
     it.effect(
-      "tens of thousands of unknown fields: a 400 listing 20 of them and counting the rest, smaller than the request",
+      "thousands of unknown fields: a 400 listing 20 of them and counting the rest, smaller than the request",
       () =>
         Effect.gen(function* () {
           const { api } = yield* TestGateway
           const key = yield* customerKey
+          // as many as fit in the largest JSON body taken
           const rawBody = JSON.stringify({
-            ...Object.fromEntries(Array.from({ length: 90_000 }, (_, i) => [`f${i}`, 0])),
+            ...Object.fromEntries(Array.from({ length: 5_000 }, (_, i) => [`f${i}`, 0])),
             name: 42
           })
+          expect(rawBody.length).toBeGreaterThan(32 * 1024)
+          expect(rawBody.length).toBeLessThan(maxJsonBodyBytes)
           const reply = yield* request(api, "POST", "/v1/api-keys", {
             key,
             rawBody,
@@ -84,7 +116,7 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
           expect(reply.body.errors).toHaveLength(20)
           expect(reply.body.errors[0]).toEqual({ path: "body.f0", message: "is not a known field" })
           // validation stopped at the unknown fields: the wrong name was not even looked at
-          expect(reply.body.errors_omitted).toBe(90_000 - 20)
+          expect(reply.body.errors_omitted).toBe(5_000 - 20)
           expect(reply.text.length).toBeLessThan(rawBody.length)
           expect(reply.text.length).toBeLessThan(4096)
 
@@ -175,38 +207,56 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
         })
         expectProblem(announced, 413, "payload_too_large")
 
-        const streamed = yield* Effect.promise(
-          () =>
-            new Promise<{ status: number; contentType: string | undefined; body: string }>(
-              (resolve, reject) => {
-                const url = new URL(`${api}/v1/api-keys`)
-                const req = http.request(
-                  {
-                    host: url.hostname,
-                    port: url.port,
-                    path: url.pathname,
-                    method: "POST",
-                    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }
-                  },
-                  (res) => {
-                    let body = ""
-                    res.on("data", (chunk) => (body += chunk))
-                    res.on("end", () =>
-                      resolve({ status: res.statusCode ?? 0, contentType: res.headers["content-type"], body })
-                    )
-                  }
-                )
-                req.on("error", reject)
-                // no content-length: chunked transfer
-                for (let i = 0; i < 32; i++) req.write(big.slice(i * 65536, (i + 1) * 65536))
-                req.end(big.slice(32 * 65536))
-              }
-            )
-        )
+        const streamed = yield* postChunked(api, "/v1/api-keys", key, big)
         expect(streamed.status).toBe(413)
         expect(streamed.contentType).toBe("application/problem+json")
         expect(JSON.parse(streamed.body).code).toBe("payload_too_large")
       })
+    )
+
+    it.effect(
+      "a JSON body over 64 KiB is 413 naming the limit, refused before it is read, announced or streamed; one just under is decoded",
+      () =>
+        Effect.gen(function* () {
+          const { api } = yield* TestGateway
+          const key = yield* customerKey
+          /** A body of exactly `bytes` bytes whose name is far too long. */
+          const nameOf = (bytes: number) => JSON.stringify({ name: "x".repeat(bytes - '{"name":""}'.length) })
+          const headers = { "content-type": "application/json" }
+
+          const under = yield* request(api, "POST", "/v1/api-keys", {
+            key,
+            rawBody: nameOf(maxJsonBodyBytes),
+            headers
+          })
+          expectProblem(under, 400, "invalid_request")
+          expect(paths(under)).toEqual(["body.name"])
+
+          for (const path of ["/v1/api-keys", "/v1/channels", `/v1/channels/ch_${"0".repeat(26)}/connect`]) {
+            const over = yield* request(api, "POST", path, {
+              key,
+              rawBody: nameOf(maxJsonBodyBytes + 1),
+              headers
+            })
+            expectProblem(over, 413, "payload_too_large")
+            expect(over.body.max_bytes).toBe(maxJsonBodyBytes)
+            expect(over.body.detail).toBe("Bodies are limited to 64 KiB here")
+          }
+          // refused from its Content-Length, before the key is even looked at
+          const anonymous = yield* request(api, "POST", "/v1/api-keys", {
+            rawBody: nameOf(maxJsonBodyBytes + 1),
+            headers
+          })
+          expectProblem(anonymous, 413, "payload_too_large")
+
+          const streamed = yield* postChunked(api, "/v1/channels", key, nameOf(maxJsonBodyBytes + 1))
+          expect(streamed.status).toBe(413)
+          expect(streamed.contentType).toBe("application/problem+json")
+          expect(JSON.parse(streamed.body)).toMatchObject({
+            code: "payload_too_large",
+            max_bytes: maxJsonBodyBytes
+          })
+        })
     )
 
     it.effect("bad ids in the path", () =>

@@ -50,6 +50,52 @@ describe("credentials across gateway processes", () => {
   )
 
   it.live(
+    "revokes, channel deletions and plan changes read again only the keys they name: another customer's keys stay cached in every process",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
+        const a = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
+        const b = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
+        const owner = yield* sqlFor(database.url)
+        const { client: attacker } = yield* newCustomer(a, { name: "Forgetter" })
+        const bystander = yield* newCustomer(a, { name: "Bystander" })
+        const bystanderOn = [yield* apiClient(a.api, bystander.key), yield* apiClient(b.api, bystander.key)]
+        for (const client of bystanderOn) expect(yield* verdict(client)).toBe("accepted")
+        // behind the gateways' backs, with no word to any cache: a gateway that reads the key again refuses it
+        yield* owner`UPDATE api_keys SET revoked_at = now() WHERE id = ${bystander.keyId}`
+
+        // the other customer revokes a key, then again and again, and deletes a channel with a key bound to it and one without
+        const spare = yield* attacker.apiKeys.create({ headers: {}, payload: {} })
+        const spareOnB = yield* apiClient(b.api, spare.key)
+        expect(yield* verdict(spareOnB)).toBe("accepted")
+        yield* attacker.apiKeys.revoke({ params: { id: spare.id } })
+        yield* waitFor("the revoked key is refused by b", verdict(spareOnB), (v) => v === "invalid_api_key")
+        for (let i = 0; i < 3; i++) yield* attacker.apiKeys.revoke({ params: { id: spare.id } })
+        const withKey = yield* attacker.channels.create({ headers: {}, payload: {} })
+        const bound = yield* attacker.apiKeys.create({ headers: {}, payload: { channel_id: withKey.id } })
+        const boundOnB = yield* apiClient(b.api, bound.key)
+        expect(yield* verdict(boundOnB)).toBe("accepted")
+        yield* attacker.channels.delete({ params: { id: withKey.id } })
+        yield* waitFor(
+          "the key bound to the deleted channel is refused by b",
+          verdict(boundOnB),
+          (v) => v === "invalid_api_key"
+        )
+        const withoutKey = yield* attacker.channels.create({ headers: {}, payload: {} })
+        yield* attacker.channels.delete({ params: { id: withoutKey.id } })
+        for (const client of bystanderOn) expect(yield* verdict(client)).toBe("accepted")
+
+        // the bystander's own plan changes: its keys are read again, in both processes
+        yield* (yield* adminOf(a)).SetPlan({ id: bystander.customerId, plan: { max_api_keys: 11 } })
+        for (const client of bystanderOn) {
+          yield* waitFor("the bystander's key is read again", verdict(client), (v) => v === "invalid_api_key")
+        }
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
     "last_used_at costs one UPDATE per flush, not one per request",
     () =>
       Effect.gen(function* () {

@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { ApiKeyId, CustomerId, defaultPlan } from "@whatisup/domain"
 import { Effect, Schema } from "effect"
 import * as crypto from "node:crypto"
-import { hashKey, newKeyPlaintext } from "../src/tenancy/credentials.ts"
+import { customerChanged, hashKey, keyChanged, newKeyPlaintext } from "../src/tenancy/credentials.ts"
 import { keyCacheCapacity, type KnownKey, makeKeyCache } from "../src/tenancy/keyCache.ts"
 
 const legitimate = hashKey(newKeyPlaintext())
@@ -17,19 +17,50 @@ const legitimateKey: KnownKey = {
   revoked: false
 }
 
-/** A key cache over a pretend database that holds one key, counting the lookups that reach it. */
-const countingCache = (capacity?: { known: number; unknown: number }) => {
-  const database = { lookups: 0 }
+/** Another customer's key, and a second key of that customer. */
+const neighbour = hashKey(newKeyPlaintext())
+const neighbourKey: KnownKey = {
+  ...legitimateKey,
+  caller: {
+    ...legitimateKey.caller,
+    customerId: Schema.decodeSync(CustomerId)("cus_01m8ahr742skbetar1crg62222"),
+    keyId: Schema.decodeSync(ApiKeyId)("key_01m8ahr742skbetar1crg62222")
+  }
+}
+const neighbourSecond = hashKey(newKeyPlaintext())
+const neighbourSecondKey: KnownKey = {
+  ...neighbourKey,
+  caller: { ...neighbourKey.caller, keyId: Schema.decodeSync(ApiKeyId)("key_01m8ahr742skbetar1crg62223") }
+}
+
+const keys: ReadonlyArray<readonly [Buffer, KnownKey]> = [
+  [legitimate, legitimateKey],
+  [neighbour, neighbourKey],
+  [neighbourSecond, neighbourSecondKey]
+]
+
+/** A key cache over a pretend database that holds three keys of two customers, counting the lookups that reach it per hash. */
+const countingCache = (capacity?: { known: number; unknown: number }, remembered?: number) => {
+  const database = {
+    lookups: 0,
+    byHash: new Map<string, number>(),
+    of: (hash: Buffer) => database.byHash.get(hash.toString("hex")) ?? 0
+  }
   const cache = makeKeyCache(
     (hash) =>
       Effect.sync(() => {
         database.lookups++
-        return hash.equals(legitimate) ? legitimateKey : null
+        database.byHash.set(hash.toString("hex"), database.of(hash) + 1)
+        return keys.find(([known]) => known.equals(hash))?.[1] ?? null
       }),
-    capacity
+    capacity,
+    remembered
   )
   return { cache, database }
 }
+
+const lookupAll = (cache: ReturnType<typeof countingCache>["cache"]) =>
+  Effect.forEach(keys, ([hash]) => cache.lookup(hash))
 
 const guess = () => crypto.randomBytes(32)
 
@@ -68,40 +99,106 @@ describe("the API key cache", () => {
     })
   )
 
-  it.effect("after an invalidation every key is read again, and a key that existed is still known to", () =>
-    Effect.gen(function* () {
-      const { cache, database } = countingCache()
-      const unknown = guess()
-      yield* cache.lookup(legitimate)
-      yield* cache.lookup(unknown)
-      yield* cache.forget
-      expect(cache.isKnown(legitimate)).toBe(true)
-      expect(cache.isKnown(unknown)).toBe(false)
-      yield* cache.lookup(legitimate)
-      yield* cache.lookup(unknown)
-      expect(database.lookups).toBe(4)
-      yield* cache.lookup(legitimate)
-      expect(database.lookups).toBe(4)
-    })
+  it.effect(
+    "revoking one key reads that key alone again; the other keys, its customer's too, stay cached",
+    () =>
+      Effect.gen(function* () {
+        const { cache, database } = countingCache()
+        const unknown = guess()
+        yield* lookupAll(cache)
+        yield* cache.lookup(unknown)
+        expect(database.lookups).toBe(4)
+        yield* cache.forget(keyChanged(neighbourKey!.caller.keyId))
+        expect(cache.isKnown(neighbour)).toBe(true)
+        yield* lookupAll(cache)
+        yield* cache.lookup(unknown)
+        expect(database.lookups).toBe(5)
+        expect(database.of(neighbour)).toBe(2)
+        // read again once, then cached again
+        yield* lookupAll(cache)
+        expect(database.lookups).toBe(5)
+      })
   )
 
-  it.effect("a lookup that raced an invalidation is read again next time", () =>
-    Effect.gen(function* () {
-      const database = { lookups: 0 }
-      const cache: ReturnType<typeof makeKeyCache<never>> = makeKeyCache(() =>
-        Effect.suspend(() => {
-          database.lookups++
-          // the key is revoked, and the cache told, while this read is in flight
-          return database.lookups === 1
-            ? Effect.as(cache.forget, legitimateKey)
-            : Effect.succeed(legitimateKey)
-        })
-      )
-      yield* cache.lookup(legitimate)
-      yield* cache.lookup(legitimate)
-      expect(database.lookups).toBe(2)
-      yield* cache.lookup(legitimate)
-      expect(database.lookups).toBe(2)
-    })
+  it.effect(
+    "a customer suspended or its plan changed reads its keys alone again; other customers' stay cached",
+    () =>
+      Effect.gen(function* () {
+        const { cache, database } = countingCache()
+        yield* lookupAll(cache)
+        yield* cache.forget(customerChanged(neighbourKey!.caller.customerId))
+        yield* lookupAll(cache)
+        expect([database.of(legitimate), database.of(neighbour), database.of(neighbourSecond)]).toEqual([
+          1, 2, 2
+        ])
+        yield* lookupAll(cache)
+        expect(database.lookups).toBe(5)
+      })
   )
+
+  it.effect(
+    "invalidations are remembered one by one up to a bound; beyond it, what was cached before the oldest is read again, never kept stale",
+    () =>
+      Effect.gen(function* () {
+        const { cache, database } = countingCache(undefined, 2)
+        yield* cache.lookup(legitimate)
+        yield* cache.forget(keyChanged(legitimateKey!.caller.keyId))
+        yield* cache.lookup(neighbour)
+        // two more invalidations of other keys: the one of legitimate is no longer remembered by name
+        for (const id of ["key_a", "key_b"]) yield* cache.forget(keyChanged(id))
+        yield* cache.lookup(legitimate)
+        expect(database.of(legitimate)).toBe(2)
+        // the neighbour was read after the forgotten invalidation: still served from the cache
+        yield* cache.lookup(neighbour)
+        expect(database.of(neighbour)).toBe(1)
+      })
+  )
+
+  it.effect(
+    "after everything is forgotten every key is read again, and a key that existed is still known to",
+    () =>
+      Effect.gen(function* () {
+        const { cache, database } = countingCache()
+        const unknown = guess()
+        yield* cache.lookup(legitimate)
+        yield* cache.lookup(unknown)
+        yield* cache.forgetAll
+        expect(cache.isKnown(legitimate)).toBe(true)
+        expect(cache.isKnown(unknown)).toBe(false)
+        yield* cache.lookup(legitimate)
+        yield* cache.lookup(unknown)
+        expect(database.lookups).toBe(4)
+        yield* cache.lookup(legitimate)
+        expect(database.lookups).toBe(4)
+      })
+  )
+
+  for (const [what, invalidation] of [
+    ["its key revoked", keyChanged(legitimateKey!.caller.keyId)],
+    ["its customer suspended", customerChanged(legitimateKey!.caller.customerId)],
+    ["everything forgotten", "all"]
+  ] as const) {
+    it.effect(`a lookup that raced an invalidation (${what}) is read again next time`, () =>
+      Effect.gen(function* () {
+        const database = { lookups: 0 }
+        const cache: ReturnType<typeof makeKeyCache<never>> = makeKeyCache(() =>
+          Effect.suspend(() => {
+            database.lookups++
+            // the key is revoked, and the cache told, while this read is in flight
+            return database.lookups === 1
+              ? Effect.as(
+                  invalidation === "all" ? cache.forgetAll : cache.forget(invalidation),
+                  legitimateKey
+                )
+              : Effect.succeed(legitimateKey)
+          })
+        )
+        yield* cache.lookup(legitimate)
+        yield* cache.lookup(legitimate)
+        expect(database.lookups).toBe(2)
+        yield* cache.lookup(legitimate)
+        expect(database.lookups).toBe(2)
+      })
+    )
+  }
 })

@@ -3,10 +3,11 @@ import type { ChannelId } from "@whatisup/domain"
 import { Context, Effect, Layer } from "effect"
 import * as crypto from "node:crypto"
 import { adminOf, newCustomer } from "./support/admin.ts"
-import { type ApiClient, apiClient } from "./support/api.ts"
+import { type ApiClient, apiClient, waitForStatus } from "./support/api.ts"
 import { testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
+import { waitUntil } from "./support/waits.ts"
 
 /** Two gateway processes on one database: pacing must hold whichever of them a request reaches. */
 class TwoGateways extends Context.Service<
@@ -149,6 +150,122 @@ layer(layerTwoGateways, { timeout: 120_000, excludeTestServices: true })(
             { method: "pairing_code", phone_number: "+15550000002", previous_status: "logged_out" },
             { method: "pairing_code", phone_number: "+15550000001", previous_status: "created" }
           ])
+        })
+    )
+
+    it.effect(
+      "creating, connecting and deleting channels in a loop: 6 operations a minute per channel the plan allows, for the customer, then 429 with Retry-After",
+      () =>
+        Effect.gen(function* () {
+          const { a, b } = yield* TwoGateways
+          const { key, client } = yield* newCustomer(a, { name: "Churner", plan: { max_channels: 1 } })
+          const [onA, onB] = yield* onBoth(key)
+          const connects = (id: ChannelId) => a.whatsapp.connects(id) + b.whatsapp.connects(id)
+          const isOpen = (id: ChannelId) => a.whatsapp.isOpen(id) || b.whatsapp.isOpen(id)
+          const churned: Array<ChannelId> = []
+          // a create, a connect and a delete on each gateway: six operations
+          for (const gateway of [onA, onB]) {
+            const { id } = yield* gateway.channels.create({ headers: {}, payload: {} })
+            churned.push(id)
+            yield* connectByQr(gateway, id)
+            yield* waitUntil(
+              "the channel's connection is open",
+              Effect.sync(() => isOpen(id))
+            )
+            yield* gateway.channels.delete({ params: { id } })
+          }
+          const refusal = yield* Effect.flip(onA.channels.create({ headers: {}, payload: {} }))
+          expect(refusal).toMatchObject({
+            ...refused,
+            detail:
+              "The plan allows 6 channel creates, deletes, connects, restarts and logouts a minute (6 for each channel it allows)"
+          })
+          const reply = yield* request(b.api, "POST", "/v1/channels", { key, body: {} })
+          expect(reply.status).toBe(429)
+          const retryAfter = Number(reply.headers.get("retry-after"))
+          expect(retryAfter).toBeGreaterThanOrEqual(1)
+          expect(retryAfter).toBeLessThanOrEqual(60)
+          expect(reply.body).toMatchObject({ code: "rate_limited", retry_after: retryAfter })
+          expect((yield* client.channels.list({ query: {} })).data).toEqual([])
+          expect(churned.reduce((sum, id) => sum + connects(id), 0)).toBe(2)
+
+          // a delete is paced with the rest (the channel's own five are within its 6): it stays as it was
+          const { key: otherKey } = yield* newCustomer(a, { name: "Looper", plan: { max_channels: 1 } })
+          const [otherA, otherB] = yield* onBoth(otherKey)
+          const { id } = yield* otherA.channels.create({ headers: {}, payload: {} })
+          yield* connectByQr(otherB, id)
+          yield* otherA.channels.restart({ params: { id } })
+          yield* otherB.channels.logout({ params: { id } })
+          yield* connectByQr(otherA, id)
+          yield* otherB.channels.restart({ params: { id } })
+          const paced = yield* Effect.flip(otherB.channels.delete({ params: { id } }))
+          expect(paced).toMatchObject({ ...refused, detail: expect.stringContaining("6 channel creates") })
+          expect((yield* otherA.channels.get({ params: { id } })).status).toBe("pairing")
+
+          // another customer's channels are its own business
+          const { client: bystander } = yield* newCustomer(b, { name: "Bystander" })
+          const created = yield* bystander.channels.create({ headers: {}, payload: {} })
+          expect((yield* connectByQr(bystander, created.id)).status).toBe("pairing")
+        })
+    )
+
+    it.effect(
+      "a restart of a channel still pairing by code asks WhatsApp for a new code: counted against the plan's pairing-code limits",
+      () =>
+        Effect.gen(function* () {
+          const { a, b } = yield* TwoGateways
+          const { key, customerId, client } = yield* newCustomer(a, { name: "Restarter" })
+          const admin = yield* adminOf(a)
+          yield* admin.SetPlan({
+            id: customerId,
+            plan: { pairing_codes_per_channel_per_hour: 2, pairing_codes_per_customer_per_day: 3 }
+          })
+          const [onA, onB] = yield* onBoth(key)
+          /** Connections WhatsApp saw for the channel, whichever gateway runs it: each asked for a code. */
+          const connects = (id: ChannelId) => a.whatsapp.connects(id) + b.whatsapp.connects(id)
+          const isOpen = (id: ChannelId) => a.whatsapp.isOpen(id) || b.whatsapp.isOpen(id)
+          const first = yield* client.channels.create({ headers: {}, payload: {} })
+          const second = yield* client.channels.create({ headers: {}, payload: {} })
+
+          yield* onA.channels.connect({ params: { id: first.id }, payload: byCode("+15550000011") })
+          yield* waitUntil(
+            "the first code's connection is open",
+            Effect.sync(() => connects(first.id) === 1 && isOpen(first.id))
+          )
+          expect((yield* onB.channels.restart({ params: { id: first.id } })).status).toBe("pairing")
+          yield* waitUntil(
+            "the restart opened a connection that asks for a second code",
+            Effect.sync(() => connects(first.id) === 2 && isOpen(first.id))
+          )
+          const perChannel = yield* Effect.flip(onA.channels.restart({ params: { id: first.id } }))
+          expect(perChannel).toMatchObject({
+            ...refused,
+            detail: "The plan allows 2 pairing codes per channel an hour"
+          })
+          expect(perChannel._tag === "RateLimited" && perChannel.retry_after).toBeGreaterThan(3000)
+
+          yield* onB.channels.connect({ params: { id: second.id }, payload: byCode("+15550000012") })
+          const perCustomer = yield* Effect.flip(onA.channels.restart({ params: { id: second.id } }))
+          expect(perCustomer).toMatchObject({ ...refused, detail: "The plan allows 3 pairing codes a day" })
+
+          // once paired, a restart logs in with the stored login and asks for no code: not counted
+          yield* waitUntil(
+            "the first channel pairs",
+            Effect.map(
+              Effect.all([
+                a.whatsapp.pair(first.id, "+15550000011"),
+                b.whatsapp.pair(first.id, "+15550000011")
+              ]),
+              (paired) => paired.includes(true)
+            )
+          )
+          yield* waitForStatus(client, first.id, "connected")
+          expect((yield* onA.channels.restart({ params: { id: first.id } })).status).toBe("connected")
+          yield* waitUntil(
+            "the restart opened a new connection",
+            Effect.sync(() => connects(first.id) === 3)
+          )
+          yield* waitForStatus(client, first.id, "connected")
         })
     )
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { ChannelStatus } from "@whatisup/domain"
-import { Effect } from "effect"
+import { Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import { TransportEvent } from "../src/channels/transport.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
@@ -245,6 +245,53 @@ describe("the channel supervisor", () => {
           "a new pairing round",
           Effect.sync(() => whatsapp.connects(channel) === 4)
         )
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.effect(
+    "a pairing code not entered ends pairing after its one round: no new code is asked for (each is a prompt on the phone)",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
+        const { whatsapp } = gateway
+        const { client } = yield* newCustomer(gateway)
+        const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
+        // the connect waits for the code in steps of the (test) clock
+        const connecting = yield* Effect.forkChild(
+          client.channels.connect({
+            params: { id: channel },
+            payload: { method: "pairing_code", phone_number: "+15550001234" }
+          })
+        )
+        yield* waitFor(
+          "the pairing code is shown",
+          client.channels.get({ params: { id: channel } }),
+          (seen) => seen.pairing_code !== null
+        )
+        yield* TestClock.adjust("1 second")
+        expect((yield* Fiber.join(connecting)).pairing_code).toBe("MEMO1234")
+        expect(whatsapp.isOpen(channel)).toBe(true)
+        // WhatsApp ends a pairing connection whose code was not entered in time
+        yield* whatsapp.emit(channel, TransportEvent.Close({ code: 408, reason: "pairing code expired" }))
+        const final = yield* waitForStatus(client, channel, "created")
+        expect(final.status_reason).toBe("pairing_code_timeout")
+        expect(final.pairing_code).toBeNull()
+        yield* settle
+        yield* TestClock.adjust("1 hour")
+        yield* stillNot(
+          "no second round",
+          Effect.sync(() => whatsapp.connects(channel) === 1)
+        )
+        const events = yield* client.events.list({
+          query: { channel_id: channel, type: "channel.disconnected" }
+        })
+        expect(events.data.map(({ data }) => ({ code: data.code, reason: data.reason }))).toEqual([
+          { code: 408, reason: "pairing_code_timeout" }
+        ])
+        const audit = yield* client.audit.list({ query: { resource_type: "channel", resource_id: channel } })
+        expect(audit.data[0]?.action).toBe("channel.pairing_code_timeout")
       }).pipe(Effect.scoped),
     60_000
   )

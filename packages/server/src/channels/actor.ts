@@ -130,9 +130,17 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
                 yield* lifecycle.record(fence, Change.Failed({ reason: policy.reason }))
                 return "stopped" as const
               default: {
-                if (pairing && event.code !== 515 && cell.lastPairingRound) {
-                  // nobody scanned in the last round: one event says the round ended and pairing with it
-                  yield* lifecycle.record(fence, Change.QrTimeout({ code: event.code }))
+                // each round by code asks WhatsApp for a new code, a new prompt on the phone: one round only
+                const byCode = row.connect_method === "pairing_code"
+                if (pairing && event.code !== 515 && (byCode || cell.lastPairingRound)) {
+                  // nobody paired in the last round: one event says the round ended and pairing with it
+                  yield* lifecycle.record(
+                    fence,
+                    Change.PairingTimeout({
+                      code: event.code,
+                      reason: byCode ? "pairing_code_timeout" : "qr_timeout"
+                    })
+                  )
                   return "stopped" as const
                 }
                 const reason = event.reason || `disconnected (${event.code})`

@@ -17,6 +17,7 @@ import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db
 import { decodeRows, transaction } from "../db/transaction.ts"
 import { revokeKeysBoundTo } from "../tenancy/apiKeys.ts"
 import { Authentication } from "../tenancy/authentication.ts"
+import { keyChanged } from "../tenancy/credentials.ts"
 import { AuthenticationFailed, type PlanLimitExceeded } from "../tenancy/errors.ts"
 import { checkPlanLimit } from "../tenancy/planLimits.ts"
 import { type ChannelOperationPaced, ChannelNotFound, ChannelStateConflict, QrUnavailable } from "./errors.ts"
@@ -35,6 +36,15 @@ import {
 } from "./rows.ts"
 import { canMove, connectableStatuses, isRunning, runningStatuses } from "./status.ts"
 
+/**
+ * A restart opens a new connection: while the channel still pairs by code, that connection asks
+ * WhatsApp for a new code, which pushes a new "link a device" prompt to the number.
+ */
+const restartOperations = (before: ChannelRow): ReadonlyArray<PacedOperation> =>
+  before.status === "pairing" && before.connect_method === "pairing_code"
+    ? ["restart", "pairing_code"]
+    : ["restart"]
+
 /** Whose channel: a customer, and for a channel-bound key the one channel it may see. */
 export interface Access {
   readonly customerId: CustomerId
@@ -45,6 +55,7 @@ const QrRow = Schema.Struct({ ...ChannelRow.fields, qr_expired: Schema.NullOr(Sc
 
 const CustomerPlanRow = Schema.Struct({
   status: Schema.String,
+  max_channels: Schema.Number,
   pairing_codes_per_channel_per_hour: Schema.Number,
   pairing_codes_per_customer_per_day: Schema.Number
 })
@@ -69,7 +80,7 @@ export class Channels extends Context.Service<
     readonly create: (
       access: Access,
       options: { readonly name: string | null; readonly actor: AuditActor }
-    ) => Effect.Effect<Channel, PlanLimitExceeded>
+    ) => Effect.Effect<Channel, PlanLimitExceeded | ChannelOperationPaced>
     readonly list: (access: Access, page: PageRequest) => Effect.Effect<Page<Channel>, InvalidCursor>
     readonly get: (access: Access, id: ChannelId) => Effect.Effect<Channel, ChannelNotFound>
     readonly rename: (
@@ -83,7 +94,7 @@ export class Channels extends Context.Service<
       access: Access,
       id: ChannelId,
       actor: AuditActor
-    ) => Effect.Effect<Channel, ChannelNotFound | AuthenticationFailed>
+    ) => Effect.Effect<Channel, ChannelNotFound | ChannelOperationPaced | AuthenticationFailed>
     readonly connect: (
       access: Access,
       id: ChannelId,
@@ -194,7 +205,7 @@ export const layerChannels = Layer.effect(
     const lockCustomer = (access: Access, exclusive: boolean) =>
       Effect.map(
         sql`
-          SELECT status, pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day
+          SELECT status, max_channels, pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day
           FROM customers WHERE id = ${access.customerId}
           ${exclusive ? sql`FOR NO KEY UPDATE` : sql`FOR SHARE`}`.pipe(decodeRows(CustomerPlanRow)),
         (rows) => rows[0]!
@@ -205,7 +216,7 @@ export const layerChannels = Layer.effect(
     /**
      * A change the caller asked for: the channel locked, changed, audited in one transaction, and
      * the supervisors woken when what should run changed. `countsForCustomer`: the change is paced
-     * per customer too, so the customer row is locked exclusively.
+     * per customer, so the customer row is locked exclusively (every paced change is).
      */
     const change = <E>(
       access: Access,
@@ -236,15 +247,19 @@ export const layerChannels = Layer.effect(
         })
       )
 
-    /** `apply` refused when its operations were asked for too often lately, and counted when done. */
+    /**
+     * `apply` refused when its operations were asked for too often lately, and counted when done;
+     * the operations may depend on the channel as it was.
+     */
     const paced =
       <E>(
         access: Access,
-        operations: ReadonlyArray<PacedOperation>,
+        operationsOf: ReadonlyArray<PacedOperation> | ((before: ChannelRow) => ReadonlyArray<PacedOperation>),
         apply: (before: ChannelRow) => Effect.Effect<Applied, E>
       ) =>
       (before: ChannelRow, customer: CustomerPlanRow) =>
         Effect.gen(function* () {
+          const operations = typeof operationsOf === "function" ? operationsOf(before) : operationsOf
           yield* pacing.admit(access.customerId, before.id, operations, customer)
           const applied = yield* apply(before)
           yield* pacing.note(access.customerId, before.id, operations)
@@ -295,10 +310,13 @@ export const layerChannels = Layer.effect(
               "max_channels",
               sql`SELECT count(*)::int AS n FROM channels WHERE customer_id = ${access.customerId} AND status <> 'deleted'`
             ).pipe(Effect.catchTag("CustomerNotFound", Effect.die))
+            // the customer is locked above: its creates are counted one after the other
+            yield* pacing.admit(access.customerId, null, ["create"], yield* lockCustomer(access, true))
             const id = newId.channel()
             const rows = yield* sql`
               INSERT INTO channels (id, customer_id, name) VALUES (${id}, ${access.customerId}, ${name})
               RETURNING ${columns}`.pipe(decodeRows(ChannelRow))
+            yield* pacing.note(access.customerId, id, ["create"])
             yield* audit.record({
               customerId: access.customerId,
               actor,
@@ -336,19 +354,28 @@ export const layerChannels = Layer.effect(
       }),
 
       remove: Effect.fn("Channels.remove")(function* (access, id, actor) {
-        const row = yield* change(access, id, actor, "channel.deleted", (before) =>
-          Effect.gen(function* () {
-            const row = yield* unlink(id, "deleted", "channel_deleted")
-            const revoked = yield* revokeKeysBoundTo(sql, audit.record, {
-              customerId: access.customerId,
-              channelId: id,
-              actor
+        let revokedKeys: ReadonlyArray<string> = []
+        const row = yield* change(
+          access,
+          id,
+          actor,
+          "channel.deleted",
+          paced(access, ["delete"], (before) =>
+            Effect.gen(function* () {
+              const row = yield* unlink(id, "deleted", "channel_deleted")
+              const revoked = yield* revokeKeysBoundTo(sql, audit.record, {
+                customerId: access.customerId,
+                channelId: id,
+                actor
+              })
+              revokedKeys = revoked
+              return { row, audit: { previous_status: before.status, revoked_api_keys: revoked } }
             })
-            return { row, audit: { previous_status: before.status, revoked_api_keys: revoked } }
-          })
+          ),
+          { countsForCustomer: true }
         )
         // the bound keys fail at once here; other processes hear it from the commit's NOTIFY
-        yield* authentication.forget
+        for (const keyId of revokedKeys) yield* authentication.forget(keyChanged(keyId))
         return renderChannel(row)
       }),
 
@@ -383,7 +410,7 @@ export const layerChannels = Layer.effect(
                 )
               : Effect.fail(refuse(before, "connect"))
           ),
-          { countsForCustomer: phoneNumber !== null }
+          { countsForCustomer: true }
         )
         return request.method === "pairing_code"
           ? renderChannel(row, yield* awaitPairingCode(id, row.run_epoch))
@@ -409,7 +436,8 @@ export const layerChannels = Layer.effect(
                   return { row, audit: { previous_status: before.status } }
                 })
               : Effect.fail(refuse(before, "log out"))
-          )
+          ),
+          { countsForCustomer: true }
         )
         return renderChannel(row)
       }),
@@ -420,14 +448,15 @@ export const layerChannels = Layer.effect(
           id,
           actor,
           "channel.restart_requested",
-          paced(access, ["restart"], (before) =>
+          paced(access, restartOperations, (before) =>
             isRunning(before.status)
               ? Effect.map(update(id, sql`run_epoch = run_epoch + 1`), (row) => ({
                   row,
                   audit: { status: before.status }
                 }))
               : Effect.fail(refuse(before, "restart"))
-          )
+          ),
+          { countsForCustomer: true }
         )
         return renderChannel(row)
       }),

@@ -26,12 +26,16 @@ export class QrUnavailable extends Data.TaggedError("QrUnavailable")<{
 /** What the pacing of a channel's lifecycle refuses, by the window it counts over. */
 export type PacingLimit =
   | "lifecycle_operations_per_minute"
+  | "lifecycle_operations_per_customer_per_minute"
   | "pairing_codes_per_channel_per_hour"
   | "pairing_codes_per_customer_per_day"
 
-/** Asked too often: connects, restarts and logouts, or pairing codes; it may be asked again after `retryAfterSeconds`. */
+/**
+ * Asked too often: creates, deletes, connects, restarts and logouts, or pairing codes; it may be asked
+ * again after `retryAfterSeconds`. No channel id for a create.
+ */
 export class ChannelOperationPaced extends Data.TaggedError("ChannelOperationPaced")<{
-  readonly channelId: ChannelId
+  readonly channelId: ChannelId | null
   readonly limit: PacingLimit
   readonly max: number
   readonly retryAfterSeconds: number

@@ -19,10 +19,15 @@ export type Change = Data.TaggedEnum<{
   Disconnected: { readonly code: number; readonly reason: string }
   LoggedOut: { readonly code: number }
   Failed: { readonly reason: string }
-  /** Nobody scanned the QR over several rounds: the channel rests until connected again. */
-  QrTimeout: { readonly code: number }
+  /**
+   * Nobody paired: the QR went unscanned over several rounds (`qr_timeout`), or the pairing code was
+   * not entered in its one round (`pairing_code_timeout`). The channel rests until connected again.
+   */
+  PairingTimeout: { readonly code: number; readonly reason: PairingTimeoutReason }
 }>
 export const Change = Data.taggedEnum<Change>()
+
+export type PairingTimeoutReason = "qr_timeout" | "pairing_code_timeout"
 
 const system = { type: "system" as const, id: null }
 
@@ -42,9 +47,9 @@ const logChange = (channelId: ChannelId, change: Change, status: ChannelStatus) 
             Effect.annotateLogs({ code: change.code, reason: change.reason }),
             at
           )
-    case "QrTimeout":
+    case "PairingTimeout":
       return Effect.logInfo("channel stopped pairing").pipe(
-        Effect.annotateLogs({ code: change.code, reason: "qr_timeout" }),
+        Effect.annotateLogs({ code: change.code, reason: change.reason }),
         at
       )
     case "LoggedOut":
@@ -146,14 +151,14 @@ export const layerChannelLifecycle = Layer.effect(
                 event: { type: "channel.disconnected", data: { code: change.code, reason: change.reason } },
                 audit: { action: "channel.disconnected", data: { code: change.code, reason: change.reason } }
               }
-        case "QrTimeout":
+        case "PairingTimeout":
           return {
             status: "created",
-            reason: "qr_timeout",
+            reason: change.reason,
             stop: true,
             set: sql`desired = 'stopped', qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL,`,
-            event: { type: "channel.disconnected", data: { code: change.code, reason: "qr_timeout" } },
-            audit: { action: "channel.qr_timeout", data: {} }
+            event: { type: "channel.disconnected", data: { code: change.code, reason: change.reason } },
+            audit: { action: `channel.${change.reason}`, data: {} }
           }
         case "LoggedOut":
           return {

@@ -1,31 +1,46 @@
-import { type ChannelId, type CustomerId, lifecycleOperationsPerMinute, type Plan } from "@whatisup/domain"
+import {
+  type ChannelId,
+  type CustomerId,
+  customerLifecycleOperationsPerMinute,
+  lifecycleOperationsPerMinute,
+  type Plan
+} from "@whatisup/domain"
 import { Effect, Schema } from "effect"
 import type { SqlClient, Statement } from "effect/sql"
 import { decodeRows } from "../db/transaction.ts"
 import { ChannelOperationPaced, type PacingLimit } from "./errors.ts"
 
-/** What a customer asks of a channel's WhatsApp connection; a connect by pairing code is both `connect` and `pairing_code`. */
-export type PacedOperation = "connect" | "pairing_code" | "restart" | "logout"
+/**
+ * What a customer asks of its channels: creating and deleting them, and changing their WhatsApp
+ * connection; a connect by pairing code is both `connect` and `pairing_code`.
+ */
+export type PacedOperation = "create" | "delete" | "connect" | "pairing_code" | "restart" | "logout"
+
+/** Operations on one channel's connection, paced per channel. */
+const connectionOperations: ReadonlyArray<PacedOperation> = ["connect", "restart", "logout"]
+
+/** Everything that creates, deletes or reconnects a channel, paced per customer: churning channels buys nothing. */
+const customerOperations: ReadonlyArray<PacedOperation> = ["create", "delete", ...connectionOperations]
 
 /** How long operations are kept: the longest window counted. */
 export const pacingHistory = "1 day"
 
-export type PairingLimits = Pick<
+export type PacingLimits = Pick<
   Plan,
-  "pairing_codes_per_channel_per_hour" | "pairing_codes_per_customer_per_day"
+  "max_channels" | "pairing_codes_per_channel_per_hour" | "pairing_codes_per_customer_per_day"
 >
 
 const RetryAfter = Schema.Struct({ retry_after: Schema.Number })
 
 /**
  * Pacing counted in PostgreSQL, so it holds across gateway processes. Runs inside the changing
- * transaction, with the channel row locked (its own counts are serialised) and, for pairing codes,
- * the customer row locked (the customer's count is too).
+ * transaction, with the customer row locked exclusively (the customer's counts are serialised) and
+ * the channel row, when there is one yet, locked too.
  */
 export const makePacing = (sql: SqlClient.SqlClient) => {
   /** Fails when `max` operations already happened within `window`; the answer says when the oldest of them leaves it. */
   const admitOne = (options: {
-    readonly channelId: ChannelId
+    readonly channelId: ChannelId | null
     readonly scope: Statement.Fragment
     readonly operations: ReadonlyArray<PacedOperation>
     readonly window: string
@@ -51,17 +66,24 @@ export const makePacing = (sql: SqlClient.SqlClient) => {
       }
     })
 
+  const any = (operations: ReadonlyArray<PacedOperation>, among: ReadonlyArray<PacedOperation>) =>
+    operations.some((operation) => among.includes(operation))
+
   return {
-    /** Refuses the operations when the channel or the customer has asked for as many as allowed lately. */
+    /**
+     * Refuses the operations when the channel or the customer has asked for as many as allowed
+     * lately; `channelId` is null for a channel not created yet.
+     */
     admit: (
       customerId: CustomerId,
-      channelId: ChannelId,
+      channelId: ChannelId | null,
       operations: ReadonlyArray<PacedOperation>,
-      limits: PairingLimits
+      limits: PacingLimits
     ) =>
       Effect.gen(function* () {
+        const customer = sql`customer_id = ${customerId}`
         const channel = sql`customer_id = ${customerId} AND channel_id = ${channelId}`
-        if (operations.includes("pairing_code")) {
+        if (channelId !== null && operations.includes("pairing_code")) {
           yield* admitOne({
             channelId,
             scope: channel,
@@ -72,21 +94,33 @@ export const makePacing = (sql: SqlClient.SqlClient) => {
           })
           yield* admitOne({
             channelId,
-            scope: sql`customer_id = ${customerId}`,
+            scope: customer,
             operations: ["pairing_code"],
             window: "1 day",
             limit: "pairing_codes_per_customer_per_day",
             max: limits.pairing_codes_per_customer_per_day
           })
         }
-        yield* admitOne({
-          channelId,
-          scope: channel,
-          operations: ["connect", "restart", "logout"],
-          window: "1 minute",
-          limit: "lifecycle_operations_per_minute",
-          max: lifecycleOperationsPerMinute
-        })
+        if (channelId !== null && any(operations, connectionOperations)) {
+          yield* admitOne({
+            channelId,
+            scope: channel,
+            operations: connectionOperations,
+            window: "1 minute",
+            limit: "lifecycle_operations_per_minute",
+            max: lifecycleOperationsPerMinute
+          })
+        }
+        if (any(operations, customerOperations)) {
+          yield* admitOne({
+            channelId,
+            scope: customer,
+            operations: customerOperations,
+            window: "1 minute",
+            limit: "lifecycle_operations_per_customer_per_minute",
+            max: customerLifecycleOperationsPerMinute(limits.max_channels)
+          })
+        }
       }),
 
     /** Counts the operations, in the transaction that performs them. */

@@ -96,7 +96,10 @@ const burstMillis = 50
 
 /** Consecutive 440s (connection replaced) while still holding the lease before the channel fails. */
 const maxReplaced = 3
-/** Consecutive pairing rounds (QR or code shown, nobody paired) before the channel rests as `qr_timeout`. */
+/**
+ * Consecutive QR rounds (codes shown, nobody scanned) before the channel rests as `qr_timeout`. Pairing
+ * by code has one round (each would push a new prompt to the phone): the actor ends it as `pairing_code_timeout`.
+ */
 const maxPairingRounds = 3
 
 /**

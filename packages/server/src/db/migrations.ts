@@ -6,6 +6,7 @@ import secretsInPlace from "./migrations/0004_secrets_in_place.ts"
 import pacedOperations from "./migrations/0005_paced_operations.ts"
 import suspendedChannels from "./migrations/0006_suspended_channels.ts"
 import clientRequestIds from "./migrations/0007_client_request_ids.ts"
+import pacedChannelChurn from "./migrations/0008_paced_channel_churn.ts"
 
 export const migrations = {
   "1_foundation": foundation,
@@ -14,7 +15,8 @@ export const migrations = {
   "4_secrets_in_place": secretsInPlace,
   "5_paced_operations": pacedOperations,
   "6_suspended_channels": suspendedChannels,
-  "7_client_request_ids": clientRequestIds
+  "7_client_request_ids": clientRequestIds,
+  "8_paced_channel_churn": pacedChannelChurn
 }
 
 export const latestMigrationId = Math.max(...Object.keys(migrations).map((name) => Number.parseInt(name, 10)))

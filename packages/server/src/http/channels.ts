@@ -68,7 +68,7 @@ export const layerChannelsHttp = HttpApiBuilder.group(Api, "channels", (handlers
             caller,
             channels.create(accessOf(caller), { name: request.payload.name ?? null, actor: actorOf(caller) })
           )
-        ).pipe(answerProblems)
+        ).pipe(retryAfter, answerProblems)
       )
       .handle("list", ({ query }) =>
         withAccess((access) => channels.list(access, { limit: query.limit, cursor: query.cursor }))
@@ -80,7 +80,7 @@ export const layerChannelsHttp = HttpApiBuilder.group(Api, "channels", (handlers
       .handle("delete", ({ params }) =>
         Effect.flatMap(channelManager, (caller) =>
           channels.remove(accessOf(caller), params.id, actorOf(caller))
-        ).pipe(answerProblems)
+        ).pipe(retryAfter, answerProblems)
       )
       .handle("connect", ({ params, payload }) =>
         withAccess((access, caller) =>

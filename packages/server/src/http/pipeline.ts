@@ -1,4 +1,4 @@
-import { Api, PayloadFields, RequestValidation } from "@whatisup/domain"
+import { Api, maxJsonBodyBytes, PayloadFields, RequestValidation } from "@whatisup/domain"
 import { ByteSize, Effect, Layer, Metric, type Types } from "effect"
 import {
   HttpIncomingMessage,
@@ -18,10 +18,15 @@ import {
   internalError,
   isBodyTooLarge,
   isDatabaseUnavailable,
+  payloadTooLarge,
   problemResponse
 } from "./problems.ts"
 
+/** The listener's limit, for bodies outside the JSON API. */
 export const maxBodyBytes = 1024 * 1024
+
+/** Every body the API under /v1 takes is JSON, and small: refused beyond `maxJsonBodyBytes`. */
+const maxBodyBytesOf = (route: string) => (route.startsWith("/v1/") ? maxJsonBodyBytes : maxBodyBytes)
 
 const requests = Metric.counter("http_requests_total", {
   description: "HTTP requests by route, method and status"
@@ -86,18 +91,20 @@ export const layerRequestPipeline = HttpRouter.middleware(
       const requestId = crypto.randomUUID()
       const clientRequestId = incoming !== undefined && requestIdPattern.test(incoming) ? incoming : null
       const started = performance.now()
+      const route = routeFor(request.url)?.template ?? "unmatched"
+      const maxBytes = maxBodyBytesOf(route)
       const declaredLength = Number(request.headers["content-length"] ?? 0)
       const response =
-        declaredLength > maxBodyBytes
-          ? asProblem(HttpServerResponse.empty({ status: 413 }))
+        declaredLength > maxBytes
+          ? payloadTooLarge(maxBytes)
           : yield* httpEffect.pipe(
-              Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBodyBytes)),
+              Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBytes)),
               Effect.provideService(CurrentRequestId, requestId),
               Effect.provideService(CurrentClientRequestId, clientRequestId),
               Effect.map((response) => asProblemOf(request, response)),
               Effect.catchCause((cause) =>
                 isBodyTooLarge(cause)
-                  ? Effect.succeed(asProblem(HttpServerResponse.empty({ status: 413 })))
+                  ? Effect.succeed(payloadTooLarge(maxBytes))
                   : isDatabaseUnavailable(cause)
                     ? databaseUnavailable(cause)
                     : Effect.flatMap(HttpServerError.causeResponse(cause), ([response]) =>
@@ -113,7 +120,6 @@ export const layerRequestPipeline = HttpRouter.middleware(
                 path: request.url
               })
             )
-      const route = routeFor(request.url)?.template ?? "unmatched"
       yield* Metric.update(
         Metric.withAttributes(requests, { route, method: request.method, status: String(response.status) }),
         1

@@ -2,6 +2,7 @@ import {
   IdempotentAnswerRevoked,
   InvalidRequest,
   InvalidState,
+  lifecycleOperationsPerMinute,
   NotFound,
   PlanLimitReached,
   RateLimited,
@@ -38,6 +39,7 @@ export const problemResponse = (options: {
   readonly title: string
   readonly detail?: string
   readonly headers?: Record<string, string>
+  readonly fields?: Record<string, unknown>
 }) =>
   HttpServerResponse.jsonUnsafe(
     {
@@ -45,21 +47,31 @@ export const problemResponse = (options: {
       status: options.status,
       title: options.title,
       code: options.code,
-      ...(options.detail === undefined ? {} : { detail: options.detail })
+      ...(options.detail === undefined ? {} : { detail: options.detail }),
+      ...options.fields
     },
     { status: options.status, contentType: "application/problem+json", headers: options.headers ?? {} }
   )
+
+const sizeOf = (bytes: number) =>
+  bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB` : `${Math.round(bytes / 1024)} KiB`
+
+/** A body larger than the endpoint takes (`PayloadTooLarge`); the connection is closed rather than read to its end. */
+export const payloadTooLarge = (maxBytes: number) =>
+  problemResponse({
+    status: 413,
+    code: "payload_too_large",
+    title: "The request body is too large",
+    detail: `Bodies are limited to ${sizeOf(maxBytes)} here`,
+    headers: { connection: "close" },
+    fields: { max_bytes: maxBytes }
+  })
 
 const generic: Record<number, { code: string; title: string; detail?: string }> = {
   400: { code: "invalid_request", title: "The request is invalid" },
   404: { code: "route_not_found", title: "Not found", detail: "No such route; see /docs" },
   405: { code: "method_not_allowed", title: "Method not allowed" },
   406: { code: "not_acceptable", title: "Not acceptable" },
-  413: {
-    code: "payload_too_large",
-    title: "The request body is too large",
-    detail: "Bodies are limited to 1 MiB"
-  },
   415: {
     code: "invalid_content_type",
     title: "The request is invalid",
@@ -203,6 +215,8 @@ const pacingAdvice = ({ limit, max, retryAfterSeconds }: ChannelOperationPaced) 
   switch (limit) {
     case "lifecycle_operations_per_minute":
       return `A channel may be connected, restarted or logged out ${max} times a minute: ${retry}`
+    case "lifecycle_operations_per_customer_per_minute":
+      return `The plan allows ${max} channel creates, deletes, connects, restarts and logouts a minute (${lifecycleOperationsPerMinute} for each channel it allows): ${retry}`
     case "pairing_codes_per_channel_per_hour":
       return `The plan allows ${max} pairing codes per channel an hour: ${retry}, or connect with {"method":"qr"}`
     case "pairing_codes_per_customer_per_day":

@@ -13,7 +13,7 @@ import { newId } from "../db/ids.ts"
 import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db/pagination.ts"
 import { decodeRows, transaction } from "../db/transaction.ts"
 import { Authentication } from "./authentication.ts"
-import { credentialsChangedChannel, hashKey, newKeyPlaintext } from "./credentials.ts"
+import { credentialsChangedChannel, hashKey, keyChanged, newKeyPlaintext } from "./credentials.ts"
 import {
   ApiKeyNotFound,
   BindingChannelNotFound,
@@ -48,7 +48,7 @@ export const revokeKeysBoundTo = (
         resourceId: id,
         data: { reason: "channel_deleted", channel_id: channelId }
       })
-      yield* sql`SELECT pg_notify(${credentialsChangedChannel}, ${`key:${id}`})`.pipe(Effect.orDie)
+      yield* sql`SELECT pg_notify(${credentialsChangedChannel}, ${keyChanged(id)})`.pipe(Effect.orDie)
     }
     return revoked.map(({ id }) => id)
   })
@@ -121,7 +121,7 @@ export const layerApiKeys = Layer.effect(
       }),
 
       revoke: Effect.fn("ApiKeys.revoke")(function* ({ customerId, keyId, actor }) {
-        const key = yield* inTransaction(
+        const { key, changed } = yield* inTransaction(
           Effect.gen(function* () {
             const revoked = yield* sql`
               UPDATE api_keys SET revoked_at = now()
@@ -135,7 +135,7 @@ export const layerApiKeys = Layer.effect(
                 decodeRows(ApiKeyRow)
               )
               if (existing[0] === undefined) return yield* new ApiKeyNotFound({ keyId })
-              return renderApiKey(existing[0])
+              return { key: renderApiKey(existing[0]), changed: false }
             }
             yield* audit.record({
               customerId,
@@ -144,11 +144,12 @@ export const layerApiKeys = Layer.effect(
               resourceType: "api_key",
               resourceId: row.id
             })
-            yield* sql`SELECT pg_notify(${credentialsChangedChannel}, ${`key:${row.id}`})`
-            return renderApiKey(row)
+            yield* sql`SELECT pg_notify(${credentialsChangedChannel}, ${keyChanged(row.id)})`
+            return { key: renderApiKey(row), changed: true }
           })
         )
-        yield* authentication.forget
+        // this key fails at once here; other processes hear it from the commit's NOTIFY
+        if (changed) yield* authentication.forget(keyChanged(key.id))
         return key
       }),
 

@@ -1,6 +1,6 @@
 import type { Caller } from "@whatisup/domain"
 import { Clock, Context, Effect, Layer } from "effect"
-import { hashKey, keyPattern } from "./credentials.ts"
+import { type CredentialsChange, hashKey, keyPattern } from "./credentials.ts"
 import { AuthenticationFailed, FailedAuthenticationLimitExceeded, RateLimitExceeded } from "./errors.ts"
 import { clientOf, makeFailedAuthentications } from "./failedAuthentications.ts"
 import { makeDatabaseKeyCache } from "./keyCache.ts"
@@ -28,8 +28,11 @@ export class Authentication extends Context.Service<
       CallerShape,
       AuthenticationFailed | RateLimitExceeded | FailedAuthenticationLimitExceeded
     >
-    /** Has every cached key read again at its next use in this process (others hear it through NOTIFY). */
-    readonly forget: Effect.Effect<void>
+    /**
+     * Has the cached entries of one key or one customer read again at their next use in this process
+     * (others hear it through NOTIFY); the other keys stay cached.
+     */
+    readonly forget: (change: CredentialsChange) => Effect.Effect<void>
     readonly flushLastUsed: Effect.Effect<void>
   }
 >()("whatisup/Authentication") {}

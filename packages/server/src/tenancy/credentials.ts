@@ -9,3 +9,17 @@ export const hashKey = (plaintext: string) => crypto.createHash("sha256").update
 
 /** The channel on which every process hears that cached credentials must be dropped. */
 export const credentialsChangedChannel = "whatisup_credentials_changed"
+
+/**
+ * What changed, as the payload on `credentialsChangedChannel` says it: one key (revoked) or one
+ * customer (suspended, resumed, its plan changed). Only what it names is read again.
+ */
+export type CredentialsChange = `key:${string}` | `customer:${string}`
+
+export const keyChanged = (keyId: string): CredentialsChange => `key:${keyId}`
+
+export const customerChanged = (customerId: string): CredentialsChange => `customer:${customerId}`
+
+/** A payload heard on `credentialsChangedChannel`; undefined when it names nothing known (then everything is read again). */
+export const credentialsChangeOf = (payload: string): CredentialsChange | undefined =>
+  /^(key|customer):\S+$/.test(payload) ? (payload as CredentialsChange) : undefined

@@ -5,7 +5,7 @@ import { Audit } from "../audit/audit.ts"
 import { newId } from "../db/ids.ts"
 import { decodeRows, transaction } from "../db/transaction.ts"
 import { Authentication } from "./authentication.ts"
-import { credentialsChangedChannel } from "./credentials.ts"
+import { credentialsChangedChannel, customerChanged } from "./credentials.ts"
 import { CustomerNotFound } from "./errors.ts"
 import { customerColumns, CustomerRow, renderCustomer } from "./rows.ts"
 
@@ -53,7 +53,7 @@ export const layerCustomers = Layer.effect(
           resourceId: id,
           ...(data === undefined ? {} : { data: data(customer) })
         })
-        yield* sql`SELECT pg_notify(${credentialsChangedChannel}, ${`customer:${id}`})`
+        yield* sql`SELECT pg_notify(${credentialsChangedChannel}, ${customerChanged(id)})`
         return customer
       })
 
@@ -125,7 +125,7 @@ export const layerCustomers = Layer.effect(
             )
           })
         )
-        yield* authentication.forget
+        yield* authentication.forget(customerChanged(id))
         return customer
       })
     })

@@ -2,7 +2,13 @@ import { ApiKeyId, type Caller, ChannelId } from "@whatisup/domain"
 import { Clock, type Context, Effect, Queue, Schedule, Schema } from "effect"
 import { PgClient } from "@effect/sql-pg"
 import { decodeRows } from "../db/transaction.ts"
-import { credentialsChangedChannel } from "./credentials.ts"
+import {
+  credentialsChangedChannel,
+  type CredentialsChange,
+  credentialsChangeOf,
+  customerChanged,
+  keyChanged
+} from "./credentials.ts"
 import { makeLruMap } from "./lruMap.ts"
 import { CustomerRow, planOf } from "./rows.ts"
 
@@ -30,32 +36,55 @@ const cacheTtlMillis = 60_000
  */
 export const keyCacheCapacity = { known: 50_000, unknown: 10_000 }
 
+/** How many invalidations are remembered one by one; the oldest beyond them is folded into a cut-off for all entries. */
+export const rememberedInvalidations = 10_000
+
 /**
- * API keys by hash, read through `load` and kept in memory (bounded). `forget`, which every
- * invalidation calls, makes each cached key stale: read again at its next use, yet still known to exist.
+ * API keys by hash, read through `load` and kept in memory (bounded). An invalidation names one key or
+ * one customer and makes only its cached entries stale: read again at their next use, yet still known
+ * to exist; `forgetAll` makes every entry stale (when invalidations may have been missed).
  */
 export const makeKeyCache = <E>(
   load: (hash: Buffer) => Effect.Effect<KnownKey, E>,
-  capacity: typeof keyCacheCapacity = keyCacheCapacity
+  capacity: typeof keyCacheCapacity = keyCacheCapacity,
+  remembered = rememberedInvalidations
 ) => {
-  type Entry = { readonly key: KnownKey; readonly cachedAt: number; readonly generation: number }
+  type Entry = {
+    readonly key: KnownKey
+    readonly cachedAt: number
+    /** The invalidation count when its read began: an invalidation of what it names after that makes it stale. */
+    readonly readIn: number
+    /** Its key and its customer; nothing for a hash that matches no key. */
+    readonly names: ReadonlyArray<CredentialsChange>
+  }
   const known = makeLruMap<string, Entry>(capacity.known)
   const unknown = makeLruMap<string, Entry>(capacity.unknown)
-  // bumped by every invalidation: what was read before it, even by a lookup racing it, is stale
-  let generation = 0
+  // counts invalidations: what was read before one, even by a lookup racing it, is stale for what it names
+  let count = 0
+  /** The count at the last invalidation of each key or customer, the least recent first. */
+  const invalidated = new Map<CredentialsChange, number>()
+  /** Entries read before this count are stale whatever they name: everything was forgotten, or an invalidation no longer remembered came then. */
+  let cutOff = 0
+
+  const isFresh = (entry: Entry, now: number) =>
+    now - entry.cachedAt < cacheTtlMillis &&
+    entry.readIn >= cutOff &&
+    entry.names.every((name) => entry.readIn >= (invalidated.get(name) ?? 0))
 
   const loadAndKeep = (id: string, hash: Buffer) =>
     Effect.gen(function* () {
-      const readIn = generation
-      const entry = { key: yield* load(hash), cachedAt: yield* Clock.currentTimeMillis, generation: readIn }
-      if (entry.key === null) {
+      const readIn = count
+      const key = yield* load(hash)
+      const names = key === null ? [] : [keyChanged(key.caller.keyId), customerChanged(key.caller.customerId)]
+      const entry = { key, cachedAt: yield* Clock.currentTimeMillis, readIn, names }
+      if (key === null) {
         known.delete(id)
         unknown.set(id, entry)
       } else {
         unknown.delete(id)
         known.set(id, entry)
       }
-      return entry.key
+      return key
     })
 
   return {
@@ -64,23 +93,34 @@ export const makeKeyCache = <E>(
         const id = hash.toString("base64")
         const cached = known.get(id) ?? unknown.get(id)
         const now = yield* Clock.currentTimeMillis
-        return cached !== undefined &&
-          cached.generation === generation &&
-          now - cached.cachedAt < cacheTtlMillis
-          ? cached.key
-          : yield* loadAndKeep(id, hash)
+        return cached !== undefined && isFresh(cached, now) ? cached.key : yield* loadAndKeep(id, hash)
       }),
     /** Whether a key with this hash was found to exist (however long ago), without a query. */
     isKnown: (hash: Buffer) => known.has(hash.toString("base64")),
-    forget: Effect.sync(() => void generation++)
+    /** The named key or customer is read again at its next use; every other entry stays. */
+    forget: (change: CredentialsChange) =>
+      Effect.sync(() => {
+        invalidated.delete(change)
+        invalidated.set(change, ++count)
+        if (invalidated.size > remembered) {
+          const [oldest, at] = invalidated.entries().next().value!
+          invalidated.delete(oldest)
+          cutOff = Math.max(cutOff, at)
+        }
+      }),
+    forgetAll: Effect.sync(() => {
+      cutOff = ++count
+      invalidated.clear()
+    })
   }
 }
 
 export type KeyCache = ReturnType<typeof makeKeyCache>
 
 /**
- * The key cache over the database, dropped at once on revoke, suspend or plan change, in every
- * process, through NOTIFY. Runs its listener in the enclosing scope.
+ * The key cache over the database: a revoked key, or a suspended or resumed customer or a changed plan,
+ * is read again at once in every process, through NOTIFY, and nothing else is. Runs its listener in the
+ * enclosing scope.
  */
 export const makeDatabaseKeyCache = Effect.gen(function* () {
   const sql = yield* PgClient.PgClient
@@ -110,8 +150,13 @@ export const makeDatabaseKeyCache = Effect.gen(function* () {
     Effect.gen(function* () {
       const notifications = yield* sql.listen(credentialsChangedChannel)
       // anything that changed while not listening is forgotten once listening again
-      yield* keys.forget
-      yield* Effect.forever(Effect.andThen(Queue.take(notifications), keys.forget))
+      yield* keys.forgetAll
+      yield* Effect.forever(
+        Effect.flatMap(Queue.take(notifications), ({ payload }) => {
+          const change = credentialsChangeOf(payload)
+          return change === undefined ? keys.forgetAll : keys.forget(change)
+        })
+      )
     }).pipe(
       Effect.scoped,
       Effect.catchCause((cause) =>
