@@ -1,4 +1,5 @@
 import { Effect, Scope } from "effect"
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import { databaseOn } from "../../server/test/support/database.ts"
 import { gatewayEnvironment, startGateway } from "../../server/test/support/gateway.ts"
@@ -21,4 +22,27 @@ export const benchGateway = (
     const scope = yield* Scope.fork(yield* Scope.Scope)
     const gateway = yield* startGateway(env, { whatsapp: options.whatsapp }).pipe(Scope.provide(scope))
     return { database, gateway, scope }
+  })
+
+/**
+ * The environments of `processes` gateway processes on one database (`node-1`, `node-2`...): one
+ * key ring, a data dir each (removed with the caller's scope), default lease settings.
+ */
+export const nodeEnvironments = (databaseUrl: string, processes: number) =>
+  Effect.gen(function* () {
+    const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
+    const environments = yield* Effect.forEach(
+      Array.from({ length: processes }, (_, i) => `node-${i + 1}`),
+      (id) =>
+        Effect.map(gatewayEnvironment(databaseUrl, { ...shared, WHATISUP_NODE_ID: id }), (env) => ({
+          id,
+          env
+        }))
+    )
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const { env } of environments) fs.rmSync(env.WHATISUP_DATA_DIR, { recursive: true, force: true })
+      })
+    )
+    return environments
   })

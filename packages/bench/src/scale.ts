@@ -1,13 +1,11 @@
 import { Effect, type Scope } from "effect"
-import * as crypto from "node:crypto"
-import * as fs from "node:fs"
 import * as path from "node:path"
 import { newId } from "../../server/src/db/ids.ts"
 import { newCustomer } from "../../server/test/support/admin.ts"
 import { databaseOn, sqlFor } from "../../server/test/support/database.ts"
-import { gatewayEnvironment } from "../../server/test/support/gateway.ts"
 import { spawnGateway, waitReady } from "../../server/test/support/process.ts"
 import { ensure, millisSince, waitUntil } from "./measure.ts"
+import { nodeEnvironments } from "./gateway.ts"
 import type { Report } from "./report.ts"
 
 const scaleMain = path.resolve(import.meta.dirname, "scale-process.ts")
@@ -46,20 +44,7 @@ export const scale = (
     yield* ensure(processes >= 2, "the scale benchmark needs at least 2 processes")
     const database = yield* databaseOn(serverUrl)
     const sql = yield* sqlFor(database.url)
-    const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
-    const environments = yield* Effect.forEach(
-      Array.from({ length: processes }, (_, i) => `node-${i + 1}`),
-      (id) =>
-        Effect.map(gatewayEnvironment(database.url, { ...shared, WHATISUP_NODE_ID: id }), (env) => ({
-          id,
-          env
-        }))
-    )
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        for (const { env } of environments) fs.rmSync(env.WHATISUP_DATA_DIR, { recursive: true, force: true })
-      })
-    )
+    const environments = yield* nodeEnvironments(database.url, processes)
     const start = (env: Record<string, string>) =>
       Effect.tap(spawnGateway(env, scaleMain), (gateway) =>
         waitReady(gateway, `http://127.0.0.1:${env.PORT}`)

@@ -1,12 +1,9 @@
 import { ConfigProvider, Duration, Effect, Option, type Scope } from "effect"
-import * as crypto from "node:crypto"
-import * as fs from "node:fs"
 import { loadConfig } from "../../server/src/config/config.ts"
 import { leaseGrace } from "../../server/src/channels/leases.ts"
 import { newCustomer } from "../../server/test/support/admin.ts"
 import { connectAll, createChannels } from "../../server/test/support/api.ts"
 import { databaseOn, sqlFor } from "../../server/test/support/database.ts"
-import { gatewayEnvironment } from "../../server/test/support/gateway.ts"
 import {
   type GatewayProcess,
   recordingGatewayMain,
@@ -15,6 +12,7 @@ import {
 } from "../../server/test/support/process.ts"
 import { recordingTable } from "../../server/test/support/recordingTransport.ts"
 import { ensure, ScenarioFailed, waitUntil } from "./measure.ts"
+import { nodeEnvironments } from "./gateway.ts"
 import type { Report } from "./report.ts"
 
 /** Bounds on a scenario step: far beyond any target, so only a broken run reaches them. */
@@ -180,20 +178,7 @@ export const takeover = (
     yield* ensure(processes >= 2, "the takeover benchmark needs at least 2 processes")
     const database = yield* databaseOn(serverUrl)
     const sql = yield* sqlFor(database.url)
-    const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
-    const environments = yield* Effect.forEach(
-      Array.from({ length: processes }, (_, i) => `node-${i + 1}`),
-      (id) =>
-        Effect.map(gatewayEnvironment(database.url, { ...shared, WHATISUP_NODE_ID: id }), (env) => ({
-          id,
-          env
-        }))
-    )
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        for (const { env } of environments) fs.rmSync(env.WHATISUP_DATA_DIR, { recursive: true, force: true })
-      })
-    )
+    const environments = yield* nodeEnvironments(database.url, processes)
     // the lease settings the processes run with: their environment (nothing inherited but PATH and
     // HOME) sets none, so these are the defaults
     const config = yield* loadConfig.pipe(

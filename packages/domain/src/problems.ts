@@ -43,7 +43,9 @@ export class PayloadTooLarge extends HttpApiError.Problem<PayloadTooLarge>()(
   "PayloadTooLarge",
   { type: problemType("payload-too-large"), status: 413, title: "The request body is too large" },
   {
-    code: Schema.tag("payload_too_large"),
+    code: Schema.tag("payload_too_large").annotate({
+      description: "The request body is larger than the endpoint takes"
+    }),
     max_bytes: Schema.Int.annotate({
       description: `the largest body this endpoint takes, in bytes (${maxJsonBodyBytes} for JSON bodies); refused before it is read, whether announced in Content-Length or streamed`
     })

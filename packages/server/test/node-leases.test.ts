@@ -13,34 +13,40 @@ import { sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { staysTrue, waitFor, waitUntil } from "./support/waits.ts"
 
-/** A node's leases alone (no supervisor), on the database of `url`: the test decides when it claims. */
-const leasesOf = (url: string, nodeId: string, ttl = "10s") =>
+/** The database layers of a gateway of `url` with `env` on top of its test environment, built in the scope. */
+const gatewayLayers = <A, E>(
+  url: string,
+  env: Record<string, string>,
+  layer: (database: typeof databaseLayers) => Layer.Layer<A, E, GatewayConfigService>
+) =>
   Effect.gen(function* () {
-    const env = yield* gatewayEnvironment(url, { WHATISUP_NODE_ID: nodeId, WHATISUP_LEASE_TTL: ttl })
     const config = yield* loadConfig.pipe(
-      Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(env))
-    )
-    const context = yield* Layer.build(
-      layerLeases.pipe(
-        Layer.provide(layerMigrated.pipe(Layer.provideMerge(layerDatabase))),
-        Layer.provide(Layer.succeed(GatewayConfigService, config))
+      Effect.provideService(
+        ConfigProvider.ConfigProvider,
+        ConfigProvider.fromEnvRecord(yield* gatewayEnvironment(url, env))
       )
     )
-    return Context.get(context, LeasesService)
+    return yield* Layer.build(
+      layer(databaseLayers).pipe(Layer.provide(Layer.succeed(GatewayConfigService, config)))
+    )
   })
+const databaseLayers = layerMigrated.pipe(Layer.provideMerge(layerDatabase))
+
+/** A node's leases alone (no supervisor), on the database of `url`: the test decides when it claims. */
+const leasesOf = (url: string, nodeId: string, ttl = "10s") =>
+  Effect.map(
+    gatewayLayers(url, { WHATISUP_NODE_ID: nodeId, WHATISUP_LEASE_TTL: ttl }, (database) =>
+      layerLeases.pipe(Layer.provide(database))
+    ),
+    (context) => Context.get(context, LeasesService)
+  )
 
 /** The gateway's own database connections (the shared pool), as a gateway of `url` would open them. */
 const gatewayPoolOf = (url: string, ttl: string) =>
-  Effect.gen(function* () {
-    const env = yield* gatewayEnvironment(url, { WHATISUP_LEASE_TTL: ttl })
-    const config = yield* loadConfig.pipe(
-      Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(env))
-    )
-    const context = yield* Layer.build(
-      layerDatabase.pipe(Layer.provide(Layer.succeed(GatewayConfigService, config)))
-    )
-    return Context.get(context, SqlClient.SqlClient)
-  })
+  Effect.map(
+    gatewayLayers(url, { WHATISUP_LEASE_TTL: ttl }, (database) => database),
+    (context) => Context.get(context, SqlClient.SqlClient)
+  )
 
 /** Channels rows to lease, of a customer of their own, straight in the database. */
 const channelRows = (url: string, count: number) =>
