@@ -5,6 +5,13 @@ import { GatewayConfigService } from "../config/config.ts"
 import { LeaseDatabase, leaseStatementTimeout } from "../db/client.ts"
 import { decodeRows } from "../db/transaction.ts"
 import { channelsChangedChannel } from "./rows.ts"
+import { runningStatuses } from "./status.ts"
+
+const CandidateRow = Schema.Struct({
+  id: ChannelId,
+  run_epoch: Schema.Number,
+  generation: Schema.NullOr(Schema.Number)
+})
 
 const ClaimedRow = Schema.Struct({
   channel_id: ChannelId,
@@ -44,12 +51,18 @@ export class Leases extends Context.Service<
     readonly ttl: Duration.Duration
     /** How long past a lease's expiry another node waits before it takes the lease over. */
     readonly grace: Duration.Duration
-    /** How long a renewal may take before it counts as failed. */
-    readonly timeout: Duration.Duration
     /** Starts this node's lease afresh (at start, or after it lapsed). */
     readonly join: Effect.Effect<void>
     /** Extends this node's lease; false when it had already lapsed (every channel it held is lost). */
     readonly renew: Effect.Effect<boolean>
+    /**
+     * Up to `limit` channels that should run and that this node may take (free, its own, or held by
+     * a node whose lease lapsed past the grace), apart from `excluding`, with their run epoch.
+     */
+    readonly claimable: (
+      limit: number,
+      excluding: ReadonlyArray<ChannelId>
+    ) => Effect.Effect<ReadonlyArray<Claimable & { readonly runEpoch: number }>>
     /**
      * Takes channels that are free, this node's own, or held by a node whose lease lapsed past the
      * grace, as long as this node's lease is live; says whom each was taken from. Each is taken only
@@ -76,7 +89,8 @@ export class Leases extends Context.Service<
 export const layerLeases = Layer.effect(
   Leases,
   Effect.gen(function* () {
-    // the fence check joins the caller's transaction; everything else runs on the leases' own connections
+    // the fence check joins the caller's transaction and the search for claimable channels is a
+    // plain read; everything else runs on the leases' own connections
     const sql = yield* SqlClient.SqlClient
     const leaseSql = yield* LeaseDatabase
     const config = yield* GatewayConfigService
@@ -99,7 +113,6 @@ export const layerLeases = Layer.effect(
       nodeId,
       ttl: config.leaseTtl,
       grace,
-      timeout,
       // the others hear of it at once: their fair shares shrink, and they hand channels over
       join: bounded(
         Effect.asVoid(leaseSql`
@@ -119,6 +132,24 @@ export const layerLeases = Layer.effect(
           (rows) => rows.length > 0
         )
       ),
+      // a read like the reconciler's others, on the shared pool
+      claimable: (limit, excluding) =>
+        sql`
+          SELECT c.id, c.run_epoch::int AS run_epoch, l.generation::int AS generation
+          FROM channels c LEFT JOIN channel_leases l ON l.channel_id = c.id
+            LEFT JOIN gateway_nodes n ON n.node_id = l.owner
+          WHERE c.desired = 'running' AND c.status IN ${sql.in(runningStatuses)}
+            AND (l.owner IS NULL OR l.owner = ${nodeId} OR n.node_id IS NULL
+              OR n.expires_at < now() - ${graceInterval}::interval)
+            AND c.id NOT IN (SELECT jsonb_array_elements_text(${json(excluding)}::jsonb))
+          -- each node walks the channels in an order of its own, so nodes claiming at once rarely collide
+          ORDER BY (l.owner = ${nodeId}) DESC NULLS LAST, md5(c.id || ${nodeId})
+          LIMIT ${limit}`.pipe(
+          decodeRows(CandidateRow),
+          Effect.map((rows) =>
+            rows.map((row) => ({ channelId: row.id, generation: row.generation, runEpoch: row.run_epoch }))
+          )
+        ),
       // the generation compared is the one the candidate was found under: whoever bumps it first has it
       claim: (channels) =>
         channels.length === 0

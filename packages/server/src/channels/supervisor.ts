@@ -50,11 +50,6 @@ const HeldRow = Schema.Struct({
   owner: Schema.NullOr(Schema.String),
   generation: Schema.NullOr(Schema.Number)
 })
-const CandidateRow = Schema.Struct({
-  id: ChannelId,
-  run_epoch: Schema.Number,
-  generation: Schema.NullOr(Schema.Number)
-})
 
 /** Backoff between reconnects: exponential from 1 s to 5 min, ±20 % jitter; reset after a stable minute. */
 export const backoff = {
@@ -393,23 +388,11 @@ export const layerSupervisor = Layer.effect(
       const fairShare = Math.ceil((runnableCount[0]?.n ?? 0) / liveNodes)
       const budget = fairShare - held.size
       if (budget > 0) {
-        const candidates = yield* sql`
-          SELECT c.id, c.run_epoch::int AS run_epoch, l.generation::int AS generation
-          FROM channels c LEFT JOIN channel_leases l ON l.channel_id = c.id
-            LEFT JOIN gateway_nodes n ON n.node_id = l.owner
-          WHERE c.desired = 'running' AND c.status IN ${sql.in(runningStatuses)}
-            AND (l.owner IS NULL OR l.owner = ${leases.nodeId} OR n.node_id IS NULL
-              OR n.expires_at < now() - ${`${Duration.toMillis(leases.grace)} milliseconds`}::interval)
-            AND c.id NOT IN (SELECT jsonb_array_elements_text(${JSON.stringify([...held.keys()])}::jsonb))
-          -- each node walks the channels in an order of its own, so nodes claiming at once rarely collide
-          ORDER BY (l.owner = ${leases.nodeId}) DESC NULLS LAST, md5(c.id || ${leases.nodeId})
-          LIMIT ${budget}`.pipe(decodeRows(CandidateRow))
-        const claimed = yield* leases.claim(
-          candidates.map((c) => ({ channelId: c.id, generation: c.generation }))
-        )
+        const candidates = yield* leases.claimable(budget, [...held.keys()])
+        const claimed = yield* leases.claim(candidates)
         // another node claimed some of them first: look again soon rather than at the next tick
         if (claimed.length < candidates.length) contended = true
-        const epochs = new Map(candidates.map((c) => [c.id, c.run_epoch]))
+        const epochs = new Map(candidates.map((c) => [c.channelId, c.runEpoch]))
         // connects to WhatsApp are paced, with jitter, so a takeover or a new process is no burst
         for (const lease of claimed) {
           if (lease.takenFrom !== null) yield* Metric.update(takeovers, 1)
