@@ -1,8 +1,9 @@
 import { Effect, Scope } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
-import { databaseOn } from "../../server/test/support/database.ts"
+import { databaseOn, sqlFor } from "../../server/test/support/database.ts"
 import { gatewayEnvironment, startGateway } from "../../server/test/support/gateway.ts"
+import { simulator } from "../../server/test/support/simulator.ts"
 
 /**
  * A fresh database on the server of `serverUrl` and a whole gateway on it in this process. The
@@ -45,4 +46,15 @@ export const nodeEnvironments = (databaseUrl: string, processes: number) =>
       })
     )
     return environments
+  })
+
+/** The simulator in this process, and a whole gateway on real Baileys against it, with a client on its database. */
+export const baileysBenchGateway = (serverUrl: string) =>
+  Effect.gen(function* () {
+    const sim = yield* simulator
+    const { database, gateway } = yield* benchGateway(serverUrl, {
+      whatsapp: "baileys",
+      env: { WHATISUP_WA_WS_URL: sim.url }
+    })
+    return { sim, gateway, sql: yield* sqlFor(database.url) }
   })

@@ -1,8 +1,7 @@
 import { Effect, type Scope } from "effect"
-import { sqlFor } from "../../server/test/support/database.ts"
 import { newCustomer } from "../../server/test/support/admin.ts"
-import { pairedChannel, simulator } from "../../server/test/support/simulator.ts"
-import { benchGateway } from "./gateway.ts"
+import { pairedChannel } from "../../server/test/support/simulator.ts"
+import { baileysBenchGateway } from "./gateway.ts"
 import { ensure, millisSince, waitUntil } from "./measure.ts"
 import type { Report } from "./report.ts"
 
@@ -16,12 +15,7 @@ const phone = (n: number) => `4477009${String(n).padStart(5, "0")}`
  */
 export const phones = (serverUrl: string, count: number): Effect.Effect<Report, unknown, Scope.Scope> =>
   Effect.gen(function* () {
-    const sim = yield* simulator
-    const { database, gateway } = yield* benchGateway(serverUrl, {
-      whatsapp: "baileys",
-      env: { WHATISUP_WA_WS_URL: sim.url }
-    })
-    const sql = yield* sqlFor(database.url)
+    const { sim, gateway, sql } = yield* baileysBenchGateway(serverUrl)
     const connected = Effect.map(
       sql<{ n: number }>`SELECT count(*)::int AS n FROM channels WHERE status = 'connected'`,
       (rows) => rows[0]!.n

@@ -1,9 +1,8 @@
 import { Effect, type Scope } from "effect"
 import * as v8 from "node:v8"
 import { newCustomer } from "../../server/test/support/admin.ts"
-import { sqlFor } from "../../server/test/support/database.ts"
-import { pairedChannel, simulator } from "../../server/test/support/simulator.ts"
-import { benchGateway } from "./gateway.ts"
+import { pairedChannel } from "../../server/test/support/simulator.ts"
+import { baileysBenchGateway } from "./gateway.ts"
 import { ensure, millisSince, readMemory, waitUntil } from "./measure.ts"
 import type { Report } from "./report.ts"
 
@@ -60,12 +59,7 @@ export const reconnects = (
   { reconnects: count, boundBytesPerReconnect }: ReconnectsSize
 ): Effect.Effect<Report, unknown, Scope.Scope> =>
   Effect.gen(function* () {
-    const sim = yield* simulator
-    const { database, gateway } = yield* benchGateway(serverUrl, {
-      whatsapp: "baileys",
-      env: { WHATISUP_WA_WS_URL: sim.url }
-    })
-    const sql = yield* sqlFor(database.url)
+    const { sim, gateway, sql } = yield* baileysBenchGateway(serverUrl)
     const { client } = yield* newCustomer(gateway, { name: "Bench", plan: { max_channels: 1 } })
     const id = yield* pairedChannel(client, sim, phone)
     const status = Effect.map(

@@ -10,7 +10,11 @@ import {
   spawnGateway,
   waitReady
 } from "../../server/test/support/process.ts"
-import { recordingTable } from "../../server/test/support/recordingTransport.ts"
+import {
+  createRecordingTable,
+  recordedConnections,
+  type RecordedConnection as Connection
+} from "../../server/test/support/recordingTransport.ts"
 import { ensure, ScenarioFailed, waitUntil } from "./measure.ts"
 import { nodeEnvironments } from "./gateway.ts"
 import type { Report } from "./report.ts"
@@ -24,14 +28,6 @@ const targets = { killMillis: 8_000, gracefulMillis: 2_000 }
 export interface TakeoverSize {
   readonly processes: number
   readonly channels: number
-}
-
-/** One connection the recording transport opened, times in milliseconds on the database clock. */
-interface Connection {
-  readonly channel_id: string
-  readonly node_id: string
-  readonly opened_at: number
-  readonly closed_at: number | null
 }
 
 /** A process life that ended without recording its closes: its connections opened before `at` end at `at`. */
@@ -191,10 +187,7 @@ export const takeover = (
       Effect.tap(spawnGateway(env, recordingGatewayMain), (gateway) => waitReady(gateway, api(env)))
     // the first one migrates the database; the others start together once it has
     const first = yield* start(environments[0]!.env)
-    yield* sql`
-      CREATE TABLE ${sql(recordingTable)} (
-        id serial PRIMARY KEY, channel_id text NOT NULL, node_id text NOT NULL,
-        opened_at timestamptz NOT NULL, closed_at timestamptz)`
+    yield* createRecordingTable(sql)
     const others = yield* Effect.forEach(environments.slice(1), ({ env }) => start(env), {
       concurrency: "unbounded"
     })
@@ -204,13 +197,7 @@ export const takeover = (
       process: i === 0 ? first : others[i - 1]!
     }))
 
-    const connections = Effect.map(
-      sql<Connection>`
-        SELECT channel_id, node_id, (extract(epoch FROM opened_at) * 1000)::float8 AS opened_at,
-          (extract(epoch FROM closed_at) * 1000)::float8 AS closed_at
-        FROM ${sql(recordingTable)} ORDER BY id`,
-      (rows) => rows as ReadonlyArray<Connection>
-    ).pipe(Effect.orDie)
+    const connections = recordedConnections(sql)
     const dbNow = Effect.map(
       sql<{ now: number }>`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now`,
       (rows) => rows[0]!.now

@@ -63,6 +63,21 @@ const channelRows = (url: string, count: number) =>
 
 const fresh = (ids: ReadonlyArray<ChannelId>) => ids.map((channelId) => ({ channelId, generation: null }))
 
+/** A gateway with a lease of `ttl` on a database of its own, running `count` channels, each connected. */
+const connectedGateway = (ttl: string, count: number) =>
+  Effect.gen(function* () {
+    const database = yield* testDatabase
+    const gateway = yield* startGateway(yield* gatewayEnvironment(database.url, { WHATISUP_LEASE_TTL: ttl }))
+    const { client } = yield* newCustomer(gateway, { plan: { max_channels: count } })
+    const ids = yield* createChannels(client, count)
+    yield* connectAll(client, ids)
+    yield* waitUntil(
+      "every channel's connection is open",
+      Effect.sync(() => ids.every((id) => gateway.whatsapp.isOpen(id)))
+    )
+    return { database, gateway, ids }
+  })
+
 /** The reasons of a channel's `channel.disconnected` events, oldest first. */
 const disconnectReasons = (client: ApiClient, channel: ChannelId) =>
   Effect.map(client.events.list({ query: { channel_id: channel, type: "channel.disconnected" } }), (page) =>
@@ -164,17 +179,7 @@ describe("node leases", () => {
     "renewals rewrite the node's one row, never the channels' leases, however many channels run",
     () =>
       Effect.gen(function* () {
-        const database = yield* testDatabase
-        const gateway = yield* startGateway(
-          yield* gatewayEnvironment(database.url, { WHATISUP_LEASE_TTL: "1s" })
-        )
-        const { client } = yield* newCustomer(gateway, { plan: { max_channels: 40 } })
-        const ids = yield* createChannels(client, 40)
-        yield* connectAll(client, ids)
-        yield* waitUntil(
-          "every channel's connection is open",
-          Effect.sync(() => ids.every((id) => gateway.whatsapp.isOpen(id)))
-        )
+        const { database, gateway, ids } = yield* connectedGateway("1s", 40)
         const sql = yield* sqlFor(database.url)
         // every UPDATE writes a new row version, with a new xmin
         const versions = sql<{ key: string; xmin: string }>`
@@ -296,17 +301,7 @@ describe("node leases", () => {
     "a node whose lease lapsed closes every socket, and takes its channels back under new generations",
     () =>
       Effect.gen(function* () {
-        const database = yield* testDatabase
-        const gateway = yield* startGateway(
-          yield* gatewayEnvironment(database.url, { WHATISUP_LEASE_TTL: "2s" })
-        )
-        const { client } = yield* newCustomer(gateway, { plan: { max_channels: 5 } })
-        const ids = yield* createChannels(client, 5)
-        yield* connectAll(client, ids)
-        yield* waitUntil(
-          "every channel's connection is open",
-          Effect.sync(() => ids.every((id) => gateway.whatsapp.isOpen(id)))
-        )
+        const { database, gateway, ids } = yield* connectedGateway("2s", 5)
         const sql = yield* sqlFor(database.url)
         const generations = sql<{ generation: number }>`
           SELECT generation::int AS generation FROM channel_leases ORDER BY channel_id`.pipe(

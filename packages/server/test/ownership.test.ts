@@ -6,16 +6,13 @@ import { pause, waitUntil } from "./support/waits.ts"
 import { newCustomer } from "./support/admin.ts"
 import { gatewayEnvironment } from "./support/gateway.ts"
 import { type GatewayProcess, recordingGatewayMain, spawnGateway, waitReady } from "./support/process.ts"
-import { recordingTable } from "./support/recordingTransport.ts"
+import {
+  createRecordingTable,
+  recordedConnections,
+  type RecordedConnection as Connection
+} from "./support/recordingTransport.ts"
 
 const leaseTtlSeconds = 3
-
-interface Connection {
-  readonly channel_id: string
-  readonly node_id: string
-  readonly opened_at: number
-  readonly closed_at: number | null
-}
 
 describe("channel ownership across gateway processes", () => {
   it.live(
@@ -37,10 +34,7 @@ describe("channel ownership across gateway processes", () => {
           )
 
         const a = yield* start(envA)
-        yield* sql`
-          CREATE TABLE ${sql(recordingTable)} (
-            id serial PRIMARY KEY, channel_id text NOT NULL, node_id text NOT NULL,
-            opened_at timestamptz NOT NULL, closed_at timestamptz)`
+        yield* createRecordingTable(sql)
         const { client } = yield* newCustomer(
           {
             api: api(envA),
@@ -55,13 +49,7 @@ describe("channel ownership across gateway processes", () => {
         for (const id of ids) yield* client.channels.connect({ params: { id }, payload: { method: "qr" } })
         const b = yield* start(envB)
 
-        const connections = Effect.map(
-          sql<Connection>`
-            SELECT channel_id, node_id, (extract(epoch FROM opened_at) * 1000)::float8 AS opened_at,
-              (extract(epoch FROM closed_at) * 1000)::float8 AS closed_at
-            FROM ${sql(recordingTable)} ORDER BY id`,
-          (rows) => rows as ReadonlyArray<Connection>
-        ).pipe(Effect.orDie)
+        const connections = recordedConnections(sql)
         const openBy = (rows: ReadonlyArray<Connection>, alive: ReadonlyArray<string>) => {
           const byChannel = new Map<string, Array<string>>()
           for (const row of rows) {

@@ -1,8 +1,34 @@
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Queue, Redacted } from "effect"
+import type { SqlClient } from "effect/sql"
 import { TransportEvent, WhatsAppTransport } from "../../src/channels/transport.ts"
 
 export const recordingTable = "transport_connections"
+
+/** One connection the recording transport opened, times in milliseconds on the database clock. */
+export interface RecordedConnection {
+  readonly channel_id: string
+  readonly node_id: string
+  readonly opened_at: number
+  readonly closed_at: number | null
+}
+
+/** Creates the table the recording transport writes to (once the gateway has migrated the database). */
+export const createRecordingTable = (sql: SqlClient.SqlClient) =>
+  sql`
+    CREATE TABLE ${sql(recordingTable)} (
+      id serial PRIMARY KEY, channel_id text NOT NULL, node_id text NOT NULL,
+      opened_at timestamptz NOT NULL, closed_at timestamptz)`.pipe(Effect.orDie, Effect.asVoid)
+
+/** Every connection recorded so far, in the order they opened. */
+export const recordedConnections = (sql: SqlClient.SqlClient) =>
+  Effect.map(
+    sql<RecordedConnection>`
+      SELECT channel_id, node_id, (extract(epoch FROM opened_at) * 1000)::float8 AS opened_at,
+        (extract(epoch FROM closed_at) * 1000)::float8 AS closed_at
+      FROM ${sql(recordingTable)} ORDER BY id`,
+    (rows): ReadonlyArray<RecordedConnection> => rows
+  ).pipe(Effect.orDie)
 
 /**
  * A WhatsApp for multi-process tests: every connection is recorded in a table (which node, when it
