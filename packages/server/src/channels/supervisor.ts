@@ -11,6 +11,7 @@ import {
   FiberMap,
   Layer,
   Metric,
+  Option,
   Queue,
   Random,
   Schedule,
@@ -18,6 +19,7 @@ import {
   Semaphore
 } from "effect"
 import { decodeRows } from "../db/transaction.ts"
+import { channelReconnectBackoff, drawNextDelay } from "../retry/retryPolicy.ts"
 import type { AuthStates } from "./loginStore.ts"
 import type { WhatsAppTransport } from "./transport.ts"
 import { Disconnected, runChannel, type StopCell, type StopIntent } from "./actor.ts"
@@ -51,21 +53,13 @@ const HeldRow = Schema.Struct({
   generation: Schema.NullOr(Schema.Number)
 })
 
-/** Backoff between reconnects: exponential from 1 s to 5 min, ±20 % jitter; reset after a stable minute. */
-export const backoff = {
-  base: Duration.seconds(1),
-  max: Duration.minutes(5),
-  stable: Duration.minutes(1),
-  delay: (attempt: number) =>
-    Effect.map(Random.nextBetween(0.8, 1.2), (jitter) =>
-      Duration.millis(
-        Math.min(
-          Duration.toMillis(backoff.max),
-          Duration.toMillis(backoff.base) * 2 ** Math.min(attempt, 20)
-        ) * jitter
-      )
-    )
-}
+/** Reconnects back off as the shared policy says; `failures` counts those in a row, from 0. */
+const reconnectDelay = (failures: number) =>
+  // the reconnect policy never gives up, so there always is a next pause
+  Effect.map(drawNextDelay(channelReconnectBackoff, { attempt: failures + 1 }), Option.getOrThrow)
+
+/** A connection that lasted this long was stable: the next drop backs off from the start again. */
+const stablePeriod = Duration.minutes(1)
 
 interface Held {
   readonly fence: Fence
@@ -127,7 +121,7 @@ const supervise = (fence: Fence, cell: StopCell) =>
       const exit = yield* Effect.exit(runChannel(fence, cell))
       if (Exit.isSuccess(exit)) return
       if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
-      if ((yield* Clock.currentTimeMillis) - started >= Duration.toMillis(backoff.stable)) {
+      if ((yield* Clock.currentTimeMillis) - started >= Duration.toMillis(stablePeriod)) {
         attempt = 0
         restartsAfterLogin = 0
         replaced = 0
@@ -171,7 +165,7 @@ const supervise = (fence: Fence, cell: StopCell) =>
         yield* Effect.logError("channel actor failed", exit.cause)
         yield* Metric.update(Metric.withAttributes(restarts, { reason: "defect" }), 1)
       }
-      yield* Effect.sleep(yield* backoff.delay(attempt))
+      yield* Effect.sleep(yield* reconnectDelay(attempt))
       attempt++
     }
   }).pipe(Effect.annotateLogs({ channel_id: fence.channelId }))
@@ -253,7 +247,7 @@ export const layerSupervisor = Layer.effect(
           Effect.provideContext(context),
           Effect.onExit((exit) =>
             Exit.isSuccess(exit)
-              ? Effect.map(backoff.delay(entry.endings++), (delay) => {
+              ? Effect.map(reconnectDelay(entry.endings++), (delay) => {
                   entry.retryAt = monotonicMillis() + Duration.toMillis(delay)
                 })
               : Effect.void
