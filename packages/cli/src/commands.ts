@@ -28,6 +28,7 @@ const describeCustomer = (c: Customer) =>
       `${c.plan.messages_per_minute} messages/min per channel, ${c.plan.api_requests_per_second} API requests/s (all keys together)`,
     `  pairing codes: ${c.plan.pairing_codes_per_channel_per_hour} per channel an hour, ` +
       `${c.plan.pairing_codes_per_customer_per_day} a day`,
+    `  webhook endpoints: ${c.plan.max_webhook_endpoints}`,
     `  created: ${c.created_at}`
   ].join("\n")
 
@@ -98,6 +99,7 @@ const setPlan = Command.make(
     apiRps: planFlag("api-rps", "API requests per second, all the customer's keys together"),
     pairingCodesPerHour: planFlag("pairing-codes-per-hour", "connects by pairing code per channel an hour"),
     pairingCodesPerDay: planFlag("pairing-codes-per-day", "connects by pairing code per customer a day"),
+    webhookEndpoints: planFlag("max-webhook-endpoints", "webhook endpoints the customer may have"),
     json
   },
   ({
@@ -108,6 +110,7 @@ const setPlan = Command.make(
     apiRps,
     pairingCodesPerHour,
     pairingCodesPerDay,
+    webhookEndpoints,
     json
   }) => {
     const plan = {
@@ -122,7 +125,8 @@ const setPlan = Command.make(
       ...Option.match(pairingCodesPerDay, {
         onNone: () => ({}),
         onSome: (n) => ({ pairing_codes_per_customer_per_day: n })
-      })
+      }),
+      ...Option.match(webhookEndpoints, { onNone: () => ({}), onSome: (n) => ({ max_webhook_endpoints: n }) })
     }
     if (Object.keys(plan).length === 0) {
       return Effect.fail<

@@ -29,7 +29,8 @@ export const PlanPatch = Schema.Struct({
   messages_per_minute: Schema.optionalKey(Plan.fields.messages_per_minute),
   api_requests_per_second: Schema.optionalKey(Plan.fields.api_requests_per_second),
   pairing_codes_per_channel_per_hour: Schema.optionalKey(Plan.fields.pairing_codes_per_channel_per_hour),
-  pairing_codes_per_customer_per_day: Schema.optionalKey(Plan.fields.pairing_codes_per_customer_per_day)
+  pairing_codes_per_customer_per_day: Schema.optionalKey(Plan.fields.pairing_codes_per_customer_per_day),
+  max_webhook_endpoints: Schema.optionalKey(Plan.fields.max_webhook_endpoints)
 })
 
 export const CustomerCreated = Schema.Struct({ customer: Customer, api_key: ApiKeyCreated })

@@ -20,7 +20,7 @@ import {
   UpdateChannel
 } from "./channels.ts"
 import { Event, EventQuery } from "./events.ts"
-import { ApiKeyId, ChannelId, CustomerId } from "./ids.ts"
+import { ApiKeyId, ChannelId, CustomerId, DeliveryId, WebhookEndpointId } from "./ids.ts"
 import { limitParameter, Page, PageQuery } from "./pagination.ts"
 import { documentParameters, documentProblems, introduction, withQrImages } from "./reference.ts"
 import {
@@ -39,6 +39,18 @@ import {
   Unauthorized
 } from "./problems.ts"
 import { ApiKey, ApiKeyCreated, CreateApiKey, Me, type Plan } from "./tenancy.ts"
+import {
+  CreateWebhookEndpoint,
+  Delivery,
+  DeliveryQuery,
+  DeliveryWithAttempts,
+  RecoverAccepted,
+  RecoverRequest,
+  RotateSecret,
+  UpdateWebhookEndpoint,
+  WebhookEndpoint,
+  WebhookEndpointWithSecret
+} from "./webhooks.ts"
 
 /** Who is calling: resolved from the bearer key by the Authorization middleware. */
 export class Caller extends Context.Service<
@@ -312,7 +324,7 @@ export class EventsGroup extends HttpApiGroup.make("events")
     }).annotateMerge(
       doc(
         "List events",
-        "What happened to the key's channels, newest first: channel.qr, channel.connected, channel.disconnected, channel.logged_out, channel.failed. data.sequence numbers each channel's events from 1, so they can be put in order."
+        "What happened to the key's channels, newest first: channel.qr, channel.connected, channel.disconnected, channel.logged_out, channel.failed, each with data.sequence numbering the channel's events from 1 so they can be put in order; and, for a key of the whole customer, webhook.test and webhook.disabled (which belong to no channel)."
       )
     )
   )
@@ -320,7 +332,184 @@ export class EventsGroup extends HttpApiGroup.make("events")
   .annotate(OpenApi.Title, "Events")
   .annotate(
     OpenApi.Description,
-    "The event log: every change of a channel's connection, numbered per channel. Webhooks that post these events to your URL are not available yet: poll GET /v1/events."
+    "The event log: every change of a channel's connection, numbered per channel, and the webhook endpoints' own events. Webhook endpoints get them posted as they happen."
+  ) {}
+
+const webhookParams = { id: WebhookEndpointId }
+
+const endpointNotes =
+  "The gateway resolves the URL and refuses it (400 naming body.url and why) when it is not http(s), carries user:password@, does not resolve, or resolves to any address that is not public (loopback, private, link-local, CGNAT, multicast, reserved, documentation, NAT64/6to4/Teredo/IPv4-mapped forms of these, cloud metadata); it checks again before every attempt. Counts against the plan's max_webhook_endpoints (403 plan_limit_reached). The answer carries the signing secret (whsec_...), shown this once: verify each request's webhook-id, webhook-timestamp and webhook-signature headers with it, as Standard Webhooks libraries do."
+
+export class WebhooksGroup extends HttpApiGroup.make("webhooks")
+  .add(
+    HttpApiEndpoint.post("createForChannel", "/v1/channels/:id/webhooks", {
+      params: channelParams,
+      headers: idempotencyHeaders,
+      payload: CreateWebhookEndpoint,
+      success: WebhookEndpointWithSecret.pipe(HttpApiSchema.status(201)),
+      error: [...creating, IdempotentAnswerRevoked, NotFound, PlanLimitReached]
+    }).annotateMerge(
+      doc(
+        "Create a webhook endpoint for one channel",
+        `Events of this channel (and of no other) are posted to the URL. A key bound to the channel may create it. ${endpointNotes}`
+      )
+    )
+  )
+  .add(
+    HttpApiEndpoint.get("listForChannel", "/v1/channels/:id/webhooks", {
+      params: channelParams,
+      query: PageQuery,
+      success: Page(WebhookEndpoint),
+      error: NotFound
+    }).annotateMerge(
+      doc(
+        "List a channel's webhook endpoints",
+        "The endpoints made for this channel, newest first, without their secrets; the customer's endpoints for every channel are listed by GET /v1/webhooks."
+      )
+    )
+  )
+  .add(
+    HttpApiEndpoint.post("create", "/v1/webhooks", {
+      headers: idempotencyHeaders,
+      payload: CreateWebhookEndpoint,
+      success: WebhookEndpointWithSecret.pipe(HttpApiSchema.status(201)),
+      error: [...creating, IdempotentAnswerRevoked, Forbidden, PlanLimitReached]
+    }).annotateMerge(
+      doc(
+        "Create a webhook endpoint for every channel",
+        `Events of every channel of the customer, present and future, are posted to the URL. A key bound to a channel cannot create one (403 forbidden): it creates its channel's with POST /v1/channels/{id}/webhooks. ${endpointNotes}`
+      )
+    )
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/v1/webhooks", {
+      query: PageQuery,
+      success: Page(WebhookEndpoint)
+    }).annotateMerge(
+      doc(
+        "List webhook endpoints",
+        "Every endpoint the key may manage, newest first, without secrets: all of the customer's, or for a key bound to a channel, that channel's."
+      )
+    )
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/v1/webhooks/:id", {
+      params: webhookParams,
+      success: WebhookEndpoint,
+      error: NotFound
+    }).annotateMerge(
+      doc(
+        "Get a webhook endpoint",
+        "The endpoint, its status and why it is disabled if it is; never its secret."
+      )
+    )
+  )
+  .add(
+    HttpApiEndpoint.patch("update", "/v1/webhooks/:id", {
+      params: webhookParams,
+      payload: UpdateWebhookEndpoint,
+      success: WebhookEndpoint,
+      error: NotFound
+    }).annotateMerge(
+      doc(
+        "Change a webhook endpoint",
+        "Changes its url (checked as at creation), description, event_types, or enabled. Disabling fails what is pending for it; enabling clears failing_since, and POST /v1/webhooks/{id}/recover sends again what failed meanwhile."
+      )
+    )
+  )
+  .add(
+    HttpApiEndpoint.delete("delete", "/v1/webhooks/:id", {
+      params: webhookParams,
+      success: WebhookEndpoint,
+      error: NotFound
+    }).annotateMerge(
+      doc(
+        "Delete a webhook endpoint",
+        "Nothing more is posted to it and its secret is forgotten; deliveries still pending fail. Answers the endpoint as it was last."
+      )
+    )
+  )
+  .add(
+    HttpApiEndpoint.post("rotateSecret", "/v1/webhooks/:id/rotate-secret", {
+      params: webhookParams,
+      payload: RotateSecret,
+      success: WebhookEndpointWithSecret,
+      error: NotFound
+    }).annotateMerge(
+      doc(
+        "Rotate an endpoint's signing secret",
+        "Answers a new secret (shown this once). During the grace period (grace_period_seconds: 24 hours by default, at most 7 days) every request is signed with both the new and the previous secret, so receivers can switch without missing a request."
+      )
+    )
+  )
+  .add(
+    HttpApiEndpoint.post("test", "/v1/webhooks/:id/test", {
+      params: webhookParams,
+      success: Delivery.pipe(HttpApiSchema.status(202)),
+      error: [NotFound, InvalidState]
+    }).annotateMerge(
+      doc(
+        "Send a test event",
+        "Posts a webhook.test event to this endpoint alone, whatever its event_types, and answers its delivery (follow it with GET /v1/deliveries/{id}). A disabled endpoint answers 409 invalid_state."
+      )
+    )
+  )
+  .add(
+    HttpApiEndpoint.post("recover", "/v1/webhooks/:id/recover", {
+      params: webhookParams,
+      payload: RecoverRequest,
+      success: RecoverAccepted.pipe(HttpApiSchema.status(202)),
+      error: [NotFound, InvalidState]
+    }).annotateMerge(
+      doc(
+        "Send failed deliveries again",
+        "Queues again, at once and with a fresh retry schedule, every delivery to this endpoint that failed and was created since the moment given. A disabled endpoint answers 409 invalid_state: enable it first."
+      )
+    )
+  )
+  .add(
+    HttpApiEndpoint.get("deliveries", "/v1/webhooks/:id/deliveries", {
+      params: webhookParams,
+      query: { ...PageQuery, ...DeliveryQuery },
+      success: Page(Delivery),
+      error: NotFound
+    }).annotateMerge(
+      doc(
+        "List an endpoint's deliveries",
+        "One per event posted (or to be posted) to the endpoint, newest first; filter by status, event_type and creation time (since, until)."
+      )
+    )
+  )
+  .add(
+    HttpApiEndpoint.get("delivery", "/v1/deliveries/:id", {
+      params: { id: DeliveryId },
+      success: DeliveryWithAttempts,
+      error: NotFound
+    }).annotateMerge(
+      doc(
+        "Get a delivery with its attempts",
+        "The delivery and every attempt: when, how long, the status code or the error type, and the first 4 KiB of the answer."
+      )
+    )
+  )
+  .add(
+    HttpApiEndpoint.post("redeliver", "/v1/deliveries/:id/redeliver", {
+      params: { id: DeliveryId },
+      success: Delivery.pipe(HttpApiSchema.status(202)),
+      error: [NotFound, InvalidState]
+    }).annotateMerge(
+      doc(
+        "Send a delivery again",
+        "Queues the delivery again, at once and with a fresh retry schedule, whatever its status; the event keeps its id, so receivers see the same webhook-id. A disabled endpoint answers 409 invalid_state."
+      )
+    )
+  )
+  .middleware(PayloadFields)
+  .middleware(Authorization)
+  .annotate(OpenApi.Title, "Webhooks")
+  .annotate(
+    OpenApi.Description,
+    "Endpoints the gateway posts events to, as Standard Webhooks: body {type, timestamp, data}, headers webhook-id (the event id, the same on every retry), webhook-timestamp and webhook-signature (v1,<base64 HMAC-SHA256 of id.timestamp.body>). At least once: an attempt that does not get a 2xx within 15 s is retried after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (±20 %, or after the endpoint's Retry-After), then fails; 410 Gone disables the endpoint, and so do 5 days of failures. Redirects are not followed."
   ) {}
 
 export class AuditGroup extends HttpApiGroup.make("audit")
@@ -348,6 +537,7 @@ export class Api extends HttpApi.make("whatisup")
   .add(ApiKeysGroup)
   .add(ChannelsGroup)
   .add(EventsGroup)
+  .add(WebhooksGroup)
   .add(AuditGroup)
   .middleware(RequestValidation)
   .annotate(HttpApi.ParseOptions, { errors: "all" })

@@ -13,7 +13,18 @@ export const ChannelEventType = Schema.Literals([
     "channel.qr (a new QR code to scan), channel.connected, channel.disconnected (with code and reason), channel.logged_out, channel.failed (with reason)"
 })
 
-export const EventType = ChannelEventType
+export const WebhookEventType = Schema.Literals(["webhook.test", "webhook.disabled"]).annotate({
+  description:
+    "webhook.test (sent to one endpoint by POST /v1/webhooks/{id}/test), webhook.disabled (to the customer's other endpoints when the gateway disables one)"
+})
+
+export const EventType = Schema.Literals([
+  ...ChannelEventType.literals,
+  ...WebhookEventType.literals
+]).annotate({
+  description:
+    "channel.qr (a new QR code to scan), channel.connected, channel.disconnected (with code and reason), channel.logged_out, channel.failed (with reason), webhook.test (POST /v1/webhooks/{id}/test), webhook.disabled (an endpoint was disabled by the gateway)"
+})
 export type EventType = typeof EventType.Type
 
 /**

@@ -39,6 +39,18 @@ export const AuditEventId = prefixedId("aud", "An audit event's id", "aud_01m8aj
 )
 export type AuditEventId = typeof AuditEventId.Type
 
+export const WebhookEndpointId = prefixedId(
+  "wh",
+  "A webhook endpoint's id",
+  "wh_01m8mdr4k2x9f3q7v6n8w1z0pd"
+).pipe(Schema.brand("WebhookEndpointId"))
+export type WebhookEndpointId = typeof WebhookEndpointId.Type
+
+export const DeliveryId = prefixedId("dlv", "A delivery's id", "dlv_01m8mdr5c7t2y4h6j8k0m3n5qb").pipe(
+  Schema.brand("DeliveryId")
+)
+export type DeliveryId = typeof DeliveryId.Type
+
 export const idPrefixes = {
   customer: "cus",
   apiKey: "key",

@@ -23,6 +23,9 @@ export const Plan = Schema.Struct({
   ),
   pairing_codes_per_customer_per_day: PositiveInt(
     "Connects by pairing code the customer's channels may make together in any 24 hours; beyond it a 429 rate_limited"
+  ),
+  max_webhook_endpoints: PositiveInt(
+    "Webhook endpoints the customer may have, for every channel and for single channels together (deleted ones do not count)"
   )
 }).annotate({ description: "The customer's limits, set by the operator" })
 export type Plan = typeof Plan.Type
@@ -33,7 +36,8 @@ export const defaultPlan: Plan = {
   messages_per_minute: 60,
   api_requests_per_second: 50,
   pairing_codes_per_channel_per_hour: 3,
-  pairing_codes_per_customer_per_day: 20
+  pairing_codes_per_customer_per_day: 20,
+  max_webhook_endpoints: 10
 }
 
 export const CustomerStatus = Schema.Literals(["active", "suspended"]).annotate({

@@ -18,6 +18,11 @@ import { layerPublicServer } from "./http/server.ts"
 import { layerApiKeys } from "./tenancy/apiKeys.ts"
 import { layerAuthentication } from "./tenancy/authentication.ts"
 import { layerCustomers } from "./tenancy/customers.ts"
+import { layerDeliveryLog } from "./webhooks/deliveryLog.ts"
+import { layerDestinationClient } from "./webhooks/destinationClient.ts"
+import { layerDispatcher } from "./webhooks/dispatcher.ts"
+import { layerWebhookEndpoints } from "./webhooks/endpoints.ts"
+import { layerSsrfGuard } from "./webhooks/ssrfGuard.ts"
 
 /** The whole gateway for one configuration: database (migrated first), services, both listeners. */
 export const layerGateway = <E = never>(
@@ -41,8 +46,11 @@ export const layerGateway = <E = never>(
     Layer.provideMerge(layerAuthStates),
     Layer.provideMerge(Layer.mergeAll(layerEventLog, layerLeases, transport.pipe(Layer.provide(layerConfig))))
   )
-  const services = Layer.mergeAll(layerApiKeys, layerCustomers, channels).pipe(
-    Layer.provideMerge(Layer.mergeAll(layerAudit, layerAuthentication, layerIdempotency)),
+  const webhooks = Layer.mergeAll(layerWebhookEndpoints, layerDeliveryLog, layerDispatcher).pipe(
+    Layer.provideMerge(Layer.mergeAll(layerSsrfGuard, layerDestinationClient))
+  )
+  const services = Layer.mergeAll(layerApiKeys, layerCustomers, channels, webhooks).pipe(
+    Layer.provideMerge(Layer.mergeAll(layerAudit, layerAuthentication, layerIdempotency, layerEventLog)),
     Layer.provideMerge(layerKeyRing),
     Layer.provideMerge(database),
     Layer.provideMerge(layerConfig)

@@ -22,6 +22,7 @@ import { AuthenticationFailed, type PlanLimitExceeded } from "../tenancy/errors.
 import { checkPlanLimit } from "../tenancy/planLimits.ts"
 import { type ChannelOperationPaced, ChannelNotFound, ChannelStateConflict, QrUnavailable } from "./errors.ts"
 import { EventLog } from "../events/eventLog.ts"
+import { removeChannelEndpoints } from "../webhooks/endpoints.ts"
 import { AuthStates } from "./loginStore.ts"
 import { makePacing, type PacedOperation } from "./pacing.ts"
 import {
@@ -369,6 +370,7 @@ export const layerChannels = Layer.effect(
                 actor
               })
               revokedKeys = revoked
+              yield* removeChannelEndpoints(sql, audit, id, actor)
               return { row, audit: { previous_status: before.status, revoked_api_keys: revoked } }
             })
           ),

@@ -1,4 +1,13 @@
-import { ApiKeyId, AuditEventId, ChannelId, CustomerId, EventId, idPrefixes } from "@whatisup/domain"
+import {
+  ApiKeyId,
+  AuditEventId,
+  ChannelId,
+  CustomerId,
+  DeliveryId,
+  EventId,
+  idPrefixes,
+  WebhookEndpointId
+} from "@whatisup/domain"
 import * as crypto from "node:crypto"
 
 const alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -35,5 +44,7 @@ export const newId = {
   apiKey: () => ApiKeyId.make(rawId(idPrefixes.apiKey)),
   channel: () => ChannelId.make(rawId(idPrefixes.channel)),
   event: () => EventId.make(rawId(idPrefixes.event)),
-  audit: () => AuditEventId.make(rawId(idPrefixes.audit))
+  audit: () => AuditEventId.make(rawId(idPrefixes.audit)),
+  webhookEndpoint: () => WebhookEndpointId.make(rawId(idPrefixes.webhook)),
+  delivery: () => DeliveryId.make(rawId(idPrefixes.delivery))
 }

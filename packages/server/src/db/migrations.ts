@@ -7,6 +7,7 @@ import pacedOperations from "./migrations/0005_paced_operations.ts"
 import suspendedChannels from "./migrations/0006_suspended_channels.ts"
 import clientRequestIds from "./migrations/0007_client_request_ids.ts"
 import pacedChannelChurn from "./migrations/0008_paced_channel_churn.ts"
+import webhooks from "./migrations/0009_webhooks.ts"
 
 export const migrations = {
   "1_foundation": foundation,
@@ -16,7 +17,8 @@ export const migrations = {
   "5_paced_operations": pacedOperations,
   "6_suspended_channels": suspendedChannels,
   "7_client_request_ids": clientRequestIds,
-  "8_paced_channel_churn": pacedChannelChurn
+  "8_paced_channel_churn": pacedChannelChurn,
+  "9_webhooks": webhooks
 }
 
 export const latestMigrationId = Math.max(...Object.keys(migrations).map((name) => Number.parseInt(name, 10)))

@@ -5,6 +5,7 @@ import { type EncryptedColumn, KeyRing, placeIn } from "../crypto/keyRing.ts"
 import { newId } from "../db/ids.ts"
 import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db/pagination.ts"
 import { decodeRows } from "../db/transaction.ts"
+import { queueDeliveries, type Recipients } from "../webhooks/fanOut.ts"
 
 const EventRow = Schema.Struct({
   id: EventId,
@@ -31,18 +32,26 @@ export const eventSecretColumn: EncryptedColumn = {
 }
 export const eventSecretPlace = (id: EventId) => placeIn(eventSecretColumn, [id])
 
-/** The channel event log, written in the transaction of the change it reports; each channel numbers its own events. */
+const subscribed: Recipients = { _tag: "Subscribed" }
+
+/**
+ * The event log, written in the transaction of the change it reports, with a delivery queued for
+ * each webhook endpoint it goes to; each channel numbers its own events (an endpoint's own events,
+ * webhook.test and webhook.disabled, belong to no channel and are not numbered).
+ */
 export class EventLog extends Context.Service<
   EventLog,
   {
     readonly append: (event: {
       readonly customerId: CustomerId
-      readonly channelId: ChannelId
+      readonly channelId: ChannelId | null
       readonly type: EventType
       readonly data: Record<string, unknown>
       /** What the event carries that must not be kept or listed in clear. */
       readonly secret?: Record<string, unknown> | undefined
-    }) => Effect.Effect<void>
+      /** Which webhook endpoints it goes to: by default every one subscribed to it. */
+      readonly recipients?: Recipients | undefined
+    }) => Effect.Effect<EventId>
     readonly list: (
       options: PageRequest & {
         readonly customerId: CustomerId
@@ -60,17 +69,32 @@ export const layerEventLog = Layer.effect(
     const keyRing = yield* KeyRing
     yield* keyRing.register(eventSecretColumn)
     return EventLog.of({
-      append: Effect.fn("EventLog.append")(function* ({ customerId, channelId, type, data, secret }) {
-        const numbered = yield* sql<{ seq: number }>`
-          UPDATE channels SET event_seq = event_seq + 1 WHERE id = ${channelId} RETURNING event_seq::int AS seq`
-        const sequence = numbered[0]?.seq ?? 0
+      append: Effect.fn("EventLog.append")(function* ({
+        customerId,
+        channelId,
+        type,
+        data,
+        secret,
+        recipients = subscribed
+      }) {
         const id = newId.event()
         const secretCiphertext =
           secret === undefined ? null : keyRing.encrypt(JSON.stringify(secret), eventSecretPlace(id))
-        yield* sql`
-          INSERT INTO events (id, customer_id, channel_id, seq, type, data, secret_ciphertext)
-          VALUES (${id}, ${customerId}, ${channelId}, ${sequence}, ${type},
-            ${JSON.stringify({ channel_id: channelId, sequence, ...data })}::jsonb, ${secretCiphertext})`
+        if (channelId === null) {
+          yield* sql`
+            INSERT INTO events (id, customer_id, channel_id, seq, type, data)
+            VALUES (${id}, ${customerId}, NULL, NULL, ${type}, ${JSON.stringify(data)}::jsonb)`
+        } else {
+          const numbered = yield* sql<{ seq: number }>`
+            UPDATE channels SET event_seq = event_seq + 1 WHERE id = ${channelId} RETURNING event_seq::int AS seq`
+          const sequence = numbered[0]?.seq ?? 0
+          yield* sql`
+            INSERT INTO events (id, customer_id, channel_id, seq, type, data, secret_ciphertext)
+            VALUES (${id}, ${customerId}, ${channelId}, ${sequence}, ${type},
+              ${JSON.stringify({ channel_id: channelId, sequence, ...data })}::jsonb, ${secretCiphertext})`
+        }
+        yield* queueDeliveries(sql, { id, customerId, channelId, type, recipients })
+        return id
       }, Effect.orDie),
       list: Effect.fn("EventLog.list")(function* ({ customerId, channelId, type, ...page }) {
         const rows = yield* listPage(sql, page, "evt", (window) =>

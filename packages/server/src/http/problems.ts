@@ -29,6 +29,13 @@ import type {
   PlanLimitExceeded,
   RateLimitExceeded
 } from "../tenancy/errors.ts"
+import type {
+  CreatedSecretReplaced,
+  DeliveryNotFound,
+  WebhookEndpointDisabled,
+  WebhookEndpointNotFound,
+  WebhookUrlRefused
+} from "../webhooks/errors.ts"
 
 const problemTypeBase = "https://whatisup.dev/problems/"
 
@@ -170,6 +177,11 @@ export type CapabilityError =
   | AuthenticationFailed
   | RateLimitExceeded
   | FailedAuthenticationLimitExceeded
+  | WebhookEndpointNotFound
+  | DeliveryNotFound
+  | WebhookUrlRefused
+  | WebhookEndpointDisabled
+  | CreatedSecretReplaced
 
 /** What a caller can do instead, for a channel whose status refuses what was asked. */
 const conflictAdvice = ({ channelId, status, action }: ChannelStateConflict) => {
@@ -265,6 +277,23 @@ const problems = {
     new TooManyFailedAuthentications({
       detail: "Too many requests from this address failed to authenticate; retry later with a valid key",
       retry_after: error.retryAfterSeconds
+    }),
+  WebhookEndpointNotFound: () => new NotFound({ detail: "No such webhook endpoint" }),
+  DeliveryNotFound: () => new NotFound({ detail: "No such delivery" }),
+  WebhookUrlRefused: (error) =>
+    new InvalidRequest({
+      detail: `The gateway will not post to this URL: ${error.detail}`,
+      errors: [{ path: "body.url", message: `${error.detail} (${error.reason})` }]
+    }),
+  WebhookEndpointDisabled: (error) =>
+    new InvalidState({
+      detail: `The endpoint is disabled: enable it first with PATCH /v1/webhooks/${error.endpointId} {"enabled": true}`,
+      current_status: "disabled"
+    }),
+  CreatedSecretReplaced: (error) =>
+    new IdempotentAnswerRevoked({
+      detail: `The endpoint ${error.endpointId} this request created was deleted or its secret rotated since; the secret is not shown again`,
+      resource_id: error.endpointId
     })
 } satisfies {
   readonly [Tag in CapabilityError["_tag"]]: (

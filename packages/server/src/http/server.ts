@@ -13,6 +13,7 @@ import { layerEventsHttp } from "./events.ts"
 import { layerPayloadFields, layerRequestPipeline, layerRequestValidation } from "./pipeline.ts"
 import { layerSystemHttp } from "./system.ts"
 import { layerApiKeysHttp, layerMeHttp } from "./tenancy.ts"
+import { layerWebhooksHttp } from "./webhooks.ts"
 
 export const layerApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
   Layer.provide([
@@ -21,6 +22,7 @@ export const layerApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi
     layerApiKeysHttp,
     layerChannelsHttp,
     layerEventsHttp,
+    layerWebhooksHttp,
     layerAuditHttp
   ])
 )

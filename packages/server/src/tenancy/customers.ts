@@ -65,10 +65,11 @@ export const layerCustomers = Layer.effect(
             const id = newId.customer()
             const rows = yield* sql`
               INSERT INTO customers (id, name, max_channels, max_api_keys, messages_per_minute,
-                api_requests_per_second, pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day)
+                api_requests_per_second, pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day,
+                max_webhook_endpoints)
               VALUES (${id}, ${name}, ${full.max_channels}, ${full.max_api_keys}, ${full.messages_per_minute},
                 ${full.api_requests_per_second}, ${full.pairing_codes_per_channel_per_hour},
-                ${full.pairing_codes_per_customer_per_day})
+                ${full.pairing_codes_per_customer_per_day}, ${full.max_webhook_endpoints})
               RETURNING ${columns}`.pipe(decodeRows(CustomerRow))
             yield* audit.record({
               customerId: id,
@@ -106,6 +107,7 @@ export const layerCustomers = Layer.effect(
                   pairing_codes_per_channel_per_hour),
                 pairing_codes_per_customer_per_day = coalesce(${plan.pairing_codes_per_customer_per_day ?? null}::int,
                   pairing_codes_per_customer_per_day),
+                max_webhook_endpoints = coalesce(${plan.max_webhook_endpoints ?? null}::int, max_webhook_endpoints),
                 updated_at = now()
               WHERE id = ${id} RETURNING ${columns}`.pipe(decodeRows(CustomerRow))
             return yield* changed(id, "customer.plan_changed", rows, (customer) => ({ plan: customer.plan }))

@@ -13,7 +13,8 @@ const limitNouns: Record<keyof Plan, string> = {
   messages_per_minute: "messages a minute per channel",
   api_requests_per_second: "API requests a second",
   pairing_codes_per_channel_per_hour: "pairing codes per channel an hour",
-  pairing_codes_per_customer_per_day: "pairing codes a day"
+  pairing_codes_per_customer_per_day: "pairing codes a day",
+  max_webhook_endpoints: "webhook endpoints"
 }
 
 /** A replayed creation would show again the plaintext of a key revoked since. */

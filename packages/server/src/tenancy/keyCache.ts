@@ -129,7 +129,7 @@ export const makeDatabaseKeyCache = Effect.gen(function* () {
       SELECT k.id AS key_id, k.channel_id, k.revoked_at IS NOT NULL AS revoked,
         c.id, c.name, c.status, c.max_channels, c.max_api_keys, c.messages_per_minute,
         c.api_requests_per_second, c.pairing_codes_per_channel_per_hour,
-        c.pairing_codes_per_customer_per_day, c.created_at
+        c.pairing_codes_per_customer_per_day, c.max_webhook_endpoints, c.created_at
       FROM api_keys k JOIN customers c ON c.id = k.customer_id
       WHERE k.key_hash = ${hash}`.pipe(
       decodeRows(KeyRow),

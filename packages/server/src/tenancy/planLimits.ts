@@ -13,7 +13,7 @@ const Count = Schema.Struct({ n: Schema.Number })
 export const checkPlanLimit = (
   sql: SqlClient.SqlClient,
   customerId: CustomerId,
-  limit: "max_channels" | "max_api_keys",
+  limit: "max_channels" | "max_api_keys" | "max_webhook_endpoints",
   counted: Statement.Statement<object>
 ) =>
   Effect.gen(function* () {

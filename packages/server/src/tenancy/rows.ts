@@ -19,13 +19,15 @@ export const CustomerRow = Schema.Struct({
   api_requests_per_second: Schema.Number,
   pairing_codes_per_channel_per_hour: Schema.Number,
   pairing_codes_per_customer_per_day: Schema.Number,
+  max_webhook_endpoints: Schema.Number,
   created_at: Schema.Date
 })
 export type CustomerRow = typeof CustomerRow.Type
 
 /** The columns of `CustomerRow`, for SELECT and RETURNING lists. */
 export const customerColumns = `id, name, status, max_channels, max_api_keys, messages_per_minute,
-  api_requests_per_second, pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day, created_at`
+  api_requests_per_second, pairing_codes_per_channel_per_hour, pairing_codes_per_customer_per_day, max_webhook_endpoints,
+  created_at`
 
 export const planOf = (row: CustomerRow): Plan => ({
   max_channels: row.max_channels,
@@ -33,7 +35,8 @@ export const planOf = (row: CustomerRow): Plan => ({
   messages_per_minute: row.messages_per_minute,
   api_requests_per_second: row.api_requests_per_second,
   pairing_codes_per_channel_per_hour: row.pairing_codes_per_channel_per_hour,
-  pairing_codes_per_customer_per_day: row.pairing_codes_per_customer_per_day
+  pairing_codes_per_customer_per_day: row.pairing_codes_per_customer_per_day,
+  max_webhook_endpoints: row.max_webhook_endpoints
 })
 
 export const renderCustomer = (row: CustomerRow): Customer => ({
