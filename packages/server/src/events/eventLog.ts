@@ -5,7 +5,7 @@ import { type EncryptedColumn, KeyRing, placeIn } from "../crypto/keyRing.ts"
 import { newId } from "../db/ids.ts"
 import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db/pagination.ts"
 import { decodeRows } from "../db/transaction.ts"
-import { queueDeliveries, type Recipients } from "../webhooks/fanOut.ts"
+import { queueDeliveries, type Recipients } from "./deliveries.ts"
 
 const EventRow = Schema.Struct({
   id: EventId,

@@ -32,6 +32,7 @@ import type {
 import type {
   CreatedSecretReplaced,
   DeliveryNotFound,
+  EndpointChannelNotFound,
   WebhookEndpointDisabled,
   WebhookEndpointNotFound,
   WebhookUrlRefused
@@ -179,6 +180,7 @@ export type CapabilityError =
   | FailedAuthenticationLimitExceeded
   | WebhookEndpointNotFound
   | DeliveryNotFound
+  | EndpointChannelNotFound
   | WebhookUrlRefused
   | WebhookEndpointDisabled
   | CreatedSecretReplaced
@@ -280,6 +282,7 @@ const problems = {
     }),
   WebhookEndpointNotFound: () => new NotFound({ detail: "No such webhook endpoint" }),
   DeliveryNotFound: () => new NotFound({ detail: "No such delivery" }),
+  EndpointChannelNotFound: () => new NotFound({ detail: "No such channel" }),
   WebhookUrlRefused: (error) =>
     new InvalidRequest({
       detail: `The gateway will not post to this URL: ${error.detail}`,

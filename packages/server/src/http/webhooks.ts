@@ -49,7 +49,7 @@ export const layerWebhooksHttp = HttpApiBuilder.group(Api, "webhooks", (handlers
             // an endpoint for every channel names no channel that could be missing
             endpoints
               .create(accessOf(caller), null, request.payload, actorOf(caller))
-              .pipe(Effect.catchTag("ChannelNotFound", Effect.die)),
+              .pipe(Effect.catchTag("EndpointChannelNotFound", Effect.die)),
             endpoints.stillSigns
           )
         ).pipe(answerProblems)
@@ -58,7 +58,7 @@ export const layerWebhooksHttp = HttpApiBuilder.group(Api, "webhooks", (handlers
         withAccess((access) =>
           endpoints
             .list(access, { limit: query.limit, cursor: query.cursor })
-            .pipe(Effect.catchTag("ChannelNotFound", Effect.die))
+            .pipe(Effect.catchTag("EndpointChannelNotFound", Effect.die))
         )
       )
       .handle("get", ({ params }) => withAccess((access) => endpoints.get(access, params.id)))

@@ -19,7 +19,7 @@ import { decodeRows, transaction } from "../db/transaction.ts"
 import { EventLog } from "../events/eventLog.ts"
 import type { EndpointAccess } from "./endpoints.ts"
 import { DeliveryNotFound, WebhookEndpointDisabled, WebhookEndpointNotFound } from "./errors.ts"
-import { deliveriesDueChannel } from "./fanOut.ts"
+import { deliveriesDueChannel } from "../events/deliveries.ts"
 
 const DeliveryRow = Schema.Struct({
   id: DeliveryId,

@@ -24,7 +24,7 @@ import { makeLruMap } from "../tenancy/lruMap.ts"
 import { type AttemptError, ConnectionReset, HttpStatus } from "./attemptErrors.ts"
 import { DestinationClient } from "./destinationClient.ts"
 import { failPending, previousSecretColumn, secretColumn } from "./endpoints.ts"
-import { deliveriesDueChannel } from "./fanOut.ts"
+import { deliveriesDueChannel } from "../events/deliveries.ts"
 import { WebhookSigner } from "./signer.ts"
 
 const attemptsMade = Metric.counter("webhook_attempts_total", {

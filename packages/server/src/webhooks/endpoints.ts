@@ -12,14 +12,18 @@ import {
 import { Context, Effect, Layer, Schema } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
 import { Audit } from "../audit/audit.ts"
-import { ChannelNotFound } from "../channels/errors.ts"
 import { type EncryptedColumn, KeyRing, placeIn } from "../crypto/keyRing.ts"
 import { newId } from "../db/ids.ts"
 import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db/pagination.ts"
 import { decodeRows, transaction } from "../db/transaction.ts"
 import type { PlanLimitExceeded } from "../tenancy/errors.ts"
 import { checkPlanLimit } from "../tenancy/planLimits.ts"
-import { CreatedSecretReplaced, WebhookEndpointNotFound, WebhookUrlRefused } from "./errors.ts"
+import {
+  CreatedSecretReplaced,
+  EndpointChannelNotFound,
+  WebhookEndpointNotFound,
+  WebhookUrlRefused
+} from "./errors.ts"
 import { WebhookSigner } from "./signer.ts"
 import { SsrfGuard } from "./ssrfGuard.ts"
 
@@ -83,12 +87,15 @@ export class WebhookEndpoints extends Context.Service<
       channelId: ChannelId | null,
       request: CreateWebhookEndpoint,
       actor: AuditActor
-    ) => Effect.Effect<WebhookEndpointWithSecret, ChannelNotFound | WebhookUrlRefused | PlanLimitExceeded>
+    ) => Effect.Effect<
+      WebhookEndpointWithSecret,
+      EndpointChannelNotFound | WebhookUrlRefused | PlanLimitExceeded
+    >
     /** `channelId` given: that channel's endpoints only (not the customer's endpoints for every channel). */
     readonly list: (
       access: EndpointAccess,
       filter: { readonly channelId?: ChannelId | undefined } & PageRequest
-    ) => Effect.Effect<Page<WebhookEndpoint>, InvalidCursor | ChannelNotFound>
+    ) => Effect.Effect<Page<WebhookEndpoint>, InvalidCursor | EndpointChannelNotFound>
     readonly get: (
       access: EndpointAccess,
       id: WebhookEndpointId
@@ -197,7 +204,7 @@ export const layerWebhookEndpoints = Layer.effect(
           WHERE id = ${channelId} AND customer_id = ${access.customerId} AND status <> 'deleted'
             ${access.onlyChannel === null ? sql`` : sql`AND id = ${access.onlyChannel}`}
           FOR SHARE`.pipe(Effect.orDie)
-        if (rows.length === 0) return yield* new ChannelNotFound({ channelId })
+        if (rows.length === 0) return yield* new EndpointChannelNotFound({ channelId })
       })
 
     const record = (

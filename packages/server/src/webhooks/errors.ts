@@ -1,4 +1,4 @@
-import type { DeliveryId, WebhookEndpointId } from "@whatisup/domain"
+import type { ChannelId, DeliveryId, WebhookEndpointId } from "@whatisup/domain"
 import { Data } from "effect"
 
 /** No endpoint with this id is visible to the caller (deleted, another customer's or channel's, or never made). */
@@ -25,4 +25,9 @@ export class WebhookEndpointDisabled extends Data.TaggedError("WebhookEndpointDi
 /** A replayed create would show a secret that no longer signs (the endpoint was deleted or rotated since). */
 export class CreatedSecretReplaced extends Data.TaggedError("CreatedSecretReplaced")<{
   readonly endpointId: WebhookEndpointId
+}> {}
+
+/** The channel an endpoint is for is not visible to the caller. */
+export class EndpointChannelNotFound extends Data.TaggedError("EndpointChannelNotFound")<{
+  readonly channelId: ChannelId
 }> {}
