@@ -3,7 +3,8 @@ import {
   ChannelStatus,
   type Customer,
   type CustomerNotFound,
-  type OperatorUnauthorized
+  type OperatorUnauthorized,
+  DeliveryStatus
 } from "@whatisup/domain"
 import { Console, Data, Effect, Option } from "effect"
 import type { RpcClientError } from "effect/rpc"
@@ -134,7 +135,7 @@ const setPlan = Command.make(
       >(
         new UsageError({
           message:
-            "set-plan needs at least one of --max-channels, --max-api-keys, --messages-per-minute, --api-rps, --pairing-codes-per-hour, --pairing-codes-per-day"
+            "set-plan needs at least one of --max-channels, --max-api-keys, --messages-per-minute, --api-rps, --pairing-codes-per-hour, --pairing-codes-per-day, --max-webhook-endpoints"
         })
       )
     }
@@ -291,6 +292,56 @@ const channels = Command.make("channels").pipe(
   Command.withSubcommands([listChannels])
 )
 
+const listDeliveries = Command.make(
+  "list",
+  {
+    customer: Flag.String("customer").pipe(
+      Flag.withDescription("the customer whose deliveries to list (cus_...)")
+    ),
+    status: Flag.Literals("status", DeliveryStatus.literals).pipe(
+      Flag.withDescription("only deliveries in this status"),
+      Flag.optional
+    ),
+    limit: Flag.Int("limit").pipe(
+      Flag.withDescription("how many, newest first (1 to 1000)"),
+      Flag.withDefault(100)
+    ),
+    json
+  },
+  ({ customer, status, limit, json }) =>
+    Effect.flatMap(
+      call((client) =>
+        client.ListDeliveries({
+          customer_id: customer as Customer["id"],
+          limit,
+          ...Option.match(status, { onNone: () => ({}), onSome: (status) => ({ status }) })
+        })
+      ),
+      (deliveries) =>
+        print(json, deliveries, () =>
+          deliveries.length === 0
+            ? "No deliveries."
+            : deliveries
+                .map(
+                  (d) =>
+                    `${d.id}  ${d.status}  ${d.event_type}  endpoint ${d.endpoint_id}  ` +
+                    `${d.attempts} attempt${d.attempts === 1 ? "" : "s"}  ` +
+                    `${d.next_attempt_at === null ? "" : `next ${d.next_attempt_at}  `}created ${d.created_at}`
+                )
+                .join("\n")
+        )
+    )
+).pipe(
+  Command.withDescription(
+    "list a customer's webhook deliveries, newest first: id, status, event type, endpoint, attempts, next attempt"
+  )
+)
+
+const deliveries = Command.make("deliveries").pipe(
+  Command.withDescription("see a customer's webhook deliveries"),
+  Command.withSubcommands([listDeliveries])
+)
+
 const masterKey = Command.make("master-key").pipe(
   Command.withDescription("manage the master key ring"),
   Command.withSubcommands([rotate])
@@ -298,5 +349,5 @@ const masterKey = Command.make("master-key").pipe(
 
 export const whatisup = Command.make("whatisup").pipe(
   Command.withDescription("Operate a WhatIsUp gateway through its admin listener"),
-  Command.withSubcommands([customers, keys, channels, masterKey])
+  Command.withSubcommands([customers, keys, channels, deliveries, masterKey])
 )

@@ -3,6 +3,7 @@ import { Rpc, RpcGroup, RpcMiddleware } from "effect/rpc"
 import { ChannelId, CustomerId } from "./ids.ts"
 import { ChannelStatus } from "./channels.ts"
 import { ApiKeyCreated, Customer, KeyName, Plan } from "./tenancy.ts"
+import { Delivery, DeliveryStatus } from "./webhooks.ts"
 import { Text } from "./text.ts"
 
 export class OperatorUnauthorized extends Schema.TaggedError<OperatorUnauthorized>()("OperatorUnauthorized", {
@@ -89,6 +90,17 @@ export class AdminRpcs extends RpcGroup.make(
       customer_id: Schema.optionalKey(CustomerId)
     },
     success: Schema.Array(AdminChannel)
+  }),
+  Rpc.make("ListDeliveries", {
+    payload: {
+      customer_id: CustomerId,
+      status: Schema.optionalKey(DeliveryStatus),
+      limit: Schema.optionalKey(
+        Schema.Int.pipe(Schema.check(Schema.isBetween({ minimum: 1, maximum: 1000 })))
+      )
+    },
+    success: Schema.Array(Delivery),
+    error: CustomerNotFound
   }),
   Rpc.make("RotateMasterKey", { success: RotationResult })
 ).middleware(OperatorAuth) {}

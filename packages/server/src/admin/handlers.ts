@@ -7,6 +7,7 @@ import { KeyRing } from "../crypto/keyRing.ts"
 import { transaction } from "../db/transaction.ts"
 import { ApiKeys } from "../tenancy/apiKeys.ts"
 import { Customers } from "../tenancy/customers.ts"
+import { DeliveryLog } from "../webhooks/deliveryLog.ts"
 import type * as Tenancy from "../tenancy/errors.ts"
 
 const operator = { type: "operator" as const, id: null }
@@ -44,6 +45,7 @@ export const layerAdminHandlers = AdminRpcs.toLayer(
     const channels = yield* Channels
     const keyRing = yield* KeyRing
     const audit = yield* Audit
+    const deliveries = yield* DeliveryLog
 
     return {
       CreateCustomer: ({ name, plan }) =>
@@ -86,6 +88,11 @@ export const layerAdminHandlers = AdminRpcs.toLayer(
         ),
       ListChannels: ({ node, status, customer_id }) =>
         channels.listForOperator({ node, status, customerId: customer_id }),
+      ListDeliveries: ({ customer_id, status, limit }) =>
+        Effect.gen(function* () {
+          yield* answerAdmin(customers.get(customer_id))
+          return yield* deliveries.listForOperator(customer_id, { status, limit: limit ?? 100 })
+        }),
       RotateMasterKey: () =>
         inTransaction(
           Effect.gen(function* () {
