@@ -4,7 +4,7 @@ import { maxFieldErrors } from "./problems.ts"
 /** What /docs says before the endpoints: what the API is for and the rules every endpoint follows. */
 export const introduction = `WhatIsUp links your application to WhatsApp. Each phone number you link is a **channel**: the gateway holds its WhatsApp Web connection (as a linked device of the phone) and keeps it, and its login, across restarts.
 
-**What works today:** API keys, channels paired by QR code or by pairing code, the event log of every channel change, and the audit log. Sending and receiving messages, and webhooks, are not available yet.
+**What works today:** API keys, channels paired by QR code or by pairing code, the event log of every channel change, webhooks that post every event to your URLs (signed, retried, with a delivery log), and the audit log. Sending and receiving messages is not available yet.
 
 ## Quick start
 
@@ -12,6 +12,7 @@ export const introduction = `WhatIsUp links your application to WhatsApp. Each p
 2. Create a channel: \`POST /v1/channels {"name":"support"}\`.
 3. Connect it: \`POST /v1/channels/{id}/connect {"method":"qr"}\`, then \`GET /v1/channels/{id}/qr\` (\`-H 'Accept: image/png'\` for an image) and scan it with WhatsApp on the phone (Settings → Linked devices → Link a device). Or pair by code: \`{"method":"pairing_code","phone_number":"+15551234567"}\` and type the \`pairing_code\` it answers on the phone.
 4. Follow it: \`GET /v1/channels/{id}\` shows \`connected\` and the phone number; \`GET /v1/events?channel_id={id}\` lists what happened.
+5. Have events posted to you: \`POST /v1/webhooks {"url":"https://example.com/hooks"}\` answers the signing secret \`whsec_...\` once; \`POST /v1/webhooks/{id}/test\` sends a \`webhook.test\`.
 
 ## Authentication
 
@@ -33,7 +34,7 @@ Errors are \`application/problem+json\` (RFC 9457): \`type\`, \`status\`, \`titl
 | 405 | \`method_not_allowed\` | the path exists but not with this method; \`Allow\` lists those it takes |
 | 409 | \`invalid_state\` | not possible in the resource's current status (\`current_status\`) |
 | 409 | \`idempotency_key_in_use\`, \`idempotent_answer_revoked\` | see Idempotency |
-| 413 | \`payload_too_large\` | bodies are limited to 1 MiB |
+| 413 | \`payload_too_large\` | JSON bodies are limited to 64 KiB (\`max_bytes\`) |
 | 422 | \`idempotency_key_reused\` | see Idempotency |
 | 429 | \`rate_limited\`, \`too_many_failed_authentications\` | see Rate limits |
 | 500 | \`internal_error\` | a fault in the gateway; the response's \`x-request-id\` finds it in the logs |
@@ -43,7 +44,7 @@ Every response carries the gateway's own \`x-request-id\`, which its logs and th
 
 ## Idempotency
 
-\`POST /v1/api-keys\` and \`POST /v1/channels\` take an \`Idempotency-Key\` header (1 to 255 visible ASCII characters). For 24 hours, the same key with the same body from the same API key replays the first answer (\`Idempotent-Replayed: true\`) instead of creating again; the same key with another body is a 422 \`idempotency_key_reused\`; a retry while the first request is still running is a 409 \`idempotency_key_in_use\`. A replay never shows the plaintext of a key revoked since (409 \`idempotent_answer_revoked\`).
+\`POST /v1/api-keys\`, \`POST /v1/channels\`, \`POST /v1/webhooks\` and \`POST /v1/channels/{id}/webhooks\` take an \`Idempotency-Key\` header (1 to 255 visible ASCII characters). For 24 hours, the same key with the same body from the same API key replays the first answer (\`Idempotent-Replayed: true\`) instead of creating again; the same key with another body is a 422 \`idempotency_key_reused\`; a retry while the first request is still running is a 409 \`idempotency_key_in_use\`. A replay never shows the plaintext of a key revoked since, nor a webhook secret deleted or rotated since (409 \`idempotent_answer_revoked\`).
 
 ## Pagination
 
@@ -59,7 +60,14 @@ A client address that sends too many malformed, unknown or revoked keys is refus
 
 ## Events and webhooks
 
-Every change of a channel's connection is an event (\`channel.qr\`, \`channel.connected\`, \`channel.disconnected\`, \`channel.logged_out\`, \`channel.failed\`), numbered per channel in \`data.sequence\`: read them with \`GET /v1/events\`. Webhooks that post events to your URL are not available yet.`
+Every change of a channel's connection is an event (\`channel.qr\`, \`channel.connected\`, \`channel.disconnected\`, \`channel.logged_out\`, \`channel.failed\`), numbered per channel in \`data.sequence\`: read them with \`GET /v1/events\`.
+
+A **webhook endpoint** gets events posted as they happen: one for every channel (\`POST /v1/webhooks\`), or for one channel (\`POST /v1/channels/{id}/webhooks\`), optionally only some \`event_types\`. Each request is a Standard Webhooks request:
+
+- body \`{"type": "channel.connected", "timestamp": "...", "data": {"channel_id": "ch_...", "sequence": 3, ...}}\`; a \`channel.qr\` carries the QR itself in \`data.qr\` while it can still be scanned;
+- headers \`webhook-id\` (the event id: the same on every retry, so you can drop duplicates), \`webhook-timestamp\` (unix seconds) and \`webhook-signature\`: \`v1,\` and the base64 HMAC-SHA256 of \`{webhook-id}.{webhook-timestamp}.{body}\` under the secret (the base64 after \`whsec_\`); during a secret rotation's grace period two signatures, space-separated. Any Standard Webhooks library verifies them: \`new Webhook(secret).verify(body, headers)\`.
+
+Answer 2xx within 15 seconds. Anything else (a redirect too: they are not followed) is retried after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (±20 %), or after your \`Retry-After\` (5 s to 10 h), then the delivery fails. Delivery is at least once, in no guaranteed order: order by \`data.sequence\`. \`410 Gone\` disables the endpoint at once, and so do 5 days of failures; either posts \`webhook.disabled\` to your other endpoints. \`GET /v1/webhooks/{id}/deliveries\` and \`GET /v1/deliveries/{id}\` show every attempt (status code or error, duration, the start of your answer); \`POST /v1/deliveries/{id}/redeliver\` and \`POST /v1/webhooks/{id}/recover\` send again. Webhook URLs must be public: the gateway refuses private, loopback, link-local and cloud-metadata addresses, at creation and before every attempt.`
 
 type Json = Record<string, any>
 

@@ -70,7 +70,10 @@ export const WebhookEndpoint = Schema.Struct({
   }),
   event_types: WebhookEventTypes,
   status: WebhookStatus,
-  disabled_reason: Schema.NullOr(DisabledReason).annotate({ examples: [null] }),
+  disabled_reason: Schema.NullOr(DisabledReason).annotate({
+    description: DisabledReason.ast.annotations?.["description"] as string,
+    examples: [null, "endpoint_gone"]
+  }),
   failing_since: OptionalTimestamp(
     `Since when every attempt to this endpoint has failed; null while its last attempt succeeded. At ${failingEndpointDisabledAfterDays} days the endpoint is disabled`
   ).annotate({ examples: [null] }),
@@ -101,12 +104,22 @@ export const CreateWebhookEndpoint = Schema.Struct({
   enabled: Schema.optionalKey(
     Schema.Boolean.annotate({ description: "false creates the endpoint disabled; true by default" })
   )
-}).annotate({ description: "A new webhook endpoint" })
+}).annotate({
+  description: "A new webhook endpoint",
+  examples: [
+    { url: "https://example.com/whatsapp/events" },
+    { url: "https://example.com/hooks", description: "orders service", event_types: ["channel.connected"] }
+  ]
+})
 export type CreateWebhookEndpoint = typeof CreateWebhookEndpoint.Type
 
 export const UpdateWebhookEndpoint = Schema.Struct({
   url: Schema.optionalKey(WebhookUrl),
-  description: Schema.optionalKey(Schema.NullOr(WebhookDescription)),
+  description: Schema.optionalKey(
+    Schema.NullOr(WebhookDescription).annotate({
+      description: "A note to recognise the endpoint by, up to 500 characters; null removes it"
+    })
+  ),
   event_types: Schema.optionalKey(WebhookEventTypes),
   enabled: Schema.optionalKey(
     Schema.Boolean.annotate({
@@ -114,7 +127,10 @@ export const UpdateWebhookEndpoint = Schema.Struct({
         "false disables the endpoint (disabled_reason disabled_by_request); true enables it again, whatever disabled it, and clears failing_since. Deliveries that failed meanwhile can be sent again with POST /v1/webhooks/{id}/recover"
     })
   )
-}).annotate({ description: "The fields to change; the others keep their values" })
+}).annotate({
+  description: "The fields to change; the others keep their values",
+  examples: [{ enabled: false }, { url: "https://example.com/new-hooks", event_types: [] }]
+})
 export type UpdateWebhookEndpoint = typeof UpdateWebhookEndpoint.Type
 
 export const RotateSecret = Schema.Struct({
@@ -130,18 +146,18 @@ export const RotateSecret = Schema.Struct({
       description: `How long the previous secret keeps signing beside the new one, in seconds: ${defaultSecretGraceSeconds} (24 hours) by default, at most ${maxSecretGraceSeconds} (7 days); 0 retires it at once`
     })
   )
-}).annotate({ description: "A secret rotation" })
+}).annotate({ description: "A secret rotation", examples: [{}, { grace_period_seconds: 3600 }] })
 
-/** An ISO 8601 moment in a query (`2026-11-29T10:00:00Z`). */
+const isoMoment =
+  /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/u
+
+/** An ISO 8601 moment with its time zone (`2026-11-29T10:00:00Z`). */
 export const Moment = (description: string) =>
   Schema.String.pipe(
     Schema.check(
-      Schema.makeFilter((value: string) =>
-        /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/u.test(value) &&
-        !Number.isNaN(Date.parse(value))
-          ? true
-          : "must be an ISO 8601 date and time with a time zone, such as 2026-11-29T10:00:00Z"
-      )
+      Schema.isPattern(isoMoment, {
+        message: "must be an ISO 8601 date and time with a time zone, such as 2026-11-29T10:00:00Z"
+      })
     )
   ).annotate({ description, examples: ["2026-11-29T10:00:00Z"] })
 
@@ -149,7 +165,7 @@ export const RecoverRequest = Schema.Struct({
   since: Moment(
     "Every delivery to the endpoint that failed and was created at or after this moment is queued again"
   )
-}).annotate({ description: "What to send again" })
+}).annotate({ description: "What to send again", examples: [{ since: "2026-11-29T10:00:00Z" }] })
 
 export const RecoverAccepted = Schema.Struct({
   requeued: Schema.Int.annotate({
@@ -203,7 +219,10 @@ export const DeliveryAttempt = Schema.Struct({
     description: "The HTTP status the endpoint answered; null when no answer came",
     examples: [200]
   }),
-  error_type: Schema.NullOr(AttemptErrorType).annotate({ examples: [null] }),
+  error_type: Schema.NullOr(AttemptErrorType).annotate({
+    description: AttemptErrorType.ast.annotations?.["description"] as string,
+    examples: [null, "ResponseTimeout"]
+  }),
   error_detail: Schema.NullOr(Schema.String).annotate({
     description: "What went wrong, in words; null when it succeeded",
     examples: [null]

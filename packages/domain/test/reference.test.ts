@@ -8,7 +8,11 @@ import {
   ConnectRequest,
   CreateApiKey,
   CreateChannel,
-  UpdateChannel
+  CreateWebhookEndpoint,
+  RecoverRequest,
+  RotateSecret,
+  UpdateChannel,
+  UpdateWebhookEndpoint
 } from "../src/index.ts"
 
 type Json = Record<string, any>
@@ -160,7 +164,12 @@ describe("the API reference (/openapi.json, rendered at /docs)", () => {
       "POST /v1/api-keys": CreateApiKey,
       "POST /v1/channels": CreateChannel,
       "PATCH /v1/channels/{id}": UpdateChannel,
-      "POST /v1/channels/{id}/connect": ConnectRequest
+      "POST /v1/channels/{id}/connect": ConnectRequest,
+      "POST /v1/channels/{id}/webhooks": CreateWebhookEndpoint,
+      "POST /v1/webhooks": CreateWebhookEndpoint,
+      "PATCH /v1/webhooks/{id}": UpdateWebhookEndpoint,
+      "POST /v1/webhooks/{id}/rotate-secret": RotateSecret,
+      "POST /v1/webhooks/{id}/recover": RecoverRequest
     }
     for (const { name, operation } of operations) {
       const body = operation.requestBody?.content["application/json"]?.schema
@@ -170,7 +179,7 @@ describe("the API reference (/openapi.json, rendered at /docs)", () => {
       for (const example of body.examples) expect(decodes(bodies[name]!, example), name).toBe(true)
     }
     for (const { name, operation } of operations) {
-      if (!name.includes(" /v1/channels")) continue
+      if (!name.includes(" /v1/channels") || name.endsWith("/webhooks")) continue
       for (const answer of Object.values(operation.responses as Record<string, Json>)) {
         const examples = answer.content?.["application/json"]?.schema?.examples as Array<unknown> | undefined
         for (const example of examples ?? []) {

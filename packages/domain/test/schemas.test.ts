@@ -29,7 +29,8 @@ describe("domain schemas", () => {
       messages_per_minute: 60,
       api_requests_per_second: 50,
       pairing_codes_per_channel_per_hour: 3,
-      pairing_codes_per_customer_per_day: 20
+      pairing_codes_per_customer_per_day: 20,
+      max_webhook_endpoints: 10
     }
     expect(decodes(Plan, plan)).toBe(true)
     for (const bad of [0, -1, 1.5, 1_000_001, "5", null]) {
