@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import { Webhook } from "standardwebhooks"
 import { newCustomer } from "./support/admin.ts"
 import { apiClient, waitForQr, waitForStatus } from "./support/api.ts"
+import { sqlFor } from "./support/database.ts"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 import { type Received, startReceiver } from "./support/receiver.ts"
@@ -264,6 +265,132 @@ layer(layerTestGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32", LOG_LEVEL
         expect({ path, status: reply.status }).toEqual({ path, status: 400 })
         expect(reply.body.errors.map((e: { path: string }) => e.path).join(",")).toContain(field)
       }
+    })
+  )
+
+  it.effect(
+    "the plan limits endpoints; deleting a channel deletes its endpoints; an idempotent create replays its secret until it stops signing",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* TestGateway
+        const receiver = yield* startReceiver()
+        const { client } = yield* newCustomer(gateway, {
+          name: "Limited",
+          plan: { max_webhook_endpoints: 2 }
+        })
+        const channel = yield* client.channels.create({ headers: {}, payload: {} })
+        const first = yield* client.webhooks.create({
+          headers: { "idempotency-key": "hook-1" },
+          payload: { url: receiver.url }
+        })
+        const replayed = yield* client.webhooks.create({
+          headers: { "idempotency-key": "hook-1" },
+          payload: { url: receiver.url }
+        })
+        expect(replayed).toEqual(first)
+        const second = yield* client.webhooks.createForChannel({
+          params: { id: channel.id },
+          headers: {},
+          payload: { url: receiver.url }
+        })
+        expect(
+          yield* Effect.flip(client.webhooks.create({ headers: {}, payload: { url: receiver.url } }))
+        ).toMatchObject({
+          status: 403,
+          code: "plan_limit_reached",
+          limit: "max_webhook_endpoints",
+          max: 2
+        })
+        yield* client.channels.delete({ params: { id: channel.id } })
+        expect(yield* Effect.flip(client.webhooks.get({ params: { id: second.id } }))).toMatchObject({
+          status: 404
+        })
+        // the channel's endpoint no longer counts
+        yield* client.webhooks.create({ headers: {}, payload: { url: receiver.url } })
+
+        yield* client.webhooks.rotateSecret({ params: { id: first.id }, payload: {} })
+        expect(
+          yield* Effect.flip(
+            client.webhooks.create({
+              headers: { "idempotency-key": "hook-1" },
+              payload: { url: receiver.url }
+            })
+          )
+        ).toMatchObject({ status: 409, code: "idempotent_answer_revoked", resource_id: first.id })
+      })
+  )
+
+  it.effect("/metrics counts attempts by outcome and error type, and the delivery lag", () =>
+    Effect.gen(function* () {
+      const gateway = yield* TestGateway
+      const receiver = yield* startReceiver()
+      const { client } = yield* newCustomer(gateway, { name: "Measured" })
+      const endpoint = yield* client.webhooks.create({ headers: {}, payload: { url: receiver.url } })
+      const test = yield* client.webhooks.test({ params: { id: endpoint.id } })
+      yield* waitFor(
+        "the test delivered",
+        client.webhooks.delivery({ params: { id: test.id } }),
+        (d) => d.status === "succeeded"
+      )
+      const metrics = yield* waitFor(
+        "the attempt counted",
+        Effect.promise(() =>
+          fetch(`${gateway.admin}/metrics`, {
+            headers: { authorization: `Bearer ${gateway.adminToken}` }
+          }).then((r) => r.text())
+        ),
+        (text) => /whatisup_webhook_attempts_total\{[^}]*outcome="succeeded"[^}]*\} [1-9]/.test(text)
+      )
+      expect(metrics).toMatch(/whatisup_webhook_delivery_lag_seconds_count\S* [1-9]/)
+      expect(metrics).toContain("whatisup_webhook_deliveries_due")
+      expect(metrics).toContain("whatisup_webhook_oldest_due_seconds")
+    })
+  )
+
+  it.effect("a QR goes out in the signed body only while it can be scanned", () =>
+    Effect.gen(function* () {
+      const gateway = yield* TestGateway
+      const sql = yield* sqlFor(gateway.databaseUrl)
+      const receiver = yield* startReceiver()
+      const { client } = yield* newCustomer(gateway, { name: "Late Reader" })
+      const endpoint = yield* client.webhooks.create({
+        headers: {},
+        payload: { url: receiver.url, event_types: ["channel.qr"] }
+      })
+      const channel = yield* client.channels.create({ headers: {}, payload: {} })
+      yield* client.channels.connect({ params: { id: channel.id }, payload: { method: "qr" } })
+      const qr = yield* waitForQr(client, channel.id)
+      const first = yield* waitFor(
+        "the QR posted",
+        Effect.sync(() => receiver.received),
+        (received) => received.length >= 1
+      )
+      const posted = verified(endpoint.secret, first[0]!)
+      expect(posted.data["qr"]).toBe(qr.qr)
+      const delivery = (yield* client.webhooks.deliveries({
+        params: { id: endpoint.id },
+        query: {}
+      })).data.at(-1)!
+      yield* waitFor(
+        "the QR's delivery recorded",
+        client.webhooks.delivery({ params: { id: delivery.id } }),
+        (d) => d.status === "succeeded"
+      )
+      // the QR expired: a redelivery says when it expired, and carries no QR
+      yield* sql`
+        UPDATE events SET data = jsonb_set(data, '{expires_at}', to_jsonb(${new Date(Date.now() - 1000).toISOString()}::text))
+        WHERE id = ${delivery.event_id}`
+      const seen = receiver.received.length
+      yield* client.webhooks.redeliver({ params: { id: delivery.id } })
+      const again = yield* waitFor(
+        "the redelivery posted",
+        Effect.sync(() => receiver.received),
+        (received) => received.length > seen
+      )
+      const late = verified(endpoint.secret, again.at(-1)!)
+      expect(late.type).toBe("channel.qr")
+      expect(late.data["qr"]).toBeUndefined()
+      expect(again.at(-1)!.body).not.toContain(qr.qr)
     })
   )
 })
