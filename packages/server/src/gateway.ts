@@ -22,7 +22,7 @@ import { layerDeliveryLog } from "./webhooks/deliveryLog.ts"
 import { layerDestinationClient } from "./webhooks/destinationClient.ts"
 import { layerDispatcher } from "./webhooks/dispatcher.ts"
 import { layerWebhookEndpoints } from "./webhooks/endpoints.ts"
-import { layerSsrfGuard } from "./webhooks/ssrfGuard.ts"
+import { layerResolver, layerSsrfGuard } from "./webhooks/ssrfGuard.ts"
 
 /** The whole gateway for one configuration: database (migrated first), services, both listeners. */
 export const layerGateway = <E = never>(
@@ -47,7 +47,9 @@ export const layerGateway = <E = never>(
     Layer.provideMerge(Layer.mergeAll(layerEventLog, layerLeases, transport.pipe(Layer.provide(layerConfig))))
   )
   const webhooks = Layer.mergeAll(layerWebhookEndpoints, layerDeliveryLog, layerDispatcher).pipe(
-    Layer.provideMerge(Layer.mergeAll(layerSsrfGuard, layerDestinationClient))
+    Layer.provideMerge(layerDestinationClient),
+    Layer.provideMerge(layerSsrfGuard),
+    Layer.provideMerge(layerResolver)
   )
   const services = Layer.mergeAll(layerApiKeys, layerCustomers, channels, webhooks).pipe(
     Layer.provideMerge(Layer.mergeAll(layerAudit, layerAuthentication, layerIdempotency, layerEventLog)),

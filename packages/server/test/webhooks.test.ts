@@ -233,6 +233,12 @@ layer(layerTestGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32", LOG_LEVEL
       const cases: Array<[string, string, unknown, string]> = [
         ["POST", "/v1/webhooks", { url: "not a url" }, "body.url"],
         ["POST", "/v1/webhooks", { url: "ftp://example.com/" }, "body.url"],
+        ["POST", "/v1/webhooks", { url: "http://10.1.2.3/hooks" }, "body.url"],
+        ["POST", "/v1/webhooks", { url: "http://169.254.169.254/latest/meta-data" }, "body.url"],
+        ["POST", "/v1/webhooks", { url: "http://[::ffff:127.0.0.2]/" }, "body.url"],
+        ["POST", "/v1/webhooks", { url: "http://user:secret@127.0.0.1:9/" }, "body.url"],
+        ["POST", "/v1/webhooks", { url: "http://no-such-host.invalid/" }, "body.url"],
+        ["PATCH", `/v1/webhooks/${endpoint.id}`, { url: "http://192.168.1.1/" }, "body.url"],
         [
           "POST",
           "/v1/webhooks",
@@ -265,6 +271,13 @@ layer(layerTestGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32", LOG_LEVEL
         expect({ path, status: reply.status }).toEqual({ path, status: 400 })
         expect(reply.body.errors.map((e: { path: string }) => e.path).join(",")).toContain(field)
       }
+      const refused = yield* request(gateway.api, "POST", "/v1/webhooks", {
+        key,
+        body: { url: "http://10.1.2.3/" }
+      })
+      expect(refused.body.errors[0].message).toMatch(/10\.1\.2\.3.*non_public_address/)
+      // nothing refused was stored
+      expect((yield* client.webhooks.list({ query: {} })).data.map((w) => w.id)).toEqual([endpoint.id])
     })
   )
 

@@ -25,7 +25,7 @@ import {
   WebhookUrlRefused
 } from "./errors.ts"
 import { WebhookSigner } from "./signer.ts"
-import { SsrfGuard } from "./ssrfGuard.ts"
+import { refusalOf, SsrfGuard } from "./ssrfGuard.ts"
 
 /** Whose endpoints: a customer's, and for a channel-bound key only the bound channel's. */
 export interface EndpointAccess {
@@ -188,14 +188,7 @@ export const layerWebhookEndpoints = Layer.effect(
       )
 
     const vet = (url: string) =>
-      guard.vet(url).pipe(
-        Effect.catchTags({
-          DestinationBlocked: (refused) =>
-            Effect.fail(new WebhookUrlRefused({ reason: refused.reason, detail: refused.detail })),
-          DnsFailure: (failure) =>
-            Effect.fail(new WebhookUrlRefused({ reason: "does_not_resolve", detail: failure.detail }))
-        })
-      )
+      guard.vet(url).pipe(Effect.mapError((refused) => new WebhookUrlRefused(refusalOf(refused))))
 
     const channelVisible = (access: EndpointAccess, channelId: ChannelId) =>
       Effect.gen(function* () {
