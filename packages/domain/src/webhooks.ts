@@ -19,9 +19,13 @@ export const responseExcerptBytes = 4096
 export const WebhookUrl = Schema.String.pipe(
   Schema.check(
     Schema.isMaxLength(2048, { message: "must be at most 2048 characters" }),
-    Schema.isPattern(/^https?:\/\/[^\s]+$/iu, {
-      message: "must be an absolute http:// or https:// URL"
-    })
+    // no spaces or control characters, and whole code points only (no lone surrogates)
+    Schema.isPattern(
+      /^https?:\/\/(?:[^\s\u0000-\u001f\u007f-\u009f\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])+$/iu,
+      {
+        message: "must be an absolute http:// or https:// URL, without spaces or control characters"
+      }
+    )
   )
 ).annotate({
   description:
@@ -124,7 +128,7 @@ export const UpdateWebhookEndpoint = Schema.Struct({
   enabled: Schema.optionalKey(
     Schema.Boolean.annotate({
       description:
-        "false disables the endpoint (disabled_reason disabled_by_request); true enables it again, whatever disabled it, and clears failing_since. Deliveries that failed meanwhile can be sent again with POST /v1/webhooks/{id}/recover"
+        "false disables the endpoint (disabled_reason disabled_by_request): what was pending for it fails, and events that happen while it is disabled are not queued for it. true enables it again, whatever disabled it, and clears failing_since; POST /v1/webhooks/{id}/recover sends again the deliveries that failed"
     })
   )
 }).annotate({

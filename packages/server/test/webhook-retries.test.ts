@@ -76,6 +76,12 @@ layer(layerTestGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32" }), {
         const failing = yield* client.webhooks.get({ params: { id: endpoint.id } })
         expect(failing.failing_since).not.toBeNull()
         expect(failing.status).toBe("enabled")
+        // a new URL is a new start: its failures are counted from its first
+        const moved = yield* client.webhooks.update({
+          params: { id: endpoint.id },
+          payload: { url: `${receiver.url}/v2` }
+        })
+        expect(moved.failing_since).toBeNull()
 
         // the receiver is fixed: recover queues the failed delivery again, and a success clears failing_since
         receiver.setBehaviour(() => answer(204))
@@ -165,31 +171,47 @@ layer(layerTestGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32" }), {
   )
 
   it.effect(
-    "410 disables the endpoint at once: audited, its pending deliveries failed, webhook.disabled posted to the customer's other endpoints",
+    "410 disables the endpoint at once: audited, its pending deliveries failed, webhook.disabled posted to the customer's other endpoints that may know of it",
     () =>
       Effect.gen(function* () {
-        const { client, endpoint } = yield* endpointWith("Gone", () => answer(410))
+        const gateway = yield* TestGateway
+        const gone = yield* startReceiver(() => answer(410))
         const witness = yield* startReceiver()
+        const bystander = yield* startReceiver()
+        const { client } = yield* newCustomer(gateway, { name: "Gone" })
+        const channel = yield* client.channels.create({ headers: {}, payload: {} })
+        const otherChannel = yield* client.channels.create({ headers: {}, payload: {} })
+        const endpoint = yield* client.webhooks.createForChannel({
+          params: { id: channel.id },
+          headers: {},
+          payload: { url: `${gone.url}/private?token=channel-secret` }
+        })
         const other = yield* client.webhooks.create({ headers: {}, payload: { url: witness.url } })
+        // another channel's endpoint (a key bound to that channel manages it) hears nothing of this one
+        yield* client.webhooks.createForChannel({
+          params: { id: otherChannel.id },
+          headers: {},
+          payload: { url: bystander.url }
+        })
         const test = yield* client.webhooks.test({ params: { id: endpoint.id } })
-        const gone = yield* waitFor(
+        const disabled = yield* waitFor(
           "the endpoint disabled",
           client.webhooks.get({ params: { id: endpoint.id } }),
           (e) => e.status === "disabled"
         )
-        expect(gone.disabled_reason).toBe("endpoint_gone")
+        expect(disabled.disabled_reason).toBe("endpoint_gone")
         const delivery = yield* client.webhooks.delivery({ params: { id: test.id } })
         expect(delivery).toMatchObject({ status: "failed", next_attempt_at: null })
         expect(delivery.attempt_log[0]).toMatchObject({ status_code: 410, error_type: "HttpStatus" })
 
         const notice = yield* waitFor(
-          "webhook.disabled posted to the other endpoint",
+          "webhook.disabled posted to the customer's endpoint for every channel",
           Effect.sync(() => witness.received),
           (received) => received.length === 1
         )
         expect(JSON.parse(notice[0]!.body)).toMatchObject({
           type: "webhook.disabled",
-          data: { endpoint_id: endpoint.id, disabled_reason: "endpoint_gone" }
+          data: { endpoint_id: endpoint.id, channel_id: channel.id, disabled_reason: "endpoint_gone" }
         })
         const audit = yield* client.audit.list({
           query: { resource_type: "webhook_endpoint", resource_id: endpoint.id }
@@ -206,9 +228,15 @@ layer(layerTestGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32" }), {
           code: "invalid_state"
         })
         // nothing more is queued for a disabled endpoint
-        yield* client.webhooks.test({ params: { id: other.id } })
+        const after = yield* client.webhooks.test({ params: { id: other.id } })
+        yield* waitFor(
+          "a later test delivered",
+          client.webhooks.delivery({ params: { id: after.id } }),
+          (d) => d.status === "succeeded"
+        )
         const deliveries = yield* client.webhooks.deliveries({ params: { id: endpoint.id }, query: {} })
         expect(deliveries.data.map((d) => d.id)).toEqual([test.id])
+        expect(bystander.received).toEqual([])
         // enabling it again clears the reason
         const enabled = yield* client.webhooks.update({
           params: { id: endpoint.id },

@@ -238,6 +238,8 @@ layer(layerTestGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32", LOG_LEVEL
         ["POST", "/v1/webhooks", { url: "http://[::ffff:127.0.0.2]/" }, "body.url"],
         ["POST", "/v1/webhooks", { url: "http://user:secret@127.0.0.1:9/" }, "body.url"],
         ["POST", "/v1/webhooks", { url: "http://no-such-host.invalid/" }, "body.url"],
+        ["POST", "/v1/webhooks", { url: "http://127.0.0.1:9/a\u0000b" }, "body.url"],
+        ["POST", "/v1/webhooks", { url: "http://127.0.0.1:9/\ud800" }, "body.url"],
         ["PATCH", `/v1/webhooks/${endpoint.id}`, { url: "http://192.168.1.1/" }, "body.url"],
         [
           "POST",

@@ -10,7 +10,12 @@ export const deliveriesDueChannel = "whatisup_deliveries_due"
 export type Recipients =
   | { readonly _tag: "Subscribed" }
   | { readonly _tag: "Only"; readonly endpointId: WebhookEndpointId }
-  | { readonly _tag: "AllBut"; readonly endpointId: WebhookEndpointId }
+  | {
+      readonly _tag: "AllBut"
+      readonly endpointId: WebhookEndpointId
+      /** Whose endpoints may hear of it: the customer's for every channel, and this channel's (null: no channel's). */
+      readonly channelId: ChannelId | null
+    }
 
 /**
  * In the event's own transaction: one delivery per endpoint the event goes to, due at once, so an
@@ -37,7 +42,13 @@ export const queueDeliveries = (
             ? sql`AND id = ${recipients.endpointId}`
             : sql`AND (cardinality(event_types) = 0 OR ${event.type} = ANY(event_types))
                 ${recipients._tag === "AllBut" ? sql`AND id <> ${recipients.endpointId}` : sql``}
-                ${event.channelId === null || recipients._tag === "AllBut" ? sql`` : sql`AND (channel_id IS NULL OR channel_id = ${event.channelId})`}`
+                ${
+                  recipients._tag === "AllBut"
+                    ? sql`AND (channel_id IS NULL ${recipients.channelId === null ? sql`` : sql`OR channel_id = ${recipients.channelId}`})`
+                    : event.channelId === null
+                      ? sql``
+                      : sql`AND (channel_id IS NULL OR channel_id = ${event.channelId})`
+                }`
         }`
     if (endpoints.length === 0) return 0
     const ids = endpoints.map(() => newId.delivery())

@@ -24,13 +24,17 @@ export const layerWebhooksHttp = HttpApiBuilder.group(Api, "webhooks", (handlers
     return handlers
       .handle("createForChannel", (request) =>
         withAccess((access, caller) =>
-          idempotentCreate(
-            `POST /v1/channels/${request.params.id}/webhooks`,
-            WebhookEndpointWithSecret,
-            request,
-            caller,
-            endpoints.create(access, request.params.id, request.payload, actorOf(caller)),
-            endpoints.stillSigns
+          // the URL is resolved before the idempotent transaction opens: no connection waits on DNS
+          Effect.andThen(
+            endpoints.vet(request.payload.url),
+            idempotentCreate(
+              `POST /v1/channels/${request.params.id}/webhooks`,
+              WebhookEndpointWithSecret,
+              request,
+              caller,
+              endpoints.create(access, request.params.id, request.payload, actorOf(caller)),
+              endpoints.stillSigns
+            )
           )
         )
       )
@@ -41,16 +45,19 @@ export const layerWebhooksHttp = HttpApiBuilder.group(Api, "webhooks", (handlers
       )
       .handle("create", (request) =>
         Effect.flatMap(unboundCaller("create webhook endpoints for every channel"), (caller) =>
-          idempotentCreate(
-            "POST /v1/webhooks",
-            WebhookEndpointWithSecret,
-            request,
-            caller,
-            // an endpoint for every channel names no channel that could be missing
-            endpoints
-              .create(accessOf(caller), null, request.payload, actorOf(caller))
-              .pipe(Effect.catchTag("EndpointChannelNotFound", Effect.die)),
-            endpoints.stillSigns
+          Effect.andThen(
+            endpoints.vet(request.payload.url),
+            idempotentCreate(
+              "POST /v1/webhooks",
+              WebhookEndpointWithSecret,
+              request,
+              caller,
+              // an endpoint for every channel names no channel that could be missing
+              endpoints
+                .create(accessOf(caller), null, request.payload, actorOf(caller))
+                .pipe(Effect.catchTag("EndpointChannelNotFound", Effect.die)),
+              endpoints.stillSigns
+            )
           )
         ).pipe(answerProblems)
       )

@@ -1,4 +1,9 @@
-import { type CustomerId, failingEndpointDisabledAfterDays, type WebhookEndpointId } from "@whatisup/domain"
+import {
+  type ChannelId,
+  type CustomerId,
+  failingEndpointDisabledAfterDays,
+  type WebhookEndpointId
+} from "@whatisup/domain"
 import {
   Clock,
   Context,
@@ -263,7 +268,11 @@ export const layerDispatcher = Layer.effect(
               url: disabled.url,
               disabled_reason: reason
             },
-            recipients: { _tag: "AllBut", endpointId: id as WebhookEndpointId }
+            recipients: {
+              _tag: "AllBut",
+              endpointId: id as WebhookEndpointId,
+              channelId: disabled.channel_id as ChannelId | null
+            }
           })
         }
       })

@@ -81,16 +81,15 @@ export const renderEndpoint = (row: EndpointRow): WebhookEndpoint => ({
 export class WebhookEndpoints extends Context.Service<
   WebhookEndpoints,
   {
-    /** `channelId` null: an endpoint for every channel of the customer, present and future. */
+    /** Refuses a URL the gateway will not post to; called before `create`, outside any transaction (it resolves names). */
+    readonly vet: (url: string) => Effect.Effect<void, WebhookUrlRefused>
+    /** `channelId` null: an endpoint for every channel of the customer, present and future. Its URL was vetted. */
     readonly create: (
       access: EndpointAccess,
       channelId: ChannelId | null,
       request: CreateWebhookEndpoint,
       actor: AuditActor
-    ) => Effect.Effect<
-      WebhookEndpointWithSecret,
-      EndpointChannelNotFound | WebhookUrlRefused | PlanLimitExceeded
-    >
+    ) => Effect.Effect<WebhookEndpointWithSecret, EndpointChannelNotFound | PlanLimitExceeded>
     /** `channelId` given: that channel's endpoints only (not the customer's endpoints for every channel). */
     readonly list: (
       access: EndpointAccess,
@@ -222,8 +221,8 @@ export const layerWebhookEndpoints = Layer.effect(
     })
 
     return WebhookEndpoints.of({
+      vet: (url) => Effect.asVoid(vet(url)),
       create: Effect.fn("WebhookEndpoints.create")(function* (access, channelId, request, actor) {
-        yield* vet(request.url)
         return yield* inTransaction(
           Effect.gen(function* () {
             yield* checkPlanLimit(
@@ -285,7 +284,7 @@ export const layerWebhookEndpoints = Layer.effect(
                 disabled_reason = ${
                   enabling ? null : disabling ? "disabled_by_request" : before.disabled_reason
                 },
-                failing_since = ${enabling ? null : before.failing_since},
+                failing_since = ${enabling || (patch.url !== undefined && patch.url !== before.url) ? null : before.failing_since},
                 updated_at = now()
               WHERE id = ${id} RETURNING ${columns}`.pipe(decodeRows(EndpointRow))
             if (disabling) yield* failPending(sql, [id]).pipe(Effect.orDie)

@@ -2,6 +2,7 @@ import { Context, Effect, Layer } from "effect"
 // ipaddr.js is CommonJS: under Node's ESM loader only its default export carries the functions
 import ipaddr from "ipaddr.js"
 import * as dns from "node:dns/promises"
+import * as fs from "node:fs"
 import * as net from "node:net"
 import { GatewayConfigService } from "../config/config.ts"
 import { type BlockReason, DestinationBlocked, DnsFailure } from "./attemptErrors.ts"
@@ -29,33 +30,81 @@ const resolveTimeoutMillis = 5_000
 const dnsErrors: Record<string, string> = {
   ENOTFOUND: "no such name",
   ENODATA: "no A or AAAA record",
-  EAI_AGAIN: "a temporary DNS failure",
-  EAI_FAIL: "a permanent DNS failure"
+  ETIMEOUT: "no answer in time",
+  ESERVFAIL: "a DNS server failure",
+  ECONNREFUSED: "the DNS server refused",
+  EREFUSED: "the DNS server refused"
 }
 
-/** The system resolver (getaddrinfo, as other programs on the host see names), every record in its order. */
-export const layerResolver = Layer.succeed(
-  Resolver,
-  Resolver.of({
-    resolve: (host) =>
-      Effect.tryPromise({
-        try: () => dns.lookup(host, { all: true, verbatim: true }),
+/** The names /etc/hosts gives addresses to, as the host's own programs see them. */
+const readHostsFile = (file: string): ReadonlyMap<string, ReadonlyArray<ResolvedAddress>> => {
+  const names = new Map<string, Array<ResolvedAddress>>()
+  let text = ""
+  try {
+    text = fs.readFileSync(file, "utf8")
+  } catch {
+    return names
+  }
+  for (const line of text.split("\n")) {
+    const [address, ...aliases] = line.replace(/#.*/u, "").trim().split(/\s+/u)
+    const family = address === undefined ? 0 : net.isIP(address)
+    if (family === 0) continue
+    for (const alias of aliases) {
+      const name = alias.toLowerCase()
+      names.set(name, [...(names.get(name) ?? []), { address: address!, family: family === 6 ? 6 : 4 }])
+    }
+  }
+  return names
+}
+
+/**
+ * The host's resolver as other programs see names: /etc/hosts, then every A and AAAA record through
+ * c-ares, off libuv's small thread pool (getaddrinfo there would let one tenant's silent DNS hold up
+ * every other lookup of the process, WhatsApp's and the database's included).
+ */
+export const makeResolver = (
+  options: { readonly hostsFile?: string; readonly servers?: ReadonlyArray<string> } = {}
+) => {
+  const hosts = readHostsFile(options.hostsFile ?? "/etc/hosts")
+  return Resolver.of({
+    resolve: (host) => {
+      const listed = hosts.get(host.toLowerCase())
+      if (listed !== undefined) return Effect.succeed(listed)
+      return Effect.tryPromise({
+        try: async (signal) => {
+          const resolver = new dns.Resolver({ timeout: 2_000, tries: 2 })
+          if (options.servers !== undefined) resolver.setServers(options.servers)
+          signal.addEventListener("abort", () => resolver.cancel())
+          const [v4, v6] = await Promise.allSettled([resolver.resolve4(host), resolver.resolve6(host)])
+          const addresses: Array<ResolvedAddress> = [
+            ...(v4.status === "fulfilled"
+              ? v4.value.map((address) => ({ address, family: 4 as const }))
+              : []),
+            ...(v6.status === "fulfilled" ? v6.value.map((address) => ({ address, family: 6 as const })) : [])
+          ]
+          if (addresses.length > 0) return addresses
+          const failure = [v4, v6].find(
+            (result): result is PromiseRejectedResult =>
+              result.status === "rejected" && (result.reason as { code?: string }).code !== "ENODATA"
+          )
+          throw failure?.reason ?? Object.assign(new Error("no records"), { code: "ENODATA" })
+        },
         catch: (error) => {
           const code = (error as { code?: string }).code ?? "unknown"
           return new DnsFailure({ detail: `${host} does not resolve: ${dnsErrors[code] ?? code}` })
         }
       }).pipe(
-        Effect.map((records) =>
-          records.map(({ address, family }) => ({ address, family: family === 6 ? 6 : 4 }) as const)
-        ),
         Effect.timeoutOrElse({
           duration: resolveTimeoutMillis,
           orElse: () =>
             Effect.fail(new DnsFailure({ detail: `${host} does not resolve: no answer within 5 seconds` }))
         })
       )
+    }
   })
-)
+}
+
+export const layerResolver = Layer.sync(Resolver, () => makeResolver())
 
 /** Vets destinations before each request: see "Tenancy and trust boundaries" in DESIGN.md. */
 export class SsrfGuard extends Context.Service<
@@ -224,7 +273,8 @@ export const layerSsrfGuard = Layer.effect(
           if (verdict.why !== undefined) {
             return yield* new DestinationBlocked({
               reason: "non_public_address",
-              detail: `${host} resolves to ${record.address}, which is ${verdict.why}: ${publicOnly}`,
+              // the address itself stays out of the answer: customers must not map internal names through it
+              detail: `${host} resolves to an address that is not public: ${publicOnly}`,
               address: verdict.address
             })
           }
