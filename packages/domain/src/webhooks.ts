@@ -20,6 +20,7 @@ export const WebhookUrl = Schema.String.pipe(
   Schema.check(
     Schema.isMaxLength(2048, { message: "must be at most 2048 characters" }),
     // no spaces or control characters, and whole code points only (no lone surrogates)
+    // eslint-disable-next-line no-control-regex -- control characters are what it refuses
     Schema.isPattern(
       /^https?:\/\/(?:[^\s\u0000-\u001f\u007f-\u009f\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])+$/iu,
       {

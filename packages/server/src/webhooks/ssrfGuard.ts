@@ -39,7 +39,7 @@ const dnsErrors: Record<string, string> = {
 /** The names /etc/hosts gives addresses to, as the host's own programs see them. */
 const readHostsFile = (file: string): ReadonlyMap<string, ReadonlyArray<ResolvedAddress>> => {
   const names = new Map<string, Array<ResolvedAddress>>()
-  let text = ""
+  let text: string
   try {
     text = fs.readFileSync(file, "utf8")
   } catch {
