@@ -20,8 +20,8 @@ export const WebhookUrl = Schema.String.pipe(
   Schema.check(
     Schema.isMaxLength(2048, { message: "must be at most 2048 characters" }),
     // no spaces or control characters, and whole code points only (no lone surrogates)
-    // eslint-disable-next-line no-control-regex -- control characters are what it refuses
     Schema.isPattern(
+      // eslint-disable-next-line no-control-regex -- control characters are what it refuses
       /^https?:\/\/(?:[^\s\u0000-\u001f\u007f-\u009f\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])+$/iu,
       {
         message: "must be an absolute http:// or https:// URL, without spaces or control characters"
