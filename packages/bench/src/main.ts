@@ -1,6 +1,7 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Runtime, type Scope } from "effect"
 import { actors } from "./actors.ts"
+import { deliveries } from "./deliveries.ts"
 import { ScenarioFailed } from "./measure.ts"
 import { phones } from "./phones.ts"
 import { postgresServer } from "./postgres.ts"
@@ -33,6 +34,11 @@ const benchmarks: Record<string, Benchmark> = {
     { processes: 3, channels: 10_000, windowSeconds: 60 },
     { processes: 2, channels: 200, windowSeconds: 10 },
     scale
+  ),
+  deliveries: sized(
+    { deliveries: 20_000, endpoints: 4, concurrency: 64, perEndpoint: 16 },
+    { deliveries: 3_000, endpoints: 4, concurrency: 64, perEndpoint: 16 },
+    deliveries
   )
 }
 

@@ -3,9 +3,10 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 
 /** What a figure should stay within; shown beside it, met or not, and never a reason to fail a run. */
-export interface Target {
-  readonly atMost: number
-}
+export type Target = { readonly atMost: number } | { readonly atLeast: number }
+
+const meets = (value: number, target: Target) =>
+  "atMost" in target ? value <= target.atMost : value >= target.atLeast
 
 export interface Figure {
   /** The key in the JSON file; its last part names the unit (`_ms`, `_kib`). */
@@ -25,10 +26,11 @@ export interface Report {
 
 export const resultsDir = path.join(import.meta.dirname, "..", "results")
 
-const formatted = (value: number) => value.toLocaleString("en-US", { maximumFractionDigits: 1 })
+const formatted = (value: number) =>
+  value.toLocaleString("en-US", { maximumFractionDigits: Math.abs(value) < 10 ? 2 : 1 })
 
 const verdict = (value: number, target: Target) =>
-  `target ≤ ${formatted(target.atMost)}: ${value <= target.atMost ? "met" : "NOT met"}`
+  `target ${"atMost" in target ? `≤ ${formatted(target.atMost)}` : `≥ ${formatted(target.atLeast)}`}: ${meets(value, target) ? "met" : "NOT met"}`
 
 /** The report as a small table on stdout, and as `results/<benchmark>.json`. */
 export const publish = (report: Report) =>
@@ -64,8 +66,10 @@ export const publish = (report: Report) =>
               figure.key,
               {
                 value: figure.value,
-                at_most: figure.target.atMost,
-                met: figure.value <= figure.target.atMost
+                ...("atMost" in figure.target
+                  ? { at_most: figure.target.atMost }
+                  : { at_least: figure.target.atLeast }),
+                met: meets(figure.value, figure.target)
               }
             ] as const
           ]
