@@ -49,6 +49,13 @@ const oldestDue = Metric.gauge("webhook_oldest_due_seconds", {
 /** Due deliveries are looked for this often when no notification says so (e.g. a retry coming due). */
 const pollInterval = Duration.seconds(1)
 
+/**
+ * Deliveries are claimed ahead of the free slots, up to this many times the concurrency in flight and
+ * ready together (and each endpoint's share), so a freed slot starts the next delivery without waiting
+ * for a claim's round trip; a ready delivery waits at most one round of its endpoint's attempts.
+ */
+const ahead = 2
+
 /** A claimed delivery lapses back to the queue after this, should its node die mid-attempt. */
 const claimLease = Duration.seconds(60)
 
@@ -73,7 +80,8 @@ type Claimed = typeof ClaimedRow.Type
 
 /** What one attempt came to, as it will be recorded. */
 interface Outcome {
-  readonly claimed: Claimed
+  /** What the record needs of the delivery, not the whole claimed row (which would outlive the attempt). */
+  readonly delivery: Pick<Claimed, "id" | "attempts" | "endpoint_id" | "event_created_at">
   readonly attemptedAt: Date
   readonly durationMillis: number
   readonly statusCode: number | null
@@ -82,6 +90,13 @@ interface Outcome {
   /** null: no further attempt (succeeded, or the schedule is spent). */
   readonly nextAttemptAt: Date | null
 }
+
+const deliveryOf = ({ id, attempts, endpoint_id, event_created_at }: Claimed): Outcome["delivery"] => ({
+  id,
+  attempts,
+  endpoint_id,
+  event_created_at
+})
 
 const errorDetail = (error: AttemptError): string => {
   switch (error._tag) {
@@ -126,7 +141,12 @@ export const layerDispatcher = Layer.effect(
 
     const inFlight = new Map<string, number>()
     let inFlightTotal = 0
+    /** Claimed, not yet started, oldest first; with when they were claimed. */
+    const ready: Array<{ readonly claimed: Claimed; readonly claimedAt: number }> = []
+    /** Set when deliveries may have come due: a notification, or the poll. */
+    let due = true
     const wake = yield* Queue.sliding<void>(1)
+    const arrived = yield* Queue.sliding<void>(1)
     const outcomes = yield* Queue.unbounded<Outcome>()
     const keys = makeLruMap<string, Buffer>(10_000)
 
@@ -142,36 +162,43 @@ export const layerDispatcher = Layer.effect(
         })
       })
 
-    const signingKeys = (claimed: Claimed, now: number) =>
-      Effect.gen(function* () {
+    /** Whether the endpoint's previous secret still signs (a rotation's grace period). */
+    const previousSigns = (claimed: Claimed, now: number) =>
+      claimed.previous_secret_ciphertext !== null &&
+      claimed.previous_secret_expires_at !== null &&
+      claimed.previous_secret_expires_at.getTime() > now
+
+    /** The signing keys, decrypted once per ciphertext: read from the cache without an effect when known. */
+    const signingKeys = (claimed: Claimed, now: number) => {
+      const known = keys.get(claimed.secret_ciphertext!)
+      if (known !== undefined) {
+        if (!previousSigns(claimed, now)) return Effect.succeed([known])
+        const previous = keys.get(claimed.previous_secret_ciphertext!)
+        if (previous !== undefined) return Effect.succeed([known, previous])
+      }
+      return Effect.gen(function* () {
         const current = yield* keyOf(claimed.secret_ciphertext!, placeIn(secretColumn, [claimed.endpoint_id]))
-        if (
-          claimed.previous_secret_ciphertext === null ||
-          claimed.previous_secret_expires_at === null ||
-          claimed.previous_secret_expires_at.getTime() <= now
-        ) {
-          return [current]
-        }
+        if (!previousSigns(claimed, now)) return [current]
         const previous = yield* keyOf(
-          claimed.previous_secret_ciphertext,
+          claimed.previous_secret_ciphertext!,
           placeIn(previousSecretColumn, [claimed.endpoint_id])
         )
         return [current, previous]
       })
+    }
 
     /** The event as posted; a QR goes out in the signed body while it can still be scanned. */
-    const bodyOf = (claimed: Claimed, now: number) =>
-      Effect.gen(function* () {
-        let data = claimed.data
-        const expiresAt = typeof data["expires_at"] === "string" ? Date.parse(data["expires_at"]) : Number.NaN
-        if (claimed.event_secret !== null && expiresAt > now) {
-          const secret = yield* keyRing
-            .decrypt(claimed.event_secret, eventSecretPlace(claimed.event_id as never))
-            .pipe(Effect.orDie)
-          data = { ...data, ...(JSON.parse(secret) as Record<string, unknown>) }
-        }
-        return JSON.stringify({ type: claimed.type, timestamp: claimed.event_created_at.toISOString(), data })
-      })
+    const bodyOf = (claimed: Claimed, now: number) => {
+      const data = claimed.data
+      const expiresAt = typeof data["expires_at"] === "string" ? Date.parse(data["expires_at"]) : Number.NaN
+      const posted = (data: Record<string, unknown>) =>
+        JSON.stringify({ type: claimed.type, timestamp: claimed.event_created_at.toISOString(), data })
+      if (claimed.event_secret === null || !(expiresAt > now)) return Effect.succeed(posted(data))
+      return keyRing.decrypt(claimed.event_secret, eventSecretPlace(claimed.event_id as never)).pipe(
+        Effect.orDie,
+        Effect.map((secret) => posted({ ...data, ...(JSON.parse(secret) as Record<string, unknown>) }))
+      )
+    }
 
     const attempt = (claimed: Claimed) =>
       Effect.gen(function* () {
@@ -180,7 +207,7 @@ export const layerDispatcher = Layer.effect(
         if (!claimed.enabled || claimed.secret_ciphertext === null) {
           // disabled or deleted since it was queued: nothing is posted
           return {
-            claimed,
+            delivery: deliveryOf(claimed),
             attemptedAt,
             durationMillis: 0,
             statusCode: null,
@@ -230,7 +257,7 @@ export const layerDispatcher = Layer.effect(
           })
         }
         return {
-          claimed,
+          delivery: deliveryOf(claimed),
           attemptedAt,
           durationMillis: answer?.durationMillis ?? durationMillis,
           statusCode: answer?.status ?? null,
@@ -286,8 +313,8 @@ export const layerDispatcher = Layer.effect(
           )
           if (made.length > 0) {
             const attempts = made.map((o) => ({
-              delivery_id: o.claimed.id,
-              attempt: o.claimed.attempts,
+              delivery_id: o.delivery.id,
+              attempt: o.delivery.attempts,
               attempted_at: o.attemptedAt.toISOString(),
               duration_ms: Math.round(o.durationMillis),
               status_code: o.statusCode,
@@ -308,8 +335,8 @@ export const layerDispatcher = Layer.effect(
           }
           const succeeded = (o: Outcome) => o.error === null && o.statusCode !== null
           const next = batch.map((o) => ({
-            id: o.claimed.id,
-            attempts: o.claimed.attempts,
+            id: o.delivery.id,
+            attempts: o.delivery.attempts,
             status: succeeded(o) ? "succeeded" : o.nextAttemptAt === null ? "failed" : "pending",
             next_attempt_at: o.nextAttemptAt?.toISOString() ?? null,
             attempted_at: o.attemptedAt.toISOString()
@@ -321,10 +348,11 @@ export const layerDispatcher = Layer.effect(
               succeeded_at = CASE WHEN v.status = 'succeeded' THEN v.attempted_at END
             FROM jsonb_to_recordset(${JSON.stringify(next)}::jsonb)
               AS v (id text, attempts int, status text, next_attempt_at timestamptz, attempted_at timestamptz)
-            WHERE d.id = v.id AND d.attempts = v.attempts AND d.status = 'pending'`
-          const healthy = [...new Set(batch.filter(succeeded).map((o) => o.claimed.endpoint_id))]
+            WHERE d.id = ANY(${next.map((o) => o.id)}::text[]) AND d.id = v.id AND d.attempts = v.attempts
+              AND d.status = 'pending'`
+          const healthy = [...new Set(batch.filter(succeeded).map((o) => o.delivery.endpoint_id))]
           const failing = [
-            ...new Set(batch.filter((o) => o.error !== null).map((o) => o.claimed.endpoint_id))
+            ...new Set(batch.filter((o) => o.error !== null).map((o) => o.delivery.endpoint_id))
           ].filter((id) => !healthy.includes(id))
           if (healthy.length > 0) {
             yield* sql`
@@ -345,7 +373,7 @@ export const layerDispatcher = Layer.effect(
             ...new Set(
               batch
                 .filter((o) => o.error?._tag === "HttpStatus" && o.error.status === 410)
-                .map((o) => o.claimed.endpoint_id)
+                .map((o) => o.delivery.endpoint_id)
             )
           ].map((id) => ({ id, reason: "endpoint_gone" as const }))
           yield* disable([...gone, ...tooLong])
@@ -355,23 +383,36 @@ export const layerDispatcher = Layer.effect(
     const recordOutcomes = Effect.gen(function* () {
       const batch = yield* Queue.takeBetween(outcomes, 1, 500)
       yield* record(batch)
+      // one update per kind of outcome in the batch, not one per attempt
+      const made = new Map<string, { readonly outcome: string; readonly error_type: string; count: number }>()
       for (const outcome of batch) {
-        const tags = {
-          outcome: outcome.error === null ? "succeeded" : "failed",
-          error_type: outcome.error?._tag ?? "none"
-        }
-        yield* Metric.update(Metric.withAttributes(attemptsMade, tags), 1)
+        const kind = outcome.error === null ? "succeeded" : "failed"
+        const errorType = outcome.error?._tag ?? "none"
+        const key = `${kind} ${errorType}`
+        const seen = made.get(key)
+        if (seen === undefined) made.set(key, { outcome: kind, error_type: errorType, count: 1 })
+        else seen.count++
         if (outcome.error === null && outcome.statusCode !== null) {
           yield* Metric.update(
             deliveryLag,
             (outcome.attemptedAt.getTime() +
               outcome.durationMillis -
-              outcome.claimed.event_created_at.getTime()) /
+              outcome.delivery.event_created_at.getTime()) /
               1000
           )
         }
       }
+      for (const { count, ...tags } of made.values()) {
+        yield* Metric.update(Metric.withAttributes(attemptsMade, tags), count)
+      }
     })
+
+    const running = yield* FiberSet.make()
+
+    const occupy = (endpointId: string) => {
+      inFlightTotal++
+      inFlight.set(endpointId, (inFlight.get(endpointId) ?? 0) + 1)
+    }
 
     const release = (endpointId: string) => {
       inFlightTotal--
@@ -381,20 +422,93 @@ export const layerDispatcher = Layer.effect(
       Queue.offerUnsafe(wake, undefined)
     }
 
-    const claim = (free: number) =>
+    /**
+     * Takes a slot for the oldest ready delivery that may start, if there is a free slot: one whose
+     * endpoint already has its share in flight is passed over (so a slow endpoint's backlog never holds
+     * up another's), and one that waited past half its claim's lease is left to lapse back to the queue
+     * rather than attempted late.
+     */
+    const nextReady = (): Claimed | undefined => {
+      if (inFlightTotal >= concurrency) return undefined
+      const stale = Date.now() - Duration.toMillis(claimLease) / 2
+      let at = 0
+      while (at < ready.length) {
+        const row = ready[at]!
+        if (row.claimedAt < stale) {
+          ready.splice(at, 1)
+        } else if ((inFlight.get(row.claimed.endpoint_id) ?? 0) >= perEndpoint) {
+          at++
+        } else {
+          ready.splice(at, 1)
+          occupy(row.claimed.endpoint_id)
+          return row.claimed
+        }
+      }
+      return undefined
+    }
+
+    /**
+     * Attempts a delivery whose slot is taken, records its outcome and frees the slot, then goes on with
+     * the next ready delivery on the same fiber while there is one it may start: a freed slot is taken
+     * again at once, without waiting for another fiber to be scheduled.
+     */
+    const attempts = (first: Claimed) => {
+      let current: Claimed | undefined = first
+      return Effect.whileLoop({
+        while: () => current !== undefined,
+        body: () =>
+          attempt(current!).pipe(
+            Effect.map((outcome) => Queue.offerUnsafe(outcomes, outcome)),
+            Effect.catchCause((cause) => Effect.logWarning("webhook attempt failed unexpectedly", cause))
+          ),
+        step: () => {
+          release(current!.endpoint_id)
+          current = nextReady()
+        }
+      }).pipe(
+        Effect.ensuring(
+          Effect.sync(() => {
+            if (current !== undefined) release(current.endpoint_id)
+          })
+        )
+      )
+    }
+
+    /** Starts a fiber for each ready delivery that may start now. */
+    const startReady = Effect.gen(function* () {
+      let next = nextReady()
+      while (next !== undefined) {
+        yield* FiberSet.run(running, attempts(next))
+        next = nextReady()
+      }
+    })
+
+    /** Whether some free slot has no ready delivery it may start. */
+    const starving = () =>
+      inFlightTotal < concurrency &&
+      !ready.some((row) => (inFlight.get(row.claimed.endpoint_id) ?? 0) < perEndpoint)
+
+    /**
+     * Claims up to `wanted` due deliveries, at most `ahead` times its share in flight and ready for each
+     * endpoint; the rows of an endpoint that has that many are left to other processes.
+     */
+    const claim = (wanted: number) =>
       Effect.gen(function* () {
         const saturated: Array<string> = []
         const room: Record<string, number> = {}
-        for (const [endpoint, count] of inFlight) {
-          if (count >= perEndpoint) saturated.push(endpoint)
-          else room[endpoint] = perEndpoint - count
+        const held = new Map(inFlight)
+        for (const row of ready)
+          held.set(row.claimed.endpoint_id, (held.get(row.claimed.endpoint_id) ?? 0) + 1)
+        for (const [endpoint, count] of held) {
+          if (count >= ahead * perEndpoint) saturated.push(endpoint)
+          else room[endpoint] = ahead * perEndpoint - count
         }
         return yield* sql`
           WITH candidates AS (
             SELECT id, endpoint_id, next_attempt_at FROM deliveries
             WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL(${saturated}::text[])
             ORDER BY next_attempt_at
-            LIMIT ${free * 4}
+            LIMIT ${wanted * 4}
             FOR UPDATE SKIP LOCKED
           ), chosen AS (
             SELECT id FROM (
@@ -402,9 +516,9 @@ export const layerDispatcher = Layer.effect(
                 row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS place
               FROM candidates
             ) ranked
-            WHERE place <= coalesce((${JSON.stringify(room)}::jsonb ->> endpoint_id)::int, ${perEndpoint})
+            WHERE place <= coalesce((${JSON.stringify(room)}::jsonb ->> endpoint_id)::int, ${ahead * perEndpoint})
             ORDER BY next_attempt_at
-            LIMIT ${free}
+            LIMIT ${wanted}
           )
           UPDATE deliveries d SET attempts = d.attempts + 1, claimed_by = ${node},
             next_attempt_at = now() + make_interval(secs => ${Duration.toSeconds(claimLease)})
@@ -416,41 +530,40 @@ export const layerDispatcher = Layer.effect(
             w.enabled AND w.deleted_at IS NULL AS enabled`.pipe(decodeRows(ClaimedRow))
       })
 
-    const running = yield* FiberSet.make()
-
-    /** Each claimed delivery's attempt runs on its own; its slot frees as soon as it has an outcome. */
-    const start = (claimed: Claimed) => {
-      inFlightTotal++
-      inFlight.set(claimed.endpoint_id, (inFlight.get(claimed.endpoint_id) ?? 0) + 1)
-      return FiberSet.run(
-        running,
-        attempt(claimed).pipe(
-          Effect.flatMap((outcome) => Queue.offer(outcomes, outcome)),
-          Effect.catchCause((cause) => Effect.logWarning("webhook attempt failed unexpectedly", cause)),
-          Effect.ensuring(Effect.sync(() => release(claimed.endpoint_id)))
-        )
-      )
-    }
-
-    /** Claims as many due deliveries as there are free slots, again at once while the batches come back full. */
+    /**
+     * Keeps deliveries claimed ahead of the slots, so a slot that frees starts the next at once instead
+     * of waiting for a round trip: claims once half the lead is used while claims come back full, and
+     * otherwise when deliveries may have come due (a notification, the poll) or a free slot has
+     * nothing to start.
+     */
     const dispatch = Effect.gen(function* () {
-      let full = false
+      const lead = () => ahead * concurrency - inFlightTotal - ready.length
+      let drained = true
       while (true) {
-        if (!full) yield* Effect.timeoutOption(Queue.take(wake), pollInterval)
-        const free = concurrency - inFlightTotal
-        if (free <= 0) {
-          full = false
-          continue
-        }
-        const claimed = yield* claim(free).pipe(
+        if (drained || lead() < concurrency / 2) yield* Queue.take(wake)
+        const room = lead()
+        if (room <= 0 || !(due || starving() || (!drained && room >= concurrency / 2))) continue
+        due = false
+        const claimedAt = Date.now()
+        const claimed = yield* claim(room).pipe(
           Effect.catchCause((cause) =>
             Effect.as(Effect.logWarning("could not claim webhook deliveries", cause), [] as Array<Claimed>)
           )
         )
-        for (const row of claimed) yield* start(row)
-        full = claimed.length === free
+        for (const row of claimed) ready.push({ claimed: row, claimedAt })
+        drained = claimed.length < room
+        if (claimed.length > 0) yield* Queue.offer(arrived, undefined)
       }
     })
+
+    /** Deliveries may have come due: the next wake claims even if the last claim came back short. */
+    const markDue = () => {
+      due = true
+      Queue.offerUnsafe(wake, undefined)
+    }
+
+    /** Starts what a claim brought into free slots (a slot that frees later takes the next on its own fiber). */
+    const starter = Effect.forever(Effect.flatMap(Queue.take(arrived), () => startReady))
 
     // on the way out, once the loops below have stopped: what was recorded is flushed, and what was in flight is given back at once
     yield* Effect.addFinalizer(() =>
@@ -472,8 +585,8 @@ export const layerDispatcher = Layer.effect(
     yield* Effect.forkScoped(
       Effect.gen(function* () {
         const notifications = yield* sql.listen(deliveriesDueChannel)
-        yield* Queue.offer(wake, undefined)
-        yield* Effect.forever(Effect.flatMap(Queue.take(notifications), () => Queue.offer(wake, undefined)))
+        markDue()
+        yield* Effect.forever(Effect.map(Queue.take(notifications), markDue))
       }).pipe(
         Effect.scoped,
         Effect.catchCause((cause) =>
@@ -484,6 +597,9 @@ export const layerDispatcher = Layer.effect(
     )
     yield* Effect.forkScoped(Effect.forever(recordOutcomes))
     yield* Effect.forkScoped(dispatch)
+    // the fallback when no notification comes: a retry coming due, a notification lost
+    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(pollInterval), Effect.sync(markDue))))
+    yield* Effect.forkScoped(starter)
     yield* Effect.forkScoped(
       Effect.repeat(
         sql<{ due: number; oldest: number | null }>`
