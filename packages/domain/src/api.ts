@@ -463,7 +463,7 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
     }).annotateMerge(
       doc(
         "Send failed deliveries again",
-        "Queues again, at once and with a fresh retry schedule, every delivery to this endpoint that failed and was created since the moment given. A disabled endpoint answers 409 invalid_state: enable it first."
+        "Queues again, at once and with a fresh retry schedule, every delivery to this endpoint that failed and was created since the moment given (one with an attempt still in flight is left to it). A disabled endpoint answers 409 invalid_state: enable it first."
       )
     )
   )
@@ -500,7 +500,7 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
     }).annotateMerge(
       doc(
         "Send a delivery again",
-        "Queues the delivery again, at once and with a fresh retry schedule, whatever its status; the event keeps its id, so receivers see the same webhook-id. A disabled endpoint answers 409 invalid_state."
+        "Queues the delivery again, at once and with a fresh retry schedule, whatever its status; the event keeps its id, so receivers see the same webhook-id. A disabled endpoint, or a delivery with an attempt in flight (never two at once), answers 409 invalid_state."
       )
     )
   )

@@ -269,4 +269,81 @@ layer(layerTestGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32" }), {
       expect(disabled.disabled_reason).toBe("failing")
     })
   )
+
+  it.effect(
+    "what a receiver answers is kept as text PostgreSQL takes (a NUL byte), and no other attempt is lost with it",
+    () =>
+      Effect.gen(function* () {
+        const nul = yield* endpointWith("Binary", () => answer(500, { body: "bad\u0000byte" }))
+        const fine = yield* endpointWith("Fine", () => answer(200, { body: "fine" }))
+        const tests = yield* Effect.all([
+          nul.client.webhooks.test({ params: { id: nul.endpoint.id } }),
+          fine.client.webhooks.test({ params: { id: fine.endpoint.id } })
+        ])
+        const bad = yield* recorded(nul.client, tests[0].id, 1)
+        expect(bad.attempt_log[0]).toMatchObject({ status_code: 500, response: "bad\ufffdbyte" })
+        expect(bad.status).toBe("pending")
+        const good = yield* recorded(fine.client, tests[1].id, 1)
+        expect(good.status).toBe("succeeded")
+      })
+  )
+
+  it.effect("a delivery with an attempt in flight is not sent again until that attempt ends (409)", () =>
+    Effect.gen(function* () {
+      const { client, endpoint, receiver } = yield* endpointWith("Slow", () =>
+        answer(200, { delayMillis: 1500 })
+      )
+      const test = yield* client.webhooks.test({ params: { id: endpoint.id } })
+      yield* waitFor(
+        "the attempt in flight",
+        Effect.sync(() => receiver.received.length),
+        (n) => n === 1
+      )
+      expect(yield* Effect.flip(client.webhooks.redeliver({ params: { id: test.id } }))).toMatchObject({
+        status: 409,
+        code: "invalid_state"
+      })
+      yield* recorded(client, test.id, 1)
+      yield* client.webhooks.redeliver({ params: { id: test.id } })
+      yield* recorded(client, test.id, 2)
+      expect(receiver.overlaps.size).toBe(0)
+    })
+  )
+
+  it.effect(
+    "a customer whose endpoints all hang holds a quarter of the slots at most; another customer's deliveries go on",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* TestGateway
+        const hanging = yield* startReceiver(() => ({ _tag: "Hang" }))
+        const hostile = yield* newCustomer(gateway, { name: "Hostile", plan: { max_webhook_endpoints: 6 } })
+        for (let i = 0; i < 6; i++) {
+          const endpoint = yield* hostile.client.webhooks.create({
+            headers: {},
+            payload: { url: `${hanging.url}/${i}` }
+          })
+          for (let j = 0; j < 10; j++) yield* hostile.client.webhooks.test({ params: { id: endpoint.id } })
+        }
+        // 6 endpoints × 8 a piece would be 48 of the 64 slots; a customer gets 16
+        yield* waitFor(
+          "the hostile customer's slots taken",
+          Effect.sync(() => hanging.received.length),
+          (n) => n >= 16
+        )
+        const victim = yield* endpointWith("Victim", () => answer(200))
+        const sent = yield* Effect.forEach(Array.from({ length: 30 }), () =>
+          victim.client.webhooks.test({ params: { id: victim.endpoint.id } })
+        )
+        yield* waitFor(
+          "every one of the other customer's deliveries succeeded",
+          victim.client.webhooks.deliveries({
+            params: { id: victim.endpoint.id },
+            query: { status: "succeeded", limit: 100 }
+          }),
+          (page) => page.data.length === sent.length
+        )
+        // still hanging, and still no more of them than the customer's share
+        expect(hanging.received.length).toBe(16)
+      })
+  )
 })

@@ -8,6 +8,7 @@ import suspendedChannels from "./migrations/0006_suspended_channels.ts"
 import clientRequestIds from "./migrations/0007_client_request_ids.ts"
 import pacedChannelChurn from "./migrations/0008_paced_channel_churn.ts"
 import webhooks from "./migrations/0009_webhooks.ts"
+import deliveryClaims from "./migrations/0010_delivery_claims.ts"
 
 export const migrations = {
   "1_foundation": foundation,
@@ -18,7 +19,8 @@ export const migrations = {
   "6_suspended_channels": suspendedChannels,
   "7_client_request_ids": clientRequestIds,
   "8_paced_channel_churn": pacedChannelChurn,
-  "9_webhooks": webhooks
+  "9_webhooks": webhooks,
+  "10_delivery_claims": deliveryClaims
 }
 
 export const latestMigrationId = Math.max(...Object.keys(migrations).map((name) => Number.parseInt(name, 10)))

@@ -31,6 +31,7 @@ import type {
 } from "../tenancy/errors.ts"
 import type {
   CreatedSecretReplaced,
+  DeliveryInFlight,
   DeliveryNotFound,
   EndpointChannelNotFound,
   WebhookEndpointDisabled,
@@ -180,6 +181,7 @@ export type CapabilityError =
   | FailedAuthenticationLimitExceeded
   | WebhookEndpointNotFound
   | DeliveryNotFound
+  | DeliveryInFlight
   | EndpointChannelNotFound
   | WebhookUrlRefused
   | WebhookEndpointDisabled
@@ -283,6 +285,12 @@ const problems = {
   WebhookEndpointNotFound: () => new NotFound({ detail: "No such webhook endpoint" }),
   DeliveryNotFound: () => new NotFound({ detail: "No such delivery" }),
   EndpointChannelNotFound: () => new NotFound({ detail: "No such channel" }),
+  DeliveryInFlight: () =>
+    new InvalidState({
+      detail:
+        "An attempt of this delivery is in flight (at most 15 seconds): redeliver it once that attempt has ended",
+      current_status: "pending"
+    }),
   WebhookUrlRefused: (error) =>
     new InvalidRequest({
       detail: `The gateway will not post to this URL: ${error.detail}`,

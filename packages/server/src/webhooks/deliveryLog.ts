@@ -18,7 +18,12 @@ import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db
 import { decodeRows, transaction } from "../db/transaction.ts"
 import { EventLog } from "../events/eventLog.ts"
 import type { EndpointAccess } from "./endpoints.ts"
-import { DeliveryNotFound, WebhookEndpointDisabled, WebhookEndpointNotFound } from "./errors.ts"
+import {
+  DeliveryInFlight,
+  DeliveryNotFound,
+  WebhookEndpointDisabled,
+  WebhookEndpointNotFound
+} from "./errors.ts"
 import { deliveriesDueChannel } from "../events/deliveries.ts"
 
 const DeliveryRow = Schema.Struct({
@@ -104,7 +109,7 @@ export class DeliveryLog extends Context.Service<
       access: EndpointAccess,
       id: DeliveryId,
       actor: AuditActor
-    ) => Effect.Effect<Delivery, DeliveryNotFound | WebhookEndpointDisabled>
+    ) => Effect.Effect<Delivery, DeliveryNotFound | WebhookEndpointDisabled | DeliveryInFlight>
     /** Every failed delivery to the endpoint created since `since`, queued again. */
     readonly recover: (
       access: EndpointAccess,
@@ -159,7 +164,7 @@ export const layerDeliveryLog = Layer.effect(
         ${filter.until === undefined ? sql`` : sql`AND d.created_at < ${new Date(filter.until)}`}`
 
     const requeue = sql`
-      status = 'pending', next_attempt_at = now(), scheduled_attempts = 0, claimed_by = NULL`
+      status = 'pending', next_attempt_at = now(), scheduled_attempts = 0, claimed_by = NULL, claimed_until = NULL`
 
     const record = (access: EndpointAccess, actor: AuditActor, action: string, id: string, data: object) =>
       audit.record({
@@ -200,13 +205,16 @@ export const layerDeliveryLog = Layer.effect(
       redeliver: Effect.fn("DeliveryLog.redeliver")(function* (access, id, actor) {
         return yield* inTransaction(
           Effect.gen(function* () {
-            const rows = yield* sql<{ endpoint_id: WebhookEndpointId; enabled: boolean }>`
-              SELECT d.endpoint_id, w.enabled FROM deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
+            const rows = yield* sql<{ endpoint_id: WebhookEndpointId; enabled: boolean; in_flight: boolean }>`
+              SELECT d.endpoint_id, w.enabled, coalesce(d.claimed_until > now(), false) AS in_flight
+              FROM deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
               WHERE d.id = ${id} AND ${visibleEndpoint(access)}
               FOR UPDATE OF d`.pipe(Effect.orDie)
             const found = rows[0]
             if (found === undefined) return yield* new DeliveryNotFound({ deliveryId: id })
             if (!found.enabled) return yield* new WebhookEndpointDisabled({ endpointId: found.endpoint_id })
+            // sent again only once its attempt in flight has ended: never two attempts at once
+            if (found.in_flight) return yield* new DeliveryInFlight({ deliveryId: id })
             const updated = yield* sql`
               UPDATE deliveries d SET ${requeue} WHERE d.id = ${id} RETURNING ${columns}`.pipe(
               decodeRows(DeliveryRow)
@@ -225,6 +233,7 @@ export const layerDeliveryLog = Layer.effect(
             const requeued = yield* sql<{ id: string }>`
               UPDATE deliveries d SET ${requeue}
               WHERE d.endpoint_id = ${endpointId} AND d.status = 'failed' AND d.created_at >= ${new Date(since)}
+                AND (d.claimed_until IS NULL OR d.claimed_until <= now())
               RETURNING d.id`.pipe(Effect.orDie)
             yield* record(access, actor, "webhook_endpoint.recovered", endpointId, {
               since,

@@ -74,14 +74,15 @@ const ClaimedRow = Schema.Struct({
   secret_ciphertext: Schema.NullOr(Schema.String),
   previous_secret_ciphertext: Schema.NullOr(Schema.String),
   previous_secret_expires_at: Schema.NullOr(Schema.Date),
-  enabled: Schema.Boolean
+  enabled: Schema.Boolean,
+  failing: Schema.Boolean
 })
 type Claimed = typeof ClaimedRow.Type
 
 /** What one attempt came to, as it will be recorded. */
 interface Outcome {
   /** What the record needs of the delivery, not the whole claimed row (which would outlive the attempt). */
-  readonly delivery: Pick<Claimed, "id" | "attempts" | "endpoint_id" | "event_created_at">
+  readonly delivery: Pick<Claimed, "id" | "attempts" | "endpoint_id" | "customer_id" | "event_created_at">
   readonly attemptedAt: Date
   readonly durationMillis: number
   readonly statusCode: number | null
@@ -91,12 +92,27 @@ interface Outcome {
   readonly nextAttemptAt: Date | null
 }
 
-const deliveryOf = ({ id, attempts, endpoint_id, event_created_at }: Claimed): Outcome["delivery"] => ({
+const deliveryOf = ({
   id,
   attempts,
   endpoint_id,
+  customer_id,
+  event_created_at
+}: Claimed): Outcome["delivery"] => ({
+  id,
+  attempts,
+  endpoint_id,
+  customer_id,
   event_created_at
 })
+
+/** Text from a receiver as PostgreSQL keeps it: no NUL, whole code points only. */
+const storable = (text: string | null) =>
+  text === null
+    ? null
+    : text
+        .replaceAll("\u0000", "\ufffd")
+        .replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/gu, "\ufffd")
 
 const errorDetail = (error: AttemptError): string => {
   switch (error._tag) {
@@ -138,8 +154,15 @@ export const layerDispatcher = Layer.effect(
     const node = config.nodeId
     const concurrency = config.dispatchConcurrency
     const perEndpoint = config.dispatchPerEndpoint
+    // one customer's endpoints, however many and however slow, hold a quarter of the slots at most
+    const perCustomer = Math.max(perEndpoint, Math.ceil(concurrency / 4))
+    // an endpoint that keeps failing (a hanging one ties a slot up for 15 s an attempt) gets two
+    const perFailingEndpoint = Math.min(2, perEndpoint)
 
     const inFlight = new Map<string, number>()
+    const inFlightByCustomer = new Map<string, number>()
+    /** Endpoints whose last attempts failed, as claims and outcomes tell it. */
+    const failingEndpoints = new Set<string>()
     let inFlightTotal = 0
     /** Claimed, not yet started, oldest first; with when they were claimed. */
     const ready: Array<{ readonly claimed: Claimed; readonly claimedAt: number }> = []
@@ -305,51 +328,15 @@ export const layerDispatcher = Layer.effect(
       })
 
     /** One transaction for a batch of attempts: their rows, their deliveries' next state, their endpoints' health. */
-    const record = (batch: ReadonlyArray<Outcome>) =>
+    /**
+     * One transaction for a batch of attempts: their endpoints' health first (endpoints are locked
+     * before deliveries, as every change to an endpoint does), then their rows and their deliveries'
+     * next state, fenced by the attempt each was claimed for.
+     */
+    const recordBatch = (batch: ReadonlyArray<Outcome>) =>
       inTransaction(
         Effect.gen(function* () {
-          const made = batch.filter(
-            (outcome) => outcome.durationMillis > 0 || outcome.error !== null || outcome.statusCode !== null
-          )
-          if (made.length > 0) {
-            const attempts = made.map((o) => ({
-              delivery_id: o.delivery.id,
-              attempt: o.delivery.attempts,
-              attempted_at: o.attemptedAt.toISOString(),
-              duration_ms: Math.round(o.durationMillis),
-              status_code: o.statusCode,
-              error_type: o.error?._tag ?? null,
-              error_detail: o.error === null ? null : errorDetail(o.error),
-              response_excerpt: o.excerpt
-            }))
-            yield* sql`
-              INSERT INTO delivery_attempts
-                (delivery_id, attempt, node_id, attempted_at, duration_ms, status_code, error_type, error_detail,
-                  response_excerpt)
-              SELECT delivery_id, attempt, ${node}, attempted_at, duration_ms, status_code, error_type, error_detail,
-                response_excerpt
-              FROM jsonb_to_recordset(${JSON.stringify(attempts)}::jsonb) AS a (delivery_id text, attempt int,
-                attempted_at timestamptz, duration_ms int, status_code int, error_type text, error_detail text,
-                response_excerpt text)
-              ON CONFLICT DO NOTHING`
-          }
           const succeeded = (o: Outcome) => o.error === null && o.statusCode !== null
-          const next = batch.map((o) => ({
-            id: o.delivery.id,
-            attempts: o.delivery.attempts,
-            status: succeeded(o) ? "succeeded" : o.nextAttemptAt === null ? "failed" : "pending",
-            next_attempt_at: o.nextAttemptAt?.toISOString() ?? null,
-            attempted_at: o.attemptedAt.toISOString()
-          }))
-          yield* sql`
-            UPDATE deliveries d SET
-              status = v.status, next_attempt_at = v.next_attempt_at, scheduled_attempts = d.scheduled_attempts + 1,
-              claimed_by = NULL, last_attempt_at = v.attempted_at,
-              succeeded_at = CASE WHEN v.status = 'succeeded' THEN v.attempted_at END
-            FROM jsonb_to_recordset(${JSON.stringify(next)}::jsonb)
-              AS v (id text, attempts int, status text, next_attempt_at timestamptz, attempted_at timestamptz)
-            WHERE d.id = ANY(${next.map((o) => o.id)}::text[]) AND d.id = v.id AND d.attempts = v.attempts
-              AND d.status = 'pending'`
           const healthy = [...new Set(batch.filter(succeeded).map((o) => o.delivery.endpoint_id))]
           const failing = [
             ...new Set(batch.filter((o) => o.error !== null).map((o) => o.delivery.endpoint_id))
@@ -377,8 +364,58 @@ export const layerDispatcher = Layer.effect(
             )
           ].map((id) => ({ id, reason: "endpoint_gone" as const }))
           yield* disable([...gone, ...tooLong])
+          const made = batch.filter(
+            (outcome) => outcome.durationMillis > 0 || outcome.error !== null || outcome.statusCode !== null
+          )
+          if (made.length > 0) {
+            const attempts = made.map((o) => ({
+              delivery_id: o.delivery.id,
+              attempt: o.delivery.attempts,
+              attempted_at: o.attemptedAt.toISOString(),
+              duration_ms: Math.round(o.durationMillis),
+              status_code: o.statusCode,
+              error_type: o.error?._tag ?? null,
+              error_detail: o.error === null ? null : storable(errorDetail(o.error)),
+              response_excerpt: storable(o.excerpt)
+            }))
+            yield* sql`
+              INSERT INTO delivery_attempts
+                (delivery_id, attempt, node_id, attempted_at, duration_ms, status_code, error_type, error_detail,
+                  response_excerpt)
+              SELECT delivery_id, attempt, ${node}, attempted_at, duration_ms, status_code, error_type, error_detail,
+                response_excerpt
+              FROM jsonb_to_recordset(${JSON.stringify(attempts)}::jsonb) AS a (delivery_id text, attempt int,
+                attempted_at timestamptz, duration_ms int, status_code int, error_type text, error_detail text,
+                response_excerpt text)
+              ON CONFLICT DO NOTHING`
+          }
+          const next = batch.map((o) => ({
+            id: o.delivery.id,
+            attempts: o.delivery.attempts,
+            status: succeeded(o) ? "succeeded" : o.nextAttemptAt === null ? "failed" : "pending",
+            next_attempt_at: o.nextAttemptAt?.toISOString() ?? null,
+            attempted_at: o.attemptedAt.toISOString()
+          }))
+          yield* sql`
+            UPDATE deliveries d SET
+              status = v.status, next_attempt_at = v.next_attempt_at, scheduled_attempts = d.scheduled_attempts + 1,
+              claimed_by = NULL, claimed_until = NULL, last_attempt_at = v.attempted_at,
+              succeeded_at = CASE WHEN v.status = 'succeeded' THEN v.attempted_at END
+            FROM jsonb_to_recordset(${JSON.stringify(next)}::jsonb)
+              AS v (id text, attempts int, status text, next_attempt_at timestamptz, attempted_at timestamptz)
+            WHERE d.id = ANY(${next.map((o) => o.id)}::text[]) AND d.id = v.id AND d.attempts = v.attempts`
         })
-      ).pipe(Effect.catchCause((cause) => Effect.logWarning("could not record webhook attempts", cause)))
+      )
+
+    /** A batch that cannot be recorded is recorded one attempt at a time, so one bad row sinks no other. */
+    const record = (batch: ReadonlyArray<Outcome>): Effect.Effect<void> =>
+      recordBatch(batch).pipe(
+        Effect.catchCause((cause) =>
+          batch.length === 1
+            ? Effect.logWarning("could not record a webhook attempt", cause)
+            : Effect.forEach(batch, (outcome) => record([outcome]), { discard: true })
+        )
+      )
 
     const recordOutcomes = Effect.gen(function* () {
       const batch = yield* Queue.takeBetween(outcomes, 1, 500)
@@ -409,18 +446,33 @@ export const layerDispatcher = Layer.effect(
 
     const running = yield* FiberSet.make()
 
-    const occupy = (endpointId: string) => {
-      inFlightTotal++
-      inFlight.set(endpointId, (inFlight.get(endpointId) ?? 0) + 1)
+    const count = (counts: Map<string, number>, key: string, by: 1 | -1) => {
+      const left = (counts.get(key) ?? 0) + by
+      if (left === 0) counts.delete(key)
+      else counts.set(key, left)
     }
 
-    const release = (endpointId: string) => {
+    const occupy = (claimed: Claimed) => {
+      inFlightTotal++
+      count(inFlight, claimed.endpoint_id, 1)
+      count(inFlightByCustomer, claimed.customer_id, 1)
+    }
+
+    const release = (claimed: Claimed) => {
       inFlightTotal--
-      const left = (inFlight.get(endpointId) ?? 1) - 1
-      if (left === 0) inFlight.delete(endpointId)
-      else inFlight.set(endpointId, left)
+      count(inFlight, claimed.endpoint_id, -1)
+      count(inFlightByCustomer, claimed.customer_id, -1)
       Queue.offerUnsafe(wake, undefined)
     }
+
+    /** How many attempts an endpoint may have in flight: fewer while it keeps failing. */
+    const shareOf = (endpointId: string) =>
+      failingEndpoints.has(endpointId) ? perFailingEndpoint : perEndpoint
+
+    /** Whether the delivery's endpoint and customer both have room for one more attempt. */
+    const mayStart = (claimed: Claimed) =>
+      (inFlight.get(claimed.endpoint_id) ?? 0) < shareOf(claimed.endpoint_id) &&
+      (inFlightByCustomer.get(claimed.customer_id) ?? 0) < perCustomer
 
     /**
      * Takes a slot for the oldest ready delivery that may start, if there is a free slot: one whose
@@ -436,11 +488,11 @@ export const layerDispatcher = Layer.effect(
         const row = ready[at]!
         if (row.claimedAt < stale) {
           ready.splice(at, 1)
-        } else if ((inFlight.get(row.claimed.endpoint_id) ?? 0) >= perEndpoint) {
+        } else if (!mayStart(row.claimed)) {
           at++
         } else {
           ready.splice(at, 1)
-          occupy(row.claimed.endpoint_id)
+          occupy(row.claimed)
           return row.claimed
         }
       }
@@ -458,17 +510,21 @@ export const layerDispatcher = Layer.effect(
         while: () => current !== undefined,
         body: () =>
           attempt(current!).pipe(
-            Effect.map((outcome) => Queue.offerUnsafe(outcomes, outcome)),
+            Effect.map((outcome) => {
+              if (outcome.error === null) failingEndpoints.delete(outcome.delivery.endpoint_id)
+              else failingEndpoints.add(outcome.delivery.endpoint_id)
+              Queue.offerUnsafe(outcomes, outcome)
+            }),
             Effect.catchCause((cause) => Effect.logWarning("webhook attempt failed unexpectedly", cause))
           ),
         step: () => {
-          release(current!.endpoint_id)
+          release(current!)
           current = nextReady()
         }
       }).pipe(
         Effect.ensuring(
           Effect.sync(() => {
-            if (current !== undefined) release(current.endpoint_id)
+            if (current !== undefined) release(current)
           })
         )
       )
@@ -484,9 +540,7 @@ export const layerDispatcher = Layer.effect(
     })
 
     /** Whether some free slot has no ready delivery it may start. */
-    const starving = () =>
-      inFlightTotal < concurrency &&
-      !ready.some((row) => (inFlight.get(row.claimed.endpoint_id) ?? 0) < perEndpoint)
+    const starving = () => inFlightTotal < concurrency && !ready.some((row) => mayStart(row.claimed))
 
     /**
      * Claims up to `wanted` due deliveries, at most `ahead` times its share in flight and ready for each
@@ -497,16 +551,24 @@ export const layerDispatcher = Layer.effect(
         const saturated: Array<string> = []
         const room: Record<string, number> = {}
         const held = new Map(inFlight)
-        for (const row of ready)
-          held.set(row.claimed.endpoint_id, (held.get(row.claimed.endpoint_id) ?? 0) + 1)
-        for (const [endpoint, count] of held) {
-          if (count >= ahead * perEndpoint) saturated.push(endpoint)
-          else room[endpoint] = ahead * perEndpoint - count
+        const heldByCustomer = new Map(inFlightByCustomer)
+        for (const row of ready) {
+          count(held, row.claimed.endpoint_id, 1)
+          count(heldByCustomer, row.claimed.customer_id, 1)
         }
+        for (const [endpoint, n] of held) {
+          const lead = ahead * shareOf(endpoint)
+          if (n >= lead) saturated.push(endpoint)
+          else room[endpoint] = lead - n
+        }
+        const busyCustomers = [...heldByCustomer]
+          .filter(([, n]) => n >= ahead * perCustomer)
+          .map(([id]) => id)
         return yield* sql`
           WITH candidates AS (
             SELECT id, endpoint_id, next_attempt_at FROM deliveries
             WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL(${saturated}::text[])
+              AND customer_id <> ALL(${busyCustomers}::text[])
             ORDER BY next_attempt_at
             LIMIT ${wanted * 4}
             FOR UPDATE SKIP LOCKED
@@ -521,13 +583,16 @@ export const layerDispatcher = Layer.effect(
             LIMIT ${wanted}
           )
           UPDATE deliveries d SET attempts = d.attempts + 1, claimed_by = ${node},
-            next_attempt_at = now() + make_interval(secs => ${Duration.toSeconds(claimLease)})
+            next_attempt_at = now() + make_interval(secs => ${Duration.toSeconds(claimLease)}),
+            claimed_until = now() + make_interval(secs => ${Duration.toSeconds(claimLease)})
           FROM chosen, events e, webhook_endpoints w
           WHERE d.id = chosen.id AND e.id = d.event_id AND w.id = d.endpoint_id
           RETURNING d.id, d.customer_id, d.endpoint_id, d.event_id, d.attempts, d.scheduled_attempts,
             e.type, e.data, e.created_at AS event_created_at, e.secret_ciphertext AS event_secret,
             w.url, w.secret_ciphertext, w.previous_secret_ciphertext, w.previous_secret_expires_at,
-            w.enabled AND w.deleted_at IS NULL AS enabled`.pipe(decodeRows(ClaimedRow))
+            w.enabled AND w.deleted_at IS NULL AS enabled, w.failing_since IS NOT NULL AS failing`.pipe(
+          decodeRows(ClaimedRow)
+        )
       })
 
     /**
@@ -550,7 +615,11 @@ export const layerDispatcher = Layer.effect(
             Effect.as(Effect.logWarning("could not claim webhook deliveries", cause), [] as Array<Claimed>)
           )
         )
-        for (const row of claimed) ready.push({ claimed: row, claimedAt })
+        for (const row of claimed) {
+          if (row.failing) failingEndpoints.add(row.endpoint_id)
+          else failingEndpoints.delete(row.endpoint_id)
+          ready.push({ claimed: row, claimedAt })
+        }
         drained = claimed.length < room
         if (claimed.length > 0) yield* Queue.offer(arrived, undefined)
       }
@@ -572,14 +641,14 @@ export const layerDispatcher = Layer.effect(
         const left = yield* Queue.clear(outcomes).pipe(Effect.orElseSucceed(() => [] as Array<Outcome>))
         if (left.length > 0) yield* record(left)
         yield* sql`
-          UPDATE deliveries SET next_attempt_at = now(), claimed_by = NULL
+          UPDATE deliveries SET next_attempt_at = now(), claimed_by = NULL, claimed_until = NULL
           WHERE claimed_by = ${node} AND status = 'pending'`.pipe(Effect.ignore)
       })
     )
 
     // claims a previous run of this node left behind are given back: that run is over
     yield* sql`
-      UPDATE deliveries SET next_attempt_at = now(), claimed_by = NULL
+      UPDATE deliveries SET next_attempt_at = now(), claimed_by = NULL, claimed_until = NULL
       WHERE claimed_by = ${node} AND status = 'pending'`.pipe(Effect.orDie)
 
     yield* Effect.forkScoped(
@@ -604,7 +673,7 @@ export const layerDispatcher = Layer.effect(
       Effect.repeat(
         sql<{ due: number; oldest: number | null }>`
           SELECT count(*)::int AS due, extract(epoch FROM now() - min(next_attempt_at))::float8 AS oldest
-          FROM deliveries WHERE status = 'pending' AND next_attempt_at <= now() AND claimed_by IS NULL`.pipe(
+          FROM deliveries WHERE status = 'pending' AND next_attempt_at <= now()`.pipe(
           Effect.flatMap(([row]) =>
             Effect.all([Metric.update(dueBacklog, row?.due ?? 0), Metric.update(oldestDue, row?.oldest ?? 0)])
           ),

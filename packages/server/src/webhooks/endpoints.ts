@@ -126,7 +126,7 @@ export class WebhookEndpoints extends Context.Service<
 /** Deliveries still waiting for an endpoint that will not be posted to again fail, so recover can find them. */
 export const failPending = (sql: SqlClient.SqlClient, endpointIds: ReadonlyArray<string>) =>
   sql`
-    UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, claimed_by = NULL
+    UPDATE deliveries SET status = 'failed', next_attempt_at = NULL
     WHERE endpoint_id = ANY(${endpointIds}::text[]) AND status = 'pending'`
 
 /** In the transaction deleting a channel: its endpoints go with it, each audited. */

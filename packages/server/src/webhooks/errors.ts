@@ -31,3 +31,8 @@ export class CreatedSecretReplaced extends Data.TaggedError("CreatedSecretReplac
 export class EndpointChannelNotFound extends Data.TaggedError("EndpointChannelNotFound")<{
   readonly channelId: ChannelId
 }> {}
+
+/** An attempt of the delivery is in flight: it is sent again only once that attempt has ended. */
+export class DeliveryInFlight extends Data.TaggedError("DeliveryInFlight")<{
+  readonly deliveryId: DeliveryId
+}> {}
