@@ -173,7 +173,9 @@ export const deliveries = (
       env: {
         WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32",
         WHATISUP_DISPATCH_CONCURRENCY: String(concurrency),
-        WHATISUP_DISPATCH_PER_ENDPOINT: String(perEndpoint)
+        WHATISUP_DISPATCH_PER_ENDPOINT: String(perEndpoint),
+        // like the plan's limits, the customer's share is raised so it does not cap the figure
+        WHATISUP_DISPATCH_PER_CUSTOMER: String(concurrency)
       }
     })
     const sql = yield* sqlFor(database.url)

@@ -67,6 +67,7 @@ describe("gateway configuration", () => {
         nodeId: `${os.hostname()}:${dataDir}`,
         dispatchConcurrency: 64,
         dispatchPerEndpoint: 8,
+        dispatchPerCustomer: 16,
         logLevel: "info",
         logFormat: "json"
       })
@@ -102,6 +103,7 @@ describe("gateway configuration", () => {
         WHATISUP_MESSAGE_MAX_AGE: "10m",
         WHATISUP_DISPATCH_CONCURRENCY: "10000",
         WHATISUP_DISPATCH_PER_ENDPOINT: "1",
+        WHATISUP_DISPATCH_PER_CUSTOMER: "3",
         LOG_LEVEL: "DEBUG",
         LOG_FORMAT: "pretty"
       })
@@ -119,6 +121,7 @@ describe("gateway configuration", () => {
         nodeId: "node-a",
         dispatchConcurrency: 10_000,
         dispatchPerEndpoint: 1,
+        dispatchPerCustomer: 3,
         logLevel: "debug",
         logFormat: "pretty"
       })

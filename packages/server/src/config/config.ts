@@ -56,6 +56,8 @@ export interface GatewayConfig {
   readonly messageMaxAge: Duration.Duration
   readonly dispatchConcurrency: number
   readonly dispatchPerEndpoint: number
+  /** Webhook attempts one customer's endpoints may have in flight together in this process. */
+  readonly dispatchPerCustomer: number
   readonly logLevel: string
   readonly logFormat: "json" | "pretty"
 }
@@ -234,11 +236,18 @@ const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
     wholeNumber(1, 1_000, "expected a whole number 1-1000"),
     "WHATISUP_DISPATCH_PER_ENDPOINT"
   ).pipe(Config.withDefault(8)),
+  dispatchPerCustomer: Config.option(
+    Config.schema(wholeNumber(1, 10_000, "expected a whole number 1-10000"), "WHATISUP_DISPATCH_PER_CUSTOMER")
+  ),
   logLevel: Config.schema(LogLevel, "LOG_LEVEL").pipe(Config.withDefault("info")),
   logFormat: Config.schema(oneOf("json", "pretty"), "LOG_FORMAT").pipe(Config.withDefault("json"))
 }).pipe(
-  Config.map(({ admin, nodeId, ...config }) => ({
+  Config.map(({ admin, nodeId, dispatchPerCustomer, ...config }) => ({
     ...config,
+    // by default a quarter of the slots: one customer's slow endpoints cannot hold the others'
+    dispatchPerCustomer: Option.getOrElse(dispatchPerCustomer, () =>
+      Math.max(config.dispatchPerEndpoint, Math.ceil(config.dispatchConcurrency / 4))
+    ),
     adminHost: admin.host,
     adminPort: admin.port,
     // stable across restarts on one host and data dir, so a restarted process takes its leases back at once

@@ -54,7 +54,7 @@ const pollInterval = Duration.seconds(1)
  * ready together (and each endpoint's share), so a freed slot starts the next delivery without waiting
  * for a claim's round trip; a ready delivery waits at most one round of its endpoint's attempts.
  */
-const ahead = 2
+const ahead = 4
 
 /** A claimed delivery lapses back to the queue after this, should its node die mid-attempt. */
 const claimLease = Duration.seconds(60)
@@ -154,8 +154,8 @@ export const layerDispatcher = Layer.effect(
     const node = config.nodeId
     const concurrency = config.dispatchConcurrency
     const perEndpoint = config.dispatchPerEndpoint
-    // one customer's endpoints, however many and however slow, hold a quarter of the slots at most
-    const perCustomer = Math.max(perEndpoint, Math.ceil(concurrency / 4))
+    // one customer's endpoints, however many and however slow, hold this many slots at most
+    const perCustomer = config.dispatchPerCustomer
     // an endpoint that keeps failing (a hanging one ties a slot up for 15 s an attempt) gets two
     const perFailingEndpoint = Math.min(2, perEndpoint)
 
