@@ -1,10 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Option, Redacted } from "effect"
-import { execFile } from "node:child_process"
 import * as os from "node:os"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
 import { type ConfigInvalid, loadConfig } from "../src/config/config.ts"
+import { runUnderNode } from "./support/nodeLoader.ts"
 
 const load = (env: Record<string, string>) =>
   loadConfig.pipe(Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(env)))
@@ -29,25 +29,17 @@ const configModule = pathToFileURL(path.resolve(import.meta.dirname, "../src/con
  * vitest's module loader smooths over CommonJS interop that Node does not.
  */
 const loadUnderNode = (env: Record<string, string>) =>
-  Effect.promise(
-    () =>
-      new Promise<{ stdout: string; stderr: string }>((resolve) => {
-        const script = [
-          `import { Effect } from "effect"`,
-          `import { loadConfig } from ${JSON.stringify(configModule)}`,
-          `const answer = await Effect.runPromise(Effect.match(loadConfig, {`,
-          `  onFailure: (refused) => ({ refused: refused.message }),`,
-          `  onSuccess: (config) => ({ webhookAllowCidrs: config.webhookAllowCidrs })`,
-          `}))`,
-          `console.log(JSON.stringify(answer))`
-        ].join("\n")
-        execFile(
-          process.execPath,
-          ["--input-type=module", "--eval", script],
-          { cwd: import.meta.dirname, env: { PATH: process.env.PATH, ...env } },
-          (_error, stdout, stderr) => resolve({ stdout, stderr })
-        )
-      })
+  runUnderNode(
+    [
+      `import { Effect } from "effect"`,
+      `import { loadConfig } from ${JSON.stringify(configModule)}`,
+      `const answer = await Effect.runPromise(Effect.match(loadConfig, {`,
+      `  onFailure: (refused) => ({ refused: refused.message }),`,
+      `  onSuccess: (config) => ({ webhookAllowCidrs: config.webhookAllowCidrs })`,
+      `}))`,
+      `console.log(JSON.stringify(answer))`
+    ],
+    env
   )
 
 describe("gateway configuration", () => {

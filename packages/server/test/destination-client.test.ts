@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Layer } from "effect"
-import { execFile, execFileSync } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as https from "node:https"
@@ -19,6 +19,7 @@ import {
 } from "../src/webhooks/destinationClient.ts"
 import { SsrfGuard } from "../src/webhooks/ssrfGuard.ts"
 import { hostileDestinations, hostileNames, layerGuard } from "./support/destinations.ts"
+import { runUnderNode } from "./support/nodeLoader.ts"
 
 interface Received {
   readonly method: string
@@ -151,28 +152,20 @@ const configModule = pathToFileURL(path.resolve(import.meta.dirname, "../src/con
 
 /** Posts in a child process under Node's own ESM loader (undici and ipaddr.js are CommonJS). */
 const postUnderNode = (env: Record<string, string>, url: string) =>
-  Effect.promise(
-    () =>
-      new Promise<{ stdout: string; stderr: string }>((resolve) => {
-        const script = [
-          `import { Effect, Layer } from "effect"`,
-          `import { layerConfig } from ${JSON.stringify(configModule)}`,
-          `import { layerResolver, layerSsrfGuard } from ${JSON.stringify(guardModule)}`,
-          `import { DestinationClient, layerDestinationClient } from ${JSON.stringify(clientModule)}`,
-          `const layer = layerDestinationClient.pipe(Layer.provide(layerSsrfGuard), Layer.provide([layerConfig, layerResolver]))`,
-          `const answer = await Effect.runPromise(DestinationClient.use((client) =>`,
-          `  client.post(${JSON.stringify(url)}, { headers: {}, body: "{}" })).pipe(`,
-          `  Effect.match({ onFailure: (error) => error._tag, onSuccess: ({ status, excerpt }) => ({ status, excerpt }) }),`,
-          `  Effect.provide(layer)))`,
-          `console.log(JSON.stringify(answer))`
-        ].join("\n")
-        execFile(
-          process.execPath,
-          ["--input-type=module", "--eval", script],
-          { cwd: import.meta.dirname, env: { PATH: process.env.PATH, ...env } },
-          (_error, stdout, stderr) => resolve({ stdout, stderr })
-        )
-      })
+  runUnderNode(
+    [
+      `import { Effect, Layer } from "effect"`,
+      `import { layerConfig } from ${JSON.stringify(configModule)}`,
+      `import { layerResolver, layerSsrfGuard } from ${JSON.stringify(guardModule)}`,
+      `import { DestinationClient, layerDestinationClient } from ${JSON.stringify(clientModule)}`,
+      `const layer = layerDestinationClient.pipe(Layer.provide(layerSsrfGuard), Layer.provide([layerConfig, layerResolver]))`,
+      `const answer = await Effect.runPromise(DestinationClient.use((client) =>`,
+      `  client.post(${JSON.stringify(url)}, { headers: {}, body: "{}" })).pipe(`,
+      `  Effect.match({ onFailure: (error) => error._tag, onSuccess: ({ status, excerpt }) => ({ status, excerpt }) }),`,
+      `  Effect.provide(layer)))`,
+      `console.log(JSON.stringify(answer))`
+    ],
+    env
   )
 
 describe("destination client", () => {

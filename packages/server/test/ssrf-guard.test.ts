@@ -1,7 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer } from "effect"
 import * as fc from "fast-check"
-import { execFile } from "node:child_process"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
 import * as dgram from "node:dgram"
@@ -16,6 +15,7 @@ import {
   SsrfGuard
 } from "../src/webhooks/ssrfGuard.ts"
 import { hostileDestinations, layerConfigFrom, layerGuard, productionEnv } from "./support/destinations.ts"
+import { runUnderNode } from "./support/nodeLoader.ts"
 
 const vet = (url: string) => SsrfGuard.use((guard) => guard.vet(url))
 
@@ -46,28 +46,20 @@ const configModule = pathToFileURL(path.resolve(import.meta.dirname, "../src/con
  * loader smooths over CommonJS interop (ipaddr.js) that Node does not.
  */
 const vetUnderNode = (env: Record<string, string>, urls: ReadonlyArray<string>) =>
-  Effect.promise(
-    () =>
-      new Promise<{ stdout: string; stderr: string }>((resolve) => {
-        const script = [
-          `import { Effect, Layer } from "effect"`,
-          `import { layerConfig } from ${JSON.stringify(configModule)}`,
-          `import { layerResolver, layerSsrfGuard, SsrfGuard } from ${JSON.stringify(guardModule)}`,
-          `const layer = layerSsrfGuard.pipe(Layer.provide([layerConfig, layerResolver]))`,
-          `const vet = (url) => SsrfGuard.use((guard) => guard.vet(url)).pipe(Effect.match({`,
-          `  onFailure: (refused) => refused.reason,`,
-          `  onSuccess: (vetted) => vetted.addresses.map(({ address }) => address).join(" ")`,
-          `}))`,
-          `const answers = await Effect.runPromise(Effect.forEach(${JSON.stringify(urls)}, vet).pipe(Effect.provide(layer)))`,
-          `console.log(JSON.stringify(answers))`
-        ].join("\n")
-        execFile(
-          process.execPath,
-          ["--input-type=module", "--eval", script],
-          { cwd: import.meta.dirname, env: { PATH: process.env.PATH, ...env } },
-          (_error, stdout, stderr) => resolve({ stdout, stderr })
-        )
-      })
+  runUnderNode(
+    [
+      `import { Effect, Layer } from "effect"`,
+      `import { layerConfig } from ${JSON.stringify(configModule)}`,
+      `import { layerResolver, layerSsrfGuard, SsrfGuard } from ${JSON.stringify(guardModule)}`,
+      `const layer = layerSsrfGuard.pipe(Layer.provide([layerConfig, layerResolver]))`,
+      `const vet = (url) => SsrfGuard.use((guard) => guard.vet(url)).pipe(Effect.match({`,
+      `  onFailure: (refused) => refused.reason,`,
+      `  onSuccess: (vetted) => vetted.addresses.map(({ address }) => address).join(" ")`,
+      `}))`,
+      `const answers = await Effect.runPromise(Effect.forEach(${JSON.stringify(urls)}, vet).pipe(Effect.provide(layer)))`,
+      `console.log(JSON.stringify(answers))`
+    ],
+    env
   )
 
 describe("SSRF guard", () => {
