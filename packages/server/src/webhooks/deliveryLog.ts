@@ -1,10 +1,12 @@
 import {
+  AttemptErrorType,
   type AuditActor,
   type CustomerId,
   type Delivery,
   type DeliveryAttempt,
   DeliveryId,
   type DeliveryStatus,
+  DeliveryStatus as DeliveryStatusSchema,
   type DeliveryWithAttempts,
   EventId,
   EventType,
@@ -31,7 +33,7 @@ const DeliveryRow = Schema.Struct({
   endpoint_id: WebhookEndpointIdSchema,
   event_id: EventId,
   event_type: EventType,
-  status: Schema.Literals(["pending", "succeeded", "failed"]),
+  status: DeliveryStatusSchema,
   attempts: Schema.Number,
   next_attempt_at: Schema.NullOr(Schema.Date),
   last_attempt_at: Schema.NullOr(Schema.Date),
@@ -44,17 +46,7 @@ const AttemptRow = Schema.Struct({
   attempted_at: Schema.Date,
   duration_ms: Schema.Number,
   status_code: Schema.NullOr(Schema.Number),
-  error_type: Schema.NullOr(
-    Schema.Literals([
-      "DestinationBlocked",
-      "DnsFailure",
-      "ConnectTimeout",
-      "ResponseTimeout",
-      "TlsFailure",
-      "ConnectionReset",
-      "HttpStatus"
-    ])
-  ),
+  error_type: Schema.NullOr(AttemptErrorType),
   error_detail: Schema.NullOr(Schema.String),
   response_excerpt: Schema.NullOr(Schema.String)
 })
