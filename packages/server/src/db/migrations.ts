@@ -9,6 +9,7 @@ import clientRequestIds from "./migrations/0007_client_request_ids.ts"
 import pacedChannelChurn from "./migrations/0008_paced_channel_churn.ts"
 import webhooks from "./migrations/0009_webhooks.ts"
 import deliveryClaims from "./migrations/0010_delivery_claims.ts"
+import deliveryClaimsInPlace from "./migrations/0011_delivery_claims_in_place.ts"
 
 export const migrations = {
   "1_foundation": foundation,
@@ -20,7 +21,8 @@ export const migrations = {
   "7_client_request_ids": clientRequestIds,
   "8_paced_channel_churn": pacedChannelChurn,
   "9_webhooks": webhooks,
-  "10_delivery_claims": deliveryClaims
+  "10_delivery_claims": deliveryClaims,
+  "11_delivery_claims_in_place": deliveryClaimsInPlace
 }
 
 export const latestMigrationId = Math.max(...Object.keys(migrations).map((name) => Number.parseInt(name, 10)))

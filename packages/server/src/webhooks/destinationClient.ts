@@ -257,7 +257,8 @@ export const makeDestinationClient = (options: DestinationClientOptions) =>
     }
 
     return DestinationClient.of({
-      post: Effect.fn("DestinationClient.post")(function* (url: string, request: DestinationRequest) {
+      // untraced: it runs for every webhook attempt, and a span with its captured stack is a good part of its own cost
+      post: Effect.fnUntraced(function* (url: string, request: DestinationRequest) {
         const started = performance.now()
         const { url: target, addresses } = yield* guard.vet(url)
         // the first address in the resolver's order, as any client would connect to

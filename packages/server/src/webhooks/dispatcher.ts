@@ -14,7 +14,6 @@ import {
   Metric,
   Option,
   Queue,
-  Result,
   Schedule,
   Schema
 } from "effect"
@@ -27,7 +26,7 @@ import { EventLog, eventSecretPlace } from "../events/eventLog.ts"
 import { drawNextDelay, webhookDeliveryRetries } from "../retry/retryPolicy.ts"
 import { makeLruMap } from "../tenancy/lruMap.ts"
 import { type AttemptError, ConnectionReset, HttpStatus } from "./attemptErrors.ts"
-import { DestinationClient } from "./destinationClient.ts"
+import { DestinationClient, type DestinationResponse } from "./destinationClient.ts"
 import { failPending, previousSecretColumn, secretColumn } from "./endpoints.ts"
 import { deliveriesDueChannel } from "../events/deliveries.ts"
 import { WebhookSigner } from "./signer.ts"
@@ -56,7 +55,7 @@ const pollInterval = Duration.seconds(1)
  */
 const ahead = 4
 
-/** A claimed delivery lapses back to the queue after this, should its node die mid-attempt. */
+/** A claimed delivery lapses back to the queue after this (its `claimed_until`), should its node die mid-attempt. */
 const claimLease = Duration.seconds(60)
 
 const ClaimedRow = Schema.Struct({
@@ -75,7 +74,9 @@ const ClaimedRow = Schema.Struct({
   previous_secret_ciphertext: Schema.NullOr(Schema.String),
   previous_secret_expires_at: Schema.NullOr(Schema.Date),
   enabled: Schema.Boolean,
-  failing: Schema.Boolean
+  failing: Schema.Boolean,
+  /** How many due deliveries the claim looked at: fewer than it looks for, and none are left. */
+  seen: Schema.Number
 })
 type Claimed = typeof ClaimedRow.Type
 
@@ -223,71 +224,74 @@ export const layerDispatcher = Layer.effect(
       )
     }
 
-    const attempt = (claimed: Claimed) =>
-      Effect.gen(function* () {
-        const now = yield* Clock.currentTimeMillis
-        const attemptedAt = new Date(now)
+    /** What an attempt came to, its next attempt drawn from the schedule when it failed for a reason worth retrying. */
+    const outcomeOf = (
+      claimed: Claimed,
+      now: number,
+      durationMillis: number,
+      answer: DestinationResponse | null,
+      error: AttemptError | null
+    ): Effect.Effect<Outcome> => {
+      const outcome = (nextAttemptAt: Date | null): Outcome => ({
+        delivery: deliveryOf(claimed),
+        attemptedAt: new Date(now),
+        durationMillis: answer?.durationMillis ?? durationMillis,
+        statusCode: answer?.status ?? null,
+        error,
+        excerpt: answer?.excerpt ?? null,
+        nextAttemptAt
+      })
+      if (error === null || (error._tag === "HttpStatus" && error.status === 410)) {
+        return Effect.succeed(outcome(null))
+      }
+      return Effect.map(
+        drawNextDelay(webhookDeliveryRetries, {
+          attempt: claimed.scheduled_attempts + 1,
+          retryAfter: error._tag === "HttpStatus" ? error.retryAfter : undefined
+        }),
+        (delay) => outcome(Option.isSome(delay) ? new Date(now + Duration.toMillis(delay.value)) : null)
+      )
+    }
+
+    /** Posts the signed body and tells what came of it; a defect of the client counts as a failed connection. */
+    const post = (claimed: Claimed, now: number, body: string, keys: ReadonlyArray<Buffer>) => {
+      const headers = WebhookSigner.headers(keys, claimed.event_id, Math.floor(now / 1000), body)
+      const started = performance.now()
+      const took = () => Math.round(performance.now() - started)
+      return client.post(claimed.url, { headers, body }).pipe(
+        Effect.catchDefect((defect) =>
+          Effect.fail(new ConnectionReset({ detail: `the request failed: ${String(defect)}` }))
+        ),
+        Effect.matchEffect({
+          onFailure: (error) => outcomeOf(claimed, now, took(), null, error),
+          onSuccess: (answer) =>
+            outcomeOf(
+              claimed,
+              now,
+              took(),
+              answer,
+              answer.status >= 200 && answer.status < 300
+                ? null
+                : new HttpStatus({
+                    status: answer.status,
+                    retryAfter: answer.retryAfter,
+                    excerpt: answer.excerpt
+                  })
+            )
+        })
+      )
+    }
+
+    // a plain chain, not a generator: this runs once per delivery and is most of the dispatcher's own work
+    const attempt = (claimed: Claimed): Effect.Effect<Outcome> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
         if (!claimed.enabled || claimed.secret_ciphertext === null) {
           // disabled or deleted since it was queued: nothing is posted
-          return {
-            delivery: deliveryOf(claimed),
-            attemptedAt,
-            durationMillis: 0,
-            statusCode: null,
-            error: null,
-            excerpt: null,
-            nextAttemptAt: null
-          } satisfies Outcome
+          return outcomeOf(claimed, now, 0, null, null)
         }
-        const body = yield* bodyOf(claimed, now)
-        const headers = WebhookSigner.headers(
-          yield* signingKeys(claimed, now),
-          claimed.event_id,
-          Math.floor(now / 1000),
-          body
+        return Effect.flatMap(bodyOf(claimed, now), (body) =>
+          Effect.flatMap(signingKeys(claimed, now), (keys) => post(claimed, now, body, keys))
         )
-        const started = performance.now()
-        const result = yield* Effect.result(
-          client
-            .post(claimed.url, { headers, body })
-            .pipe(
-              Effect.catchDefect((defect) =>
-                Effect.fail(new ConnectionReset({ detail: `the request failed: ${String(defect)}` }))
-              )
-            )
-        )
-        const durationMillis = Math.round(performance.now() - started)
-        const answer = Result.isSuccess(result) ? result.success : null
-        const error: AttemptError | null =
-          answer === null
-            ? (result as Result.Failure<never, AttemptError>).failure
-            : answer.status >= 200 && answer.status < 300
-              ? null
-              : new HttpStatus({
-                  status: answer.status,
-                  retryAfter: answer.retryAfter,
-                  excerpt: answer.excerpt
-                })
-        let nextAttemptAt: Date | null = null
-        if (error !== null && !(error._tag === "HttpStatus" && error.status === 410)) {
-          const delay = yield* drawNextDelay(webhookDeliveryRetries, {
-            attempt: claimed.scheduled_attempts + 1,
-            retryAfter: error._tag === "HttpStatus" ? error.retryAfter : undefined
-          })
-          nextAttemptAt = Option.match(delay, {
-            onNone: () => null,
-            onSome: (delay) => new Date(now + Duration.toMillis(delay))
-          })
-        }
-        return {
-          delivery: deliveryOf(claimed),
-          attemptedAt,
-          durationMillis: answer?.durationMillis ?? durationMillis,
-          statusCode: answer?.status ?? null,
-          error,
-          excerpt: answer?.excerpt ?? null,
-          nextAttemptAt
-        } satisfies Outcome
       })
 
     /** Disables endpoints for good reason, each with its audit row and a webhook.disabled to the others. */
@@ -403,7 +407,7 @@ export const layerDispatcher = Layer.effect(
               succeeded_at = CASE WHEN v.status = 'succeeded' THEN v.attempted_at END
             FROM jsonb_to_recordset(${JSON.stringify(next)}::jsonb)
               AS v (id text, attempts int, status text, next_attempt_at timestamptz, attempted_at timestamptz)
-            WHERE d.id = ANY(${next.map((o) => o.id)}::text[]) AND d.id = v.id AND d.attempts = v.attempts`
+            WHERE d.id = v.id AND d.attempts = v.attempts`
         })
       )
 
@@ -420,7 +424,8 @@ export const layerDispatcher = Layer.effect(
     const recordOutcomes = Effect.gen(function* () {
       const batch = yield* Queue.takeBetween(outcomes, 1, 500)
       yield* record(batch)
-      // one update per kind of outcome in the batch, not one per attempt
+      // one update per kind of outcome in the batch, not one per attempt; the lag's without an effect each
+      const context = yield* Effect.context<never>()
       const made = new Map<string, { readonly outcome: string; readonly error_type: string; count: number }>()
       for (const outcome of batch) {
         const kind = outcome.error === null ? "succeeded" : "failed"
@@ -430,12 +435,12 @@ export const layerDispatcher = Layer.effect(
         if (seen === undefined) made.set(key, { outcome: kind, error_type: errorType, count: 1 })
         else seen.count++
         if (outcome.error === null && outcome.statusCode !== null) {
-          yield* Metric.update(
-            deliveryLag,
+          deliveryLag.updateUnsafe(
             (outcome.attemptedAt.getTime() +
               outcome.durationMillis -
               outcome.delivery.event_created_at.getTime()) /
-              1000
+              1000,
+            context
           )
         }
       }
@@ -567,12 +572,12 @@ export const layerDispatcher = Layer.effect(
         return yield* sql`
           WITH candidates AS (
             SELECT id, endpoint_id, next_attempt_at FROM deliveries
-            WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL(${saturated}::text[])
-              AND customer_id <> ALL(${busyCustomers}::text[])
+            WHERE status = 'pending' AND next_attempt_at <= now()
+              AND (claimed_until IS NULL OR claimed_until <= now())
+              AND endpoint_id <> ALL(${saturated}::text[]) AND customer_id <> ALL(${busyCustomers}::text[])
             ORDER BY next_attempt_at
             LIMIT ${wanted * 4}
-            FOR UPDATE SKIP LOCKED
-          ), chosen AS (
+          ), windowed AS (
             SELECT id FROM (
               SELECT id, endpoint_id, next_attempt_at,
                 row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS place
@@ -581,18 +586,23 @@ export const layerDispatcher = Layer.effect(
             WHERE place <= coalesce((${JSON.stringify(room)}::jsonb ->> endpoint_id)::int, ${ahead * perEndpoint})
             ORDER BY next_attempt_at
             LIMIT ${wanted}
+          ), chosen AS (
+            -- only the rows taken are locked (a lock writes the row); one claimed meanwhile is skipped or re-checked
+            SELECT id FROM deliveries
+            WHERE id IN (SELECT id FROM windowed) AND status = 'pending' AND next_attempt_at <= now()
+              AND (claimed_until IS NULL OR claimed_until <= now())
+            FOR UPDATE SKIP LOCKED
           )
+          -- no indexed column changes (the lease is claimed_until alone), so the row is updated in place (HOT)
           UPDATE deliveries d SET attempts = d.attempts + 1, claimed_by = ${node},
-            next_attempt_at = now() + make_interval(secs => ${Duration.toSeconds(claimLease)}),
             claimed_until = now() + make_interval(secs => ${Duration.toSeconds(claimLease)})
           FROM chosen, events e, webhook_endpoints w
           WHERE d.id = chosen.id AND e.id = d.event_id AND w.id = d.endpoint_id
           RETURNING d.id, d.customer_id, d.endpoint_id, d.event_id, d.attempts, d.scheduled_attempts,
             e.type, e.data, e.created_at AS event_created_at, e.secret_ciphertext AS event_secret,
             w.url, w.secret_ciphertext, w.previous_secret_ciphertext, w.previous_secret_expires_at,
-            w.enabled AND w.deleted_at IS NULL AS enabled, w.failing_since IS NOT NULL AS failing`.pipe(
-          decodeRows(ClaimedRow)
-        )
+            w.enabled AND w.deleted_at IS NULL AS enabled, w.failing_since IS NOT NULL AS failing,
+            (SELECT count(*) FROM candidates)::int AS seen`.pipe(decodeRows(ClaimedRow))
       })
 
     /**
@@ -620,7 +630,8 @@ export const layerDispatcher = Layer.effect(
           else failingEndpoints.delete(row.endpoint_id)
           ready.push({ claimed: row, claimedAt })
         }
-        drained = claimed.length < room
+        // a claim the endpoints' windows cut short leaves due deliveries behind: only one that saw them all drained the queue
+        drained = claimed.length === 0 || (claimed.length < room && claimed[0]!.seen < room * 4)
         if (claimed.length > 0) yield* Queue.offer(arrived, undefined)
       }
     })
@@ -641,14 +652,14 @@ export const layerDispatcher = Layer.effect(
         const left = yield* Queue.clear(outcomes).pipe(Effect.orElseSucceed(() => [] as Array<Outcome>))
         if (left.length > 0) yield* record(left)
         yield* sql`
-          UPDATE deliveries SET next_attempt_at = now(), claimed_by = NULL, claimed_until = NULL
+          UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL
           WHERE claimed_by = ${node} AND status = 'pending'`.pipe(Effect.ignore)
       })
     )
 
     // claims a previous run of this node left behind are given back: that run is over
     yield* sql`
-      UPDATE deliveries SET next_attempt_at = now(), claimed_by = NULL, claimed_until = NULL
+      UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL
       WHERE claimed_by = ${node} AND status = 'pending'`.pipe(Effect.orDie)
 
     yield* Effect.forkScoped(
@@ -673,7 +684,8 @@ export const layerDispatcher = Layer.effect(
       Effect.repeat(
         sql<{ due: number; oldest: number | null }>`
           SELECT count(*)::int AS due, extract(epoch FROM now() - min(next_attempt_at))::float8 AS oldest
-          FROM deliveries WHERE status = 'pending' AND next_attempt_at <= now()`.pipe(
+          FROM deliveries
+          WHERE status = 'pending' AND next_attempt_at <= now() AND (claimed_until IS NULL OR claimed_until <= now())`.pipe(
           Effect.flatMap(([row]) =>
             Effect.all([Metric.update(dueBacklog, row?.due ?? 0), Metric.update(oldestDue, row?.oldest ?? 0)])
           ),
