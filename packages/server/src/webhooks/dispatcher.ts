@@ -57,6 +57,7 @@ const ahead = 4
 
 /** A claimed delivery lapses back to the queue after this (its `claimed_until`), should its node die mid-attempt. */
 const claimLease = Duration.seconds(60)
+const claimLeaseMillis = Duration.toMillis(claimLease)
 
 const ClaimedRow = Schema.Struct({
   id: Schema.String,
@@ -487,7 +488,7 @@ export const layerDispatcher = Layer.effect(
      */
     const nextReady = (): Claimed | undefined => {
       if (inFlightTotal >= concurrency) return undefined
-      const stale = Date.now() - Duration.toMillis(claimLease) / 2
+      const stale = Date.now() - claimLeaseMillis / 2
       let at = 0
       while (at < ready.length) {
         const row = ready[at]!
@@ -620,7 +621,9 @@ export const layerDispatcher = Layer.effect(
         if (room <= 0 || !(due || starving() || (!drained && room >= concurrency / 2))) continue
         due = false
         const claimedAt = Date.now()
-        const claimed = yield* claim(room).pipe(
+        // after a lull, a first claim the size of the slots: the first posts need not wait for a whole lead's rows
+        const wanted = inFlightTotal + ready.length === 0 ? Math.min(room, concurrency) : room
+        const claimed = yield* claim(wanted).pipe(
           Effect.catchCause((cause) =>
             Effect.as(Effect.logWarning("could not claim webhook deliveries", cause), [] as Array<Claimed>)
           )
@@ -631,7 +634,7 @@ export const layerDispatcher = Layer.effect(
           ready.push({ claimed: row, claimedAt })
         }
         // a claim the endpoints' windows cut short leaves due deliveries behind: only one that saw them all drained the queue
-        drained = claimed.length === 0 || (claimed.length < room && claimed[0]!.seen < room * 4)
+        drained = claimed.length === 0 || (claimed.length < wanted && claimed[0]!.seen < wanted * 4)
         if (claimed.length > 0) yield* Queue.offer(arrived, undefined)
       }
     })
