@@ -27,7 +27,9 @@ export interface Report {
 export const resultsDir = path.join(import.meta.dirname, "..", "results")
 
 const formatted = (value: number) =>
-  value.toLocaleString("en-US", { maximumFractionDigits: Math.abs(value) < 10 ? 2 : 1 })
+  value.toLocaleString("en-US", {
+    maximumFractionDigits: Math.abs(value) < 1 ? 3 : Math.abs(value) < 10 ? 2 : 1
+  })
 
 const verdict = (value: number, target: Target) =>
   `target ${"atMost" in target ? `≤ ${formatted(target.atMost)}` : `≥ ${formatted(target.atLeast)}`}: ${meets(value, target) ? "met" : "NOT met"}`
