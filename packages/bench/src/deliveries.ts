@@ -208,19 +208,16 @@ export const deliveries = (
     /** The events as the dispatcher reads them back, so the loops post the very bodies it posts. */
     const bodiesOf = (events: ReadonlyArray<string>) =>
       Effect.map(
-        sql<{ id: string; endpoint_id: string; data: unknown; created_at: Date }>`
-          SELECT e.id, d.endpoint_id, e.data, e.created_at FROM events e JOIN deliveries d ON d.event_id = e.id
+        sql<{ id: string; endpoint_id: string; data: string; created_at: Date }>`
+          SELECT e.id, d.endpoint_id, e.data::text AS data, e.created_at FROM events e JOIN deliveries d ON d.event_id = e.id
           WHERE e.id = ANY(${events}::text[])`,
         (rows) =>
           rows.map((event) => ({
             id: event.id,
             endpoint: event.endpoint_id,
             path: paths.get(event.endpoint_id)!,
-            body: JSON.stringify({
-              type: "message.received",
-              timestamp: event.created_at.toISOString(),
-              data: event.data
-            })
+            // the dispatcher posts the data as PostgreSQL prints it
+            body: `{"type":"message.received","timestamp":"${event.created_at.toISOString()}","data":${event.data}}`
           }))
       )
     type Queued = Effect.Success<ReturnType<typeof bodiesOf>>

@@ -67,7 +67,8 @@ const ClaimedRow = Schema.Struct({
   attempts: Schema.Number,
   scheduled_attempts: Schema.Number,
   type: Schema.String,
-  data: Schema.Record(Schema.String, Schema.Unknown),
+  /** The event's data as PostgreSQL prints its jsonb: posted as it is, parsed only to add a QR. */
+  data: Schema.String,
   event_created_at: Schema.Date,
   event_secret: Schema.NullOr(Schema.String),
   url: Schema.String,
@@ -214,14 +215,18 @@ export const layerDispatcher = Layer.effect(
 
     /** The event as posted; a QR goes out in the signed body while it can still be scanned. */
     const bodyOf = (claimed: Claimed, now: number) => {
-      const data = claimed.data
+      const posted = (data: string) =>
+        `{"type":${JSON.stringify(claimed.type)},"timestamp":"${claimed.event_created_at.toISOString()}","data":${data}}`
+      // only an event with a secret part (a QR) needs its data parsed: the rest is posted as stored
+      if (claimed.event_secret === null) return Effect.succeed(posted(claimed.data))
+      const data = JSON.parse(claimed.data) as Record<string, unknown>
       const expiresAt = typeof data["expires_at"] === "string" ? Date.parse(data["expires_at"]) : Number.NaN
-      const posted = (data: Record<string, unknown>) =>
-        JSON.stringify({ type: claimed.type, timestamp: claimed.event_created_at.toISOString(), data })
-      if (claimed.event_secret === null || !(expiresAt > now)) return Effect.succeed(posted(data))
+      if (!(expiresAt > now)) return Effect.succeed(posted(claimed.data))
       return keyRing.decrypt(claimed.event_secret, eventSecretPlace(claimed.event_id as never)).pipe(
         Effect.orDie,
-        Effect.map((secret) => posted({ ...data, ...(JSON.parse(secret) as Record<string, unknown>) }))
+        Effect.map((secret) =>
+          posted(JSON.stringify({ ...data, ...(JSON.parse(secret) as Record<string, unknown>) }))
+        )
       )
     }
 
@@ -600,7 +605,7 @@ export const layerDispatcher = Layer.effect(
           FROM chosen, events e, webhook_endpoints w
           WHERE d.id = chosen.id AND e.id = d.event_id AND w.id = d.endpoint_id
           RETURNING d.id, d.customer_id, d.endpoint_id, d.event_id, d.attempts, d.scheduled_attempts,
-            e.type, e.data, e.created_at AS event_created_at, e.secret_ciphertext AS event_secret,
+            e.type, e.data::text AS data, e.created_at AS event_created_at, e.secret_ciphertext AS event_secret,
             w.url, w.secret_ciphertext, w.previous_secret_ciphertext, w.previous_secret_expires_at,
             w.enabled AND w.deleted_at IS NULL AS enabled, w.failing_since IS NOT NULL AS failing,
             (SELECT count(*) FROM candidates)::int AS seen`.pipe(decodeRows(ClaimedRow))
