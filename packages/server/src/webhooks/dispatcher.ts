@@ -337,7 +337,6 @@ export const layerDispatcher = Layer.effect(
         }
       })
 
-    /** One transaction for a batch of attempts: their rows, their deliveries' next state, their endpoints' health. */
     /**
      * One transaction for a batch of attempts: their endpoints' health first (endpoints are locked
      * before deliveries, as every change to an endpoint does), then their rows and their deliveries'
