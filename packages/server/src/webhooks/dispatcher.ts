@@ -165,7 +165,7 @@ export const layerDispatcher = Layer.effect(
     const inFlight = new Map<string, number>()
     const inFlightByCustomer = new Map<string, number>()
     /** Endpoints whose last attempts failed, as claims and outcomes tell it. */
-    const failingEndpoints = new Set<string>()
+    const failingEndpoints = makeLruMap<string, true>(10_000)
     let inFlightTotal = 0
     /** Claimed, not yet started, oldest first; with when they were claimed. */
     const ready: Array<{ readonly claimed: Claimed; readonly claimedAt: number }> = []
@@ -522,7 +522,7 @@ export const layerDispatcher = Layer.effect(
           attempt(current!).pipe(
             Effect.map((outcome) => {
               if (outcome.error === null) failingEndpoints.delete(outcome.delivery.endpoint_id)
-              else failingEndpoints.add(outcome.delivery.endpoint_id)
+              else failingEndpoints.set(outcome.delivery.endpoint_id, true)
               Queue.offerUnsafe(outcomes, outcome)
             }),
             Effect.catchCause((cause) => Effect.logWarning("webhook attempt failed unexpectedly", cause))
@@ -633,7 +633,7 @@ export const layerDispatcher = Layer.effect(
           )
         )
         for (const row of claimed) {
-          if (row.failing) failingEndpoints.add(row.endpoint_id)
+          if (row.failing) failingEndpoints.set(row.endpoint_id, true)
           else failingEndpoints.delete(row.endpoint_id)
           ready.push({ claimed: row, claimedAt })
         }
