@@ -21,7 +21,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Audit } from "../audit/audit.ts"
 import { GatewayConfigService } from "../config/config.ts"
 import { KeyRing, placeIn } from "../crypto/keyRing.ts"
-import { decodeRows, transaction } from "../db/transaction.ts"
+import { transaction } from "../db/transaction.ts"
 import { EventLog, eventSecretPlace } from "../events/eventLog.ts"
 import { drawNextDelay, webhookDeliveryRetries } from "../retry/retryPolicy.ts"
 import { makeLruMap } from "../tenancy/lruMap.ts"
@@ -69,30 +69,44 @@ const ClaimedRow = Schema.Struct({
   type: Schema.String,
   /** The event's data as PostgreSQL prints its jsonb: posted as it is, parsed only to add a QR. */
   data: Schema.String,
-  event_created_at: Schema.Date,
+  /** Epoch milliseconds, as cheap to read as a number (no Date parsed per row). */
+  event_created_at: Schema.Number,
   event_secret: Schema.NullOr(Schema.String),
   url: Schema.String,
   secret_ciphertext: Schema.NullOr(Schema.String),
   previous_secret_ciphertext: Schema.NullOr(Schema.String),
-  previous_secret_expires_at: Schema.NullOr(Schema.Date),
+  previous_secret_expires_at: Schema.NullOr(Schema.Number),
   enabled: Schema.Boolean,
   failing: Schema.Boolean,
   /** How many due deliveries the claim looked at: fewer than it looks for, and none are left. */
   seen: Schema.Number
 })
 type Claimed = typeof ClaimedRow.Type
+const isClaimedRow = Schema.is(ClaimedRow)
+
+/**
+ * The claim's rows as they came, without a decoded copy of each: the first is checked against the
+ * schema, so a renamed or missing column still fails loudly (a defect); the rest share its query.
+ */
+const claimedRows = (rows: ReadonlyArray<unknown>): Array<Claimed> => {
+  if (rows.length > 0 && !isClaimedRow(rows[0])) {
+    throw new Error(`a claimed delivery row does not match its schema: ${JSON.stringify(rows[0])}`)
+  }
+  return rows as Array<Claimed>
+}
 
 /** What one attempt came to, as it will be recorded. */
 interface Outcome {
   /** What the record needs of the delivery, not the whole claimed row (which would outlive the attempt). */
   readonly delivery: Pick<Claimed, "id" | "attempts" | "endpoint_id" | "customer_id" | "event_created_at">
-  readonly attemptedAt: Date
+  /** Epoch milliseconds, as both times here: no Date made per attempt, none printed per record. */
+  readonly attemptedAt: number
   readonly durationMillis: number
   readonly statusCode: number | null
   readonly error: AttemptError | null
   readonly excerpt: string | null
   /** null: no further attempt (succeeded, or the schedule is spent). */
-  readonly nextAttemptAt: Date | null
+  readonly nextAttemptAt: number | null
 }
 
 const deliveryOf = ({
@@ -130,6 +144,31 @@ const errorDetail = (error: AttemptError): string => {
     default:
       return error.detail
   }
+}
+
+/**
+ * A batch's rows as one JSON string, each row an array in the order the record reads them (no
+ * object per row to stringify, no key repeated per row): the delivery's next state, and its attempt
+ * when one was made (not for a delivery found disabled). Times are epoch milliseconds.
+ */
+const recordsOf = (batch: ReadonlyArray<Outcome>) => {
+  let json = "["
+  for (const o of batch) {
+    const made = o.durationMillis > 0 || o.error !== null || o.statusCode !== null
+    const status =
+      o.error === null && o.statusCode !== null
+        ? "succeeded"
+        : o.nextAttemptAt === null
+          ? "failed"
+          : "pending"
+    if (json.length > 1) json += ","
+    json +=
+      `[${JSON.stringify(o.delivery.id)},${o.delivery.attempts},${made},"${status}",${o.nextAttemptAt},` +
+      `${o.attemptedAt},${Math.round(o.durationMillis)},${o.statusCode},` +
+      `${o.error === null ? "null,null" : `"${o.error._tag}",${JSON.stringify(storable(errorDetail(o.error)))}`},` +
+      `${o.excerpt === null ? "null" : JSON.stringify(storable(o.excerpt))}]`
+  }
+  return json + "]"
 }
 
 /**
@@ -192,7 +231,7 @@ export const layerDispatcher = Layer.effect(
     const previousSigns = (claimed: Claimed, now: number) =>
       claimed.previous_secret_ciphertext !== null &&
       claimed.previous_secret_expires_at !== null &&
-      claimed.previous_secret_expires_at.getTime() > now
+      claimed.previous_secret_expires_at > now
 
     /** The signing keys, decrypted once per ciphertext: read from the cache without an effect when known. */
     const signingKeys = (claimed: Claimed, now: number) => {
@@ -216,7 +255,7 @@ export const layerDispatcher = Layer.effect(
     /** The event as posted; a QR goes out in the signed body while it can still be scanned. */
     const bodyOf = (claimed: Claimed, now: number) => {
       const posted = (data: string) =>
-        `{"type":${JSON.stringify(claimed.type)},"timestamp":"${claimed.event_created_at.toISOString()}","data":${data}}`
+        `{"type":${JSON.stringify(claimed.type)},"timestamp":"${new Date(claimed.event_created_at).toISOString()}","data":${data}}`
       // only an event with a secret part (a QR) needs its data parsed: the rest is posted as stored
       if (claimed.event_secret === null) return Effect.succeed(posted(claimed.data))
       const data = JSON.parse(claimed.data) as Record<string, unknown>
@@ -238,9 +277,9 @@ export const layerDispatcher = Layer.effect(
       answer: DestinationResponse | null,
       error: AttemptError | null
     ): Effect.Effect<Outcome> => {
-      const outcome = (nextAttemptAt: Date | null): Outcome => ({
+      const outcome = (nextAttemptAt: number | null): Outcome => ({
         delivery: deliveryOf(claimed),
-        attemptedAt: new Date(now),
+        attemptedAt: now,
         durationMillis: answer?.durationMillis ?? durationMillis,
         statusCode: answer?.status ?? null,
         error,
@@ -255,7 +294,7 @@ export const layerDispatcher = Layer.effect(
           attempt: claimed.scheduled_attempts + 1,
           retryAfter: error._tag === "HttpStatus" ? error.retryAfter : undefined
         }),
-        (delay) => outcome(Option.isSome(delay) ? new Date(now + Duration.toMillis(delay.value)) : null)
+        (delay) => outcome(Option.isSome(delay) ? now + Duration.toMillis(delay.value) : null)
       )
     }
 
@@ -373,46 +412,29 @@ export const layerDispatcher = Layer.effect(
             )
           ].map((id) => ({ id, reason: "endpoint_gone" as const }))
           yield* disable([...gone, ...tooLong])
-          const made = batch.filter(
-            (outcome) => outcome.durationMillis > 0 || outcome.error !== null || outcome.statusCode !== null
-          )
-          if (made.length > 0) {
-            const attempts = made.map((o) => ({
-              delivery_id: o.delivery.id,
-              attempt: o.delivery.attempts,
-              attempted_at: o.attemptedAt.toISOString(),
-              duration_ms: Math.round(o.durationMillis),
-              status_code: o.statusCode,
-              error_type: o.error?._tag ?? null,
-              error_detail: o.error === null ? null : storable(errorDetail(o.error)),
-              response_excerpt: storable(o.excerpt)
-            }))
-            yield* sql`
+          yield* sql`
+            WITH v AS (
+              SELECT r ->> 0 AS id, (r ->> 1)::int AS attempt, (r ->> 2)::boolean AS made, r ->> 3 AS status,
+                to_timestamp((r ->> 4)::float8 / 1000) AS next_attempt_at,
+                to_timestamp((r ->> 5)::float8 / 1000) AS attempted_at, (r ->> 6)::int AS duration_ms,
+                (r ->> 7)::int AS status_code, r ->> 8 AS error_type, r ->> 9 AS error_detail,
+                r ->> 10 AS response_excerpt
+              FROM jsonb_array_elements(${recordsOf(batch)}::jsonb) AS r
+            ), made AS (
               INSERT INTO delivery_attempts
                 (delivery_id, attempt, node_id, attempted_at, duration_ms, status_code, error_type, error_detail,
                   response_excerpt)
-              SELECT delivery_id, attempt, ${node}, attempted_at, duration_ms, status_code, error_type, error_detail,
+              SELECT id, attempt, ${node}, attempted_at, duration_ms, status_code, error_type, error_detail,
                 response_excerpt
-              FROM jsonb_to_recordset(${JSON.stringify(attempts)}::jsonb) AS a (delivery_id text, attempt int,
-                attempted_at timestamptz, duration_ms int, status_code int, error_type text, error_detail text,
-                response_excerpt text)
-              ON CONFLICT DO NOTHING`
-          }
-          const next = batch.map((o) => ({
-            id: o.delivery.id,
-            attempts: o.delivery.attempts,
-            status: succeeded(o) ? "succeeded" : o.nextAttemptAt === null ? "failed" : "pending",
-            next_attempt_at: o.nextAttemptAt?.toISOString() ?? null,
-            attempted_at: o.attemptedAt.toISOString()
-          }))
-          yield* sql`
+              FROM v WHERE made
+              ON CONFLICT DO NOTHING
+            )
             UPDATE deliveries d SET
               status = v.status, next_attempt_at = v.next_attempt_at, scheduled_attempts = d.scheduled_attempts + 1,
               claimed_by = NULL, claimed_until = NULL, last_attempt_at = v.attempted_at,
               succeeded_at = CASE WHEN v.status = 'succeeded' THEN v.attempted_at END
-            FROM jsonb_to_recordset(${JSON.stringify(next)}::jsonb)
-              AS v (id text, attempts int, status text, next_attempt_at timestamptz, attempted_at timestamptz)
-            WHERE d.id = v.id AND d.attempts = v.attempts`
+            FROM v
+            WHERE d.id = v.id AND d.attempts = v.attempt`
         })
       )
 
@@ -441,10 +463,7 @@ export const layerDispatcher = Layer.effect(
         else seen.count++
         if (outcome.error === null && outcome.statusCode !== null) {
           deliveryLag.updateUnsafe(
-            (outcome.attemptedAt.getTime() +
-              outcome.durationMillis -
-              outcome.delivery.event_created_at.getTime()) /
-              1000,
+            (outcome.attemptedAt + outcome.durationMillis - outcome.delivery.event_created_at) / 1000,
             context
           )
         }
@@ -484,6 +503,9 @@ export const layerDispatcher = Layer.effect(
       (inFlight.get(claimed.endpoint_id) ?? 0) < shareOf(claimed.endpoint_id) &&
       (inFlightByCustomer.get(claimed.customer_id) ?? 0) < perCustomer
 
+    // the front is taken most often: shift() moves the array's start, where splice() copies a removed array
+    const take = (at: number) => (at === 0 ? ready.shift() : ready.splice(at, 1))
+
     /**
      * Takes a slot for the oldest ready delivery that may start, if there is a free slot: one whose
      * endpoint already has its share in flight is passed over (so a slow endpoint's backlog never holds
@@ -497,11 +519,11 @@ export const layerDispatcher = Layer.effect(
       while (at < ready.length) {
         const row = ready[at]!
         if (row.claimedAt < stale) {
-          ready.splice(at, 1)
+          take(at)
         } else if (!mayStart(row.claimed)) {
           at++
         } else {
-          ready.splice(at, 1)
+          take(at)
           occupy(row.claimed)
           return row.claimed
         }
@@ -604,10 +626,10 @@ export const layerDispatcher = Layer.effect(
           FROM chosen, events e, webhook_endpoints w
           WHERE d.id = chosen.id AND e.id = d.event_id AND w.id = d.endpoint_id
           RETURNING d.id, d.customer_id, d.endpoint_id, d.event_id, d.attempts, d.scheduled_attempts,
-            e.type, e.data::text AS data, e.created_at AS event_created_at, e.secret_ciphertext AS event_secret,
-            w.url, w.secret_ciphertext, w.previous_secret_ciphertext, w.previous_secret_expires_at,
+            e.type, e.data::text AS data, floor(extract(epoch FROM e.created_at) * 1000)::float8 AS event_created_at, e.secret_ciphertext AS event_secret,
+            w.url, w.secret_ciphertext, w.previous_secret_ciphertext, floor(extract(epoch FROM w.previous_secret_expires_at) * 1000)::float8 AS previous_secret_expires_at,
             w.enabled AND w.deleted_at IS NULL AS enabled, w.failing_since IS NOT NULL AS failing,
-            (SELECT count(*) FROM candidates)::int AS seen`.pipe(decodeRows(ClaimedRow))
+            (SELECT count(*) FROM candidates)::int AS seen`.pipe(Effect.map(claimedRows), Effect.orDie)
       })
 
     /**
