@@ -185,14 +185,21 @@ export const layerDeliveryLog = Layer.effect(
         return { data: rows.data.map(renderDelivery), next_cursor: rows.next_cursor }
       }),
       get: Effect.fn("DeliveryLog.get")(function* (access, id) {
-        const rows = yield* sql`
-          SELECT ${columns} FROM deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
-          WHERE d.id = ${id} AND ${visibleEndpoint(access)}`.pipe(decodeRows(DeliveryRow))
-        if (rows[0] === undefined) return yield* new DeliveryNotFound({ deliveryId: id })
-        const attempts = yield* sql`
-          SELECT attempt, attempted_at, duration_ms, status_code, error_type, error_detail, response_excerpt
-          FROM delivery_attempts WHERE delivery_id = ${id} ORDER BY attempt`.pipe(decodeRows(AttemptRow))
-        return { ...renderDelivery(rows[0]), attempt_log: attempts.map(renderAttempt) }
+        // the delivery and its attempts as of one moment: an attempt recorded in between would show
+        // beside the state the delivery had before it
+        return yield* inTransaction(
+          Effect.gen(function* () {
+            yield* sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`.pipe(Effect.orDie)
+            const rows = yield* sql`
+              SELECT ${columns} FROM deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
+              WHERE d.id = ${id} AND ${visibleEndpoint(access)}`.pipe(decodeRows(DeliveryRow))
+            if (rows[0] === undefined) return yield* new DeliveryNotFound({ deliveryId: id })
+            const attempts = yield* sql`
+              SELECT attempt, attempted_at, duration_ms, status_code, error_type, error_detail, response_excerpt
+              FROM delivery_attempts WHERE delivery_id = ${id} ORDER BY attempt`.pipe(decodeRows(AttemptRow))
+            return { ...renderDelivery(rows[0]), attempt_log: attempts.map(renderAttempt) }
+          })
+        )
       }),
       redeliver: Effect.fn("DeliveryLog.redeliver")(function* (access, id, actor) {
         return yield* inTransaction(
