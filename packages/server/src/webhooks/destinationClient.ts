@@ -74,19 +74,19 @@ export const parseRetryAfter = (
   return Number.isNaN(at) ? undefined : Duration.millis(Math.max(0, at - nowMillis))
 }
 
+/** The `HttpStatus` failure an attempt records for any answer but a success (2xx); null for a success. */
+export const failureOf = (response: DestinationResponse): HttpStatus | null =>
+  response.status >= 200 && response.status < 300
+    ? null
+    : new HttpStatus({ status: response.status, retryAfter: response.retryAfter, excerpt: response.excerpt })
+
 /** A success (2xx) as it is; any other status as the `HttpStatus` failure an attempt records. */
 export const requireSuccess = (
   response: DestinationResponse
-): Effect.Effect<DestinationResponse, HttpStatus> =>
-  response.status >= 200 && response.status < 300
-    ? Effect.succeed(response)
-    : Effect.fail(
-        new HttpStatus({
-          status: response.status,
-          retryAfter: response.retryAfter,
-          excerpt: response.excerpt
-        })
-      )
+): Effect.Effect<DestinationResponse, HttpStatus> => {
+  const failure = failureOf(response)
+  return failure === null ? Effect.succeed(response) : Effect.fail(failure)
+}
 
 /** Every lookup of the destination's name answers the vetted address: the connection cannot go anywhere else. */
 const pinnedLookup =

@@ -25,8 +25,8 @@ import { transaction } from "../db/transaction.ts"
 import { EventLog, eventSecretPlace } from "../events/eventLog.ts"
 import { drawNextDelay, webhookDeliveryRetries } from "../retry/retryPolicy.ts"
 import { makeLruMap } from "../tenancy/lruMap.ts"
-import { type AttemptError, ConnectionReset, HttpStatus } from "./attemptErrors.ts"
-import { DestinationClient, type DestinationResponse } from "./destinationClient.ts"
+import { type AttemptError, ConnectionReset } from "./attemptErrors.ts"
+import { DestinationClient, type DestinationResponse, failureOf } from "./destinationClient.ts"
 import { failPending, previousSecretColumn, secretColumn } from "./endpoints.ts"
 import { deliveriesDueChannel } from "../events/deliveries.ts"
 import { WebhookSigner } from "./signer.ts"
@@ -309,20 +309,7 @@ export const layerDispatcher = Layer.effect(
         ),
         Effect.matchEffect({
           onFailure: (error) => outcomeOf(claimed, now, took(), null, error),
-          onSuccess: (answer) =>
-            outcomeOf(
-              claimed,
-              now,
-              took(),
-              answer,
-              answer.status >= 200 && answer.status < 300
-                ? null
-                : new HttpStatus({
-                    status: answer.status,
-                    retryAfter: answer.retryAfter,
-                    excerpt: answer.excerpt
-                  })
-            )
+          onSuccess: (answer) => outcomeOf(claimed, now, took(), answer, failureOf(answer))
         })
       )
     }
