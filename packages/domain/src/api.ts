@@ -20,9 +20,16 @@ import {
   UpdateChannel
 } from "./channels.ts"
 import { Event, EventQuery } from "./events.ts"
-import { ApiKeyId, ChannelId, CustomerId, DeliveryId, WebhookEndpointId } from "./ids.ts"
+import { ApiKeyId, ChannelId, CustomerId, DeliveryId, MessageId, WebhookEndpointId } from "./ids.ts"
+import { Message, MessageQuery, MessageWithHistory, SendMessage } from "./messages.ts"
 import { limitParameter, Page, PageQuery } from "./pagination.ts"
-import { documentParameters, documentProblems, introduction, withQrImages } from "./reference.ts"
+import {
+  documentParameters,
+  documentProblems,
+  introduction,
+  withMediaBytes,
+  withQrImages
+} from "./reference.ts"
 import {
   Forbidden,
   IdempotencyKeyInUse,
@@ -316,6 +323,77 @@ export class ChannelsGroup extends HttpApiGroup.make("channels")
     "A channel is one WhatsApp phone number linked to the gateway as a companion device, as WhatsApp Web is. Create it, connect it by QR or by pairing code, and the gateway keeps its connection (and login) from then on."
   ) {}
 
+export class MessagesGroup extends HttpApiGroup.make("messages")
+  .add(
+    HttpApiEndpoint.post("send", "/v1/channels/:id/messages", {
+      params: channelParams,
+      headers: idempotencyHeaders,
+      payload: SendMessage,
+      success: Message.pipe(HttpApiSchema.status(202)),
+      error: [...creating, NotFound]
+    }).annotateMerge(
+      doc(
+        "Send a message",
+        "Queues the message and answers 202 with it (status queued) once it is stored: nothing accepted is lost, whatever happens to the gateway afterwards. The channel's actor sends its queue in order, at the plan's messages_per_minute, while the channel is connected; a message waits while it is not, and fails expired if it is not sent within WHATISUP_MESSAGE_MAX_AGE (24 h by default), or channel_deleted / channel_logged_out when the channel goes. Each status change is stored and posted as message.sent, message.delivered, message.read or message.failed. A media link is fetched when the message is sent, through the same guard as webhook URLs. A resend after a crash reuses the WhatsApp id, so the recipient never gets two. context.message_id and reaction.message_id must name a message of this channel (400 naming the field otherwise)."
+      )
+    )
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/v1/channels/:id/messages", {
+      params: channelParams,
+      query: { ...PageQuery, ...MessageQuery },
+      success: Page(Message),
+      error: NotFound
+    }).annotateMerge(
+      doc(
+        "List a channel's messages",
+        "Sent and received messages of the channel, newest first, filtered by direction, status, to, from and creation time."
+      )
+    )
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/v1/messages/:id", {
+      params: { id: MessageId },
+      success: MessageWithHistory,
+      error: NotFound
+    }).annotateMerge(
+      doc("Get a message", "The message with every status it went through and when, oldest first.")
+    )
+  )
+  .add(
+    HttpApiEndpoint.get("media", "/v1/messages/:id/media", {
+      params: { id: MessageId },
+      success: Schema.Void,
+      error: [NotFound, InvalidState]
+    })
+      .annotate(OpenApi.Transform, withMediaBytes)
+      .annotateMerge(
+        doc(
+          "Download an inbound message's media",
+          "The file of an inbound image, video, audio, document or sticker, downloaded from WhatsApp and decrypted as it is streamed, with its Content-Type (and Content-Disposition for a document). 409 invalid_state for a message without media, or when WhatsApp no longer has the file (it keeps media for a limited time)."
+        )
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("read", "/v1/messages/:id/read", {
+      params: { id: MessageId },
+      success: Message.pipe(HttpApiSchema.status(202)),
+      error: [NotFound, InvalidState]
+    }).annotateMerge(
+      doc(
+        "Mark an inbound message as read",
+        "Sends WhatsApp's read receipt (the blue ticks) for an inbound message and answers 202 with the message, its status read. The receipt goes out while the channel is connected. Only inbound messages can be marked read (409 invalid_state for outbound)."
+      )
+    )
+  )
+  .middleware(PayloadFields)
+  .middleware(Authorization)
+  .annotate(OpenApi.Title, "Messages")
+  .annotate(
+    OpenApi.Description,
+    "Messages sent and received by a channel. Sends are accepted at once (202) and sent by the channel in order; every status change, and every inbound message (stored before WhatsApp is told it arrived), is an event posted to your webhooks."
+  ) {}
+
 export class EventsGroup extends HttpApiGroup.make("events")
   .add(
     HttpApiEndpoint.get("list", "/v1/events", {
@@ -536,12 +614,13 @@ export class Api extends HttpApi.make("whatisup")
   .add(MeGroup)
   .add(ApiKeysGroup)
   .add(ChannelsGroup)
+  .add(MessagesGroup)
   .add(EventsGroup)
   .add(WebhooksGroup)
   .add(AuditGroup)
   .middleware(RequestValidation)
   .annotate(HttpApi.ParseOptions, { errors: "all" })
-  .annotate(HttpApi.PayloadParseOptions, { errors: "all", onExcessProperty: "error" })
+  .annotate(HttpApi.PayloadParseOptions, { errors: "all", onExcessProperty: "error", reportInput: true })
   .annotate(HttpApi.QueryParseOptions, { errors: "all", onExcessProperty: "error" })
   .annotate(OpenApi.Title, "WhatIsUp gateway API")
   .annotate(OpenApi.Version, "1.0.0")

@@ -18,12 +18,24 @@ export const WebhookEventType = Schema.Literals(["webhook.test", "webhook.disabl
     "webhook.test (sent to one endpoint by POST /v1/webhooks/{id}/test), webhook.disabled (to the customer's other endpoints when the gateway disables one)"
 })
 
+export const MessageEventType = Schema.Literals([
+  "message.received",
+  "message.sent",
+  "message.delivered",
+  "message.read",
+  "message.failed"
+]).annotate({
+  description:
+    "message.received (an inbound message, stored before the event), message.sent (WhatsApp's server took it), message.delivered, message.read (read, or played for a voice note: see status), message.failed (with failure)"
+})
+
 export const EventType = Schema.Literals([
+  ...MessageEventType.literals,
   ...ChannelEventType.literals,
   ...WebhookEventType.literals
 ]).annotate({
   description:
-    "channel.qr (a new QR code to scan), channel.connected, channel.disconnected (with code and reason), channel.logged_out, channel.failed (with reason), webhook.test (POST /v1/webhooks/{id}/test), webhook.disabled (an endpoint was disabled by the gateway)"
+    "message.received (an inbound message), message.sent, message.delivered, message.read (or played: see data.status), message.failed (with data.failure), channel.qr (a new QR code to scan), channel.connected, channel.disconnected (with code and reason), channel.logged_out, channel.failed (with reason), webhook.test (POST /v1/webhooks/{id}/test), webhook.disabled (an endpoint was disabled by the gateway)"
 })
 export type EventType = typeof EventType.Type
 

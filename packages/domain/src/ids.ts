@@ -51,6 +51,11 @@ export const DeliveryId = prefixedId("dlv", "A delivery's id", "dlv_01m8mdr5c7t2
 )
 export type DeliveryId = typeof DeliveryId.Type
 
+export const MessageId = prefixedId("msg", "A message's id", "msg_01m8mdm3h6z9q2w4e6r8t0y2u4").pipe(
+  Schema.brand("MessageId")
+)
+export type MessageId = typeof MessageId.Type
+
 export const idPrefixes = {
   customer: "cus",
   apiKey: "key",

@@ -121,6 +121,24 @@ export const withQrImages = (operation: Json): Json => {
   return operation
 }
 
+/** The media endpoint answers the file itself, in its own type. */
+export const withMediaBytes = (operation: Json): Json => {
+  const answer = operation.responses?.["200"] ?? operation.responses?.["204"]
+  if (answer !== undefined) {
+    answer.description = "The file, as the sender sent it"
+    answer.content = {
+      "application/octet-stream": {
+        schema: {
+          type: "string",
+          format: "binary",
+          description: "The file's bytes; Content-Type is the file's own (image/jpeg, audio/ogg, ...)"
+        }
+      }
+    }
+  }
+  return operation
+}
+
 /** RFC 9457's members, which every problem carries. */
 const problemMembers: Record<string, string> = {
   type: "A URI naming the kind of problem; code says the same for programs",

@@ -1,6 +1,11 @@
 import { Layer } from "effect"
 import { layerChannels } from "./channels/channels.ts"
 import { layerEventLog } from "./events/eventLog.ts"
+import { layerMessageIntake } from "./messages/intake.ts"
+import { layerMediaFetcher } from "./messages/mediaFetch.ts"
+import { layerMessageLog } from "./messages/messageLog.ts"
+import { layerOutbox } from "./messages/outbox.ts"
+import { layerOutboxSignal } from "./messages/outboxSignal.ts"
 import { layerLeases } from "./channels/leases.ts"
 import { layerChannelLifecycle } from "./channels/lifecycle.ts"
 import { layerSupervisor } from "./channels/supervisor.ts"
@@ -43,16 +48,18 @@ export const layerGateway = <E = never>(
   )
   const channels = layerSupervisor.pipe(
     Layer.provideMerge(Layer.mergeAll(layerChannels, layerChannelLifecycle)),
-    Layer.provideMerge(layerAuthStates),
+    Layer.provideMerge(Layer.mergeAll(layerAuthStates, layerOutbox, layerOutboxSignal, layerMediaFetcher)),
     Layer.provideMerge(Layer.mergeAll(layerEventLog, layerLeases, transport.pipe(Layer.provide(layerConfig))))
   )
   const webhooks = Layer.mergeAll(layerWebhookEndpoints, layerDeliveryLog, layerDispatcher).pipe(
-    Layer.provideMerge(layerDestinationClient),
-    Layer.provideMerge(layerSsrfGuard),
-    Layer.provideMerge(layerResolver)
+    Layer.provideMerge(layerDestinationClient)
   )
-  const services = Layer.mergeAll(layerApiKeys, layerCustomers, channels, webhooks).pipe(
-    Layer.provideMerge(Layer.mergeAll(layerAudit, layerAuthentication, layerIdempotency, layerEventLog)),
+  const messages = Layer.mergeAll(layerMessageIntake, layerMessageLog)
+  const services = Layer.mergeAll(layerApiKeys, layerCustomers, channels, webhooks, messages).pipe(
+    Layer.provideMerge(
+      Layer.mergeAll(layerAudit, layerAuthentication, layerIdempotency, layerEventLog, layerSsrfGuard)
+    ),
+    Layer.provideMerge(layerResolver),
     Layer.provideMerge(layerKeyRing),
     Layer.provideMerge(database),
     Layer.provideMerge(layerConfig)

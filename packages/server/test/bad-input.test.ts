@@ -88,7 +88,7 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
         expectProblem(reply, 400, "invalid_request")
         expect(reply.body.errors).toEqual([
           { path: "body.colour", message: "is not a known field" },
-          { path: "body.name", message: "Expected string" }
+          { path: "body.name", message: "Expected string, got 42" }
         ])
         expect((yield* client.apiKeys.list({ query: {} })).data).toHaveLength(1)
       })

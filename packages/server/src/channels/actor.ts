@@ -1,4 +1,6 @@
 import { Data, Effect, Queue } from "effect"
+import { drainOutbox } from "../messages/drain.ts"
+import { Outbox, type StatusReport } from "../messages/outbox.ts"
 import type { Fence, LeaseLost } from "./leases.ts"
 import { Change, ChannelLifecycle } from "./lifecycle.ts"
 import { AuthStates } from "./loginStore.ts"
@@ -56,6 +58,7 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
     Effect.gen(function* () {
       const lifecycle = yield* ChannelLifecycle
       const transport = yield* WhatsAppTransport
+      const outbox = yield* Outbox
       const authStates = yield* AuthStates
       const row = yield* lifecycle.load(fence.channelId)
       if (row === undefined || row.desired !== "running" || !isRunning(row.status)) return "stopped" as const
@@ -102,6 +105,14 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
           : Effect.void
       )
 
+      // acks and receipts are applied in batches, in the order they came, on their own fiber
+      const reports = yield* Queue.unbounded<StatusReport>()
+      yield* Effect.forkScoped(
+        Effect.forever(Effect.flatMap(Queue.takeBetween(reports, 1, 500), (batch) => outbox.report(fence, batch))).pipe(
+          Effect.catchTag("LeaseLost", () => Effect.void)
+        )
+      )
+
       let wasOpen = false
       let pairing = row.status === "pairing"
       for (;;) {
@@ -119,6 +130,19 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
             pairing = false
             if ((yield* lifecycle.record(fence, Change.Connected(event))) === "stop")
               return "stopped" as const
+            // the outbox drains while this connection lasts
+            yield* Effect.forkScoped(
+              drainOutbox(fence, connection, cell.holdsLease, outbox.pace(fence.channelId)).pipe(
+                Effect.catchTag("LeaseLost", () => Effect.void),
+                Effect.catchCause((cause) => Effect.logError("the outbox drain stopped", cause))
+              )
+            )
+            break
+          case "ServerAck":
+            Queue.offerUnsafe(reports, { _tag: "ServerAck", whatsappId: event.messageId, error: event.error })
+            break
+          case "Receipt":
+            Queue.offerUnsafe(reports, { _tag: "Receipt", whatsappId: event.messageId, receipt: event.receipt })
             break
           case "Close": {
             const policy = disconnectPolicy(event.code)
@@ -163,7 +187,6 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
             }
           }
           default:
-            // acks, receipts and inbound messages belong to the outbox and inbox, which come with messages
             break
         }
       }

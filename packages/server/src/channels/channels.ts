@@ -1,3 +1,4 @@
+import { failQueued } from "../messages/outbox.ts"
 import {
   type AdminChannel,
   AdminChannel as AdminChannelSchema,
@@ -280,6 +281,7 @@ export const layerChannels = Layer.effect(
             qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL`
         )
         yield* authStates.wipe(id)
+        yield* failQueued(sql, events, id, status === "deleted" ? "channel_deleted" : "channel_logged_out")
         return row
       })
 

@@ -1,6 +1,6 @@
 import { ChannelId } from "@whatisup/domain"
 import { Context, Data, Duration, Effect, Layer, Schema } from "effect"
-import { SqlClient } from "effect/sql"
+import { SqlClient, type Statement } from "effect/sql"
 import { GatewayConfigService } from "../config/config.ts"
 import { LeaseDatabase, leaseStatementTimeout } from "../db/client.ts"
 import { decodeRows } from "../db/transaction.ts"
@@ -77,6 +77,11 @@ export class Leases extends Context.Service<
     readonly releaseAllBut: (running: ReadonlyArray<ChannelId>) => Effect.Effect<void>
     /** Inside a transaction: fails unless the fence still holds, and keeps it held until commit. */
     readonly check: (fence: Fence) => Effect.Effect<void, LeaseLost>
+    /**
+     * A query that yields a row while the fence's lease holds, its lease row share-locked as `check`
+     * does: for a write that checks the lease in its own statement (`WITH lease AS (...)`).
+     */
+    readonly holding: (fence: Fence) => Statement.Fragment
     /** How many nodes are alive now (a node that left gracefully or lapsed no longer counts). */
     readonly liveNodes: Effect.Effect<number>
     /** How long until another node's lease lapses past the grace, if one is live now. */
@@ -233,6 +238,11 @@ export const layerLeases = Layer.effect(
           (rows) =>
             rows.length === 0 ? Effect.fail(new LeaseLost({ channelId: fence.channelId })) : Effect.void
         ),
+      holding: (fence) => sql`
+        SELECT 1 FROM channel_leases l JOIN gateway_nodes n ON n.node_id = l.owner
+        WHERE l.channel_id = ${fence.channelId} AND l.owner = ${nodeId}
+          AND l.generation = ${fence.generation} AND n.expires_at > now()
+        FOR SHARE OF l`,
       liveNodes: bounded(
         Effect.map(
           leaseSql<{ n: number }>`SELECT count(*)::int AS n FROM gateway_nodes WHERE expires_at > now()`,

@@ -1,3 +1,4 @@
+import { failQueued } from "../messages/outbox.ts"
 import type { ChannelId, ChannelStatus, EventType } from "@whatisup/domain"
 import { Data, Context, Effect, Layer } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
@@ -208,7 +209,10 @@ export const layerChannelLifecycle = Layer.effect(
                 updated_at = now()
               WHERE id = ${fence.channelId}`.pipe(Effect.orDie)
           // a logout forgets the login in the same transaction
-          if (next.status === "logged_out") yield* authStates.wipe(row.id)
+          if (next.status === "logged_out") {
+            yield* authStates.wipe(row.id)
+            yield* failQueued(sql, events, row.id, "channel_logged_out")
+          }
           if (next.event) {
             yield* events.append({
               customerId: row.customer_id,

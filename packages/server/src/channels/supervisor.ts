@@ -19,7 +19,11 @@ import {
   Semaphore
 } from "effect"
 import { decodeRows } from "../db/transaction.ts"
+import type { GatewayConfigService } from "../config/config.ts"
 import { channelReconnectBackoff, drawNextDelay } from "../retry/retryPolicy.ts"
+import type { MediaFetcher } from "../messages/mediaFetch.ts"
+import type { Outbox } from "../messages/outbox.ts"
+import type { OutboxSignal } from "../messages/outboxSignal.ts"
 import type { AuthStates } from "./loginStore.ts"
 import type { WhatsAppTransport } from "./transport.ts"
 import { Disconnected, runChannel, type StopCell, type StopIntent } from "./actor.ts"
@@ -197,7 +201,15 @@ export const layerSupervisor = Layer.effect(
         for (const entry of held.values()) entry.cell.stopping ??= "shutdown"
       })
     )
-    const context = yield* Effect.context<WhatsAppTransport | ChannelLifecycle | AuthStates>()
+    const context = yield* Effect.context<
+      | WhatsAppTransport
+      | ChannelLifecycle
+      | AuthStates
+      | Outbox
+      | OutboxSignal
+      | MediaFetcher
+      | GatewayConfigService
+    >()
     const oneAtATime = yield* Semaphore.make(1)
     /** Past this (monotonic ms), the node's lease may have lapsed: every actor stops, even without the database. */
     let deadline = 0

@@ -52,14 +52,53 @@ export interface ConnectOptions {
   readonly actor: object
 }
 
+/** A message as WhatsApp knows it: its id, whether this device sent it, and the chat's number (E.164). */
+export interface WaKey {
+  readonly id: string
+  readonly fromMe: boolean
+  readonly chat: string
+}
+
+/** What a message to send holds, its media fetched already. */
+export type OutboundContent = (
+  | { readonly type: "text"; readonly body: string; readonly previewUrl: boolean }
+  | {
+      readonly type: "image" | "video" | "sticker"
+      readonly bytes: Uint8Array
+      readonly mimetype: string
+      readonly caption?: string
+    }
+  | { readonly type: "audio"; readonly bytes: Uint8Array; readonly mimetype: string; readonly voice: boolean }
+  | {
+      readonly type: "document"
+      readonly bytes: Uint8Array
+      readonly mimetype: string
+      readonly caption?: string
+      readonly filename?: string
+    }
+  | {
+      readonly type: "location"
+      readonly latitude: number
+      readonly longitude: number
+      readonly name?: string
+      readonly address?: string
+    }
+  | { readonly type: "reaction"; readonly target: WaKey; readonly emoji: string }
+) & { readonly quoted?: { readonly key: WaKey; readonly content: Uint8Array | undefined } }
+
 /** One live connection; closing the scope it was opened in closes the socket. */
 export interface TransportConnection {
   readonly events: Queue.Dequeue<TransportEvent>
+  /** Builds the WhatsApp message (media uploaded, keys made): proto.Message bytes, stored before the first send. */
+  readonly prepare: (to: string, content: OutboundContent) => Effect.Effect<Uint8Array, TransportError>
+  /** Sends exactly this prepared message with this WhatsApp id: a resend is the same message. */
   readonly send: (message: {
     readonly id: string
     readonly to: string
-    readonly content: unknown
+    readonly content: Uint8Array
   }) => Effect.Effect<void, TransportError>
+  /** Sends read receipts for inbound messages. */
+  readonly markRead: (keys: ReadonlyArray<WaKey>) => Effect.Effect<void, TransportError>
   /** Unlinks this device from the phone's account. */
   readonly logout: Effect.Effect<void, TransportError>
 }

@@ -6,6 +6,7 @@ import {
   DeliveryId,
   EventId,
   idPrefixes,
+  MessageId,
   WebhookEndpointId
 } from "@whatisup/domain"
 import * as crypto from "node:crypto"
@@ -46,5 +47,6 @@ export const newId = {
   event: () => EventId.make(rawId(idPrefixes.event)),
   audit: () => AuditEventId.make(rawId(idPrefixes.audit)),
   webhookEndpoint: () => WebhookEndpointId.make(rawId(idPrefixes.webhook)),
-  delivery: () => DeliveryId.make(rawId(idPrefixes.delivery))
+  delivery: () => DeliveryId.make(rawId(idPrefixes.delivery)),
+  message: () => MessageId.make(rawId(idPrefixes.message))
 }

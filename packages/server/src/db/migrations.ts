@@ -10,6 +10,7 @@ import pacedChannelChurn from "./migrations/0008_paced_channel_churn.ts"
 import webhooks from "./migrations/0009_webhooks.ts"
 import deliveryClaims from "./migrations/0010_delivery_claims.ts"
 import deliveryClaimsInPlace from "./migrations/0011_delivery_claims_in_place.ts"
+import messages from "./migrations/0012_messages.ts"
 
 export const migrations = {
   "1_foundation": foundation,
@@ -22,7 +23,8 @@ export const migrations = {
   "8_paced_channel_churn": pacedChannelChurn,
   "9_webhooks": webhooks,
   "10_delivery_claims": deliveryClaims,
-  "11_delivery_claims_in_place": deliveryClaimsInPlace
+  "11_delivery_claims_in_place": deliveryClaimsInPlace,
+  "12_messages": messages
 }
 
 export const latestMigrationId = Math.max(...Object.keys(migrations).map((name) => Number.parseInt(name, 10)))

@@ -54,6 +54,24 @@ const makeFieldErrors = (slot: string) => {
 
 type FieldErrors = ReturnType<typeof makeFieldErrors>
 
+/**
+ * The field a union of objects is told apart by (`type`: each member declares it as a literal), with
+ * its values: an object that matches no member has that field wrong, and the answer names it.
+ */
+const discriminatorOf = (ast: SchemaAST.Union) => {
+  const members = ast.types.map((member) => SchemaAST.toEncoded(member))
+  if (!members.every(SchemaAST.isObjects)) return undefined
+  const first = (members[0] as SchemaAST.Objects | undefined)?.propertySignatures ?? []
+  for (const candidate of first) {
+    const values = (members as ReadonlyArray<SchemaAST.Objects>).map((member) => {
+      const field = member.propertySignatures.find((p) => p.name === candidate.name)
+      return field !== undefined && SchemaAST.isLiteral(field.type) ? field.type.literal : undefined
+    })
+    if (values.every((value) => value !== undefined)) return { key: candidate.name, values }
+  }
+  return undefined
+}
+
 /** Walks down to each failure, formatting it until the list is full and only counting after that. */
 const collect = (issue: SchemaIssue.Issue, path: ReadonlyArray<PropertyKey>, errors: FieldErrors): void => {
   switch (issue._tag) {
@@ -62,11 +80,17 @@ const collect = (issue: SchemaIssue.Issue, path: ReadonlyArray<PropertyKey>, err
     case "Composite":
       for (const inner of issue.issues) collect(inner, path, errors)
       return
-    case "AnyOf":
+    case "AnyOf": {
       if (issue.issues.length > 0) {
         for (const inner of issue.issues) collect(inner, path, errors)
         return
       }
+      const tags = discriminatorOf(issue.ast)
+      if (tags !== undefined && typeof issue.input === "object" && issue.input !== null) {
+        if (errors.full) return errors.omit()
+        return errors.add([...path, tags.key], `must be one of: ${tags.values.join(", ")}`)
+      }
+    }
   }
   if (errors.full) return errors.omit()
   for (const formatted of formatter(issue).issues) {

@@ -38,11 +38,21 @@ export class Idempotency extends Context.Service<Idempotency, { readonly run: Ru
   "whatisup/Idempotency"
 ) {}
 
-const storedAnswers: EncryptedColumn = {
+/** Stored answers, encrypted in their row (an answer may hold a secret shown once). */
+export const storedAnswers: EncryptedColumn = {
   table: "idempotency_keys",
   key: ["api_key_id", "key"],
   column: "response_ciphertext"
 }
+
+/** What makes two requests with one key the same: the hash of the route and the payload. */
+export const requestHashOf = (request: unknown) =>
+  crypto.createHash("sha256").update(JSON.stringify(request)).digest("base64url")
+
+/** Marks the answer being built as a replay (`Idempotent-Replayed: true`). */
+export const markReplayed = HttpEffect.appendPreResponseHandler((_request, response) =>
+  Effect.succeed(HttpServerResponse.setHeader(response, "idempotent-replayed", "true"))
+)
 
 export const layerIdempotency = Layer.effect(
   Idempotency,
@@ -62,17 +72,10 @@ export const layerIdempotency = Layer.effect(
       )
     )
 
-    const markReplayed = HttpEffect.appendPreResponseHandler((_request, response) =>
-      Effect.succeed(HttpServerResponse.setHeader(response, "idempotent-replayed", "true"))
-    )
-
     const run: Run = (options, effect) => {
       const { customerId, apiKeyId, key, response } = options
       if (key === undefined) return effect
-      const requestHash = crypto
-        .createHash("sha256")
-        .update(JSON.stringify(options.request))
-        .digest("base64url")
+      const requestHash = requestHashOf(options.request)
       const place = placeIn(storedAnswers, [apiKeyId, key])
       return inTransaction(
         Effect.gen(function* () {

@@ -20,6 +20,12 @@ import type {
 } from "../channels/errors.ts"
 import type { InvalidCursor } from "../db/pagination.ts"
 import type {
+  MediaLinkRefused,
+  MessageNotFound,
+  MessageStateConflict,
+  ReferencedMessageNotFound
+} from "../messages/errors.ts"
+import type {
   ApiKeyNotFound,
   AuthenticationFailed,
   BindingChannelNotFound,
@@ -186,6 +192,10 @@ export type CapabilityError =
   | WebhookUrlRefused
   | WebhookEndpointDisabled
   | CreatedSecretReplaced
+  | MessageNotFound
+  | ReferencedMessageNotFound
+  | MediaLinkRefused
+  | MessageStateConflict
 
 /** What a caller can do instead, for a channel whose status refuses what was asked. */
 const conflictAdvice = ({ channelId, status, action }: ChannelStateConflict) => {
@@ -305,7 +315,19 @@ const problems = {
     new IdempotentAnswerRevoked({
       detail: `The endpoint ${error.endpointId} this request created was deleted or its secret rotated since; the secret is not shown again`,
       resource_id: error.endpointId
-    })
+    }),
+  MessageNotFound: () => new NotFound({ detail: "No such message" }),
+  ReferencedMessageNotFound: (error) =>
+    new InvalidRequest({
+      detail: `This channel holds no message ${error.messageId}`,
+      errors: [{ path: error.path, message: "must name a message of this channel" }]
+    }),
+  MediaLinkRefused: (error) =>
+    new InvalidRequest({
+      detail: `The gateway will not fetch media from this link: ${error.detail}`,
+      errors: [{ path: error.path, message: `${error.detail} (${error.reason})` }]
+    }),
+  MessageStateConflict: (error) => new InvalidState({ detail: error.detail, current_status: error.status })
 } satisfies {
   readonly [Tag in CapabilityError["_tag"]]: (
     error: Extract<CapabilityError, { readonly _tag: Tag }>

@@ -10,6 +10,7 @@ import { layerAuditHttp } from "./audit.ts"
 import { layerAuthorization } from "./authorization.ts"
 import { layerChannelsHttp } from "./channels.ts"
 import { layerEventsHttp } from "./events.ts"
+import { layerMessagesHttp } from "./messages.ts"
 import { layerPayloadFields, layerRequestPipeline, layerRequestValidation } from "./pipeline.ts"
 import { layerSystemHttp } from "./system.ts"
 import { layerApiKeysHttp, layerMeHttp } from "./tenancy.ts"
@@ -21,6 +22,7 @@ export const layerApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi
     layerMeHttp,
     layerApiKeysHttp,
     layerChannelsHttp,
+    layerMessagesHttp,
     layerEventsHttp,
     layerWebhooksHttp,
     layerAuditHttp

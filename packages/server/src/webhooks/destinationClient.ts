@@ -89,7 +89,7 @@ export const requireSuccess = (
 }
 
 /** Every lookup of the destination's name answers the vetted address: the connection cannot go anywhere else. */
-const pinnedLookup =
+export const pinnedLookup =
   (address: string, family: 4 | 6): LookupFunction =>
   (_hostname, options, callback) => {
     if (options.all) callback(null, [{ address, family }])

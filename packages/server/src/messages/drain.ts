@@ -1,0 +1,211 @@
+import { Clock, Duration, Effect, Schedule } from "effect"
+import { randomInt } from "node:crypto"
+import type { Fence, LeaseLost } from "../channels/leases.ts"
+import type { OutboundContent, TransportConnection, TransportError } from "../channels/transport.ts"
+import { GatewayConfigService } from "../config/config.ts"
+import { MediaFetcher, type MediaKind } from "./mediaFetch.ts"
+import { Outbox, type OutboxItem } from "./outbox.ts"
+import { OutboxSignal } from "./outboxSignal.ts"
+
+/** How many queued messages one claim takes: sent one by one at the channel's pace. */
+const claimSize = 20
+
+/** How often a send, or a media upload, is tried before the message fails. */
+const sendAttempts = 5
+
+/**
+ * A token bucket: `perMinute` messages a minute on average, and a burst of a twelfth of that (five
+ * seconds' worth) after a quiet spell.
+ */
+const makeBucket = (perMinute: number) => {
+  const rate = perMinute / 60_000
+  const capacity = Math.max(1, Math.ceil(perMinute / 12))
+  let tokens = capacity
+  let at = 0
+  return {
+    take: Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      tokens = at === 0 ? tokens : Math.min(capacity, tokens + (now - at) * rate)
+      at = now
+      if (tokens >= 1) {
+        tokens -= 1
+        return
+      }
+      const wait = Math.ceil((1 - tokens) / rate)
+      tokens = 0
+      at = now + wait
+      yield* Effect.sleep(Duration.millis(wait))
+    })
+  }
+}
+
+const mediaKinds: ReadonlySet<string> = new Set(["image", "video", "audio", "document", "sticker"])
+
+/** Why a message cannot be sent at all: it fails with this reason. */
+interface Unsendable {
+  readonly reason: string
+  readonly detail: string
+}
+
+/**
+ * One connection's drain of its channel's outbox: claims the queued messages in order, prepares each
+ * once (its WhatsApp content stored before the first send, so every resend and retry receipt uses the
+ * same), and sends them at the plan's pace with the id derived from the gateway's. The lease's local
+ * deadline is checked again just before each send. Read receipts asked for go out too. It runs until
+ * the connection's scope ends; a lost lease ends it.
+ */
+export const drainOutbox = (
+  fence: Fence,
+  connection: TransportConnection,
+  holdsLease: () => boolean,
+  perMinute: Effect.Effect<number>
+) =>
+  Effect.gen(function* () {
+    const outbox = yield* Outbox
+    const signal = yield* OutboxSignal
+    const media = yield* MediaFetcher
+    const config = yield* GatewayConfigService
+    const maxAgeMs = Duration.toMillis(config.messageMaxAge)
+    const token = randomInt(1, 2 ** 47)
+    const woken = yield* signal.watch(fence.channelId)
+    let rate = yield* perMinute
+    let bucket = makeBucket(rate)
+
+    const retried = <A>(effect: Effect.Effect<A, TransportError>) =>
+      effect.pipe(
+        Effect.retry({ schedule: Schedule.exponential("500 millis"), times: sendAttempts - 1 }),
+        Effect.result
+      )
+
+    /** The WhatsApp message to send: stored already, or built now (media fetched and uploaded) and stored. */
+    const prepare = (item: OutboxItem) =>
+      Effect.gen(function* () {
+        if (item.prepared !== null) return item.prepared
+        const content = yield* contentOf(item)
+        if ("reason" in content) return content
+        const built = yield* retried(connection.prepare(item.chat, content))
+        if (built._tag === "Failure") {
+          return { reason: "media_upload_failed", detail: `WhatsApp did not take the media: ${built.failure.reason}` }
+        }
+        return yield* outbox.prepared(fence, item.id, built.success)
+      })
+
+    const contentOf = (item: OutboxItem): Effect.Effect<OutboundContent | Unsendable> =>
+      Effect.gen(function* () {
+        const c = item.content
+        const quoted =
+          item.type === "reaction" || item.reference === null
+            ? {}
+            : {
+                quoted: {
+                  key: { id: item.reference.whatsappId, fromMe: item.reference.fromMe, chat: item.reference.chat },
+                  content: item.reference.content ?? undefined
+                }
+              }
+        if (mediaKinds.has(item.type)) {
+          const fetched = yield* Effect.result(media.fetch(String(c.link), item.type as MediaKind))
+          if (fetched._tag === "Failure") return { reason: fetched.failure.reason, detail: fetched.failure.detail }
+          const file = { bytes: fetched.success.bytes, mimetype: fetched.success.mimetype }
+          switch (item.type) {
+            case "audio":
+              return { type: "audio", ...file, voice: c.voice === true, ...quoted }
+            case "document":
+              return {
+                type: "document",
+                ...file,
+                ...(typeof c.caption === "string" ? { caption: c.caption } : {}),
+                ...(typeof c.filename === "string" ? { filename: c.filename } : {}),
+                ...quoted
+              }
+            default:
+              return {
+                type: item.type as "image" | "video" | "sticker",
+                ...file,
+                ...(typeof c.caption === "string" ? { caption: c.caption } : {}),
+                ...quoted
+              }
+          }
+        }
+        switch (item.type) {
+          case "text":
+            return { type: "text", body: String(c.body), previewUrl: c.preview_url === true, ...quoted }
+          case "location":
+            return {
+              type: "location",
+              latitude: Number(c.latitude),
+              longitude: Number(c.longitude),
+              ...(typeof c.name === "string" ? { name: c.name } : {}),
+              ...(typeof c.address === "string" ? { address: c.address } : {}),
+              ...quoted
+            }
+          case "reaction":
+            if (item.reference === null) {
+              return { reason: "invalid_reference", detail: "The message reacted to is gone" }
+            }
+            return {
+              type: "reaction",
+              target: { id: item.reference.whatsappId, fromMe: item.reference.fromMe, chat: item.reference.chat },
+              emoji: String(c.emoji ?? "")
+            }
+          default:
+            return { reason: "unsupported_type", detail: `The gateway cannot send a message of type ${item.type}` }
+        }
+      })
+
+    /** Sends one claimed message, or fails it; false when the lease may have lapsed (nothing more is sent). */
+    const sendOne = (item: OutboxItem): Effect.Effect<boolean, LeaseLost> =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        if (!item.possiblySent && now - item.createdAt.getTime() > maxAgeMs) {
+          yield* outbox.fail(fence, [
+            {
+              id: item.id,
+              status: "failed",
+              reason: "expired",
+              detail: `The message was not sent within ${Duration.format(config.messageMaxAge)} of being accepted`
+            }
+          ])
+          return true
+        }
+        yield* bucket.take
+        const prepared = yield* prepare(item)
+        if ("reason" in prepared) {
+          yield* outbox.fail(fence, [{ id: item.id, status: "failed", ...prepared }])
+          return true
+        }
+        if (!holdsLease()) return false
+        const sent = yield* retried(connection.send({ id: item.whatsappId, to: item.chat, content: prepared }))
+        if (sent._tag === "Failure") {
+          yield* Effect.logWarning("a message could not be sent; the next connection sends it again").pipe(
+            Effect.annotateLogs({ message_id: item.id, reason: sent.failure.reason })
+          )
+        }
+        return true
+      })
+
+    const readReceipts = Effect.gen(function* () {
+      const receipts = yield* outbox.readReceipts(fence, 100)
+      if (receipts.length === 0 || !holdsLease()) return
+      const marked = yield* retried(
+        connection.markRead(receipts.map((receipt) => ({ id: receipt.whatsappId, fromMe: false, chat: receipt.chat })))
+      )
+      if (marked._tag === "Success") yield* outbox.readReceiptsSent(fence, receipts.map((receipt) => receipt.id))
+    })
+
+    for (;;) {
+      yield* woken
+      const pace = yield* perMinute
+      if (pace !== rate) {
+        rate = pace
+        bucket = makeBucket(rate)
+      }
+      for (;;) {
+        const items = yield* outbox.claim(fence, token, claimSize)
+        if (items.length === 0) break
+        for (const item of items) {
+          if (!(yield* sendOne(item))) return
+        }
+      }
+      yield* readReceipts
+    }
+  })

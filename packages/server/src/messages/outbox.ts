@@ -1,0 +1,311 @@
+import type { ChannelId, MessageStatus } from "@whatisup/domain"
+import { Context, Duration, Effect, Layer, Schedule } from "effect"
+import { SqlClient } from "effect/sql"
+import { GatewayConfigService } from "../config/config.ts"
+import { type Fence, LeaseLost, Leases } from "../channels/leases.ts"
+import { transaction } from "../db/transaction.ts"
+import { EventLog } from "../events/eventLog.ts"
+import { applyTransitions, type Transition, type TransitionTarget, transitionColumns } from "./transitions.ts"
+
+/** An outbound message a channel's actor claimed to send. */
+export interface OutboxItem {
+  readonly id: string
+  readonly whatsappId: string
+  /** The recipient, E.164. */
+  readonly chat: string
+  readonly type: string
+  readonly content: Record<string, unknown>
+  /** The WhatsApp message stored at its first preparation: a resend sends exactly this. */
+  readonly prepared: Uint8Array | null
+  /** An earlier claim may have sent it: it goes again with the same id and content. */
+  readonly possiblySent: boolean
+  readonly createdAt: Date
+  /** The message it quotes or reacts to, as WhatsApp knows it. */
+  readonly reference: {
+    readonly whatsappId: string
+    readonly fromMe: boolean
+    readonly chat: string
+    readonly content: Uint8Array | null
+  } | null
+}
+
+/** What a connection reported of sent messages: the server's ack (or error ack), the recipient's receipts. */
+export type StatusReport =
+  | { readonly _tag: "ServerAck"; readonly whatsappId: string; readonly error: number | null }
+  | { readonly _tag: "Receipt"; readonly whatsappId: string; readonly receipt: "delivered" | "read" | "played" }
+
+/** An inbound message whose read receipt was asked for. */
+export interface ReadReceipt {
+  readonly id: string
+  readonly whatsappId: string
+  readonly chat: string
+}
+
+/**
+ * The outbox of every channel: the outbound message rows. Claims and status writes are fenced by the
+ * channel's lease (a claim checks it in its own statement); reading a sent message's content for a
+ * retry receipt is not.
+ */
+export class Outbox extends Context.Service<
+  Outbox,
+  {
+    /**
+     * Claims the channel's next queued messages in creation order for one connection (`token`): those
+     * this connection claimed already are skipped; those an earlier claim took count as possibly sent.
+     */
+    readonly claim: (fence: Fence, token: number, limit: number) => Effect.Effect<ReadonlyArray<OutboxItem>, LeaseLost>
+    /** Stores a message's WhatsApp content at its first preparation; answers the content stored first. */
+    readonly prepared: (fence: Fence, id: string, content: Uint8Array) => Effect.Effect<Uint8Array, LeaseLost>
+    /** Fails messages that cannot be sent (media refused, too old). */
+    readonly fail: (fence: Fence, failures: ReadonlyArray<Transition>) => Effect.Effect<void, LeaseLost>
+    /** Applies what connections reported, in one transaction. */
+    readonly report: (fence: Fence, reports: ReadonlyArray<StatusReport>) => Effect.Effect<number, LeaseLost>
+    /** A sent message's stored WhatsApp content, for the recipient's retry receipts; not fenced. */
+    readonly sentContent: (channelId: ChannelId, whatsappId: string) => Effect.Effect<Uint8Array | undefined>
+    /** Read receipts asked for and not yet sent. */
+    readonly readReceipts: (fence: Fence, limit: number) => Effect.Effect<ReadonlyArray<ReadReceipt>>
+    readonly readReceiptsSent: (fence: Fence, ids: ReadonlyArray<string>) => Effect.Effect<void, LeaseLost>
+    /** The messages a minute the channel's plan allows it to send. */
+    readonly pace: (channelId: ChannelId) => Effect.Effect<number>
+  }
+>()("whatisup/Outbox") {}
+
+const statusOfReport = (report: StatusReport): MessageStatus =>
+  report._tag === "ServerAck" ? (report.error === null ? "sent" : "failed") : report.receipt
+
+/**
+ * In the caller's transaction: every queued message of the channel fails, since the channel was
+ * deleted or logged out; posted as message.failed.
+ */
+export const failQueued = (
+  sql: SqlClient.SqlClient,
+  events: EventLog["Service"],
+  channelId: ChannelId,
+  reason: "channel_deleted" | "channel_logged_out"
+) =>
+  Effect.gen(function* () {
+    const targets = yield* sql<TransitionTarget>`
+      SELECT ${sql.unsafe(transitionColumns)} FROM messages
+      WHERE channel_id = ${channelId} AND status = 'queued' ORDER BY id FOR UPDATE`
+    yield* applyTransitions(
+      sql,
+      events,
+      targets,
+      targets.map((target) => ({ id: target.id, status: "failed", reason, detail: channelGoneDetail[reason] }))
+    )
+  }).pipe(Effect.orDie)
+
+const channelGoneDetail = {
+  channel_deleted: "The channel was deleted before the message was sent",
+  channel_logged_out: "The channel was logged out before the message was sent"
+} as const
+
+export const layerOutbox = Layer.effect(
+  Outbox,
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const leases = yield* Leases
+    const events = yield* EventLog
+    const config = yield* GatewayConfigService
+    const inTransaction = transaction(sql)
+    const maxAge = `${Duration.toMillis(config.messageMaxAge)} milliseconds`
+
+    /** Locks the channel's messages named and applies the changes, under the lease. */
+    const transitions = (
+      fence: Fence,
+      lookup: "id" | "whatsapp_id",
+      keys: ReadonlyArray<string>,
+      changes: (targets: ReadonlyArray<TransitionTarget>) => ReadonlyArray<Transition>
+    ) =>
+      inTransaction(
+        Effect.gen(function* () {
+          yield* leases.check(fence)
+          const targets = yield* sql<TransitionTarget>`
+            SELECT ${sql.unsafe(transitionColumns)} FROM messages
+            WHERE channel_id = ${fence.channelId} AND ${sql.unsafe(lookup)} IN ${sql.in([...new Set(keys)])}
+            ORDER BY id FOR UPDATE`.pipe(Effect.orDie)
+          return yield* applyTransitions(sql, events, targets, changes(targets)).pipe(Effect.orDie)
+        })
+      )
+
+    /** Fails what waited too long, every channel's: nobody may be running the channel to do it. */
+    const expire = inTransaction(
+      Effect.gen(function* () {
+        const targets = yield* sql<TransitionTarget>`
+          SELECT ${sql.unsafe(transitionColumns)} FROM messages
+          WHERE status = 'queued' AND created_at < now() - ${maxAge}::interval
+          ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED`
+        yield* applyTransitions(
+          sql,
+          events,
+          targets,
+          targets.map((target) => ({
+            id: target.id,
+            status: "failed",
+            reason: "expired",
+            detail: `The message was not sent within ${Duration.format(config.messageMaxAge)} of being accepted`
+          }))
+        )
+        return targets.length
+      })
+    )
+    yield* Effect.forkScoped(
+      expire.pipe(
+        Effect.repeat({ while: (expired) => expired === 500 }),
+        Effect.catchCause((cause) => Effect.logWarning("could not expire old queued messages", cause)),
+        Effect.repeat(Schedule.spaced("10 seconds"))
+      )
+    )
+
+    return Outbox.of({
+      claim: (fence, token, limit) =>
+        Effect.gen(function* () {
+          const rows = yield* sql<{
+            id: string
+            whatsapp_id: string
+            chat: string
+            type: string
+            content: Record<string, unknown>
+            wa_content: Uint8Array | null
+            possibly_sent: boolean
+            created_at: Date
+            ref_whatsapp_id: string | null
+            ref_direction: string | null
+            ref_chat: string | null
+            ref_content: Uint8Array | null
+          }>`
+            WITH lease AS (${leases.holding(fence)}),
+            picked AS (
+              SELECT m.id, m.claim_token,
+                CASE WHEN m.type = 'reaction' THEN m.content->>'message_id' ELSE m.context_message_id END AS ref
+              FROM messages m
+              WHERE m.channel_id = ${fence.channelId} AND m.status = 'queued'
+                AND m.claim_token IS DISTINCT FROM ${token} AND EXISTS (SELECT 1 FROM lease)
+              ORDER BY m.id LIMIT ${limit}
+              FOR UPDATE OF m
+            )
+            UPDATE messages m SET claim_generation = ${fence.generation}, claim_token = ${token}
+            FROM picked LEFT JOIN messages r ON r.id = picked.ref
+            WHERE m.id = picked.id
+            RETURNING m.id, m.whatsapp_id, m.chat, m.type, m.content, m.wa_content,
+              picked.claim_token IS NOT NULL AS possibly_sent, m.created_at,
+              r.whatsapp_id AS ref_whatsapp_id, r.direction AS ref_direction, r.chat AS ref_chat,
+              r.wa_content AS ref_content`.pipe(Effect.orDie)
+          if (rows.length === 0) yield* leases.check(fence)
+          return rows
+            .map(
+              (row): OutboxItem => ({
+                id: row.id,
+                whatsappId: row.whatsapp_id,
+                chat: row.chat,
+                type: row.type,
+                content: row.content,
+                prepared: row.wa_content,
+                possiblySent: row.possibly_sent,
+                createdAt: row.created_at,
+                reference:
+                  row.ref_whatsapp_id === null
+                    ? null
+                    : {
+                        whatsappId: row.ref_whatsapp_id,
+                        fromMe: row.ref_direction === "outbound",
+                        chat: row.ref_chat ?? row.chat,
+                        content: row.ref_content
+                      }
+              })
+            )
+            .sort((a, b) => (a.id < b.id ? -1 : 1))
+        }),
+
+      prepared: (fence, id, content) =>
+        Effect.gen(function* () {
+          const stored = yield* sql<{ wa_content: Uint8Array }>`
+            WITH lease AS (${leases.holding(fence)})
+            UPDATE messages SET wa_content = coalesce(wa_content, ${content})
+            WHERE id = ${id} AND channel_id = ${fence.channelId} AND EXISTS (SELECT 1 FROM lease)
+            RETURNING wa_content`.pipe(Effect.orDie)
+          if (stored[0] === undefined) return yield* new LeaseLost({ channelId: fence.channelId })
+          return stored[0].wa_content
+        }),
+
+      fail: (fence, failures) =>
+        failures.length === 0
+          ? Effect.void
+          : Effect.asVoid(
+              transitions(
+                fence,
+                "id",
+                failures.map((failure) => failure.id),
+                () => failures
+              )
+            ),
+
+      report: (fence, reports) =>
+        reports.length === 0
+          ? Effect.succeed(0)
+          : Effect.map(
+              transitions(
+                fence,
+                "whatsapp_id",
+                reports.map((report) => report.whatsappId),
+                (targets) => {
+                  const byWhatsAppId = new Map(targets.map((target) => [target.whatsapp_id, target.id]))
+                  return reports.flatMap((report): ReadonlyArray<Transition> => {
+                    const id = byWhatsAppId.get(report.whatsappId)
+                    if (id === undefined) return []
+                    const status = statusOfReport(report)
+                    return status === "failed" && report._tag === "ServerAck"
+                      ? [
+                          {
+                            id,
+                            status,
+                            reason: "whatsapp_error",
+                            detail: `WhatsApp refused the message (error ${report.error})`
+                          }
+                        ]
+                      : [{ id, status }]
+                  })
+                }
+              ),
+              (made) => made.length
+            ),
+
+      pace: (channelId) =>
+        sql<{ per_minute: number }>`
+          SELECT cu.messages_per_minute AS per_minute
+          FROM channels c JOIN customers cu ON cu.id = c.customer_id WHERE c.id = ${channelId}`.pipe(
+          Effect.map((rows) => rows[0]?.per_minute ?? 60),
+          Effect.orDie
+        ),
+
+      sentContent: (channelId, whatsappId) =>
+        sql<{ wa_content: Uint8Array | null }>`
+          SELECT wa_content FROM messages
+          WHERE channel_id = ${channelId} AND whatsapp_id = ${whatsappId} AND direction = 'outbound'`.pipe(
+          Effect.map((rows) => rows[0]?.wa_content ?? undefined),
+          Effect.orDie
+        ),
+
+      readReceipts: (fence, limit) =>
+        sql<{ id: string; whatsapp_id: string; chat: string }>`
+          SELECT id, whatsapp_id, chat FROM messages
+          WHERE channel_id = ${fence.channelId} AND read_receipt = 'pending'
+          ORDER BY id LIMIT ${limit}`.pipe(
+          Effect.map((rows) => rows.map((row) => ({ id: row.id, whatsappId: row.whatsapp_id, chat: row.chat }))),
+          Effect.orDie
+        ),
+
+      readReceiptsSent: (fence, ids) =>
+        ids.length === 0
+          ? Effect.void
+          : Effect.gen(function* () {
+              const rows = yield* sql`
+                WITH lease AS (${leases.holding(fence)})
+                UPDATE messages SET read_receipt = 'sent'
+                WHERE id IN ${sql.in(ids)} AND channel_id = ${fence.channelId} AND EXISTS (SELECT 1 FROM lease)
+                RETURNING id`.pipe(Effect.orDie)
+              if (rows.length === 0) return yield* new LeaseLost({ channelId: fence.channelId })
+            })
+    })
+  })
+)

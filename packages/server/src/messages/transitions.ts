@@ -1,0 +1,111 @@
+import type { EventType, MessageStatus } from "@whatisup/domain"
+import { Effect } from "effect"
+import type { SqlClient } from "effect/sql"
+import type { EventLog } from "../events/eventLog.ts"
+
+/** How far along a message is: a status moves only to a later one, never back. */
+const rank: Record<MessageStatus, number> = {
+  queued: 0,
+  received: 0,
+  sent: 1,
+  delivered: 2,
+  read: 3,
+  played: 4,
+  failed: 0
+}
+
+/** Whether a message in `from` may move to `to`: forwards only; failed only from queued, and final. */
+export const advances = (from: MessageStatus, to: MessageStatus) =>
+  from === "failed" ? false : to === "failed" ? from === "queued" : rank[to] > rank[from]
+
+const eventTypes: Partial<Record<MessageStatus, EventType>> = {
+  sent: "message.sent",
+  delivered: "message.delivered",
+  read: "message.read",
+  played: "message.read",
+  failed: "message.failed"
+}
+
+/** A status a message should reach, with why (for failed). */
+export interface Transition {
+  readonly id: string
+  readonly status: MessageStatus
+  readonly reason?: string | undefined
+  readonly detail?: string | undefined
+}
+
+/** A message as a transition needs it: locked by the caller's transaction. */
+export interface TransitionTarget {
+  readonly id: string
+  readonly customer_id: string
+  readonly channel_id: string
+  readonly direction: "outbound" | "inbound"
+  readonly chat: string
+  readonly whatsapp_id: string
+  readonly status: MessageStatus
+}
+
+/**
+ * Applies status changes to messages the caller's transaction has locked, in the order given: each
+ * that moves its message forward is stored (the message, a history row with its time) and posted as
+ * an event; a late, repeated or backward one changes nothing. Answers the changes made.
+ */
+export const applyTransitions = (
+  sql: SqlClient.SqlClient,
+  events: EventLog["Service"],
+  targets: ReadonlyArray<TransitionTarget>,
+  transitions: ReadonlyArray<Transition>
+) =>
+  Effect.gen(function* () {
+    const current = new Map(targets.map((target) => [target.id, { target, status: target.status }]))
+    const made: Array<Transition & { readonly target: TransitionTarget }> = []
+    for (const transition of transitions) {
+      const entry = current.get(transition.id)
+      if (entry === undefined || !advances(entry.status, transition.status)) continue
+      entry.status = transition.status
+      made.push({ ...transition, target: entry.target })
+    }
+    if (made.length === 0) return made
+    const finals = [...current.values()].filter((entry) => entry.status !== entry.target.status)
+    yield* sql`
+      UPDATE messages m SET status = f.status, updated_at = now(),
+        failure_reason = coalesce(f.reason, m.failure_reason), failure_detail = coalesce(f.detail, m.failure_detail)
+      FROM json_to_recordset(${JSON.stringify(
+        finals.map((entry) => {
+          const failed = entry.status === "failed" ? made.find((change) => change.id === entry.target.id && change.status === "failed") : undefined
+          return { id: entry.target.id, status: entry.status, reason: failed?.reason ?? null, detail: failed?.detail ?? null }
+        })
+      )}::json) AS f(id text, status text, reason text, detail text)
+      WHERE m.id = f.id`
+    yield* sql`
+      INSERT INTO message_statuses (message_id, status, reason)
+      SELECT id, status, reason FROM json_to_recordset(${JSON.stringify(
+        made.map((change) => ({ id: change.id, status: change.status, reason: change.reason ?? null }))
+      )}::json) AS h(id text, status text, reason text)
+      ON CONFLICT (message_id, status) DO NOTHING`
+    for (const change of made) {
+      const { target } = change
+      // an inbound message's read is the customer's own doing: nothing to tell them
+      const type = target.direction === "outbound" ? eventTypes[change.status] : undefined
+      if (type === undefined) continue
+      yield* events.append({
+        customerId: target.customer_id as never,
+        channelId: target.channel_id as never,
+        type,
+        data: {
+          message_id: target.id,
+          whatsapp_id: target.whatsapp_id,
+          direction: target.direction,
+          [target.direction === "outbound" ? "to" : "from"]: target.chat,
+          status: change.status,
+          ...(change.status === "failed"
+            ? { failure: { reason: change.reason ?? "failed", detail: change.detail ?? "" } }
+            : {})
+        }
+      })
+    }
+    return made
+  })
+
+/** The columns `applyTransitions` needs, for a `SELECT ... FOR UPDATE`. */
+export const transitionColumns = "id, customer_id, channel_id, direction, chat, whatsapp_id, status"
