@@ -4,7 +4,10 @@ import {
   type Customer,
   type CustomerNotFound,
   type OperatorUnauthorized,
-  DeliveryStatus
+  DeliveryStatus,
+  type Message,
+  MessageDirection,
+  MessageStatus
 } from "@whatisup/domain"
 import { Console, Data, Effect, Option } from "effect"
 import type { RpcClientError } from "effect/rpc"
@@ -342,6 +345,56 @@ const deliveries = Command.make("deliveries").pipe(
   Command.withSubcommands([listDeliveries])
 )
 
+const listMessages = Command.make(
+  "list",
+  {
+    channel: Flag.String("channel").pipe(Flag.withDescription("the channel whose messages to list (ch_...)")),
+    direction: Flag.Literals("direction", MessageDirection.literals).pipe(
+      Flag.withDescription("only inbound or only outbound messages"),
+      Flag.optional
+    ),
+    status: Flag.Literals("status", MessageStatus.literals).pipe(
+      Flag.withDescription("only messages in this status"),
+      Flag.optional
+    ),
+    limit: Flag.Int("limit").pipe(Flag.withDescription("how many, newest first (1 to 1000)"), Flag.withDefault(100)),
+    json
+  },
+  ({ channel, direction, status, limit, json }) =>
+    Effect.flatMap(
+      call((client) =>
+        client.ListMessages({
+          channel_id: channel as Message["channel_id"],
+          limit,
+          ...Option.match(direction, { onNone: () => ({}), onSome: (direction) => ({ direction }) }),
+          ...Option.match(status, { onNone: () => ({}), onSome: (status) => ({ status }) })
+        })
+      ),
+      (messages) =>
+        print(json, messages, () =>
+          messages.length === 0
+            ? "No messages."
+            : messages
+                .map(
+                  (m) =>
+                    `${m.id}  ${m.direction}  ${m.direction === "outbound" ? `to ${m.to}` : `from ${m.from}`}  ` +
+                    `${m.type}  ${m.status}${m.failure === null ? "" : ` (${m.failure.reason})`}  ` +
+                    `wa ${m.whatsapp_id}  created ${m.created_at}`
+                )
+                .join("\n")
+        )
+    )
+).pipe(
+  Command.withDescription(
+    "list a channel's messages, newest first: id, direction, number, type, status (and why it failed), WhatsApp id"
+  )
+)
+
+const messages = Command.make("messages").pipe(
+  Command.withDescription("see a channel's messages, sent and received"),
+  Command.withSubcommands([listMessages])
+)
+
 const masterKey = Command.make("master-key").pipe(
   Command.withDescription("manage the master key ring"),
   Command.withSubcommands([rotate])
@@ -349,5 +402,5 @@ const masterKey = Command.make("master-key").pipe(
 
 export const whatisup = Command.make("whatisup").pipe(
   Command.withDescription("Operate a WhatIsUp gateway through its admin listener"),
-  Command.withSubcommands([customers, keys, channels, deliveries, masterKey])
+  Command.withSubcommands([customers, keys, channels, messages, deliveries, masterKey])
 )

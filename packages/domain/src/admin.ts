@@ -4,6 +4,7 @@ import { ChannelId, CustomerId } from "./ids.ts"
 import { ChannelStatus } from "./channels.ts"
 import { ApiKeyCreated, Customer, KeyName, Plan } from "./tenancy.ts"
 import { Delivery, DeliveryStatus } from "./webhooks.ts"
+import { Message, MessageDirection, MessageStatus } from "./messages.ts"
 import { Text } from "./text.ts"
 
 export class OperatorUnauthorized extends Schema.TaggedError<OperatorUnauthorized>()("OperatorUnauthorized", {
@@ -101,6 +102,18 @@ export class AdminRpcs extends RpcGroup.make(
     },
     success: Schema.Array(Delivery),
     error: CustomerNotFound
+  }),
+  Rpc.make("ListMessages", {
+    payload: {
+      channel_id: ChannelId,
+      direction: Schema.optionalKey(MessageDirection),
+      status: Schema.optionalKey(MessageStatus),
+      limit: Schema.optionalKey(
+        Schema.Int.pipe(Schema.check(Schema.isBetween({ minimum: 1, maximum: 1000 })))
+      )
+    },
+    success: Schema.Array(Message),
+    error: AdminRequestInvalid
   }),
   Rpc.make("RotateMasterKey", { success: RotationResult })
 ).middleware(OperatorAuth) {}

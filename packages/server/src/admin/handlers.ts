@@ -8,6 +8,7 @@ import { transaction } from "../db/transaction.ts"
 import { ApiKeys } from "../tenancy/apiKeys.ts"
 import { Customers } from "../tenancy/customers.ts"
 import { DeliveryLog } from "../webhooks/deliveryLog.ts"
+import { MessageLog } from "../messages/messageLog.ts"
 import type * as Tenancy from "../tenancy/errors.ts"
 
 const operator = { type: "operator" as const, id: null }
@@ -46,6 +47,7 @@ export const layerAdminHandlers = AdminRpcs.toLayer(
     const keyRing = yield* KeyRing
     const audit = yield* Audit
     const deliveries = yield* DeliveryLog
+    const messages = yield* MessageLog
 
     return {
       CreateCustomer: ({ name, plan }) =>
@@ -93,6 +95,12 @@ export const layerAdminHandlers = AdminRpcs.toLayer(
           yield* answerAdmin(customers.get(customer_id))
           return yield* deliveries.listForOperator(customer_id, { status, limit: limit ?? 100 })
         }),
+      ListMessages: ({ channel_id, direction, status, limit }) =>
+        Effect.flatMap(messages.listForOperator(channel_id, { direction, status, limit: limit ?? 100 }), (found) =>
+          found === undefined
+            ? Effect.fail(new AdminRequestInvalid({ message: `no channel ${channel_id}` }))
+            : Effect.succeed(found)
+        ),
       RotateMasterKey: () =>
         inTransaction(
           Effect.gen(function* () {

@@ -61,6 +61,11 @@ export class MessageLog extends Context.Service<
       access: MessageAccess,
       id: MessageId
     ) => Effect.Effect<StoredInbound, MessageNotFound | MessageStateConflict>
+    /** A channel's messages for the operator, newest first; undefined when there is no such channel. */
+    readonly listForOperator: (
+      channelId: ChannelId,
+      filter: Pick<MessageFilter, "direction" | "status"> & { readonly limit: number }
+    ) => Effect.Effect<ReadonlyArray<Message> | undefined>
     /** Marks an inbound message read; its channel's actor sends the read receipt. */
     readonly markRead: (
       access: MessageAccess,
@@ -111,6 +116,18 @@ export const layerMessageLog = Layer.effect(
               ${window}`.pipe(decodeRows(MessageRow))
         )
         return { data: page.data.map(renderMessage), next_cursor: page.next_cursor }
+      }),
+
+      listForOperator: Effect.fn("MessageLog.listForOperator")(function* (channelId, filter) {
+        const channel = yield* sql`SELECT 1 FROM channels WHERE id = ${channelId}`.pipe(Effect.orDie)
+        if (channel.length === 0) return undefined
+        const rows = yield* sql`
+          SELECT ${sql.unsafe(messageColumns)} FROM messages m JOIN channels c ON c.id = m.channel_id
+          WHERE m.channel_id = ${channelId}
+            ${filter.direction === undefined ? sql`` : sql`AND m.direction = ${filter.direction}`}
+            ${filter.status === undefined ? sql`` : sql`AND m.status = ${filter.status}`}
+          ORDER BY m.id DESC LIMIT ${filter.limit}`.pipe(decodeRows(MessageRow))
+        return rows.map(renderMessage)
       }),
 
       get: Effect.fn("MessageLog.get")(function* (access, id) {

@@ -1,11 +1,19 @@
 import type { ChannelId, MessageStatus } from "@whatisup/domain"
-import { Context, Duration, Effect, Layer, Schedule } from "effect"
+import { Context, Duration, Effect, Layer, Metric, Schedule } from "effect"
 import { SqlClient } from "effect/sql"
 import { GatewayConfigService } from "../config/config.ts"
 import { type Fence, LeaseLost, Leases } from "../channels/leases.ts"
 import { transaction } from "../db/transaction.ts"
 import { EventLog } from "../events/eventLog.ts"
 import { applyTransitions, type Transition, type TransitionTarget, transitionColumns } from "./transitions.ts"
+
+const outboxDepth = Metric.gauge("messages_outbox", {
+  description:
+    "Outbound messages not yet sent, across every node: waiting (never tried) and sending (claimed by a connection, awaiting WhatsApp's ack)"
+})
+const reportsApplied = Metric.counter("message_reports_total", {
+  description: "Server acks and recipients' receipts applied to sent messages, by kind"
+})
 
 /** An outbound message a channel's actor claimed to send. */
 export interface OutboxItem {
@@ -157,6 +165,25 @@ export const layerOutbox = Layer.effect(
       )
     )
 
+    yield* Effect.forkScoped(
+      Effect.repeat(
+        sql<{ claimed: boolean; n: number }>`
+          SELECT claim_token IS NOT NULL AS claimed, count(*)::int AS n FROM messages
+          WHERE status = 'queued' GROUP BY 1`.pipe(
+          Effect.flatMap((rows) =>
+            Effect.forEach([false, true], (claimed) =>
+              Metric.update(
+                Metric.withAttributes(outboxDepth, { state: claimed ? "sending" : "waiting" }),
+                rows.find((row) => row.claimed === claimed)?.n ?? 0
+              )
+            )
+          ),
+          Effect.catchCause((cause) => Effect.logDebug("could not count the outbox", cause))
+        ),
+        Schedule.spaced("10 seconds")
+      )
+    )
+
     return Outbox.of({
       claim: (fence, token, limit) =>
         Effect.gen(function* () {
@@ -243,7 +270,7 @@ export const layerOutbox = Layer.effect(
       report: (fence, reports) =>
         reports.length === 0
           ? Effect.succeed(0)
-          : Effect.map(
+          : Effect.tap(
               transitions(
                 fence,
                 "whatsapp_id",
@@ -267,8 +294,14 @@ export const layerOutbox = Layer.effect(
                   })
                 }
               ),
-              (made) => made.length
-            ),
+              (made) =>
+                Effect.forEach(["ServerAck", "Receipt"] as const, (kind) => {
+                  const applied = reports.filter((report) => report._tag === kind).length
+                  return applied === 0
+                    ? Effect.void
+                    : Metric.update(Metric.withAttributes(reportsApplied, { kind: kind === "ServerAck" ? "ack" : "receipt" }), applied)
+                })
+            ).pipe(Effect.map(() => reports.length)),
 
       pace: (channelId) =>
         sql<{ per_minute: number }>`

@@ -1,5 +1,5 @@
 import type { EventType, MessageStatus } from "@whatisup/domain"
-import { Effect } from "effect"
+import { Effect, Metric } from "effect"
 import type { SqlClient } from "effect/sql"
 import type { EventLog } from "../events/eventLog.ts"
 
@@ -26,6 +26,11 @@ const eventTypes: Partial<Record<MessageStatus, EventType>> = {
   failed: "message.failed"
 }
 
+const sendLatency = Metric.histogram("message_send_latency_seconds", {
+  description: "From a message's acceptance (queued) to WhatsApp's server ack (sent)",
+  boundaries: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400]
+})
+
 /** A status a message should reach, with why (for failed). */
 export interface Transition {
   readonly id: string
@@ -43,6 +48,7 @@ export interface TransitionTarget {
   readonly chat: string
   readonly whatsapp_id: string
   readonly status: MessageStatus
+  readonly created_at: Date
 }
 
 /**
@@ -85,6 +91,9 @@ export const applyTransitions = (
       ON CONFLICT (message_id, status) DO NOTHING`
     for (const change of made) {
       const { target } = change
+      if (change.status === "sent") {
+        yield* Metric.update(sendLatency, Math.max(0, Date.now() - target.created_at.getTime()) / 1000)
+      }
       // an inbound message's read is the customer's own doing: nothing to tell them
       const type = target.direction === "outbound" ? eventTypes[change.status] : undefined
       if (type === undefined) continue
@@ -108,4 +117,4 @@ export const applyTransitions = (
   })
 
 /** The columns `applyTransitions` needs, for a `SELECT ... FOR UPDATE`. */
-export const transitionColumns = "id, customer_id, channel_id, direction, chat, whatsapp_id, status"
+export const transitionColumns = "id, customer_id, channel_id, direction, chat, whatsapp_id, status, created_at"
