@@ -77,7 +77,10 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
           pairing: pairingOf(row),
           authState: authStates.forChannel(fence),
           holdsLease: cell.holdsLease,
-          actor: cell
+          actor: cell,
+          // placeholders until the inbox and outbox land
+          storeInbound: () => Effect.void,
+          sentContent: () => Effect.succeed(undefined)
         })
         .pipe(
           Effect.catchTag("TransportError", (error) =>
