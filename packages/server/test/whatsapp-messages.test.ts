@@ -250,6 +250,29 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
         })
         expect(sim.receivedMedia(CONTACT, "3EB0TRANSPORT0003")?.equals(document)).toBe(true)
 
+        // the simulated phone decrypts the files of images and documents only; these reach it as messages
+        const video = yield* sendToContact(sim, connection, "3EB0TRANSPORT0007", {
+          type: "video",
+          bytes: randomBytes(2000),
+          mimetype: "video/mp4",
+          caption: "the way in"
+        })
+        expect(video.message.videoMessage).toMatchObject({ mimetype: "video/mp4", caption: "the way in" })
+        expect(video.message.videoMessage?.mediaKey).toHaveLength(32)
+        const voice = yield* sendToContact(sim, connection, "3EB0TRANSPORT0008", {
+          type: "audio",
+          bytes: randomBytes(1500),
+          mimetype: "audio/ogg; codecs=opus",
+          voice: true
+        })
+        expect(voice.message.audioMessage).toMatchObject({ mimetype: "audio/ogg; codecs=opus", ptt: true })
+        const sticker = yield* sendToContact(sim, connection, "3EB0TRANSPORT0009", {
+          type: "sticker",
+          bytes: randomBytes(800),
+          mimetype: "image/webp"
+        })
+        expect(sticker.message.stickerMessage).toMatchObject({ mimetype: "image/webp" })
+
         const location = yield* sendToContact(sim, connection, "3EB0TRANSPORT0004", {
           type: "location",
           latitude: 52.52,
@@ -304,7 +327,7 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
           proto.Message.encode(copies[0]!.message).finish()
         )
         expect(sim.receivedMedia(CONTACT, "3EB0TRANSPORT0002")?.equals(image)).toBe(true)
-        expect(new Set(sim.received(CONTACT).map((each) => each.id)).size).toBe(6)
+        expect(new Set(sim.received(CONTACT).map((each) => each.id)).size).toBe(9)
 
         // and the inbound message is marked read
         yield* connection.markRead([target])
