@@ -210,11 +210,15 @@ export const Message = Schema.Struct({
   id: MessageId,
   channel_id: ChannelId,
   direction: MessageDirection,
-  from: Schema.NullOr(PhoneNumber).annotate({
-    description: "The sender (E.164): the channel's number for outbound once known, the contact for inbound"
+  from: Schema.NullOr(Schema.String).annotate({
+    description:
+      "The sender, E.164: the channel's number for outbound (null until it has connected), the contact for inbound (in the rare case WhatsApp hides the contact's number, its WhatsApp id, ending @lid)",
+    examples: ["+15551234567"]
   }),
-  to: Schema.NullOr(PhoneNumber).annotate({
-    description: "The recipient (E.164): the contact for outbound, the channel's number for inbound once known"
+  to: Schema.NullOr(Schema.String).annotate({
+    description:
+      "The recipient, E.164: the contact for outbound, the channel's number for inbound",
+    examples: ["+15557654321"]
   }),
   type: MessageType,
   text: Schema.optionalKey(ContentOut).annotate({ description: "For type text: {body, preview_url?}" }),

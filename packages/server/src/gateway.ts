@@ -1,6 +1,7 @@
 import { Layer } from "effect"
 import { layerChannels } from "./channels/channels.ts"
 import { layerEventLog } from "./events/eventLog.ts"
+import { layerInbox } from "./messages/inbox.ts"
 import { layerMessageIntake } from "./messages/intake.ts"
 import { layerMediaFetcher } from "./messages/mediaFetch.ts"
 import { layerMessageLog } from "./messages/messageLog.ts"
@@ -48,7 +49,7 @@ export const layerGateway = <E = never>(
   )
   const channels = layerSupervisor.pipe(
     Layer.provideMerge(Layer.mergeAll(layerChannels, layerChannelLifecycle)),
-    Layer.provideMerge(Layer.mergeAll(layerAuthStates, layerOutbox, layerOutboxSignal, layerMediaFetcher)),
+    Layer.provideMerge(Layer.mergeAll(layerAuthStates, layerOutbox, layerInbox, layerOutboxSignal, layerMediaFetcher)),
     Layer.provideMerge(Layer.mergeAll(layerEventLog, layerLeases, transport.pipe(Layer.provide(layerConfig))))
   )
   const webhooks = Layer.mergeAll(layerWebhookEndpoints, layerDeliveryLog, layerDispatcher).pipe(

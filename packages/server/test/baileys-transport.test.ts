@@ -1,13 +1,20 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import type { TransportEvent } from "../src/channels/transport.ts"
-import { baileysTransport, makeLoginStore, nextEvent as next, testChannel } from "./support/baileys.ts"
-import { pause } from "./support/waits.ts"
+import type { InboundMessage, TransportEvent } from "../src/channels/transport.ts"
+import { describeInbound } from "../src/whatsapp/inboundContent.ts"
+import {
+  baileysTransport,
+  makeLoginStore,
+  nextEvent as next,
+  noMessages,
+  testChannel
+} from "./support/baileys.ts"
+import { pause, waitUntil } from "./support/waits.ts"
 import { simulator } from "./support/simulator.ts"
 
 describe("the Baileys transport against the simulator", () => {
   it.live(
-    "a paired connection reports inbound messages, and what it sends is acked, delivered, read and decrypted by the phone",
+    "a paired connection stores inbound messages, and what it sends is acked, delivered, read and decrypted by the phone",
     () =>
       Effect.gen(function* () {
         const sim = yield* simulator
@@ -23,7 +30,8 @@ describe("the Baileys transport against the simulator", () => {
           pairing: { method: "qr" },
           authState,
           holdsLease,
-          actor
+          actor,
+          ...noMessages
         })
         const qr = yield* next(
           "the QR",
@@ -39,12 +47,15 @@ describe("the Baileys transport against the simulator", () => {
         expect(restart.code).toBe(515)
 
         // the login came back through the store: a new connection opens without a QR
+        const stored: Array<InboundMessage> = []
         const connection = yield* transport.connect({
           channelId,
           pairing: { method: "qr" },
           authState,
           holdsLease,
-          actor
+          actor,
+          ...noMessages,
+          storeInbound: (messages) => Effect.sync(() => void stored.push(...messages))
         })
         const open = yield* next(
           "the connection opens with no QR",
@@ -54,24 +65,28 @@ describe("the Baileys transport against the simulator", () => {
         expect(open.phoneNumber).toBe("+15550001234")
 
         sim.deliver("15550001234", { from: "15557778888", message: { conversation: "hello gateway" } })
-        const inbound = yield* next(
-          "the inbound message",
-          connection.events,
-          (e): e is Extract<TransportEvent, { _tag: "Inbound" }> => e._tag === "Inbound"
+        yield* waitUntil(
+          "the inbound message is stored",
+          Effect.sync(() => stored.length > 0),
+          { attempts: 400 }
         )
-        expect(inbound.from).toBe("15557778888@s.whatsapp.net")
-        expect((inbound.message as { conversation?: string }).conversation).toBe("hello gateway")
+        expect(stored[0]?.from).toBe("+15557778888")
+        expect(describeInbound(stored[0]!.content).message).toEqual({
+          type: "text",
+          text: { body: "hello gateway" }
+        })
 
         sim.setReceipts("15557778888", {
           ack: { delayMs: 300 },
           delivered: { delayMs: 400 },
           read: { delayMs: 500 }
         })
-        yield* connection.send({
-          id: "3EB0WHATISUP0001",
-          to: "15557778888@s.whatsapp.net",
-          content: { text: "hi back" }
+        const hiBack = yield* connection.prepare("+15557778888", {
+          type: "text",
+          body: "hi back",
+          previewUrl: false
         })
+        yield* connection.send({ id: "3EB0WHATISUP0001", to: "+15557778888", content: hiBack })
         const ack = yield* next(
           "the server ack of the sent message",
           connection.events,
@@ -105,7 +120,7 @@ describe("the Baileys transport against the simulator", () => {
         const lapsedAt = sim.now()
         leaseHeld = false
         const refused = yield* connection
-          .send({ id: "3EB0WHATISUP0002", to: "15557778888@s.whatsapp.net", content: { text: "too late" } })
+          .send({ id: "3EB0WHATISUP0002", to: "+15557778888", content: hiBack })
           .pipe(Effect.flip)
         expect(refused._tag).toBe("TransportError")
         yield* next(

@@ -8,6 +8,7 @@ import {
   type LoggedWrite,
   makeLoginStore,
   nextEvent,
+  noMessages,
   tagged,
   testChannel
 } from "./support/baileys.ts"
@@ -24,7 +25,8 @@ const connect = (transport: WhatsAppTransport["Service"], login: LoginStore) =>
     pairing: { method: "qr" },
     authState: login.store,
     holdsLease: () => true,
-    actor: login
+    actor: login,
+    ...noMessages
   })
 
 /** The phone scans the first connection's QR; that connection ends with WhatsApp's 515, its login stored. */

@@ -3,7 +3,14 @@ import { Effect } from "effect"
 import { AsyncLocalStorage } from "node:async_hooks"
 import * as v8 from "node:v8"
 import { RetryCounters } from "../src/whatsapp/baileysTransport.ts"
-import { baileysTransport, makeLoginStore, nextEvent, tagged, testChannel } from "./support/baileys.ts"
+import {
+  baileysTransport,
+  makeLoginStore,
+  nextEvent,
+  noMessages,
+  tagged,
+  testChannel
+} from "./support/baileys.ts"
 import { simulator } from "./support/simulator.ts"
 import { waitUntil } from "./support/waits.ts"
 
@@ -46,7 +53,8 @@ describe("per-channel memory is bounded and goes with the actor (issue 8, item 1
               pairing: { method: "qr" },
               authState: makeLoginStore().store,
               holdsLease: () => true,
-              actor
+              actor,
+              ...noMessages
             })
             yield* nextEvent("the connection shows a QR", opened.events, tagged("Qr"))
           })
@@ -88,7 +96,8 @@ describe("per-channel memory is bounded and goes with the actor (issue 8, item 1
             pairing: { method: "qr" },
             authState: login.store,
             holdsLease: () => true,
-            actor: {}
+            actor: {},
+            ...noMessages
           })
         yield* Effect.scoped(
           Effect.gen(function* () {

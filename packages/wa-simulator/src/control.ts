@@ -219,6 +219,8 @@ const asControlError = (error: unknown) =>
  * - `POST /receipts {phone_number, ack?, ack_error?, delivered?, read?}`, `POST /deliver {to, from,
  *   id?, message | media}`, `GET /accounts/{phone}/received`, `GET /accounts/{phone}/received/{id}/media`,
  *   `GET /accounts/{phone}/receipts`, `GET /media`: messages and receipts.
+ * - `GET /accounts/{phone}/pending`: messages delivered to the account's linked devices and not
+ *   acknowledged yet (delivered again at the device's next login): `[{id, device_jid}]`.
  * - `GET /accounts/{phone}/history`, `GET /history` (every account): `{now, connections: [{connection_id,
  *   phone_number, device_id, jid, logged_in_at, ended_at, closed_at, closure, ws_close_code, sent,
  *   stanzas}]}` in login order, one per connection that got `<success>`; `closed_at` null while open;
@@ -268,6 +270,10 @@ const route = async (simulator: Simulator, request: IncomingMessage): Promise<un
   }
   const receipts = /^\/accounts\/(?:\+|%2B)?(\d+)\/receipts$/.exec(path)
   if (request.method === "GET" && receipts) return simulator.receiptsFrom(receipts[1]!)
+  const pending = /^\/accounts\/(?:\+|%2B)?(\d+)\/pending$/.exec(path)
+  if (request.method === "GET" && pending) {
+    return simulator.pending(pending[1]!).map((each) => ({ id: each.id, device_jid: each.deviceJid }))
+  }
   if (request.method !== "POST") throw new ControlError(404, "not found")
   const body = await readJson(request)
   switch (path) {

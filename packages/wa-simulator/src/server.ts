@@ -1,7 +1,7 @@
-import { Curve } from "@whiskeysockets/baileys"
+import { Curve, jidDecode } from "@whiskeysockets/baileys"
 import type { AddressInfo } from "node:net"
 import { WebSocketServer } from "ws"
-import { makeAccounts, type Account } from "./accounts.ts"
+import { makeAccounts, pnJid, type Account } from "./accounts.ts"
 import { makeCertChain } from "./certificate.ts"
 import { makeConnection, type Connection } from "./connection.ts"
 import { applyFault, type Fault } from "./faults.ts"
@@ -16,6 +16,7 @@ import {
   type SentReceipt
 } from "./messaging.ts"
 import { startMediaHost } from "./media.ts"
+import { makeRedelivery, type PendingMessage } from "./redelivery.ts"
 import { makeSessions } from "./session.ts"
 
 export interface SimulatorOptions {
@@ -98,6 +99,12 @@ export interface Simulator {
   /** Receipts a phone number's linked devices sent for messages they received (delivery, read...). */
   readonly receiptsFrom: (phoneNumber: string) => ReadonlyArray<SentReceipt>
   /**
+   * Messages delivered to a phone number's linked devices that the device has not acknowledged yet
+   * (by its receipt or a message ack): each is delivered again, marked offline, at that device's
+   * next login, until it is acknowledged.
+   */
+  readonly pending: (phoneNumber: string) => ReadonlyArray<PendingMessage>
+  /**
    * The simulator's clock, the one every time in the connection history is on: ms since the epoch,
    * `performance.timeOrigin + performance.now()` (monotonic here, close to `Date.now()` elsewhere).
    */
@@ -136,7 +143,16 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     media
   )
   const history = makeConnectionHistory()
-  const sessions = makeSessions(accounts, logger, messaging, history, {
+  const redelivery = makeRedelivery()
+  // a device that logs in gets what it left unacknowledged first, then what waited for it
+  const withRedelivery = {
+    ...messaging,
+    takeOffline: (phoneNumber: string, deviceId: number) => [
+      ...redelivery.pendingFor(pnJid(phoneNumber, deviceId)),
+      ...messaging.takeOffline(phoneNumber, deviceId)
+    ]
+  }
+  const sessions = makeSessions(accounts, logger, withRedelivery, history, {
     replaceConnections: options.replaceConnections ?? false
   })
 
@@ -158,7 +174,13 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
         onStanza: (connection, node) => {
           if (!pairing.onLinkCodeIq(connection, node)) sessions.onStanza(connection, node)
         },
-        onReceived: (connection, node) => history.received(connection.id, node),
+        onReceived: (connection, node) => {
+          history.received(connection.id, node)
+          if (connection.jid) redelivery.received(connection.jid, node)
+        },
+        onSent: (connection, node) => {
+          if (connection.jid) redelivery.sent(connection.jid, node)
+        },
         onClose: (connection, { code, protocolError }) => {
           sessions.forget(connection)
           pairing.forget(connection)
@@ -195,6 +217,7 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     setReceipts: messaging.setPolicy,
     deliver: messaging.deliver,
     receiptsFrom: messaging.receiptsFrom,
+    pending: (phoneNumber) => redelivery.pending((jid) => jidDecode(jid)?.user === phoneNumber),
     now: simulatorNow,
     connectionHistory: history.connections,
     overlaps: history.overlaps,

@@ -1,5 +1,6 @@
 import { Data, Effect, Queue } from "effect"
 import { drainOutbox } from "../messages/drain.ts"
+import { Inbox } from "../messages/inbox.ts"
 import { Outbox, type StatusReport } from "../messages/outbox.ts"
 import type { Fence, LeaseLost } from "./leases.ts"
 import { Change, ChannelLifecycle } from "./lifecycle.ts"
@@ -59,6 +60,7 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
       const lifecycle = yield* ChannelLifecycle
       const transport = yield* WhatsAppTransport
       const outbox = yield* Outbox
+      const inbox = yield* Inbox
       const authStates = yield* AuthStates
       const row = yield* lifecycle.load(fence.channelId)
       if (row === undefined || row.desired !== "running" || !isRunning(row.status)) return "stopped" as const
@@ -80,7 +82,10 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
           pairing: pairingOf(row),
           authState: authStates.forChannel(fence),
           holdsLease: cell.holdsLease,
-          actor: cell
+          actor: cell,
+          // placeholders until the inbox and outbox land
+          storeInbound: (messages) => inbox.store(fence.channelId, messages),
+          sentContent: (whatsappId) => outbox.sentContent(fence.channelId, whatsappId)
         })
         .pipe(
           Effect.catchTag("TransportError", (error) =>

@@ -22,6 +22,7 @@ import { decodeRows } from "../db/transaction.ts"
 import type { GatewayConfigService } from "../config/config.ts"
 import { channelReconnectBackoff, drawNextDelay } from "../retry/retryPolicy.ts"
 import type { MediaFetcher } from "../messages/mediaFetch.ts"
+import type { Inbox } from "../messages/inbox.ts"
 import type { Outbox } from "../messages/outbox.ts"
 import type { OutboxSignal } from "../messages/outboxSignal.ts"
 import type { AuthStates } from "./loginStore.ts"
@@ -206,6 +207,7 @@ export const layerSupervisor = Layer.effect(
       | ChannelLifecycle
       | AuthStates
       | Outbox
+      | Inbox
       | OutboxSignal
       | MediaFetcher
       | GatewayConfigService

@@ -14,10 +14,8 @@ export type TransportEvent = Data.TaggedEnum<{
   Close: { readonly code: number; readonly reason: string }
   /** The server accepted a sent message, or refused it with an error code. */
   ServerAck: { readonly messageId: string; readonly error: number | null }
-  /** The recipient's phone got or read a sent message. */
-  Receipt: { readonly messageId: string; readonly receipt: "delivered" | "read" }
-  /** A message arrived for this channel. */
-  Inbound: { readonly messageId: string; readonly from: string; readonly message: unknown }
+  /** The recipient's phone got, read, or (a voice note) played a sent message. */
+  Receipt: { readonly messageId: string; readonly receipt: "delivered" | "read" | "played" }
   /** The login credentials changed and were stored. */
   CredentialsChanged: {}
 }>
@@ -25,10 +23,63 @@ export const TransportEvent = Data.taggedEnum<TransportEvent>()
 
 export class TransportError extends Data.TaggedError("TransportError")<{
   readonly reason: string
-  /** false when trying again cannot help: the channel fails with this reason instead. */
+  /**
+   * false when trying again cannot help: a connect fails the channel, a prepare or send fails the
+   * message, with this reason.
+   */
   readonly retryable: boolean
   readonly cause?: unknown
 }> {}
+
+/** A WhatsApp message as a key: its id, whether we sent it, and the chat (E.164) it is in. */
+export interface WaKey {
+  readonly id: string
+  readonly fromMe: boolean
+  readonly chat: string
+}
+
+/** A message WhatsApp delivered to the channel, as the transport hands it over to be stored. */
+export interface InboundMessage {
+  readonly whatsappId: string
+  /** The sender (E.164); a LID jid (`...@lid`) in the rare case WhatsApp hides the number and no mapping is known. */
+  readonly from: string
+  /** The chat it arrived in (E.164): the sender's, since only one-to-one chats are stored. */
+  readonly chat: string
+  readonly timestamp: Date
+  /** The name the sender set in WhatsApp. */
+  readonly pushName?: string
+  /** WhatsApp's `proto.Message`, encoded: what `describeInbound` and `downloadMedia` read. */
+  readonly content: Uint8Array
+  /** `append` when it waited for the channel to log in (offline), `notify` when it arrived live. */
+  readonly type: "notify" | "append"
+}
+
+/** A file to send: the bytes were fetched already (a link went through the SSRF guard). */
+interface OutboundFile {
+  readonly bytes: Uint8Array
+  readonly mimetype: string
+}
+
+/** What the gateway asks the transport to send, before it becomes a WhatsApp message. */
+export type OutboundContent = (
+  | { readonly type: "text"; readonly body: string; readonly previewUrl: boolean }
+  | ({ readonly type: "image" | "video"; readonly caption?: string } & OutboundFile)
+  | ({ readonly type: "sticker" } & OutboundFile)
+  | ({ readonly type: "audio"; readonly voice: boolean } & OutboundFile)
+  | ({ readonly type: "document"; readonly caption?: string; readonly filename?: string } & OutboundFile)
+  | {
+      readonly type: "location"
+      readonly latitude: number
+      readonly longitude: number
+      readonly name?: string
+      readonly address?: string
+    }
+  /** An empty emoji removes the reaction. */
+  | { readonly type: "reaction"; readonly target: WaKey; readonly emoji: string }
+) & {
+  /** The message this one replies to, with its content when known (shown quoted on the phone). */
+  readonly quoted?: { readonly key: WaKey; readonly content: Uint8Array | undefined }
+}
 
 export type PairingMethod =
   { readonly method: "qr" } | { readonly method: "pairing_code"; readonly phoneNumber: string }
@@ -50,54 +101,32 @@ export interface ConnectOptions {
    * held against it weakly, so it goes when the actor ends.
    */
   readonly actor: object
+  /**
+   * Stores messages WhatsApp delivered; WhatsApp is told they arrived (receipt) only once this
+   * succeeded. On failure they stay unacknowledged, the connection closes (500) and WhatsApp
+   * delivers them again at the next login. Messages from the account's own devices, groups, status
+   * and broadcasts are not handed over (and acknowledged as usual).
+   */
+  readonly storeInbound: (messages: ReadonlyArray<InboundMessage>) => Effect.Effect<void, unknown>
+  /** The stored `proto.Message` of a message sent with this id, to answer a recipient's retry receipt. */
+  readonly sentContent: (whatsappId: string) => Effect.Effect<Uint8Array | undefined>
 }
-
-/** A message as WhatsApp knows it: its id, whether this device sent it, and the chat's number (E.164). */
-export interface WaKey {
-  readonly id: string
-  readonly fromMe: boolean
-  readonly chat: string
-}
-
-/** What a message to send holds, its media fetched already. */
-export type OutboundContent = (
-  | { readonly type: "text"; readonly body: string; readonly previewUrl: boolean }
-  | {
-      readonly type: "image" | "video" | "sticker"
-      readonly bytes: Uint8Array
-      readonly mimetype: string
-      readonly caption?: string
-    }
-  | { readonly type: "audio"; readonly bytes: Uint8Array; readonly mimetype: string; readonly voice: boolean }
-  | {
-      readonly type: "document"
-      readonly bytes: Uint8Array
-      readonly mimetype: string
-      readonly caption?: string
-      readonly filename?: string
-    }
-  | {
-      readonly type: "location"
-      readonly latitude: number
-      readonly longitude: number
-      readonly name?: string
-      readonly address?: string
-    }
-  | { readonly type: "reaction"; readonly target: WaKey; readonly emoji: string }
-) & { readonly quoted?: { readonly key: WaKey; readonly content: Uint8Array | undefined } }
 
 /** One live connection; closing the scope it was opened in closes the socket. */
 export interface TransportConnection {
   readonly events: Queue.Dequeue<TransportEvent>
-  /** Builds the WhatsApp message (media uploaded, keys made): proto.Message bytes, stored before the first send. */
+  /**
+   * Builds the WhatsApp message (`proto.Message`, encoded) for `to` (E.164): media are encrypted and
+   * uploaded here, so the result, stored, is the whole message, media keys included.
+   */
   readonly prepare: (to: string, content: OutboundContent) => Effect.Effect<Uint8Array, TransportError>
-  /** Sends exactly this prepared message with this WhatsApp id: a resend is the same message. */
+  /** Sends a prepared message with this WhatsApp id: sent again, it is the same message, not a second one. */
   readonly send: (message: {
     readonly id: string
     readonly to: string
     readonly content: Uint8Array
   }) => Effect.Effect<void, TransportError>
-  /** Sends read receipts for inbound messages. */
+  /** Tells the senders of these inbound messages that they were read. */
   readonly markRead: (keys: ReadonlyArray<WaKey>) => Effect.Effect<void, TransportError>
   /** Unlinks this device from the phone's account. */
   readonly logout: Effect.Effect<void, TransportError>

@@ -48,6 +48,8 @@ export interface GatewayConfig {
   readonly metricsToken: Option.Option<Redacted.Redacted<string>>
   readonly waWsUrl: Option.Option<string>
   readonly waVersion: Option.Option<readonly [number, number, number]>
+  /** Where inbound media are downloaded from (host[:port]); WhatsApp's own unless set (tests name the simulator's). */
+  readonly waMediaHost: Option.Option<string>
   readonly webhookAllowCidrs: ReadonlyArray<string>
   /** Proxies whose X-Forwarded-For names the client (failed authentications are counted per client). */
   readonly trustedProxies: ReadonlyArray<string>
@@ -130,6 +132,15 @@ const DurationText = Schema.String.check(
 )
 
 const waVersionPattern = /^(\d+)[.,](\d+)[.,](\d+)$/
+
+/** A host name or address, with an optional port: where WhatsApp's media files are. */
+const MediaHost = Schema.String.pipe(
+  Schema.check(
+    Schema.isPattern(/^(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$/iu, {
+      message: "expected a host name or address, with an optional :port, such as mmg.whatsapp.net"
+    })
+  )
+)
 
 const WaVersion = Schema.String.check(
   Schema.isPattern(waVersionPattern, {
@@ -221,6 +232,7 @@ const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
   metricsToken: Config.option(Config.schema(Schema.Redacted(AdminToken), "WHATISUP_METRICS_TOKEN")),
   waWsUrl: Config.option(Config.schema(WebSocketUrl, "WHATISUP_WA_WS_URL")),
   waVersion: Config.option(Config.schema(WaVersion, "WHATISUP_WA_VERSION")),
+  waMediaHost: Config.option(Config.schema(MediaHost, "WHATISUP_WA_MEDIA_HOST")),
   webhookAllowCidrs: Config.schema(CidrList, "WHATISUP_WEBHOOK_ALLOW_CIDRS").pipe(Config.withDefault([])),
   trustedProxies: Config.schema(NetworkList, "WHATISUP_TRUSTED_PROXIES").pipe(Config.withDefault([])),
   nodeId: Config.option(Config.schema(NodeId, "WHATISUP_NODE_ID")),

@@ -1,12 +1,34 @@
 import { Api, Caller, type SendMessage } from "@whatisup/domain"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
+import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
+import { GatewayConfigService } from "../config/config.ts"
+import { MessageStateConflict } from "../messages/errors.ts"
+import { downloadMedia, type MediaDownloadError } from "../whatsapp/media.ts"
 import { MediaLinkRefused } from "../messages/errors.ts"
 import { MessageIntake } from "../messages/intake.ts"
 import { type MessageAccess, MessageLog } from "../messages/messageLog.ts"
 import { refusalOf, SsrfGuard } from "../webhooks/ssrfGuard.ts"
 import { markReplayed } from "./idempotency.ts"
 import { answerProblems } from "./problems.ts"
+
+/** Why a message's file cannot be had, as the API says it. */
+const mediaRefusal = (status: string, error: MediaDownloadError) =>
+  new MessageStateConflict({
+    status,
+    detail:
+      error.reason === "no_media"
+        ? "This message has no file: only inbound images, videos, audio, documents and stickers do"
+        : error.reason === "expired"
+          ? "WhatsApp no longer has this file (it keeps media for a limited time)"
+          : "The file could not be downloaded from WhatsApp; retry later"
+  })
+
+/** A file name safe inside a Content-Disposition header. */
+const dispositionOf = (fileName: string | undefined) =>
+  fileName === undefined
+    ? undefined
+    : `attachment; filename="${fileName.replace(/[^\x20-\x7e]|["\\]/gu, "_")}"; filename*=UTF-8''${encodeURIComponent(fileName)}`
 
 const accessOf = (caller: Caller["Service"]): MessageAccess => ({
   customerId: caller.customerId,
@@ -35,6 +57,8 @@ export const layerMessagesHttp = HttpApiBuilder.group(Api, "messages", (handlers
     const intake = yield* MessageIntake
     const log = yield* MessageLog
     const guard = yield* SsrfGuard
+    const config = yield* GatewayConfigService
+    const mediaHost = Option.match(config.waMediaHost, { onNone: () => ({}), onSome: (host) => ({ host }) })
     /** A media link is vetted before the send is queued (and again when it is fetched): no transaction waits on DNS. */
     const vet = (message: SendMessage) => {
       const media = linkOf(message)
@@ -73,7 +97,23 @@ export const layerMessagesHttp = HttpApiBuilder.group(Api, "messages", (handlers
       )
       .handle("get", ({ params }) => withAccess((access) => log.get(access, params.id)))
       .handle("media", ({ params }) =>
-        withAccess((access) => Effect.flatMap(log.inbound(access, params.id), () => Effect.void))
+        withAccess((access) =>
+          Effect.gen(function* () {
+            const { message, content } = yield* log.inbound(access, params.id)
+            const file = yield* downloadMedia(content, mediaHost).pipe(
+              Effect.mapError((error) => mediaRefusal(message.status, error))
+            )
+            const disposition = message.type === "document" ? dispositionOf(file.fileName) : undefined
+            return HttpServerResponse.stream(file.stream, {
+              contentType: file.mimetype,
+              headers: {
+                "cache-control": "private, no-store",
+                "x-content-type-options": "nosniff",
+                ...(disposition === undefined ? {} : { "content-disposition": disposition })
+              }
+            })
+          })
+        )
       )
       .handle("read", ({ params }) => withAccess((access) => log.markRead(access, params.id)))
   })

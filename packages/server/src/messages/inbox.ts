@@ -56,7 +56,7 @@ export const layerInbox = Layer.effect(
             ? arrival.messages.map((message) => ({
                 channelId: arrival.channelId,
                 message,
-                content: describeInbound(message.content)
+                content: describeInbound(message.content).message
               }))
             : []
         )

@@ -34,6 +34,9 @@ export interface MessageFilter extends PageRequest {
   readonly until?: string | undefined
 }
 
+/** The order of statuses that share a moment (a receipt that implied the steps before it). */
+const statusOrder = ["queued", "received", "sent", "delivered", "read", "played", "failed"]
+
 const HistoryRow = Schema.Struct({
   status: StatusChange.fields.status,
   at: Schema.Date,
@@ -133,7 +136,8 @@ export const layerMessageLog = Layer.effect(
       get: Effect.fn("MessageLog.get")(function* (access, id) {
         const row = yield* load(access, id)
         const history = yield* sql`
-          SELECT status, at, reason FROM message_statuses WHERE message_id = ${id} ORDER BY at, status`.pipe(
+          SELECT status, at, reason FROM message_statuses WHERE message_id = ${id}
+          ORDER BY at, array_position(${statusOrder}::text[], status)`.pipe(
           decodeRows(HistoryRow)
         )
         return {

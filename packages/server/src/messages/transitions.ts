@@ -18,6 +18,13 @@ const rank: Record<MessageStatus, number> = {
 export const advances = (from: MessageStatus, to: MessageStatus) =>
   from === "failed" ? false : to === "failed" ? from === "queued" : rank[to] > rank[from]
 
+/** What an outbound message went through to reach a status. */
+const impliedSteps: Partial<Record<MessageStatus, ReadonlyArray<MessageStatus>>> = {
+  delivered: ["sent"],
+  read: ["sent", "delivered"],
+  played: ["sent", "delivered", "read"]
+}
+
 const eventTypes: Partial<Record<MessageStatus, EventType>> = {
   sent: "message.sent",
   delivered: "message.delivered",
@@ -68,6 +75,13 @@ export const applyTransitions = (
     for (const transition of transitions) {
       const entry = current.get(transition.id)
       if (entry === undefined || !advances(entry.status, transition.status)) continue
+      // a receipt stands for the steps before it that were not reported (WhatsApp folds them together)
+      for (const step of impliedSteps[transition.status] ?? []) {
+        if (entry.target.direction === "outbound" && advances(entry.status, step)) {
+          entry.status = step
+          made.push({ id: transition.id, status: step, target: entry.target })
+        }
+      }
       entry.status = transition.status
       made.push({ ...transition, target: entry.target })
     }

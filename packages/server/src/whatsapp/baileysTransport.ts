@@ -1,14 +1,18 @@
 import {
-  type AnyMessageContent,
   type AuthenticationCreds,
   BufferJSON,
   type CacheStore,
   DEFAULT_CONNECTION_CONFIG,
   initAuthCreds,
+  isHostedLidUser,
+  isHostedPnUser,
+  isLidUser,
+  isPnUser,
   makeWASocket,
   proto,
   type SignalDataSet,
   type SignalDataTypeMap,
+  type WAMessage,
   type WAVersion
 } from "@whiskeysockets/baileys"
 import { Effect, Layer, Option, Queue } from "effect"
@@ -18,11 +22,13 @@ import { type GatewayConfig, GatewayConfigService } from "../config/config.ts"
 import type { AuthStateStore } from "../channels/loginStore.ts"
 import { credsType } from "./authState.ts"
 import {
+  type InboundMessage,
   TransportError,
   type TransportEvent,
   TransportEvent as Event,
   WhatsAppTransport
 } from "../channels/transport.ts"
+import { buildMessage, jidOf, phoneOf } from "./outboundContent.ts"
 
 /** The WhatsApp Web WebSocket the gateway connects to: WHATISUP_WA_WS_URL, else WhatsApp's own. */
 export const whatsAppUrl = (config: Pick<GatewayConfig, "waWsUrl">) =>
@@ -131,9 +137,6 @@ const serialWrites = (
 const parse = (value: string) => JSON.parse(value, BufferJSON.reviver) as unknown
 const serialize = (value: unknown) => JSON.stringify(value, BufferJSON.replacer)
 
-/** `15551234567:12@s.whatsapp.net` → `+15551234567` */
-const phoneOf = (jid: string | undefined) => (jid ? `+${jid.split(/[:@]/)[0]}` : "")
-
 /**
  * Baileys' signal key store over the channel's fenced auth-state store. New pre-keys are stored
  * with the credentials' pre-key counter moved past them, in one transaction: a crash between the
@@ -177,6 +180,79 @@ const signalKeys = (
   }
 })
 
+/** Baileys' errors are Booms: their status, when they carry one. */
+const statusOf = (cause: unknown) =>
+  (cause as { output?: { statusCode?: number } } | null)?.output?.statusCode
+
+const errorMessage = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
+
+/**
+ * The phone number (E.164) of a one-to-one chat's jid: a phone-number jid as it is, a LID through
+ * the jid WhatsApp sent beside it or Baileys' LID mapping; the LID jid itself when neither knows it.
+ */
+const phoneNumberOf = async (
+  jid: string,
+  alt: string | undefined,
+  pnForLid: (lid: string) => Promise<string | null>
+) => {
+  if (isPnUser(jid) || isHostedPnUser(jid)) return phoneOf(jid)
+  if (alt !== undefined && (isPnUser(alt) || isHostedPnUser(alt))) return phoneOf(alt)
+  const pn = await pnForLid(jid)
+  return pn ? phoneOf(pn) : jid
+}
+
+/**
+ * The message to store, or undefined for what the gateway does not store: what the account's own
+ * devices sent (the phone's copies of its own chats), groups, status, broadcasts and newsletters
+ * (the gateway speaks one-to-one), and a message with no content at all.
+ */
+const inboundOf = async (
+  message: WAMessage,
+  type: "notify" | "append",
+  pnForLid: (lid: string) => Promise<string | null>
+): Promise<InboundMessage | undefined> => {
+  const { key } = message
+  const chat = key.remoteJid
+  if (key.fromMe || !key.id || !chat || message.message == null) return undefined
+  if (!(isPnUser(chat) || isLidUser(chat) || isHostedPnUser(chat) || isHostedLidUser(chat))) return undefined
+  const from = await phoneNumberOf(chat, key.remoteJidAlt ?? undefined, pnForLid)
+  const seconds = Number(message.messageTimestamp ?? 0)
+  return {
+    whatsappId: key.id,
+    from,
+    chat: from,
+    timestamp: seconds > 0 ? new Date(seconds * 1000) : new Date(),
+    ...(message.pushName ? { pushName: message.pushName } : {}),
+    content: proto.Message.encode(message.message).finish(),
+    type
+  }
+}
+
+/**
+ * Baileys' `beforeAck` (see the patch): each message to store is stored before WhatsApp hears it
+ * arrived. Once one fails, `failed` closes the connection and every later message of it is refused
+ * too, so all of them come again at the next login, in their order.
+ */
+const storeBeforeAck = (
+  store: (messages: ReadonlyArray<InboundMessage>) => Promise<void>,
+  pnForLid: (lid: string) => Promise<string | null>,
+  failed: (error: unknown) => void
+) => {
+  let refused = false
+  return async (message: WAMessage, type: "notify" | "append") => {
+    if (refused) throw new Error("not stored: an earlier message of this connection could not be")
+    const inbound = await inboundOf(message, type, pnForLid)
+    if (inbound === undefined) return
+    try {
+      await store([inbound])
+    } catch (error) {
+      refused = true
+      failed(error)
+      throw error
+    }
+  }
+}
+
 /**
  * WhatsApp through Baileys 7.0.0-rc14: one socket per connection, its login in the channel's
  * auth-state store, its events turned into the port's. WHATISUP_WA_WS_URL points it at the
@@ -196,7 +272,7 @@ export const layerBaileysTransport = Layer.effect(
     const counters = new WeakMap<object, RetryCounters>()
 
     return WhatsAppTransport.of({
-      connect: ({ channelId, pairing, authState, holdsLease, actor }) =>
+      connect: ({ channelId, pairing, authState, holdsLease, actor, storeInbound, sentContent }) =>
         Effect.gen(function* () {
           const stored = yield* authState.read(credsType, ["creds"])
           const creds =
@@ -206,14 +282,27 @@ export const layerBaileysTransport = Layer.effect(
           const msgRetryCounterCache = counters.get(actor) ?? new RetryCounters()
           counters.set(actor, msgRetryCounterCache)
 
-          let ended = false
-          let end = () => {
-            ended = true
+          // until the socket exists: what ends it, and how a LID is mapped to a phone number
+          let endedWith: Error | undefined
+          let end = (error: Error) => {
+            endedWith ??= error
           }
+          let pnForLid = (_lid: string): Promise<string | null> => Promise.resolve(null)
           const write = serialWrites(authState, run, () => {
             logger.warn({ channel_id: channelId }, "the channel's lease is lost: closing its WhatsApp socket")
-            end()
+            end(new Error("the channel's lease is lost"))
           })
+          const beforeAck = storeBeforeAck(
+            (messages) => run(storeInbound(messages)),
+            (lid) => pnForLid(lid),
+            (error) => {
+              logger.warn(
+                { channel_id: channelId, error: String(error) },
+                "an inbound message could not be stored: reconnecting, for WhatsApp to deliver it again"
+              )
+              end(new Error("an inbound message could not be stored"))
+            }
+          )
 
           const socket = yield* Effect.acquireRelease(
             Effect.try({
@@ -229,19 +318,25 @@ export const layerBaileysTransport = Layer.effect(
                   syncFullHistory: false,
                   shouldSyncHistoryMessage: () => false,
                   msgRetryCounterCache,
-                  // the outbox answers retries with the stored message once messages land
-                  getMessage: async () => undefined
+                  // a recipient's retry receipt is answered with the message as the outbox stored it
+                  getMessage: async (key) => {
+                    if (!key.id) return undefined
+                    const content = await run(sentContent(key.id))
+                    return content === undefined ? undefined : proto.Message.decode(content)
+                  },
+                  beforeAck
                 }),
               catch: (cause) =>
                 new TransportError({ reason: "could not start the WhatsApp client", retryable: true, cause })
             }),
             (socket) => Effect.sync(() => socket.end(undefined))
           )
-          end = () => socket.end(new Error("the channel's lease is lost"))
-          if (ended) end()
+          end = (error) => socket.end(error)
+          if (endedWith !== undefined) end(endedWith)
+          pnForLid = (lid) => socket.signalRepository.lidMapping.getPNForLID(lid)
           gateSends(socket, () => {
             if (holdsLease()) return true
-            end()
+            end(new Error("the channel's lease is lost"))
             return false
           })
 
@@ -292,53 +387,89 @@ export const layerBaileysTransport = Layer.effect(
               )
             }
           })
-          /** What Baileys says of a sent message, from `messages.update` or folded into its own `append` upsert. */
-          const statusOf = (
-            id: string,
-            status: number | null | undefined,
-            stub: ReadonlyArray<string> | null | undefined
-          ) => {
-            if (status === proto.WebMessageInfo.Status.ERROR) {
-              offer(Event.ServerAck({ messageId: id, error: Number(stub?.[0] ?? 0) || null }))
-            } else if (status === proto.WebMessageInfo.Status.DELIVERY_ACK) {
-              offer(Event.Receipt({ messageId: id, receipt: "delivered" }))
-            } else if (
-              status === proto.WebMessageInfo.Status.READ ||
-              status === proto.WebMessageInfo.Status.PLAYED
-            ) {
-              offer(Event.Receipt({ messageId: id, receipt: "read" }))
-            }
-          }
           socket.ev.on("messages.update", (updates) => {
             for (const { key, update } of updates) {
-              if (key.fromMe && key.id != null) statusOf(key.id, update.status, update.messageStubParameters)
-            }
-          })
-          socket.ev.on("messages.upsert", ({ messages, type }) => {
-            for (const message of messages) {
-              if (message.key.id == null) continue
-              // receipts that arrive quickly are folded into the sent message's own upsert
-              if (message.key.fromMe) statusOf(message.key.id, message.status, message.messageStubParameters)
-              // messages received while offline arrive as "append", live ones as "notify"
-              else if (type === "notify" || type === "append") {
-                offer(
-                  Event.Inbound({
-                    messageId: message.key.id,
-                    from: message.key.remoteJid ?? "",
-                    message: message.message
-                  })
-                )
+              if (!key.fromMe || key.id == null) continue
+              const id = key.id
+              switch (update.status) {
+                case proto.WebMessageInfo.Status.ERROR:
+                  offer(
+                    Event.ServerAck({
+                      messageId: id,
+                      error: Number(update.messageStubParameters?.[0] ?? 0) || null
+                    })
+                  )
+                  break
+                case proto.WebMessageInfo.Status.DELIVERY_ACK:
+                  offer(Event.Receipt({ messageId: id, receipt: "delivered" }))
+                  break
+                case proto.WebMessageInfo.Status.READ:
+                  offer(Event.Receipt({ messageId: id, receipt: "read" }))
+                  break
+                case proto.WebMessageInfo.Status.PLAYED:
+                  offer(Event.Receipt({ messageId: id, receipt: "played" }))
+                  break
               }
             }
           })
 
           return {
             events,
-            send: ({ id, to, content }) =>
+            prepare: (to, content) =>
               Effect.tryPromise({
-                try: () => socket.sendMessage(to, content as AnyMessageContent, { messageId: id }),
-                catch: (cause) => new TransportError({ reason: "send failed", retryable: true, cause })
-              }).pipe(Effect.asVoid),
+                try: async () => {
+                  const message = await buildMessage(content, {
+                    upload: socket.waUploadToServer,
+                    ownJid: socket.user?.id ?? creds.me?.id ?? "",
+                    logger
+                  })
+                  return proto.Message.encode(message).finish()
+                },
+                catch: (cause) =>
+                  new TransportError({
+                    reason: `could not prepare the message: ${errorMessage(cause)}`,
+                    // Baileys answers 400 for content it cannot send; an upload or a closed socket may pass
+                    retryable: statusOf(cause) !== 400,
+                    cause
+                  })
+              }).pipe(Effect.withSpan("WhatsAppTransport.prepare")),
+            send: ({ id, to, content }) =>
+              Effect.try({
+                try: () => proto.Message.decode(content),
+                catch: (cause) =>
+                  new TransportError({
+                    reason: "the stored message does not decode",
+                    retryable: false,
+                    cause
+                  })
+              }).pipe(
+                Effect.flatMap((message) =>
+                  Effect.tryPromise({
+                    try: () => socket.relayMessage(jidOf(to), message, { messageId: id }),
+                    catch: (cause) =>
+                      new TransportError({
+                        reason: `send failed: ${errorMessage(cause)}`,
+                        retryable: true,
+                        cause
+                      })
+                  })
+                ),
+                Effect.asVoid,
+                Effect.withSpan("WhatsAppTransport.send")
+              ),
+            markRead: (keys) =>
+              Effect.tryPromise({
+                try: () =>
+                  socket.readMessages(
+                    keys.map((key) => ({ remoteJid: jidOf(key.chat), fromMe: key.fromMe, id: key.id }))
+                  ),
+                catch: (cause) =>
+                  new TransportError({
+                    reason: `read receipt failed: ${errorMessage(cause)}`,
+                    retryable: true,
+                    cause
+                  })
+              }),
             logout: Effect.tryPromise({
               try: () => socket.logout(),
               catch: (cause) => new TransportError({ reason: "logout failed", retryable: true, cause })

@@ -1,11 +1,27 @@
+import { proto } from "@whiskeysockets/baileys"
 import { Context, Effect, Latch, Layer, Queue } from "effect"
 import { credsType } from "./authState.ts"
 import {
   type ConnectOptions,
+  type InboundMessage,
   TransportError,
   TransportEvent,
+  type WaKey,
   WhatsAppTransport
 } from "../channels/transport.ts"
+import { buildMessage, jidOf } from "./outboundContent.ts"
+
+/** A message a channel sent through the memory transport. */
+export interface SentMessage {
+  readonly id: string
+  readonly to: string
+  readonly content: Uint8Array
+}
+
+/** What a send answers: the events that follow it (acks, receipts), or a failure. */
+export type SendAnswer = (message: SentMessage) => ReadonlyArray<TransportEvent> | TransportError
+
+const serverAck: SendAnswer = ({ id }) => [TransportEvent.ServerAck({ messageId: id, error: null })]
 
 interface LiveConnection {
   readonly events: Queue.Queue<TransportEvent>
@@ -47,6 +63,20 @@ export class MemoryTransport extends Context.Service<
     readonly mostOpenAtOnce: (channelId: string) => number
     /** Whether the channel's stored login exists (read through its last connection's store). */
     readonly isPaired: (channelId: string) => Effect.Effect<boolean>
+    /** Every message the channel sent, in order (a resend appears again). */
+    readonly sent: (channelId: string) => ReadonlyArray<SentMessage>
+    /** How the channel's later sends are answered; a server ack unless told. */
+    readonly answerSends: (channelId: string, answer: SendAnswer) => Effect.Effect<void>
+    /** The inbound messages the channel marked read, in order. */
+    readonly reads: (channelId: string) => ReadonlyArray<WaKey>
+    /**
+     * WhatsApp delivers messages to the channel's open connection: true once its `storeInbound`
+     * stored them. When it fails the connection closes (500), as the Baileys transport does, for the
+     * messages to come again; false then, or with no open connection.
+     */
+    readonly receive: (channelId: string, messages: ReadonlyArray<InboundMessage>) => Effect.Effect<boolean>
+    /** The recipient's phone asks for a sent message again: what the connection's `sentContent` answers. */
+    readonly retryReceipt: (channelId: string, whatsappId: string) => Effect.Effect<Uint8Array | undefined>
   }
 >()("whatisup/MemoryTransport") {}
 
@@ -65,6 +95,11 @@ export const layerMemoryTransport = (options: { readonly qrLifetimeMillis?: numb
   const open = new Map<string, number>()
   const mostOpen = new Map<string, number>()
   const closing = new Map<string, number>()
+  const sentBy = new Map<string, Array<SentMessage>>()
+  const answers = new Map<string, SendAnswer>()
+  const readBy = new Map<string, Array<WaKey>>()
+  const append = <A>(map: Map<string, Array<A>>, id: string, ...values: ReadonlyArray<A>) =>
+    map.set(id, [...(map.get(id) ?? []), ...values])
 
   const emit = (channelId: string, event: TransportEvent) =>
     Effect.suspend(() => {
@@ -123,7 +158,31 @@ export const layerMemoryTransport = (options: { readonly qrLifetimeMillis?: numb
         }
         return {
           events,
-          send: () => Effect.void,
+          prepare: (_to, content) =>
+            Effect.tryPromise({
+              // media are encrypted as Baileys does, and "uploaded" nowhere
+              try: async () =>
+                proto.Message.encode(
+                  await buildMessage(content, {
+                    upload: async (_file, { mediaType }) => ({
+                      mediaUrl: `https://memory.invalid/${mediaType}`,
+                      directPath: `/memory/${mediaType}`
+                    }),
+                    ownJid: jidOf(phoneNumber ?? "+0")
+                  })
+                ).finish(),
+              catch: (cause) =>
+                new TransportError({ reason: "could not prepare the message", retryable: false, cause })
+            }),
+          send: (message) =>
+            Effect.suspend(() => {
+              append(sentBy, channelId, message)
+              const answer = (answers.get(channelId) ?? serverAck)(message)
+              return answer instanceof TransportError
+                ? Effect.fail(answer)
+                : Effect.asVoid(Queue.offerAll(events, answer))
+            }),
+          markRead: (keys) => Effect.sync(() => void append(readBy, channelId, ...keys)),
           logout: Effect.sync(() => void bump(counts.logouts, channelId))
         }
       })
@@ -166,6 +225,33 @@ export const layerMemoryTransport = (options: { readonly qrLifetimeMillis?: numb
         return store === undefined
           ? Effect.succeed(false)
           : Effect.map(store.read(credsType, ["creds"]), (stored) => stored.creds !== undefined)
+      }),
+    sent: (channelId) => sentBy.get(channelId) ?? [],
+    answerSends: (channelId, answer) => Effect.sync(() => void answers.set(channelId, answer)),
+    reads: (channelId) => readBy.get(channelId) ?? [],
+    receive: (channelId, messages) =>
+      Effect.suspend(() => {
+        const connection = live.get(channelId)
+        if (connection === undefined) return Effect.succeed(false)
+        return connection.options.storeInbound(messages).pipe(
+          Effect.as(true),
+          Effect.catch(() =>
+            Effect.as(
+              Queue.offer(
+                connection.events,
+                TransportEvent.Close({ code: 500, reason: "an inbound message could not be stored" })
+              ),
+              false
+            )
+          )
+        )
+      }),
+    retryReceipt: (channelId, whatsappId) =>
+      Effect.suspend(() => {
+        const connection = live.get(channelId)
+        return connection === undefined
+          ? Effect.succeed(undefined)
+          : connection.options.sentContent(whatsappId)
       })
   })
 

@@ -2,13 +2,19 @@ import { ChannelId } from "@whatisup/domain"
 import { ConfigProvider, Context, Effect, Layer, type Option, Queue } from "effect"
 import { LeaseLost } from "../../src/channels/leases.ts"
 import type { AuthStateStore } from "../../src/channels/loginStore.ts"
-import { type TransportEvent, WhatsAppTransport } from "../../src/channels/transport.ts"
+import { type ConnectOptions, type TransportEvent, WhatsAppTransport } from "../../src/channels/transport.ts"
 import { GatewayConfigService, loadConfig } from "../../src/config/config.ts"
 import { layerBaileysTransport } from "../../src/whatsapp/baileysTransport.ts"
 import { pause, waitFor } from "./waits.ts"
 
 /** The channel the transport tests connect as: no gateway, so no channel row behind it. */
 export const testChannel = ChannelId.make("ch_01testtesttesttesttesttest")
+
+/** For connections that neither receive nor send messages: nothing stored, nothing to answer retries with. */
+export const noMessages: Pick<ConnectOptions, "storeInbound" | "sentContent"> = {
+  storeInbound: () => Effect.void,
+  sentContent: () => Effect.succeed(undefined)
+}
 
 /** The Baileys transport on its own (no gateway around it), talking to the simulator at `url`. */
 export const baileysTransport = (url: string) =>

@@ -52,7 +52,13 @@ export const layerRecordingTransport = (databaseUrl: string, nodeId: string) =>
             )
             const events = yield* Queue.unbounded<TransportEvent>()
             yield* Queue.offer(events, TransportEvent.Open({ phoneNumber: "+15550000000" }))
-            return { events, send: () => Effect.void, logout: Effect.void }
+            return {
+              events,
+              prepare: () => Effect.succeed(new Uint8Array()),
+              send: () => Effect.void,
+              markRead: () => Effect.void,
+              logout: Effect.void
+            }
           })
       })
     })

@@ -1,5 +1,6 @@
 import { type Simulator, startSimulator } from "@whatisup/wa-simulator"
 import { Effect } from "effect"
+import { getCACertificates, setDefaultCACertificates } from "node:tls"
 import { type ApiClient, waitForQr, waitForStatus } from "./api.ts"
 import { testDatabase } from "./database.ts"
 import { gatewayEnvironment, startGateway } from "./gateway.ts"
@@ -16,7 +17,11 @@ export const baileysGateway = (extra: Record<string, string> = {}) =>
     const sim = yield* simulator
     const database = yield* testDatabase
     const gateway = yield* startGateway(
-      yield* gatewayEnvironment(database.url, { WHATISUP_WA_WS_URL: sim.url, ...extra }),
+      yield* gatewayEnvironment(database.url, {
+        WHATISUP_WA_WS_URL: sim.url,
+        WHATISUP_WA_MEDIA_HOST: sim.mediaHost,
+        ...extra
+      }),
       { whatsapp: "baileys" }
     )
     return { sim, database, gateway }
@@ -32,3 +37,17 @@ export const pairedChannel = (client: ApiClient, sim: Simulator, phoneNumber: st
     yield* waitForStatus(client, id, "connected", { attempts: 400 })
     return id
   })
+
+/**
+ * Trusts the simulator's media host for the scope: Baileys uploads with node:https and downloads
+ * with the global fetch, and both trust the default CAs.
+ */
+export const trustMediaHost = (sim: Simulator) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const trusted = getCACertificates("default")
+      setDefaultCACertificates([...trusted, sim.mediaCertificate])
+      return trusted
+    }),
+    (trusted) => Effect.sync(() => setDefaultCACertificates(trusted))
+  )
