@@ -20,9 +20,12 @@ export type { ControlServer } from "./control.ts"
 export type { MediaKind } from "./media.ts"
 export type {
   Delivery,
+  DeliveryResult,
+  Encryption,
   MediaDelivery,
   ReceiptPolicy,
   ReceiptStep,
   ReceivedMessage,
+  RetryRequest,
   SentReceipt
 } from "./messaging.ts"
