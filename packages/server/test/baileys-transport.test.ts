@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import type { TransportEvent } from "../src/channels/transport.ts"
 import { baileysTransport, makeLoginStore, nextEvent as next, testChannel } from "./support/baileys.ts"
 import { pause } from "./support/waits.ts"
-import { simulator } from "./support/simulator.ts"
+import { deliverTo, simulator } from "./support/simulator.ts"
 
 describe("the Baileys transport against the simulator", () => {
   it.live(
@@ -53,7 +53,10 @@ describe("the Baileys transport against the simulator", () => {
         )
         expect(open.phoneNumber).toBe("+15550001234")
 
-        sim.deliver("15550001234", { from: "15557778888", message: { conversation: "hello gateway" } })
+        yield* deliverTo(sim, "15550001234", {
+          from: "15557778888",
+          message: { conversation: "hello gateway" }
+        })
         const inbound = yield* next(
           "the inbound message",
           connection.events,

@@ -173,22 +173,17 @@ export const makeInbound = (options: {
   }
 
   /** The simulated phone of `delivery.from` sends a message to every linked device of `toPhoneNumber`. */
-  const deliver = (toPhoneNumber: string, delivery: Delivery): Promise<DeliveryResult> => {
+  const deliver = async (toPhoneNumber: string, delivery: Delivery): Promise<DeliveryResult> => {
     const recipient = accounts.get(toPhoneNumber)
     if (!recipient || recipient.devices.size === 0) {
-      return Promise.reject(new Error(`${toPhoneNumber} has no linked device to deliver to`))
+      throw new Error(`${toPhoneNumber} has no linked device to deliver to`)
     }
     const copies = delivery.copies ?? 1
-    if (!Number.isInteger(copies) || copies < 1) return Promise.reject(new Error("copies must be at least 1"))
+    if (!Number.isInteger(copies) || copies < 1) throw new Error("copies must be at least 1")
     const id = delivery.id ?? `3EB0${randomBytes(8).toString("hex").toUpperCase()}`
     const sender = accounts.getOrCreate(delivery.from, delivery.from)
-    let message: proto.IMessage | undefined
-    try {
-      message = delivery.media ? mediaMessage(delivery.media) : delivery.message
-    } catch (error) {
-      return Promise.reject(error instanceof Error ? error : new Error(String(error)))
-    }
-    if (!message) return Promise.reject(new Error("a delivery needs a message or media"))
+    const message = delivery.media ? mediaMessage(delivery.media) : delivery.message
+    if (!message) throw new Error("a delivery needs a message or media")
     const original = { message, t: now() }
     sent.set(sentKey(sender.phoneNumber, id), original)
     const encryption = delivery.encryption ?? "signal"

@@ -1,4 +1,4 @@
-import { type Simulator, startSimulator } from "@whatisup/wa-simulator"
+import { type Delivery, type DeliveryResult, type Simulator, startSimulator } from "@whatisup/wa-simulator"
 import { Effect } from "effect"
 import { type ApiClient, waitForQr, waitForStatus } from "./api.ts"
 import { testDatabase } from "./database.ts"
@@ -32,3 +32,17 @@ export const pairedChannel = (client: ApiClient, sim: Simulator, phoneNumber: st
     yield* waitForStatus(client, id, "connected", { attempts: 400 })
     return id
   })
+
+/**
+ * The simulated phone of `delivery.from` sends a message to every linked device of `phoneNumber`
+ * (E.164 as the gateway writes it, or digits): Signal-encrypted unless `encryption: "plaintext"`;
+ * succeeds once it went out, or was held for devices offline (see `Simulator.deliver`).
+ */
+export const deliverTo = (
+  sim: Simulator,
+  phoneNumber: string,
+  delivery: Delivery
+): Effect.Effect<DeliveryResult> =>
+  Effect.promise(() =>
+    sim.deliver(phoneNumber.replace(/^\+/, ""), { ...delivery, from: delivery.from.replace(/^\+/, "") })
+  )
