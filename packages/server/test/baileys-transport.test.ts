@@ -10,7 +10,7 @@ import {
   testChannel
 } from "./support/baileys.ts"
 import { pause, waitUntil } from "./support/waits.ts"
-import { simulator } from "./support/simulator.ts"
+import { deliverTo, simulator } from "./support/simulator.ts"
 
 describe("the Baileys transport against the simulator", () => {
   it.live(
@@ -64,7 +64,7 @@ describe("the Baileys transport against the simulator", () => {
         )
         expect(open.phoneNumber).toBe("+15550001234")
 
-        sim.deliver("15550001234", { from: "15557778888", message: { conversation: "hello gateway" } })
+        yield* deliverTo(sim, "15550001234", { from: "15557778888", message: { conversation: "hello gateway" } })
         yield* waitUntil(
           "the inbound message is stored",
           Effect.sync(() => stored.length > 0),

@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net"
 import { newCustomer } from "./support/admin.ts"
 import type { ApiClient } from "./support/api.ts"
 import { request } from "./support/http.ts"
-import { baileysGateway, pairedChannel, trustMediaHost } from "./support/simulator.ts"
+import { baileysGateway, deliverTo, pairedChannel, trustMediaHost } from "./support/simulator.ts"
 import { waitFor } from "./support/waits.ts"
 
 const PHONE = "15551230001"
@@ -159,10 +159,16 @@ describe("messages through the API, real Baileys and the simulator", () => {
       Effect.gen(function* () {
         const { sim, client, channel, customer, gateway } = yield* connected()
         const photo = crypto.randomBytes(2500)
-        const first = sim.deliver(PHONE, { from: CONTACT, media: { kind: "image", bytes: photo, mimetype: "image/jpeg", caption: "look" } })
-        sim.deliver(PHONE, { from: CONTACT, id: first.id, media: { kind: "image", bytes: photo, mimetype: "image/jpeg", caption: "look" } })
-        const text = sim.deliver(PHONE, { from: CONTACT, message: { conversation: "hi gateway" } })
-        const poll = sim.deliver(PHONE, { from: CONTACT, message: { pollCreationMessage: { name: "lunch?", options: [{ optionName: "yes" }] } } })
+        const first = yield* deliverTo(sim, PHONE, {
+          from: CONTACT,
+          copies: 2,
+          media: { kind: "image", bytes: photo, mimetype: "image/jpeg", caption: "look" }
+        })
+        const text = yield* deliverTo(sim, PHONE, { from: CONTACT, copies: 2, message: { conversation: "hi gateway" } })
+        const poll = yield* deliverTo(sim, PHONE, {
+          from: CONTACT,
+          message: { pollCreationMessage: { name: "lunch?", options: [{ optionName: "yes" }] } }
+        })
         const inbound = yield* waitFor(
           "three inbound messages stored",
           client.messages.list({ params: { id: channel }, query: { direction: "inbound" } }),
@@ -173,6 +179,7 @@ describe("messages through the API, real Baileys and the simulator", () => {
         expect(inbound.data.filter((message) => message.whatsapp_id === first.id)).toHaveLength(1)
         expect(byWhatsAppId.get(first.id)).toMatchObject({ type: "image", from: `+${CONTACT}`, status: "received", image: { caption: "look", mime_type: "image/jpeg" } })
         expect(byWhatsAppId.get(text.id)).toMatchObject({ type: "text", text: { body: "hi gateway" } })
+        expect(inbound.data.filter((message) => message.whatsapp_id === text.id)).toHaveLength(1)
         expect(byWhatsAppId.get(poll.id)).toMatchObject({ type: "unsupported", unsupported: { whatsapp_type: "pollCreationMessage" } })
 
         const media = yield* request(gateway.api, "GET", `/v1/messages/${byWhatsAppId.get(first.id)!.id}/media`, { key: customer.key })

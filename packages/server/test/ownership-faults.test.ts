@@ -9,7 +9,7 @@ import { type ApiClient, apiClient } from "./support/api.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment } from "./support/gateway.ts"
 import { type GatewayProcess, spawnGateway, waitReady } from "./support/process.ts"
-import { pairedChannel, simulator } from "./support/simulator.ts"
+import { deliverTo, pairedChannel, simulator } from "./support/simulator.ts"
 import { pause, waitFor, waitUntil } from "./support/waits.ts"
 
 const leaseTtlSeconds = 3
@@ -211,7 +211,7 @@ describe("one WhatsApp socket per phone number, whatever the processes and the d
         // a message reaches every live connection of those numbers, the frozen ones too: a resumed
         // socket would acknowledge it at once, unless it knows its lease may have lapsed
         for (const overlap of sim.overlaps()) {
-          sim.deliver(overlap.phoneNumber, {
+          yield* deliverTo(sim, overlap.phoneNumber, {
             from: "447700900299",
             message: { conversation: "while you slept" }
           })

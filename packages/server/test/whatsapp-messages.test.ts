@@ -19,7 +19,7 @@ import {
   tagged,
   testChannel
 } from "./support/baileys.ts"
-import { simulator, trustMediaHost } from "./support/simulator.ts"
+import { deliverTo, simulator, trustMediaHost } from "./support/simulator.ts"
 import { staysTrue, waitFor, waitUntil } from "./support/waits.ts"
 
 const PHONE = "15550007001"
@@ -111,7 +111,7 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
               Deferred.await(release)
             )
         })
-        const { id } = sim.deliver(PHONE, { from: CONTACT, message: { conversation: "hold on" } })
+        const { id } = yield* deliverTo(sim, PHONE, { from: CONTACT, message: { conversation: "hold on" } })
         yield* waitUntil(
           "the message is handed over to be stored",
           Effect.sync(() => handed.some((message) => message.whatsappId === id)),
@@ -157,7 +157,7 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
               return Effect.fail("the database is down")
             })
         })
-        const { id } = sim.deliver(PHONE, { from: CONTACT, message: { conversation: "keep me" } })
+        const { id } = yield* deliverTo(sim, PHONE, { from: CONTACT, message: { conversation: "keep me" } })
         const closed = yield* nextEvent(
           "the connection closes to be delivered the message again",
           failing.connection.events,
@@ -195,7 +195,7 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
         const open = yield* pairedChannel(sim)
         const stored: Array<InboundMessage> = []
         const { connection } = yield* open(storedInto(stored))
-        const inbound = sim.deliver(PHONE, {
+        const inbound = yield* deliverTo(sim, PHONE, {
           from: CONTACT,
           message: { conversation: "what is the address?" }
         })
@@ -401,15 +401,15 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
         yield* open(storedInto(stored))
         const image = randomBytes(5000)
         const document = randomBytes(100_000)
-        sim.deliver(PHONE, {
+        yield* deliverTo(sim, PHONE, {
           from: CONTACT,
           media: { kind: "image", bytes: image, mimetype: "image/png", caption: "a photo" }
         })
-        sim.deliver(PHONE, {
+        yield* deliverTo(sim, PHONE, {
           from: CONTACT,
           media: { kind: "document", bytes: document, mimetype: "application/zip", fileName: "files.zip" }
         })
-        sim.deliver(PHONE, { from: CONTACT, message: { conversation: "no file here" } })
+        yield* deliverTo(sim, PHONE, { from: CONTACT, message: { conversation: "no file here" } })
         yield* waitUntil(
           "the three messages are stored",
           Effect.sync(() => stored.length === 3),

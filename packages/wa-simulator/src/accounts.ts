@@ -1,6 +1,6 @@
 import { Curve, type KeyPair } from "@whiskeysockets/baileys"
 import { randomInt } from "node:crypto"
-import { makePhoneKeys, type PhoneKeys } from "./phone-keys.ts"
+import { makePhoneKeys, type Bundle, type PhoneKeys } from "./phone-keys.ts"
 
 export interface SignedPreKey {
   readonly id: number
@@ -29,6 +29,19 @@ export interface Account {
   nextDeviceId: number
   /** The phone's own Signal keys (device 0): what companions encrypt to when they message this number. */
   readonly phoneKeys: PhoneKeys
+}
+
+/** A linked device's bundle as the server hands it out: each uploaded one-time pre-key goes out once. */
+export const issueDeviceBundle = (device: Device): Bundle => {
+  const preKeyId = device.preKeys.keys().next().value
+  const preKey = preKeyId === undefined ? undefined : device.preKeys.get(preKeyId)
+  if (preKeyId !== undefined) device.preKeys.delete(preKeyId)
+  return {
+    registrationId: device.registrationId,
+    identityKey: device.identityKey,
+    signedPreKey: device.signedPreKey,
+    preKey: preKeyId !== undefined && preKey ? { id: preKeyId, publicKey: preKey } : undefined
+  }
 }
 
 export const pnJid = (phoneNumber: string, device?: number) =>

@@ -19,8 +19,6 @@ export interface ConnectionHandlers {
   readonly onStanza: (connection: Connection, node: BinaryNode) => void
   /** Every stanza the client sent after the handshake, answers to our queries included, as it arrives. */
   readonly onReceived: (connection: Connection, node: BinaryNode) => void
-  /** Every stanza the server sends the client after the handshake, as it is sent. */
-  readonly onSent: (connection: Connection, node: BinaryNode) => void
   /** The socket closed; `protocolError` when the server closed it because it could not read the client. */
   readonly onClose: (
     connection: Connection,
@@ -98,7 +96,6 @@ export const makeConnection = (
     if (!transport) throw new Error("cannot send a stanza before the Noise handshake is done")
     if (logStanzas) logger.debug({ connection: id, xml: binaryNodeToString(node) }, "send")
     sendRaw(transport.encrypt(encodeBinaryNode(node)))
-    handlers.onSent(connection, node)
   }
 
   const endAfterGrace = () => {

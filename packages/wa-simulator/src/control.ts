@@ -3,7 +3,15 @@ import type { AddressInfo } from "node:net"
 import { proto } from "@whiskeysockets/baileys"
 import type { Fault } from "./faults.ts"
 import type { Closure, ConnectionRecord, Overlap, OverlapSide, SentStanza } from "./history.ts"
-import type { MediaDelivery, ReceiptPolicy, ReceiptStep, ReceivedMessage } from "./messaging.ts"
+import type { MediaKind } from "./media.ts"
+import type {
+  Encryption,
+  MediaDelivery,
+  ReceiptPolicy,
+  ReceiptStep,
+  ReceivedMessage,
+  RetryRequest
+} from "./messaging.ts"
 import type { Simulator } from "./server.ts"
 
 /** A request the control API refuses, with the status it answers. */
@@ -15,7 +23,7 @@ class ControlError extends Error {
   }
 }
 
-// Room for an image or document delivered as base64.
+// Room for a file delivered as base64.
 const MAX_BODY_BYTES = 16 * 1024 * 1024
 
 const readJson = async (request: IncomingMessage): Promise<Record<string, unknown>> => {
@@ -94,11 +102,13 @@ const readPolicy = (body: Record<string, unknown>): ReceiptPolicy => {
   const ack = readStep(body, "ack")
   const delivered = readStep(body, "delivered")
   const read = readStep(body, "read")
+  const played = readStep(body, "played")
   return {
     ...(ack ? { ack } : {}),
     ...(ackError ? { ackError } : {}),
     ...(delivered ? { delivered } : {}),
-    ...(read ? { read } : {})
+    ...(read ? { read } : {}),
+    ...(played ? { played } : {})
   }
 }
 
@@ -114,25 +124,44 @@ const readMessage = (value: unknown): proto.Message => {
   }
 }
 
-/** `{"kind":"image"|"document","base64":...,"mimetype":...,"file_name"?,"caption"?}`. */
+const MEDIA_KINDS: ReadonlyArray<MediaKind> = ["image", "video", "audio", "document", "sticker"]
+
+/** `{"kind":"image"|"video"|"audio"|"document"|"sticker","base64":...,"mimetype":...,"file_name"?,"caption"?,"ptt"?}`. */
 const readMedia = (value: unknown): MediaDelivery => {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new ControlError(400, "media must be an object")
   }
   const media = value as Record<string, unknown>
-  const kind = media.kind
-  if (kind !== "image" && kind !== "document")
-    throw new ControlError(400, "media.kind must be image or document")
+  const kind = MEDIA_KINDS.find((each) => each === media.kind)
+  if (!kind) throw new ControlError(400, `media.kind must be one of ${MEDIA_KINDS.join(", ")}`)
   const optional = (name: string) => (media[name] === undefined ? undefined : stringField(media, name))
   const fileName = optional("file_name")
   const caption = optional("caption")
+  if (media.ptt !== undefined && typeof media.ptt !== "boolean")
+    throw new ControlError(400, "ptt must be a boolean")
   return {
     kind,
     bytes: Buffer.from(stringField(media, "base64"), "base64"),
     mimetype: stringField(media, "mimetype"),
     ...(fileName === undefined ? {} : { fileName }),
-    ...(caption === undefined ? {} : { caption })
+    ...(caption === undefined ? {} : { caption }),
+    ...(media.ptt === undefined ? {} : { ptt: media.ptt })
   }
+}
+
+/** `"signal"` (the default) or `"plaintext"`. */
+const readEncryption = (value: unknown): Encryption => {
+  if (value === undefined || value === "signal") return "signal"
+  if (value === "plaintext") return "plaintext"
+  throw new ControlError(400, `encryption must be "signal" or "plaintext"`)
+}
+
+/** A positive integer, 1 when absent. */
+const countField = (body: Record<string, unknown>, name: string): number => {
+  if (body[name] === undefined) return 1
+  const value = codeField(body, name)
+  if (value < 1) throw new ControlError(400, `${name} must be at least 1`)
+  return value
 }
 
 const receivedJson = (each: ReceivedMessage) => ({
@@ -141,7 +170,16 @@ const receivedJson = (each: ReceivedMessage) => ({
   from_device: each.fromDevice,
   timestamp: each.timestamp,
   text: each.message.conversation ?? each.message.extendedTextMessage?.text ?? null,
-  message: each.message.toJSON()
+  message: each.message.toJSON(),
+  resend: each.resend
+})
+
+const retryRequestJson = (request: RetryRequest) => ({
+  id: request.id,
+  to: request.to,
+  count: request.count,
+  acked: request.acked,
+  answered: request.answered
 })
 
 const closureJson = (closure: Closure | undefined) => {
@@ -216,11 +254,32 @@ const asControlError = (error: unknown) =>
  * - `POST /inject {phone_number, fault}`, `POST /login-fault {fault | null}`, `POST /stall
  *   {phone_number, stalled}`: faults (`{"kind":"stream-error","code":440}`, `{"kind":"failure",
  *   "reason":405}`, `{"kind":"drop"}`).
- * - `POST /receipts {phone_number, ack?, ack_error?, delivered?, read?}`, `POST /deliver {to, from,
- *   id?, message | media}`, `GET /accounts/{phone}/received`, `GET /accounts/{phone}/received/{id}/media`,
- *   `GET /accounts/{phone}/receipts`, `GET /media`: messages and receipts.
- * - `GET /accounts/{phone}/pending`: messages delivered to the account's linked devices and not
- *   acknowledged yet (delivered again at the device's next login): `[{id, device_jid}]`.
+ * - `POST /receipts {phone_number, ack?, ack_error?, delivered?, read?, played?}`: how messages to
+ *   that number fare, each step `"normal"`, `"drop"` or `{"delay_ms": n}` (read timed from the
+ *   delivery, played from the read; played only for a voice note).
+ * - `POST /deliver {to, from, id?, message | media, encryption?, copies?}`: the phone of `from` sends
+ *   to every linked device of `to`; `message` is a proto.Message as JSON (any kind, e.g.
+ *   `{"pollCreationMessage": ...}`), `media` is `{kind: image|video|audio|document|sticker, base64,
+ *   mimetype, file_name?, caption?, ptt?}` (encrypted, hosted, sent as the kind's message;
+ *   `ptt: true` makes an audio a voice note). `encryption` is `"signal"` (the default: `<enc>`
+ *   pkmsg/msg per device) or `"plaintext"`. `copies` (default 1) sends it that many times, each copy
+ *   once the device acknowledged the previous one, or at its next login (a plaintext copy is the
+ *   same stanza; an encrypted one the same message encrypted anew); posting the same `id` again
+ *   also delivers a duplicate. What a device does not acknowledge is delivered again at its next
+ *   login. Answers `{id, devices, queued}` once sent: open connections it went to, whether some
+ *   device was offline; 409 when `to` has no linked device.
+ * - `POST /retry-receipt {phone_number, id, count?}`: the phone of `phone_number` asks the linked
+ *   device that sent it message `id` to send it again (`<receipt type="retry">`, with its keys when
+ *   `count` > 1); answers `{id, to, count, acked, answered}` (409 when no such message was received).
+ *   `GET /accounts/{phone}/retry-receipts` lists them: `acked` once the device handled it (what it
+ *   sent again, if anything, is decrypted by then), `answered` once a copy arrived after it.
+ * - `GET /accounts/{phone}/received`: `[{id, from, from_device, timestamp, text, message, resend}]`,
+ *   each copy the phone decrypted (a message sent again is listed again; `resend` when it answered
+ *   a retry receipt). `GET /accounts/{phone}/received/{id}/media`: `{base64}`, the file of any media
+ *   kind in that message, decrypted. `GET /accounts/{phone}/receipts`: what its devices sent.
+ *   `GET /media`: `{host, certificate}`.
+ * - `GET /accounts/{phone}/pending`: `<message>` stanzas delivered to the account's linked devices
+ *   and not acknowledged yet (delivered again at the device's next login): `[{id, device_jid}]`.
  * - `GET /accounts/{phone}/history`, `GET /history` (every account): `{now, connections: [{connection_id,
  *   phone_number, device_id, jid, logged_in_at, ended_at, closed_at, closure, ws_close_code, sent,
  *   stanzas}]}` in login order, one per connection that got `<success>`; `closed_at` null while open;
@@ -262,7 +321,7 @@ const route = async (simulator: Simulator, request: IncomingMessage): Promise<un
   const receivedMedia = /^\/accounts\/(?:\+|%2B)?(\d+)\/received\/([^/]+)\/media$/.exec(path)
   if (request.method === "GET" && receivedMedia) {
     const bytes = simulator.receivedMedia(receivedMedia[1]!, decodeURIComponent(receivedMedia[2]!))
-    if (!bytes) throw new ControlError(404, "no image or document received with that id")
+    if (!bytes) throw new ControlError(404, "no media received with that id")
     return { base64: bytes.toString("base64") }
   }
   if (request.method === "GET" && path === "/media") {
@@ -274,6 +333,8 @@ const route = async (simulator: Simulator, request: IncomingMessage): Promise<un
   if (request.method === "GET" && pending) {
     return simulator.pending(pending[1]!).map((each) => ({ id: each.id, device_jid: each.deviceJid }))
   }
+  const retries = /^\/accounts\/(?:\+|%2B)?(\d+)\/retry-receipts$/.exec(path)
+  if (request.method === "GET" && retries) return simulator.retryRequests(retries[1]!).map(retryRequestJson)
   if (request.method !== "POST") throw new ControlError(404, "not found")
   const body = await readJson(request)
   switch (path) {
@@ -314,7 +375,22 @@ const route = async (simulator: Simulator, request: IncomingMessage): Promise<un
       const id = body.id === undefined ? undefined : stringField(body, "id")
       const content =
         body.media === undefined ? { message: readMessage(body.message) } : { media: readMedia(body.media) }
-      return simulator.deliver(to, { from, ...content, ...(id ? { id } : {}) })
+      const delivery = {
+        from,
+        ...content,
+        ...(id ? { id } : {}),
+        encryption: readEncryption(body.encryption),
+        copies: countField(body, "copies")
+      }
+      return simulator.deliver(to, delivery).catch((error: unknown) => Promise.reject(asControlError(error)))
+    }
+    case "/retry-receipt": {
+      const request = simulator.sendRetryReceipt(
+        phoneField(body),
+        stringField(body, "id"),
+        countField(body, "count")
+      )
+      return retryRequestJson(request)
     }
     default:
       throw new ControlError(404, "not found")

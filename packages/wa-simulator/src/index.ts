@@ -18,12 +18,14 @@ export { readQr } from "./phone.ts"
 export { startControlServer } from "./control.ts"
 export type { ControlServer } from "./control.ts"
 export type { MediaKind } from "./media.ts"
-export type { PendingMessage } from "./redelivery.ts"
 export type {
   Delivery,
+  DeliveryResult,
+  Encryption,
   MediaDelivery,
   ReceiptPolicy,
   ReceiptStep,
   ReceivedMessage,
+  RetryRequest,
   SentReceipt
 } from "./messaging.ts"

@@ -16,12 +16,16 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { iqResult } from "./iq.ts"
 
-/** The media kinds the simulator encrypts and decrypts, with the HKDF info WhatsApp derives their keys with. */
-export type MediaKind = "image" | "document"
+/** The media kinds the simulator encrypts and decrypts (a voice note is audio, a sticker has an image's keys). */
+export type MediaKind = "image" | "video" | "audio" | "document" | "sticker"
 
+/** The HKDF info WhatsApp derives each kind's keys with (Baileys' MEDIA_HKDF_KEY_MAPPING). */
 const HKDF_INFO: Record<MediaKind, string> = {
   image: "WhatsApp Image Keys",
-  document: "WhatsApp Document Keys"
+  video: "WhatsApp Video Keys",
+  audio: "WhatsApp Audio Keys",
+  document: "WhatsApp Document Keys",
+  sticker: "WhatsApp Image Keys"
 }
 
 /** The keys a 32-byte media key expands to (HKDF-SHA256, 112 bytes, no salt). */
@@ -111,6 +115,7 @@ export const startMediaHost = async (host: string) => {
   const { key, cert } = makeCertificate()
   const auth = randomBytes(24).toString("base64url")
   const files = new Map<string, Buffer>()
+  const uploads: Array<{ readonly path: string; readonly directPath: string }> = []
 
   /** Stores an encrypted file under a fresh direct path and returns it. */
   const store = (encrypted: Buffer) => {
@@ -131,6 +136,7 @@ export const startMediaHost = async (host: string) => {
       request.on("data", (chunk: Buffer) => chunks.push(chunk))
       request.on("end", () => {
         const directPath = store(Buffer.concat(chunks))
+        uploads.push({ path: url.pathname, directPath })
         answer(200, { url: `https://${hostname}${directPath}`, direct_path: directPath })
       })
       return
@@ -152,6 +158,8 @@ export const startMediaHost = async (host: string) => {
     /** The host's self-signed certificate (PEM): trust it with NODE_EXTRA_CA_CERTS or an https agent's `ca`. */
     certificate: cert,
     store,
+    /** What linked devices uploaded, in order: the path they posted to (`/mms/<kind>/<hash>`) and where it is kept. */
+    uploads: (): ReadonlyArray<{ readonly path: string; readonly directPath: string }> => uploads,
     /** An uploaded or stored file by its direct path (or its full URL on this host). */
     file: (directPathOrUrl: string): Buffer | undefined =>
       files.get(directPathOrUrl.startsWith("https://") ? new URL(directPathOrUrl).pathname : directPathOrUrl),

@@ -3,15 +3,17 @@ import {
   getBinaryNodeChildren,
   jidDecode,
   KEY_BUNDLE_TYPE,
-  proto,
-  type BinaryNode
+  normalizeMessageContent,
+  type BinaryNode,
+  type proto
 } from "@whiskeysockets/baileys"
-import { randomBytes } from "node:crypto"
-import { lidJid, pnJid, type Account, type Accounts } from "./accounts.ts"
+import { issueDeviceBundle, lidJid, pnJid, type Account, type Accounts } from "./accounts.ts"
 import type { Connection } from "./connection.ts"
+import { makeInbound, type Delivery, type DeliveryResult } from "./inbound.ts"
 import { iqResult } from "./iq.ts"
 import type { SimulatorLogger } from "./logger.ts"
-import { decryptMedia, encryptMedia, type MediaHost, type MediaKind } from "./media.ts"
+import { makeMailbox } from "./mailbox.ts"
+import { decryptMedia, type MediaHost, type MediaKind } from "./media.ts"
 import { decryptForPhone, issueBundle, type Bundle } from "./phone-keys.ts"
 
 /** What the network does with one step after a message reaches the server: as usual, never, or later. */
@@ -19,13 +21,15 @@ export type ReceiptStep = "normal" | "drop" | { readonly delayMs: number }
 
 /**
  * How messages to a phone number fare: the server's ack (or an error ack with that code, e.g. 479),
- * the recipient's delivery receipt, then its read receipt (timed from the delivery).
+ * the recipient's delivery receipt, then its read receipt (timed from the delivery), then, for a
+ * voice note, its played receipt (timed from the read).
  */
 export interface ReceiptPolicy {
   readonly ack?: ReceiptStep
   readonly ackError?: number
   readonly delivered?: ReceiptStep
   readonly read?: ReceiptStep
+  readonly played?: ReceiptStep
 }
 
 /** A message a phone number received from a linked device, decrypted by the simulated phone. */
@@ -36,11 +40,13 @@ export interface ReceivedMessage {
   readonly fromDevice: number
   readonly timestamp: number
   readonly message: proto.Message
+  /** This copy answered a retry receipt the phone sent for its id (see `sendRetryReceipt`). */
+  readonly resend: boolean
 }
 
 /**
  * A receipt a linked device sent for a message it received: `delivery` (or `inactive` when the
- * device is not marked online), `read`, `read-self`, `played`...
+ * device is not marked online), `read`, `read-self`, `played`, `retry`...
  */
 export interface SentReceipt {
   readonly id: string
@@ -50,25 +56,19 @@ export interface SentReceipt {
   readonly timestamp: number
 }
 
-/** A file a simulated phone sends: encrypted and hosted by the simulator's media host. */
-export interface MediaDelivery {
-  readonly kind: MediaKind
-  readonly bytes: Uint8Array
-  readonly mimetype: string
-  readonly fileName?: string
-  readonly caption?: string
+/** A `<receipt type="retry">` a simulated phone sent to the linked device a message came from. */
+export interface RetryRequest {
+  readonly id: string
+  /** The device jid it went to. */
+  readonly to: string
+  readonly count: number
+  /** The device acknowledged it: Baileys has handled it (and sent the message again, if it did, before). */
+  acked: boolean
+  /** A copy of the message arrived after it and the phone decrypted it. */
+  answered: boolean
 }
 
-/**
- * An inbound message the simulated phone of `from` sends to a phone number's linked devices:
- * `message` as it is, or `media`, encrypted and hosted, as an imageMessage or documentMessage.
- */
-export interface Delivery {
-  readonly from: string
-  readonly message?: proto.IMessage
-  readonly media?: MediaDelivery
-  readonly id?: string
-}
+export type { Delivery, DeliveryResult, Encryption, MediaDelivery } from "./inbound.ts"
 
 const bigEndian = (value: number, bytes: number) => {
   const buffer = Buffer.alloc(bytes)
@@ -76,58 +76,58 @@ const bigEndian = (value: number, bytes: number) => {
   return buffer
 }
 
+/** A bundle's keys as `<user>` (key query) and `<keys>` (retry receipt) carry them: 32-byte keys, no type byte. */
+const bundleKeys = (bundle: Bundle): BinaryNode[] => [
+  { tag: "type", attrs: {}, content: Buffer.from(KEY_BUNDLE_TYPE) },
+  { tag: "identity", attrs: {}, content: Buffer.from(bundle.identityKey) },
+  ...(bundle.preKey
+    ? [
+        {
+          tag: "key",
+          attrs: {},
+          content: [
+            { tag: "id", attrs: {}, content: bigEndian(bundle.preKey.id, 3) },
+            { tag: "value", attrs: {}, content: Buffer.from(bundle.preKey.publicKey) }
+          ]
+        }
+      ]
+    : []),
+  {
+    tag: "skey",
+    attrs: {},
+    content: [
+      { tag: "id", attrs: {}, content: bigEndian(bundle.signedPreKey.id, 3) },
+      { tag: "value", attrs: {}, content: Buffer.from(bundle.signedPreKey.publicKey) },
+      { tag: "signature", attrs: {}, content: Buffer.from(bundle.signedPreKey.signature) }
+    ]
+  }
+]
+
 const bundleNode = (jid: string, bundle: Bundle): BinaryNode => ({
   tag: "user",
   attrs: { jid },
   content: [
     { tag: "registration", attrs: {}, content: bigEndian(bundle.registrationId, 4) },
-    { tag: "type", attrs: {}, content: Buffer.from(KEY_BUNDLE_TYPE) },
-    { tag: "identity", attrs: {}, content: Buffer.from(bundle.identityKey) },
-    {
-      tag: "skey",
-      attrs: {},
-      content: [
-        { tag: "id", attrs: {}, content: bigEndian(bundle.signedPreKey.id, 3) },
-        { tag: "value", attrs: {}, content: Buffer.from(bundle.signedPreKey.publicKey) },
-        { tag: "signature", attrs: {}, content: Buffer.from(bundle.signedPreKey.signature) }
-      ]
-    },
-    ...(bundle.preKey
-      ? [
-          {
-            tag: "key",
-            attrs: {},
-            content: [
-              { tag: "id", attrs: {}, content: bigEndian(bundle.preKey.id, 3) },
-              { tag: "value", attrs: {}, content: Buffer.from(bundle.preKey.publicKey) }
-            ]
-          }
-        ]
-      : [])
+    ...bundleKeys(bundle)
   ]
 })
 
-/** The wire type attribute Baileys gives a message of this content. */
-const stanzaType = (message: proto.IMessage) => {
-  if (message.reactionMessage) return "reaction"
-  if (
-    message.imageMessage ||
-    message.videoMessage ||
-    message.audioMessage ||
-    message.documentMessage ||
-    message.stickerMessage
-  ) {
-    return "media"
-  }
-  return "text"
-}
+/** The media a message carries, with the kind its keys are derived for. */
+const MEDIA_FIELDS = [
+  ["imageMessage", "image"],
+  ["videoMessage", "video"],
+  ["audioMessage", "audio"],
+  ["documentMessage", "document"],
+  ["stickerMessage", "sticker"]
+] as const satisfies ReadonlyArray<readonly [keyof proto.IMessage, MediaKind]>
 
 const now = () => Math.floor(Date.now() / 1000)
 
 /**
  * Messages between linked devices and simulated phones: the device lists (usync) and pre-key
  * bundles a sender needs, the server's ack and the recipient's receipts for what it sends, the
- * recipient phone's decryption of it, and inbound messages from simulated phones.
+ * recipient phone's decryption of it and its retry receipts, and inbound messages from simulated
+ * phones (see inbound.ts), held with relayed copies until the device acknowledges them.
  */
 export const makeMessaging = (
   accounts: Accounts,
@@ -138,14 +138,17 @@ export const makeMessaging = (
   const policies = new Map<string, ReceiptPolicy>()
   const received = new Map<string, ReceivedMessage[]>()
   const receipts = new Map<string, SentReceipt[]>()
-  /**
-   * What waits for a login, by phone number (inbound messages, for the next device of it that logs
-   * in) or by device jid (copies relayed to that device).
-   */
-  const offline = new Map<string, BinaryNode[]>()
+  const retryRequests = new Map<string, RetryRequest[]>()
   const timers = new Set<ReturnType<typeof setTimeout>>()
-  // The phone decrypts in arrival order: a Signal chain cannot skip ahead and come back cheaply.
-  let decrypting: Promise<void> = Promise.resolve()
+  const mailbox = makeMailbox(connectionsOf)
+  // The phones' Signal work runs in arrival order: a chain cannot skip ahead and come back cheaply.
+  let phoneQueue: Promise<unknown> = Promise.resolve()
+  const phoneWork = <A>(job: () => Promise<A>): Promise<A> => {
+    const result = phoneQueue.then(job)
+    phoneQueue = result.catch(() => {})
+    return result
+  }
+  const inbound = makeInbound({ accounts, mailbox, logger, media, phoneWork })
 
   /** A phone number, or an account's LID user, from a jid of either kind. */
   const accountOf = (jid: string | undefined, create: boolean): Account | undefined => {
@@ -220,15 +223,7 @@ export const makeMessaging = (
         content: [{ tag: "error", attrs: { code: "404", text: "not-found" } }]
       }
     }
-    const preKeyId = device.preKeys.keys().next().value
-    const preKey = preKeyId === undefined ? undefined : device.preKeys.get(preKeyId)
-    if (preKeyId !== undefined) device.preKeys.delete(preKeyId)
-    return bundleNode(jid, {
-      registrationId: device.registrationId,
-      identityKey: device.identityKey,
-      signedPreKey: device.signedPreKey,
-      preKey: preKeyId !== undefined && preKey ? { id: preKeyId, publicKey: preKey } : undefined
-    })
+    return bundleNode(jid, issueDeviceBundle(device))
   }
 
   /** The iqs a sender makes before encrypting: usync (devices, lid) and the pre-key bundle query. */
@@ -248,13 +243,17 @@ export const makeMessaging = (
     return undefined
   }
 
-  /** Every copy addressed to a simulated phone (device 0) is decrypted, so the Signal chains stay in step. */
+  /**
+   * Every copy addressed to a simulated phone (device 0) is decrypted, so the Signal chains stay in
+   * step; the recipient's is recorded, as an answer to its retry receipt when it asked for one.
+   */
   const decryptCopies = async (
     sender: { user: string; device: number },
     node: BinaryNode,
     recipient: Account
   ) => {
     const copies = getBinaryNodeChildren(getBinaryNodeChild(node, "participants"), "to")
+    const id = node.attrs.id ?? ""
     for (const copy of copies) {
       const target = jidDecode(copy.attrs.jid ?? "")
       const account = accountOf(copy.attrs.jid, false)
@@ -263,18 +262,23 @@ export const makeMessaging = (
       try {
         const message = await decryptForPhone(account.phoneKeys, sender, enc.attrs.type ?? "", enc.content)
         if (account !== recipient) continue
+        const asked = (retryRequests.get(account.phoneNumber) ?? []).find(
+          (request) => request.id === id && !request.answered
+        )
+        if (asked) asked.answered = true
         const list = received.get(account.phoneNumber) ?? []
         list.push({
-          id: node.attrs.id ?? "",
+          id,
           from: sender.user,
           fromDevice: sender.device,
           timestamp: now(),
-          message
+          message,
+          resend: !!asked
         })
         received.set(account.phoneNumber, list)
       } catch (error) {
         logger.warn(
-          { id: node.attrs.id, to: copy.attrs.jid, error: String(error) },
+          { id, to: copy.attrs.jid, error: String(error) },
           "the simulated phone could not decrypt a message"
         )
       }
@@ -283,8 +287,8 @@ export const makeMessaging = (
 
   /**
    * The copies encrypted to linked devices (of the recipient, or the sender's other devices) go to
-   * those devices as they are: the server relays ciphertext it cannot read. A device offline gets
-   * them at its next login.
+   * those devices as they are: the server relays ciphertext it cannot read, and holds it until the
+   * device acknowledges it.
    */
   const forwardCopies = (sender: { user: string; device: number }, node: BinaryNode) => {
     const copies = getBinaryNodeChildren(getBinaryNodeChild(node, "participants"), "to")
@@ -296,7 +300,7 @@ export const makeMessaging = (
       const deviceId = target?.device ?? 0
       if (!account || deviceId === 0 || !enc || !account.devices.has(deviceId)) continue
       const ownDevice = account.phoneNumber === sender.user
-      const stanza: BinaryNode = {
+      mailbox.post(account.phoneNumber, deviceId, {
         tag: "message",
         attrs: {
           from: pnJid(sender.user, sender.device),
@@ -307,13 +311,15 @@ export const makeMessaging = (
           notify: accounts.get(sender.user)?.pushName ?? sender.user
         },
         content: [enc, ...(identity ? [identity] : [])]
-      }
-      const deviceJid = pnJid(account.phoneNumber, deviceId)
-      const online = connectionsOf(account.phoneNumber).filter((connection) => connection.jid === deviceJid)
-      for (const connection of online) connection.send(stanza)
-      if (online.length === 0) offline.set(deviceJid, [...(offline.get(deviceJid) ?? []), stanza])
+      })
     }
   }
+
+  /** A voice note: Baileys marks the `<enc>` of an audio recorded as one `mediatype="ptt"`. */
+  const isVoiceNote = (node: BinaryNode) =>
+    getBinaryNodeChildren(getBinaryNodeChild(node, "participants"), "to").some(
+      (copy) => getBinaryNodeChild(copy, "enc")?.attrs.mediatype === "ptt"
+    )
 
   /** A `<message>` from a linked device: ack it, let the recipient's phone decrypt it, then its receipts. */
   const onMessage = (connection: Connection, senderPhone: string, senderDevice: number, node: BinaryNode) => {
@@ -335,25 +341,32 @@ export const makeMessaging = (
       })
     })
     if (policy.ackError || !recipient) return
-    forwardCopies({ user: senderPhone, device: senderDevice }, node)
-    decrypting = decrypting.then(() =>
-      decryptCopies({ user: senderPhone, device: senderDevice }, node, recipient)
-    )
-    const receipt = (type: "delivery" | "read") => {
+    const sender = { user: senderPhone, device: senderDevice }
+    forwardCopies(sender, node)
+    void phoneWork(() => decryptCopies(sender, node, recipient))
+    const receipt = (type: "delivery" | "read" | "played") => {
       for (const each of connectionsOf(senderPhone)) {
         each.send({
           tag: "receipt",
-          attrs: { from: to, id, t: String(now()), ...(type === "read" ? { type: "read" } : {}) }
+          attrs: { from: to, id, t: String(now()), ...(type === "delivery" ? {} : { type }) }
         })
       }
     }
+    const voiceNote = isVoiceNote(node)
     later(policy.delivered, () => {
       receipt("delivery")
-      later(policy.read, () => receipt("read"))
+      later(policy.read, () => {
+        receipt("read")
+        if (voiceNote) later(policy.played, () => receipt("played"))
+      })
     })
   }
 
-  /** A `<receipt>` from a linked device for messages it received: recorded per id, then acked. */
+  /**
+   * A `<receipt>` from a linked device for messages it received: recorded per id, then acked; it
+   * acknowledges the messages held for the device, and a retry receipt makes the phone that sent
+   * the message send it again.
+   */
   const onReceipt = (connection: Connection, phoneNumber: string, node: BinaryNode) => {
     const type = node.attrs.type ?? "delivery"
     const items = getBinaryNodeChildren(getBinaryNodeChild(node, "list"), "item")
@@ -370,97 +383,109 @@ export const makeMessaging = (
         ...(node.attrs.type ? { type: node.attrs.type } : {})
       }
     })
-  }
-
-  /** Sends a plaintext `<message>` from a simulated phone to every open device of `toPhoneNumber`. */
-  const deliver = (toPhoneNumber: string, delivery: Delivery) => {
-    const id = delivery.id ?? `3EB0${randomBytes(8).toString("hex").toUpperCase()}`
-    const sender = accounts.getOrCreate(delivery.from, delivery.from)
-    const message = delivery.media ? mediaMessage(delivery.media) : delivery.message
-    if (!message) throw new Error("a delivery needs a message or media")
-    const stanza: BinaryNode = {
-      tag: "message",
-      attrs: {
-        from: pnJid(delivery.from),
-        id,
-        type: stanzaType(message),
-        t: String(now()),
-        notify: sender.pushName
-      },
-      content: [{ tag: "plaintext", attrs: {}, content: proto.Message.encode(message).finish() }]
-    }
-    const connections = connectionsOf(toPhoneNumber)
-    for (const connection of connections) connection.send(stanza)
-    if (connections.length === 0) {
-      offline.set(toPhoneNumber, [...(offline.get(toPhoneNumber) ?? []), stanza])
-    }
-    return { id, devices: connections.length, queued: connections.length === 0 }
-  }
-
-  /** Encrypts a file as a phone would, stores it on the media host and describes it as a message. */
-  const mediaMessage = (file: MediaDelivery): proto.IMessage => {
-    if (!media) throw new Error("the simulator has no media host")
-    const encrypted = encryptMedia(file.bytes, file.kind)
-    const directPath = media.store(encrypted.encrypted)
-    const content = {
-      url: `https://${media.hostname}${directPath}`,
-      directPath,
-      mediaKey: encrypted.mediaKey,
-      mediaKeyTimestamp: now(),
-      mimetype: file.mimetype,
-      fileSha256: encrypted.fileSha256,
-      fileEncSha256: encrypted.fileEncSha256,
-      fileLength: file.bytes.length,
-      ...(file.caption === undefined ? {} : { caption: file.caption })
-    }
-    return file.kind === "image"
-      ? { imageMessage: content }
-      : {
-          documentMessage: { ...content, ...(file.fileName === undefined ? {} : { fileName: file.fileName }) }
-        }
+    const deviceJid = connection.jid ?? ""
+    for (const id of ids) mailbox.acknowledged(deviceJid, "message", id)
+    const deviceId = jidDecode(deviceJid)?.device
+    if (type === "retry" && deviceId) inbound.onRetryReceipt({ phoneNumber, deviceId }, node)
   }
 
   /**
-   * The plaintext of an image or document a phone number received, downloaded from the media host
-   * and decrypted with the media key the message carried; undefined when there is none.
+   * An `<ack>` from a linked device: for a message it could not take (a nack), or for a receipt a
+   * phone sent it; either acknowledges what was held for it. The ack of a phone's retry receipt
+   * marks it acked once the phone decrypted what arrived before (what Baileys sent again first).
+   */
+  const onAck = (connection: Connection, node: BinaryNode) => {
+    const id = node.attrs.id ?? ""
+    const tag = node.attrs.class ?? ""
+    mailbox.acknowledged(connection.jid ?? "", tag, id, node.attrs.type)
+    const phone = accountOf(node.attrs.to, false)
+    if (tag !== "receipt" || node.attrs.type !== "retry" || !phone) return
+    const request = (retryRequests.get(phone.phoneNumber) ?? []).find(
+      (each) => each.id === id && each.to === connection.jid && !each.acked
+    )
+    if (request) {
+      void phoneWork(async () => {
+        request.acked = true
+      })
+    }
+  }
+
+  /**
+   * The simulated phone of `phoneNumber` could not decrypt message `id` it received from a linked
+   * device and sends a `<receipt type="retry">` to that device (held until the device acks it), as
+   * Baileys' sendRetryRequest shapes one: `<retry count id t v>`, the phone's `<registration>`, and
+   * from the second retry its `<keys>` (a fresh pre-key bundle) to open a new session with.
+   */
+  const sendRetryReceipt = (phoneNumber: string, id: string, count = 1): RetryRequest => {
+    const account = accounts.get(phoneNumber)
+    const original = received.get(phoneNumber)?.findLast((each) => each.id === id)
+    if (!account || !original)
+      throw new Error(`${phoneNumber} received no message ${id} from a linked device`)
+    if (!Number.isInteger(count) || count < 1) throw new Error("count must be at least 1")
+    const stanza: BinaryNode = {
+      tag: "receipt",
+      attrs: { from: pnJid(phoneNumber), id, type: "retry", t: String(now()) },
+      content: [
+        { tag: "retry", attrs: { count: String(count), id, t: String(original.timestamp), v: "1" } },
+        { tag: "registration", attrs: {}, content: bigEndian(account.phoneKeys.registrationId, 4) },
+        ...(count > 1
+          ? [{ tag: "keys", attrs: {}, content: bundleKeys(issueBundle(account.phoneKeys)) }]
+          : [])
+      ]
+    }
+    const request: RetryRequest = {
+      id,
+      to: pnJid(original.from, original.fromDevice),
+      count,
+      acked: false,
+      answered: false
+    }
+    retryRequests.set(phoneNumber, [...(retryRequests.get(phoneNumber) ?? []), request])
+    mailbox.post(original.from, original.fromDevice, stanza)
+    return request
+  }
+
+  /**
+   * The plaintext of the file a phone number received in message `id` (its latest copy), downloaded
+   * from the media host and decrypted with the message's media key; undefined when there is none.
    */
   const receivedMedia = (phoneNumber: string, id: string): Buffer | undefined => {
-    const message = received.get(phoneNumber)?.find((each) => each.id === id)?.message
-    const content = message?.imageMessage ?? message?.documentMessage
-    const kind: MediaKind = message?.imageMessage ? "image" : "document"
-    const location = content?.directPath ?? content?.url
-    const file = location ? media?.file(location) : undefined
-    if (!content?.mediaKey || !file) return undefined
-    return decryptMedia(file, content.mediaKey, kind)
-  }
-
-  /**
-   * What arrived while a device was offline (messages for its phone number, copies for the device),
-   * marked `offline` (Baileys upserts those as `append`).
-   */
-  const takeOffline = (phoneNumber: string, deviceId: number): BinaryNode[] => {
-    const held = [...(offline.get(phoneNumber) ?? []), ...(offline.get(pnJid(phoneNumber, deviceId)) ?? [])]
-    offline.delete(phoneNumber)
-    offline.delete(pnJid(phoneNumber, deviceId))
-    return held.map((stanza) => ({ ...stanza, attrs: { ...stanza.attrs, offline: "1" } }))
+    const message = normalizeMessageContent(
+      received.get(phoneNumber)?.findLast((each) => each.id === id)?.message
+    )
+    for (const [field, kind] of MEDIA_FIELDS) {
+      const content = message?.[field]
+      const location = content?.directPath ?? content?.url
+      const file = location ? media?.file(location) : undefined
+      if (content?.mediaKey && file) return decryptMedia(file, content.mediaKey, kind)
+    }
+    return undefined
   }
 
   return {
     answerIq,
     onMessage,
     onReceipt,
-    deliver,
-    takeOffline,
+    onAck,
+    deliver: (toPhoneNumber: string, delivery: Delivery): Promise<DeliveryResult> =>
+      inbound.deliver(toPhoneNumber, delivery),
+    sendRetryReceipt,
+    /** What a device gets when it logs in: what is held for it (see mailbox.ts), marked offline. */
+    takeOffline: mailbox.atLogin,
+    /** `<message>` stanzas a device has not acknowledged yet: delivered again at its next login. */
+    pending: mailbox.pending,
     /** Receipts the linked devices of a phone number sent for messages they received, in order. */
     receiptsFrom: (phoneNumber: string): ReadonlyArray<SentReceipt> => receipts.get(phoneNumber) ?? [],
     received: (phoneNumber: string): ReadonlyArray<ReceivedMessage> => received.get(phoneNumber) ?? [],
+    /** Retry receipts a phone number's phone sent, in order. */
+    retryRequests: (phoneNumber: string): ReadonlyArray<RetryRequest> => retryRequests.get(phoneNumber) ?? [],
     receivedMedia,
     setPolicy: (phoneNumber: string, policy: ReceiptPolicy | undefined) => {
       if (policy) policies.set(phoneNumber, policy)
       else policies.delete(phoneNumber)
     },
-    /** Waits for the phones to finish decrypting what has arrived so far. */
-    settled: () => decrypting,
+    /** Waits for the phones to finish the Signal work asked of them so far. */
+    settled: (): Promise<void> => phoneQueue.then(() => undefined),
     close: () => {
       for (const timer of timers) clearTimeout(timer)
       timers.clear()

@@ -1,5 +1,6 @@
 import {
   Curve,
+  encodeWAMessage,
   KEY_BUNDLE_TYPE,
   proto,
   signedKeyPair,
@@ -7,7 +8,7 @@ import {
   type KeyPair
 } from "@whiskeysockets/baileys"
 import { randomInt } from "node:crypto"
-import { ProtocolAddress, SessionCipher, SessionRecord, type SignalStorage } from "libsignal"
+import { ProtocolAddress, SessionBuilder, SessionCipher, SessionRecord, type SignalStorage } from "libsignal"
 
 const ONE_TIME_PRE_KEYS = 50
 
@@ -114,4 +115,57 @@ export const decryptForPhone = async (
         : undefined
   if (!padded) throw new Error(`cannot decrypt an enc of type ${type}`)
   return proto.Message.decode(unpadRandomMax16(padded))
+}
+
+/** A device of another account, as libsignal names it: `15551234567.1`. */
+export interface DeviceAddress {
+  readonly user: string
+  readonly device: number
+}
+
+type OutgoingSession = Parameters<SessionBuilder["initOutgoing"]>[0]
+
+/**
+ * A bundle as libsignal opens a session with it (33-byte typed keys), e.g. Baileys'
+ * `extractE2ESessionFromRetryReceipt`; the one-time pre-key may be absent (libsignal's runtime allows it).
+ */
+export type SignalBundle = Omit<OutgoingSession, "preKey"> & {
+  readonly preKey?: OutgoingSession["preKey"] | undefined
+}
+
+export const signalBundle = (bundle: Bundle): SignalBundle => ({
+  registrationId: bundle.registrationId,
+  identityKey: withType(bundle.identityKey),
+  signedPreKey: {
+    keyId: bundle.signedPreKey.id,
+    publicKey: withType(bundle.signedPreKey.publicKey),
+    signature: Buffer.from(bundle.signedPreKey.signature)
+  },
+  ...(bundle.preKey
+    ? { preKey: { keyId: bundle.preKey.id, publicKey: withType(bundle.preKey.publicKey) } }
+    : {})
+})
+
+/** Whether the phone shares an open Signal session with that device. */
+export const hasSession = (keys: PhoneKeys, device: DeviceAddress): boolean => {
+  const stored = keys.sessions.get(new ProtocolAddress(device.user, device.device).toString())
+  return stored !== undefined && SessionRecord.deserialize(stored).haveOpenSession()
+}
+
+/**
+ * The phone encrypts a message to a linked device, as Baileys encrypts (padded protobuf): in the
+ * session they share, or in a new one opened from `bundle` (which replaces the open session, as a
+ * retry receipt's keys do). Signal's rule gives the type: `pkmsg` while the device has not yet
+ * answered in a session the phone opened, `msg` after, and at once in a session the device opened.
+ */
+export const encryptForDevice = async (
+  keys: PhoneKeys,
+  device: DeviceAddress,
+  message: proto.IMessage,
+  bundle?: SignalBundle
+): Promise<{ readonly type: "pkmsg" | "msg"; readonly ciphertext: Buffer }> => {
+  const address = new ProtocolAddress(device.user, device.device)
+  if (bundle) await new SessionBuilder(storageOf(keys), address).initOutgoing(bundle as OutgoingSession)
+  const { type, body } = await new SessionCipher(storageOf(keys), address).encrypt(encodeWAMessage(message))
+  return { type: type === 3 ? "pkmsg" : "msg", ciphertext: Buffer.from(body, "binary") }
 }

@@ -11,12 +11,13 @@ import { makePairing, type LinkedDevice, type PairingCodeOptions, type ScanOptio
 import {
   makeMessaging,
   type Delivery,
+  type DeliveryResult,
   type ReceiptPolicy,
   type ReceivedMessage,
+  type RetryRequest,
   type SentReceipt
 } from "./messaging.ts"
 import { startMediaHost } from "./media.ts"
-import { makeRedelivery, type PendingMessage } from "./redelivery.ts"
 import { makeSessions } from "./session.ts"
 
 export interface SimulatorOptions {
@@ -65,17 +66,25 @@ export interface Simulator {
   readonly held: (phoneNumber: string) => number
   /**
    * Messages linked devices sent to this phone number, as its simulated phone decrypted them
-   * (in arrival order; decryption runs just after the server's ack).
+   * (in arrival order; decryption runs just after the server's ack): a message sent again (same id)
+   * is listed again, with `resend: true` when it answered the phone's retry receipt.
    */
   readonly received: (phoneNumber: string) => ReadonlyArray<ReceivedMessage>
   /**
-   * The plaintext bytes of an image or document a linked device sent to this phone number (message
-   * `id`): the simulated phone downloads it from the media host and decrypts it with the message's
-   * media key. Undefined when that message has no such file; throws when it does not decrypt.
+   * The plaintext bytes of the file (image, video, audio, document or sticker) a linked device sent
+   * to this phone number in message `id`: the simulated phone downloads it from the media host and
+   * decrypts it with the message's media key. Undefined when that message has no such file; throws
+   * when it does not decrypt.
    */
   readonly receivedMedia: (phoneNumber: string, id: string) => Buffer | undefined
   /** The media host's `127.0.0.1:<port>`: linked devices learn it from the `media_conn` iq. */
   readonly mediaHost: string
+  /**
+   * What linked devices uploaded to the media host, in order: the path posted to (Baileys'
+   * `/mms/image`, `/mms/video`, `/mms/audio`, `/mms/document`, and `/mms/image` for a sticker, then
+   * the file's hash) and the direct path it is served from.
+   */
+  readonly mediaUploads: () => ReadonlyArray<{ readonly path: string; readonly directPath: string }>
   /**
    * The media host's self-signed certificate (PEM). A client trusts it through NODE_EXTRA_CA_CERTS,
    * `tls.setDefaultCACertificates`, or an https agent's `ca` (Baileys' `fetchAgent`, for uploads).
@@ -83,19 +92,34 @@ export interface Simulator {
   readonly mediaCertificate: string
   /**
    * How messages to this phone number fare: the server's ack (or an error ack), the delivery
-   * receipt and the read receipt, each normal, dropped or delayed; undefined restores the default.
+   * receipt, the read receipt and (for a voice note) the played receipt, each normal, dropped or
+   * delayed; undefined restores the default.
    */
   readonly setReceipts: (phoneNumber: string, policy: ReceiptPolicy | undefined) => void
   /**
-   * The simulated phone of `delivery.from` sends a message to `toPhoneNumber`: every open linked
-   * device of it receives a plaintext `<message>`; returns its id and how many devices got it.
-   * With none online it is queued (`queued: true`) for the next device that logs in, as an
-   * offline message (Baileys upserts those as `append`, not `notify`).
+   * The simulated phone of `delivery.from` sends a message to every linked device of
+   * `toPhoneNumber`: Signal-encrypted to each (`pkmsg` in a new session, opened with the device's
+   * uploaded pre-keys; `msg` once the device answered in it), or in `<plaintext>` when told.
+   * The server holds it for each device until the device acknowledges it (its receipt, or a nack):
+   * a device offline gets it at its next login, as do devices that never acknowledged it, marked
+   * offline (Baileys upserts those as `append`, not `notify`). `copies` sends it again, each copy
+   * once the previous one was acknowledged; delivering the same `id` again does the same. Resolves
+   * once it went out (or was held): its id, how many open connections got it, and whether some
+   * device was offline; rejects when the number has no linked device.
    */
-  readonly deliver: (
-    toPhoneNumber: string,
-    delivery: Delivery
-  ) => { id: string; devices: number; queued: boolean }
+  readonly deliver: (toPhoneNumber: string, delivery: Delivery) => Promise<DeliveryResult>
+  /**
+   * The simulated phone of `phoneNumber` asks the linked device that sent it message `id` to send
+   * it again: a `<receipt type="retry">` (with the phone's keys from `count` 2). Baileys looks the
+   * message up (its recent-message cache, else `getMessage`) and, if it finds it, sends it again
+   * (listed by `received` with `resend: true`); the request is `acked` once Baileys has handled it.
+   * Throws when the phone received no such message.
+   */
+  readonly sendRetryReceipt: (phoneNumber: string, id: string, count?: number) => RetryRequest
+  /** The retry receipts a phone number's simulated phone sent, in order (see `sendRetryReceipt`). */
+  readonly retryRequests: (phoneNumber: string) => ReadonlyArray<RetryRequest>
+  /** Resolves once the simulated phones have done the Signal work asked of them so far (decryption, encryption). */
+  readonly settled: () => Promise<void>
   /** Receipts a phone number's linked devices sent for messages they received (delivery, read...). */
   readonly receiptsFrom: (phoneNumber: string) => ReadonlyArray<SentReceipt>
   /**
@@ -103,7 +127,7 @@ export interface Simulator {
    * (by its receipt or a message ack): each is delivered again, marked offline, at that device's
    * next login, until it is acknowledged.
    */
-  readonly pending: (phoneNumber: string) => ReadonlyArray<PendingMessage>
+  readonly pending: (phoneNumber: string) => ReadonlyArray<{ readonly id: string; readonly deviceJid: string }>
   /**
    * The simulator's clock, the one every time in the connection history is on: ms since the epoch,
    * `performance.timeOrigin + performance.now()` (monotonic here, close to `Date.now()` elsewhere).
@@ -143,16 +167,7 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     media
   )
   const history = makeConnectionHistory()
-  const redelivery = makeRedelivery()
-  // a device that logs in gets what it left unacknowledged first, then what waited for it
-  const withRedelivery = {
-    ...messaging,
-    takeOffline: (phoneNumber: string, deviceId: number) => [
-      ...redelivery.pendingFor(pnJid(phoneNumber, deviceId)),
-      ...messaging.takeOffline(phoneNumber, deviceId)
-    ]
-  }
-  const sessions = makeSessions(accounts, logger, withRedelivery, history, {
+  const sessions = makeSessions(accounts, logger, messaging, history, {
     replaceConnections: options.replaceConnections ?? false
   })
 
@@ -176,10 +191,6 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
         },
         onReceived: (connection, node) => {
           history.received(connection.id, node)
-          if (connection.jid) redelivery.received(connection.jid, node)
-        },
-        onSent: (connection, node) => {
-          if (connection.jid) redelivery.sent(connection.jid, node)
         },
         onClose: (connection, { code, protocolError }) => {
           sessions.forget(connection)
@@ -213,11 +224,15 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     received: messaging.received,
     receivedMedia: messaging.receivedMedia,
     mediaHost: media.hostname,
+    mediaUploads: media.uploads,
     mediaCertificate: media.certificate,
     setReceipts: messaging.setPolicy,
     deliver: messaging.deliver,
+    sendRetryReceipt: messaging.sendRetryReceipt,
+    retryRequests: messaging.retryRequests,
+    settled: messaging.settled,
     receiptsFrom: messaging.receiptsFrom,
-    pending: (phoneNumber) => redelivery.pending((jid) => jidDecode(jid)?.user === phoneNumber),
+    pending: (phoneNumber) => messaging.pending((jid) => jidDecode(jid)?.user === phoneNumber),
     now: simulatorNow,
     connectionHistory: history.connections,
     overlaps: history.overlaps,

@@ -16,7 +16,7 @@ interface Session {
 export const makeSessions = (
   accounts: Accounts,
   logger: SimulatorLogger,
-  messaging: Pick<Messaging, "answerIq" | "onMessage" | "onReceipt" | "takeOffline">,
+  messaging: Pick<Messaging, "answerIq" | "onMessage" | "onReceipt" | "onAck" | "takeOffline">,
   history: Pick<ConnectionHistory, "loggedIn" | "ending">,
   options: { readonly replaceConnections: boolean }
 ) => {
@@ -122,6 +122,7 @@ export const makeSessions = (
       return messaging.onMessage(connection, session.phoneNumber, session.device.id, node)
     }
     if (session && node.tag === "receipt") return messaging.onReceipt(connection, session.phoneNumber, node)
+    if (session && node.tag === "ack") return messaging.onAck(connection, node)
     logger.debug({ connection: connection.id, tag: node.tag, node }, "unhandled stanza")
   }
 

@@ -1,5 +1,7 @@
 import makeWASocket, {
+  getBinaryNodeChild,
   initAuthCreds,
+  type BinaryNode,
   type AuthenticationCreds,
   type ConnectionState,
   type SignalDataSet,
@@ -129,4 +131,34 @@ export const pollUntil = async <A>(
 /** Checks until `check` holds; throws naming the condition (its source) when it never does. */
 export const eventually = async (check: () => boolean, pauseMs = 20): Promise<void> => {
   await pollUntil(check.toString(), check, (holds) => holds, { pauseMs })
+}
+
+/** One `<message>` stanza a socket received: its id, how its content came (`pkmsg`, `msg` or `plaintext`), the attributes that mark a copy. */
+export interface ReceivedStanza {
+  /** When it came off the wire, on the clock given to `recordMessageStanzas`. */
+  readonly at: number
+  readonly id: string
+  readonly payload: string
+  readonly offline: boolean
+  /** The retry count a message sent again in answer to a retry receipt carries on its `<enc>`. */
+  readonly count: string | undefined
+}
+
+/** Every `<message>` stanza the socket receives from now on, in order, as it came off the wire. */
+export const recordMessageStanzas = (
+  socket: ReturnType<typeof makeWASocket>,
+  now: () => number = Date.now
+): ReceivedStanza[] => {
+  const seen: ReceivedStanza[] = []
+  socket.ws.on("CB:message", (node: BinaryNode) => {
+    const enc = getBinaryNodeChild(node, "enc")
+    seen.push({
+      at: now(),
+      id: node.attrs.id ?? "",
+      payload: enc ? (enc.attrs.type ?? "") : getBinaryNodeChild(node, "plaintext") ? "plaintext" : "",
+      offline: node.attrs.offline !== undefined,
+      count: enc?.attrs.count
+    })
+  })
+  return seen
 }

@@ -119,7 +119,7 @@ describe("each account's connection history and the overlaps in it", () => {
     auth.creds.me = { ...auth.creds.me!, name: "Counted" }
     await client.socket.sendPresenceUpdate("available")
     await client.socket.sendPresenceUpdate("composing", CONTACT_JID)
-    const { id } = sim.deliver(PHONE, { from: CONTACT, message: { conversation: "read me" } })
+    const { id } = await sim.deliver(PHONE, { from: CONTACT, message: { conversation: "read me" } })
     await eventually(() => upserts.some((message) => message.key.id === id))
     await client.socket.readMessages([upserts.find((message) => message.key.id === id)!.key])
     await eventually(() => sim.receiptsFrom(PHONE).filter((receipt) => receipt.id === id).length === 2)

@@ -1,6 +1,6 @@
 import { proto, type WAMessage, type WAMessageUpdate } from "@whiskeysockets/baileys"
 import { describe, expect, it } from "vitest"
-import { eventually } from "./baileys-client.ts"
+import { eventually, recordMessageStanzas } from "./baileys-client.ts"
 import { useHarness } from "./harness.ts"
 
 const PHONE = "15550001111"
@@ -81,7 +81,7 @@ describe("messages between a linked device and other phone numbers", () => {
     const { sim, client } = await openDevice()
     const upserts: Array<{ type: string; messages: WAMessage[] }> = []
     client.socket.ev.on("messages.upsert", (upsert) => upserts.push(upsert))
-    const { id, devices } = sim.deliver(PHONE, { from: CONTACT, message: { conversation: "hi there" } })
+    const { id, devices } = await sim.deliver(PHONE, { from: CONTACT, message: { conversation: "hi there" } })
     expect(devices).toBe(1)
     await eventually(() => upserts.some((upsert) => upsert.messages.some((message) => message.key.id === id)))
     const upsert = upserts.find((each) => each.messages.some((message) => message.key.id === id))!
@@ -141,7 +141,8 @@ describe("messages between a linked device and other phone numbers", () => {
         }
       }
     ]
-    const ids = deliveries.map((message) => sim.deliver(PHONE, { from: CONTACT, message }).id)
+    const ids: string[] = []
+    for (const message of deliveries) ids.push((await sim.deliver(PHONE, { from: CONTACT, message })).id)
     await eventually(() => ids.every((id) => notified.some((message) => message.key.id === id)))
     const [reply, reaction, location, sticker] = ids.map((id) =>
       notified.find((message) => message.key.id === id)!
@@ -158,18 +159,24 @@ describe("messages between a linked device and other phone numbers", () => {
   it("a message delivered while no device is online arrives at the next login, as an offline append", async () => {
     const sim = await simulator()
     const auth = await pair(sim, PHONE)
-    const queued = sim.deliver(PHONE, { from: CONTACT, message: { conversation: "while you were away" } })
+    const queued = await sim.deliver(PHONE, {
+      from: CONTACT,
+      message: { conversation: "while you were away" }
+    })
     expect(queued).toMatchObject({ devices: 0, queued: true })
     const client = baileys(sim, auth, { shouldSyncHistoryMessage: () => false })
+    const stanzas = recordMessageStanzas(client.socket)
     const upserts: Array<{ type: string; messages: WAMessage[] }> = []
     client.socket.ev.on("messages.upsert", (upsert) => upserts.push(upsert))
     await eventually(() =>
       upserts.some((upsert) => upsert.messages.some((message) => message.key.id === queued.id))
     )
+    // Encrypted before the device ever logged in: with its signed pre-key alone, none uploaded yet.
+    expect(stanzas).toEqual([expect.objectContaining({ id: queued.id, payload: "pkmsg", offline: true })])
     const upsert = upserts.find((each) => each.messages.some((message) => message.key.id === queued.id))!
     expect(upsert.type).toBe("append")
     expect(upsert.messages[0]?.message?.conversation).toBe("while you were away")
-    expect(sim.deliver(PHONE, { from: CONTACT, message: { conversation: "now" } })).toMatchObject({
+    expect(await sim.deliver(PHONE, { from: CONTACT, message: { conversation: "now" } })).toMatchObject({
       devices: 1,
       queued: false
     })

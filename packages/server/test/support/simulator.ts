@@ -1,4 +1,4 @@
-import { type Simulator, startSimulator } from "@whatisup/wa-simulator"
+import { type Delivery, type DeliveryResult, type Simulator, startSimulator } from "@whatisup/wa-simulator"
 import { Effect } from "effect"
 import { getCACertificates, setDefaultCACertificates } from "node:tls"
 import { type ApiClient, waitForQr, waitForStatus } from "./api.ts"
@@ -50,4 +50,18 @@ export const trustMediaHost = (sim: Simulator) =>
       return trusted
     }),
     (trusted) => Effect.sync(() => setDefaultCACertificates(trusted))
+  )
+
+/**
+ * The simulated phone of `delivery.from` sends a message to every linked device of `phoneNumber`
+ * (E.164 as the gateway writes it, or digits): Signal-encrypted unless `encryption: "plaintext"`;
+ * succeeds once it went out, or was held for devices offline (see `Simulator.deliver`).
+ */
+export const deliverTo = (
+  sim: Simulator,
+  phoneNumber: string,
+  delivery: Delivery
+): Effect.Effect<DeliveryResult> =>
+  Effect.promise(() =>
+    sim.deliver(phoneNumber.replace(/^\+/, ""), { ...delivery, from: delivery.from.replace(/^\+/, "") })
   )
