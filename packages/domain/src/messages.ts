@@ -125,12 +125,12 @@ export const StickerContent = Schema.Struct({ ...link }).annotate({
   description: `A sticker (WebP, at most ${maxMediaBytes.sticker / 1024} KB)`
 })
 
-const Latitude = Schema.Number.pipe(
+const Latitude = Schema.Finite.pipe(
   Schema.check(
     Schema.isBetween({ minimum: -90, maximum: 90 }, { message: "must be a number from -90 to 90" })
   )
 ).annotate({ description: "Latitude in degrees, -90 to 90", examples: [52.52] })
-const Longitude = Schema.Number.pipe(
+const Longitude = Schema.Finite.pipe(
   Schema.check(
     Schema.isBetween({ minimum: -180, maximum: 180 }, { message: "must be a number from -180 to 180" })
   )
@@ -162,7 +162,11 @@ const sendFields = {
 }
 
 const sendOf = <T extends string, C extends Schema.Top>(type: T, content: C) =>
-  Schema.Struct({ ...sendFields, type: Schema.Literal(type), [type]: content } as {
+  Schema.Struct({
+    ...sendFields,
+    type: Schema.Literal(type).annotate({ description: `${type}: the message carries the field ${type}` }),
+    [type]: content
+  } as {
     to: typeof sendFields.to
     context: typeof sendFields.context
     type: Schema.Literal<T>
@@ -226,10 +230,14 @@ export const Message = Schema.Struct({
     description:
       "For type image (and likewise video, audio, document, sticker): outbound {link, caption?, filename?, voice?}; inbound {mime_type, caption?, filename?, voice?, file_length?, sha256?}, the bytes at GET /v1/messages/{id}/media"
   }),
-  video: Schema.optionalKey(ContentOut),
-  audio: Schema.optionalKey(ContentOut),
-  document: Schema.optionalKey(ContentOut),
-  sticker: Schema.optionalKey(ContentOut),
+  video: Schema.optionalKey(ContentOut).annotate({ description: "For type video: as image" }),
+  audio: Schema.optionalKey(ContentOut).annotate({
+    description: "For type audio: as image, with voice true for a voice note"
+  }),
+  document: Schema.optionalKey(ContentOut).annotate({
+    description: "For type document: as image, with the filename"
+  }),
+  sticker: Schema.optionalKey(ContentOut).annotate({ description: "For type sticker: as image, without a caption" }),
   location: Schema.optionalKey(ContentOut).annotate({
     description: "For type location: {latitude, longitude, name?, address?}"
   }),

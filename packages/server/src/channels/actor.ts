@@ -1,4 +1,4 @@
-import { Data, Effect, Queue } from "effect"
+import { Data, Effect, FiberSet, Queue } from "effect"
 import { drainOutbox } from "../messages/drain.ts"
 import { Inbox } from "../messages/inbox.ts"
 import { Outbox, type StatusReport } from "../messages/outbox.ts"
@@ -76,6 +76,9 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
               .pipe(Effect.timeout("10 seconds"), Effect.ignore)
       })
 
+      // the outbox's fibers, made before the socket so that they are interrupted after it has closed:
+      // one stuck on a database that hangs must not hold the socket open past the lease
+      const background = yield* FiberSet.make()
       const connection = yield* transport
         .connect({
           channelId: fence.channelId,
@@ -112,7 +115,8 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
 
       // acks and receipts are applied in batches, in the order they came, on their own fiber
       const reports = yield* Queue.unbounded<StatusReport>()
-      yield* Effect.forkScoped(
+      yield* FiberSet.run(
+        background,
         Effect.forever(Effect.flatMap(Queue.takeBetween(reports, 1, 500), (batch) => outbox.report(fence, batch))).pipe(
           Effect.catchTag("LeaseLost", () => Effect.void)
         )
@@ -136,7 +140,8 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
             if ((yield* lifecycle.record(fence, Change.Connected(event))) === "stop")
               return "stopped" as const
             // the outbox drains while this connection lasts
-            yield* Effect.forkScoped(
+            yield* FiberSet.run(
+              background,
               drainOutbox(fence, connection, cell.holdsLease, outbox.pace(fence.channelId)).pipe(
                 Effect.catchTag("LeaseLost", () => Effect.void),
                 Effect.catchCause((cause) => Effect.logError("the outbox drain stopped", cause))
