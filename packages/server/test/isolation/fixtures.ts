@@ -1,5 +1,6 @@
 import { auditFixtures } from "./audit.ts"
 import { channelFixtures } from "./channels.ts"
+import { messageFixtures } from "./messages.ts"
 import type { IsolationFixture } from "./fixture.ts"
 import { tenancyFixtures } from "./tenancy.ts"
 import { webhookFixtures } from "./webhooks.ts"
@@ -8,6 +9,7 @@ import { webhookFixtures } from "./webhooks.ts"
 export const isolationFixtures: Record<string, IsolationFixture> = {
   ...tenancyFixtures,
   ...channelFixtures,
+  ...messageFixtures,
   ...auditFixtures,
   ...webhookFixtures
 }
