@@ -1,15 +1,17 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { Message } from "@whatisup/domain"
 import { type Simulator } from "@whatisup/wa-simulator"
-import { Effect } from "effect"
+import { Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { newCustomer } from "./support/admin.ts"
-import type { ApiClient } from "./support/api.ts"
+import { type ApiClient, apiClient, waitForStatus } from "./support/api.ts"
+import { testDatabase } from "./support/database.ts"
+import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
-import { baileysGateway, deliverTo, pairedChannel, trustMediaHost } from "./support/simulator.ts"
-import { waitFor } from "./support/waits.ts"
+import { baileysGateway, deliverTo, pairedChannel, simulator, trustMediaHost } from "./support/simulator.ts"
+import { pause, waitFor } from "./support/waits.ts"
 
 const PHONE = "15551230001"
 const CONTACT = "15557770001"
@@ -154,51 +156,92 @@ describe("messages through the API, real Baileys and the simulator", () => {
   )
 
   it.live(
-    "an inbound message is stored once though WhatsApp delivers it twice, read back through the API, its media downloaded equal",
+    "inbound messages of every kind are stored once though WhatsApp delivers each twice, read back through the API, their media downloaded equal; a kind the gateway does not read is unsupported",
     () =>
       Effect.gen(function* () {
         const { sim, client, channel, customer, gateway } = yield* connected()
-        const photo = crypto.randomBytes(2500)
-        const first = yield* deliverTo(sim, PHONE, {
-          from: CONTACT,
-          copies: 2,
-          media: { kind: "image", bytes: photo, mimetype: "image/jpeg", caption: "look" }
+        const files = {
+          image: { bytes: crypto.randomBytes(2500), mimetype: "image/jpeg", caption: "look" },
+          video: { bytes: crypto.randomBytes(4000), mimetype: "video/mp4" },
+          audio: { bytes: crypto.randomBytes(1500), mimetype: "audio/ogg; codecs=opus", ptt: true },
+          document: { bytes: crypto.randomBytes(3000), mimetype: "application/pdf", fileName: "report.pdf" },
+          sticker: { bytes: crypto.randomBytes(800), mimetype: "image/webp" }
+        } as const
+        // every kind, each delivered twice by WhatsApp
+        const twice = (delivery: Omit<Parameters<typeof deliverTo>[2], "from" | "copies">) =>
+          deliverTo(sim, PHONE, { from: CONTACT, copies: 2, ...delivery })
+        const text = yield* twice({ message: { conversation: "hi gateway" } })
+        const media = {
+          image: yield* twice({ media: { kind: "image", ...files.image } }),
+          video: yield* twice({ media: { kind: "video", ...files.video } }),
+          audio: yield* twice({ media: { kind: "audio", ...files.audio } }),
+          document: yield* twice({ media: { kind: "document", ...files.document } }),
+          sticker: yield* twice({ media: { kind: "sticker", ...files.sticker } })
+        }
+        const location = yield* twice({
+          message: { locationMessage: { degreesLatitude: 48.85, degreesLongitude: 2.35, name: "Paris" } }
         })
-        const text = yield* deliverTo(sim, PHONE, { from: CONTACT, copies: 2, message: { conversation: "hi gateway" } })
-        const poll = yield* deliverTo(sim, PHONE, {
-          from: CONTACT,
+        const reply = yield* twice({
+          message: { extendedTextMessage: { text: "as I said", contextInfo: { stanzaId: text.id, participant: `${CONTACT}@s.whatsapp.net` } } }
+        })
+        const reaction = yield* twice({
+          message: { reactionMessage: { key: { remoteJid: `${PHONE}@s.whatsapp.net`, fromMe: false, id: text.id }, text: "❤️" } }
+        })
+        const poll = yield* twice({
           message: { pollCreationMessage: { name: "lunch?", options: [{ optionName: "yes" }] } }
         })
+        const all = [text, ...Object.values(media), location, reply, reaction, poll]
         const inbound = yield* waitFor(
-          "three inbound messages stored",
-          client.messages.list({ params: { id: channel }, query: { direction: "inbound" } }),
-          (page) => page.data.length >= 3,
+          "every inbound message stored",
+          client.messages.list({ params: { id: channel }, query: { direction: "inbound", limit: 100 } }),
+          (page) => all.every((sent) => page.data.some((message) => message.whatsapp_id === sent.id)),
           { attempts: 600, everyMillis: 50 }
         )
-        const byWhatsAppId = new Map(inbound.data.map((message) => [message.whatsapp_id, message]))
-        expect(inbound.data.filter((message) => message.whatsapp_id === first.id)).toHaveLength(1)
-        expect(byWhatsAppId.get(first.id)).toMatchObject({ type: "image", from: `+${CONTACT}`, status: "received", image: { caption: "look", mime_type: "image/jpeg" } })
-        expect(byWhatsAppId.get(text.id)).toMatchObject({ type: "text", text: { body: "hi gateway" } })
-        expect(inbound.data.filter((message) => message.whatsapp_id === text.id)).toHaveLength(1)
-        expect(byWhatsAppId.get(poll.id)).toMatchObject({ type: "unsupported", unsupported: { whatsapp_type: "pollCreationMessage" } })
+        // what WhatsApp delivered twice is stored once
+        yield* waitFor("WhatsApp holds nothing unacknowledged", Effect.sync(() => sim.pending(PHONE)), (pending) => pending.length === 0, {
+          attempts: 600,
+          everyMillis: 50
+        })
+        const listed = yield* client.messages.list({ params: { id: channel }, query: { direction: "inbound", limit: 100 } })
+        expect(listed.data.length).toBe(all.length)
+        expect(inbound.data.length).toBe(all.length)
+        const byWhatsAppId = new Map(listed.data.map((message) => [message.whatsapp_id, message]))
+        const stored = (id: string) => byWhatsAppId.get(id)!
+        expect(stored(text.id)).toMatchObject({ type: "text", from: `+${CONTACT}`, status: "received", text: { body: "hi gateway" } })
+        expect(stored(media.image.id)).toMatchObject({ type: "image", image: { caption: "look", mime_type: "image/jpeg" } })
+        expect(stored(media.audio.id)).toMatchObject({ type: "audio", audio: { voice: true } })
+        expect(stored(media.document.id)).toMatchObject({ type: "document", document: { filename: "report.pdf" } })
+        expect(stored(location.id)).toMatchObject({ type: "location", location: { latitude: 48.85, longitude: 2.35, name: "Paris" } })
+        expect(stored(reply.id)).toMatchObject({
+          type: "text",
+          text: { body: "as I said" },
+          context: { message_id: stored(text.id).id, whatsapp_id: text.id }
+        })
+        expect(stored(reaction.id)).toMatchObject({ type: "reaction", reaction: { message_id: stored(text.id).id, emoji: "❤️" } })
+        expect(stored(poll.id)).toMatchObject({ type: "unsupported", unsupported: { whatsapp_type: "pollCreationMessage" } })
 
-        const media = yield* request(gateway.api, "GET", `/v1/messages/${byWhatsAppId.get(first.id)!.id}/media`, { key: customer.key })
-        expect(media.status).toBe(200)
-        expect(media.headers.get("content-type")).toBe("image/jpeg")
-        const bytes = yield* Effect.promise(() =>
-          fetch(`${gateway.api}/v1/messages/${byWhatsAppId.get(first.id)!.id}/media`, {
-            headers: { authorization: `Bearer ${customer.key}` }
-          }).then((r) => r.arrayBuffer())
-        )
-        expect(Buffer.from(bytes)).toEqual(photo)
-        const noMedia = yield* request(gateway.api, "GET", `/v1/messages/${byWhatsAppId.get(text.id)!.id}/media`, { key: customer.key })
+        for (const [kind, sent] of Object.entries(media)) {
+          const id = stored(sent.id).id
+          const response = yield* Effect.promise(() =>
+            fetch(`${gateway.api}/v1/messages/${id}/media`, { headers: { authorization: `Bearer ${customer.key}` } })
+          )
+          expect(response.status, kind).toBe(200)
+          expect(response.headers.get("content-type"), kind).toBe(files[kind as keyof typeof files].mimetype)
+          const bytes = Buffer.from(yield* Effect.promise(() => response.arrayBuffer()))
+          expect(bytes.equals(Buffer.from(files[kind as keyof typeof files].bytes)), kind).toBe(true)
+        }
+        const documentResponse = yield* request(gateway.api, "GET", `/v1/messages/${stored(media.document.id).id}/media`, { key: customer.key })
+        expect(documentResponse.headers.get("content-disposition")).toContain('filename="report.pdf"')
+        const noMedia = yield* request(gateway.api, "GET", `/v1/messages/${stored(text.id).id}/media`, { key: customer.key })
         expect(noMedia.status).toBe(409)
+        expect(noMedia.body.code).toBe("invalid_state")
+        const first = media.image
 
         const events = yield* client.events.list({ query: { channel_id: channel, type: "message.received" } })
         expect(events.data.filter((event) => event.data["whatsapp_id"] === first.id)).toHaveLength(1)
 
         // a read receipt goes back to the phone
-        const read = yield* client.messages.read({ params: { id: byWhatsAppId.get(text.id)!.id } })
+        const read = yield* client.messages.read({ params: { id: stored(text.id).id } })
         expect(read.status).toBe("read")
         yield* waitFor(
           "the read receipt reached WhatsApp",
@@ -206,6 +249,146 @@ describe("messages through the API, real Baileys and the simulator", () => {
           (types) => types.includes("read"),
           { attempts: 400, everyMillis: 50 }
         )
+      }).pipe(Effect.scoped),
+    180_000
+  )
+
+  it.live(
+    "a recipient's retry receipt after the gateway restarted is answered from the outbox: the same message, sent again",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* simulator
+        yield* trustMediaHost(sim)
+        const database = yield* testDatabase
+        const env = {
+          WHATISUP_WA_WS_URL: sim.url,
+          WHATISUP_WA_MEDIA_HOST: sim.mediaHost,
+          WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}`,
+          WHATISUP_NODE_ID: "retry-node",
+          LOG_LEVEL: "warn"
+        }
+        const firstScope = yield* Scope.make()
+        const first = yield* startGateway(yield* gatewayEnvironment(database.url, env), { whatsapp: "baileys" }).pipe(
+          Scope.provide(firstScope)
+        )
+        const { client, key } = yield* newCustomer(first, { plan: { messages_per_minute: 100_000 } })
+        const channel = yield* pairedChannel(client, sim, PHONE)
+        const sent = yield* client.messages.send({
+          params: { id: channel },
+          headers: {},
+          payload: { to: `+${CONTACT}`, type: "text", text: { body: "ask me again" } }
+        })
+        yield* phoneGot(sim, sent.whatsapp_id)
+        yield* Scope.close(firstScope, Exit.void)
+
+        const second = yield* startGateway(yield* gatewayEnvironment(database.url, env), { whatsapp: "baileys" })
+        const again = yield* apiClient(second.api, key)
+        yield* waitForStatus(again, channel, "connected", { attempts: 400 })
+        sim.sendRetryReceipt(CONTACT, sent.whatsapp_id)
+        const answered = yield* waitFor(
+          "the retry receipt answered",
+          Effect.sync(() => sim.retryRequests(CONTACT).find((request) => request.id === sent.whatsapp_id)),
+          (request) => request?.answered === true,
+          { attempts: 600, everyMillis: 50 }
+        )
+        expect(answered?.acked).toBe(true)
+        const copies = sim.received(CONTACT).filter((message) => message.id === sent.whatsapp_id)
+        expect(copies.map((copy) => copy.resend)).toEqual([false, true])
+        expect(copies[1]!.message.extendedTextMessage?.text ?? copies[1]!.message.conversation).toBe("ask me again")
+      }).pipe(Effect.scoped),
+    180_000
+  )
+
+  it.live(
+    "while the channel cannot connect, messages wait and then drain; one older than WHATISUP_MESSAGE_MAX_AGE fails expired instead",
+    () =>
+      Effect.gen(function* () {
+        const { sim, client, channel } = yield* connected({ WHATISUP_MESSAGE_MAX_AGE: "4s" })
+        sim.setLoginFault({ kind: "failure", reason: 503 })
+        expect(sim.inject(PHONE, { kind: "drop" })).toBe(1)
+        yield* waitForStatus(client, channel, "reconnecting", { attempts: 400 })
+        const send = (body: string) =>
+          client.messages.send({
+            params: { id: channel },
+            headers: {},
+            payload: { to: `+${CONTACT}`, type: "text", text: { body } }
+          })
+        const old = yield* send("too old by then")
+        yield* pause(3500)
+        const fresh = yield* send("still fresh")
+        expect((yield* client.messages.get({ params: { id: old.id } })).status).toBe("queued")
+        yield* pause(1000)
+        sim.setLoginFault(undefined)
+        yield* waitForStatus(client, channel, "connected", { attempts: 600 })
+        yield* waitForMessage(client, fresh.id, (m) => m.status === "read", "the fresh message read")
+        const expired = yield* waitForMessage(client, old.id, (m) => m.status === "failed", "the old message failed")
+        expect(expired.failure?.reason).toBe("expired")
+        expect(sim.received(CONTACT).some((message) => message.id === old.whatsapp_id)).toBe(false)
+        const failedEvents = yield* client.events.list({ query: { channel_id: channel, type: "message.failed" } })
+        expect(failedEvents.data.map((event) => event.data["message_id"])).toEqual([old.id])
+      }).pipe(Effect.scoped),
+    180_000
+  )
+
+  it.live(
+    "a media link that fails or points at a 2 GB file fails its message with a reason, and the queue goes on",
+    () =>
+      Effect.gen(function* () {
+        const huge = yield* Effect.acquireRelease(
+          Effect.promise(
+            () =>
+              new Promise<{ url: string; server: http.Server }>((resolve) => {
+                const server = http.createServer((req, res) => {
+                  if (req.url === "/huge.mp4") {
+                    // announces 2 GB and starts sending; the gateway must not read it
+                    res.writeHead(200, { "content-type": "video/mp4", "content-length": 2 * 1024 ** 3 })
+                    res.write(Buffer.alloc(64 * 1024))
+                    return
+                  }
+                  if (req.url === "/unannounced.jpg") {
+                    // no length announced: the gateway stops reading past the image limit
+                    res.writeHead(200, { "content-type": "image/jpeg" })
+                    const chunk = Buffer.alloc(1024 * 1024)
+                    let sentBytes = 0
+                    const more = () => {
+                      while (sentBytes < 64 * 1024 * 1024 && res.write(chunk)) sentBytes += chunk.length
+                      if (sentBytes < 64 * 1024 * 1024) res.once("drain", more)
+                      else res.end()
+                    }
+                    res.on("close", () => res.removeAllListeners("drain"))
+                    more()
+                    return
+                  }
+                  res.writeHead(404).end()
+                })
+                server.listen(0, "127.0.0.1", () =>
+                  resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server })
+                )
+              })
+          ),
+          ({ server }) =>
+            Effect.promise(() => {
+              server.closeAllConnections()
+              return new Promise((resolve) => server.close(resolve))
+            })
+        ).pipe(Effect.map(({ url }) => url))
+        const { sim, client, channel } = yield* connected()
+        const send = (payload: Record<string, unknown>) =>
+          client.messages.send({ params: { id: channel }, headers: {}, payload: { to: `+${CONTACT}`, ...payload } as never })
+        const tooBig = yield* send({ type: "video", video: { link: `${huge}/huge.mp4` } })
+        const endless = yield* send({ type: "image", image: { link: `${huge}/unannounced.jpg` } })
+        const missing = yield* send({ type: "document", document: { link: `${huge}/nothing.pdf` } })
+        const after = yield* send({ type: "text", text: { body: "after the failures" } })
+        const failed = (id: Message["id"]) => waitForMessage(client, id, (m) => m.status === "failed", `${id} failed`)
+        expect((yield* failed(tooBig.id)).failure?.reason).toBe("media_too_large")
+        expect((yield* failed(endless.id)).failure?.reason).toBe("media_too_large")
+        const notFound = yield* failed(missing.id)
+        expect(notFound.failure).toMatchObject({ reason: "media_fetch_refused" })
+        expect(notFound.failure?.detail).toContain("404")
+        yield* waitForMessage(client, after.id, (m) => m.status === "read", "the text after them read")
+        for (const message of [tooBig, endless, missing]) {
+          expect(sim.received(CONTACT).some((m) => m.id === message.whatsapp_id)).toBe(false)
+        }
       }).pipe(Effect.scoped),
     180_000
   )

@@ -70,6 +70,8 @@ export const layerMediaFetcher = Layer.effect(
                   dispatcher: agent,
                   signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
                 })
+                // the body is read below or given up on; an abort after that is no one's error
+                response.body.on("error", () => undefined)
                 if (response.statusCode < 200 || response.statusCode > 299) {
                   response.body.destroy()
                   throw refused(`The link answered HTTP ${response.statusCode}`)
