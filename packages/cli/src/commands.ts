@@ -357,7 +357,10 @@ const listMessages = Command.make(
       Flag.withDescription("only messages in this status"),
       Flag.optional
     ),
-    limit: Flag.Int("limit").pipe(Flag.withDescription("how many, newest first (1 to 1000)"), Flag.withDefault(100)),
+    limit: Flag.Int("limit").pipe(
+      Flag.withDescription("how many, newest first (1 to 1000)"),
+      Flag.withDefault(100)
+    ),
     json
   },
   ({ channel, direction, status, limit, json }) =>

@@ -20,6 +20,7 @@ export const maxMediaBytes = {
 } as const
 
 // whole code points (no lone surrogates) and no NUL, which PostgreSQL refuses; newlines and tabs are text
+// eslint-disable-next-line no-control-regex -- NUL is what it refuses
 const wellFormed = /^(?:[^\u0000\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])*$/u
 
 /** Text a message carries: newlines allowed, broken Unicode and NUL not. */
@@ -117,9 +118,7 @@ export const AudioContent = Schema.Struct({
 export const DocumentContent = Schema.Struct({
   ...link,
   ...caption,
-  filename: Schema.optionalKey(
-    MessageText(1, 240, "The file name the recipient sees, 1 to 240 characters")
-  )
+  filename: Schema.optionalKey(MessageText(1, 240, "The file name the recipient sees, 1 to 240 characters"))
 }).annotate({ description: `A document of any type (at most ${maxMediaBytes.document / 1024 / 1024} MB)` })
 export const StickerContent = Schema.Struct({ ...link }).annotate({
   description: `A sticker (WebP, at most ${maxMediaBytes.sticker / 1024} KB)`
@@ -148,7 +147,10 @@ export const ReactionContent = Schema.Struct({
     description: "The message reacted to: a msg_ id of this channel, inbound or outbound"
   }),
   emoji: MessageText(0, 32, "The emoji; empty removes the channel's reaction to the message")
-}).annotate({ description: "A reaction to a message", examples: [{ message_id: "msg_01m8mdm3h6z9q2w4e6r8t0y2u4", emoji: "👍" } as never] })
+}).annotate({
+  description: "A reaction to a message",
+  examples: [{ message_id: "msg_01m8mdm3h6z9q2w4e6r8t0y2u4", emoji: "👍" } as never]
+})
 
 export const MessageContext = Schema.Struct({
   message_id: MessageId.annotate({
@@ -220,8 +222,7 @@ export const Message = Schema.Struct({
     examples: ["+15551234567"]
   }),
   to: Schema.NullOr(Schema.String).annotate({
-    description:
-      "The recipient, E.164: the contact for outbound, the channel's number for inbound",
+    description: "The recipient, E.164: the contact for outbound, the channel's number for inbound",
     examples: ["+15557654321"]
   }),
   type: MessageType,
@@ -237,7 +238,9 @@ export const Message = Schema.Struct({
   document: Schema.optionalKey(ContentOut).annotate({
     description: "For type document: as image, with the filename"
   }),
-  sticker: Schema.optionalKey(ContentOut).annotate({ description: "For type sticker: as image, without a caption" }),
+  sticker: Schema.optionalKey(ContentOut).annotate({
+    description: "For type sticker: as image, without a caption"
+  }),
   location: Schema.optionalKey(ContentOut).annotate({
     description: "For type location: {latitude, longitude, name?, address?}"
   }),
@@ -262,7 +265,9 @@ export const Message = Schema.Struct({
     examples: ["3EB0A1B2C3D4E5F6A7B8C9D0"]
   }),
   status: MessageStatus,
-  failure: Schema.NullOr(MessageFailure).annotate({ description: "Why the message failed; null unless failed" }),
+  failure: Schema.NullOr(MessageFailure).annotate({
+    description: "Why the message failed; null unless failed"
+  }),
   created_at: Timestamp("When the gateway accepted (outbound) or received (inbound) the message"),
   updated_at: Timestamp("When the status last changed")
 }).annotate({ description: "A message sent or received by a channel" })
@@ -270,12 +275,16 @@ export type Message = typeof Message.Type
 
 export const MessageWithHistory = Schema.Struct({
   ...Message.fields,
-  statuses: Schema.Array(StatusChange).annotate({ description: "Every status the message went through, oldest first" })
+  statuses: Schema.Array(StatusChange).annotate({
+    description: "Every status the message went through, oldest first"
+  })
 }).annotate({ description: "A message with its status history" })
 export type MessageWithHistory = typeof MessageWithHistory.Type
 
 export const MessageQuery = {
-  direction: Schema.optionalKey(MessageDirection.annotate({ description: "Only messages in this direction" })),
+  direction: Schema.optionalKey(
+    MessageDirection.annotate({ description: "Only messages in this direction" })
+  ),
   status: Schema.optionalKey(MessageStatus.annotate({ description: "Only messages in this status" })),
   to: Schema.optionalKey(PhoneNumber.annotate({ description: "Only outbound messages to this number" })),
   from: Schema.optionalKey(PhoneNumber.annotate({ description: "Only inbound messages from this number" })),

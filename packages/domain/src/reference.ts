@@ -4,7 +4,7 @@ import { maxFieldErrors } from "./problems.ts"
 /** What /docs says before the endpoints: what the API is for and the rules every endpoint follows. */
 export const introduction = `WhatIsUp links your application to WhatsApp. Each phone number you link is a **channel**: the gateway holds its WhatsApp Web connection (as a linked device of the phone) and keeps it, and its login, across restarts.
 
-**What works today:** API keys, channels paired by QR code or by pairing code, the event log of every channel change, webhooks that post every event to your URLs (signed, retried, with a delivery log), and the audit log. Sending and receiving messages is not available yet.
+**What works today:** API keys, channels paired by QR code or by pairing code, sending messages of every kind (text, image, video, audio and voice notes, documents, stickers, locations, reactions, replies) with their status as it changes, receiving them (stored before WhatsApp is told they arrived, media downloaded on demand), the event log of every channel change and message, webhooks that post every event to your URLs (signed, retried, with a delivery log), and the audit log.
 
 ## Quick start
 
@@ -12,7 +12,8 @@ export const introduction = `WhatIsUp links your application to WhatsApp. Each p
 2. Create a channel: \`POST /v1/channels {"name":"support"}\`.
 3. Connect it: \`POST /v1/channels/{id}/connect {"method":"qr"}\`, then \`GET /v1/channels/{id}/qr\` (\`-H 'Accept: image/png'\` for an image) and scan it with WhatsApp on the phone (Settings → Linked devices → Link a device). Or pair by code: \`{"method":"pairing_code","phone_number":"+15551234567"}\` and type the \`pairing_code\` it answers on the phone.
 4. Follow it: \`GET /v1/channels/{id}\` shows \`connected\` and the phone number; \`GET /v1/events?channel_id={id}\` lists what happened.
-5. Have events posted to you: \`POST /v1/webhooks {"url":"https://example.com/hooks"}\` answers the signing secret \`whsec_...\` once; \`POST /v1/webhooks/{id}/test\` sends a \`webhook.test\`.
+5. Send a message: \`POST /v1/channels/{id}/messages {"to":"+15557654321","type":"text","text":{"body":"hello"}}\` answers 202 with the message, \`queued\`; \`GET /v1/messages/{id}\` follows it to \`sent\`, \`delivered\` and \`read\`.
+6. Have events posted to you: \`POST /v1/webhooks {"url":"https://example.com/hooks"}\` answers the signing secret \`whsec_...\` once; \`POST /v1/webhooks/{id}/test\` sends a \`webhook.test\`. Inbound messages arrive as \`message.received\`.
 
 ## Authentication
 
@@ -44,7 +45,7 @@ Every response carries the gateway's own \`x-request-id\`, which its logs and th
 
 ## Idempotency
 
-\`POST /v1/api-keys\`, \`POST /v1/channels\`, \`POST /v1/webhooks\` and \`POST /v1/channels/{id}/webhooks\` take an \`Idempotency-Key\` header (1 to 255 visible ASCII characters). For 24 hours, the same key with the same body from the same API key replays the first answer (\`Idempotent-Replayed: true\`) instead of creating again; the same key with another body is a 422 \`idempotency_key_reused\`; a retry while the first request is still running is a 409 \`idempotency_key_in_use\`. A replay never shows the plaintext of a key revoked since, nor a webhook secret deleted or rotated since (409 \`idempotent_answer_revoked\`).
+\`POST /v1/api-keys\`, \`POST /v1/channels\`, \`POST /v1/channels/{id}/messages\`, \`POST /v1/webhooks\` and \`POST /v1/channels/{id}/webhooks\` take an \`Idempotency-Key\` header (1 to 255 visible ASCII characters). For 24 hours, the same key with the same body from the same API key replays the first answer (\`Idempotent-Replayed: true\`) instead of creating again; the same key with another body is a 422 \`idempotency_key_reused\`; a retry while the first request is still running is a 409 \`idempotency_key_in_use\`. A replay never shows the plaintext of a key revoked since, nor a webhook secret deleted or rotated since (409 \`idempotent_answer_revoked\`).
 
 ## Pagination
 
@@ -60,7 +61,11 @@ A client address that sends too many malformed, unknown or revoked keys is refus
 
 ## Events and webhooks
 
-Every change of a channel's connection is an event (\`channel.qr\`, \`channel.connected\`, \`channel.disconnected\`, \`channel.logged_out\`, \`channel.failed\`), numbered per channel in \`data.sequence\`: read them with \`GET /v1/events\`.
+Every change of a channel's connection is an event (\`channel.qr\`, \`channel.connected\`, \`channel.disconnected\`, \`channel.logged_out\`, \`channel.failed\`), and so is every message received (\`message.received\`, with the message) and every status a sent message reaches (\`message.sent\`, \`message.delivered\`, \`message.read\` with \`status\` read or played, \`message.failed\` with \`failure\`); each is numbered per channel in \`data.sequence\`: read them with \`GET /v1/events\`.
+
+## Messages
+
+\`POST /v1/channels/{id}/messages\` takes the WhatsApp Cloud API's message object (without \`messaging_product\`) and answers 202 once the message is stored: nothing accepted is lost. The channel sends its queue in order, at the plan's \`messages_per_minute\`, while it is connected; a message waits while it is not, and fails \`expired\` if it is not sent within the gateway's maximum age (24 hours by default). Media links are fetched when the message is sent, through the same guard as webhook URLs (public addresses only, no redirects, WhatsApp's size limits). A message sent again after a crash keeps its WhatsApp id, so the recipient never sees it twice. Inbound messages are stored before WhatsApp is told they arrived, once each however often WhatsApp delivers them; their files are downloaded from WhatsApp on demand by \`GET /v1/messages/{id}/media\`.
 
 A **webhook endpoint** gets events posted as they happen: one for every channel (\`POST /v1/webhooks\`), or for one channel (\`POST /v1/channels/{id}/webhooks\`), optionally only some \`event_types\`. Each request is a Standard Webhooks request:
 

@@ -181,7 +181,8 @@ describe("the API reference (/openapi.json, rendered at /docs)", () => {
       for (const example of body.examples) expect(decodes(bodies[name]!, example), name).toBe(true)
     }
     for (const { name, operation } of operations) {
-      if (!name.includes(" /v1/channels") || name.endsWith("/webhooks") || name.endsWith("/messages")) continue
+      if (!name.includes(" /v1/channels") || name.endsWith("/webhooks") || name.endsWith("/messages"))
+        continue
       for (const answer of Object.values(operation.responses as Record<string, Json>)) {
         const examples = answer.content?.["application/json"]?.schema?.examples as Array<unknown> | undefined
         for (const example of examples ?? []) {

@@ -1,6 +1,7 @@
 import { Layer } from "effect"
 import { layerChannels } from "./channels/channels.ts"
 import { layerEventLog } from "./events/eventLog.ts"
+import { layerChannelMessaging } from "./messages/channelMessaging.ts"
 import { layerInbox } from "./messages/inbox.ts"
 import { layerMessageIntake } from "./messages/intake.ts"
 import { layerMediaFetcher } from "./messages/mediaFetch.ts"
@@ -49,7 +50,12 @@ export const layerGateway = <E = never>(
   )
   const channels = layerSupervisor.pipe(
     Layer.provideMerge(Layer.mergeAll(layerChannels, layerChannelLifecycle)),
-    Layer.provideMerge(Layer.mergeAll(layerAuthStates, layerOutbox, layerInbox, layerOutboxSignal, layerMediaFetcher)),
+    Layer.provideMerge(layerAuthStates),
+    Layer.provideMerge(
+      layerChannelMessaging.pipe(
+        Layer.provideMerge(Layer.mergeAll(layerOutbox, layerInbox, layerOutboxSignal, layerMediaFetcher))
+      )
+    ),
     Layer.provideMerge(Layer.mergeAll(layerEventLog, layerLeases, transport.pipe(Layer.provide(layerConfig))))
   )
   const webhooks = Layer.mergeAll(layerWebhookEndpoints, layerDeliveryLog, layerDispatcher).pipe(

@@ -64,7 +64,10 @@ describe("the Baileys transport against the simulator", () => {
         )
         expect(open.phoneNumber).toBe("+15550001234")
 
-        yield* deliverTo(sim, "15550001234", { from: "15557778888", message: { conversation: "hello gateway" } })
+        yield* deliverTo(sim, "15550001234", {
+          from: "15557778888",
+          message: { conversation: "hello gateway" }
+        })
         yield* waitUntil(
           "the inbound message is stored",
           Effect.sync(() => stored.length > 0),

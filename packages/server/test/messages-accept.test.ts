@@ -15,94 +15,106 @@ const count = (url: string, query: string) =>
 layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestServices: true })(
   "sending messages: the accept path",
   (it) => {
-    it.effect("a send answers 202 queued with its WhatsApp id, and is listed and read back with its history", () =>
-      Effect.gen(function* () {
-        const gateway = yield* TestGateway
-        const { client } = yield* newCustomer(gateway)
-        const channel = yield* client.channels.create({ headers: {}, payload: {} })
-        const sent = yield* client.messages.send({
-          params: { id: channel.id },
-          headers: {},
-          payload: { to: "+15557654321", type: "text", text: { body: "hello\nthere", preview_url: true } }
-        })
-        expect(sent).toMatchObject({
-          channel_id: channel.id,
-          direction: "outbound",
-          to: "+15557654321",
-          from: null,
-          type: "text",
-          text: { body: "hello\nthere", preview_url: true },
-          status: "queued",
-          failure: null,
-          context: null
-        })
-        expect(sent.id).toMatch(/^msg_[0-9a-z]{26}$/)
-        expect(sent.whatsapp_id).toMatch(/^3EB0[0-9A-F]{20}$/)
+    it.effect(
+      "a send answers 202 queued with its WhatsApp id, and is listed and read back with its history",
+      () =>
+        Effect.gen(function* () {
+          const gateway = yield* TestGateway
+          const { client } = yield* newCustomer(gateway)
+          const channel = yield* client.channels.create({ headers: {}, payload: {} })
+          const sent = yield* client.messages.send({
+            params: { id: channel.id },
+            headers: {},
+            payload: { to: "+15557654321", type: "text", text: { body: "hello\nthere", preview_url: true } }
+          })
+          expect(sent).toMatchObject({
+            channel_id: channel.id,
+            direction: "outbound",
+            to: "+15557654321",
+            from: null,
+            type: "text",
+            text: { body: "hello\nthere", preview_url: true },
+            status: "queued",
+            failure: null,
+            context: null
+          })
+          expect(sent.id).toMatch(/^msg_[0-9a-z]{26}$/)
+          expect(sent.whatsapp_id).toMatch(/^3EB0[0-9A-F]{20}$/)
 
-        const read = yield* client.messages.get({ params: { id: sent.id } })
-        expect(read).toMatchObject({ id: sent.id, status: "queued", whatsapp_id: sent.whatsapp_id })
-        expect(read.statuses.map((change) => change.status)).toEqual(["queued"])
+          const read = yield* client.messages.get({ params: { id: sent.id } })
+          expect(read).toMatchObject({ id: sent.id, status: "queued", whatsapp_id: sent.whatsapp_id })
+          expect(read.statuses.map((change) => change.status)).toEqual(["queued"])
 
-        const reply = yield* client.messages.send({
-          params: { id: channel.id },
-          headers: {},
-          payload: { to: "+15557654321", type: "location", location: { latitude: 52.5, longitude: 13.4, name: "Berlin" }, context: { message_id: sent.id } }
-        })
-        expect(reply.context).toEqual({ message_id: sent.id, whatsapp_id: sent.whatsapp_id })
+          const reply = yield* client.messages.send({
+            params: { id: channel.id },
+            headers: {},
+            payload: {
+              to: "+15557654321",
+              type: "location",
+              location: { latitude: 52.5, longitude: 13.4, name: "Berlin" },
+              context: { message_id: sent.id }
+            }
+          })
+          expect(reply.context).toEqual({ message_id: sent.id, whatsapp_id: sent.whatsapp_id })
 
-        const listed = yield* client.messages.list({ params: { id: channel.id }, query: {} })
-        expect(listed.data.map((message) => message.id)).toEqual([reply.id, sent.id])
-        const filtered = yield* client.messages.list({
-          params: { id: channel.id },
-          query: { direction: "inbound" }
+          const listed = yield* client.messages.list({ params: { id: channel.id }, query: {} })
+          expect(listed.data.map((message) => message.id)).toEqual([reply.id, sent.id])
+          const filtered = yield* client.messages.list({
+            params: { id: channel.id },
+            query: { direction: "inbound" }
+          })
+          expect(filtered.data).toEqual([])
         })
-        expect(filtered.data).toEqual([])
-      })
     )
 
-    it.effect("50 concurrent sends with one Idempotency-Key create one message; the others replay it or are told it is in flight", () =>
-      Effect.gen(function* () {
-        const gateway = yield* TestGateway
-        const { client, key } = yield* newCustomer(gateway)
-        const channel = yield* client.channels.create({ headers: {}, payload: {} })
-        const body = { to: "+15557654321", type: "text", text: { body: "once" } }
-        const replies = yield* Effect.all(
-          Array.from({ length: 50 }, () =>
-            request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
-              key,
-              body,
-              headers: { "idempotency-key": "order-42" }
-            })
-          ),
-          { concurrency: "unbounded" }
-        )
-        const created = replies.filter((r) => r.status === 202)
-        const inFlight = replies.filter((r) => r.status === 409)
-        expect(created.length + inFlight.length).toBe(50)
-        expect(created.length).toBeGreaterThan(0)
-        expect(new Set(created.map((r) => r.body.id)).size).toBe(1)
-        for (const r of inFlight) expect(r.body.code).toBe("idempotency_key_in_use")
-        expect(
-          yield* count(gateway.databaseUrl, `SELECT count(*)::int AS n FROM messages WHERE channel_id = '${channel.id}'`)
-        ).toBe(1)
+    it.effect(
+      "50 concurrent sends with one Idempotency-Key create one message; the others replay it or are told it is in flight",
+      () =>
+        Effect.gen(function* () {
+          const gateway = yield* TestGateway
+          const { client, key } = yield* newCustomer(gateway)
+          const channel = yield* client.channels.create({ headers: {}, payload: {} })
+          const body = { to: "+15557654321", type: "text", text: { body: "once" } }
+          const replies = yield* Effect.all(
+            Array.from({ length: 50 }, () =>
+              request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
+                key,
+                body,
+                headers: { "idempotency-key": "order-42" }
+              })
+            ),
+            { concurrency: "unbounded" }
+          )
+          const created = replies.filter((r) => r.status === 202)
+          const inFlight = replies.filter((r) => r.status === 409)
+          expect(created.length + inFlight.length).toBe(50)
+          expect(created.length).toBeGreaterThan(0)
+          expect(new Set(created.map((r) => r.body.id)).size).toBe(1)
+          for (const r of inFlight) expect(r.body.code).toBe("idempotency_key_in_use")
+          expect(
+            yield* count(
+              gateway.databaseUrl,
+              `SELECT count(*)::int AS n FROM messages WHERE channel_id = '${channel.id}'`
+            )
+          ).toBe(1)
 
-        const again = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
-          key,
-          body,
-          headers: { "idempotency-key": "order-42" }
-        })
-        expect(again.status).toBe(202)
-        expect(again.body.id).toBe(created[0]!.body.id)
-        expect(again.headers.get("idempotent-replayed")).toBe("true")
+          const again = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
+            key,
+            body,
+            headers: { "idempotency-key": "order-42" }
+          })
+          expect(again.status).toBe(202)
+          expect(again.body.id).toBe(created[0]!.body.id)
+          expect(again.headers.get("idempotent-replayed")).toBe("true")
 
-        const other = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
-          key,
-          body: { ...body, text: { body: "twice" } },
-          headers: { "idempotency-key": "order-42" }
+          const other = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
+            key,
+            body: { ...body, text: { body: "twice" } },
+            headers: { "idempotency-key": "order-42" }
+          })
+          expect(other.status).toBe(422)
+          expect(other.body.code).toBe("idempotency_key_reused")
         })
-        expect(other.status).toBe(422)
-        expect(other.body.code).toBe("idempotency_key_reused")
-      })
     )
 
     it.effect("bad sends are refused with a 400 naming the field, and nothing is stored", () =>
@@ -116,28 +128,58 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
             const reply = yield* request(gateway.api, "POST", path, { key, body })
             expect(reply.status, JSON.stringify(reply.body)).toBe(400)
             expect(reply.headers.get("content-type")).toContain("application/problem+json")
-            expect(reply.body.errors.map((e: { path: string }) => e.path), JSON.stringify(reply.body)).toContain(field)
+            expect(
+              reply.body.errors.map((e: { path: string }) => e.path),
+              JSON.stringify(reply.body)
+            ).toContain(field)
           })
         yield* refused({ to: "+15557654321", type: "poll", poll: {} }, "body.type")
         yield* refused({ to: "15557654321", type: "text", text: { body: "hi" } }, "body.to")
-        yield* refused({ to: "+15557654321", type: "text", text: { body: "x".repeat(4097) } }, "body.text.body")
+        yield* refused(
+          { to: "+15557654321", type: "text", text: { body: "x".repeat(4097) } },
+          "body.text.body"
+        )
         yield* refused({ to: "+15557654321", type: "text", text: { body: "" } }, "body.text.body")
         yield* refused({ to: "+15557654321", type: "text", text: { body: "a\u0000b" } }, "body.text.body")
-        yield* refused({ to: "+15557654321", type: "location", location: { latitude: 91, longitude: 0 } }, "body.location.latitude")
-        yield* refused({ to: "+15557654321", type: "location", location: { latitude: 0, longitude: -180.5 } }, "body.location.longitude")
         yield* refused(
-          { to: "+15557654321", type: "reaction", reaction: { message_id: "msg_01m8mdm3h6z9q2w4e6r8t0y2u4", emoji: "👍" } },
+          { to: "+15557654321", type: "location", location: { latitude: 91, longitude: 0 } },
+          "body.location.latitude"
+        )
+        yield* refused(
+          { to: "+15557654321", type: "location", location: { latitude: 0, longitude: -180.5 } },
+          "body.location.longitude"
+        )
+        yield* refused(
+          {
+            to: "+15557654321",
+            type: "reaction",
+            reaction: { message_id: "msg_01m8mdm3h6z9q2w4e6r8t0y2u4", emoji: "👍" }
+          },
           "body.reaction.message_id"
         )
         yield* refused(
-          { to: "+15557654321", type: "text", text: { body: "hi" }, context: { message_id: "msg_01m8mdm3h6z9q2w4e6r8t0y2u4" } },
+          {
+            to: "+15557654321",
+            type: "text",
+            text: { body: "hi" },
+            context: { message_id: "msg_01m8mdm3h6z9q2w4e6r8t0y2u4" }
+          },
           "body.context.message_id"
         )
-        yield* refused({ to: "+15557654321", type: "image", image: { link: "http://127.0.0.1/cat.jpg" } }, "body.image.link")
-        yield* refused({ to: "+15557654321", type: "document", document: { link: "http://169.254.169.254/latest" } }, "body.document.link")
+        yield* refused(
+          { to: "+15557654321", type: "image", image: { link: "http://127.0.0.1/cat.jpg" } },
+          "body.image.link"
+        )
+        yield* refused(
+          { to: "+15557654321", type: "document", document: { link: "http://169.254.169.254/latest" } },
+          "body.document.link"
+        )
         yield* refused({ to: "+15557654321", type: "text", text: { body: "hi" }, extra: 1 }, "body.extra")
         expect(
-          yield* count(gateway.databaseUrl, `SELECT count(*)::int AS n FROM messages WHERE channel_id = '${channel.id}'`)
+          yield* count(
+            gateway.databaseUrl,
+            `SELECT count(*)::int AS n FROM messages WHERE channel_id = '${channel.id}'`
+          )
         ).toBe(0)
       })
     )
@@ -152,11 +194,18 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
         const bound = yield* owner.client.apiKeys.create({ headers: {}, payload: { channel_id: other.id } })
         const body = { to: "+15557654321", type: "text", text: { body: "hi" } }
         for (const key of [stranger.key, bound.key]) {
-          const reply = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, { key, body })
+          const reply = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
+            key,
+            body
+          })
           expect(reply.status).toBe(404)
           expect(reply.body.code).toBe("not_found")
         }
-        const mine = yield* owner.client.messages.send({ params: { id: channel.id }, headers: {}, payload: body as never })
+        const mine = yield* owner.client.messages.send({
+          params: { id: channel.id },
+          headers: {},
+          payload: body as never
+        })
         for (const key of [stranger.key, bound.key]) {
           const reply = yield* request(gateway.api, "GET", `/v1/messages/${mine.id}`, { key })
           expect(reply.status).toBe(404)

@@ -31,12 +31,17 @@ const onOneDatabase = (perMinute: number) =>
       WHATISUP_WA_WS_URL: sim.url,
       LOG_LEVEL: "warn"
     }
-    const environment = (nodeId: string) => gatewayEnvironment(database, { ...shared, WHATISUP_NODE_ID: nodeId })
+    const environment = (nodeId: string) =>
+      gatewayEnvironment(database, { ...shared, WHATISUP_NODE_ID: nodeId })
     const start = (env: Env) => Effect.tap(spawnGateway(env), (gateway) => waitReady(gateway, apiOf(env)))
     const envA = yield* environment("node-a")
     const a = yield* start(envA)
     const { client, key } = yield* newCustomer(
-      { api: apiOf(envA), admin: `http://${envA.WHATISUP_ADMIN_LISTEN}`, adminToken: envA.WHATISUP_ADMIN_TOKEN },
+      {
+        api: apiOf(envA),
+        admin: `http://${envA.WHATISUP_ADMIN_LISTEN}`,
+        adminToken: envA.WHATISUP_ADMIN_TOKEN
+      },
       { plan: { messages_per_minute: perMinute } }
     )
     const channel = yield* pairedChannel(client, sim, PHONE)
@@ -70,13 +75,19 @@ const copiesAtPhone = (sim: Simulator) => {
 }
 
 /** Every message reached the phone (by WhatsApp id) and is delivered or further along. */
-const allDelivered = (sim: Simulator, sql: Effect.Success<ReturnType<typeof sqlFor>>, sent: ReadonlyArray<Message>) =>
+const allDelivered = (
+  sim: Simulator,
+  sql: Effect.Success<ReturnType<typeof sqlFor>>,
+  sent: ReadonlyArray<Message>
+) =>
   waitFor(
     "every message at the phone and delivered or later",
     Effect.gen(function* () {
       const copies = copiesAtPhone(sim)
       const statuses = yield* sql<{ status: string; n: number }>`
-        SELECT status, count(*)::int AS n FROM messages WHERE direction = 'outbound' GROUP BY status`.pipe(Effect.orDie)
+        SELECT status, count(*)::int AS n FROM messages WHERE direction = 'outbound' GROUP BY status`.pipe(
+        Effect.orDie
+      )
       return {
         atPhone: sent.filter((message) => copies.has(message.whatsapp_id)).length,
         statuses: Object.fromEntries(statuses.map((row) => [row.status, row.n])) as Record<string, number>
@@ -94,7 +105,9 @@ const exactlyOnceById = (sim: Simulator, sent: ReadonlyArray<Message>) => {
   const received = sim.received(CONTACT)
   expect(new Set(received.map((message) => message.id)).size).toBe(sent.length)
   for (const message of received) {
-    expect(ours.get(message.id)).toBe(message.message.extendedTextMessage?.text ?? message.message.conversation)
+    expect(ours.get(message.id)).toBe(
+      message.message.extendedTextMessage?.text ?? message.message.conversation
+    )
   }
   return received.length - sent.length
 }
@@ -140,13 +153,17 @@ describe("messages through crashes of the gateway process", () => {
           Effect.sync(() => copiesAtPhone(sim).size >= 150),
           { attempts: 600, everyMillis: 20 }
         )
-        const owner = yield* sql<{ owner: string }>`SELECT owner FROM channel_leases WHERE channel_id = ${channel}`
+        const owner = yield* sql<{
+          owner: string
+        }>`SELECT owner FROM channel_leases WHERE channel_id = ${channel}`
         expect(owner[0]?.owner).toBe("node-a")
         yield* killed(a)
         const onB = yield* apiClient(apiOf(envB), key)
         yield* allDelivered(sim, sql, sent)
         exactlyOnceById(sim, sent)
-        const taken = yield* sql<{ owner: string }>`SELECT owner FROM channel_leases WHERE channel_id = ${channel}`
+        const taken = yield* sql<{
+          owner: string
+        }>`SELECT owner FROM channel_leases WHERE channel_id = ${channel}`
         expect(taken[0]?.owner).toBe("node-b")
         expect((yield* onB.messages.get({ params: { id: sent[0]!.id } })).status).not.toBe("queued")
       }).pipe(Effect.scoped),
@@ -166,46 +183,71 @@ describe("messages through crashes of the gateway process", () => {
         )
         // a first message opens the phone's Signal session with the device
         const first = yield* deliverTo(sim, PHONE, { from: CONTACT, message: { conversation: "hello" } })
-        yield* waitUntil("the first message stored and acknowledged", Effect.gen(function* () {
-          return (yield* stored).has(first.id) && sim.pending(PHONE).length === 0
-        }), { attempts: 600, everyMillis: 20 })
+        yield* waitUntil(
+          "the first message stored and acknowledged",
+          Effect.gen(function* () {
+            return (yield* stored).has(first.id) && sim.pending(PHONE).length === 0
+          }),
+          { attempts: 600, everyMillis: 20 }
+        )
 
         // the login store is locked from another connection: the Signal session's advance, written
         // after the message is stored and before its receipt, waits; the gateway dies right there
         const release = yield* Deferred.make<void>()
         const locked = yield* Deferred.make<void>()
         yield* Effect.forkScoped(
-          sql.withTransaction(
-            Effect.gen(function* () {
-              yield* sql`LOCK TABLE channel_auth_state IN SHARE MODE`
-              yield* Deferred.succeed(locked, undefined)
-              yield* Deferred.await(release)
-            })
-          ).pipe(Effect.orDie)
+          sql
+            .withTransaction(
+              Effect.gen(function* () {
+                yield* sql`LOCK TABLE channel_auth_state IN SHARE MODE`
+                yield* Deferred.succeed(locked, undefined)
+                yield* Deferred.await(release)
+              })
+            )
+            .pipe(Effect.orDie)
         )
         yield* Deferred.await(locked)
-        const second = yield* deliverTo(sim, PHONE, { from: CONTACT, message: { conversation: "the worst moment" } })
-        yield* waitUntil("the second message stored", Effect.map(stored, (s) => s.has(second.id)), {
-          attempts: 600,
-          everyMillis: 20
+        const second = yield* deliverTo(sim, PHONE, {
+          from: CONTACT,
+          message: { conversation: "the worst moment" }
         })
+        yield* waitUntil(
+          "the second message stored",
+          Effect.map(stored, (s) => s.has(second.id)),
+          {
+            attempts: 600,
+            everyMillis: 20
+          }
+        )
         expect(sim.pending(PHONE).map((each) => each.id)).toEqual([second.id])
         yield* killed(a)
         yield* Deferred.succeed(release, undefined)
 
         yield* start(envA)
-        yield* waitUntil("WhatsApp delivered it again and it was acknowledged", Effect.sync(() => sim.pending(PHONE).length === 0), {
-          attempts: 1200,
-          everyMillis: 50
-        })
+        yield* waitUntil(
+          "WhatsApp delivered it again and it was acknowledged",
+          Effect.sync(() => sim.pending(PHONE).length === 0),
+          {
+            attempts: 1200,
+            everyMillis: 50
+          }
+        )
         const third = yield* deliverTo(sim, PHONE, { from: CONTACT, message: { conversation: "after" } })
-        yield* waitUntil("a later message stored too", Effect.map(stored, (s) => s.has(third.id)), {
-          attempts: 600,
-          everyMillis: 20
-        })
+        yield* waitUntil(
+          "a later message stored too",
+          Effect.map(stored, (s) => s.has(third.id)),
+          {
+            attempts: 600,
+            everyMillis: 20
+          }
+        )
         const rows = yield* stored
         expect([...rows.entries()]).toEqual(
-          expect.arrayContaining([[first.id, 1], [second.id, 1], [third.id, 1]])
+          expect.arrayContaining([
+            [first.id, 1],
+            [second.id, 1],
+            [third.id, 1]
+          ])
         )
         expect(rows.size).toBe(3)
         const events = yield* sql<{ whatsapp_id: string }>`

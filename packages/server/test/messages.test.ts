@@ -28,7 +28,9 @@ const fileServer = (files: Record<string, { readonly type: string; readonly byte
               res.writeHead(404).end()
               return
             }
-            res.writeHead(200, { "content-type": file.type, "content-length": file.bytes.length }).end(file.bytes)
+            res
+              .writeHead(200, { "content-type": file.type, "content-length": file.bytes.length })
+              .end(file.bytes)
           })
           server.listen(0, "127.0.0.1", () =>
             resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server })
@@ -51,8 +53,12 @@ const connected = (extra: Record<string, string> = {}) =>
     return { sim, gateway, database, customer, client: customer.client, channel }
   })
 
-const waitForMessage = (client: ApiClient, id: Message["id"], accept: (message: Message) => boolean, label: string) =>
-  waitFor(label, client.messages.get({ params: { id } }), accept, { attempts: 600, everyMillis: 50 })
+const waitForMessage = (
+  client: ApiClient,
+  id: Message["id"],
+  accept: (message: Message) => boolean,
+  label: string
+) => waitFor(label, client.messages.get({ params: { id } }), accept, { attempts: 600, everyMillis: 50 })
 
 const phoneGot = (sim: Simulator, whatsappId: string) =>
   waitFor(
@@ -81,7 +87,11 @@ describe("messages through the API, real Baileys and the simulator", () => {
         })
         const { sim, client, channel } = yield* connected()
         const send = (payload: Record<string, unknown>) =>
-          client.messages.send({ params: { id: channel }, headers: {}, payload: { to: `+${CONTACT}`, ...payload } as never })
+          client.messages.send({
+            params: { id: channel },
+            headers: {},
+            payload: { to: `+${CONTACT}`, ...payload } as never
+          })
 
         const text = yield* send({ type: "text", text: { body: "hello from the gateway" } })
         const sent = [
@@ -89,7 +99,10 @@ describe("messages through the API, real Baileys and the simulator", () => {
           yield* send({ type: "image", image: { link: `${files}/cat.jpg`, caption: "a cat" } }),
           yield* send({ type: "video", video: { link: `${files}/clip.mp4` } }),
           yield* send({ type: "audio", audio: { link: `${files}/note.ogg`, voice: true } }),
-          yield* send({ type: "document", document: { link: `${files}/invoice.pdf`, filename: "invoice.pdf" } }),
+          yield* send({
+            type: "document",
+            document: { link: `${files}/invoice.pdf`, filename: "invoice.pdf" }
+          }),
           yield* send({ type: "sticker", sticker: { link: `${files}/smile.webp` } }),
           yield* send({ type: "location", location: { latitude: 52.52, longitude: 13.405, name: "Berlin" } }),
           yield* send({ type: "reaction", reaction: { message_id: text.id, emoji: "👍" } }),
@@ -99,14 +112,28 @@ describe("messages through the API, real Baileys and the simulator", () => {
 
         const got = []
         for (const message of sent) got.push((yield* phoneGot(sim, message.whatsapp_id)).message)
-        const [gotText, gotImage, gotVideo, gotVoice, gotDocument, gotSticker, gotLocation, gotReaction, gotReply] = got
+        const [
+          gotText,
+          gotImage,
+          gotVideo,
+          gotVoice,
+          gotDocument,
+          gotSticker,
+          gotLocation,
+          gotReaction,
+          gotReply
+        ] = got
         expect(gotText!.extendedTextMessage?.text ?? gotText!.conversation).toBe("hello from the gateway")
         expect(gotImage!.imageMessage?.caption).toBe("a cat")
         expect(gotVideo!.videoMessage).toBeTruthy()
         expect(gotVoice!.audioMessage?.ptt).toBe(true)
         expect(gotDocument!.documentMessage?.fileName).toBe("invoice.pdf")
         expect(gotSticker!.stickerMessage).toBeTruthy()
-        expect(gotLocation!.locationMessage).toMatchObject({ degreesLatitude: 52.52, degreesLongitude: 13.405, name: "Berlin" })
+        expect(gotLocation!.locationMessage).toMatchObject({
+          degreesLatitude: 52.52,
+          degreesLongitude: 13.405,
+          name: "Berlin"
+        })
         expect(gotReaction!.reactionMessage).toMatchObject({ text: "👍", key: { id: text.whatsapp_id } })
         expect(gotReply!.extendedTextMessage?.contextInfo?.stanzaId).toBe(text.whatsapp_id)
         expect(sim.receivedMedia(CONTACT, sent[1]!.whatsapp_id)).toEqual(image)
@@ -114,7 +141,12 @@ describe("messages through the API, real Baileys and the simulator", () => {
 
         for (const message of sent) {
           const expected = message.type === "audio" ? "played" : "read"
-          const done = yield* waitForMessage(client, message.id, (m) => m.status === expected, `${message.type} ${expected}`)
+          const done = yield* waitForMessage(
+            client,
+            message.id,
+            (m) => m.status === expected,
+            `${message.type} ${expected}`
+          )
           const history = done.statuses.map((change) => change.status)
           expect(history[0]).toBe("queued")
           expect(history).toContain("sent")
@@ -182,10 +214,20 @@ describe("messages through the API, real Baileys and the simulator", () => {
           message: { locationMessage: { degreesLatitude: 48.85, degreesLongitude: 2.35, name: "Paris" } }
         })
         const reply = yield* twice({
-          message: { extendedTextMessage: { text: "as I said", contextInfo: { stanzaId: text.id, participant: `${CONTACT}@s.whatsapp.net` } } }
+          message: {
+            extendedTextMessage: {
+              text: "as I said",
+              contextInfo: { stanzaId: text.id, participant: `${CONTACT}@s.whatsapp.net` }
+            }
+          }
         })
         const reaction = yield* twice({
-          message: { reactionMessage: { key: { remoteJid: `${PHONE}@s.whatsapp.net`, fromMe: false, id: text.id }, text: "❤️" } }
+          message: {
+            reactionMessage: {
+              key: { remoteJid: `${PHONE}@s.whatsapp.net`, fromMe: false, id: text.id },
+              text: "❤️"
+            }
+          }
         })
         const poll = yield* twice({
           message: { pollCreationMessage: { name: "lunch?", options: [{ optionName: "yes" }] } }
@@ -198,41 +240,78 @@ describe("messages through the API, real Baileys and the simulator", () => {
           { attempts: 600, everyMillis: 50 }
         )
         // what WhatsApp delivered twice is stored once
-        yield* waitFor("WhatsApp holds nothing unacknowledged", Effect.sync(() => sim.pending(PHONE)), (pending) => pending.length === 0, {
-          attempts: 600,
-          everyMillis: 50
+        yield* waitFor(
+          "WhatsApp holds nothing unacknowledged",
+          Effect.sync(() => sim.pending(PHONE)),
+          (pending) => pending.length === 0,
+          {
+            attempts: 600,
+            everyMillis: 50
+          }
+        )
+        const listed = yield* client.messages.list({
+          params: { id: channel },
+          query: { direction: "inbound", limit: 100 }
         })
-        const listed = yield* client.messages.list({ params: { id: channel }, query: { direction: "inbound", limit: 100 } })
         expect(listed.data.length).toBe(all.length)
         expect(inbound.data.length).toBe(all.length)
         const byWhatsAppId = new Map(listed.data.map((message) => [message.whatsapp_id, message]))
         const stored = (id: string) => byWhatsAppId.get(id)!
-        expect(stored(text.id)).toMatchObject({ type: "text", from: `+${CONTACT}`, status: "received", text: { body: "hi gateway" } })
-        expect(stored(media.image.id)).toMatchObject({ type: "image", image: { caption: "look", mime_type: "image/jpeg" } })
+        expect(stored(text.id)).toMatchObject({
+          type: "text",
+          from: `+${CONTACT}`,
+          status: "received",
+          text: { body: "hi gateway" }
+        })
+        expect(stored(media.image.id)).toMatchObject({
+          type: "image",
+          image: { caption: "look", mime_type: "image/jpeg" }
+        })
         expect(stored(media.audio.id)).toMatchObject({ type: "audio", audio: { voice: true } })
-        expect(stored(media.document.id)).toMatchObject({ type: "document", document: { filename: "report.pdf" } })
-        expect(stored(location.id)).toMatchObject({ type: "location", location: { latitude: 48.85, longitude: 2.35, name: "Paris" } })
+        expect(stored(media.document.id)).toMatchObject({
+          type: "document",
+          document: { filename: "report.pdf" }
+        })
+        expect(stored(location.id)).toMatchObject({
+          type: "location",
+          location: { latitude: 48.85, longitude: 2.35, name: "Paris" }
+        })
         expect(stored(reply.id)).toMatchObject({
           type: "text",
           text: { body: "as I said" },
           context: { message_id: stored(text.id).id, whatsapp_id: text.id }
         })
-        expect(stored(reaction.id)).toMatchObject({ type: "reaction", reaction: { message_id: stored(text.id).id, emoji: "❤️" } })
-        expect(stored(poll.id)).toMatchObject({ type: "unsupported", unsupported: { whatsapp_type: "pollCreationMessage" } })
+        expect(stored(reaction.id)).toMatchObject({
+          type: "reaction",
+          reaction: { message_id: stored(text.id).id, emoji: "❤️" }
+        })
+        expect(stored(poll.id)).toMatchObject({
+          type: "unsupported",
+          unsupported: { whatsapp_type: "pollCreationMessage" }
+        })
 
         for (const [kind, sent] of Object.entries(media)) {
           const id = stored(sent.id).id
           const response = yield* Effect.promise(() =>
-            fetch(`${gateway.api}/v1/messages/${id}/media`, { headers: { authorization: `Bearer ${customer.key}` } })
+            fetch(`${gateway.api}/v1/messages/${id}/media`, {
+              headers: { authorization: `Bearer ${customer.key}` }
+            })
           )
           expect(response.status, kind).toBe(200)
           expect(response.headers.get("content-type"), kind).toBe(files[kind as keyof typeof files].mimetype)
           const bytes = Buffer.from(yield* Effect.promise(() => response.arrayBuffer()))
           expect(bytes.equals(Buffer.from(files[kind as keyof typeof files].bytes)), kind).toBe(true)
         }
-        const documentResponse = yield* request(gateway.api, "GET", `/v1/messages/${stored(media.document.id).id}/media`, { key: customer.key })
+        const documentResponse = yield* request(
+          gateway.api,
+          "GET",
+          `/v1/messages/${stored(media.document.id).id}/media`,
+          { key: customer.key }
+        )
         expect(documentResponse.headers.get("content-disposition")).toContain('filename="report.pdf"')
-        const noMedia = yield* request(gateway.api, "GET", `/v1/messages/${stored(text.id).id}/media`, { key: customer.key })
+        const noMedia = yield* request(gateway.api, "GET", `/v1/messages/${stored(text.id).id}/media`, {
+          key: customer.key
+        })
         expect(noMedia.status).toBe(409)
         expect(noMedia.body.code).toBe("invalid_state")
         const first = media.image
@@ -245,7 +324,12 @@ describe("messages through the API, real Baileys and the simulator", () => {
         expect(read.status).toBe("read")
         yield* waitFor(
           "the read receipt reached WhatsApp",
-          Effect.sync(() => sim.receiptsFrom(PHONE).filter((receipt) => receipt.id === text.id).map((r) => r.type)),
+          Effect.sync(() =>
+            sim
+              .receiptsFrom(PHONE)
+              .filter((receipt) => receipt.id === text.id)
+              .map((r) => r.type)
+          ),
           (types) => types.includes("read"),
           { attempts: 400, everyMillis: 50 }
         )
@@ -268,9 +352,9 @@ describe("messages through the API, real Baileys and the simulator", () => {
           LOG_LEVEL: "warn"
         }
         const firstScope = yield* Scope.make()
-        const first = yield* startGateway(yield* gatewayEnvironment(database.url, env), { whatsapp: "baileys" }).pipe(
-          Scope.provide(firstScope)
-        )
+        const first = yield* startGateway(yield* gatewayEnvironment(database.url, env), {
+          whatsapp: "baileys"
+        }).pipe(Scope.provide(firstScope))
         const { client, key } = yield* newCustomer(first, { plan: { messages_per_minute: 100_000 } })
         const channel = yield* pairedChannel(client, sim, PHONE)
         const sent = yield* client.messages.send({
@@ -281,7 +365,9 @@ describe("messages through the API, real Baileys and the simulator", () => {
         yield* phoneGot(sim, sent.whatsapp_id)
         yield* Scope.close(firstScope, Exit.void)
 
-        const second = yield* startGateway(yield* gatewayEnvironment(database.url, env), { whatsapp: "baileys" })
+        const second = yield* startGateway(yield* gatewayEnvironment(database.url, env), {
+          whatsapp: "baileys"
+        })
         const again = yield* apiClient(second.api, key)
         yield* waitForStatus(again, channel, "connected", { attempts: 400 })
         sim.sendRetryReceipt(CONTACT, sent.whatsapp_id)
@@ -294,7 +380,9 @@ describe("messages through the API, real Baileys and the simulator", () => {
         expect(answered?.acked).toBe(true)
         const copies = sim.received(CONTACT).filter((message) => message.id === sent.whatsapp_id)
         expect(copies.map((copy) => copy.resend)).toEqual([false, true])
-        expect(copies[1]!.message.extendedTextMessage?.text ?? copies[1]!.message.conversation).toBe("ask me again")
+        expect(copies[1]!.message.extendedTextMessage?.text ?? copies[1]!.message.conversation).toBe(
+          "ask me again"
+        )
       }).pipe(Effect.scoped),
     180_000
   )
@@ -321,10 +409,17 @@ describe("messages through the API, real Baileys and the simulator", () => {
         sim.setLoginFault(undefined)
         yield* waitForStatus(client, channel, "connected", { attempts: 600 })
         yield* waitForMessage(client, fresh.id, (m) => m.status === "read", "the fresh message read")
-        const expired = yield* waitForMessage(client, old.id, (m) => m.status === "failed", "the old message failed")
+        const expired = yield* waitForMessage(
+          client,
+          old.id,
+          (m) => m.status === "failed",
+          "the old message failed"
+        )
         expect(expired.failure?.reason).toBe("expired")
         expect(sim.received(CONTACT).some((message) => message.id === old.whatsapp_id)).toBe(false)
-        const failedEvents = yield* client.events.list({ query: { channel_id: channel, type: "message.failed" } })
+        const failedEvents = yield* client.events.list({
+          query: { channel_id: channel, type: "message.failed" }
+        })
         expect(failedEvents.data.map((event) => event.data["message_id"])).toEqual([old.id])
       }).pipe(Effect.scoped),
     180_000
@@ -374,12 +469,17 @@ describe("messages through the API, real Baileys and the simulator", () => {
         ).pipe(Effect.map(({ url }) => url))
         const { sim, client, channel } = yield* connected()
         const send = (payload: Record<string, unknown>) =>
-          client.messages.send({ params: { id: channel }, headers: {}, payload: { to: `+${CONTACT}`, ...payload } as never })
+          client.messages.send({
+            params: { id: channel },
+            headers: {},
+            payload: { to: `+${CONTACT}`, ...payload } as never
+          })
         const tooBig = yield* send({ type: "video", video: { link: `${huge}/huge.mp4` } })
         const endless = yield* send({ type: "image", image: { link: `${huge}/unannounced.jpg` } })
         const missing = yield* send({ type: "document", document: { link: `${huge}/nothing.pdf` } })
         const after = yield* send({ type: "text", text: { body: "after the failures" } })
-        const failed = (id: Message["id"]) => waitForMessage(client, id, (m) => m.status === "failed", `${id} failed`)
+        const failed = (id: Message["id"]) =>
+          waitForMessage(client, id, (m) => m.status === "failed", `${id} failed`)
         expect((yield* failed(tooBig.id)).failure?.reason).toBe("media_too_large")
         expect((yield* failed(endless.id)).failure?.reason).toBe("media_too_large")
         const notFound = yield* failed(missing.id)

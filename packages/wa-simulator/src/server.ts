@@ -1,7 +1,7 @@
 import { Curve, jidDecode } from "@whiskeysockets/baileys"
 import type { AddressInfo } from "node:net"
 import { WebSocketServer } from "ws"
-import { makeAccounts, pnJid, type Account } from "./accounts.ts"
+import { makeAccounts, type Account } from "./accounts.ts"
 import { makeCertChain } from "./certificate.ts"
 import { makeConnection, type Connection } from "./connection.ts"
 import { applyFault, type Fault } from "./faults.ts"
@@ -127,7 +127,9 @@ export interface Simulator {
    * (by its receipt or a message ack): each is delivered again, marked offline, at that device's
    * next login, until it is acknowledged.
    */
-  readonly pending: (phoneNumber: string) => ReadonlyArray<{ readonly id: string; readonly deviceJid: string }>
+  readonly pending: (
+    phoneNumber: string
+  ) => ReadonlyArray<{ readonly id: string; readonly deviceJid: string }>
   /**
    * The simulator's clock, the one every time in the connection history is on: ms since the epoch,
    * `performance.timeOrigin + performance.now()` (monotonic here, close to `Date.now()` elsewhere).

@@ -96,10 +96,12 @@ export const layerAdminHandlers = AdminRpcs.toLayer(
           return yield* deliveries.listForOperator(customer_id, { status, limit: limit ?? 100 })
         }),
       ListMessages: ({ channel_id, direction, status, limit }) =>
-        Effect.flatMap(messages.listForOperator(channel_id, { direction, status, limit: limit ?? 100 }), (found) =>
-          found === undefined
-            ? Effect.fail(new AdminRequestInvalid({ message: `no channel ${channel_id}` }))
-            : Effect.succeed(found)
+        Effect.flatMap(
+          messages.listForOperator(channel_id, { direction, status, limit: limit ?? 100 }),
+          (found) =>
+            found === undefined
+              ? Effect.fail(new AdminRequestInvalid({ message: `no channel ${channel_id}` }))
+              : Effect.succeed(found)
         ),
       RotateMasterKey: () =>
         inTransaction(

@@ -1,10 +1,8 @@
 import { Data, Effect, FiberSet, Queue } from "effect"
-import { drainOutbox } from "../messages/drain.ts"
-import { Inbox } from "../messages/inbox.ts"
-import { Outbox, type StatusReport } from "../messages/outbox.ts"
 import type { Fence, LeaseLost } from "./leases.ts"
 import { Change, ChannelLifecycle } from "./lifecycle.ts"
 import { AuthStates } from "./loginStore.ts"
+import { ChannelMessaging, type StatusReport } from "./messaging.ts"
 import type { ChannelRow } from "./rows.ts"
 import { disconnectPolicy, isRunning } from "./status.ts"
 import { type PairingMethod, WhatsAppTransport } from "./transport.ts"
@@ -59,8 +57,7 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
     Effect.gen(function* () {
       const lifecycle = yield* ChannelLifecycle
       const transport = yield* WhatsAppTransport
-      const outbox = yield* Outbox
-      const inbox = yield* Inbox
+      const messaging = yield* ChannelMessaging
       const authStates = yield* AuthStates
       const row = yield* lifecycle.load(fence.channelId)
       if (row === undefined || row.desired !== "running" || !isRunning(row.status)) return "stopped" as const
@@ -87,8 +84,8 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
           holdsLease: cell.holdsLease,
           actor: cell,
           // placeholders until the inbox and outbox land
-          storeInbound: (messages) => inbox.store(fence.channelId, messages),
-          sentContent: (whatsappId) => outbox.sentContent(fence.channelId, whatsappId)
+          storeInbound: (messages) => messaging.storeInbound(fence.channelId, messages),
+          sentContent: (whatsappId) => messaging.sentContent(fence.channelId, whatsappId)
         })
         .pipe(
           Effect.catchTag("TransportError", (error) =>
@@ -117,9 +114,9 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
       const reports = yield* Queue.unbounded<StatusReport>()
       yield* FiberSet.run(
         background,
-        Effect.forever(Effect.flatMap(Queue.takeBetween(reports, 1, 500), (batch) => outbox.report(fence, batch))).pipe(
-          Effect.catchTag("LeaseLost", () => Effect.void)
-        )
+        Effect.forever(
+          Effect.flatMap(Queue.takeBetween(reports, 1, 500), (batch) => messaging.report(fence, batch))
+        ).pipe(Effect.catchTag("LeaseLost", () => Effect.void))
       )
 
       let wasOpen = false
@@ -140,19 +137,17 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
             if ((yield* lifecycle.record(fence, Change.Connected(event))) === "stop")
               return "stopped" as const
             // the outbox drains while this connection lasts
-            yield* FiberSet.run(
-              background,
-              drainOutbox(fence, connection, cell.holdsLease, outbox.pace(fence.channelId)).pipe(
-                Effect.catchTag("LeaseLost", () => Effect.void),
-                Effect.catchCause((cause) => Effect.logError("the outbox drain stopped", cause))
-              )
-            )
+            yield* FiberSet.run(background, messaging.drain(fence, connection, cell.holdsLease))
             break
           case "ServerAck":
             Queue.offerUnsafe(reports, { _tag: "ServerAck", whatsappId: event.messageId, error: event.error })
             break
           case "Receipt":
-            Queue.offerUnsafe(reports, { _tag: "Receipt", whatsappId: event.messageId, receipt: event.receipt })
+            Queue.offerUnsafe(reports, {
+              _tag: "Receipt",
+              whatsappId: event.messageId,
+              receipt: event.receipt
+            })
             break
           case "Close": {
             const policy = disconnectPolicy(event.code)

@@ -1,4 +1,3 @@
-import { failQueued } from "../messages/outbox.ts"
 import {
   type AdminChannel,
   AdminChannel as AdminChannelSchema,
@@ -25,6 +24,7 @@ import { type ChannelOperationPaced, ChannelNotFound, ChannelStateConflict, QrUn
 import { EventLog } from "../events/eventLog.ts"
 import { removeChannelEndpoints } from "../webhooks/endpoints.ts"
 import { AuthStates } from "./loginStore.ts"
+import { ChannelMessaging } from "./messaging.ts"
 import { makePacing, type PacedOperation } from "./pacing.ts"
 import {
   channelColumns,
@@ -150,6 +150,7 @@ export const layerChannels = Layer.effect(
     const events = yield* EventLog
     const keyRing = yield* KeyRing
     const authStates = yield* AuthStates
+    const messaging = yield* ChannelMessaging
     const authentication = yield* Authentication
     const columns = sql.literal(channelColumns)
     const inTransaction = transaction(sql)
@@ -281,7 +282,7 @@ export const layerChannels = Layer.effect(
             qr_ciphertext = NULL, qr_expires_at = NULL, pairing_code_ciphertext = NULL`
         )
         yield* authStates.wipe(id)
-        yield* failQueued(sql, events, id, status === "deleted" ? "channel_deleted" : "channel_logged_out")
+        yield* messaging.channelGone(id, status === "deleted" ? "channel_deleted" : "channel_logged_out")
         return row
       })
 

@@ -1,4 +1,3 @@
-import { failQueued } from "../messages/outbox.ts"
 import type { ChannelId, ChannelStatus, EventType } from "@whatisup/domain"
 import { Data, Context, Effect, Layer } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
@@ -6,6 +5,7 @@ import { Audit } from "../audit/audit.ts"
 import { decodeRows, transaction } from "../db/transaction.ts"
 import { KeyRing } from "../crypto/keyRing.ts"
 import { AuthStates } from "./loginStore.ts"
+import { ChannelMessaging } from "./messaging.ts"
 import { EventLog } from "../events/eventLog.ts"
 import { type Fence, Leases, type LeaseLost } from "./leases.ts"
 import { channelColumns, ChannelRow, pairingCodePlace, qrPlace } from "./rows.ts"
@@ -102,6 +102,7 @@ export const layerChannelLifecycle = Layer.effect(
     const audit = yield* Audit
     const keyRing = yield* KeyRing
     const authStates = yield* AuthStates
+    const messaging = yield* ChannelMessaging
 
     const plan = (row: ChannelRow, change: Change): Plan => {
       switch (change._tag) {
@@ -211,7 +212,7 @@ export const layerChannelLifecycle = Layer.effect(
           // a logout forgets the login in the same transaction
           if (next.status === "logged_out") {
             yield* authStates.wipe(row.id)
-            yield* failQueued(sql, events, row.id, "channel_logged_out")
+            yield* messaging.channelGone(row.id, "channel_logged_out")
           }
           if (next.event) {
             yield* events.append({

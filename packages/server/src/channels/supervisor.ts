@@ -19,13 +19,9 @@ import {
   Semaphore
 } from "effect"
 import { decodeRows } from "../db/transaction.ts"
-import type { GatewayConfigService } from "../config/config.ts"
 import { channelReconnectBackoff, drawNextDelay } from "../retry/retryPolicy.ts"
-import type { MediaFetcher } from "../messages/mediaFetch.ts"
-import type { Inbox } from "../messages/inbox.ts"
-import type { Outbox } from "../messages/outbox.ts"
-import type { OutboxSignal } from "../messages/outboxSignal.ts"
 import type { AuthStates } from "./loginStore.ts"
+import type { ChannelMessaging } from "./messaging.ts"
 import type { WhatsAppTransport } from "./transport.ts"
 import { Disconnected, runChannel, type StopCell, type StopIntent } from "./actor.ts"
 import { type Fence, Leases } from "./leases.ts"
@@ -203,14 +199,7 @@ export const layerSupervisor = Layer.effect(
       })
     )
     const context = yield* Effect.context<
-      | WhatsAppTransport
-      | ChannelLifecycle
-      | AuthStates
-      | Outbox
-      | Inbox
-      | OutboxSignal
-      | MediaFetcher
-      | GatewayConfigService
+      WhatsAppTransport | ChannelLifecycle | AuthStates | ChannelMessaging
     >()
     const oneAtATime = yield* Semaphore.make(1)
     /** Past this (monotonic ms), the node's lease may have lapsed: every actor stops, even without the database. */

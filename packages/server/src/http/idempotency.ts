@@ -3,8 +3,8 @@ import { Context, Effect, Layer, Schedule, Schema } from "effect"
 import { HttpEffect, HttpServerResponse } from "effect/http"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import { SqlClient } from "effect/sql"
-import * as crypto from "node:crypto"
-import { type EncryptedColumn, KeyRing, placeIn } from "../crypto/keyRing.ts"
+import { KeyRing, placeIn } from "../crypto/keyRing.ts"
+import { requestHashOf, storedAnswers } from "../idempotency/answers.ts"
 import { transaction } from "../db/transaction.ts"
 
 /**
@@ -37,17 +37,6 @@ type Run = <A, I, E, R, RE = never, RR = never>(
 export class Idempotency extends Context.Service<Idempotency, { readonly run: Run }>()(
   "whatisup/Idempotency"
 ) {}
-
-/** Stored answers, encrypted in their row (an answer may hold a secret shown once). */
-export const storedAnswers: EncryptedColumn = {
-  table: "idempotency_keys",
-  key: ["api_key_id", "key"],
-  column: "response_ciphertext"
-}
-
-/** What makes two requests with one key the same: the hash of the route and the payload. */
-export const requestHashOf = (request: unknown) =>
-  crypto.createHash("sha256").update(JSON.stringify(request)).digest("base64url")
 
 /** Marks the answer being built as a replay (`Idempotent-Replayed: true`). */
 export const markReplayed = HttpEffect.appendPreResponseHandler((_request, response) =>

@@ -69,8 +69,9 @@ export const layerMessagesHttp = HttpApiBuilder.group(Api, "messages", (handlers
             Effect.asVoid
           )
     }
-    const withAccess = <A, E, R>(use: (access: MessageAccess, caller: Caller["Service"]) => Effect.Effect<A, E, R>) =>
-      Effect.flatMap(Caller, (caller) => use(accessOf(caller), caller)).pipe(answerProblems)
+    const withAccess = <A, E, R>(
+      use: (access: MessageAccess, caller: Caller["Service"]) => Effect.Effect<A, E, R>
+    ) => Effect.flatMap(Caller, (caller) => use(accessOf(caller), caller)).pipe(answerProblems)
     return handlers
       .handle("send", (request) =>
         withAccess((access, caller) =>

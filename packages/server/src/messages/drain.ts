@@ -85,7 +85,10 @@ export const drainOutbox = (
         if ("reason" in content) return content
         const built = yield* retried(connection.prepare(item.chat, content))
         if (built._tag === "Failure") {
-          return { reason: "media_upload_failed", detail: `WhatsApp did not take the media: ${built.failure.reason}` }
+          return {
+            reason: "media_upload_failed",
+            detail: `WhatsApp did not take the media: ${built.failure.reason}`
+          }
         }
         return yield* outbox.prepared(fence, item.id, built.success)
       })
@@ -98,13 +101,18 @@ export const drainOutbox = (
             ? {}
             : {
                 quoted: {
-                  key: { id: item.reference.whatsappId, fromMe: item.reference.fromMe, chat: item.reference.chat },
+                  key: {
+                    id: item.reference.whatsappId,
+                    fromMe: item.reference.fromMe,
+                    chat: item.reference.chat
+                  },
                   content: item.reference.content ?? undefined
                 }
               }
         if (mediaKinds.has(item.type)) {
           const fetched = yield* Effect.result(media.fetch(String(c.link), item.type as MediaKind))
-          if (fetched._tag === "Failure") return { reason: fetched.failure.reason, detail: fetched.failure.detail }
+          if (fetched._tag === "Failure")
+            return { reason: fetched.failure.reason, detail: fetched.failure.detail }
           const file = { bytes: fetched.success.bytes, mimetype: fetched.success.mimetype }
           switch (item.type) {
             case "audio":
@@ -144,11 +152,18 @@ export const drainOutbox = (
             }
             return {
               type: "reaction",
-              target: { id: item.reference.whatsappId, fromMe: item.reference.fromMe, chat: item.reference.chat },
+              target: {
+                id: item.reference.whatsappId,
+                fromMe: item.reference.fromMe,
+                chat: item.reference.chat
+              },
               emoji: String(c.emoji ?? "")
             }
           default:
-            return { reason: "unsupported_type", detail: `The gateway cannot send a message of type ${item.type}` }
+            return {
+              reason: "unsupported_type",
+              detail: `The gateway cannot send a message of type ${item.type}`
+            }
         }
       })
 
@@ -174,7 +189,9 @@ export const drainOutbox = (
           return true
         }
         if (!holdsLease()) return false
-        const sent = yield* retried(connection.send({ id: item.whatsappId, to: item.chat, content: prepared }))
+        const sent = yield* retried(
+          connection.send({ id: item.whatsappId, to: item.chat, content: prepared })
+        )
         if (sent._tag === "Failure") {
           yield* Effect.logWarning("a message could not be sent; the next connection sends it again").pipe(
             Effect.annotateLogs({ message_id: item.id, reason: sent.failure.reason })
@@ -187,9 +204,15 @@ export const drainOutbox = (
       const receipts = yield* outbox.readReceipts(fence, 100)
       if (receipts.length === 0 || !holdsLease()) return
       const marked = yield* retried(
-        connection.markRead(receipts.map((receipt) => ({ id: receipt.whatsappId, fromMe: false, chat: receipt.chat })))
+        connection.markRead(
+          receipts.map((receipt) => ({ id: receipt.whatsappId, fromMe: false, chat: receipt.chat }))
+        )
       )
-      if (marked._tag === "Success") yield* outbox.readReceiptsSent(fence, receipts.map((receipt) => receipt.id))
+      if (marked._tag === "Success")
+        yield* outbox.readReceiptsSent(
+          fence,
+          receipts.map((receipt) => receipt.id)
+        )
     })
 
     for (;;) {

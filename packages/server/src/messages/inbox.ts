@@ -46,10 +46,9 @@ export const layerInbox = Layer.effect(
         const channelIds = [...new Set(arrivals.map((arrival) => arrival.channelId))]
         const channels = new Map(
           (yield* sql<{ id: string; customer_id: string; phone_number: string | null }>`
-            SELECT id, customer_id, phone_number FROM channels WHERE id IN ${sql.in(channelIds)}`).map((row) => [
-            row.id,
-            row
-          ])
+            SELECT id, customer_id, phone_number FROM channels WHERE id IN ${sql.in(channelIds)}`).map(
+            (row) => [row.id, row]
+          )
         )
         const described = arrivals.flatMap((arrival) =>
           channels.has(arrival.channelId)
@@ -63,7 +62,10 @@ export const layerInbox = Layer.effect(
         if (described.length === 0) return
         // what the messages quote or react to, by WhatsApp id, within their channel
         const referencedIds = described.flatMap(({ channelId, content }) =>
-          [content.context?.whatsapp_id, content.type === "reaction" ? content.reaction.message_id : undefined]
+          [
+            content.context?.whatsapp_id,
+            content.type === "reaction" ? content.reaction.message_id : undefined
+          ]
             .filter((id): id is string => id !== undefined && id !== null)
             .map((id) => ({ c: channelId, w: id }))
         )
@@ -79,7 +81,9 @@ export const layerInbox = Layer.effect(
               ])
         )
         const idOf = (channelId: string, whatsappId: string | null | undefined) =>
-          whatsappId === undefined || whatsappId === null ? null : (referenced.get(`${channelId} ${whatsappId}`) ?? null)
+          whatsappId === undefined || whatsappId === null
+            ? null
+            : (referenced.get(`${channelId} ${whatsappId}`) ?? null)
         const rows = described.map(({ channelId, message, content }) => {
           const { type, context } = content
           const body = (content as unknown as Record<string, Record<string, unknown>>)[type] ?? {}
@@ -91,7 +95,11 @@ export const layerInbox = Layer.effect(
             type,
             content:
               type === "reaction"
-                ? { ...body, message_id: idOf(channelId, body.message_id as string), whatsapp_id: body.message_id }
+                ? {
+                    ...body,
+                    message_id: idOf(channelId, body.message_id as string),
+                    whatsapp_id: body.message_id
+                  }
                 : body,
             context_message_id: idOf(channelId, context?.whatsapp_id),
             context_whatsapp_id: context?.whatsapp_id ?? null,

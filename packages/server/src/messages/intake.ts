@@ -14,7 +14,7 @@ import { ChannelNotFound } from "../channels/errors.ts"
 import { KeyRing, placeIn } from "../crypto/keyRing.ts"
 import { newId } from "../db/ids.ts"
 import { transaction } from "../db/transaction.ts"
-import { requestHashOf, storedAnswers } from "../http/idempotency.ts"
+import { requestHashOf, storedAnswers } from "../idempotency/answers.ts"
 import { ReferencedMessageNotFound } from "./errors.ts"
 import { outboxChannel } from "./outboxSignal.ts"
 import { renderMessage } from "./rows.ts"
@@ -31,7 +31,8 @@ export interface SendRequest {
   readonly idempotencyKey: string | undefined
 }
 
-export type SendError = ChannelNotFound | ReferencedMessageNotFound | IdempotencyKeyInUse | IdempotencyKeyReused
+export type SendError =
+  ChannelNotFound | ReferencedMessageNotFound | IdempotencyKeyInUse | IdempotencyKeyReused
 
 export interface Accepted {
   readonly message: Message
@@ -61,11 +62,14 @@ const referencesOf = (message: SendMessage): ReadonlyArray<{ path: string; id: M
   ...(message.context === undefined
     ? []
     : [{ path: "body.context.message_id", id: message.context.message_id }]),
-  ...(message.type === "reaction" ? [{ path: "body.reaction.message_id", id: message.reaction.message_id }] : [])
+  ...(message.type === "reaction"
+    ? [{ path: "body.reaction.message_id", id: message.reaction.message_id }]
+    : [])
 ]
 
 /** What a send stores: its type's object, as the API shows it back. */
-const contentOf = (message: SendMessage): unknown => (message as unknown as Record<string, unknown>)[message.type]
+const contentOf = (message: SendMessage): unknown =>
+  (message as unknown as Record<string, unknown>)[message.type]
 
 const routeOf = (channelId: ChannelId) => `POST /v1/channels/${channelId}/messages`
 
@@ -103,7 +107,9 @@ export const layerMessageIntake = Layer.effect(
             SELECT id, customer_id, phone_number, now() AS now FROM channels
             WHERE id IN ${sql.in(channelIds)} AND status <> 'deleted'`).map((row) => [row.id, row])
         )
-        const referencedIds = [...new Set(batch.flatMap((pending) => referencesOf(pending.request.message).map((r) => r.id)))]
+        const referencedIds = [
+          ...new Set(batch.flatMap((pending) => referencesOf(pending.request.message).map((r) => r.id)))
+        ]
         const referenced =
           referencedIds.length === 0
             ? new Map<string, { channel_id: string; whatsapp_id: string }>()
@@ -147,11 +153,19 @@ export const layerMessageIntake = Layer.effect(
             SELECT w.i, pg_try_advisory_xact_lock(hashtext(w.a), hashtext(w.k)) AS locked
             FROM json_to_recordset(${keys}::json) AS w(i int, a text, k text)`
           const stored = new Map(
-            (yield* sql<{ api_key_id: string; key: string; request_hash: string; response_ciphertext: string }>`
+            (yield* sql<{
+              api_key_id: string
+              key: string
+              request_hash: string
+              response_ciphertext: string
+            }>`
               SELECT s.api_key_id, s.key, s.request_hash, s.response_ciphertext
               FROM json_to_recordset(${keys}::json) AS w(i int, a text, k text)
               JOIN idempotency_keys s ON s.api_key_id = w.a AND s.key = w.k
-              WHERE s.created_at > now() - interval '24 hours'`).map((row) => [`${row.api_key_id}\n${row.key}`, row])
+              WHERE s.created_at > now() - interval '24 hours'`).map((row) => [
+              `${row.api_key_id}\n${row.key}`,
+              row
+            ])
           )
           for (const lock of locks) {
             const pending = keyed[lock.i]!
@@ -171,7 +185,9 @@ export const layerMessageIntake = Layer.effect(
             } else if (first.request_hash !== requestHashOf([routeOf(request.channelId), request.message])) {
               refuse(
                 pending,
-                new IdempotencyKeyReused({ detail: "This Idempotency-Key was first used with a different request" })
+                new IdempotencyKeyReused({
+                  detail: "This Idempotency-Key was first used with a different request"
+                })
               )
             } else {
               const place = placeIn(storedAnswers, [request.apiKeyId, request.idempotencyKey!])
@@ -190,7 +206,8 @@ export const layerMessageIntake = Layer.effect(
             const channel = channels.get(request.channelId)!
             const id = newId.message()
             const context = request.message.context
-            const contextWhatsAppId = context === undefined ? null : referenced.get(context.message_id)!.whatsapp_id
+            const contextWhatsAppId =
+              context === undefined ? null : referenced.get(context.message_id)!.whatsapp_id
             const content =
               request.message.type === "reaction"
                 ? { ...request.message.reaction }
@@ -282,7 +299,9 @@ export const layerMessageIntake = Layer.effect(
       send: (request) =>
         Effect.gen(function* () {
           const keyed =
-            request.idempotencyKey === undefined ? undefined : `${request.apiKeyId}\n${request.idempotencyKey}`
+            request.idempotencyKey === undefined
+              ? undefined
+              : `${request.apiKeyId}\n${request.idempotencyKey}`
           if (keyed !== undefined) {
             if (keysInFlight.has(keyed)) {
               return yield* new IdempotencyKeyInUse({

@@ -49,7 +49,9 @@ export const layerMediaFetcher = Layer.effect(
     return MediaFetcher.of({
       fetch: (link, kind) =>
         Effect.gen(function* () {
-          const vetted = yield* guard.vet(link).pipe(Effect.mapError((error) => refused(refusalOf(error).detail)))
+          const vetted = yield* guard
+            .vet(link)
+            .pipe(Effect.mapError((error) => refused(refusalOf(error).detail)))
           const target = vetted.addresses[0]!
           const limit = maxMediaBytes[kind]
           const tooLarge = () =>
@@ -95,7 +97,10 @@ export const layerMediaFetcher = Layer.effect(
                 const mimetype = (Array.isArray(type) ? type[0] : type)?.split(";")[0]?.trim() ?? ""
                 return {
                   bytes: Buffer.concat(chunks, size),
-                  mimetype: mimetype === "" || mimetype === "application/octet-stream" ? fallbackTypes[kind] : mimetype
+                  mimetype:
+                    mimetype === "" || mimetype === "application/octet-stream"
+                      ? fallbackTypes[kind]
+                      : mimetype
                 }
               } finally {
                 agent.destroy().catch(() => undefined)
@@ -104,7 +109,9 @@ export const layerMediaFetcher = Layer.effect(
             catch: (error) =>
               error instanceof MediaFetchFailed
                 ? error
-                : refused(`The link could not be fetched: ${error instanceof Error ? error.message : String(error)}`)
+                : refused(
+                    `The link could not be fetched: ${error instanceof Error ? error.message : String(error)}`
+                  )
           })
         })
     })

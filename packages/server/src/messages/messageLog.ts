@@ -94,7 +94,9 @@ export const layerMessageLog = Layer.effect(
         WHERE m.id = ${id} AND ${visible(access)}`.pipe(
         decodeRows(MessageRow),
         Effect.flatMap((rows) =>
-          rows[0] === undefined ? Effect.fail(new MessageNotFound({ messageId: id })) : Effect.succeed(rows[0])
+          rows[0] === undefined
+            ? Effect.fail(new MessageNotFound({ messageId: id }))
+            : Effect.succeed(rows[0])
         )
       )
 
@@ -137,9 +139,7 @@ export const layerMessageLog = Layer.effect(
         const row = yield* load(access, id)
         const history = yield* sql`
           SELECT status, at, reason FROM message_statuses WHERE message_id = ${id}
-          ORDER BY at, array_position(${statusOrder}::text[], status)`.pipe(
-          decodeRows(HistoryRow)
-        )
+          ORDER BY at, array_position(${statusOrder}::text[], status)`.pipe(decodeRows(HistoryRow))
         return {
           ...renderMessage(row),
           statuses: history.map((change) => ({
@@ -168,7 +168,8 @@ export const layerMessageLog = Layer.effect(
         if (row.direction !== "inbound") {
           return yield* new MessageStateConflict({
             status: row.status,
-            detail: "Only inbound messages can be marked read; an outbound message reaches read when its recipient reads it"
+            detail:
+              "Only inbound messages can be marked read; an outbound message reaches read when its recipient reads it"
           })
         }
         yield* inTransaction(

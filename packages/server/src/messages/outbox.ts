@@ -3,6 +3,7 @@ import { Context, Duration, Effect, Layer, Metric, Schedule } from "effect"
 import { SqlClient } from "effect/sql"
 import { GatewayConfigService } from "../config/config.ts"
 import { type Fence, LeaseLost, Leases } from "../channels/leases.ts"
+import type { StatusReport } from "../channels/messaging.ts"
 import { transaction } from "../db/transaction.ts"
 import { EventLog } from "../events/eventLog.ts"
 import { applyTransitions, type Transition, type TransitionTarget, transitionColumns } from "./transitions.ts"
@@ -37,11 +38,6 @@ export interface OutboxItem {
   } | null
 }
 
-/** What a connection reported of sent messages: the server's ack (or error ack), the recipient's receipts. */
-export type StatusReport =
-  | { readonly _tag: "ServerAck"; readonly whatsappId: string; readonly error: number | null }
-  | { readonly _tag: "Receipt"; readonly whatsappId: string; readonly receipt: "delivered" | "read" | "played" }
-
 /** An inbound message whose read receipt was asked for. */
 export interface ReadReceipt {
   readonly id: string
@@ -61,7 +57,11 @@ export class Outbox extends Context.Service<
      * Claims the channel's next queued messages in creation order for one connection (`token`): those
      * this connection claimed already are skipped; those an earlier claim took count as possibly sent.
      */
-    readonly claim: (fence: Fence, token: number, limit: number) => Effect.Effect<ReadonlyArray<OutboxItem>, LeaseLost>
+    readonly claim: (
+      fence: Fence,
+      token: number,
+      limit: number
+    ) => Effect.Effect<ReadonlyArray<OutboxItem>, LeaseLost>
     /** Stores a message's WhatsApp content at its first preparation; answers the content stored first. */
     readonly prepared: (fence: Fence, id: string, content: Uint8Array) => Effect.Effect<Uint8Array, LeaseLost>
     /** Fails messages that cannot be sent (media refused, too old). */
@@ -99,7 +99,12 @@ export const failQueued = (
       sql,
       events,
       targets,
-      targets.map((target) => ({ id: target.id, status: "failed", reason, detail: channelGoneDetail[reason] }))
+      targets.map((target) => ({
+        id: target.id,
+        status: "failed",
+        reason,
+        detail: channelGoneDetail[reason]
+      }))
     )
   }).pipe(Effect.orDie)
 
@@ -220,27 +225,25 @@ export const layerOutbox = Layer.effect(
               r.wa_content AS ref_content`.pipe(Effect.orDie)
           if (rows.length === 0) yield* leases.check(fence)
           return rows
-            .map(
-              (row): OutboxItem => ({
-                id: row.id,
-                whatsappId: row.whatsapp_id,
-                chat: row.chat,
-                type: row.type,
-                content: row.content,
-                prepared: row.wa_content,
-                possiblySent: row.possibly_sent,
-                createdAt: row.created_at,
-                reference:
-                  row.ref_whatsapp_id === null
-                    ? null
-                    : {
-                        whatsappId: row.ref_whatsapp_id,
-                        fromMe: row.ref_direction === "outbound",
-                        chat: row.ref_chat ?? row.chat,
-                        content: row.ref_content
-                      }
-              })
-            )
+            .map((row): OutboxItem => ({
+              id: row.id,
+              whatsappId: row.whatsapp_id,
+              chat: row.chat,
+              type: row.type,
+              content: row.content,
+              prepared: row.wa_content,
+              possiblySent: row.possibly_sent,
+              createdAt: row.created_at,
+              reference:
+                row.ref_whatsapp_id === null
+                  ? null
+                  : {
+                      whatsappId: row.ref_whatsapp_id,
+                      fromMe: row.ref_direction === "outbound",
+                      chat: row.ref_chat ?? row.chat,
+                      content: row.ref_content
+                    }
+            }))
             .sort((a, b) => (a.id < b.id ? -1 : 1))
         }),
 
@@ -294,12 +297,17 @@ export const layerOutbox = Layer.effect(
                   })
                 }
               ),
-              (made) =>
+              () =>
                 Effect.forEach(["ServerAck", "Receipt"] as const, (kind) => {
                   const applied = reports.filter((report) => report._tag === kind).length
                   return applied === 0
                     ? Effect.void
-                    : Metric.update(Metric.withAttributes(reportsApplied, { kind: kind === "ServerAck" ? "ack" : "receipt" }), applied)
+                    : Metric.update(
+                        Metric.withAttributes(reportsApplied, {
+                          kind: kind === "ServerAck" ? "ack" : "receipt"
+                        }),
+                        applied
+                      )
                 })
             ).pipe(Effect.map(() => reports.length)),
 
@@ -324,7 +332,9 @@ export const layerOutbox = Layer.effect(
           SELECT id, whatsapp_id, chat FROM messages
           WHERE channel_id = ${fence.channelId} AND read_receipt = 'pending'
           ORDER BY id LIMIT ${limit}`.pipe(
-          Effect.map((rows) => rows.map((row) => ({ id: row.id, whatsappId: row.whatsapp_id, chat: row.chat }))),
+          Effect.map((rows) =>
+            rows.map((row) => ({ id: row.id, whatsappId: row.whatsapp_id, chat: row.chat }))
+          ),
           Effect.orDie
         ),
 

@@ -47,7 +47,9 @@ export const layerOutboxSignal = Layer.effect(
         const notifications = yield* sql.listen(outboxChannel)
         // what was queued while nobody listened
         wakeAll()
-        yield* Effect.forever(Effect.map(Queue.take(notifications), (notification) => wake(notification.payload)))
+        yield* Effect.forever(
+          Effect.map(Queue.take(notifications), (notification) => wake(notification.payload))
+        )
       }).pipe(
         Effect.scoped,
         Effect.catchCause((cause) => Effect.logWarning("outbox notifications lost; listening again", cause)),

@@ -92,8 +92,16 @@ export const applyTransitions = (
         failure_reason = coalesce(f.reason, m.failure_reason), failure_detail = coalesce(f.detail, m.failure_detail)
       FROM json_to_recordset(${JSON.stringify(
         finals.map((entry) => {
-          const failed = entry.status === "failed" ? made.find((change) => change.id === entry.target.id && change.status === "failed") : undefined
-          return { id: entry.target.id, status: entry.status, reason: failed?.reason ?? null, detail: failed?.detail ?? null }
+          const failed =
+            entry.status === "failed"
+              ? made.find((change) => change.id === entry.target.id && change.status === "failed")
+              : undefined
+          return {
+            id: entry.target.id,
+            status: entry.status,
+            reason: failed?.reason ?? null,
+            detail: failed?.detail ?? null
+          }
         })
       )}::json) AS f(id text, status text, reason text, detail text)
       WHERE m.id = f.id`
@@ -131,4 +139,5 @@ export const applyTransitions = (
   })
 
 /** The columns `applyTransitions` needs, for a `SELECT ... FOR UPDATE`. */
-export const transitionColumns = "id, customer_id, channel_id, direction, chat, whatsapp_id, status, created_at"
+export const transitionColumns =
+  "id, customer_id, channel_id, direction, chat, whatsapp_id, status, created_at"

@@ -9,7 +9,11 @@ const text = { to: "+15557654321", type: "text", text: { body: "owned" } } as co
 const ownMessage = (owner: Owner) =>
   Effect.gen(function* () {
     const channel = yield* ownChannel(owner)
-    const message = yield* owner.client.messages.send({ params: { id: channel.id }, headers: {}, payload: text })
+    const message = yield* owner.client.messages.send({
+      params: { id: channel.id },
+      headers: {},
+      payload: text
+    })
     return { channel, message }
   })
 
