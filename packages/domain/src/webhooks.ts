@@ -153,15 +153,17 @@ export const RotateSecret = Schema.Struct({
   )
 }).annotate({ description: "A secret rotation", examples: [{}, { grace_period_seconds: 3600 }] })
 
+// a date that exists (from year 1; 30 days hath September..., 29 February in leap years only), then the time and zone
 const isoMoment =
-  /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/u
+  /^(?:(?!0000)\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|02-(?:0[1-9]|1\d|2[0-8]))|(?:\d\d(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/u
 
-/** An ISO 8601 moment with its time zone (`2026-11-29T10:00:00Z`). */
+/** An ISO 8601 moment with its time zone (`2026-11-29T10:00:00Z`), on a date that exists. */
 export const Moment = (description: string) =>
   Schema.String.pipe(
     Schema.check(
       Schema.isPattern(isoMoment, {
-        message: "must be an ISO 8601 date and time with a time zone, such as 2026-11-29T10:00:00Z"
+        message:
+          "must be an ISO 8601 date and time with a time zone, on a date that exists, such as 2026-11-29T10:00:00Z"
       })
     )
   ).annotate({ description, examples: ["2026-11-29T10:00:00Z"] })

@@ -212,5 +212,84 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
         }
       })
     )
+
+    it.effect(
+      "lists filter by direction, status, number and time; a bad filter or cursor is a 400 naming it",
+      () =>
+        Effect.gen(function* () {
+          const gateway = yield* TestGateway
+          const { client, key } = yield* newCustomer(gateway)
+          const channel = yield* client.channels.create({ headers: {}, payload: {} })
+          const send = (to: string) =>
+            client.messages.send({
+              params: { id: channel.id },
+              headers: {},
+              payload: { to, type: "text", text: { body: "hi" } }
+            })
+          const first = yield* send("+15550000001")
+          const second = yield* send("+15550000002")
+          const list = (query: Record<string, string>) =>
+            Effect.map(client.messages.list({ params: { id: channel.id }, query: query as never }), (page) =>
+              page.data.map((message) => message.id)
+            )
+          expect(yield* list({ to: "+15550000001" })).toEqual([first.id])
+          expect(yield* list({ status: "queued" })).toEqual([second.id, first.id])
+          expect(yield* list({ status: "sent" })).toEqual([])
+          expect(yield* list({ from: "+15550000001" })).toEqual([])
+          expect(yield* list({ since: second.created_at })).toEqual([second.id])
+          expect(yield* list({ until: second.created_at })).toEqual([first.id])
+          const paged = yield* client.messages.list({ params: { id: channel.id }, query: { limit: 1 } })
+          expect(paged.data.map((message) => message.id)).toEqual([second.id])
+          const next = yield* client.messages.list({
+            params: { id: channel.id },
+            query: { limit: 1, cursor: paged.next_cursor! }
+          })
+          expect(next.data.map((message) => message.id)).toEqual([first.id])
+          for (const [query, field] of [
+            ["status=lost", "query.status"],
+            ["to=12345", "query.to"],
+            ["since=yesterday", "query.since"],
+            ["until=2026-02-29T00:00:00Z", "query.until"],
+            ["until=0000-01-01T00:00:00Z", "query.until"],
+            ["cursor=bm9wZQ", "query.cursor"]
+          ] as const) {
+            const reply = yield* request(gateway.api, "GET", `/v1/channels/${channel.id}/messages?${query}`, {
+              key
+            })
+            expect(reply.status, query).toBe(400)
+            expect(
+              reply.body.errors.map((e: { path: string }) => e.path),
+              query
+            ).toContain(field)
+          }
+        })
+    )
+
+    it.effect(
+      "deleting a channel fails its queued messages as channel_deleted, each posted as message.failed",
+      () =>
+        Effect.gen(function* () {
+          const gateway = yield* TestGateway
+          const { client, key } = yield* newCustomer(gateway)
+          const channel = yield* client.channels.create({ headers: {}, payload: {} })
+          const sent = yield* client.messages.send({
+            params: { id: channel.id },
+            headers: {},
+            payload: { to: "+15557654321", type: "text", text: { body: "never sent" } }
+          })
+          yield* client.channels.delete({ params: { id: channel.id } })
+          const failed = yield* client.messages.get({ params: { id: sent.id } })
+          expect(failed).toMatchObject({ status: "failed", failure: { reason: "channel_deleted" } })
+          expect(failed.statuses.map((change) => change.status)).toEqual(["queued", "failed"])
+          const events = yield* client.events.list({ query: { type: "message.failed" } })
+          expect(events.data.map((event) => event.data["message_id"])).toEqual([sent.id])
+          expect(events.data[0]!.data["failure"]).toMatchObject({ reason: "channel_deleted" })
+          const gone = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
+            key,
+            body: { to: "+15557654321", type: "text", text: { body: "too late" } }
+          })
+          expect(gone.status).toBe(404)
+        })
+    )
   }
 )

@@ -7,7 +7,7 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { newCustomer } from "./support/admin.ts"
 import { type ApiClient, apiClient, waitForStatus } from "./support/api.ts"
-import { testDatabase } from "./support/database.ts"
+import { sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 import { baileysGateway, deliverTo, pairedChannel, simulator, trustMediaHost } from "./support/simulator.ts"
@@ -489,6 +489,81 @@ describe("messages through the API, real Baileys and the simulator", () => {
         for (const message of [tooBig, endless, missing]) {
           expect(sim.received(CONTACT).some((m) => m.id === message.whatsapp_id)).toBe(false)
         }
+      }).pipe(Effect.scoped),
+    180_000
+  )
+
+  it.live(
+    "a channel sends at its plan's pace: a burst of a twelfth of messages_per_minute, then one every 60/messages_per_minute seconds",
+    () =>
+      Effect.gen(function* () {
+        const { sim, gateway, database } = yield* baileysGateway({ LOG_LEVEL: "warn" })
+        const { client } = yield* newCustomer(gateway, { plan: { messages_per_minute: 60 } })
+        const channel = yield* pairedChannel(client, sim, PHONE)
+        const sent: Array<Message> = []
+        for (let i = 0; i < 9; i++) {
+          sent.push(
+            yield* client.messages.send({
+              params: { id: channel },
+              headers: {},
+              payload: { to: `+${CONTACT}`, type: "text", text: { body: `paced ${i}` } }
+            })
+          )
+        }
+        const ids = new Set(sent.map((message) => message.whatsapp_id))
+        const arrived = () => sim.received(CONTACT).filter((message) => ids.has(message.id)).length
+        // the burst: 60 a minute allows 5 at once
+        yield* waitFor("the burst arrived", Effect.sync(arrived), (n) => n >= 5, {
+          attempts: 600,
+          everyMillis: 20
+        })
+        const afterBurst = Date.now()
+        yield* waitFor("all nine arrived", Effect.sync(arrived), (n) => n === 9, {
+          attempts: 600,
+          everyMillis: 50
+        })
+        // the four after the burst took a second each, at least (a slow machine only makes it longer)
+        expect(Date.now() - afterBurst).toBeGreaterThanOrEqual(3000)
+        const sql = yield* sqlFor(database.url)
+        const times = yield* waitFor(
+          "nine sent",
+          sql<{ at: Date }>`
+            SELECT s.at FROM message_statuses s JOIN messages m ON m.id = s.message_id
+            WHERE m.channel_id = ${channel} AND s.status = 'sent' ORDER BY s.at`.pipe(Effect.orDie),
+          (rows) => rows.length === 9,
+          { attempts: 200, everyMillis: 50 }
+        )
+        const spread = times[8]!.at.getTime() - times[0]!.at.getTime()
+        expect(spread).toBeGreaterThanOrEqual(3000)
+      }).pipe(Effect.scoped),
+    180_000
+  )
+
+  it.live(
+    "/metrics shows the outbox, the send latency, the acks and receipts applied and the inbound messages by type",
+    () =>
+      Effect.gen(function* () {
+        const { sim, gateway, client, channel } = yield* connected()
+        const sent = yield* client.messages.send({
+          params: { id: channel },
+          headers: {},
+          payload: { to: `+${CONTACT}`, type: "text", text: { body: "measured" } }
+        })
+        yield* waitForMessage(client, sent.id, (m) => m.status === "read", "read")
+        yield* deliverTo(sim, PHONE, { from: CONTACT, message: { conversation: "counted" } })
+        const metrics = yield* waitFor(
+          "the metrics moved",
+          Effect.map(
+            request(gateway.admin, "GET", "/metrics", { key: gateway.adminToken }),
+            (reply) => reply.text
+          ),
+          (text) =>
+            /messages_received_total\{[^}]*type="text"[^}]*\} 1/.test(text) && /messages_outbox\{/.test(text),
+          { attempts: 400, everyMillis: 100 }
+        )
+        expect(metrics).toMatch(/message_send_latency_seconds_count\S* 1/)
+        expect(metrics).toMatch(/message_reports_total\{[^}]*kind="ack"[^}]*\} [1-9]/)
+        expect(metrics).toMatch(/message_reports_total\{[^}]*kind="receipt"[^}]*\} [1-9]/)
       }).pipe(Effect.scoped),
     180_000
   )

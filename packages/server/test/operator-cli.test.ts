@@ -168,6 +168,35 @@ layer(layerTestGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32" }), {
     }).pipe(Effect.scoped)
   )
 
+  it.effect("messages list shows a channel's messages, filtered, in text and --json", () =>
+    Effect.gen(function* () {
+      const gateway = yield* TestGateway
+      const env = yield* cliEnvironment
+      const { client } = yield* newCustomer(gateway, { name: "Messaging" })
+      const channel = yield* client.channels.create({ headers: {}, payload: {} })
+      const sent = yield* client.messages.send({
+        params: { id: channel.id },
+        headers: {},
+        payload: { to: "+15557654321", type: "text", text: { body: "hello" } }
+      })
+      const text = yield* runCli(["messages", "list", "--channel", channel.id], env)
+      expect(text.code).toBe(0)
+      expect(text.stdout).toContain(
+        `${sent.id}  outbound  to +15557654321  text  queued  wa ${sent.whatsapp_id}`
+      )
+      const inbound = JSON.parse(
+        (yield* runCli(
+          ["messages", "list", "--channel", channel.id, "--direction", "inbound", "--json"],
+          env
+        )).stdout
+      )
+      expect(inbound).toEqual([])
+      const none = yield* runCli(["messages", "list", "--channel", "ch_00000000000000000000000000"], env)
+      expect(none.code).not.toBe(0)
+      expect(none.stderr).toMatch(/^whatisup: no channel ch_00000000000000000000000000\n$/)
+    }).pipe(Effect.scoped)
+  )
+
   it.effect("mistakes get one clear line and a non-zero exit, never a stack trace", () =>
     Effect.gen(function* () {
       const { admin } = yield* TestGateway

@@ -108,17 +108,22 @@ export const layerMessageLog = Layer.effect(
           Effect.orDie
         )
         if (channel.length === 0) return yield* new ChannelNotFound({ channelId })
+        // the page's window names a bare id: it applies to the messages alone, the channel is joined after
         const page = yield* listPage(sql, filter, "msg", (window) =>
           sql`
             SELECT ${sql.unsafe(messageColumns)} FROM messages m JOIN channels c ON c.id = m.channel_id
-            WHERE m.channel_id = ${channelId} AND m.customer_id = ${access.customerId}
-              ${filter.direction === undefined ? sql`` : sql`AND m.direction = ${filter.direction}`}
-              ${filter.status === undefined ? sql`` : sql`AND m.status = ${filter.status}`}
-              ${filter.to === undefined ? sql`` : sql`AND m.direction = 'outbound' AND m.chat = ${filter.to}`}
-              ${filter.from === undefined ? sql`` : sql`AND m.direction = 'inbound' AND m.chat = ${filter.from}`}
-              ${filter.since === undefined ? sql`` : sql`AND m.created_at >= ${filter.since}::timestamptz`}
-              ${filter.until === undefined ? sql`` : sql`AND m.created_at < ${filter.until}::timestamptz`}
-              ${window}`.pipe(decodeRows(MessageRow))
+            WHERE m.id IN (
+              SELECT id FROM messages
+              WHERE channel_id = ${channelId} AND customer_id = ${access.customerId}
+                ${filter.direction === undefined ? sql`` : sql`AND direction = ${filter.direction}`}
+                ${filter.status === undefined ? sql`` : sql`AND status = ${filter.status}`}
+                ${filter.to === undefined ? sql`` : sql`AND direction = 'outbound' AND chat = ${filter.to}`}
+                ${filter.from === undefined ? sql`` : sql`AND direction = 'inbound' AND chat = ${filter.from}`}
+                ${filter.since === undefined ? sql`` : sql`AND created_at >= ${filter.since}::timestamptz`}
+                ${filter.until === undefined ? sql`` : sql`AND created_at < ${filter.until}::timestamptz`}
+                ${window}
+            )
+            ORDER BY m.id DESC`.pipe(decodeRows(MessageRow))
         )
         return { data: page.data.map(renderMessage), next_cursor: page.next_cursor }
       }),
