@@ -558,7 +558,7 @@ describe("messages through the API, real Baileys and the simulator", () => {
             (reply) => reply.text
           ),
           (text) =>
-            /messages_received_total\{[^}]*type="text"[^}]*\} 1/.test(text) && /messages_outbox\{/.test(text),
+            /messages_received_total\{[^}]*type="text"[^}]*\} [1-9]/.test(text) && /messages_outbox\{/.test(text),
           { attempts: 400, everyMillis: 100 }
         )
         expect(metrics).toMatch(/message_send_latency_seconds_count\S* [1-9]/)
