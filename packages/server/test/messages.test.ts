@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import type { Message } from "@whatisup/domain"
+import type { ChannelId, Message } from "@whatisup/domain"
 import { type Simulator } from "@whatisup/wa-simulator"
 import { Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
@@ -59,6 +59,18 @@ const waitForMessage = (
   accept: (message: Message) => boolean,
   label: string
 ) => waitFor(label, client.messages.get({ params: { id } }), accept, { attempts: 600, everyMillis: 50 })
+
+/** `count` texts to CONTACT, accepted one after another. */
+const sendTexts = (client: ApiClient, channel: ChannelId, count: number, body: (i: number) => string) =>
+  Effect.forEach(
+    Array.from({ length: count }, (_, i) => i),
+    (i) =>
+      client.messages.send({
+        params: { id: channel },
+        headers: {},
+        payload: { to: `+${CONTACT}`, type: "text", text: { body: body(i) } }
+      })
+  )
 
 const phoneGot = (sim: Simulator, whatsappId: string) =>
   waitFor(
@@ -162,16 +174,7 @@ describe("messages through the API, real Baileys and the simulator", () => {
     () =>
       Effect.gen(function* () {
         const { sim, client, channel } = yield* connected()
-        const sent: Array<Message> = []
-        for (let i = 0; i < 200; i++) {
-          sent.push(
-            yield* client.messages.send({
-              params: { id: channel },
-              headers: {},
-              payload: { to: `+${CONTACT}`, type: "text", text: { body: `number ${i}` } }
-            })
-          )
-        }
+        const sent = yield* sendTexts(client, channel, 200, (i) => `number ${i}`)
         const ids = new Set(sent.map((message) => message.whatsapp_id))
         const arrived = yield* waitFor(
           "all 200 decrypted by the phone",
@@ -500,16 +503,7 @@ describe("messages through the API, real Baileys and the simulator", () => {
         const { sim, gateway, database } = yield* baileysGateway({ LOG_LEVEL: "warn" })
         const { client } = yield* newCustomer(gateway, { plan: { messages_per_minute: 60 } })
         const channel = yield* pairedChannel(client, sim, PHONE)
-        const sent: Array<Message> = []
-        for (let i = 0; i < 9; i++) {
-          sent.push(
-            yield* client.messages.send({
-              params: { id: channel },
-              headers: {},
-              payload: { to: `+${CONTACT}`, type: "text", text: { body: `paced ${i}` } }
-            })
-          )
-        }
+        const sent = yield* sendTexts(client, channel, 9, (i) => `paced ${i}`)
         const ids = new Set(sent.map((message) => message.whatsapp_id))
         const arrived = () => sim.received(CONTACT).filter((message) => ids.has(message.id)).length
         // the burst: 60 a minute allows 5 at once
@@ -558,7 +552,8 @@ describe("messages through the API, real Baileys and the simulator", () => {
             (reply) => reply.text
           ),
           (text) =>
-            /messages_received_total\{[^}]*type="text"[^}]*\} [1-9]/.test(text) && /messages_outbox\{/.test(text),
+            /messages_received_total\{[^}]*type="text"[^}]*\} [1-9]/.test(text) &&
+            /messages_outbox\{/.test(text),
           { attempts: 400, everyMillis: 100 }
         )
         expect(metrics).toMatch(/message_send_latency_seconds_count\S* [1-9]/)

@@ -4,7 +4,7 @@ import type { Fence, LeaseLost } from "../channels/leases.ts"
 import type { OutboundContent, TransportConnection, TransportError } from "../channels/transport.ts"
 import { GatewayConfigService } from "../config/config.ts"
 import { MediaFetcher, type MediaKind } from "./mediaFetch.ts"
-import { Outbox, type OutboxItem } from "./outbox.ts"
+import { expiredDetail, Outbox, type OutboxItem } from "./outbox.ts"
 import { OutboxSignal } from "./outboxSignal.ts"
 
 /** How many queued messages one claim takes: sent one by one at the channel's pace. */
@@ -177,7 +177,7 @@ export const drainOutbox = (
               id: item.id,
               status: "failed",
               reason: "expired",
-              detail: `The message was not sent within ${Duration.format(config.messageMaxAge)} of being accepted`
+              detail: expiredDetail(config.messageMaxAge)
             }
           ])
           return true

@@ -95,18 +95,27 @@ export const failQueued = (
     const targets = yield* sql<TransitionTarget>`
       SELECT ${sql.unsafe(transitionColumns)} FROM messages
       WHERE channel_id = ${channelId} AND status = 'queued' ORDER BY id FOR UPDATE`
-    yield* applyTransitions(
-      sql,
-      events,
-      targets,
-      targets.map((target) => ({
-        id: target.id,
-        status: "failed",
-        reason,
-        detail: channelGoneDetail[reason]
-      }))
-    )
+    yield* failAll(sql, events, targets, reason, channelGoneDetail[reason])
   }).pipe(Effect.orDie)
+
+/** Why a message expired, for a person. */
+export const expiredDetail = (maxAge: Duration.Duration) =>
+  `The message was not sent within ${Duration.format(maxAge)} of being accepted`
+
+/** Fails every message of `targets` (locked by the caller) for one reason. */
+const failAll = (
+  sql: SqlClient.SqlClient,
+  events: EventLog["Service"],
+  targets: ReadonlyArray<TransitionTarget>,
+  reason: string,
+  detail: string
+) =>
+  applyTransitions(
+    sql,
+    events,
+    targets,
+    targets.map((target) => ({ id: target.id, status: "failed", reason, detail }))
+  )
 
 const channelGoneDetail = {
   channel_deleted: "The channel was deleted before the message was sent",
@@ -148,17 +157,7 @@ export const layerOutbox = Layer.effect(
           SELECT ${sql.unsafe(transitionColumns)} FROM messages
           WHERE status = 'queued' AND created_at < now() - ${maxAge}::interval
           ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED`
-        yield* applyTransitions(
-          sql,
-          events,
-          targets,
-          targets.map((target) => ({
-            id: target.id,
-            status: "failed",
-            reason: "expired",
-            detail: `The message was not sent within ${Duration.format(config.messageMaxAge)} of being accepted`
-          }))
-        )
+        yield* failAll(sql, events, targets, "expired", expiredDetail(config.messageMaxAge))
         return targets.length
       })
     )
