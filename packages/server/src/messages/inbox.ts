@@ -15,6 +15,17 @@ const received = Metric.counter("messages_received_total", {
 /** How many arrivals one transaction takes at most. */
 const maxBatch = 200
 
+/**
+ * What a sender wrote, storable: PostgreSQL refuses NUL in text and JSON, and one message it refused
+ * would never be acknowledged, come again at every login and be refused again. NUL becomes U+FFFD.
+ */
+const storable = <A>(value: A): A =>
+  JSON.parse(
+    JSON.stringify(value, (_key, each: unknown) =>
+      typeof each === "string" ? each.replaceAll("\u0000", "\ufffd") : each
+    )
+  ) as A
+
 interface Arrival {
   readonly channelId: ChannelId
   readonly messages: ReadonlyArray<InboundMessage>
@@ -55,7 +66,7 @@ export const layerInbox = Layer.effect(
             ? arrival.messages.map((message) => ({
                 channelId: arrival.channelId,
                 message,
-                content: describeInbound(message.content).message
+                content: storable(describeInbound(message.content).message)
               }))
             : []
         )
@@ -103,7 +114,7 @@ export const layerInbox = Layer.effect(
                 : body,
             context_message_id: idOf(channelId, context?.whatsapp_id),
             context_whatsapp_id: context?.whatsapp_id ?? null,
-            whatsapp_id: message.whatsappId,
+            whatsapp_id: storable(message.whatsappId),
             wa_content: Buffer.from(message.content).toString("base64"),
             created_at: message.timestamp.toISOString()
           }

@@ -1,0 +1,65 @@
+import { describe, expect, it } from "@effect/vitest"
+import type { Message } from "@whatisup/domain"
+import { Effect } from "effect"
+import { newCustomer } from "./support/admin.ts"
+import { type ApiClient } from "./support/api.ts"
+import { baileysGateway, deliverTo, pairedChannel, trustMediaHost } from "./support/simulator.ts"
+import { waitFor } from "./support/waits.ts"
+
+const PHONE = "15551250001"
+const CONTACT = "15557790001"
+
+/** A gateway on real Baileys and the simulator, a customer, and a paired channel. */
+const connected = (extra: Record<string, string> = {}) =>
+  Effect.gen(function* () {
+    const { sim, gateway } = yield* baileysGateway({ LOG_LEVEL: "warn", ...extra }).pipe(
+      Effect.tap(({ sim }) => trustMediaHost(sim))
+    )
+    const customer = yield* newCustomer(gateway, { plan: { messages_per_minute: 100_000 } })
+    const channel = yield* pairedChannel(customer.client, sim, PHONE)
+    return { sim, gateway, customer, client: customer.client, channel }
+  })
+
+/** The channel's inbound messages once every one of `whatsappIds` is stored, by WhatsApp id. */
+const storedInbound = (
+  client: ApiClient,
+  channel: Message["channel_id"],
+  whatsappIds: ReadonlyArray<string>
+) =>
+  waitFor(
+    "the inbound messages stored",
+    client.messages.list({ params: { id: channel }, query: { direction: "inbound", limit: 100 } }),
+    (page) => whatsappIds.every((id) => page.data.some((message) => message.whatsapp_id === id)),
+    { attempts: 600, everyMillis: 50 }
+  ).pipe(Effect.map((page) => new Map(page.data.map((message) => [message.whatsapp_id, message]))))
+
+describe("messages from hostile senders and callers", () => {
+  it.live(
+    "a contact's message holding NUL characters is stored with them replaced, acknowledged, and the channel stays connected",
+    () =>
+      Effect.gen(function* () {
+        const { sim, client, channel } = yield* connected()
+        const logins = sim.connectionHistory(PHONE).length
+        const poison = yield* deliverTo(sim, PHONE, {
+          from: CONTACT,
+          message: { conversation: "a\u0000b\u0000c" }
+        })
+        const next = yield* deliverTo(sim, PHONE, { from: CONTACT, message: { conversation: "and then" } })
+        const stored = yield* storedInbound(client, channel, [poison.id, next.id])
+        expect(stored.get(poison.id)).toMatchObject({ type: "text", text: { body: "a\ufffdb\ufffdc" } })
+        expect(stored.get(next.id)).toMatchObject({ type: "text", text: { body: "and then" } })
+        yield* waitFor(
+          "WhatsApp holds nothing unacknowledged",
+          Effect.sync(() => sim.pending(PHONE)),
+          (p) => p.length === 0,
+          {
+            attempts: 400,
+            everyMillis: 50
+          }
+        )
+        // stored at the first delivery: no reconnect for WhatsApp to deliver it again
+        expect(sim.connectionHistory(PHONE)).toHaveLength(logins)
+      }).pipe(Effect.scoped),
+    180_000
+  )
+})
