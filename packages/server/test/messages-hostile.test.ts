@@ -1,9 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { Message } from "@whatisup/domain"
 import { Effect } from "effect"
+import * as crypto from "node:crypto"
+import * as net from "node:net"
 import { newCustomer } from "./support/admin.ts"
 import { type ApiClient } from "./support/api.ts"
 import { baileysGateway, deliverTo, pairedChannel, trustMediaHost } from "./support/simulator.ts"
+import { request } from "./support/http.ts"
 import { waitFor } from "./support/waits.ts"
 
 const PHONE = "15551250001"
@@ -33,6 +36,28 @@ const storedInbound = (
     { attempts: 600, everyMillis: 50 }
   ).pipe(Effect.map((page) => new Map(page.data.map((message) => [message.whatsapp_id, message]))))
 
+/** A TCP listener that counts the connections made to it, for the scope's lifetime. */
+const listener = Effect.acquireRelease(
+  Effect.promise(
+    () =>
+      new Promise<{ port: number; connections: () => number; server: net.Server }>((resolve) => {
+        let connections = 0
+        const server = net.createServer((socket) => {
+          connections++
+          socket.destroy()
+        })
+        server.listen(0, "127.0.0.1", () =>
+          resolve({
+            port: (server.address() as net.AddressInfo).port,
+            connections: () => connections,
+            server
+          })
+        )
+      })
+  ),
+  ({ server }) => Effect.promise(() => new Promise((resolve) => server.close(resolve)))
+)
+
 describe("messages from hostile senders and callers", () => {
   it.live(
     "a contact's message holding NUL characters is stored with them replaced, acknowledged, and the channel stays connected",
@@ -59,6 +84,43 @@ describe("messages from hostile senders and callers", () => {
         )
         // stored at the first delivery: no reconnect for WhatsApp to deliver it again
         expect(sim.connectionHistory(PHONE)).toHaveLength(logins)
+      }).pipe(Effect.scoped),
+    180_000
+  )
+
+  it.live(
+    "the media path a sender wrote cannot send the download to another host or port",
+    () =>
+      Effect.gen(function* () {
+        const elsewhere = yield* listener
+        // WhatsApp's media host as production names it: a host without a port
+        const { sim, client, channel, customer, gateway } = yield* connected({
+          WHATISUP_WA_MEDIA_HOST: "127.0.0.1"
+        })
+        const image = (directPath: string) =>
+          deliverTo(sim, PHONE, {
+            from: CONTACT,
+            message: {
+              imageMessage: {
+                directPath,
+                mediaKey: crypto.randomBytes(32),
+                mimetype: "image/png",
+                fileLength: 10
+              }
+            }
+          })
+        const toPort = yield* image(`:${elsewhere.port}/v/t62.7118-24/steal.enc`)
+        const stored = yield* storedInbound(client, channel, [toPort.id])
+        const response = yield* request(
+          gateway.api,
+          "GET",
+          `/v1/messages/${stored.get(toPort.id)!.id}/media`,
+          {
+            key: customer.key
+          }
+        )
+        expect(response.status).toBe(409)
+        expect(elsewhere.connections()).toBe(0)
       }).pipe(Effect.scoped),
     180_000
   )

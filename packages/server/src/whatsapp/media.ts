@@ -85,6 +85,13 @@ export const downloadMedia = (content: Uint8Array, options: MediaDownloadOptions
     if (type === undefined || !file?.mediaKey?.length || path === undefined) {
       return yield* new MediaDownloadError({ reason: "no_media" })
     }
+    // written after the host, anything but a path (`:8443/...`, `.example.com/...`) would name another host
+    if (!path.startsWith("/")) {
+      return yield* new MediaDownloadError({
+        reason: "failed",
+        cause: "the message's media path is not a path"
+      })
+    }
     const decrypted = yield* Effect.tryPromise({
       try: () =>
         downloadContentFromMessage({ mediaKey: file.mediaKey!, directPath: path, url: null }, type, {
