@@ -124,4 +124,36 @@ describe("messages from hostile senders and callers", () => {
       }).pipe(Effect.scoped),
     180_000
   )
+
+  it.live(
+    "a media type or file name a sender wrote that no header can carry is not a header: the file downloads as octet-stream",
+    () =>
+      Effect.gen(function* () {
+        const { sim, client, channel, customer, gateway } = yield* connected()
+        const bytes = crypto.randomBytes(2000)
+        const document = (mimetype: string, fileName: string) =>
+          deliverTo(sim, PHONE, { from: CONTACT, media: { kind: "document", bytes, mimetype, fileName } })
+        const injected = yield* document("text/plain\r\nset-cookie: session=stolen", "a.pdf")
+        const wide = yield* document("image/😀", "😀\r\n.pdf")
+        const stored = yield* storedInbound(client, channel, [injected.id, wide.id])
+        for (const sent of [injected, wide]) {
+          const response = yield* Effect.promise(() =>
+            fetch(`${gateway.api}/v1/messages/${stored.get(sent.id)!.id}/media`, {
+              headers: { authorization: `Bearer ${customer.key}` }
+            })
+          )
+          expect(response.status).toBe(200)
+          expect(response.headers.get("content-type")).toBe("application/octet-stream")
+          expect(response.headers.get("set-cookie")).toBeNull()
+          expect(Buffer.from(yield* Effect.promise(() => response.arrayBuffer())).equals(bytes)).toBe(true)
+        }
+        const named = yield* request(gateway.api, "GET", `/v1/messages/${stored.get(wide.id)!.id}/media`, {
+          key: customer.key
+        })
+        expect(named.headers.get("content-disposition")).toBe(
+          `attachment; filename="___.pdf"; filename*=UTF-8''${encodeURIComponent("😀\r\n.pdf")}`
+        )
+      }).pipe(Effect.scoped),
+    180_000
+  )
 })

@@ -30,6 +30,10 @@ const dispositionOf = (fileName: string | undefined) =>
     ? undefined
     : `attachment; filename="${fileName.replace(/[^\x20-\x7e]|["\\]/gu, "_")}"; filename*=UTF-8''${encodeURIComponent(fileName)}`
 
+/** The media type a sender wrote, when a header can carry it as one; else application/octet-stream. */
+const contentTypeOf = (mimetype: string) =>
+  /^[\w!#$&^.+-]+\/[\w!#$&^.+-]+(?:;[\x20-\x7e]*)?$/u.test(mimetype) ? mimetype : "application/octet-stream"
+
 const accessOf = (caller: Caller["Service"]): MessageAccess => ({
   customerId: caller.customerId,
   onlyChannel: caller.channelId
@@ -106,7 +110,7 @@ export const layerMessagesHttp = HttpApiBuilder.group(Api, "messages", (handlers
             )
             const disposition = message.type === "document" ? dispositionOf(file.fileName) : undefined
             return HttpServerResponse.stream(file.stream, {
-              contentType: file.mimetype,
+              contentType: contentTypeOf(file.mimetype),
               headers: {
                 "cache-control": "private, no-store",
                 "x-content-type-options": "nosniff",
