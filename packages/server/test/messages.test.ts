@@ -562,4 +562,48 @@ describe("messages through the API, real Baileys and the simulator", () => {
       }).pipe(Effect.scoped),
     180_000
   )
+
+  it.live(
+    "a moment when the database fails the outbox's work does not stop it: later messages are sent, and a receipt it could not apply is applied",
+    () =>
+      Effect.gen(function* () {
+        const { sim, client, channel, gateway } = yield* connected()
+        const owner = yield* sqlFor(gateway.databaseUrl)
+        const send = (body: string) =>
+          client.messages.send({
+            params: { id: channel },
+            headers: {},
+            payload: { to: `+${CONTACT}`, type: "text", text: { body } }
+          })
+        // the phone reads a while after delivery: the read receipt comes while the table is away
+        sim.setReceipts(CONTACT, { read: { delayMs: 3000 } })
+        const before = yield* send("before the failure")
+        yield* waitForMessage(
+          client,
+          before.id,
+          (m) => m.status === "delivered",
+          "delivered before the failure"
+        )
+        yield* owner`ALTER TABLE messages RENAME TO messages_away`
+        // meanwhile the drain claims (at least every 2 s) and the read receipt comes: both fail
+        yield* pause(5000)
+        yield* owner`ALTER TABLE messages_away RENAME TO messages`
+        sim.setReceipts(CONTACT, undefined)
+
+        const after = yield* send("after the failure")
+        yield* waitForMessage(
+          client,
+          after.id,
+          (m) => m.status === "read",
+          "the message after the failure read"
+        )
+        yield* waitForMessage(
+          client,
+          before.id,
+          (m) => m.status === "read",
+          "the receipt that failed applied"
+        )
+      }).pipe(Effect.scoped),
+    180_000
+  )
 })

@@ -9,6 +9,18 @@ import { MediaFetcher } from "./mediaFetch.ts"
 import { failQueued, Outbox } from "./outbox.ts"
 import { OutboxSignal } from "./outboxSignal.ts"
 
+/**
+ * Runs `effect` again, a second later, each time it dies: a moment when the database fails must not
+ * stop the outbox's work for as long as the connection lasts.
+ */
+const throughDefects = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.catchDefect(effect, (defect) =>
+    Effect.logError(`${what} failed; trying again`, defect).pipe(
+      Effect.andThen(Effect.sleep("1 second")),
+      Effect.andThen(Effect.suspend(() => throughDefects(what, effect)))
+    )
+  )
+
 /** The channels' port to messages: the outbox's drain and reports, the inbox, and what a channel that goes leaves behind. */
 export const layerChannelMessaging = Layer.effect(
   ChannelMessaging,
@@ -20,12 +32,15 @@ export const layerChannelMessaging = Layer.effect(
     const context = yield* Effect.context<Outbox | OutboxSignal | MediaFetcher | GatewayConfigService>()
     return ChannelMessaging.of({
       drain: (fence, connection, holdsLease) =>
-        drainOutbox(fence, connection, holdsLease, outbox.pace(fence.channelId)).pipe(
+        throughDefects(
+          "the outbox drain",
+          Effect.scoped(drainOutbox(fence, connection, holdsLease, outbox.pace(fence.channelId)))
+        ).pipe(
           Effect.catchTag("LeaseLost", () => Effect.void),
-          Effect.catchCause((cause) => Effect.logError("the outbox drain stopped", cause)),
           Effect.provideContext(context)
         ),
-      report: outbox.report,
+      // a batch that died is applied again: acks and receipts only ever move a message forward
+      report: (fence, reports) => throughDefects("applying acks and receipts", outbox.report(fence, reports)),
       storeInbound: inbox.store,
       sentContent: outbox.sentContent,
       // in the caller's transaction: the statements run on the connection it holds
