@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { ChannelId, Message } from "@whatisup/domain"
 import { type Simulator } from "@whatisup/wa-simulator"
-import { Effect, Exit, Scope } from "effect"
+import { Deferred, Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -603,6 +603,71 @@ describe("messages through the API, real Baileys and the simulator", () => {
           (m) => m.status === "read",
           "the receipt that failed applied"
         )
+      }).pipe(Effect.scoped),
+    180_000
+  )
+
+  it.live(
+    "a message that grows older than WHATISUP_MESSAGE_MAX_AGE while its media is fetched is either sent or failed expired, never both",
+    () =>
+      Effect.gen(function* () {
+        const asked = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const image = crypto.randomBytes(2000)
+        const slow = yield* Effect.acquireRelease(
+          Effect.promise(
+            () =>
+              new Promise<{ url: string; server: http.Server }>((resolve) => {
+                const server = http.createServer((_req, res) => {
+                  Deferred.doneUnsafe(asked, Exit.void)
+                  Effect.runPromise(Deferred.await(release)).then(() =>
+                    res
+                      .writeHead(200, { "content-type": "image/jpeg", "content-length": image.length })
+                      .end(image)
+                  )
+                })
+                server.listen(0, "127.0.0.1", () =>
+                  resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server })
+                )
+              })
+          ),
+          ({ server }) =>
+            Effect.promise(() => {
+              server.closeAllConnections()
+              return new Promise((resolve) => server.close(resolve))
+            })
+        ).pipe(Effect.map(({ url }) => url))
+        const { sim, client, channel } = yield* connected({ WHATISUP_MESSAGE_MAX_AGE: "2s" })
+        const held = yield* client.messages.send({
+          params: { id: channel },
+          headers: {},
+          payload: { to: `+${CONTACT}`, type: "image", image: { link: `${slow}/held.jpg` } }
+        })
+        yield* Deferred.await(asked)
+        // long enough for the expiry sweep (every 10 s) to find it past its age while the drain holds it
+        yield* pause(13_000)
+        yield* Deferred.succeed(release, undefined)
+        // a message queued after it is taken once the drain is done with it
+        const next = yield* client.messages.send({
+          params: { id: channel },
+          headers: {},
+          payload: { to: `+${CONTACT}`, type: "text", text: { body: "next" } }
+        })
+        yield* waitForMessage(
+          client,
+          next.id,
+          (m) => m.status !== "queued",
+          "the drain past the held message"
+        )
+        yield* Effect.promise(() => sim.settled())
+        const final = yield* client.messages.get({ params: { id: held.id } })
+        const atPhone = sim.received(CONTACT).some((message) => message.id === held.whatsapp_id)
+        expect({ status: final.status, atPhone }).toEqual(
+          final.status === "failed"
+            ? { status: "failed", atPhone: false }
+            : { status: final.status, atPhone: true }
+        )
+        expect(final.failure?.reason ?? "expired").toBe("expired")
       }).pipe(Effect.scoped),
     180_000
   )

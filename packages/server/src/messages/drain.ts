@@ -167,27 +167,37 @@ export const drainOutbox = (
         }
       })
 
+    /**
+     * Fails the message when it is too old to send, unless an earlier claim may have sent it. Only
+     * the drain that claimed a message expires it, so a message it sends is never also failed.
+     */
+    const expired = (item: OutboxItem) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        if (item.possiblySent || now - item.createdAt.getTime() <= maxAgeMs) return false
+        yield* outbox.fail(fence, [
+          {
+            id: item.id,
+            status: "failed",
+            reason: "expired",
+            detail: expiredDetail(config.messageMaxAge)
+          }
+        ])
+        return true
+      })
+
     /** Sends one claimed message, or fails it; false when the lease may have lapsed (nothing more is sent). */
     const sendOne = (item: OutboxItem): Effect.Effect<boolean, LeaseLost> =>
       Effect.gen(function* () {
-        const now = yield* Clock.currentTimeMillis
-        if (!item.possiblySent && now - item.createdAt.getTime() > maxAgeMs) {
-          yield* outbox.fail(fence, [
-            {
-              id: item.id,
-              status: "failed",
-              reason: "expired",
-              detail: expiredDetail(config.messageMaxAge)
-            }
-          ])
-          return true
-        }
+        if (yield* expired(item)) return true
         yield* bucket.take
         const prepared = yield* prepare(item)
         if ("reason" in prepared) {
           yield* outbox.fail(fence, [{ id: item.id, status: "failed", ...prepared }])
           return true
         }
+        // the pace and the media may have taken long
+        if (yield* expired(item)) return true
         if (!holdsLease()) return false
         const sent = yield* retried(
           connection.send({ id: item.whatsappId, to: item.chat, content: prepared })

@@ -150,13 +150,21 @@ export const layerOutbox = Layer.effect(
         })
       )
 
-    /** Fails what waited too long, every channel's: nobody may be running the channel to do it. */
+    /**
+     * Fails what waited too long, every channel's: nobody may be running the channel to do it. A
+     * message claimed under its channel's live lease is left to the drain that claimed it, which may
+     * be sending it right now.
+     */
     const expire = inTransaction(
       Effect.gen(function* () {
         const targets = yield* sql<TransitionTarget>`
           SELECT ${sql.unsafe(transitionColumns)} FROM messages
           WHERE status = 'queued' AND created_at < now() - ${maxAge}::interval
-          ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED`
+            AND NOT EXISTS (
+              SELECT 1 FROM channel_leases l JOIN gateway_nodes n ON n.node_id = l.owner
+              WHERE l.channel_id = messages.channel_id AND l.generation = messages.claim_generation
+                AND n.expires_at > now())
+          ORDER BY id LIMIT 500 FOR UPDATE OF messages SKIP LOCKED`
         yield* failAll(sql, events, targets, "expired", expiredDetail(config.messageMaxAge))
         return targets.length
       })
