@@ -1,9 +1,10 @@
 import { expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Deferred, Effect, Fiber } from "effect"
 import { newCustomer } from "./support/admin.ts"
 import { sqlFor } from "./support/database.ts"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
+import { waitFor, waitUntil } from "./support/waits.ts"
 
 const count = (url: string, query: string) =>
   Effect.gen(function* () {
@@ -289,6 +290,67 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
             body: { to: "+15557654321", type: "text", text: { body: "too late" } }
           })
           expect(gone.status).toBe(404)
+        })
+    )
+
+    it.effect(
+      "a send accepted while its channel is being deleted fails channel_deleted, not left queued",
+      () =>
+        Effect.gen(function* () {
+          const gateway = yield* TestGateway
+          const { client } = yield* newCustomer(gateway)
+          const channel = yield* client.channels.create({ headers: {}, payload: {} })
+          const owner = yield* sqlFor(gateway.databaseUrl)
+          const waitingOnLocks = owner<{ n: number }>`
+          SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()`.pipe(
+            Effect.map((rows) => rows[0]!.n),
+            Effect.orDie
+          )
+          // the send's insert waits on this lock, after its transaction read the channel
+          const locked = yield* Deferred.make<void>()
+          const release = yield* Deferred.make<void>()
+          yield* Effect.forkScoped(
+            owner
+              .withTransaction(
+                Effect.gen(function* () {
+                  yield* owner`LOCK TABLE message_statuses IN EXCLUSIVE MODE`
+                  yield* Deferred.succeed(locked, undefined)
+                  yield* Deferred.await(release)
+                })
+              )
+              .pipe(Effect.orDie)
+          )
+          yield* Deferred.await(locked)
+          const sending = yield* Effect.forkScoped(
+            client.messages.send({
+              params: { id: channel.id },
+              headers: {},
+              payload: { to: "+15557654321", type: "text", text: { body: "while it goes" } }
+            })
+          )
+          yield* waitUntil(
+            "the send waits on the lock",
+            Effect.map(waitingOnLocks, (n) => n === 1)
+          )
+          const deleted = yield* Deferred.make<void>()
+          const deleting = yield* Effect.forkScoped(
+            Effect.tap(client.channels.delete({ params: { id: channel.id } }), () =>
+              Deferred.succeed(deleted, undefined)
+            )
+          )
+          yield* waitUntil(
+            "the delete done, or waiting for the send",
+            Effect.zipWith(Deferred.isDone(deleted), waitingOnLocks, (done, n) => done || n === 2)
+          )
+          yield* Deferred.succeed(release, undefined)
+          const sent = yield* Fiber.join(sending)
+          yield* Fiber.join(deleting)
+          const failed = yield* waitFor(
+            "the message failed",
+            client.messages.get({ params: { id: sent.id } }),
+            (message) => message.status !== "queued"
+          )
+          expect(failed.failure?.reason).toBe("channel_deleted")
         })
     )
   }

@@ -102,10 +102,11 @@ export const layerMessageIntake = Layer.effect(
         const refuse = (pending: Pending, error: SendError) => outcomes.set(pending, Exit.fail(error))
 
         const channelIds = [...new Set(batch.map((pending) => pending.request.channelId))]
+        // share-locked: a delete or logout (which fails what is queued) waits for these sends to commit
         const channels = new Map(
           (yield* sql<{ id: string; customer_id: string; phone_number: string | null; now: Date }>`
             SELECT id, customer_id, phone_number, now() AS now FROM channels
-            WHERE id IN ${sql.in(channelIds)} AND status <> 'deleted'`).map((row) => [row.id, row])
+            WHERE id IN ${sql.in(channelIds)} AND status <> 'deleted' FOR SHARE`).map((row) => [row.id, row])
         )
         const referencedIds = [
           ...new Set(batch.flatMap((pending) => referencesOf(pending.request.message).map((r) => r.id)))
