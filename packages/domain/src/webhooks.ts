@@ -153,9 +153,10 @@ export const RotateSecret = Schema.Struct({
   )
 }).annotate({ description: "A secret rotation", examples: [{}, { grace_period_seconds: 3600 }] })
 
-// a date that exists (from year 1; 30 days hath September..., 29 February in leap years only), then the time and zone
+// a date that exists (from year 1; 30 days hath September..., 29 February in leap years only), then the time
+// and zone (an offset up to ±15:59, as PostgreSQL takes them)
 const isoMoment =
-  /^(?:(?!0000)\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|02-(?:0[1-9]|1\d|2[0-8]))|(?:\d\d(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/u
+  /^(?:(?!0000)\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|02-(?:0[1-9]|1\d|2[0-8]))|(?:\d\d(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?(Z|[+-](0\d|1[0-5]):[0-5]\d)$/u
 
 /** An ISO 8601 moment with its time zone (`2026-11-29T10:00:00Z`), on a date that exists. */
 export const Moment = (description: string) =>

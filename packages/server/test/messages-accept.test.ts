@@ -353,5 +353,25 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
           expect(failed.failure?.reason).toBe("channel_deleted")
         })
     )
+
+    it.effect(
+      "a list filter naming a moment PostgreSQL cannot take (31 February, an offset of +23:59) is refused with a 400, not a failed query",
+      () =>
+        Effect.gen(function* () {
+          const gateway = yield* TestGateway
+          const { client, key } = yield* newCustomer(gateway)
+          const channel = yield* client.channels.create({ headers: {}, payload: {} })
+          for (const query of [
+            "since=2026-02-31T10:00:00Z",
+            "until=0000-01-01T00:00:00Z",
+            "since=2026-01-01T10:00:00%2B23:59"
+          ]) {
+            const reply = yield* request(gateway.api, "GET", `/v1/channels/${channel.id}/messages?${query}`, {
+              key
+            })
+            expect(reply.status, query).toBe(400)
+          }
+        })
+    )
   }
 )
