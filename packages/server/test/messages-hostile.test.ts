@@ -69,9 +69,19 @@ describe("messages from hostile senders and callers", () => {
           from: CONTACT,
           message: { conversation: "a\u0000b\u0000c" }
         })
+        // the sender chooses the message's id too
+        const named = yield* deliverTo(sim, PHONE, {
+          from: CONTACT,
+          id: "3EB0\u0000NAMED",
+          message: { extendedTextMessage: { text: "quoting", contextInfo: { stanzaId: "\u0000" } } }
+        })
         const next = yield* deliverTo(sim, PHONE, { from: CONTACT, message: { conversation: "and then" } })
-        const stored = yield* storedInbound(client, channel, [poison.id, next.id])
+        const stored = yield* storedInbound(client, channel, [poison.id, "3EB0\ufffdNAMED", next.id])
         expect(stored.get(poison.id)).toMatchObject({ type: "text", text: { body: "a\ufffdb\ufffdc" } })
+        expect(named.id).toBe("3EB0\u0000NAMED")
+        expect(stored.get("3EB0\ufffdNAMED")).toMatchObject({
+          context: { whatsapp_id: "\ufffd", message_id: null }
+        })
         expect(stored.get(next.id)).toMatchObject({ type: "text", text: { body: "and then" } })
         yield* waitFor(
           "WhatsApp holds nothing unacknowledged",
