@@ -152,8 +152,8 @@ export const layerOutbox = Layer.effect(
 
     /**
      * Fails what waited too long, every channel's: nobody may be running the channel to do it. A
-     * message claimed under its channel's live lease is left to the drain that claimed it, which may
-     * be sending it right now.
+     * message claimed under the live lease of a connected channel is left to the drain that claimed
+     * it, which may be sending it right now.
      */
     const expire = inTransaction(
       Effect.gen(function* () {
@@ -162,8 +162,9 @@ export const layerOutbox = Layer.effect(
           WHERE status = 'queued' AND created_at < now() - ${maxAge}::interval
             AND NOT EXISTS (
               SELECT 1 FROM channel_leases l JOIN gateway_nodes n ON n.node_id = l.owner
+                JOIN channels c ON c.id = l.channel_id
               WHERE l.channel_id = messages.channel_id AND l.generation = messages.claim_generation
-                AND n.expires_at > now())
+                AND n.expires_at > now() AND c.status = 'connected')
           ORDER BY id LIMIT 500 FOR UPDATE OF messages SKIP LOCKED`
         yield* failAll(sql, events, targets, "expired", expiredDetail(config.messageMaxAge))
         return targets.length
