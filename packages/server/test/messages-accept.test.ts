@@ -4,6 +4,9 @@ import { newCustomer } from "./support/admin.ts"
 import { sqlFor } from "./support/database.ts"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
+import { TransportError, TransportEvent } from "../src/channels/transport.ts"
+import type { Message } from "@whatisup/domain"
+import { waitForQr, waitForStatus } from "./support/api.ts"
 import { waitFor, waitUntil } from "./support/waits.ts"
 
 const count = (url: string, query: string) =>
@@ -372,6 +375,57 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
             expect(reply.status, query).toBe(400)
           }
         })
+    )
+
+    it.effect(
+      "a message WhatsApp does not take for a while is tried again first, before those after it",
+      () =>
+        Effect.gen(function* () {
+          const gateway = yield* TestGateway
+          const { client } = yield* newCustomer(gateway, { plan: { messages_per_minute: 100_000 } })
+          const channel = yield* client.channels.create({ headers: {}, payload: {} })
+          yield* client.channels.connect({ params: { id: channel.id }, payload: { method: "qr" } })
+          yield* waitForQr(client, channel.id)
+          expect(yield* gateway.whatsapp.pair(channel.id, "+15550007777")).toBe(true)
+          yield* waitForStatus(client, channel.id, "connected")
+          let refusing = true
+          yield* gateway.whatsapp.answerSends(channel.id, (message) =>
+            refusing
+              ? new TransportError({ reason: "socket write failed", retryable: true })
+              : [TransportEvent.ServerAck({ messageId: message.id, error: null })]
+          )
+          const send = (body: string) =>
+            client.messages.send({
+              params: { id: channel.id },
+              headers: {},
+              payload: { to: "+15557654321", type: "text", text: { body } }
+            })
+          const first = yield* send("one")
+          const second = yield* send("two")
+          const third = yield* send("three")
+          // more than one round of attempts fails
+          yield* waitUntil(
+            "the first message tried more than one round",
+            Effect.sync(
+              () => gateway.whatsapp.sent(channel.id).filter((m) => m.id === first.whatsapp_id).length > 6
+            ),
+            { attempts: 600, everyMillis: 50 }
+          )
+          expect(gateway.whatsapp.sent(channel.id).every((m) => m.id === first.whatsapp_id)).toBe(true)
+          refusing = false
+          const sentOf = (id: Message["id"]) =>
+            waitFor(`${id} sent`, client.messages.get({ params: { id } }), (m) => m.status === "sent", {
+              attempts: 600,
+              everyMillis: 50
+            })
+          for (const message of [first, second, third]) yield* sentOf(message.id)
+          const order = gateway.whatsapp
+            .sent(channel.id)
+            .map((m) => m.id)
+            .filter((id, i, all) => all.indexOf(id) === i)
+          expect(order).toEqual([first.whatsapp_id, second.whatsapp_id, third.whatsapp_id])
+        }),
+      60_000
     )
   }
 )

@@ -10,7 +10,10 @@ import { OutboxSignal } from "./outboxSignal.ts"
 /** How many queued messages one claim takes: sent one by one at the channel's pace. */
 const claimSize = 20
 
-/** How often a send, or a media upload, is tried before the message fails. */
+/** How long a round waits after WhatsApp did not take a message, before trying it again. */
+const retryRoundAfter = "2 seconds"
+
+/** How often a send, or a media upload, is tried in a row (before a pause, or before the upload fails). */
 const sendAttempts = 5
 
 /**
@@ -73,7 +76,11 @@ export const drainOutbox = (
 
     const retried = <A>(effect: Effect.Effect<A, TransportError>) =>
       effect.pipe(
-        Effect.retry({ schedule: Schedule.exponential("500 millis"), times: sendAttempts - 1 }),
+        Effect.retry({
+          schedule: Schedule.exponential("500 millis"),
+          times: sendAttempts - 1,
+          while: (error) => error.retryable
+        }),
         Effect.result
       )
 
@@ -186,29 +193,67 @@ export const drainOutbox = (
         return true
       })
 
-    /** Sends one claimed message, or fails it; false when the lease may have lapsed (nothing more is sent). */
-    const sendOne = (item: OutboxItem): Effect.Effect<boolean, LeaseLost> =>
+    /**
+     * Sends one claimed message, or fails it: `done` when it went (or failed for good), `stop` when
+     * the lease may have lapsed (nothing more is sent), `later` when WhatsApp did not take it.
+     */
+    const sendOne = (item: OutboxItem): Effect.Effect<"done" | "stop" | "later", LeaseLost> =>
       Effect.gen(function* () {
-        if (yield* expired(item)) return true
+        if (yield* expired(item)) return "done"
         yield* bucket.take
         const prepared = yield* prepare(item)
         if ("reason" in prepared) {
           yield* outbox.fail(fence, [{ id: item.id, status: "failed", ...prepared }])
-          return true
+          return "done"
         }
         // the pace and the media may have taken long
-        if (yield* expired(item)) return true
-        if (!holdsLease()) return false
+        if (yield* expired(item)) return "done"
+        if (!holdsLease()) return "stop"
         const sent = yield* retried(
           connection.send({ id: item.whatsappId, to: item.chat, content: prepared })
         )
+        if (sent._tag === "Failure" && !sent.failure.retryable) {
+          yield* outbox.fail(fence, [
+            {
+              id: item.id,
+              status: "failed",
+              reason: "whatsapp_error",
+              detail: `The message could not be sent: ${sent.failure.reason}`
+            }
+          ])
+          return "done"
+        }
         if (sent._tag === "Failure") {
-          yield* Effect.logWarning("a message could not be sent; the next connection sends it again").pipe(
+          yield* Effect.logWarning("a message could not be sent; it goes first again shortly").pipe(
             Effect.annotateLogs({ message_id: item.id, reason: sent.failure.reason })
           )
+          return "later"
         }
-        return true
+        return "done"
       })
+
+    /**
+     * One round: claims and sends until the queue is empty. A message WhatsApp did not take gives its
+     * claim back, with those claimed after it, so the next round starts from it again, in order.
+     */
+    const round = Effect.gen(function* () {
+      for (;;) {
+        const items = yield* outbox.claim(fence, token, claimSize)
+        if (items.length === 0) return "drained" as const
+        for (const [i, item] of items.entries()) {
+          const outcome = yield* sendOne(item)
+          if (outcome === "stop") return "stop" as const
+          if (outcome === "later") {
+            yield* outbox.release(
+              fence,
+              item.id,
+              items.slice(i + 1).map((later) => later.id)
+            )
+            return "later" as const
+          }
+        }
+      }
+    })
 
     const readReceipts = Effect.gen(function* () {
       const receipts = yield* outbox.readReceipts(fence, 100)
@@ -232,12 +277,11 @@ export const drainOutbox = (
         rate = pace
         bucket = makeBucket(rate)
       }
-      for (;;) {
-        const items = yield* outbox.claim(fence, token, claimSize)
-        if (items.length === 0) break
-        for (const item of items) {
-          if (!(yield* sendOne(item))) return
-        }
+      const outcome = yield* round
+      if (outcome === "stop") return
+      if (outcome === "later") {
+        yield* Effect.sleep(retryRoundAfter)
+        signal.wake(fence.channelId)
       }
       yield* readReceipts
     }

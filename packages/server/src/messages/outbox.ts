@@ -64,6 +64,11 @@ export class Outbox extends Context.Service<
     ) => Effect.Effect<ReadonlyArray<OutboxItem>, LeaseLost>
     /** Stores a message's WhatsApp content at its first preparation; answers the content stored first. */
     readonly prepared: (fence: Fence, id: string, content: Uint8Array) => Effect.Effect<Uint8Array, LeaseLost>
+    /**
+     * Gives claims back: the message tried (which may have reached WhatsApp: it stays marked possibly
+     * sent) and those claimed after it, untried; the next claim takes them again in order.
+     */
+    readonly release: (fence: Fence, tried: string, untried: ReadonlyArray<string>) => Effect.Effect<void>
     /** Fails messages that cannot be sent (media refused, too old). */
     readonly fail: (fence: Fence, failures: ReadonlyArray<Transition>) => Effect.Effect<void, LeaseLost>
     /** Applies what connections reported, in one transaction. */
@@ -265,6 +270,16 @@ export const layerOutbox = Layer.effect(
           if (stored[0] === undefined) return yield* new LeaseLost({ channelId: fence.channelId })
           return stored[0].wa_content
         }),
+
+      // a token of 0 is no connection's: claimable again, and counted as possibly sent
+      release: (fence, tried, untried) =>
+        sql`
+          UPDATE messages SET claim_token = CASE WHEN id = ${tried} THEN 0 ELSE NULL END
+          WHERE id IN ${sql.in([tried, ...untried])} AND channel_id = ${fence.channelId}
+            AND status = 'queued' AND claim_generation = ${fence.generation}`.pipe(
+          Effect.asVoid,
+          Effect.orDie
+        ),
 
       fail: (fence, failures) =>
         failures.length === 0
