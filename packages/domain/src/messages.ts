@@ -194,7 +194,7 @@ export type OutboundType = SendMessage["type"]
 export const MessageFailure = Schema.Struct({
   reason: Schema.String.annotate({
     description:
-      "Why: expired (not sent within WHATISUP_MESSAGE_MAX_AGE), channel_deleted, channel_logged_out, media_fetch_refused (the link's address is not public, or it answered an error), media_too_large, recipient_not_on_whatsapp, whatsapp_error (WhatsApp refused it: see detail)",
+      "Why: expired (not sent within WHATISUP_MESSAGE_MAX_AGE), channel_deleted, channel_logged_out, media_fetch_refused (the link's address is not public, or it answered an error), media_too_large, media_upload_failed (WhatsApp did not take the file), whatsapp_error (WhatsApp refused the message: see detail), invalid_reference (the message reacted to is gone)",
     examples: ["expired"]
   }),
   detail: Schema.String.annotate({
