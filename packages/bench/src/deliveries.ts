@@ -1,10 +1,7 @@
 import { Context, Effect, Layer, type Scope } from "effect"
 import * as crypto from "node:crypto"
-import * as fs from "node:fs"
 import * as http from "node:http"
-import { Session } from "node:inspector/promises"
 import type { AddressInfo } from "node:net"
-import * as path from "node:path"
 import { Agent } from "undici"
 import { GatewayConfigService } from "../../server/src/config/config.ts"
 import { newId } from "../../server/src/db/ids.ts"
@@ -15,7 +12,7 @@ import { newCustomer } from "../../server/test/support/admin.ts"
 import { sqlFor } from "../../server/test/support/database.ts"
 import { waitFor } from "../../server/test/support/waits.ts"
 import { benchGateway } from "./gateway.ts"
-import { ensure, millisSince } from "./measure.ts"
+import { ensure, millisSince, profileDir, profiled } from "./measure.ts"
 import type { Report } from "./report.ts"
 
 export interface DeliveriesSize {
@@ -34,9 +31,6 @@ const targetRatio = 0.5
 
 /** Bound on a round: far beyond any figure, so only a broken run reaches it. */
 const withinMillis = 300_000
-
-/** Set to a directory, the measured rounds are profiled there (`deliveries-dispatcher.cpuprofile`, `-baseline`, `-client`). */
-const profileDir = process.env.BENCH_CPU_PROFILE_DIR
 
 interface Round {
   readonly ids: ReadonlySet<string>
@@ -108,29 +102,6 @@ const receiver = Effect.acquireRelease(
         })
     )
 )
-
-/** Profiles `effect` into `<BENCH_CPU_PROFILE_DIR>/deliveries-<name>.cpuprofile` when that is set. */
-const profiled = <A, E, R>(name: string, effect: Effect.Effect<A, E, R>) =>
-  profileDir === undefined
-    ? effect
-    : Effect.acquireUseRelease(
-        Effect.promise(async () => {
-          const session = new Session()
-          session.connect()
-          await session.post("Profiler.enable")
-          await session.post("Profiler.setSamplingInterval", { interval: 200 })
-          await session.post("Profiler.start")
-          return session
-        }),
-        () => effect,
-        (session) =>
-          Effect.promise(async () => {
-            const { profile } = await session.post("Profiler.stop")
-            fs.mkdirSync(profileDir, { recursive: true })
-            fs.writeFileSync(path.join(profileDir, `deliveries-${name}.cpuprofile`), JSON.stringify(profile))
-            session.disconnect()
-          })
-      )
 
 /** Microseconds of this process's CPU (user and system) since `start`. */
 const cpuSince = (start: NodeJS.CpuUsage) => {
@@ -380,7 +351,7 @@ export const deliveries = (
     yield* posted(warmedUp.queued)
     yield* postedByClient(warmedUp.queued)
 
-    const dispatcher = yield* profiled("dispatcher", dispatched(planned(count)))
+    const dispatcher = yield* profiled("deliveries-dispatcher", dispatched(planned(count)))
     const forDispatcher = dispatcher.queued
     yield* ensure(
       dispatcher.attempts.n === count && dispatcher.attempts.ok === count,
@@ -404,9 +375,9 @@ export const deliveries = (
     )
 
     // the same events again, posted by the loops (the receiver neither knows nor cares)
-    const baseline = yield* profiled("baseline", posted(forDispatcher))
+    const baseline = yield* profiled("deliveries-baseline", posted(forDispatcher))
     yield* exactlyOnce(baseline.round, "the bare loop")
-    const byClient = yield* profiled("client", postedByClient(forDispatcher))
+    const byClient = yield* profiled("deliveries-client", postedByClient(forDispatcher))
     yield* exactlyOnce(byClient.round, "the client loop")
 
     const rate = (run: { readonly millis: number }) => perSecond(count, run.millis)

@@ -8,6 +8,7 @@ import { postgresServer } from "./postgres.ts"
 import { reconnects } from "./reconnects.ts"
 import { publish, type Report } from "./report.ts"
 import { scale } from "./scale.ts"
+import { sends } from "./sends.ts"
 import { takeover } from "./takeover.ts"
 
 interface Benchmark {
@@ -39,6 +40,11 @@ const benchmarks: Record<string, Benchmark> = {
     { deliveries: 20_000, endpoints: 4, concurrency: 64, perEndpoint: 16 },
     { deliveries: 3_000, endpoints: 4, concurrency: 64, perEndpoint: 16 },
     deliveries
+  ),
+  sends: sized(
+    { seconds: 10, warmUpSeconds: 5, rounds: 3, connections: 64 },
+    { seconds: 3, warmUpSeconds: 2, rounds: 1, connections: 64 },
+    sends
   )
 }
 

@@ -1,4 +1,7 @@
 import { Data, Effect } from "effect"
+import * as fs from "node:fs"
+import { Session } from "node:inspector/promises"
+import * as path from "node:path"
 import { waitUntil as harnessWait } from "../../server/test/support/waits.ts"
 
 /** The scenario did not complete as it should: figures taken from it would measure a broken run. */
@@ -34,3 +37,29 @@ export const readMemory = Effect.promise(async (): Promise<MemoryReading> => {
   const { heapUsed, rss } = process.memoryUsage()
   return { heapUsed, rss, collected: collect !== undefined }
 })
+
+/** Set to a directory, benchmarks profile their measured rounds there (`<name>.cpuprofile`). */
+export const profileDir = process.env.BENCH_CPU_PROFILE_DIR
+
+/** Profiles `effect` into `<BENCH_CPU_PROFILE_DIR>/<name>.cpuprofile` when that is set (the inspector's sampling profiler). */
+export const profiled = <A, E, R>(name: string, effect: Effect.Effect<A, E, R>) =>
+  profileDir === undefined
+    ? effect
+    : Effect.acquireUseRelease(
+        Effect.promise(async () => {
+          const session = new Session()
+          session.connect()
+          await session.post("Profiler.enable")
+          await session.post("Profiler.setSamplingInterval", { interval: 200 })
+          await session.post("Profiler.start")
+          return session
+        }),
+        () => effect,
+        (session) =>
+          Effect.promise(async () => {
+            const { profile } = await session.post("Profiler.stop")
+            fs.mkdirSync(profileDir, { recursive: true })
+            fs.writeFileSync(path.join(profileDir, `${name}.cpuprofile`), JSON.stringify(profile))
+            session.disconnect()
+          })
+      )

@@ -36,6 +36,9 @@ export const idleTransactionTimeoutMillis = (leaseTtl: Duration.Duration) =>
 export const leaseStatementTimeout = (leaseTtl: Duration.Duration) =>
   Duration.millis(Math.max(100, Math.floor(Duration.toMillis(leaseTtl) / 5)))
 
+/** Connections of the shared pool: requests, the message intake's writers, the dispatcher. */
+export const poolConnections = 20
+
 /**
  * Where migrations run: the owner of the tables, when the gateway serves as another role (None: the
  * serving connection migrates too).
@@ -82,7 +85,7 @@ export const layerDatabase = Layer.unwrap(
     return Layer.mergeAll(
       PgClient.layer({
         url,
-        maxConnections: 20,
+        maxConnections: poolConnections,
         applicationName: "whatisup",
         connectTimeout: "10 seconds",
         startupParameters: {

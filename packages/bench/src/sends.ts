@@ -1,0 +1,287 @@
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { PgClient } from "@effect/sql-pg"
+import { Api, type Message } from "@whatisup/domain"
+import { Context, Effect, Layer, Redacted, type Scope } from "effect"
+import { HttpRouter, HttpServer } from "effect/http"
+import { HttpApi, HttpApiBuilder, HttpApiGroup } from "effect/http-api"
+import { SqlClient } from "effect/sql"
+import { createServer } from "node:http"
+import { poolConnections } from "../../server/src/db/client.ts"
+import { runMigrations } from "../../server/src/db/migrations.ts"
+import { layerAuthorization } from "../../server/src/http/authorization.ts"
+import {
+  layerPayloadFields,
+  layerRequestPipeline,
+  layerRequestValidation
+} from "../../server/src/http/pipeline.ts"
+import { layerAuthentication } from "../../server/src/tenancy/authentication.ts"
+import { newCustomer } from "../../server/test/support/admin.ts"
+import { databaseOn, sqlFor } from "../../server/test/support/database.ts"
+import { benchGateway } from "./gateway.ts"
+import { type LoadFigures, postLoad } from "./load.ts"
+import { ensure, profileDir, profiled } from "./measure.ts"
+import { minimalServer } from "./minimalSends.ts"
+import type { Report } from "./report.ts"
+
+export interface SendsSize {
+  /** Length of each measured load run. */
+  readonly seconds: number
+  /** Length of each server's unmeasured first run (the JIT, the key cache, the pools). */
+  readonly warmUpSeconds: number
+  /** Measured runs of each server, taken in turn; the figures are their medians. */
+  readonly rounds: number
+  readonly connections: number
+}
+
+/** What the issue asks of the gateway against the minimal servers of the same run. */
+const targets = { perTransactionPerSend: 2.5, perWriteCombined: 0.6 }
+
+/** A text of a typical length, as a customer's program sends it. */
+const send = {
+  to: "+15557654321",
+  type: "text",
+  text: { body: "Hello! Your order 4711 has shipped and should arrive on Thursday. Thanks!" }
+} as const
+
+/** The minimal write-combined server batches as the gateway's intake does. */
+const intakeBatching = { maxBatch: 256, writers: 2 }
+
+/**
+ * The messages group reduced to its send endpoint, as the gateway's `Api` declares it (payload
+ * schema, parse options, and the Authorization, PayloadFields and RequestValidation middleware).
+ */
+const SendOnlyApi = HttpApi.make("whatisup")
+  .add(HttpApiGroup.make("messages").add(Api.groups.messages.endpoints.send))
+  .annotateMerge(Api.annotations)
+
+/**
+ * (c) The framework's ceiling: the gateway's own HTTP stack for the send endpoint (request pipeline,
+ * bearer keys through the real key cache and rate limiter, the schema) whose handler answers `answer`
+ * without storing anything. The database is read only to fill the key cache.
+ */
+const frameworkServer = (databaseUrl: string, answer: Message) =>
+  Effect.gen(function* () {
+    const handlers = HttpApiBuilder.group(SendOnlyApi, "messages", (handlers) =>
+      handlers.handle("send", () => Effect.succeed(answer))
+    )
+    const routes = Layer.mergeAll(HttpApiBuilder.layer(SendOnlyApi), layerRequestPipeline).pipe(
+      Layer.provide(handlers),
+      Layer.provide([layerAuthorization, layerRequestValidation, layerPayloadFields]),
+      Layer.provide(layerAuthentication),
+      Layer.provide(PgClient.layer({ url: Redacted.make(databaseUrl), maxConnections: 2 }))
+    )
+    const context = yield* Layer.build(
+      HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
+        Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
+      )
+    )
+    return HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
+  })
+
+const median = (values: ReadonlyArray<number>) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+/** Three decimals, judged as measured: 2.496 is not rounded up into meeting 2.5. */
+const judged = (ratio: number) => Math.floor(ratio * 1000) / 1000
+
+/**
+ * Accepted sends a second through `POST /v1/channels/{id}/messages` of a whole gateway in this
+ * process (real PostgreSQL, a created channel that is not connected, so sends just queue), under
+ * autocannon in a process of its own, against minimal `node:http` servers in the same run: (a) `pg`
+ * with one transaction per send, (b) `pg` write-combining, (c) the gateway's HTTP stack answering
+ * without a database, and bare `node:http` without one for orientation.
+ */
+export const sends = (
+  serverUrl: string,
+  { seconds, warmUpSeconds, rounds, connections }: SendsSize
+): Effect.Effect<Report, unknown, Scope.Scope> =>
+  Effect.gen(function* () {
+    const { database, gateway } = yield* benchGateway(serverUrl, { whatsapp: "memory" })
+    // like every plan limit, the request rate is raised so it does not cap the figure
+    const { client, customerId, key } = yield* newCustomer(gateway, {
+      name: "Bench",
+      plan: { api_requests_per_second: 1_000_000 }
+    })
+    const channel = yield* client.channels.create({ headers: {}, payload: {} })
+    const path = `/v1/channels/${channel.id}/messages`
+    const answer = yield* client.messages.send({ params: { id: channel.id }, headers: {}, payload: send })
+    const gatewaySql = yield* sqlFor(database.url)
+
+    /** A database of the gateway's schema holding this customer and channel, for a minimal server's sends. */
+    const baselineDatabase = Effect.gen(function* () {
+      const own = yield* databaseOn(serverUrl)
+      const sql = yield* sqlFor(own.url)
+      yield* runMigrations.pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      for (const [table, id] of [
+        ["customers", customerId],
+        ["channels", channel.id]
+      ] as const) {
+        const [row] = yield* gatewaySql<{ row: string }>`
+          SELECT row_to_json(t)::text AS row FROM ${gatewaySql(table)} t WHERE id = ${id}`
+        yield* sql`INSERT INTO ${sql(table)} SELECT * FROM json_populate_record(NULL::${sql(table)}, ${row!.row}::json)`
+      }
+      return { url: own.url, sql }
+    })
+    const perSendDatabase = yield* baselineDatabase
+    const combinedDatabase = yield* baselineDatabase
+    const sender = { customerId, key }
+
+    const servers = [
+      { name: "gateway", url: gateway.api, sql: gatewaySql },
+      {
+        name: "transaction_per_send",
+        url: yield* minimalServer(sender, {
+          kind: "transaction_per_send",
+          url: perSendDatabase.url,
+          connections: poolConnections
+        }),
+        sql: perSendDatabase.sql
+      },
+      {
+        name: "write_combined",
+        url: yield* minimalServer(sender, {
+          kind: "write_combined",
+          url: combinedDatabase.url,
+          connections: poolConnections,
+          ...intakeBatching
+        }),
+        sql: combinedDatabase.sql
+      },
+      { name: "framework", url: yield* frameworkServer(database.url, answer), sql: undefined },
+      { name: "bare_http", url: yield* minimalServer(sender), sql: undefined }
+    ] as const
+    type Name = (typeof servers)[number]["name"]
+
+    const load = (url: string, runSeconds: number) =>
+      postLoad({
+        url: `${url}${path}`,
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify(send),
+        connections,
+        seconds: runSeconds
+      })
+    const accepted = new Map<Name, number>(servers.map((server) => [server.name, 0]))
+    const refusedOrFailed = (name: Name, figures: LoadFigures) =>
+      Effect.andThen(
+        Effect.sync(() => accepted.set(name, accepted.get(name)! + figures.accepted)),
+        ensure(
+          figures.non2xx === 0 && figures.errors === 0 && figures.accepted > 0,
+          `${name}: ${figures.accepted} sends accepted, ${figures.non2xx} answered otherwise, ${figures.errors} errors or timeouts`
+        )
+      )
+
+    for (const server of servers)
+      yield* Effect.flatMap(load(server.url, warmUpSeconds), (f) => refusedOrFailed(server.name, f))
+    const measured = new Map<Name, Array<LoadFigures & { readonly cpuMicrosPerSend: number }>>(
+      servers.map((server) => [server.name, []])
+    )
+    for (let round = 0; round < rounds; round++) {
+      for (const server of servers) {
+        const run = load(server.url, seconds)
+        const cpu = process.cpuUsage()
+        const figures = yield* round === 0 ? profiled(`sends-${server.name}`, run) : run
+        const used = process.cpuUsage(cpu)
+        yield* refusedOrFailed(server.name, figures)
+        measured
+          .get(server.name)!
+          .push({ ...figures, cpuMicrosPerSend: Math.round((used.user + used.system) / figures.accepted) })
+      }
+    }
+
+    // every accepted send is stored with its first status; a send cut off when a run stopped may be stored unanswered
+    for (const server of servers) {
+      if (server.sql === undefined) continue
+      const [stored] = yield* server.sql<{ messages: number; statuses: number }>`
+        SELECT (SELECT count(*)::int FROM messages WHERE channel_id = ${channel.id}) AS messages,
+               (SELECT count(*)::int FROM message_statuses s JOIN messages m ON m.id = s.message_id
+                WHERE m.channel_id = ${channel.id} AND s.status = 'queued') AS statuses`
+      const answered = accepted.get(server.name)! + (server.name === "gateway" ? 1 : 0)
+      const unanswered = (rounds + 1) * connections
+      yield* ensure(
+        stored!.messages === stored!.statuses &&
+          stored!.messages >= answered &&
+          stored!.messages <= answered + unanswered,
+        `${server.name}: ${answered} sends accepted, ${stored!.messages} messages stored with ${stored!.statuses} queued statuses`
+      )
+    }
+
+    const of = (name: Name) => {
+      const runs = measured.get(name)!
+      return {
+        perSecond: median(runs.map((run) => run.perSecond)),
+        p50Ms: median(runs.map((run) => run.p50Ms)),
+        p99Ms: median(runs.map((run) => run.p99Ms)),
+        cpuMicrosPerSend: median(runs.map((run) => run.cpuMicrosPerSend))
+      }
+    }
+    /** The gateway against `name`, the median of the ratios taken round by round. */
+    const ratioTo = (name: Name) =>
+      judged(
+        median(measured.get("gateway")!.map((run, i) => run.perSecond / measured.get(name)![i]!.perSecond))
+      )
+    const figuresOf = (name: Name, label: string) => {
+      const figures = of(name)
+      return [
+        {
+          key: `${name}_per_s`,
+          label: `${label}: accepted sends`,
+          value: figures.perSecond,
+          unit: "sends/s"
+        },
+        { key: `${name}_p50_ms`, label: `${label}: p50 latency`, value: figures.p50Ms, unit: "ms" },
+        {
+          key: `${name}_p99_ms`,
+          label: `${label}: p99 latency`,
+          value: figures.p99Ms,
+          unit: "ms",
+          ...(name === "gateway" && { target: { atMost: of("transaction_per_send").p99Ms } })
+        },
+        {
+          key: `${name}_cpu_us_per_send`,
+          label: `${label}: this process's CPU per send`,
+          value: figures.cpuMicrosPerSend,
+          unit: "µs"
+        }
+      ]
+    }
+    return {
+      benchmark: "sends",
+      title: `accepted sends: POST ${path.replace(channel.id, "{id}")} at ${connections} connections, the gateway vs minimal servers`,
+      parameters: {
+        connections,
+        seconds,
+        warm_up_seconds: warmUpSeconds,
+        rounds,
+        body_bytes: Buffer.byteLength(JSON.stringify(send)),
+        load: "autocannon, own process",
+        servers: "in-process",
+        pool_connections: poolConnections,
+        profiled: profileDir !== undefined
+      },
+      figures: [
+        ...figuresOf("gateway", "gateway"),
+        ...figuresOf("transaction_per_send", "(a) node:http + pg, a transaction per send"),
+        ...figuresOf("write_combined", "(b) node:http + pg, write-combined"),
+        ...figuresOf("framework", "(c) the gateway's HttpApi stack, no database"),
+        ...figuresOf("bare_http", "bare node:http, no database"),
+        {
+          key: "ratio_transaction_per_send",
+          label: "gateway / (a)",
+          value: ratioTo("transaction_per_send"),
+          unit: "",
+          target: { atLeast: targets.perTransactionPerSend }
+        },
+        {
+          key: "ratio_write_combined",
+          label: "gateway / (b)",
+          value: ratioTo("write_combined"),
+          unit: "",
+          target: { atLeast: targets.perWriteCombined }
+        },
+        { key: "ratio_framework", label: "gateway / (c)", value: ratioTo("framework"), unit: "" }
+      ]
+    } satisfies Report
+  })
