@@ -1,5 +1,6 @@
 import { expect, layer } from "@effect/vitest"
-import { Deferred, Effect, Fiber } from "effect"
+import { Deferred, Effect, Fiber, Queue } from "effect"
+import { outboxChannel } from "../src/messages/outboxSignal.ts"
 import { newCustomer } from "./support/admin.ts"
 import { sqlFor } from "./support/database.ts"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
@@ -186,6 +187,105 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
           )
         ).toBe(0)
       })
+    )
+
+    it.effect(
+      "sends arriving together are each answered for themselves: plain, keyed, replies, and a deleted channel's",
+      () =>
+        Effect.gen(function* () {
+          const gateway = yield* TestGateway
+          const { client, key } = yield* newCustomer(gateway)
+          const live = yield* client.channels.create({ headers: {}, payload: {} })
+          const deleted = yield* client.channels.create({ headers: {}, payload: {} })
+          yield* client.channels.delete({ params: { id: deleted.id } })
+          const first = yield* client.messages.send({
+            params: { id: live.id },
+            headers: {},
+            payload: { to: "+15557654321", type: "text", text: { body: "first" } }
+          })
+          const send = (channel: string, body: unknown, headers: Record<string, string> = {}) =>
+            request(gateway.api, "POST", `/v1/channels/${channel}/messages`, { key, body, headers })
+          const text = (n: number) => ({ to: "+15557654321", type: "text", text: { body: `text ${n}` } })
+          const replies = yield* Effect.all(
+            [
+              ...Array.from({ length: 20 }, (_, n) => send(live.id, text(n))),
+              ...Array.from({ length: 10 }, (_, n) => send(deleted.id, text(n))),
+              ...Array.from({ length: 5 }, (_, n) =>
+                send(live.id, text(100 + n), { "idempotency-key": `together-${n}` })
+              ),
+              ...Array.from({ length: 5 }, (_, n) =>
+                send(live.id, { ...text(200 + n), context: { message_id: first.id } })
+              )
+            ],
+            { concurrency: "unbounded" }
+          )
+          const plain = replies.slice(0, 20)
+          const gone = replies.slice(20, 30)
+          const keyed = replies.slice(30, 35)
+          const answering = replies.slice(35)
+          for (const [n, reply] of plain.entries()) {
+            expect(reply.status).toBe(202)
+            expect(reply.body).toMatchObject({
+              channel_id: live.id,
+              status: "queued",
+              text: { body: `text ${n}` }
+            })
+          }
+          for (const reply of gone) {
+            expect(reply.status).toBe(404)
+            expect(reply.body.code).toBe("not_found")
+          }
+          for (const [n, reply] of keyed.entries()) {
+            expect(reply.status).toBe(202)
+            expect(reply.body.text).toEqual({ body: `text ${100 + n}` })
+          }
+          for (const reply of answering) {
+            expect(reply.status).toBe(202)
+            expect(reply.body.context).toEqual({ message_id: first.id, whatsapp_id: first.whatsapp_id })
+          }
+          const accepted = [...plain, ...keyed, ...answering].map((reply) => reply.body)
+          expect(new Set(accepted.map((message) => message.id)).size).toBe(30)
+          for (const message of accepted) {
+            const read = yield* client.messages.get({ params: { id: message.id } })
+            expect(read).toMatchObject({
+              id: message.id,
+              whatsapp_id: message.whatsapp_id,
+              created_at: message.created_at
+            })
+            expect(read.statuses.map((change) => change.status)).toEqual(["queued"])
+          }
+          expect(
+            yield* count(
+              gateway.databaseUrl,
+              `SELECT count(*)::int AS n FROM messages WHERE channel_id = '${deleted.id}'`
+            )
+          ).toBe(0)
+          expect(
+            yield* count(
+              gateway.databaseUrl,
+              `SELECT count(*)::int AS n FROM messages WHERE channel_id = '${live.id}'`
+            )
+          ).toBe(31)
+        })
+    )
+
+    it.effect(
+      "a committed send wakes its channel's drain in any process (NOTIFY on the outbox channel)",
+      () =>
+        Effect.gen(function* () {
+          const gateway = yield* TestGateway
+          const { client } = yield* newCustomer(gateway)
+          const channel = yield* client.channels.create({ headers: {}, payload: {} })
+          const notifications = yield* (yield* sqlFor(gateway.databaseUrl)).listen(outboxChannel)
+          yield* client.messages.send({
+            params: { id: channel.id },
+            headers: {},
+            payload: { to: "+15557654321", type: "text", text: { body: "wake up" } }
+          })
+          let woken = yield* Queue.take(notifications)
+          while (woken.payload !== channel.id) woken = yield* Queue.take(notifications)
+          expect(woken.payload).toBe(channel.id)
+        }).pipe(Effect.scoped)
     )
 
     it.effect("another customer's channel, or another channel for a bound key, answers 404", () =>

@@ -43,6 +43,17 @@ export interface Accepted {
 /** How many sends one transaction takes at most. */
 const maxBatch = 256
 
+/** A send's row as the common path writes it. */
+interface PlainRow {
+  readonly id: MessageId
+  readonly customer_id: CustomerId
+  readonly channel_id: ChannelId
+  readonly chat: string
+  readonly type: SendMessage["type"]
+  readonly content: Record<string, unknown>
+  readonly whatsapp_id: string
+}
+
 /** Transactions in flight at once: while one commits, the next batch gathers. */
 const workers = 2
 
@@ -279,18 +290,111 @@ export const layerMessageIntake = Layer.effect(
         return outcomes
       })
 
-    const settle = (batch: ReadonlyArray<Pending>) =>
+    /**
+     * The common send (no Idempotency-Key, no message referenced) in one statement, a transaction of
+     * its own: the channel checked, the messages and their first status inserted, the outbox woken. One
+     * round trip, where a transaction of several statements waits on the event loop for each of them.
+     */
+    const writePlain = (batch: ReadonlyArray<Pending>) =>
       Effect.gen(function* () {
-        const result = yield* Effect.exit(inTransaction(write(batch)))
+        const outcomes = new Map<Pending, Exit.Exit<Accepted, SendError>>()
+        const sends = new Map<string, { readonly pending: Pending; readonly row: PlainRow }>()
         for (const pending of batch) {
-          if (pending.keyed !== undefined) keysInFlight.delete(pending.keyed)
-          if (Exit.isSuccess(result)) {
-            yield* Deferred.done(pending.answer, result.value.get(pending)!)
-          } else {
-            yield* Deferred.failCause(pending.answer, result.cause)
+          const { request } = pending
+          if (request.onlyChannel !== null && request.onlyChannel !== request.channelId) {
+            outcomes.set(pending, Exit.fail(new ChannelNotFound({ channelId: request.channelId })))
+            continue
           }
+          const id = newId.message()
+          sends.set(id, {
+            pending,
+            row: {
+              id,
+              customer_id: request.customerId,
+              channel_id: request.channelId,
+              chat: request.message.to,
+              type: request.message.type,
+              content: contentOf(request.message) as Record<string, unknown>,
+              whatsapp_id: outboundWhatsAppId(id)
+            }
+          })
         }
-      })
+        const stored =
+          sends.size === 0
+            ? []
+            : yield* sql<{ id: string; created_at: Date; phone_number: string | null }>`
+                WITH r AS (
+                  SELECT * FROM json_to_recordset(${JSON.stringify(Array.from(sends.values(), (send) => send.row))}::json)
+                    AS r(id text, customer_id text, channel_id text, chat text, type text, content jsonb, whatsapp_id text)
+                ), c AS (
+                  SELECT id, customer_id, phone_number FROM channels
+                  WHERE id IN (SELECT channel_id FROM r) AND status <> 'deleted'
+                ), m AS (
+                  INSERT INTO messages (id, customer_id, channel_id, direction, chat, type, content, whatsapp_id, status)
+                  SELECT r.id, r.customer_id, r.channel_id, 'outbound', r.chat, r.type, r.content, r.whatsapp_id, 'queued'
+                  FROM r JOIN c ON c.id = r.channel_id AND c.customer_id = r.customer_id
+                  RETURNING id, channel_id, created_at
+                ), s AS (
+                  INSERT INTO message_statuses (message_id, status) SELECT id, 'queued' FROM m
+                ), woken AS (
+                  SELECT pg_notify(${outboxChannel}, channel_id) FROM (SELECT DISTINCT channel_id FROM m) AS d
+                )
+                SELECT m.id, m.created_at, c.phone_number FROM m JOIN c ON c.id = m.channel_id
+                WHERE (SELECT count(*) FROM woken) >= 0`
+        for (const written of stored) {
+          const { pending, row } = sends.get(written.id)!
+          sends.delete(written.id)
+          const message = renderMessage({
+            ...row,
+            direction: "outbound",
+            context_message_id: null,
+            context_whatsapp_id: null,
+            status: "queued",
+            failure_reason: null,
+            failure_detail: null,
+            created_at: written.created_at,
+            updated_at: written.created_at,
+            channel_phone: written.phone_number
+          })
+          outcomes.set(pending, Exit.succeed({ message, replayed: false }))
+        }
+        // not stored: the channel is gone, or another customer's
+        for (const { pending } of sends.values()) {
+          outcomes.set(pending, Exit.fail(new ChannelNotFound({ channelId: pending.request.channelId })))
+        }
+        return outcomes
+      }).pipe(Effect.catchTag("SqlError", Effect.die))
+
+    /** Writes `batch` with `writer` and answers each send of it once that has committed. */
+    const settleWith = (
+      writer: (batch: ReadonlyArray<Pending>) => Effect.Effect<Map<Pending, Exit.Exit<Accepted, SendError>>>,
+      batch: ReadonlyArray<Pending>
+    ) =>
+      batch.length === 0
+        ? Effect.void
+        : Effect.map(Effect.exit(writer(batch)), (result) => {
+            for (const pending of batch) {
+              if (pending.keyed !== undefined) keysInFlight.delete(pending.keyed)
+              Deferred.doneUnsafe(
+                pending.answer,
+                Exit.isSuccess(result) ? result.value.get(pending)! : Exit.failCause(result.cause)
+              )
+            }
+          })
+
+    const isPlain = (pending: Pending) =>
+      pending.keyed === undefined &&
+      pending.request.message.context === undefined &&
+      pending.request.message.type !== "reaction"
+
+    const settle = (batch: ReadonlyArray<Pending>) =>
+      Effect.andThen(
+        settleWith(writePlain, batch.filter(isPlain)),
+        settleWith(
+          (rest) => inTransaction(write(rest)),
+          batch.filter((pending) => !isPlain(pending))
+        )
+      )
 
     for (let i = 0; i < workers; i++) {
       yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.takeBetween(queue, 1, maxBatch), settle)))
@@ -298,22 +402,24 @@ export const layerMessageIntake = Layer.effect(
 
     return MessageIntake.of({
       send: (request) =>
-        Effect.gen(function* () {
+        Effect.suspend(() => {
           const keyed =
             request.idempotencyKey === undefined
               ? undefined
               : `${request.apiKeyId}\n${request.idempotencyKey}`
           if (keyed !== undefined) {
             if (keysInFlight.has(keyed)) {
-              return yield* new IdempotencyKeyInUse({
-                detail: "The first request with this Idempotency-Key has not finished; retry later"
-              })
+              return Effect.fail(
+                new IdempotencyKeyInUse({
+                  detail: "The first request with this Idempotency-Key has not finished; retry later"
+                })
+              )
             }
             keysInFlight.add(keyed)
           }
-          const answer = yield* Deferred.make<Accepted, SendError>()
+          const answer = Deferred.makeUnsafe<Accepted, SendError>()
           Queue.offerUnsafe(queue, { request, answer, keyed })
-          return yield* Deferred.await(answer)
+          return Deferred.await(answer)
         })
     })
   })
