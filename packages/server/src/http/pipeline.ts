@@ -36,34 +36,55 @@ const latency = Metric.histogram("http_request_duration_seconds", {
   boundaries: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 })
 
+interface RouteTemplate {
+  readonly template: string
+  readonly methods: ReadonlyArray<string>
+  /** The template's segments after the leading `/`, `undefined` where a parameter takes any value. */
+  readonly segments: ReadonlyArray<string | undefined>
+}
+
 /**
  * The API's path templates with the methods each takes: route labels for metrics (so the label set
- * stays small whatever is requested), and the `Allow` of a 405.
+ * stays small whatever is requested), and the `Allow` of a 405. Kept by segment count, so a request
+ * is compared with the few templates of its path's length, segment by segment.
  */
-const routeTemplates = [
+const routeTemplates = new Map<number, Array<RouteTemplate>>()
+for (const { template, methods } of [
   ...Object.entries(OpenApi.fromApi(Api).paths).map(([template, operations]) => ({
     template,
     methods: Object.keys(operations).map((method) => method.toUpperCase())
   })),
   { template: "/docs", methods: ["GET"] },
   { template: "/openapi.json", methods: ["GET"] }
-].map(({ template, methods }) => ({
-  template,
-  methods,
-  pattern: new RegExp(`^${template.replace(/\{[^}/]+\}/g, "[^/]+")}$`)
-}))
+]) {
+  const segments = template
+    .slice(1)
+    .split("/")
+    .map((segment) => (/^\{[^}/]+\}$/.test(segment) ? undefined : segment))
+  const sameLength = routeTemplates.get(segments.length) ?? []
+  sameLength.push({ template, methods, segments })
+  routeTemplates.set(segments.length, sameLength)
+}
 
-const routeFor = (url: string) => {
-  const path = url.split("?")[0] ?? "/"
-  return routeTemplates.find((route) => route.pattern.test(path))
+const routeFor = (url: string): RouteTemplate | undefined => {
+  const query = url.indexOf("?")
+  const segments = (query === -1 ? url : url.slice(0, query)).slice(1).split("/")
+  return routeTemplates
+    .get(segments.length)
+    ?.find((route) =>
+      route.segments.every((expected, i) =>
+        expected === undefined ? segments[i] !== "" : segments[i] === expected
+      )
+    )
 }
 
 /** As `asProblem`; and a path the API has, asked with a method it does not take, is a 405 naming those it does. */
 const asProblemOf = (
   request: HttpServerRequest.HttpServerRequest,
+  route: RouteTemplate | undefined,
   response: HttpServerResponse.HttpServerResponse
 ) => {
-  const allowed = routeFor(request.url)?.methods
+  const allowed = route?.methods
   if (response.status !== 404 || allowed === undefined || allowed.includes(request.method)) {
     return asProblem(response)
   }
@@ -75,6 +96,28 @@ const asProblemOf = (
     headers: { allow: allowed.join(", ") }
   })
 }
+
+/**
+ * One metric per label set, made once and kept (routes, methods and statuses are few): a metric with
+ * attributes computes its series key at its first update, not at every request.
+ */
+const labelled = <Labels extends ReadonlyArray<string>, M>(make: (...labels: Labels) => M) => {
+  const made = new Map<string, M>()
+  return (...labels: Labels) => {
+    const key = labels.join(" ")
+    let metric = made.get(key)
+    if (metric === undefined) {
+      metric = make(...labels)
+      made.set(key, metric)
+    }
+    return metric
+  }
+}
+
+const requestsOf = labelled((route: string, method: string, status: string) =>
+  Metric.withAttributes(requests, { route, method, status })
+)
+const latencyOf = labelled((route: string) => Metric.withAttributes(latency, { route }))
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
 
@@ -91,7 +134,8 @@ export const layerRequestPipeline = HttpRouter.middleware(
       const requestId = crypto.randomUUID()
       const clientRequestId = incoming !== undefined && requestIdPattern.test(incoming) ? incoming : null
       const started = performance.now()
-      const route = routeFor(request.url)?.template ?? "unmatched"
+      const matched = routeFor(request.url)
+      const route = matched?.template ?? "unmatched"
       const maxBytes = maxBodyBytesOf(route)
       const declaredLength = Number(request.headers["content-length"] ?? 0)
       const response =
@@ -101,7 +145,7 @@ export const layerRequestPipeline = HttpRouter.middleware(
               Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBytes)),
               Effect.provideService(CurrentRequestId, requestId),
               Effect.provideService(CurrentClientRequestId, clientRequestId),
-              Effect.map((response) => asProblemOf(request, response)),
+              Effect.map((response) => asProblemOf(request, matched, response)),
               Effect.catchCause((cause) =>
                 isBodyTooLarge(cause)
                   ? Effect.succeed(payloadTooLarge(maxBytes))
@@ -110,7 +154,7 @@ export const layerRequestPipeline = HttpRouter.middleware(
                     : Effect.flatMap(HttpServerError.causeResponse(cause), ([response]) =>
                         response.status >= 500
                           ? internalError(cause)
-                          : Effect.succeed(asProblemOf(request, response))
+                          : Effect.succeed(asProblemOf(request, matched, response))
                       )
               ),
               Effect.annotateLogs({
@@ -120,11 +164,8 @@ export const layerRequestPipeline = HttpRouter.middleware(
                 path: request.url
               })
             )
-      yield* Metric.update(
-        Metric.withAttributes(requests, { route, method: request.method, status: String(response.status) }),
-        1
-      )
-      yield* Metric.update(Metric.withAttributes(latency, { route }), (performance.now() - started) / 1000)
+      yield* Metric.update(requestsOf(route, request.method, String(response.status)), 1)
+      yield* Metric.update(latencyOf(route), (performance.now() - started) / 1000)
       const answered = HttpServerResponse.setHeader(
         route === "/docs" ? compressed(request, response) : response,
         "x-request-id",
