@@ -85,10 +85,11 @@ const contentOf = (message: SendMessage): unknown =>
 const routeOf = (channelId: ChannelId) => `POST /v1/channels/${channelId}/messages`
 
 /**
- * The accept path: sends arriving together are written together, one transaction of multi-row
- * inserts (the messages, their first status, their Idempotency-Key answers) for each batch, and each
- * is answered once its batch has committed: the durability of a transaction per request at a
- * fraction of the commits. An Idempotency-Key is in flight from its request's arrival to its batch's
+ * The accept path: sends arriving together are written together, and each is answered once its
+ * batch has committed: the durability of a transaction per request at a fraction of the commits. The
+ * common sends of a batch (no Idempotency-Key, no message referenced) are one multi-row statement; the
+ * others one transaction of multi-row inserts (the messages, their first status, their
+ * Idempotency-Key answers). An Idempotency-Key is in flight from its request's arrival to its batch's
  * commit: a second request with it meanwhile is refused (409) here, or by the transaction-scoped
  * advisory lock when it reaches another process.
  */
