@@ -396,64 +396,199 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
         })
     )
 
+    /**
+     * A send whose insert waits on a lock (message_statuses held in EXCLUSIVE mode by the test) while its
+     * channel is deleted; answers the send's reply once the lock is released and the delete is done.
+     */
+    const sendWhileDeleting = (payload: Record<string, unknown>, headers: Record<string, string>) =>
+      Effect.gen(function* () {
+        const gateway = yield* TestGateway
+        const { client, key } = yield* newCustomer(gateway)
+        const channel = yield* client.channels.create({ headers: {}, payload: {} })
+        const owner = yield* sqlFor(gateway.databaseUrl)
+        const waitingOnLocks = owner<{ n: number }>`
+          SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()`.pipe(
+          Effect.map((rows) => rows[0]!.n),
+          Effect.orDie
+        )
+        const locked = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        yield* Effect.forkScoped(
+          owner
+            .withTransaction(
+              Effect.gen(function* () {
+                yield* owner`LOCK TABLE message_statuses IN EXCLUSIVE MODE`
+                yield* Deferred.succeed(locked, undefined)
+                yield* Deferred.await(release)
+              })
+            )
+            .pipe(Effect.orDie)
+        )
+        yield* Deferred.await(locked)
+        const sending = yield* Effect.forkScoped(
+          request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, { key, body: payload, headers })
+        )
+        yield* waitUntil(
+          "the send waits on the lock",
+          Effect.map(waitingOnLocks, (n) => n === 1)
+        )
+        const deleted = yield* Deferred.make<void>()
+        const deleting = yield* Effect.forkScoped(
+          Effect.tap(client.channels.delete({ params: { id: channel.id } }), () =>
+            Deferred.succeed(deleted, undefined)
+          )
+        )
+        yield* waitUntil(
+          "the delete done, or waiting for the send",
+          Effect.zipWith(Deferred.isDone(deleted), waitingOnLocks, (done, n) => done || n === 2)
+        )
+        yield* Deferred.succeed(release, undefined)
+        const reply = yield* Fiber.join(sending)
+        yield* Fiber.join(deleting)
+        return { gateway, client, channel, reply }
+      })
+
     it.effect(
       "a send accepted while its channel is being deleted fails channel_deleted, not left queued",
       () =>
         Effect.gen(function* () {
-          const gateway = yield* TestGateway
-          const { client } = yield* newCustomer(gateway)
-          const channel = yield* client.channels.create({ headers: {}, payload: {} })
-          const owner = yield* sqlFor(gateway.databaseUrl)
-          const waitingOnLocks = owner<{ n: number }>`
-          SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()`.pipe(
-            Effect.map((rows) => rows[0]!.n),
-            Effect.orDie
+          // with an Idempotency-Key the send is a transaction that reads (and share-locks) the channel before its insert waits
+          const { client, reply } = yield* sendWhileDeleting(
+            { to: "+15557654321", type: "text", text: { body: "while it goes" } },
+            { "idempotency-key": "while-it-goes" }
           )
-          // the send's insert waits on this lock, after its transaction read the channel
-          const locked = yield* Deferred.make<void>()
-          const release = yield* Deferred.make<void>()
-          yield* Effect.forkScoped(
-            owner
-              .withTransaction(
-                Effect.gen(function* () {
-                  yield* owner`LOCK TABLE message_statuses IN EXCLUSIVE MODE`
-                  yield* Deferred.succeed(locked, undefined)
-                  yield* Deferred.await(release)
-                })
-              )
-              .pipe(Effect.orDie)
-          )
-          yield* Deferred.await(locked)
-          const sending = yield* Effect.forkScoped(
-            client.messages.send({
-              params: { id: channel.id },
-              headers: {},
-              payload: { to: "+15557654321", type: "text", text: { body: "while it goes" } }
-            })
-          )
-          yield* waitUntil(
-            "the send waits on the lock",
-            Effect.map(waitingOnLocks, (n) => n === 1)
-          )
-          const deleted = yield* Deferred.make<void>()
-          const deleting = yield* Effect.forkScoped(
-            Effect.tap(client.channels.delete({ params: { id: channel.id } }), () =>
-              Deferred.succeed(deleted, undefined)
-            )
-          )
-          yield* waitUntil(
-            "the delete done, or waiting for the send",
-            Effect.zipWith(Deferred.isDone(deleted), waitingOnLocks, (done, n) => done || n === 2)
-          )
-          yield* Deferred.succeed(release, undefined)
-          const sent = yield* Fiber.join(sending)
-          yield* Fiber.join(deleting)
+          expect(reply.status).toBe(202)
           const failed = yield* waitFor(
             "the message failed",
-            client.messages.get({ params: { id: sent.id } }),
+            client.messages.get({ params: { id: reply.body.id } }),
             (message) => message.status !== "queued"
           )
           expect(failed.failure?.reason).toBe("channel_deleted")
+        })
+    )
+
+    it.effect(
+      "a common send waiting while its channel is deleted is refused 404, and nothing is stored",
+      () =>
+        Effect.gen(function* () {
+          // one statement: it takes its table locks first, so the delete goes through and the channel is found deleted
+          const { gateway, channel, reply } = yield* sendWhileDeleting(
+            { to: "+15557654321", type: "text", text: { body: "while it goes" } },
+            {}
+          )
+          expect(reply.status).toBe(404)
+          expect(reply.body.code).toBe("not_found")
+          expect(
+            yield* count(
+              gateway.databaseUrl,
+              `SELECT count(*)::int AS n FROM messages WHERE channel_id = '${channel.id}'`
+            )
+          ).toBe(0)
+        })
+    )
+
+    /**
+     * A common send whose statement pauses at `pauseAt` (a statement trigger waiting on an advisory lock the
+     * test holds) while its channel is deleted: whether the delete had to wait for it, and its reply.
+     */
+    const sendPausedWhileDeleting = (
+      pauseAt: "BEFORE INSERT ON messages" | "AFTER INSERT ON message_statuses"
+    ) =>
+      Effect.gen(function* () {
+        const gateway = yield* TestGateway
+        const { client, key } = yield* newCustomer(gateway)
+        const channel = yield* client.channels.create({ headers: {}, payload: {} })
+        const owner = yield* sqlFor(gateway.databaseUrl)
+        const waitingOnLocks = owner<{ n: number }>`
+          SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()`.pipe(
+          Effect.map((rows) => rows[0]!.n),
+          Effect.orDie
+        )
+        yield* Effect.acquireRelease(
+          Effect.andThen(
+            owner`CREATE FUNCTION pause_sends() RETURNS trigger LANGUAGE plpgsql AS $$
+              BEGIN PERFORM pg_advisory_xact_lock_shared(4711); RETURN NULL; END $$`,
+            owner.unsafe(
+              `CREATE TRIGGER pause_sends ${pauseAt} FOR EACH STATEMENT EXECUTE FUNCTION pause_sends()`
+            )
+          ).pipe(Effect.orDie),
+          () =>
+            Effect.andThen(
+              owner.unsafe(`DROP TRIGGER pause_sends ON ${pauseAt.split(" ON ")[1]}`),
+              owner`DROP FUNCTION pause_sends()`
+            ).pipe(Effect.orDie)
+        )
+        const locked = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        yield* Effect.forkScoped(
+          owner
+            .withTransaction(
+              Effect.gen(function* () {
+                yield* owner`SELECT pg_advisory_xact_lock(4711)`
+                yield* Deferred.succeed(locked, undefined)
+                yield* Deferred.await(release)
+              })
+            )
+            .pipe(Effect.orDie)
+        )
+        yield* Deferred.await(locked)
+        const sending = yield* Effect.forkScoped(
+          request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
+            key,
+            body: { to: "+15557654321", type: "text", text: { body: "while it goes" } }
+          })
+        )
+        yield* waitUntil(
+          "the send waits on the advisory lock",
+          Effect.map(waitingOnLocks, (n) => n === 1)
+        )
+        const deleted = yield* Deferred.make<void>()
+        const deleting = yield* Effect.forkScoped(
+          Effect.tap(client.channels.delete({ params: { id: channel.id } }), () =>
+            Deferred.succeed(deleted, undefined)
+          )
+        )
+        yield* waitUntil(
+          "the delete done, or waiting for the send",
+          Effect.zipWith(Deferred.isDone(deleted), waitingOnLocks, (done, n) => done || n === 2)
+        )
+        const deleteWaited = !(yield* Deferred.isDone(deleted))
+        yield* Deferred.succeed(release, undefined)
+        const reply = yield* Fiber.join(sending)
+        yield* Fiber.join(deleting)
+        return { gateway, client, channel, reply, deleteWaited }
+      })
+
+    it.effect(
+      "a common send that has read its channel holds the channel's deletion until it commits, then fails channel_deleted",
+      () =>
+        Effect.gen(function* () {
+          const { client, reply, deleteWaited } = yield* sendPausedWhileDeleting(
+            "AFTER INSERT ON message_statuses"
+          )
+          expect(deleteWaited).toBe(true)
+          expect(reply.status).toBe(202)
+          const failed = yield* waitFor(
+            "the message failed",
+            client.messages.get({ params: { id: reply.body.id } }),
+            (message) => message.status !== "queued"
+          )
+          expect(failed.failure?.reason).toBe("channel_deleted")
+        })
+    )
+
+    it.effect(
+      "a common send whose statement began before its channel was deleted reads the channel again when it locks it: refused 404, nothing left queued",
+      () =>
+        Effect.gen(function* () {
+          const { gateway, channel, reply } = yield* sendPausedWhileDeleting("BEFORE INSERT ON messages")
+          expect(reply.status).toBe(404)
+          expect(
+            yield* count(
+              gateway.databaseUrl,
+              `SELECT count(*)::int AS n FROM messages WHERE channel_id = '${channel.id}'`
+            )
+          ).toBe(0)
         })
     )
 

@@ -328,8 +328,9 @@ export const layerMessageIntake = Layer.effect(
                   SELECT * FROM json_to_recordset(${JSON.stringify(Array.from(sends.values(), (send) => send.row))}::json)
                     AS r(id text, customer_id text, channel_id text, chat text, type text, content jsonb, whatsapp_id text)
                 ), c AS (
+                  -- share-locked as in the transaction: a delete or logout waits for these sends to commit
                   SELECT id, customer_id, phone_number FROM channels
-                  WHERE id IN (SELECT channel_id FROM r) AND status <> 'deleted'
+                  WHERE id IN (SELECT channel_id FROM r) AND status <> 'deleted' FOR SHARE
                 ), m AS (
                   INSERT INTO messages (id, customer_id, channel_id, direction, chat, type, content, whatsapp_id, status)
                   SELECT r.id, r.customer_id, r.channel_id, 'outbound', r.chat, r.type, r.content, r.whatsapp_id, 'queued'
