@@ -8,6 +8,7 @@ import { SqlClient } from "effect/sql"
 import { createServer } from "node:http"
 import { poolConnections } from "../../server/src/db/client.ts"
 import { runMigrations } from "../../server/src/db/migrations.ts"
+import { maxBatch, workers } from "../../server/src/messages/intake.ts"
 import { layerAuthorization } from "../../server/src/http/authorization.ts"
 import {
   layerPayloadFields,
@@ -44,7 +45,7 @@ const send = {
 } as const
 
 /** The minimal write-combined server batches as the gateway's intake does. */
-const intakeBatching = { maxBatch: 256, writers: 2 }
+const intakeBatching = { maxBatch, writers: workers }
 
 /**
  * The messages group reduced to its send endpoint, as the gateway's `Api` declares it (payload

@@ -41,7 +41,7 @@ export interface Accepted {
 }
 
 /** How many sends one transaction takes at most. */
-const maxBatch = 256
+export const maxBatch = 256
 
 /** A send's row as the common path writes it. */
 interface PlainRow {
@@ -55,7 +55,7 @@ interface PlainRow {
 }
 
 /** Transactions in flight at once: while one commits, the next batch gathers. */
-const workers = 2
+export const workers = 2
 
 interface Pending {
   readonly request: SendRequest
