@@ -17,6 +17,10 @@ const count = (url: string, query: string) =>
     return rows[0]!.n
   }).pipe(Effect.scoped, Effect.orDie)
 
+/** How many messages the channel holds, read past the API. */
+const storedIn = (gateway: { readonly databaseUrl: string }, channelId: string) =>
+  count(gateway.databaseUrl, `SELECT count(*)::int AS n FROM messages WHERE channel_id = '${channelId}'`)
+
 layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestServices: true })(
   "sending messages: the accept path",
   (it) => {
@@ -96,12 +100,7 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
           expect(created.length).toBeGreaterThan(0)
           expect(new Set(created.map((r) => r.body.id)).size).toBe(1)
           for (const r of inFlight) expect(r.body.code).toBe("idempotency_key_in_use")
-          expect(
-            yield* count(
-              gateway.databaseUrl,
-              `SELECT count(*)::int AS n FROM messages WHERE channel_id = '${channel.id}'`
-            )
-          ).toBe(1)
+          expect(yield* storedIn(gateway, channel.id)).toBe(1)
 
           const again = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
             key,
@@ -180,12 +179,7 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
           "body.document.link"
         )
         yield* refused({ to: "+15557654321", type: "text", text: { body: "hi" }, extra: 1 }, "body.extra")
-        expect(
-          yield* count(
-            gateway.databaseUrl,
-            `SELECT count(*)::int AS n FROM messages WHERE channel_id = '${channel.id}'`
-          )
-        ).toBe(0)
+        expect(yield* storedIn(gateway, channel.id)).toBe(0)
       })
     )
 
@@ -254,18 +248,8 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
             })
             expect(read.statuses.map((change) => change.status)).toEqual(["queued"])
           }
-          expect(
-            yield* count(
-              gateway.databaseUrl,
-              `SELECT count(*)::int AS n FROM messages WHERE channel_id = '${deleted.id}'`
-            )
-          ).toBe(0)
-          expect(
-            yield* count(
-              gateway.databaseUrl,
-              `SELECT count(*)::int AS n FROM messages WHERE channel_id = '${live.id}'`
-            )
-          ).toBe(31)
+          expect(yield* storedIn(gateway, deleted.id)).toBe(0)
+          expect(yield* storedIn(gateway, live.id)).toBe(31)
         })
     )
 
@@ -478,12 +462,7 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
           )
           expect(reply.status).toBe(404)
           expect(reply.body.code).toBe("not_found")
-          expect(
-            yield* count(
-              gateway.databaseUrl,
-              `SELECT count(*)::int AS n FROM messages WHERE channel_id = '${channel.id}'`
-            )
-          ).toBe(0)
+          expect(yield* storedIn(gateway, channel.id)).toBe(0)
         })
     )
 
@@ -583,12 +562,7 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
         Effect.gen(function* () {
           const { gateway, channel, reply } = yield* sendPausedWhileDeleting("BEFORE INSERT ON messages")
           expect(reply.status).toBe(404)
-          expect(
-            yield* count(
-              gateway.databaseUrl,
-              `SELECT count(*)::int AS n FROM messages WHERE channel_id = '${channel.id}'`
-            )
-          ).toBe(0)
+          expect(yield* storedIn(gateway, channel.id)).toBe(0)
         })
     )
 
