@@ -7,7 +7,7 @@ import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 import { TransportError, TransportEvent } from "../src/channels/transport.ts"
 import type { Message } from "@whatisup/domain"
-import { waitForQr, waitForStatus } from "./support/api.ts"
+import { type ApiClient, waitForQr, waitForStatus } from "./support/api.ts"
 import { waitFor, waitUntil } from "./support/waits.ts"
 
 const count = (url: string, query: string) =>
@@ -16,6 +16,17 @@ const count = (url: string, query: string) =>
     const rows = yield* sql.unsafe<{ n: number }>(query)
     return rows[0]!.n
   }).pipe(Effect.scoped, Effect.orDie)
+
+/** Waits for the message to leave queued, and finds it failed as its channel was deleted. */
+const failsAsDeleted = (client: ApiClient, id: Message["id"]) =>
+  Effect.map(
+    waitFor(
+      "the message failed",
+      client.messages.get({ params: { id } }),
+      (message) => message.status !== "queued"
+    ),
+    (failed) => expect(failed.failure?.reason).toBe("channel_deleted")
+  )
 
 /** How many messages the channel holds, read past the API. */
 const storedIn = (gateway: { readonly databaseUrl: string }, channelId: string) =>
@@ -442,12 +453,7 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
             { "idempotency-key": "while-it-goes" }
           )
           expect(reply.status).toBe(202)
-          const failed = yield* waitFor(
-            "the message failed",
-            client.messages.get({ params: { id: reply.body.id } }),
-            (message) => message.status !== "queued"
-          )
-          expect(failed.failure?.reason).toBe("channel_deleted")
+          yield* failsAsDeleted(client, reply.body.id)
         })
     )
 
@@ -547,12 +553,7 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
           )
           expect(deleteWaited).toBe(true)
           expect(reply.status).toBe(202)
-          const failed = yield* waitFor(
-            "the message failed",
-            client.messages.get({ params: { id: reply.body.id } }),
-            (message) => message.status !== "queued"
-          )
-          expect(failed.failure?.reason).toBe("channel_deleted")
+          yield* failsAsDeleted(client, reply.body.id)
         })
     )
 

@@ -16,29 +16,33 @@ import { pause, waitFor } from "./support/waits.ts"
 const PHONE = "15551230001"
 const CONTACT = "15557770001"
 
-/** Files served over HTTP for media links, by path. */
-const fileServer = (files: Record<string, { readonly type: string; readonly bytes: Uint8Array }>) =>
+/** An HTTP server on 127.0.0.1 for the scope, answering with `handler`; its URL. */
+const localServer = (handler: http.RequestListener) =>
   Effect.acquireRelease(
     Effect.promise(
       () =>
-        new Promise<{ url: string; server: http.Server }>((resolve) => {
-          const server = http.createServer((req, res) => {
-            const file = files[req.url ?? ""]
-            if (file === undefined) {
-              res.writeHead(404).end()
-              return
-            }
-            res
-              .writeHead(200, { "content-type": file.type, "content-length": file.bytes.length })
-              .end(file.bytes)
-          })
-          server.listen(0, "127.0.0.1", () =>
-            resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server })
-          )
+        new Promise<http.Server>((resolve) => {
+          const server = http.createServer(handler)
+          server.listen(0, "127.0.0.1", () => resolve(server))
         })
     ),
-    ({ server }) => Effect.promise(() => new Promise((resolve) => server.close(resolve)))
-  ).pipe(Effect.map(({ url }) => url))
+    (server) =>
+      Effect.promise(() => {
+        server.closeAllConnections()
+        return new Promise((resolve) => server.close(resolve))
+      })
+  ).pipe(Effect.map((server) => `http://127.0.0.1:${(server.address() as AddressInfo).port}`))
+
+/** Files served over HTTP for media links, by path. */
+const fileServer = (files: Record<string, { readonly type: string; readonly bytes: Uint8Array }>) =>
+  localServer((req, res) => {
+    const file = files[req.url ?? ""]
+    if (file === undefined) {
+      res.writeHead(404).end()
+      return
+    }
+    res.writeHead(200, { "content-type": file.type, "content-length": file.bytes.length }).end(file.bytes)
+  })
 
 /** A gateway on real Baileys and the simulator, a customer whose plan does not pace the tests, and a paired channel. */
 const connected = (extra: Record<string, string> = {}) =>
@@ -432,44 +436,29 @@ describe("messages through the API, real Baileys and the simulator", () => {
     "a media link that fails or points at a 2 GB file fails its message with a reason, and the queue goes on",
     () =>
       Effect.gen(function* () {
-        const huge = yield* Effect.acquireRelease(
-          Effect.promise(
-            () =>
-              new Promise<{ url: string; server: http.Server }>((resolve) => {
-                const server = http.createServer((req, res) => {
-                  if (req.url === "/huge.mp4") {
-                    // announces 2 GB and starts sending; the gateway must not read it
-                    res.writeHead(200, { "content-type": "video/mp4", "content-length": 2 * 1024 ** 3 })
-                    res.write(Buffer.alloc(64 * 1024))
-                    return
-                  }
-                  if (req.url === "/unannounced.jpg") {
-                    // no length announced: the gateway stops reading past the image limit
-                    res.writeHead(200, { "content-type": "image/jpeg" })
-                    const chunk = Buffer.alloc(1024 * 1024)
-                    let sentBytes = 0
-                    const more = () => {
-                      while (sentBytes < 64 * 1024 * 1024 && res.write(chunk)) sentBytes += chunk.length
-                      if (sentBytes < 64 * 1024 * 1024) res.once("drain", more)
-                      else res.end()
-                    }
-                    res.on("close", () => res.removeAllListeners("drain"))
-                    more()
-                    return
-                  }
-                  res.writeHead(404).end()
-                })
-                server.listen(0, "127.0.0.1", () =>
-                  resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server })
-                )
-              })
-          ),
-          ({ server }) =>
-            Effect.promise(() => {
-              server.closeAllConnections()
-              return new Promise((resolve) => server.close(resolve))
-            })
-        ).pipe(Effect.map(({ url }) => url))
+        const huge = yield* localServer((req, res) => {
+          if (req.url === "/huge.mp4") {
+            // announces 2 GB and starts sending; the gateway must not read it
+            res.writeHead(200, { "content-type": "video/mp4", "content-length": 2 * 1024 ** 3 })
+            res.write(Buffer.alloc(64 * 1024))
+            return
+          }
+          if (req.url === "/unannounced.jpg") {
+            // no length announced: the gateway stops reading past the image limit
+            res.writeHead(200, { "content-type": "image/jpeg" })
+            const chunk = Buffer.alloc(1024 * 1024)
+            let sentBytes = 0
+            const more = () => {
+              while (sentBytes < 64 * 1024 * 1024 && res.write(chunk)) sentBytes += chunk.length
+              if (sentBytes < 64 * 1024 * 1024) res.once("drain", more)
+              else res.end()
+            }
+            res.on("close", () => res.removeAllListeners("drain"))
+            more()
+            return
+          }
+          res.writeHead(404).end()
+        })
         const { sim, client, channel } = yield* connected()
         const send = (payload: Record<string, unknown>) =>
           client.messages.send({
@@ -614,29 +603,12 @@ describe("messages through the API, real Baileys and the simulator", () => {
         const asked = yield* Deferred.make<void>()
         const release = yield* Deferred.make<void>()
         const image = crypto.randomBytes(2000)
-        const slow = yield* Effect.acquireRelease(
-          Effect.promise(
-            () =>
-              new Promise<{ url: string; server: http.Server }>((resolve) => {
-                const server = http.createServer((_req, res) => {
-                  Deferred.doneUnsafe(asked, Exit.void)
-                  Effect.runPromise(Deferred.await(release)).then(() =>
-                    res
-                      .writeHead(200, { "content-type": "image/jpeg", "content-length": image.length })
-                      .end(image)
-                  )
-                })
-                server.listen(0, "127.0.0.1", () =>
-                  resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server })
-                )
-              })
-          ),
-          ({ server }) =>
-            Effect.promise(() => {
-              server.closeAllConnections()
-              return new Promise((resolve) => server.close(resolve))
-            })
-        ).pipe(Effect.map(({ url }) => url))
+        const slow = yield* localServer((_req, res) => {
+          Deferred.doneUnsafe(asked, Exit.void)
+          Effect.runPromise(Deferred.await(release)).then(() =>
+            res.writeHead(200, { "content-type": "image/jpeg", "content-length": image.length }).end(image)
+          )
+        })
         const { sim, client, channel } = yield* connected({ WHATISUP_MESSAGE_MAX_AGE: "2s" })
         const held = yield* client.messages.send({
           params: { id: channel },
