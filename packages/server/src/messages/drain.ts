@@ -72,6 +72,7 @@ export const drainOutbox = (
     const token = randomInt(1, 2 ** 47)
     const woken = yield* signal.watch(fence.channelId)
     let rate = yield* perMinute
+    let paceReadAt = yield* Clock.currentTimeMillis
     let bucket = makeBucket(rate)
 
     const retried = <A>(effect: Effect.Effect<A, TransportError>) =>
@@ -272,10 +273,15 @@ export const drainOutbox = (
 
     for (;;) {
       yield* woken
-      const pace = yield* perMinute
-      if (pace !== rate) {
-        rate = pace
-        bucket = makeBucket(rate)
+      // the plan's pace, read again once a minute at most: not a query for every wake
+      const now = yield* Clock.currentTimeMillis
+      if (now - paceReadAt >= 60_000) {
+        paceReadAt = now
+        const pace = yield* perMinute
+        if (pace !== rate) {
+          rate = pace
+          bucket = makeBucket(rate)
+        }
       }
       const outcome = yield* round
       if (outcome === "stop") return

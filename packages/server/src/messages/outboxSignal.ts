@@ -5,8 +5,11 @@ import { Context, Deferred, Effect, Layer, Queue, Schedule, type Scope } from "e
 /** The NOTIFY channel a committed send (or read receipt asked for) names its channel on. */
 export const outboxChannel = "whatisup_outbox"
 
-/** How long a drain waits for a notification before it looks anyway: a notification lost, a message expiring. */
-export const outboxPollInterval = "2 seconds"
+/**
+ * How long a drain waits for a notification before it looks anyway, should one be lost (listening
+ * again wakes every drain): long, since every running channel of the process looks this often.
+ */
+export const outboxPollInterval = "30 seconds"
 
 interface Watch {
   dirty: boolean
