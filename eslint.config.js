@@ -12,5 +12,30 @@ export default tseslint.config(
       "@typescript-eslint/no-explicit-any": "off",
       "require-yield": "off"
     }
+  },
+  {
+    // the console's modules run in the browser
+    files: ["packages/server/console/**/*.js"],
+    languageOptions: {
+      globals: Object.fromEntries(
+        [
+          "AbortController",
+          "FormData",
+          "TextDecoderStream",
+          "URL",
+          "URLSearchParams",
+          "addEventListener",
+          "clearTimeout",
+          "document",
+          "fetch",
+          "location",
+          "navigator",
+          "removeEventListener",
+          "sessionStorage",
+          "setTimeout",
+          "window"
+        ].map((name) => [name, "readonly"])
+      )
+    }
   }
 )

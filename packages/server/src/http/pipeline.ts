@@ -135,7 +135,7 @@ export const layerRequestPipeline = HttpRouter.middleware(
       const clientRequestId = incoming !== undefined && requestIdPattern.test(incoming) ? incoming : null
       const started = performance.now()
       const matched = routeFor(request.url)
-      const route = matched?.template ?? "unmatched"
+      const route = matched?.template ?? (request.url.startsWith("/console") ? "/console" : "unmatched")
       const maxBytes = maxBodyBytesOf(route)
       const declaredLength = Number(request.headers["content-length"] ?? 0)
       const response =

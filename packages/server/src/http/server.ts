@@ -6,6 +6,7 @@ import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { IpNetwork } from "effect/net"
 import { createServer } from "node:http"
 import { GatewayConfigService } from "../config/config.ts"
+import { layerConsole } from "../console/console.ts"
 import { layerAuditHttp } from "./audit.ts"
 import { layerAuthorization } from "./authorization.ts"
 import { layerChannelsHttp } from "./channels.ts"
@@ -35,6 +36,7 @@ export const layerPublicRoutes = Layer.mergeAll(
     path: "/docs",
     scalar: { authentication: { preferredSecurityScheme: "bearer" } }
   }),
+  layerConsole,
   layerRequestPipeline
 ).pipe(Layer.provide([layerAuthorization, layerRequestValidation, layerPayloadFields]))
 
