@@ -2,6 +2,7 @@ import { expect, layer } from "@effect/vitest"
 import type { ChannelId, CustomerId, EventId, EventType } from "@whatisup/domain"
 import { Context, Deferred, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { SqlClient } from "effect/sql"
+import { newId } from "../src/db/ids.ts"
 import { EventLog, layerEventLog } from "../src/events/eventLog.ts"
 import { adminOf, newCustomer } from "./support/admin.ts"
 import { waitForQr, waitForStatus } from "./support/api.ts"
@@ -222,6 +223,29 @@ layer(layerTestGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32" }), {
         })
         expect(idsOf(yield* afterE1.eventsThrough((event) => event.id === e4))).toEqual([late, e4])
       }).pipe(Effect.scoped)
+  )
+
+  it.effect("a customer's events come in the order of their transactions' ids as numbers, not as text", () =>
+    Effect.gen(function* () {
+      const gateway = yield* TestGateway
+      const { key, customerId } = yield* newCustomer(gateway, { name: "Old Timer" })
+      const { log, sql } = yield* eventLogOf(gateway)
+      // rows as transactions 998, 999 and 1000 wrote them: "1000" sorts before "999" as text
+      const written = [998, 999, 1000].map((txid) => ({ txid, id: newId.event() }))
+      for (const { txid, id } of written) {
+        yield* sql`
+          INSERT INTO events (id, customer_id, channel_id, seq, type, data, txid)
+          VALUES (${id}, ${customerId}, NULL, NULL, 'webhook.test', '{}'::jsonb, ${String(txid)}::xid8)`
+      }
+      const [first, second, third] = written.map(({ id }) => id)
+      const resumed = yield* openedEventStream(gateway.api, { key, lastEventId: first })
+      const marker = yield* appendTo(log, customerId)(null, "webhook.test")
+      expect(idsOf(yield* resumed.eventsThrough((event) => event.id === marker))).toEqual([
+        second,
+        third,
+        marker
+      ])
+    }).pipe(Effect.scoped)
   )
 
   it.effect("a Last-Event-ID the stream cannot have sent is a 400 naming the header", () =>

@@ -1,4 +1,4 @@
-import type { ChannelId, CustomerId, Event, EventId, EventType } from "@whatisup/domain"
+import type { ChannelId, CustomerId, Event, EventType } from "@whatisup/domain"
 import { Data, Effect, Schema } from "effect"
 import type { SqlClient } from "effect/sql"
 import { decodeRows } from "../db/transaction.ts"
@@ -50,7 +50,12 @@ const Sequence = Schema.Struct({ seq: Schema.Number })
 const Start = Schema.Struct({ xmin: Schema.String, before: Schema.Array(Schema.String) })
 const Txid = Schema.Struct({ txid: Schema.String })
 const SequencedRow = Schema.Struct({ ...EventRow.fields, seq: Schema.Number })
-const TransactionRow = Schema.Struct({ ...EventRow.fields, txid: Schema.String, settled: Schema.Boolean })
+// the xid8 as text, named apart from the column so that ORDER BY sorts the xid8, not its text
+const TransactionRow = Schema.Struct({
+  ...EventRow.fields,
+  txid_text: Schema.String,
+  settled: Schema.Boolean
+})
 
 export interface Batch {
   readonly events: ReadonlyArray<Event>
@@ -154,12 +159,12 @@ export const makeEventFeed = (sql: SqlClient.SqlClient, batchSize: number) => {
       if (feed._tag === "Customer" && position._tag === "Transaction") {
         // settled: written by a transaction older than every one still running
         const rows = yield* sql`
-          SELECT id, type, data, created_at, txid::text AS txid,
+          SELECT id, type, data, created_at, txid::text AS txid_text,
             txid < pg_snapshot_xmin(pg_current_snapshot()) AS settled
           FROM events
           WHERE customer_id = ${feed.customerId} AND (txid, id) > (${position.txid}::xid8, ${position.id})
             ${typeFilter(feed.type)}
-          ORDER BY txid, id LIMIT ${batchSize}`.pipe(decodeRows(TransactionRow))
+          ORDER BY events.txid, events.id LIMIT ${batchSize}`.pipe(decodeRows(TransactionRow))
         const settled = rows.filter((row) => row.settled)
         const last = settled.at(-1)
         return {
@@ -167,7 +172,7 @@ export const makeEventFeed = (sql: SqlClient.SqlClient, batchSize: number) => {
           position:
             last === undefined
               ? position
-              : { _tag: "Transaction", txid: last.txid, id: last.id as EventId, before: position.before },
+              : { _tag: "Transaction", txid: last.txid_text, id: last.id, before: position.before },
           full: rows.length === batchSize && settled.length === rows.length,
           waiting: settled.length < rows.length
         }
