@@ -19,7 +19,14 @@ import {
   QrCode,
   UpdateChannel
 } from "./channels.ts"
-import { Event, EventQuery } from "./events.ts"
+import {
+  Event,
+  EventQuery,
+  EventStreamFrames,
+  eventStreamKeepAliveSeconds,
+  LastEventId,
+  maxEventStreamsPerKey
+} from "./events.ts"
 import { ApiKeyId, ChannelId, CustomerId, DeliveryId, MessageId, WebhookEndpointId } from "./ids.ts"
 import { Message, MessageQuery, MessageWithHistory, SendMessage } from "./messages.ts"
 import { limitParameter, Page, PageQuery } from "./pagination.ts"
@@ -27,6 +34,7 @@ import {
   documentParameters,
   documentProblems,
   introduction,
+  withEventStream,
   withMediaBytes,
   withQrImages
 } from "./reference.ts"
@@ -42,6 +50,7 @@ import {
   PlanLimitReached,
   RateLimited,
   ServiceUnavailable,
+  TooManyEventStreams,
   TooManyFailedAuthentications,
   Unauthorized
 } from "./problems.ts"
@@ -406,11 +415,26 @@ export class EventsGroup extends HttpApiGroup.make("events")
       )
     )
   )
+  .add(
+    HttpApiEndpoint.get("stream", "/v1/events/stream", {
+      query: EventQuery,
+      headers: { "last-event-id": Schema.optionalKey(LastEventId) },
+      success: EventStreamFrames.pipe(HttpApiSchema.asText({ contentType: "text/event-stream" })),
+      error: TooManyEventStreams
+    })
+      .annotate(OpenApi.Transform, withEventStream)
+      .annotateMerge(
+        doc(
+          "Follow events live (Server-Sent Events)",
+          `The events GET /v1/events lists, as they happen, over one long response in text/event-stream (curl -N -H 'Authorization: Bearer wiu_...' .../v1/events/stream). The key goes in Authorization, never in the URL: a browser reads the stream with fetch, as a bare EventSource cannot send the header. Filters and visibility are those of GET /v1/events (channel_id, type; a key bound to a channel sees its channel's events only, a key of the whole customer also webhook.test and webhook.disabled). Each frame carries the event's id, its type as the SSE event name, and the event as JSON in data. Nothing is lost and nothing comes twice: reconnect with Last-Event-ID (EventSource does it by itself) to get exactly the events after the last one received. With channel_id (or a key bound to a channel) events come in data.sequence order; across channels they come in the order of the changes that made them, and an event waits until every change begun before it has finished. A comment line (: keep-alive) comes every ${eventStreamKeepAliveSeconds} s while nothing happens. A key may hold ${maxEventStreamsPerKey} streams open at once (then 429 too_many_event_streams, with Retry-After); a stream ends when its key is revoked, its customer suspended, or the gateway stops (reconnect: another process takes over).`
+        )
+      )
+  )
   .middleware(Authorization)
   .annotate(OpenApi.Title, "Events")
   .annotate(
     OpenApi.Description,
-    "The event log: every change of a channel's connection, numbered per channel, and the webhook endpoints' own events. Webhook endpoints get them posted as they happen."
+    "The event log: every change of a channel's connection, every message received and every status a sent message reaches, numbered per channel, and the webhook endpoints' own events. Webhook endpoints get them posted as they happen; GET /v1/events/stream carries them live over Server-Sent Events."
   ) {}
 
 const webhookParams = { id: WebhookEndpointId }

@@ -61,3 +61,32 @@ export const EventQuery = {
   channel_id: Schema.optionalKey(ChannelId.annotate({ description: "Only this channel's events" })),
   type: Schema.optionalKey(EventType.annotate({ description: "Only events of this type" }))
 }
+
+/** How many `GET /v1/events/stream` connections one API key may hold open at once (in each gateway process). */
+export const maxEventStreamsPerKey = 5
+
+/** The reconnection delay a stream suggests to EventSource (`retry:`), in milliseconds. */
+export const eventStreamRetryMillis = 5000
+
+/** A stream with nothing to carry sends a comment this often, so that proxies keep it open. */
+export const eventStreamKeepAliveSeconds = 15
+
+export const LastEventId = Schema.String.pipe(
+  Schema.check(
+    Schema.isPattern(/^(evt_[0-9a-z]{26}|[0-9]{1,15})$/u, {
+      message: "must be the id of an event this stream sent (evt_...), or with channel_id a sequence number"
+    })
+  )
+).annotate({
+  description:
+    "Resume just after this event: the id (evt_...) of the last event received, as EventSource sends it when it reconnects; the stream then carries every event after it, none twice and none missed. With channel_id (or a key bound to a channel), a channel's sequence number (data.sequence) is taken too, 0 for all of the channel's events. An id the stream cannot have sent (unknown, another channel's, another customer's) or a sequence number the channel has not reached is a 400 naming header.last-event-id. Without it the stream starts with the events that happen from now on.",
+  examples: ["evt_01m8mdm3a1s2x7k9e4q6w8r0tb"]
+})
+
+/** One frame of the event stream, as text/event-stream carries it. */
+export const EventStreamFrames = Schema.String.annotate({
+  description: `Server-Sent Events (text/event-stream). First \`retry: ${eventStreamRetryMillis}\`, then one frame per event, in order: \`id: evt_...\`, \`event:\` the event's type, \`data:\` the event as GET /v1/events lists it ({id, type, timestamp, data}, on one line), then a blank line. A line starting with a colon (\`: keep-alive\`, every ${eventStreamKeepAliveSeconds} s while nothing happens) is a comment, to be ignored.`,
+  examples: [
+    `retry: ${eventStreamRetryMillis}\n\nid: evt_01m8mdm3a1s2x7k9e4q6w8r0tb\nevent: channel.connected\ndata: {"id":"evt_01m8mdm3a1s2x7k9e4q6w8r0tb","type":"channel.connected","timestamp":"2026-05-04T10:15:30.000Z","data":{"channel_id":"ch_01m8mdm38wdvrz8hr11e5wqsdm","sequence":3,"phone_number":"+15551234567"}}\n\n: keep-alive\n\n`
+  ]
+})

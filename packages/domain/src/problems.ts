@@ -179,6 +179,23 @@ export class RateLimited extends HttpApiError.Problem<RateLimited>()(
   }
 ) {}
 
+export class TooManyEventStreams extends HttpApiError.Problem<TooManyEventStreams>()(
+  "TooManyEventStreams",
+  { type: problemType("too-many-event-streams"), status: 429, title: "Too many event streams open" },
+  {
+    code: Schema.tag("too_many_event_streams").annotate({
+      description:
+        "The API key holds as many open GET /v1/events/stream connections as it may: close one (or use another key) first"
+    }),
+    max: Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(1))).annotate({
+      description: "How many streams one API key may hold open at once"
+    }),
+    retry_after: Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(1))).annotate({
+      description: "Seconds to wait before retrying (also in Retry-After)"
+    })
+  }
+) {}
+
 export class TooManyFailedAuthentications extends HttpApiError.Problem<TooManyFailedAuthentications>()(
   "TooManyFailedAuthentications",
   {

@@ -1,10 +1,11 @@
 import { lifecycleOperationsPerMinute } from "./channels.ts"
+import { eventStreamKeepAliveSeconds, eventStreamRetryMillis, maxEventStreamsPerKey } from "./events.ts"
 import { maxFieldErrors } from "./problems.ts"
 
 /** What /docs says before the endpoints: what the API is for and the rules every endpoint follows. */
 export const introduction = `WhatIsUp links your application to WhatsApp. Each phone number you link is a **channel**: the gateway holds its WhatsApp Web connection (as a linked device of the phone) and keeps it, and its login, across restarts.
 
-**What works today:** API keys, channels paired by QR code or by pairing code, sending messages of every kind (text, image, video, audio and voice notes, documents, stickers, locations, reactions, replies) with their status as it changes, receiving them (stored before WhatsApp is told they arrived, media downloaded on demand), the event log of every channel change and message, webhooks that post every event to your URLs (signed, retried, with a delivery log), and the audit log.
+**What works today:** API keys, channels paired by QR code or by pairing code, sending messages of every kind (text, image, video, audio and voice notes, documents, stickers, locations, reactions, replies) with their status as it changes, receiving them (stored before WhatsApp is told they arrived, media downloaded on demand), the event log of every channel change and message, followed live over Server-Sent Events (\`GET /v1/events/stream\`), webhooks that post every event to your URLs (signed, retried, with a delivery log), and the audit log.
 
 ## Quick start
 
@@ -38,6 +39,7 @@ Errors are \`application/problem+json\` (RFC 9457): \`type\`, \`status\`, \`titl
 | 413 | \`payload_too_large\` | JSON bodies are limited to 64 KiB (\`max_bytes\`) |
 | 422 | \`idempotency_key_reused\` | see Idempotency |
 | 429 | \`rate_limited\`, \`too_many_failed_authentications\` | see Rate limits |
+| 429 | \`too_many_event_streams\` | the key holds as many open event streams as it may (\`max\`); see Live events |
 | 500 | \`internal_error\` | a fault in the gateway; the response's \`x-request-id\` finds it in the logs |
 | 503 | \`database_unavailable\`, \`not_ready\` | retry after \`Retry-After\` seconds |
 
@@ -62,6 +64,10 @@ A client address that sends too many malformed, unknown or revoked keys is refus
 ## Events and webhooks
 
 Every change of a channel's connection is an event (\`channel.qr\`, \`channel.connected\`, \`channel.disconnected\`, \`channel.logged_out\`, \`channel.failed\`), and so is every message received (\`message.received\`, with the message) and every status a sent message reaches (\`message.sent\`, \`message.delivered\`, \`message.read\` with \`status\` read or played, \`message.failed\` with \`failure\`); each is numbered per channel in \`data.sequence\`: read them with \`GET /v1/events\`.
+
+## Live events
+
+\`GET /v1/events/stream\` carries the same events as they happen, as Server-Sent Events (\`text/event-stream\`), with the same \`channel_id\` and \`type\` filters and the same visibility: \`curl -N -H "Authorization: Bearer $KEY" localhost:8080/v1/events/stream\`. The key goes in the \`Authorization\` header, never in the URL, so a browser reads the stream with \`fetch\` (a bare \`EventSource\` cannot send it). Each event is one frame: \`id:\` the event's id, \`event:\` its type, \`data:\` the event as \`GET /v1/events\` lists it; the stream opens with \`retry: ${eventStreamRetryMillis}\` and sends a \`: keep-alive\` comment every ${eventStreamKeepAliveSeconds} s while nothing happens. Without \`Last-Event-ID\` it starts with what happens from then on; reconnect with \`Last-Event-ID\` set to the last id received (EventSource does this by itself) and it carries exactly the events after it, none lost and none twice; with \`channel_id\`, a sequence number is taken too. A \`Last-Event-ID\` the stream cannot have sent is a 400 naming \`header.last-event-id\`. With \`channel_id\` (or a key bound to a channel) events come in \`data.sequence\` order; across channels, in the order of the changes that made them, each once every change begun before it has finished. A key may hold ${maxEventStreamsPerKey} streams open at once (else 429 \`too_many_event_streams\` with \`Retry-After\`). A stream ends when its key is revoked or its customer suspended (the next connection is a 401), and when the gateway stops (reconnect and resume).
 
 ## Messages
 
@@ -138,6 +144,23 @@ export const withMediaBytes = (operation: Json): Json => {
           format: "binary",
           description: "The file's bytes; Content-Type is the file's own (image/jpeg, audio/ogg, ...)"
         }
+      }
+    }
+  }
+  return operation
+}
+
+/** The event stream answers Server-Sent Events, and says how to resume in its headers. */
+export const withEventStream = (operation: Json): Json => {
+  const answer = operation.responses?.["200"]
+  if (answer !== undefined) {
+    answer.description =
+      "The stream, open until the client closes it (or its key is revoked, its customer suspended, the gateway stops)"
+    answer.headers = {
+      "cache-control": { description: "no-store: nothing of a stream is cached", schema: { type: "string" } },
+      "x-accel-buffering": {
+        description: "no: proxies that honour it pass each frame on at once",
+        schema: { type: "string" }
       }
     }
   }

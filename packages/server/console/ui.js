@@ -1,6 +1,6 @@
 // What every page of the console is made of.
 import { createContext, h } from "preact"
-import { useCallback, useContext, useEffect, useRef, useState } from "preact/hooks"
+import { useContext, useEffect, useMemo, useState } from "preact/hooks"
 import htm from "htm"
 
 export const html = htm.bind(h)
@@ -14,22 +14,50 @@ export const ErrorNote = ({ error }) =>
   error ? html`<p class="error" role="alert">${error.message ?? String(error)}</p>` : null
 
 /**
+ * `run` (which answers a promise) made safe to call at every live event: while one run is under way,
+ * calls are folded into one more run after it.
+ */
+const coalesced = (run) => {
+  let running = false
+  let again = false
+  const go = () => {
+    if (running) {
+      again = true
+      return
+    }
+    running = true
+    run().finally(() => {
+      running = false
+      if (again) {
+        again = false
+        go()
+      }
+    })
+  }
+  return go
+}
+
+/**
  * A value loaded by `load` (again when `deps` change, and on `reload()`): `{value, error, loading,
  * reload}`. A reload keeps the last value on screen until the new one arrives.
  */
 export const useLoad = (load, deps) => {
   const [state, setState] = useState({ value: undefined, error: null, loading: true })
-  const generation = useRef(0)
-  const reload = useCallback(() => {
-    const mine = ++generation.current
-    setState((previous) => ({ ...previous, loading: true }))
-    load().then(
-      (value) => mine === generation.current && setState({ value, error: null, loading: false }),
-      (error) =>
-        mine === generation.current && setState((previous) => ({ ...previous, error, loading: false }))
+  const reload = useMemo(() => {
+    let current = true
+    const go = coalesced(() =>
+      load().then(
+        (value) => current && setState({ value, error: null, loading: false }),
+        (error) => current && setState((previous) => ({ ...previous, error, loading: false }))
+      )
     )
+    go.stop = () => (current = false)
+    return go
   }, deps)
-  useEffect(reload, [reload])
+  useEffect(() => {
+    reload()
+    return reload.stop
+  }, [reload])
   return { ...state, reload }
 }
 
@@ -97,27 +125,31 @@ export const Table = ({ caption, headers, children, empty }) =>
     ${empty ? html`<p class="empty">${empty}</p>` : null}
   </div>`
 
-/** "Load more" for a cursor-paginated list. */
+/** A cursor-paginated list: its first page, `reload()` it, `more()` for the next one. */
 export const usePages = (fetchPage, deps) => {
   const [pages, setPages] = useState({ data: [], next: null, error: null, loading: true })
-  const generation = useRef(0)
-  const load = useCallback((cursor) => {
-    const mine = ++generation.current
-    fetchPage(cursor).then(
-      (page) =>
-        mine === generation.current &&
-        setPages((previous) => ({
-          data: cursor ? [...previous.data, ...page.data] : page.data,
-          next: page.next_cursor,
-          error: null,
-          loading: false
-        })),
-      (error) =>
-        mine === generation.current && setPages((previous) => ({ ...previous, error, loading: false }))
-    )
+  const loaders = useMemo(() => {
+    let current = true
+    const settle = (cursor) => (page) =>
+      current &&
+      setPages((previous) => ({
+        data: cursor ? [...previous.data, ...page.data] : page.data,
+        next: page.next_cursor,
+        error: null,
+        loading: false
+      }))
+    const failed = (error) => current && setPages((previous) => ({ ...previous, error, loading: false }))
+    return {
+      reload: coalesced(() => fetchPage(undefined).then(settle(undefined), failed)),
+      more: (cursor) => fetchPage(cursor).then(settle(cursor), failed),
+      stop: () => (current = false)
+    }
   }, deps)
-  useEffect(() => load(undefined), [load])
-  return { ...pages, reload: () => load(undefined), more: () => load(pages.next) }
+  useEffect(() => {
+    loaders.reload()
+    return loaders.stop
+  }, [loaders])
+  return { ...pages, reload: loaders.reload, more: () => loaders.more(pages.next) }
 }
 
 export const MoreButton = ({ pages }) =>

@@ -1,6 +1,7 @@
 import { Layer } from "effect"
 import { layerChannels } from "./channels/channels.ts"
 import { layerEventLog } from "./events/eventLog.ts"
+import { layerEventStreams } from "./events/eventStreams.ts"
 import { layerChannelMessaging } from "./messages/channelMessaging.ts"
 import { layerInbox } from "./messages/inbox.ts"
 import { layerMessageIntake } from "./messages/intake.ts"
@@ -62,7 +63,14 @@ export const layerGateway = <E = never>(
     Layer.provideMerge(layerDestinationClient)
   )
   const messages = Layer.mergeAll(layerMessageIntake, layerMessageLog)
-  const services = Layer.mergeAll(layerApiKeys, layerCustomers, channels, webhooks, messages).pipe(
+  const services = Layer.mergeAll(
+    layerApiKeys,
+    layerCustomers,
+    channels,
+    webhooks,
+    messages,
+    layerEventStreams
+  ).pipe(
     Layer.provideMerge(
       Layer.mergeAll(layerAudit, layerAuthentication, layerIdempotency, layerEventLog, layerSsrfGuard)
     ),

@@ -68,7 +68,9 @@ layer(layerTestGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32" }), {
         const params = setup.params ?? {}
         const body = setup.body === undefined ? {} : { body: setup.body }
         // the routes come from the OpenAPI document, not from the typed client: raw requests, as curl sends them
-        if (Object.keys(params).length > 0) {
+        if (setup.intrude !== undefined) {
+          yield* setup.intrude({ api, key: intruder }).pipe(Effect.scoped)
+        } else if (Object.keys(params).length > 0) {
           const theirs = yield* request(api, operation.method, fill(operation.path, params), {
             key: intruder,
             ...body

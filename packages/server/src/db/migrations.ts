@@ -11,6 +11,7 @@ import webhooks from "./migrations/0009_webhooks.ts"
 import deliveryClaims from "./migrations/0010_delivery_claims.ts"
 import deliveryClaimsInPlace from "./migrations/0011_delivery_claims_in_place.ts"
 import messages from "./migrations/0012_messages.ts"
+import eventStreams from "./migrations/0013_event_streams.ts"
 
 export const migrations = {
   "1_foundation": foundation,
@@ -24,7 +25,8 @@ export const migrations = {
   "9_webhooks": webhooks,
   "10_delivery_claims": deliveryClaims,
   "11_delivery_claims_in_place": deliveryClaimsInPlace,
-  "12_messages": messages
+  "12_messages": messages,
+  "13_event_streams": eventStreams
 }
 
 export const latestMigrationId = Math.max(...Object.keys(migrations).map((name) => Number.parseInt(name, 10)))

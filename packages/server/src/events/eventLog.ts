@@ -7,14 +7,21 @@ import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db
 import { decodeRows } from "../db/transaction.ts"
 import { queueDeliveries, type Recipients } from "./deliveries.ts"
 
-const EventRow = Schema.Struct({
+/**
+ * The NOTIFY channel each event names its customer on, sent in the event's transaction (so heard once
+ * it commits); PostgreSQL folds a transaction's identical notifications into one, so a batch of events
+ * of one customer wakes its streams once, at no extra round trip.
+ */
+export const eventsAppendedChannel = "whatisup_events"
+
+export const EventRow = Schema.Struct({
   id: EventId,
   type: EventType,
   data: Schema.Record(Schema.String, Schema.Unknown),
   created_at: Schema.Date
 })
 
-const render = (row: typeof EventRow.Type): Event => ({
+export const render = (row: typeof EventRow.Type): Event => ({
   id: row.id,
   type: row.type,
   timestamp: row.created_at.toISOString(),
@@ -82,16 +89,22 @@ export const layerEventLog = Layer.effect(
           secret === undefined ? null : keyRing.encrypt(JSON.stringify(secret), eventSecretPlace(id))
         if (channelId === null) {
           yield* sql`
-            INSERT INTO events (id, customer_id, channel_id, seq, type, data)
-            VALUES (${id}, ${customerId}, NULL, NULL, ${type}, ${JSON.stringify(data)}::jsonb)`
+            WITH appended AS (
+              INSERT INTO events (id, customer_id, channel_id, seq, type, data)
+              VALUES (${id}, ${customerId}, NULL, NULL, ${type}, ${JSON.stringify(data)}::jsonb)
+              RETURNING customer_id)
+            SELECT pg_notify(${eventsAppendedChannel}, customer_id) FROM appended`
         } else {
           const numbered = yield* sql<{ seq: number }>`
             UPDATE channels SET event_seq = event_seq + 1 WHERE id = ${channelId} RETURNING event_seq::int AS seq`
           const sequence = numbered[0]?.seq ?? 0
           yield* sql`
-            INSERT INTO events (id, customer_id, channel_id, seq, type, data, secret_ciphertext)
-            VALUES (${id}, ${customerId}, ${channelId}, ${sequence}, ${type},
-              ${JSON.stringify({ channel_id: channelId, sequence, ...data })}::jsonb, ${secretCiphertext})`
+            WITH appended AS (
+              INSERT INTO events (id, customer_id, channel_id, seq, type, data, secret_ciphertext)
+              VALUES (${id}, ${customerId}, ${channelId}, ${sequence}, ${type},
+                ${JSON.stringify({ channel_id: channelId, sequence, ...data })}::jsonb, ${secretCiphertext})
+              RETURNING customer_id)
+            SELECT pg_notify(${eventsAppendedChannel}, customer_id) FROM appended`
         }
         yield* queueDeliveries(sql, { id, customerId, channelId, type, recipients })
         return id

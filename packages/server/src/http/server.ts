@@ -7,6 +7,7 @@ import { IpNetwork } from "effect/net"
 import { createServer } from "node:http"
 import { GatewayConfigService } from "../config/config.ts"
 import { layerConsole } from "../console/console.ts"
+import { EventStreams } from "../events/eventStreams.ts"
 import { layerAuditHttp } from "./audit.ts"
 import { layerAuthorization } from "./authorization.ts"
 import { layerChannelsHttp } from "./channels.ts"
@@ -54,17 +55,29 @@ const layerClientAddress = (trustedProxies: ReadonlyArray<string>) =>
 /** Where the public listener is bound, as the operating system reports it (`http://0.0.0.0:8080`). */
 export class PublicAddress extends Context.Service<PublicAddress, string>()("whatisup/PublicAddress") {}
 
+/**
+ * Built once the listener serves, so released before it closes: the listener's close waits for open
+ * connections, and an event stream would hold its connection open until the grace period ends.
+ */
+const layerEventStreamsEndFirst = Layer.effectDiscard(
+  Effect.flatMap(EventStreams, (streams) => Effect.addFinalizer(() => streams.endAll))
+)
+
 /** The public listener on HOST:PORT. */
 export const layerPublicServer = Layer.unwrap(
   Effect.gen(function* () {
     const config = yield* GatewayConfigService
     const routes = Layer.merge(layerPublicRoutes, layerClientAddress(config.trustedProxies))
-    return Layer.merge(
-      HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }),
-      Layer.effect(
-        PublicAddress,
-        Effect.map(HttpServer.HttpServer, (server) => HttpServer.formatAddress(server.address))
+    return layerEventStreamsEndFirst.pipe(
+      Layer.provideMerge(
+        Layer.merge(
+          HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }),
+          Layer.effect(
+            PublicAddress,
+            Effect.map(HttpServer.HttpServer, (server) => HttpServer.formatAddress(server.address))
+          )
+        ).pipe(Layer.provide(NodeHttpServer.layer(createServer, { port: config.port, host: config.host })))
       )
-    ).pipe(Layer.provide(NodeHttpServer.layer(createServer, { port: config.port, host: config.host })))
+    )
   })
 )

@@ -1,5 +1,5 @@
-import type { Caller } from "@whatisup/domain"
-import { Clock, Context, Effect, Layer } from "effect"
+import type { ApiKeyId, Caller } from "@whatisup/domain"
+import { Clock, Context, Effect, Layer, type Stream } from "effect"
 import { type CredentialsChange, hashKey, keyPattern } from "./credentials.ts"
 import { AuthenticationFailed, FailedAuthenticationLimitExceeded, RateLimitExceeded } from "./errors.ts"
 import { clientOf, makeFailedAuthentications } from "./failedAuthentications.ts"
@@ -33,6 +33,13 @@ export class Authentication extends Context.Service<
      * (others hear it through NOTIFY); the other keys stay cached.
      */
     readonly forget: (change: CredentialsChange) => Effect.Effect<void>
+    /**
+     * Every key or customer whose credentials changed from now on, heard from any process (undefined:
+     * anything may have changed), for what keeps a caller longer than one request.
+     */
+    readonly changes: Stream.Stream<CredentialsChange | undefined>
+    /** Whether the key still authenticates (not revoked, its customer not suspended), read from the database. */
+    readonly isActive: (keyId: ApiKeyId) => Effect.Effect<boolean>
     readonly flushLastUsed: Effect.Effect<void>
   }
 >()("whatisup/Authentication") {}
@@ -78,6 +85,12 @@ export const layerAuthentication = Layer.effect(
       return key.caller
     })
 
-    return Authentication.of({ authenticate, forget: keys.forget, flushLastUsed: lastUsed.flush })
+    return Authentication.of({
+      authenticate,
+      forget: keys.forget,
+      changes: keys.changes,
+      isActive: keys.isActive,
+      flushLastUsed: lastUsed.flush
+    })
   })
 )

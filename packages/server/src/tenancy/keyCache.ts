@@ -1,5 +1,5 @@
 import { ApiKeyId, type Caller, ChannelId } from "@whatisup/domain"
-import { Clock, type Context, Effect, Queue, Schedule, Schema } from "effect"
+import { Clock, type Context, Effect, PubSub, Queue, Schedule, Schema, Stream } from "effect"
 import { PgClient } from "@effect/sql-pg"
 import { decodeRows } from "../db/transaction.ts"
 import {
@@ -119,12 +119,14 @@ export type KeyCache = ReturnType<typeof makeKeyCache>
 
 /**
  * The key cache over the database: a revoked key, or a suspended or resumed customer or a changed plan,
- * is read again at once in every process, through NOTIFY, and nothing else is. Runs its listener in the
- * enclosing scope.
+ * is read again at once in every process, through NOTIFY, and nothing else is. Each change is also
+ * published in `changes` (undefined: anything may have changed), for what holds on to a caller longer
+ * than a request. Runs its listener in the enclosing scope.
  */
 export const makeDatabaseKeyCache = Effect.gen(function* () {
   const sql = yield* PgClient.PgClient
-  const keys = makeKeyCache((hash) =>
+  const published = yield* PubSub.unbounded<CredentialsChange | undefined>()
+  const cache = makeKeyCache((hash) =>
     sql`
       SELECT k.id AS key_id, k.channel_id, k.revoked_at IS NOT NULL AS revoked,
         c.id, c.name, c.status, c.max_channels, c.max_api_keys, c.messages_per_minute,
@@ -145,6 +147,22 @@ export const makeDatabaseKeyCache = Effect.gen(function* () {
       })
     )
   )
+
+  const keys = {
+    ...cache,
+    forget: (change: CredentialsChange) =>
+      Effect.andThen(cache.forget(change), PubSub.publish(published, change)).pipe(Effect.asVoid),
+    forgetAll: Effect.andThen(cache.forgetAll, PubSub.publish(published, undefined)).pipe(Effect.asVoid),
+    changes: Stream.fromPubSub(published),
+    /** Whether the key still authenticates: not revoked, and its customer not suspended. */
+    isActive: (keyId: ApiKeyId) =>
+      sql`
+        SELECT 1 FROM api_keys k JOIN customers c ON c.id = k.customer_id
+        WHERE k.id = ${keyId} AND k.revoked_at IS NULL AND c.status = 'active'`.pipe(
+        Effect.map((rows) => rows.length > 0),
+        Effect.orDie
+      )
+  }
 
   yield* Effect.forkScoped(
     Effect.gen(function* () {

@@ -1,5 +1,6 @@
 import { auditFixtures } from "./audit.ts"
 import { channelFixtures } from "./channels.ts"
+import { eventFixtures } from "./events.ts"
 import { messageFixtures } from "./messages.ts"
 import type { IsolationFixture } from "./fixture.ts"
 import { tenancyFixtures } from "./tenancy.ts"
@@ -9,6 +10,7 @@ import { webhookFixtures } from "./webhooks.ts"
 export const isolationFixtures: Record<string, IsolationFixture> = {
   ...tenancyFixtures,
   ...channelFixtures,
+  ...eventFixtures,
   ...messageFixtures,
   ...auditFixtures,
   ...webhookFixtures
