@@ -7,9 +7,12 @@ import * as path from "node:path"
 import { type Browser, chromium, type Page } from "playwright-core"
 import QRCode from "qrcode"
 import { newCustomer } from "./support/admin.ts"
+import { testDatabase } from "./support/database.ts"
+import { gatewayEnvironment, tempDataDir } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
+import { spawnGateway, waitReady } from "./support/process.ts"
 import { startReceiver } from "./support/receiver.ts"
-import { baileysGateway, deliverTo, trustMediaHost } from "./support/simulator.ts"
+import { deliverTo, simulator } from "./support/simulator.ts"
 
 /** What the functions evaluated in the page see of it. */
 declare const document: {
@@ -34,6 +37,31 @@ const CONTACT = "15557779001"
 /** Long enough for Baileys against the simulator on a busy machine; a wait that runs out fails the test. */
 const patience = { timeout: 60_000 }
 
+/**
+ * The gateway as a person runs it, in a process of its own (the browser's and the QR decoder's work in
+ * this one must not hold up its event loop), on real Baileys and the simulator, trusting the
+ * simulator's media host.
+ */
+const gatewayProcess = (extra: Record<string, string> = {}) =>
+  Effect.gen(function* () {
+    const sim = yield* simulator
+    const database = yield* testDatabase
+    const mediaCa = path.join(tempDataDir(), "simulator-media-ca.pem")
+    fs.writeFileSync(mediaCa, sim.mediaCertificate)
+    const env = yield* gatewayEnvironment(database, {
+      WHATISUP_WA_WS_URL: sim.url,
+      WHATISUP_WA_MEDIA_HOST: sim.mediaHost,
+      NODE_EXTRA_CA_CERTS: mediaCa,
+      ...extra
+    })
+    const api = `http://127.0.0.1:${env.PORT}`
+    yield* Effect.tap(spawnGateway(env), (gateway) => waitReady(gateway, api))
+    return {
+      sim,
+      gateway: { api, admin: `http://${env.WHATISUP_ADMIN_LISTEN}`, adminToken: env.WHATISUP_ADMIN_TOKEN }
+    }
+  })
+
 const browser = Effect.acquireRelease(
   Effect.promise(() => chromium.launch({ executablePath: chromiumPath, args: ["--no-sandbox"] })),
   (browser: Browser) => Effect.promise(() => browser.close())
@@ -54,7 +82,18 @@ const openPage = (opened: Browser, viewport = { width: 1280, height: 900 }) =>
     return { page, problems }
   })
 
-const step = <A>(run: () => Promise<A>) => Effect.promise(run)
+/** The page as it was when something the test waited for never came, to see why. */
+let failingPage: Page | undefined
+
+const step = <A>(run: () => Promise<A>) =>
+  Effect.promise(async () => {
+    try {
+      return await run()
+    } catch (error) {
+      await failingPage?.screenshot({ path: path.join(screenshots, "failure.png"), fullPage: true })
+      throw error
+    }
+  })
 
 const shoot = (page: Page, name: string) =>
   step(() => page.screenshot({ path: path.join(screenshots, `${name}.png`), fullPage: true }))
@@ -95,14 +134,14 @@ describe("the console in a real browser", () => {
     () =>
       Effect.gen(function* () {
         const receiver = yield* startReceiver()
-        const { sim, gateway } = yield* baileysGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32" })
-        yield* trustMediaHost(sim)
+        const { sim, gateway } = yield* gatewayProcess({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32" })
         const customer = yield* newCustomer(gateway, {
           name: "Console User",
           plan: { messages_per_minute: 10_000 }
         })
         const opened = yield* browser
         const { page, problems } = yield* openPage(opened)
+        failingPage = page
 
         // the console is served by the gateway, under a policy that allows only the gateway itself
         const served = yield* request(gateway.api, "GET", "/console/")
@@ -125,6 +164,7 @@ describe("the console in a real browser", () => {
           await page.getByLabel("API key").fill(customer.key)
           await page.getByRole("button", { name: "Sign in" }).click()
           await page.getByRole("heading", { name: "Channels" }).waitFor(patience)
+          await page.getByText("Live", { exact: true }).waitFor(patience)
         })
         // the key is in this tab's session storage, nowhere else
         const storage = yield* step(() =>
@@ -296,7 +336,7 @@ describe("the console in a real browser", () => {
     `a key bound to a channel sees that channel alone, and no key management${skipped}`,
     () =>
       Effect.gen(function* () {
-        const { gateway } = yield* baileysGateway()
+        const { gateway } = yield* gatewayProcess()
         const customer = yield* newCustomer(gateway, { name: "Bound Console" })
         const mine = yield* customer.client.channels.create({ headers: {}, payload: { name: "mine" } })
         yield* customer.client.channels.create({ headers: {}, payload: { name: "theirs" } })

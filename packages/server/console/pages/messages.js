@@ -66,7 +66,9 @@ const History = ({ id }) => {
     return html`<button type="button" class="link" onClick=${() => load.run()}>History</button
       ><${ErrorNote} error=${load.error} />`
   return html`<ol class="history">
-    ${message.statuses.map((step) => html`<li>${step.status} · ${formatTime(step.at)}${step.reason ? ` (${step.reason})` : ""}</li>`)}
+    ${message.statuses.map(
+      (step) => html`<li>${[step.status, formatTime(step.at), step.reason].filter(Boolean).join(" · ")}</li>`
+    )}
   </ol>`
 }
 

@@ -155,8 +155,12 @@ const Attempts = ({ id }) => {
     ${delivery.attempt_log.map(
       (attempt) =>
         html`<li>
-          #${attempt.attempt} · ${formatTime(attempt.attempted_at)} ·
-          ${attempt.status_code ?? attempt.error_type} · ${attempt.duration_ms} ms
+          ${[
+            `#${attempt.attempt}`,
+            formatTime(attempt.attempted_at),
+            attempt.status_code ?? attempt.error_type,
+            `${attempt.duration_ms} ms`
+          ].join(" · ")}
           ${attempt.error_detail ? html`<br /><small>${attempt.error_detail}</small>` : null}
           ${attempt.response ? html`<br /><code class="excerpt">${attempt.response}</code>` : null}
         </li>`
