@@ -79,7 +79,7 @@ export const LastEventId = Schema.String.pipe(
   )
 ).annotate({
   description:
-    "Resume just after this event: the id (evt_...) of the last event received, as EventSource sends it when it reconnects; the stream then carries every event after it, none twice and none missed. With channel_id (or a key bound to a channel), a channel's sequence number (data.sequence) is taken too, 0 for all of the channel's events. An id the stream cannot have sent (unknown, another channel's, another customer's) or a sequence number the channel has not reached is a 400 naming header.last-event-id. Without it the stream starts with the events that happen from now on.",
+    "Resume just after this event: the id (evt_...) of the last event received, as EventSource sends it when it reconnects; the stream then carries every event after it, none twice and none missed, when resumed with the channel_id it was opened with (a channel's stream and the customer's come in different orders). With channel_id (or a key bound to a channel), a channel's sequence number (data.sequence) is taken too, 0 for all of the channel's events. An id the stream cannot have sent (unknown, another channel's, another customer's) or a sequence number the channel has not reached is a 400 naming header.last-event-id. Without it the stream starts with the events that happen from now on.",
   examples: ["evt_01m8mdm3a1s2x7k9e4q6w8r0tb"]
 })
 

@@ -81,6 +81,16 @@ layer(layerTestGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32" }), {
       }).pipe(Effect.scoped)
   )
 
+  it.effect("a stream with nothing to carry sends a keep-alive comment every 15 s", () =>
+    Effect.gen(function* () {
+      const gateway = yield* TestGateway
+      const { key } = yield* newCustomer(gateway, { name: "Quiet Reader" })
+      const stream = yield* openedEventStream(gateway.api, { key })
+      expect(yield* stream.nextFrame).toEqual({ retry: "5000", comments: [] })
+      expect(yield* stream.nextFrame).toEqual({ comments: ["keep-alive"] })
+    }).pipe(Effect.scoped)
+  )
+
   it.effect("a channel's connection is followed live, in data.sequence order", () =>
     Effect.gen(function* () {
       const gateway = yield* TestGateway

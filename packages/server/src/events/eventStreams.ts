@@ -236,20 +236,19 @@ export const layerEventStreams = Layer.effect(
 
     return EventStreams.of({
       endAll,
-      open: (request) =>
-        Effect.gen(function* () {
-          const position =
-            request.lastEventId === undefined
-              ? yield* feed.now(request.feed)
-              : yield* feed.after(request.feed, request.lastEventId)
-          const listener = yield* Effect.acquireRelease(register(request), unregister)
-          const opened = yield* Clock.currentTimeMillis
-          const initial: StreamState = { position, wroteAt: opened, caughtUp: false, recheckMillis: 0 }
-          return Stream.concat(
-            Stream.make(retryHint),
-            Stream.paginate(initial, step(listener, request.feed))
-          ).pipe(Stream.encodeText)
-        })
+      open: Effect.fn("EventStreams.open")(function* (request: StreamRequest) {
+        const position =
+          request.lastEventId === undefined
+            ? yield* feed.now(request.feed)
+            : yield* feed.after(request.feed, request.lastEventId)
+        const listener = yield* Effect.acquireRelease(register(request), unregister)
+        const opened = yield* Clock.currentTimeMillis
+        const initial: StreamState = { position, wroteAt: opened, caughtUp: false, recheckMillis: 0 }
+        return Stream.concat(
+          Stream.make(retryHint),
+          Stream.paginate(initial, step(listener, request.feed))
+        ).pipe(Stream.encodeText)
+      })
     })
   })
 )
