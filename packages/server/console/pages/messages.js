@@ -124,10 +124,8 @@ export const MessagesPage = ({ channelId }) => {
   )
   return html`<section aria-labelledby="messages-title">
     <p class="crumbs">
-      ${me.channel_id ? null : html`<a href="#/channels">Channels</a> / `}<a href=${`#/channels/${channelId}`}
-        >Channel</a
-      >
-      /
+      ${me.channel_id ? null : html`<a href="#/channels">Channels</a>${" / "}`}
+      <a href=${`#/channels/${channelId}`}>Channel</a>${" /"}
     </p>
     <h1 id="messages-title">Messages</h1>
     <${SendText} channelId=${channelId} onSent=${pages.reload} />

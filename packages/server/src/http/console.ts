@@ -4,7 +4,7 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { compressed } from "../http/compression.ts"
+import { compressed } from "./compression.ts"
 
 /** The console's own files: the page, its modules and its style sheet. */
 const consoleDir = path.resolve(import.meta.dirname, "../../console")
