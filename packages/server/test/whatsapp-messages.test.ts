@@ -1,11 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { Simulator } from "@whatisup/wa-simulator"
 import { proto } from "@whiskeysockets/baileys"
-import { Deferred, Effect, Exit, Scope, Stream } from "effect"
+import { Deferred, Effect, Exit, Queue, Scope, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import type {
   ConnectOptions,
   InboundMessage,
+  MessageReceipt,
   OutboundContent,
   TransportConnection
 } from "../src/channels/transport.ts"
@@ -25,7 +26,7 @@ import { staysTrue, waitFor, waitUntil } from "./support/waits.ts"
 const PHONE = "15550007001"
 const CONTACT = "15550007002"
 
-type MessageOptions = Pick<ConnectOptions, "storeInbound" | "sentContent">
+type MessageOptions = Pick<ConnectOptions, "storeInbound" | "storeReceipts" | "sentContent">
 
 /**
  * A channel paired with the simulator's phone, and a way to open its connections: each in a scope
@@ -182,6 +183,94 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
           type: "text",
           text: { body: "keep me" }
         })
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
+    "a recipient's receipt is acknowledged to WhatsApp only once storeReceipts stored it, and is then no Receipt event",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* simulator
+        const open = yield* pairedChannel(sim)
+        const release = yield* Deferred.make<void>()
+        const handed: Array<MessageReceipt> = []
+        const { connection } = yield* open({
+          ...noMessages,
+          storeReceipts: (receipts) =>
+            Effect.andThen(
+              Effect.sync(() => void handed.push(...receipts)),
+              Deferred.await(release)
+            )
+        })
+        sim.setReceipts(CONTACT, { delivered: { delayMs: 300 }, read: "drop" })
+        const id = "3EB0RECEIPT0000000001"
+        yield* sendToContact(sim, connection, id, { type: "text", body: "receipt me", previewUrl: false })
+        yield* waitUntil(
+          "the receipt is handed over to be stored",
+          Effect.sync(() => handed.some((receipt) => receipt.messageId === id)),
+          { attempts: 400 }
+        )
+        expect(handed).toEqual([{ messageId: id, receipt: "delivered" }])
+        yield* staysTrue(
+          "while it is being stored, WhatsApp has no ack for it",
+          Effect.sync(() =>
+            sim.pendingReceipts(PHONE).some((each) => each.id === id && each.type === "delivery")
+          ),
+          { forMillis: 1000 }
+        )
+
+        yield* Deferred.succeed(release, undefined)
+        yield* waitUntil(
+          "once stored, the receipt is acknowledged",
+          Effect.sync(() => sim.pendingReceipts(PHONE).length === 0),
+          { attempts: 400 }
+        )
+        const events = yield* Queue.clear(connection.events)
+        expect(events.filter((event) => event._tag === "Receipt")).toEqual([])
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
+    "a receipt that could not be stored is left unacknowledged, the connection closes, and it comes again at the next login",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* simulator
+        const open = yield* pairedChannel(sim)
+        let attempts = 0
+        const failing = yield* open({
+          ...noMessages,
+          storeReceipts: () =>
+            Effect.suspend(() => {
+              attempts++
+              return Effect.fail("the lease is lost")
+            })
+        })
+        sim.setReceipts(CONTACT, { delivered: { delayMs: 300 }, read: "drop" })
+        const id = "3EB0RECEIPT0000000002"
+        yield* sendToContact(sim, failing.connection, id, { type: "text", body: "again", previewUrl: false })
+        const closed = yield* nextEvent(
+          "the connection closes to be delivered the receipt again",
+          failing.connection.events,
+          tagged("Close")
+        )
+        expect(closed.code).toBe(500)
+        expect(attempts).toBe(1)
+        expect(sim.pendingReceipts(PHONE).map((each) => [each.id, each.type])).toEqual([[id, "delivery"]])
+        yield* failing.close
+
+        const stored: Array<MessageReceipt> = []
+        yield* open({
+          ...noMessages,
+          storeReceipts: (receipts) => Effect.sync(() => void stored.push(...receipts))
+        })
+        yield* waitUntil(
+          "the receipt, delivered again, is stored and acknowledged",
+          Effect.sync(() => stored.length > 0 && sim.pendingReceipts(PHONE).length === 0),
+          { attempts: 400 }
+        )
+        expect(stored).toEqual([{ messageId: id, receipt: "delivered" }])
       }).pipe(Effect.scoped),
     120_000
   )

@@ -280,6 +280,8 @@ const asControlError = (error: unknown) =>
  *   `GET /media`: `{host, certificate}`.
  * - `GET /accounts/{phone}/pending`: `<message>` stanzas delivered to the account's linked devices
  *   and not acknowledged yet (delivered again at the device's next login): `[{id, device_jid}]`.
+ *   `GET /accounts/{phone}/pending-receipts`: likewise the recipients' receipts for messages those
+ *   devices sent: `[{id, type, device_jid}]` (`type` delivery, read or played).
  * - `GET /accounts/{phone}/history`, `GET /history` (every account): `{now, connections: [{connection_id,
  *   phone_number, device_id, jid, logged_in_at, ended_at, closed_at, closure, ws_close_code, sent,
  *   stanzas}]}` in login order, one per connection that got `<success>`; `closed_at` null while open;
@@ -332,6 +334,12 @@ const route = async (simulator: Simulator, request: IncomingMessage): Promise<un
   const pending = /^\/accounts\/(?:\+|%2B)?(\d+)\/pending$/.exec(path)
   if (request.method === "GET" && pending) {
     return simulator.pending(pending[1]!).map((each) => ({ id: each.id, device_jid: each.deviceJid }))
+  }
+  const pendingReceipts = /^\/accounts\/(?:\+|%2B)?(\d+)\/pending-receipts$/.exec(path)
+  if (request.method === "GET" && pendingReceipts) {
+    return simulator
+      .pendingReceipts(pendingReceipts[1]!)
+      .map((each) => ({ id: each.id, type: each.type, device_jid: each.deviceJid }))
   }
   const retries = /^\/accounts\/(?:\+|%2B)?(\d+)\/retry-receipts$/.exec(path)
   if (request.method === "GET" && retries) return simulator.retryRequests(retries[1]!).map(retryRequestJson)

@@ -11,7 +11,7 @@ interface Held {
 /**
  * What the server holds for each linked device until the device acknowledges it: a `<message>`
  * until the device's `<receipt>` for it (or its `<ack class="message">`, a nack), any other stanza
- * until its `<ack class=tag>`. A stanza goes to the device's open connections at once; whatever is
+ * (a recipient's `<receipt>`, a retry receipt) until its `<ack class=tag>`. A stanza goes to the device's open connections at once; whatever is
  * still held when the device logs in goes (again) then, marked offline, as WhatsApp redelivers what
  * was never acknowledged.
  */
@@ -60,7 +60,21 @@ export const makeMailbox = (connectionsOf: (phoneNumber: string) => ReadonlyArra
         : []
     )
 
-  return { post, acknowledged, atLogin, pending }
+  /** The `<receipt>` stanzas held, unacknowledged, for the devices `accept` names (`delivery` when untyped). */
+  const pendingReceipts = (accept: (deviceJid: string) => boolean) =>
+    [...held].flatMap(([deviceJid, list]) =>
+      accept(deviceJid)
+        ? list
+            .filter(({ stanza }) => stanza.tag === "receipt")
+            .map(({ stanza }) => ({
+              id: stanza.attrs.id ?? "",
+              type: stanza.attrs.type ?? "delivery",
+              deviceJid
+            }))
+        : []
+    )
+
+  return { post, acknowledged, atLogin, pending, pendingReceipts }
 }
 
 export type Mailbox = ReturnType<typeof makeMailbox>

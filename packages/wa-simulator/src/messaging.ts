@@ -344,9 +344,10 @@ export const makeMessaging = (
     const sender = { user: senderPhone, device: senderDevice }
     forwardCopies(sender, node)
     void phoneWork(() => decryptCopies(sender, node, recipient))
+    // held for each of the sender's devices until it acks the receipt: one offline gets it at its next login
     const receipt = (type: "delivery" | "read" | "played") => {
-      for (const each of connectionsOf(senderPhone)) {
-        each.send({
+      for (const deviceId of accounts.get(senderPhone)?.devices.keys() ?? []) {
+        mailbox.post(senderPhone, deviceId, {
           tag: "receipt",
           attrs: { from: to, id, t: String(now()), ...(type === "delivery" ? {} : { type }) }
         })
@@ -474,6 +475,8 @@ export const makeMessaging = (
     takeOffline: mailbox.atLogin,
     /** `<message>` stanzas a device has not acknowledged yet: delivered again at its next login. */
     pending: mailbox.pending,
+    /** Recipients' `<receipt>` stanzas a device has not acknowledged yet: delivered again at its next login. */
+    pendingReceipts: mailbox.pendingReceipts,
     /** Receipts the linked devices of a phone number sent for messages they received, in order. */
     receiptsFrom: (phoneNumber: string): ReadonlyArray<SentReceipt> => receipts.get(phoneNumber) ?? [],
     received: (phoneNumber: string): ReadonlyArray<ReceivedMessage> => received.get(phoneNumber) ?? [],

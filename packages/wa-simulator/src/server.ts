@@ -131,6 +131,14 @@ export interface Simulator {
     phoneNumber: string
   ) => ReadonlyArray<{ readonly id: string; readonly deviceJid: string }>
   /**
+   * Receipts (delivery, read, played) for messages a phone number's linked devices sent that the
+   * device has not acknowledged yet (its `<ack class="receipt">`): each is delivered again, marked
+   * offline, at that device's next login, until it is acknowledged.
+   */
+  readonly pendingReceipts: (
+    phoneNumber: string
+  ) => ReadonlyArray<{ readonly id: string; readonly type: string; readonly deviceJid: string }>
+  /**
    * The simulator's clock, the one every time in the connection history is on: ms since the epoch,
    * `performance.timeOrigin + performance.now()` (monotonic here, close to `Date.now()` elsewhere).
    */
@@ -235,6 +243,8 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     settled: messaging.settled,
     receiptsFrom: messaging.receiptsFrom,
     pending: (phoneNumber) => messaging.pending((jid) => jidDecode(jid)?.user === phoneNumber),
+    pendingReceipts: (phoneNumber) =>
+      messaging.pendingReceipts((jid) => jidDecode(jid)?.user === phoneNumber),
     now: simulatorNow,
     connectionHistory: history.connections,
     overlaps: history.overlaps,

@@ -1,4 +1,4 @@
-import type { WAMessage } from "@whiskeysockets/baileys"
+import { proto, type WAMessage, type WAMessageUpdate } from "@whiskeysockets/baileys"
 import { describe, expect, it } from "vitest"
 import { startControlServer } from "../src/index.ts"
 import { eventually } from "./baileys-client.ts"
@@ -61,6 +61,60 @@ describe("messages a linked device has not acknowledged are delivered again", ()
       expect(upserts.filter((each) => each.id === id)).toEqual([{ id, type: "append" }])
       await eventually(() => sim.pending(PHONE).length === 0)
       expect(sim.receiptsFrom(PHONE).filter((receipt) => receipt.id === id)).toHaveLength(1)
+    } finally {
+      await control.close()
+    }
+  })
+
+  it("a recipient's receipt the device left unacknowledged is delivered again at its next login, until acknowledged", async () => {
+    const sim = await simulator()
+    const control = await startControlServer(sim)
+    try {
+      const auth = await pair(sim, PHONE)
+      const refused: Array<{ id: string; status: number }> = []
+      // the WhatIsUp patch of Baileys: a receipt whose beforeReceiptAck rejects is not acknowledged
+      const first = baileys(sim, auth, {
+        shouldSyncHistoryMessage: () => false,
+        beforeReceiptAck: async (updates) => {
+          refused.push(...updates.map((each) => ({ id: each.key.id!, status: each.update.status! })))
+          throw new Error("not stored")
+        }
+      })
+      await first.waitFor((update) => update.connection === "open")
+      // later than the sent message's own upsert, which would otherwise absorb the status
+      sim.setReceipts(CONTACT, { delivered: { delayMs: 300 }, read: "drop" })
+      const sent = await first.socket.sendMessage(`${CONTACT}@s.whatsapp.net`, { text: "receipted" })
+      const id = sent!.key.id!
+      await eventually(() => refused.some((each) => each.id === id))
+      expect(refused).toEqual([{ id, status: proto.WebMessageInfo.Status.DELIVERY_ACK }])
+      const [device] = sim.connectionsOf(PHONE)
+      expect(sim.pendingReceipts(PHONE)).toEqual([{ id, type: "delivery", deviceJid: device!.jid }])
+      const pending = await fetch(`${control.url}/accounts/+${PHONE}/pending-receipts`)
+      expect(await pending.json()).toEqual([{ id, type: "delivery", device_jid: device!.jid }])
+      first.socket.end(undefined)
+      await eventually(() => sim.connectionsOf(PHONE).length === 0)
+
+      const stored: WAMessageUpdate[] = []
+      const second = baileys(sim, auth, {
+        shouldSyncHistoryMessage: () => false,
+        beforeReceiptAck: async (updates) => void stored.push(...updates)
+      })
+      await eventually(() => stored.some((each) => each.key.id === id))
+      expect(stored.map((each) => [each.key.id, each.update.status])).toEqual([
+        [id, proto.WebMessageInfo.Status.DELIVERY_ACK]
+      ])
+      await eventually(() => sim.pendingReceipts(PHONE).length === 0)
+      second.socket.end(undefined)
+      await eventually(() => sim.connectionsOf(PHONE).length === 0)
+
+      // acknowledged: a third login gets nothing again
+      const third: WAMessageUpdate[] = []
+      const last = baileys(sim, auth, {
+        shouldSyncHistoryMessage: () => false,
+        beforeReceiptAck: async (updates) => void third.push(...updates)
+      })
+      await last.waitFor((update) => update.receivedPendingNotifications === true)
+      expect(third).toEqual([])
     } finally {
       await control.close()
     }

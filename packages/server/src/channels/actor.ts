@@ -2,9 +2,10 @@ import { Data, Effect, FiberSet, Queue } from "effect"
 import type { Fence, LeaseLost } from "./leases.ts"
 import { Change, ChannelLifecycle } from "./lifecycle.ts"
 import { AuthStates } from "./loginStore.ts"
-import { ChannelMessaging, type StatusReport } from "./messaging.ts"
+import { ChannelMessaging } from "./messaging.ts"
 import type { ChannelRow } from "./rows.ts"
 import { disconnectPolicy, isRunning } from "./status.ts"
+import { makeStatusReports } from "./statusReports.ts"
 import { type PairingMethod, WhatsAppTransport } from "./transport.ts"
 
 /** The connection ended in a way that calls for connecting again, at once or after a pause. */
@@ -76,6 +77,9 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
       // the outbox's fibers, made before the socket so that they are interrupted after it has closed:
       // one stuck on a database that hangs must not hold the socket open past the lease
       const background = yield* FiberSet.make()
+      // acks and receipts, applied in batches in the order they came; a receipt is acknowledged to
+      // WhatsApp only once its batch is stored
+      const reports = yield* makeStatusReports((batch) => messaging.report(fence, batch), background)
       const connection = yield* transport
         .connect({
           channelId: fence.channelId,
@@ -85,6 +89,7 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
           actor: cell,
           // placeholders until the inbox and outbox land
           storeInbound: (messages) => messaging.storeInbound(fence.channelId, messages),
+          storeReceipts: reports.store,
           sentContent: (whatsappId) => messaging.sentContent(fence.channelId, whatsappId)
         })
         .pipe(
@@ -110,15 +115,6 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
           : Effect.void
       )
 
-      // acks and receipts are applied in batches, in the order they came, on their own fiber
-      const reports = yield* Queue.unbounded<StatusReport>()
-      yield* FiberSet.run(
-        background,
-        Effect.forever(
-          Effect.flatMap(Queue.takeBetween(reports, 1, 500), (batch) => messaging.report(fence, batch))
-        ).pipe(Effect.catchTag("LeaseLost", () => Effect.void))
-      )
-
       let wasOpen = false
       let pairing = row.status === "pairing"
       for (;;) {
@@ -140,14 +136,10 @@ export const runChannel = (fence: Fence, cell: StopCell) =>
             yield* FiberSet.run(background, messaging.drain(fence, connection, cell.holdsLease))
             break
           case "ServerAck":
-            Queue.offerUnsafe(reports, { _tag: "ServerAck", whatsappId: event.messageId, error: event.error })
+            reports.offer({ _tag: "ServerAck", whatsappId: event.messageId, error: event.error })
             break
           case "Receipt":
-            Queue.offerUnsafe(reports, {
-              _tag: "Receipt",
-              whatsappId: event.messageId,
-              receipt: event.receipt
-            })
+            reports.offer({ _tag: "Receipt", whatsappId: event.messageId, receipt: event.receipt })
             break
           case "Close": {
             const policy = disconnectPolicy(event.code)

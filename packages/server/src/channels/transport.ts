@@ -14,12 +14,21 @@ export type TransportEvent = Data.TaggedEnum<{
   Close: { readonly code: number; readonly reason: string }
   /** The server accepted a sent message, or refused it with an error code. */
   ServerAck: { readonly messageId: string; readonly error: number | null }
-  /** The recipient's phone got, read, or (a voice note) played a sent message. */
-  Receipt: { readonly messageId: string; readonly receipt: "delivered" | "read" | "played" }
+  /**
+   * The recipient's phone got, read, or (a voice note) played a sent message: from a transport that
+   * does not hand receipts to `storeReceipts` (Baileys does, when given one).
+   */
+  Receipt: MessageReceipt
   /** The login credentials changed and were stored. */
   CredentialsChanged: {}
 }>
 export const TransportEvent = Data.taggedEnum<TransportEvent>()
+
+/** What a recipient's receipt says of a message the channel sent: its phone got, read, or (a voice note) played it. */
+export interface MessageReceipt {
+  readonly messageId: string
+  readonly receipt: "delivered" | "read" | "played"
+}
 
 export class TransportError extends Data.TaggedError("TransportError")<{
   readonly reason: string
@@ -108,6 +117,14 @@ export interface ConnectOptions {
    * and broadcasts are not handed over (and acknowledged as usual).
    */
   readonly storeInbound: (messages: ReadonlyArray<InboundMessage>) => Effect.Effect<void, unknown>
+  /**
+   * Stores what recipients' receipts say of sent messages; WhatsApp is told a receipt arrived only
+   * once this succeeded. On failure the receipt stays unacknowledged, the connection closes (500)
+   * and WhatsApp delivers it again at the next login. Receipts that arrive together are handed over
+   * concurrently, each call waiting for its own. Without it, receipts come as `Receipt` events,
+   * acknowledged as they arrive.
+   */
+  readonly storeReceipts?: (receipts: ReadonlyArray<MessageReceipt>) => Effect.Effect<void, unknown>
   /** The stored `proto.Message` of a message sent with this id, to answer a recipient's retry receipt. */
   readonly sentContent: (whatsappId: string) => Effect.Effect<Uint8Array | undefined>
 }

@@ -13,6 +13,7 @@ import {
   type SignalDataSet,
   type SignalDataTypeMap,
   type WAMessage,
+  type WAMessageUpdate,
   type WAVersion
 } from "@whiskeysockets/baileys"
 import { Effect, Layer, Option, Queue } from "effect"
@@ -23,6 +24,7 @@ import type { AuthStateStore } from "../channels/loginStore.ts"
 import { credsType } from "./authState.ts"
 import {
   type InboundMessage,
+  type MessageReceipt,
   TransportError,
   type TransportEvent,
   TransportEvent as Event,
@@ -253,6 +255,51 @@ const storeBeforeAck = (
   }
 }
 
+/** The receipt a status of Baileys' stands for, if any. */
+const receiptOf = (status: number | null | undefined): MessageReceipt["receipt"] | undefined => {
+  switch (status) {
+    case proto.WebMessageInfo.Status.DELIVERY_ACK:
+      return "delivered"
+    case proto.WebMessageInfo.Status.READ:
+      return "read"
+    case proto.WebMessageInfo.Status.PLAYED:
+      return "played"
+    default:
+      return undefined
+  }
+}
+
+/** What a receipt says of messages the channel sent (another device's read of a message it received is not one). */
+const receiptsOf = (updates: ReadonlyArray<WAMessageUpdate>): ReadonlyArray<MessageReceipt> =>
+  updates.flatMap(({ key, update }) => {
+    const receipt = receiptOf(update.status)
+    return key.fromMe && key.id != null && receipt !== undefined ? [{ messageId: key.id, receipt }] : []
+  })
+
+/**
+ * Baileys' `beforeReceiptAck` (see the patch): what a receipt says is stored before WhatsApp hears it
+ * arrived. Once a store fails, `failed` closes the connection and every later receipt of it is
+ * refused too, so all of them come again at the next login.
+ */
+const storeBeforeReceiptAck = (
+  store: (receipts: ReadonlyArray<MessageReceipt>) => Promise<void>,
+  failed: (error: unknown) => void
+) => {
+  let refused = false
+  return async (updates: ReadonlyArray<WAMessageUpdate>) => {
+    if (refused) throw new Error("not stored: an earlier receipt of this connection could not be")
+    const receipts = receiptsOf(updates)
+    if (receipts.length === 0) return
+    try {
+      await store(receipts)
+    } catch (error) {
+      refused = true
+      failed(error)
+      throw error
+    }
+  }
+}
+
 /**
  * WhatsApp through Baileys 7.0.0-rc14: one socket per connection, its login in the channel's
  * auth-state store, its events turned into the port's. WHATISUP_WA_WS_URL points it at the
@@ -272,7 +319,16 @@ export const layerBaileysTransport = Layer.effect(
     const counters = new WeakMap<object, RetryCounters>()
 
     return WhatsAppTransport.of({
-      connect: ({ channelId, pairing, authState, holdsLease, actor, storeInbound, sentContent }) =>
+      connect: ({
+        channelId,
+        pairing,
+        authState,
+        holdsLease,
+        actor,
+        storeInbound,
+        storeReceipts,
+        sentContent
+      }) =>
         Effect.gen(function* () {
           const stored = yield* authState.read(credsType, ["creds"])
           const creds =
@@ -304,6 +360,20 @@ export const layerBaileysTransport = Layer.effect(
             }
           )
 
+          const beforeReceiptAck =
+            storeReceipts === undefined
+              ? undefined
+              : storeBeforeReceiptAck(
+                  (receipts) => run(storeReceipts(receipts)),
+                  (error) => {
+                    logger.warn(
+                      { channel_id: channelId, error: String(error) },
+                      "a receipt could not be stored: reconnecting, for WhatsApp to deliver it again"
+                    )
+                    end(new Error("a receipt could not be stored"))
+                  }
+                )
+
           const socket = yield* Effect.acquireRelease(
             Effect.try({
               try: () =>
@@ -324,7 +394,8 @@ export const layerBaileysTransport = Layer.effect(
                     const content = await run(sentContent(key.id))
                     return content === undefined ? undefined : proto.Message.decode(content)
                   },
-                  beforeAck
+                  beforeAck,
+                  ...(beforeReceiptAck === undefined ? {} : { beforeReceiptAck })
                 }),
               catch: (cause) =>
                 new TransportError({ reason: "could not start the WhatsApp client", retryable: true, cause })
@@ -390,25 +461,17 @@ export const layerBaileysTransport = Layer.effect(
           socket.ev.on("messages.update", (updates) => {
             for (const { key, update } of updates) {
               if (!key.fromMe || key.id == null) continue
-              const id = key.id
-              switch (update.status) {
-                case proto.WebMessageInfo.Status.ERROR:
-                  offer(
-                    Event.ServerAck({
-                      messageId: id,
-                      error: Number(update.messageStubParameters?.[0] ?? 0) || null
-                    })
-                  )
-                  break
-                case proto.WebMessageInfo.Status.DELIVERY_ACK:
-                  offer(Event.Receipt({ messageId: id, receipt: "delivered" }))
-                  break
-                case proto.WebMessageInfo.Status.READ:
-                  offer(Event.Receipt({ messageId: id, receipt: "read" }))
-                  break
-                case proto.WebMessageInfo.Status.PLAYED:
-                  offer(Event.Receipt({ messageId: id, receipt: "played" }))
-                  break
+              const receipt = receiptOf(update.status)
+              if (update.status === proto.WebMessageInfo.Status.ERROR) {
+                offer(
+                  Event.ServerAck({
+                    messageId: key.id,
+                    error: Number(update.messageStubParameters?.[0] ?? 0) || null
+                  })
+                )
+              } else if (receipt !== undefined && storeReceipts === undefined) {
+                // with storeReceipts, it was stored before it was acknowledged (beforeReceiptAck)
+                offer(Event.Receipt({ messageId: key.id, receipt }))
               }
             }
           })
