@@ -1,5 +1,5 @@
 import { Api, maxJsonBodyBytes, PayloadFields, RequestValidation } from "@whatisup/domain"
-import { ByteSize, Effect, Layer, Metric, type Types } from "effect"
+import { ByteSize, Context, Effect, Layer, Metric, References, type Types } from "effect"
 import {
   HttpIncomingMessage,
   HttpRouter,
@@ -124,12 +124,14 @@ const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
 /**
  * Every request: an id of the gateway's own (answered in `x-request-id`, in logs and audit rows; the
  * client's own `x-request-id`, when sane, is kept beside it and echoed in `x-client-request-id`), the
- * body limit, problem+json for all errors, metrics, and the docs compressed.
+ * body limit, problem+json for all errors, metrics, and the docs compressed. It runs on every request,
+ * so it takes few steps: the request's services and log annotations (failures are logged with them too)
+ * in one change of context, the metrics recorded in place.
  */
 export const layerRequestPipeline = HttpRouter.middleware(
   (httpEffect) =>
-    Effect.gen(function* () {
-      const request = yield* HttpServerRequest.HttpServerRequest
+    Effect.withFiber((fiber) => {
+      const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
       const incoming = request.headers["x-request-id"]
       const requestId = crypto.randomUUID()
       const clientRequestId = incoming !== undefined && requestIdPattern.test(incoming) ? incoming : null
@@ -137,43 +139,59 @@ export const layerRequestPipeline = HttpRouter.middleware(
       const matched = routeFor(request.url)
       const route = matched?.template ?? (request.url.startsWith("/console") ? "/console" : "unmatched")
       const maxBytes = maxBodyBytesOf(route)
-      const declaredLength = Number(request.headers["content-length"] ?? 0)
-      const response =
-        declaredLength > maxBytes
-          ? payloadTooLarge(maxBytes)
-          : yield* httpEffect.pipe(
-              Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBytes)),
-              Effect.provideService(CurrentRequestId, requestId),
-              Effect.provideService(CurrentClientRequestId, clientRequestId),
-              Effect.map((response) => asProblemOf(request, matched, response)),
-              Effect.catchCause((cause) =>
-                isBodyTooLarge(cause)
-                  ? Effect.succeed(payloadTooLarge(maxBytes))
-                  : isDatabaseUnavailable(cause)
-                    ? databaseUnavailable(cause)
-                    : Effect.flatMap(HttpServerError.causeResponse(cause), ([response]) =>
-                        response.status >= 500
-                          ? internalError(cause)
-                          : Effect.succeed(asProblemOf(request, matched, response))
-                      )
+      const answered = (response: HttpServerResponse.HttpServerResponse) => {
+        requestsOf(route, request.method, String(response.status)).updateUnsafe(1, fiber.context)
+        latencyOf(route).updateUnsafe((performance.now() - started) / 1000, fiber.context)
+        const identified = HttpServerResponse.setHeader(
+          route === "/docs" ? compressed(request, response) : response,
+          "x-request-id",
+          requestId
+        )
+        return clientRequestId === null
+          ? identified
+          : HttpServerResponse.setHeader(identified, "x-client-request-id", clientRequestId)
+      }
+      if (Number(request.headers["content-length"] ?? 0) > maxBytes) {
+        return Effect.succeed(answered(payloadTooLarge(maxBytes)))
+      }
+      return httpEffect.pipe(
+        Effect.matchCauseEffect({
+          onSuccess: (response) => Effect.succeed(asProblemOf(request, matched, response)),
+          onFailure: (cause) =>
+            isBodyTooLarge(cause)
+              ? Effect.succeed(payloadTooLarge(maxBytes))
+              : isDatabaseUnavailable(cause)
+                ? databaseUnavailable(cause)
+                : Effect.flatMap(HttpServerError.causeResponse(cause), ([response]) =>
+                    response.status >= 500
+                      ? internalError(cause)
+                      : Effect.succeed(asProblemOf(request, matched, response))
+                  )
+        }),
+        Effect.updateContext((context: Context.Context<never>) => {
+          const annotations = {
+            ...Context.get(context, References.CurrentLogAnnotations),
+            request_id: requestId,
+            ...(clientRequestId === null ? {} : { client_request_id: clientRequestId }),
+            method: request.method,
+            path: request.url
+          }
+          return Context.add(
+            Context.add(
+              Context.add(
+                Context.add(context, HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBytes)),
+                CurrentRequestId,
+                requestId
               ),
-              Effect.annotateLogs({
-                request_id: requestId,
-                ...(clientRequestId === null ? {} : { client_request_id: clientRequestId }),
-                method: request.method,
-                path: request.url
-              })
-            )
-      yield* Metric.update(requestsOf(route, request.method, String(response.status)), 1)
-      yield* Metric.update(latencyOf(route), (performance.now() - started) / 1000)
-      const answered = HttpServerResponse.setHeader(
-        route === "/docs" ? compressed(request, response) : response,
-        "x-request-id",
-        requestId
+              CurrentClientRequestId,
+              clientRequestId
+            ),
+            References.CurrentLogAnnotations,
+            annotations
+          )
+        }),
+        Effect.map(answered)
       )
-      return clientRequestId === null
-        ? answered
-        : HttpServerResponse.setHeader(answered, "x-client-request-id", clientRequestId)
       // every failure became a response above; the router's type still expects unhandled errors to flow on
     }) as Effect.Effect<
       HttpServerResponse.HttpServerResponse,
