@@ -3,11 +3,18 @@ import type { ChannelId, CustomerId, EventId, EventType } from "@whatisup/domain
 import { Context, Deferred, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { newId } from "../src/db/ids.ts"
+import { type Feed, makeEventFeed } from "../src/events/eventFeed.ts"
 import { EventLog, layerEventLog } from "../src/events/eventLog.ts"
 import { adminOf, newCustomer } from "./support/admin.ts"
 import { waitForQr, waitForStatus } from "./support/api.ts"
 import { layerSqlFor, testDatabase } from "./support/database.ts"
-import { openedEventStream, openEventStream, refusedEventStream } from "./support/eventStream.ts"
+import {
+  type OpenedStream,
+  openedEventStream,
+  openEventStream,
+  refusedEventStream,
+  type StreamedEvent
+} from "./support/eventStream.ts"
 import {
   gatewayEnvironment,
   layerTestGateway,
@@ -256,6 +263,165 @@ layer(layerTestGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32" }), {
         marker
       ])
     }).pipe(Effect.scoped)
+  )
+
+  it.effect("a filtered stream moves past the events it does not carry: it never reads them again", () =>
+    Effect.gen(function* () {
+      const gateway = yield* TestGateway
+      const { client, customerId } = yield* newCustomer(gateway, { name: "Rare Reader" })
+      const { log, sql } = yield* eventLogOf(gateway)
+      const append = appendTo(log, customerId)
+      const channel = yield* client.channels.create({ headers: {}, payload: {} })
+      const feed = makeEventFeed(sql, 100)
+      const feeds: ReadonlyArray<Feed> = [
+        { _tag: "Customer", customerId, type: "webhook.disabled" },
+        { _tag: "Channel", customerId, channelId: channel.id, type: "webhook.disabled" }
+      ]
+      const starts = yield* Effect.forEach(feeds, feed.now)
+      const skipped = [yield* append(channel.id), yield* append(channel.id), yield* append(channel.id)]
+      for (const [i, which] of feeds.entries()) {
+        // settled once the gateway's own transactions begun before the appends have ended
+        const batch = yield* waitFor(
+          `the ${which._tag} feed's position passes the events it skips`,
+          feed.next(which, starts[i]!),
+          (batch) => JSON.stringify(batch.position) !== JSON.stringify(starts[i])
+        )
+        expect(batch.events).toEqual([])
+        expect(batch.position).toMatchObject(which._tag === "Channel" ? { seq: 3 } : { id: skipped[2] })
+      }
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect(
+    "with concurrent writers of every length and readers that reconnect anywhere, each stream carries every committed event once, in order",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* TestGateway
+        const { client, customerId } = yield* newCustomer(gateway, { name: "Busy Customer" })
+        const { log, sql } = yield* eventLogOf(gateway)
+        const append = appendTo(log, customerId)
+        const [a, b, c] = yield* Effect.forEach([1, 2, 3], () =>
+          client.channels.create({ headers: {}, payload: {} })
+        )
+        // a fixed seed: a failure can be replayed
+        let seed = 20260504
+        const random = () => {
+          seed = (seed * 1103515245 + 12345) % 2147483648
+          return seed / 2147483648
+        }
+        const pick = <A>(choices: ReadonlyArray<A>) => choices[Math.floor(random() * choices.length)]!
+        const types: ReadonlyArray<EventType> = ["message.sent", "message.read", "message.delivered"]
+
+        interface Reader {
+          readonly query: string | undefined
+          readonly carries: (channelId: ChannelId | null, type: EventType) => boolean
+          /** Resumes with data.sequence rather than the event's id, every other time. */
+          readonly bySequence: boolean
+        }
+        const readers: ReadonlyArray<Reader> = [
+          { query: undefined, carries: () => true, bySequence: false },
+          { query: "type=message.sent", carries: (_, type) => type === "message.sent", bySequence: false },
+          { query: `channel_id=${a!.id}`, carries: (channel) => channel === a!.id, bySequence: true },
+          {
+            query: `channel_id=${b!.id}&type=message.read`,
+            carries: (channel, type) => channel === b!.id && type === "message.read",
+            bySequence: false
+          }
+        ]
+        const keys = yield* Effect.forEach(readers, () => client.apiKeys.create({ headers: {}, payload: {} }))
+
+        /** Reads until an event marked last, dropping the connection after a few events each time. */
+        const read = (reader: Reader, key: string, first: OpenedStream) =>
+          Effect.gen(function* () {
+            const seen: Array<StreamedEvent> = []
+            let stream = first
+            let resumes = 0
+            for (;;) {
+              const take = 1 + Math.floor(random() * 6)
+              for (let i = 0; i < take; i++) {
+                const event = yield* stream.nextEvent
+                seen.push(event)
+                if (event.data.data.last === true) return { seen, resumes }
+              }
+              yield* stream.close
+              const last = seen.at(-1)!
+              resumes++
+              stream = yield* openedEventStream(gateway.api, {
+                key,
+                query: reader.query,
+                lastEventId:
+                  reader.bySequence && resumes % 2 === 0 ? String(last.data.data.sequence) : last.id
+              })
+            }
+          })
+        const opened = yield* Effect.forEach(readers, (reader, i) =>
+          openedEventStream(gateway.api, { key: keys[i]!.key, query: reader.query })
+        )
+        const reading = yield* Effect.forkChild(
+          Effect.forEach(readers, (reader, i) => read(reader, keys[i]!.key, opened[i]!), {
+            concurrency: "unbounded"
+          })
+        )
+
+        const committed: Array<{ id: EventId; channelId: ChannelId | null; type: EventType }> = []
+        const transaction = Effect.gen(function* () {
+          const channelId = pick([a!.id, b!.id, c!.id, null])
+          const written: Array<(typeof committed)[number]> = []
+          const count = 1 + Math.floor(random() * 3)
+          const holdMillis = Math.floor(random() * 40)
+          const rollsBack = random() < 0.15
+          yield* sql.withTransaction(
+            Effect.gen(function* () {
+              for (let i = 0; i < count; i++) {
+                const type = pick(types)
+                written.push({ id: yield* append(channelId, type), channelId, type })
+                yield* Effect.sleep(holdMillis)
+              }
+              if (rollsBack) return yield* Effect.fail("rolled back" as const)
+            })
+          )
+          committed.push(...written)
+        }).pipe(Effect.catch(() => Effect.void))
+        yield* Effect.forEach(
+          Array.from({ length: 6 }),
+          () => Effect.forEach(Array.from({ length: 20 }), () => transaction, { discard: true }),
+          { concurrency: "unbounded", discard: true }
+        )
+        for (const [channelId, type] of [
+          [a!.id, "message.sent"],
+          [b!.id, "message.read"]
+        ] as const) {
+          committed.push({ id: yield* append(channelId, type, { last: true }), channelId, type })
+        }
+
+        const results = yield* Fiber.join(reading)
+        const order = new Map(
+          (yield* sql<{ id: string; txid: string }>`
+            SELECT id, txid::text AS txid FROM events WHERE customer_id = ${customerId}`).map((row) => [
+            row.id,
+            BigInt(row.txid)
+          ])
+        )
+        readers.forEach((reader, i) => {
+          const { seen, resumes } = results[i]!
+          const expected = committed.filter((event) => reader.carries(event.channelId, event.type))
+          const through = expected.findIndex((event) => event.id === seen.at(-1)!.id)
+          const received = idsOf(seen)
+          expect(resumes, reader.query).toBeGreaterThan(1)
+          expect(new Set(received).size, reader.query).toBe(received.length)
+          expect([...received].sort(), reader.query).toEqual(idsOf(expected.slice(0, through + 1)).sort())
+          const sorted = [...seen].sort((x, y) => {
+            const byTransaction = order.get(x.id)! - order.get(y.id)!
+            return byTransaction !== 0n ? (byTransaction < 0n ? -1 : 1) : x.id < y.id ? -1 : 1
+          })
+          if (reader.query?.includes("channel_id") === true) {
+            const sequences = seen.map((event) => event.data.data.sequence as number)
+            expect(sequences, reader.query).toEqual([...sequences].sort((x, y) => x - y))
+          } else {
+            expect(received, reader.query).toEqual(idsOf(sorted))
+          }
+        })
+      }).pipe(Effect.scoped)
   )
 
   it.effect("a Last-Event-ID the stream cannot have sent is a 400 naming the header", () =>

@@ -70,7 +70,10 @@ export interface Batch {
 }
 
 export const makeEventFeed = (sql: SqlClient.SqlClient, batchSize: number) => {
-  const typeFilter = (type: EventType | undefined) => (type === undefined ? sql`` : sql`AND type = ${type}`)
+  // the type is filtered after reading, so that the position moves past the events a stream does not
+  // carry: filtered in the query, a rare type would read every later event again at each look
+  const carried = (type: EventType | undefined) => (row: { readonly type: EventType }) =>
+    type === undefined || row.type === type
 
   const lastSequence = (customerId: CustomerId, channelId: ChannelId) =>
     sql`
@@ -146,11 +149,10 @@ export const makeEventFeed = (sql: SqlClient.SqlClient, batchSize: number) => {
         const rows = yield* sql`
           SELECT id, type, data, created_at, seq::int AS seq FROM events
           WHERE channel_id = ${feed.channelId} AND customer_id = ${feed.customerId} AND seq > ${position.seq}
-            ${typeFilter(feed.type)}
           ORDER BY seq LIMIT ${batchSize}`.pipe(decodeRows(SequencedRow))
         const last = rows.at(-1)
         return {
-          events: rows.map(render),
+          events: rows.filter(carried(feed.type)).map(render),
           position: last === undefined ? position : { _tag: "Sequence", seq: last.seq },
           full: rows.length === batchSize,
           waiting: false
@@ -163,12 +165,14 @@ export const makeEventFeed = (sql: SqlClient.SqlClient, batchSize: number) => {
             txid < pg_snapshot_xmin(pg_current_snapshot()) AS settled
           FROM events
           WHERE customer_id = ${feed.customerId} AND (txid, id) > (${position.txid}::xid8, ${position.id})
-            ${typeFilter(feed.type)}
           ORDER BY events.txid, events.id LIMIT ${batchSize}`.pipe(decodeRows(TransactionRow))
         const settled = rows.filter((row) => row.settled)
         const last = settled.at(-1)
         return {
-          events: settled.filter((row) => !position.before.has(row.id)).map(render),
+          events: settled
+            .filter((row) => !position.before.has(row.id))
+            .filter(carried(feed.type))
+            .map(render),
           position:
             last === undefined
               ? position
