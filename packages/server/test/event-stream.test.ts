@@ -2,6 +2,7 @@ import { expect, layer } from "@effect/vitest"
 import type { ChannelId, CustomerId, EventId, EventType } from "@whatisup/domain"
 import { Context, Deferred, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { SqlClient } from "effect/sql"
+import * as net from "node:net"
 import { newId } from "../src/db/ids.ts"
 import { type Feed, makeEventFeed } from "../src/events/eventFeed.ts"
 import { EventLog, layerEventLog } from "../src/events/eventLog.ts"
@@ -23,7 +24,7 @@ import {
   TestGateway
 } from "./support/gateway.ts"
 import { startReceiver } from "./support/receiver.ts"
-import { waitFor } from "./support/waits.ts"
+import { pause, waitFor } from "./support/waits.ts"
 
 /**
  * The gateway's own event log on the test's database connection, as every part of the gateway
@@ -523,6 +524,61 @@ layer(layerTestGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32" }), {
         yield* suspended.ends
         const refused = yield* refusedEventStream(gateway.api, { key })
         expect(refused.problem).toMatchObject({ status: 401, code: "customer_suspended" })
+      }).pipe(Effect.scoped)
+  )
+
+  it.effect(
+    "a stream stuck on a client that stops reading holds a socket's worth, and is cut once its key is revoked",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* TestGateway
+        const { client, customerId } = yield* newCustomer(gateway, { name: "Never Reads" })
+        const { sql } = yield* eventLogOf(gateway)
+        const stuck = yield* client.apiKeys.create({ headers: {}, payload: {} })
+        let cut = false
+        const socket = yield* Effect.acquireRelease(
+          Effect.promise(
+            () =>
+              new Promise<net.Socket>((resolve) => {
+                const url = new URL(gateway.api)
+                const socket = net.connect(Number(url.port), url.hostname, () => resolve(socket))
+                socket.on("error", () => (cut = true))
+                socket.on("close", () => (cut = true))
+              })
+          ),
+          (socket) => Effect.sync(() => socket.destroy())
+        )
+        socket.write(
+          `GET /v1/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${stuck.key}\r\n\r\n`
+        )
+        yield* waitFor(
+          "the stream answers",
+          Effect.sync(() => socket.bytesRead),
+          (read) => read > 0
+        )
+        socket.pause()
+        // 20 MB of events: far more than a socket and its buffers hold
+        const rss = process.memoryUsage().rss
+        const ids = Array.from({ length: 10_000 }, () => newId.event())
+        yield* sql`
+          INSERT INTO events (id, customer_id, channel_id, seq, type, data)
+          SELECT id, ${customerId}, NULL, NULL, 'webhook.test', jsonb_build_object('padding', repeat('x', 2000))
+          FROM unnest(${ids}::text[]) AS id`
+        yield* sql`SELECT pg_notify('whatisup_events', ${customerId})`
+        yield* pause(2000)
+        expect(process.memoryUsage().rss - rss).toBeLessThan(50_000_000)
+
+        yield* client.apiKeys.revoke({ params: { id: stuck.id } })
+        // the client reads nothing: the cut shows when what it writes is refused
+        yield* waitFor(
+          "the stuck stream's connection is cut",
+          Effect.sync(() => {
+            if (!cut) socket.write("\r\n")
+            return cut
+          }),
+          (done) => done,
+          { attempts: 400 }
+        )
       }).pipe(Effect.scoped)
   )
 

@@ -13,12 +13,13 @@ import {
   Data,
   Duration,
   Effect,
+  Fiber,
   Latch,
   Layer,
   Option,
   Queue,
   Schedule,
-  type Scope,
+  Scope,
   Stream
 } from "effect"
 import { customerChanged, keyChanged } from "../tenancy/credentials.ts"
@@ -33,6 +34,8 @@ const firstRecheckMillis = 50
 const keepAliveMillis = eventStreamKeepAliveSeconds * 1000
 /** Events read per query; a stream behind reads again at once. */
 const batchSize = 100
+/** How long a stream that should end may take to finish the frame it is writing before its connection is cut. */
+const endGraceMillis = 5_000
 
 /** An API key holds `max` streams open in this process already. */
 export class EventStreamLimitReached extends Data.TaggedError("EventStreamLimitReached")<{
@@ -44,6 +47,8 @@ export class EventStreamLimitReached extends Data.TaggedError("EventStreamLimitR
 interface Listener {
   readonly customerId: CustomerId
   readonly keyId: ApiKeyId
+  /** The request's fiber, which writes the stream: interrupted, it cuts the connection. */
+  readonly fiber: Fiber.Fiber<unknown, unknown>
   /** Opened by whatever should make the stream look: a notification, a credentials change, the end. */
   readonly latch: Latch.Latch
   /** Its key or customer changed: whether the key still authenticates is read before going on. */
@@ -100,6 +105,7 @@ export const layerEventStreams = Layer.effect(
   Effect.gen(function* () {
     const sql = yield* PgClient.PgClient
     const authentication = yield* Authentication
+    const scope = yield* Scope.Scope
     const feed = makeEventFeed(sql, batchSize)
     const listeners = new Set<Listener>()
     const byCustomer = new Map<string, Set<Listener>>()
@@ -113,10 +119,30 @@ export const layerEventStreams = Layer.effect(
       }
     }
 
-    const endAll = Effect.sync(() => {
+    /**
+     * A stream blocked writing to a client that does not read never looks at its flags again: past
+     * the grace, one that should have ended (or whose key no longer authenticates) is interrupted.
+     */
+    const cutIfStuck = (found: Iterable<Listener>) =>
+      Effect.forEach(
+        [...found],
+        (listener) =>
+          Effect.gen(function* () {
+            yield* Effect.sleep(endGraceMillis)
+            if (!listeners.has(listener)) return
+            if (listener.ended || (listener.recheck && !(yield* authentication.isActive(listener.keyId)))) {
+              yield* Effect.logInfo("an event stream is cut: its client does not read")
+              yield* Fiber.interrupt(listener.fiber)
+            }
+          }).pipe(Effect.forkIn(scope)),
+        { discard: true }
+      )
+
+    const endAll = Effect.gen(function* () {
       ending = true
       for (const listener of listeners) listener.ended = true
       wake(listeners)
+      yield* cutIfStuck(listeners)
     })
 
     yield* Effect.forkScoped(
@@ -134,19 +160,17 @@ export const layerEventStreams = Layer.effect(
       )
     )
     yield* Effect.forkScoped(
-      Stream.runForEach(authentication.changes, (change) =>
-        Effect.sync(() =>
-          wake(
-            change === undefined
-              ? listeners
-              : [...listeners].filter(
-                  (listener) =>
-                    change === keyChanged(listener.keyId) || change === customerChanged(listener.customerId)
-                ),
-            true
-          )
-        )
-      )
+      Stream.runForEach(authentication.changes, (change) => {
+        const concerned =
+          change === undefined
+            ? [...listeners]
+            : [...listeners].filter(
+                (listener) =>
+                  change === keyChanged(listener.keyId) || change === customerChanged(listener.customerId)
+              )
+        wake(concerned, true)
+        return cutIfStuck(concerned)
+      })
     )
     yield* Effect.addFinalizer(() => endAll)
 
@@ -165,7 +189,7 @@ export const layerEventStreams = Layer.effect(
     }
 
     const register = (request: StreamRequest) =>
-      Effect.suspend(() => {
+      Effect.withFiber((fiber) => {
         const ofKey = indexed(byKey, request.keyId)
         if (ofKey.size >= maxEventStreamsPerKey) {
           return Effect.fail(
@@ -178,6 +202,7 @@ export const layerEventStreams = Layer.effect(
         const listener: Listener = {
           customerId: request.customerId,
           keyId: request.keyId,
+          fiber,
           latch: Latch.makeUnsafe(false),
           recheck: false,
           ended: ending
