@@ -338,7 +338,11 @@ describe("the console in a real browser", () => {
       Effect.gen(function* () {
         const { gateway } = yield* gatewayProcess()
         const customer = yield* newCustomer(gateway, { name: "Bound Console" })
-        const mine = yield* customer.client.channels.create({ headers: {}, payload: { name: "mine" } })
+        // names are shown as text, never read as markup
+        const mine = yield* customer.client.channels.create({
+          headers: {},
+          payload: { name: `mine <img src=x onerror="globalThis.injected=1"><b>bold</b>` }
+        })
         yield* customer.client.channels.create({ headers: {}, payload: { name: "theirs" } })
         const bound = yield* customer.client.apiKeys.create({ headers: {}, payload: { channel_id: mine.id } })
         const opened = yield* browser
@@ -347,14 +351,26 @@ describe("the console in a real browser", () => {
           await page.goto(`${gateway.api}/console`)
           await page.getByLabel("API key").fill(bound.key)
           await page.getByRole("button", { name: "Sign in" }).click()
-          await page.getByRole("heading", { name: "mine" }).waitFor(patience)
+          await page.getByRole("heading", { name: mine.name! }).waitFor(patience)
         })
+        expect(yield* step(() => page.evaluate(() => (globalThis as any).injected))).toBeUndefined()
+        expect(yield* step(() => page.locator("main img, main b").count())).toBe(0)
         expect(yield* step(() => page.getByRole("link", { name: "API keys" }).count())).toBe(0)
         expect(yield* step(() => page.getByText("theirs").count())).toBe(0)
         // its channel's page, reached by address, answers as the API does: not found
         yield* step(async () => {
           await page.goto(`${gateway.api}/console/#/channels/ch_00000000000000000000000000`)
           await page.getByRole("alert").filter({ hasText: "No such channel" }).waitFor(patience)
+          await page.getByText("Live", { exact: true }).waitFor(patience)
+        })
+        // its key revoked mid-session: the live stream ends, and the page says why in the API's words
+        yield* customer.client.apiKeys.revoke({ params: { id: bound.id } })
+        yield* step(async () => {
+          await page
+            .getByRole("alert")
+            .filter({ hasText: "The API key is unknown or revoked" })
+            .waitFor(patience)
+          await page.getByText("Not live", { exact: true }).waitFor(patience)
         })
         expect(problems).toEqual([])
       }).pipe(Effect.scoped),
