@@ -54,11 +54,15 @@ export const query = (params) => {
 
 const sleep = (ms, signal) =>
   new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms)
-    signal.addEventListener("abort", () => {
+    const woken = () => {
       clearTimeout(timer)
       resolve()
-    })
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", woken)
+      resolve()
+    }, ms)
+    signal.addEventListener("abort", woken, { once: true })
   })
 
 /**
