@@ -78,8 +78,12 @@ const openPage = (opened: Browser, viewport = { width: 1280, height: 900 }) =>
         problems.push(`console error: ${message.text()}`)
       }
     })
-    page.on("dialog", (dialog) => void dialog.accept())
-    return { page, problems }
+    const questions: Array<string> = []
+    page.on("dialog", (dialog) => {
+      questions.push(dialog.message())
+      void dialog.accept()
+    })
+    return { page, problems, questions }
   })
 
 /** The page as it was when something the test waited for never came, to see why. */
@@ -90,7 +94,9 @@ const step = <A>(run: () => Promise<A>) =>
     try {
       return await run()
     } catch (error) {
-      await failingPage?.screenshot({ path: path.join(screenshots, "failure.png"), fullPage: true })
+      await failingPage
+        ?.screenshot({ path: path.join(screenshots, "failure.png"), fullPage: true })
+        .catch(() => undefined)
       throw error
     }
   })
@@ -140,7 +146,7 @@ describe("the console in a real browser", () => {
           plan: { messages_per_minute: 10_000 }
         })
         const opened = yield* browser
-        const { page, problems } = yield* openPage(opened)
+        const { page, problems, questions } = yield* openPage(opened)
         failingPage = page
 
         // the console is served by the gateway, under a policy that allows only the gateway itself
@@ -275,6 +281,15 @@ describe("the console in a real browser", () => {
           true
         )
         yield* shoot(page, "webhook-deliveries")
+        const firstSecret = yield* step(() => page.getByRole("main").getByTestId("secret").count())
+        expect(firstSecret).toBe(0)
+        yield* step(async () => {
+          await page.getByRole("button", { name: "Rotate secret" }).click()
+          await page.getByTestId("secret").waitFor(patience)
+          await page.getByRole("button", { name: "Disable" }).click()
+          await page.locator(".facts .status", { hasText: /^disabled$/ }).waitFor(patience)
+        })
+        expect(yield* step(() => page.getByTestId("secret").innerText())).toMatch(/^whsec_/)
 
         // API keys: a new one shown once, then revoked
         yield* step(async () => {
@@ -310,6 +325,16 @@ describe("the console in a real browser", () => {
         yield* shoot(page, "audit-log")
         expect(yield* unlabelledControls(page)).toEqual([])
 
+        // a restart from the channel's page: the channel goes through reconnecting back to connected, live
+        yield* step(async () => {
+          await page.getByRole("link", { name: "Channels" }).click()
+          await page.getByRole("link", { name: "support" }).click()
+          await page.getByRole("button", { name: "Restart" }).click()
+          await page
+            .locator('[data-testid="channel-status"] .status', { hasText: /^connected$/ })
+            .waitFor(patience)
+        })
+
         // on a phone-sized screen, the same console
         const phone = yield* openPage(opened, { width: 390, height: 844 })
         yield* step(async () => {
@@ -327,6 +352,17 @@ describe("the console in a real browser", () => {
         expect(overflow).toBeLessThanOrEqual(0)
         yield* shoot(phone.page, "channels-phone")
 
+        // deleted, after the page asked (the test accepts every question)
+        const channelId = yield* step(() => page.getByText(/^ch_/).innerText())
+        yield* step(async () => {
+          await page.getByRole("button", { name: "Delete" }).click()
+          await page.getByRole("heading", { name: "Channels" }).waitFor(patience)
+        })
+        expect(
+          (yield* request(gateway.api, "GET", `/v1/channels/${channelId}`, { key: customer.key })).status
+        ).toBe(404)
+        expect(questions.length).toBeGreaterThanOrEqual(3)
+
         expect([...problems, ...phone.problems]).toEqual([])
       }).pipe(Effect.scoped),
     240_000
@@ -336,7 +372,7 @@ describe("the console in a real browser", () => {
     `a key bound to a channel sees that channel alone, and no key management${skipped}`,
     () =>
       Effect.gen(function* () {
-        const { gateway } = yield* gatewayProcess()
+        const { sim, gateway } = yield* gatewayProcess()
         const customer = yield* newCustomer(gateway, { name: "Bound Console" })
         // names are shown as text, never read as markup
         const mine = yield* customer.client.channels.create({
@@ -347,6 +383,7 @@ describe("the console in a real browser", () => {
         const bound = yield* customer.client.apiKeys.create({ headers: {}, payload: { channel_id: mine.id } })
         const opened = yield* browser
         const { page, problems } = yield* openPage(opened)
+        failingPage = page
         yield* step(async () => {
           await page.goto(`${gateway.api}/console`)
           await page.getByLabel("API key").fill(bound.key)
@@ -357,6 +394,20 @@ describe("the console in a real browser", () => {
         expect(yield* step(() => page.locator("main img, main b").count())).toBe(0)
         expect(yield* step(() => page.getByRole("link", { name: "API keys" }).count())).toBe(0)
         expect(yield* step(() => page.getByText("theirs").count())).toBe(0)
+        // its channel connected by pairing code: the code shown large, typed by the phone, connected live
+        yield* step(async () => {
+          await page.getByLabel("Type a pairing code into the phone").check()
+          await page.getByLabel("Phone number (E.164)").fill("+15551239002")
+          await page.getByRole("button", { name: "Connect" }).click()
+          await page.getByTestId("pairing-code").waitFor(patience)
+        })
+        const code = yield* step(() => page.getByTestId("pairing-code").innerText())
+        expect(code).toMatch(/^[A-Z0-9]{8}$/)
+        yield* shoot(page, "channel-pairing-code")
+        yield* step(() => sim.enterPairingCode("15551239002", code))
+        yield* step(() =>
+          page.locator('[data-testid="channel-status"] .status', { hasText: /^connected$/ }).waitFor(patience)
+        )
         // its channel's page, reached by address, answers as the API does: not found
         yield* step(async () => {
           await page.goto(`${gateway.api}/console/#/channels/ch_00000000000000000000000000`)
