@@ -38,6 +38,7 @@ const program = Effect.gen(function* () {
           Effect.annotateLogs({
             api,
             docs: `${api}/docs`,
+            console: `${api}/console`,
             admin: `http://${config.adminHost}:${config.adminPort}`,
             whatsapp: whatsAppUrl(config),
             database: Option.isSome(config.databaseUrl) ? "DATABASE_URL" : `embedded in ${config.dataDir}`

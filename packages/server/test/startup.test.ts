@@ -153,6 +153,7 @@ describe("starting the gateway", () => {
           annotations: {
             api: `http://0.0.0.0:${env.PORT}`,
             docs: `http://0.0.0.0:${env.PORT}/docs`,
+            console: `http://0.0.0.0:${env.PORT}/console`,
             admin: `http://${env.WHATISUP_ADMIN_LISTEN}`,
             whatsapp: "wss://web.whatsapp.com/ws/chat"
           }
