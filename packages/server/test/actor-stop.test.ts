@@ -1,12 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { ChannelId } from "@whatisup/domain"
-import { Context, Deferred, Effect, Exit, Fiber, Latch, Scope } from "effect"
+import { Context, Effect, Exit, Fiber, Scope } from "effect"
 import type { PgClient } from "@effect/sql-pg"
 import { Supervisor } from "../src/channels/supervisor.ts"
 import { TransportEvent } from "../src/channels/transport.ts"
 import { newCustomer } from "./support/admin.ts"
 import { type ApiClient, waitForStatus } from "./support/api.ts"
-import { sqlFor, testDatabase } from "./support/database.ts"
+import { lockTable, sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, type RunningGateway, startGateway } from "./support/gateway.ts"
 import { staysTrue, waitUntil } from "./support/waits.ts"
 
@@ -38,34 +38,6 @@ const aGateway = (extra: Record<string, string> = {}) =>
     const { client } = yield* newCustomer(gateway, { plan: { max_channels: 5 } })
     const sql = yield* sqlFor(database.url)
     return { gateway, client, sql, scope }
-  })
-
-/**
- * A table locked from a connection of its own, as a stuck database looks to whoever writes it:
- * the lock is held when this returns, until `release`.
- */
-const lockTable = (sql: PgClient.PgClient, table: string, mode: "SHARE" | "EXCLUSIVE") =>
-  Effect.gen(function* () {
-    const locked = yield* Deferred.make<void>()
-    const unlocked = yield* Latch.make(false)
-    const holder = yield* Effect.forkScoped(
-      sql.withTransaction(
-        Effect.gen(function* () {
-          yield* sql`LOCK TABLE ${sql(table)} IN ${sql.literal(mode)} MODE`
-          yield* Deferred.succeed(locked, undefined)
-          yield* unlocked.await
-        })
-      )
-    )
-    yield* Deferred.await(locked)
-    /** How many statements wait on the lock now. */
-    const waiting = Effect.map(
-      sql<{
-        n: number
-      }>`SELECT count(*)::int AS n FROM pg_locks WHERE relation = ${table}::regclass AND NOT granted`,
-      (rows) => rows[0]!.n
-    ).pipe(Effect.orDie)
-    return { waiting, release: Effect.andThen(unlocked.open, Fiber.join(holder)).pipe(Effect.orDie) }
   })
 
 const disconnectReasons = (sql: PgClient.PgClient, channel: ChannelId) =>

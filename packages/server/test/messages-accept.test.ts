@@ -2,7 +2,7 @@ import { expect, layer } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Queue } from "effect"
 import { outboxChannel } from "../src/messages/outboxSignal.ts"
 import { newCustomer } from "./support/admin.ts"
-import { sqlFor } from "./support/database.ts"
+import { lockTable, sqlFor } from "./support/database.ts"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 import { TransportError, TransportEvent } from "../src/channels/transport.ts"
@@ -406,20 +406,7 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
           Effect.map((rows) => rows[0]!.n),
           Effect.orDie
         )
-        const locked = yield* Deferred.make<void>()
-        const release = yield* Deferred.make<void>()
-        yield* Effect.forkScoped(
-          owner
-            .withTransaction(
-              Effect.gen(function* () {
-                yield* owner`LOCK TABLE message_statuses IN EXCLUSIVE MODE`
-                yield* Deferred.succeed(locked, undefined)
-                yield* Deferred.await(release)
-              })
-            )
-            .pipe(Effect.orDie)
-        )
-        yield* Deferred.await(locked)
+        const lock = yield* lockTable(owner, "message_statuses", "EXCLUSIVE")
         const sending = yield* Effect.forkScoped(
           request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, { key, body: payload, headers })
         )
@@ -437,7 +424,7 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
           "the delete done, or waiting for the send",
           Effect.zipWith(Deferred.isDone(deleted), waitingOnLocks, (done, n) => done || n === 2)
         )
-        yield* Deferred.succeed(release, undefined)
+        yield* lock.release
         const reply = yield* Fiber.join(sending)
         yield* Fiber.join(deleting)
         return { gateway, client, channel, reply }

@@ -1,12 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { ChannelId, Message } from "@whatisup/domain"
 import type { Simulator } from "@whatisup/wa-simulator"
-import { Deferred, Effect } from "effect"
-import type { SqlClient } from "effect/sql"
+import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import { newCustomer } from "./support/admin.ts"
 import { type ApiClient, apiClient } from "./support/api.ts"
-import { sqlFor, testDatabase } from "./support/database.ts"
+import { lockTable, sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment } from "./support/gateway.ts"
 import { type GatewayProcess, spawnGateway, waitReady } from "./support/process.ts"
 import { deliverTo, pairedChannel, simulator } from "./support/simulator.ts"
@@ -55,29 +54,6 @@ const killed = (gateway: GatewayProcess) =>
   Effect.promise(() => {
     gateway.child.kill("SIGKILL")
     return gateway.exited
-  })
-
-/**
- * `table` locked in SHARE mode from another connection, for the scope (reads still pass, writes wait)
- * until the effect answered is run.
- */
-const lockedTable = (sql: SqlClient.SqlClient, table: "messages" | "channel_auth_state") =>
-  Effect.gen(function* () {
-    const release = yield* Deferred.make<void>()
-    const locked = yield* Deferred.make<void>()
-    yield* Effect.forkScoped(
-      sql
-        .withTransaction(
-          Effect.gen(function* () {
-            yield* sql.unsafe(`LOCK TABLE ${table} IN SHARE MODE`)
-            yield* Deferred.succeed(locked, undefined)
-            yield* Deferred.await(release)
-          })
-        )
-        .pipe(Effect.orDie)
-    )
-    yield* Deferred.await(locked)
-    return Deferred.succeed(release, undefined)
   })
 
 /** `count` texts accepted by the API, 32 at a time. */
@@ -222,7 +198,7 @@ describe("messages through crashes of the gateway process", () => {
 
         // the messages table is locked from another connection (reads still pass): the receipt's
         // store waits on it, and the gateway dies right there
-        const release = yield* lockedTable(sql, "messages")
+        const lock = yield* lockTable(sql, "messages", "SHARE")
         expect(yield* statusOf).toBe("sent")
         yield* waitUntil(
           "the receipt's store waiting on the lock",
@@ -235,7 +211,7 @@ describe("messages through crashes of the gateway process", () => {
           { attempts: 600, everyMillis: 20 }
         )
         yield* killed(a)
-        yield* release
+        yield* lock.release
         expect(yield* statusOf).toBe("sent")
 
         yield* start(envA)
@@ -278,7 +254,7 @@ describe("messages through crashes of the gateway process", () => {
 
         // the login store is locked from another connection: the Signal session's advance, written
         // after the message is stored and before its receipt, waits; the gateway dies right there
-        const release = yield* lockedTable(sql, "channel_auth_state")
+        const lock = yield* lockTable(sql, "channel_auth_state", "SHARE")
         const second = yield* deliverTo(sim, PHONE, {
           from: CONTACT,
           message: { conversation: "the worst moment" }
@@ -293,7 +269,7 @@ describe("messages through crashes of the gateway process", () => {
         )
         expect(sim.pending(PHONE).map((each) => each.id)).toEqual([second.id])
         yield* killed(a)
-        yield* release
+        yield* lock.release
 
         yield* start(envA)
         yield* waitUntil(

@@ -1,5 +1,5 @@
 import { PgClient } from "@effect/sql-pg"
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Context, Deferred, Effect, Fiber, Latch, Layer, Redacted } from "effect"
 import * as crypto from "node:crypto"
 import { inject } from "vitest"
 
@@ -84,4 +84,35 @@ export const columnsHolding = (sql: PgClient.PgClient, plaintext: string) =>
       if (found[0]!.n > 0) holding.push(`${table_name}.${column_name}`)
     }
     return { searched: columns.length, holding }
+  })
+
+/**
+ * A table locked from a connection of its own, as a stuck database looks to whoever writes it:
+ * the lock is held when this returns, until `release`; `waiting` counts the statements that wait on it.
+ */
+export const lockTable = (
+  sql: PgClient.PgClient,
+  table: string,
+  mode: "SHARE" | "EXCLUSIVE" | "ACCESS EXCLUSIVE"
+) =>
+  Effect.gen(function* () {
+    const locked = yield* Deferred.make<void>()
+    const unlocked = yield* Latch.make(false)
+    const holder = yield* Effect.forkScoped(
+      sql.withTransaction(
+        Effect.gen(function* () {
+          yield* sql`LOCK TABLE ${sql(table)} IN ${sql.literal(mode)} MODE`
+          yield* Deferred.succeed(locked, undefined)
+          yield* unlocked.await
+        })
+      )
+    )
+    yield* Deferred.await(locked)
+    const waiting = Effect.map(
+      sql<{
+        n: number
+      }>`SELECT count(*)::int AS n FROM pg_locks WHERE relation = ${table}::regclass AND NOT granted`,
+      (rows) => rows[0]!.n
+    ).pipe(Effect.orDie)
+    return { waiting, release: Effect.andThen(unlocked.open, Fiber.join(holder)).pipe(Effect.orDie) }
   })
