@@ -2,6 +2,7 @@ import { expect, layer } from "@effect/vitest"
 import { maxJsonBodyBytes } from "@whatisup/domain"
 import { Effect } from "effect"
 import * as http from "node:http"
+import * as net from "node:net"
 import { newCustomer } from "./support/admin.ts"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { type Reply, request } from "./support/http.ts"
@@ -47,6 +48,21 @@ const postChunked = (api: string, path: string, key: string, body: string) =>
       })
   )
 
+/** Writes bytes to the listener as they are and reads what comes back until the gateway closes. */
+const sendBytes = (api: string, bytes: string) =>
+  Effect.promise(
+    () =>
+      new Promise<string>((resolve, reject) => {
+        const url = new URL(api)
+        const socket = net.connect(Number(url.port), url.hostname, () => socket.write(bytes))
+        let answer = ""
+        socket.setEncoding("utf8")
+        socket.on("data", (chunk: string) => (answer += chunk))
+        socket.on("close", () => resolve(answer))
+        socket.on("error", reject)
+      })
+  )
+
 const paths = (reply: Reply) => (reply.body.errors as Array<{ path: string }>).map((e) => e.path).sort()
 
 layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
@@ -64,6 +80,29 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
         expectProblem(reply, 400, "invalid_request")
         expect(reply.body.errors[0].path).toBe("body")
         expect(reply.body.errors[0].message).toMatch(/JSON/)
+      })
+    )
+
+    it.effect("a request line and headers beyond 16 KiB: a 431 problem, not a bare status line", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const key = yield* customerKey
+        const reply = yield* request(api, "GET", `/v1/channels?cursor=${"a".repeat(20_000)}`, { key })
+        expectProblem(reply, 431, "request_header_fields_too_large")
+      })
+    )
+
+    it.effect("bytes that are not HTTP: a 400 problem", () =>
+      Effect.gen(function* () {
+        const { api } = yield* TestGateway
+        const answer = yield* sendBytes(
+          api,
+          "GET /v1/me HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+        )
+        const [head, body] = answer.split("\r\n\r\n")
+        expect(head).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/)
+        expect(head).toContain("content-type: application/problem+json")
+        expect(JSON.parse(body!)).toMatchObject({ status: 400, code: "malformed_request" })
       })
     )
 

@@ -47,26 +47,32 @@ import type {
 
 const problemTypeBase = "https://whatisup.dev/problems/"
 
-/** A problem+json response built outside a typed endpoint (unknown routes, oversized bodies, defects). */
-export const problemResponse = (options: {
+export interface ProblemOptions {
   readonly status: number
   readonly code: string
   readonly title: string
   readonly detail?: string
   readonly headers?: Record<string, string>
   readonly fields?: Record<string, unknown>
-}) =>
-  HttpServerResponse.jsonUnsafe(
-    {
-      type: `${problemTypeBase}${options.code.replaceAll("_", "-")}`,
-      status: options.status,
-      title: options.title,
-      code: options.code,
-      ...(options.detail === undefined ? {} : { detail: options.detail }),
-      ...options.fields
-    },
-    { status: options.status, contentType: "application/problem+json", headers: options.headers ?? {} }
-  )
+}
+
+/** The body of a problem+json answer (RFC 9457), with the stable `code`. */
+export const problemDetails = (options: ProblemOptions) => ({
+  type: `${problemTypeBase}${options.code.replaceAll("_", "-")}`,
+  status: options.status,
+  title: options.title,
+  code: options.code,
+  ...(options.detail === undefined ? {} : { detail: options.detail }),
+  ...options.fields
+})
+
+/** A problem+json response built outside a typed endpoint (unknown routes, oversized bodies, defects). */
+export const problemResponse = (options: ProblemOptions) =>
+  HttpServerResponse.jsonUnsafe(problemDetails(options), {
+    status: options.status,
+    contentType: "application/problem+json",
+    headers: options.headers ?? {}
+  })
 
 const sizeOf = (bytes: number) =>
   bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB` : `${Math.round(bytes / 1024)} KiB`

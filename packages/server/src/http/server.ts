@@ -4,9 +4,9 @@ import { Context, Effect, Layer } from "effect"
 import { HttpMiddleware, HttpRouter, HttpServer } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { IpNetwork } from "effect/net"
-import { createServer } from "node:http"
 import { GatewayConfigService } from "../config/config.ts"
 import { layerConsole } from "./console.ts"
+import { createPublicListener } from "./listener.ts"
 import { EventStreams } from "../events/eventStreams.ts"
 import { layerAuditHttp } from "./audit.ts"
 import { layerAuthorization } from "./authorization.ts"
@@ -76,7 +76,9 @@ export const layerPublicServer = Layer.unwrap(
             PublicAddress,
             Effect.map(HttpServer.HttpServer, (server) => HttpServer.formatAddress(server.address))
           )
-        ).pipe(Layer.provide(NodeHttpServer.layer(createServer, { port: config.port, host: config.host })))
+        ).pipe(
+          Layer.provide(NodeHttpServer.layer(createPublicListener, { port: config.port, host: config.host }))
+        )
       )
     )
   })

@@ -147,6 +147,11 @@ export const layerOutbox = Layer.effect(
       inTransaction(
         Effect.gen(function* () {
           yield* leases.check(fence)
+          // the channel before its messages, in the order a logout or a delete takes them: the events
+          // appended below number themselves on the channel's row, and the other order deadlocks
+          yield* sql`SELECT 1 FROM channels WHERE id = ${fence.channelId} FOR NO KEY UPDATE`.pipe(
+            Effect.orDie
+          )
           const targets = yield* sql<TransitionTarget>`
             SELECT ${sql.unsafe(transitionColumns)} FROM messages
             WHERE channel_id = ${fence.channelId} AND ${sql.unsafe(lookup)} IN ${sql.in([...new Set(keys)])}
