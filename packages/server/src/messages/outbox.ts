@@ -167,9 +167,20 @@ export const layerOutbox = Layer.effect(
      */
     const expire = inTransaction(
       Effect.gen(function* () {
+        // the channels before their messages, as a logout, a delete or an ack takes them (the events
+        // appended number themselves on the channel's row; the other order deadlocks); a channel held
+        // by one of those is left for the next sweep
+        const channels = yield* sql<{ id: string }>`
+          SELECT id FROM channels
+          WHERE id IN (
+            SELECT DISTINCT channel_id FROM messages
+            WHERE status = 'queued' AND created_at < now() - ${maxAge}::interval)
+          ORDER BY id LIMIT 100 FOR NO KEY UPDATE SKIP LOCKED`
+        if (channels.length === 0) return 0
         const targets = yield* sql<TransitionTarget>`
           SELECT ${sql.unsafe(transitionColumns)} FROM messages
           WHERE status = 'queued' AND created_at < now() - ${maxAge}::interval
+            AND channel_id IN ${sql.in(channels.map((channel) => channel.id))}
             AND NOT EXISTS (
               SELECT 1 FROM channel_leases l JOIN gateway_nodes n ON n.node_id = l.owner
                 JOIN channels c ON c.id = l.channel_id
