@@ -49,12 +49,12 @@ export const nodeEnvironments = (databaseUrl: string, processes: number) =>
   })
 
 /** The simulator in this process, and a whole gateway on real Baileys against it, with a client on its database. */
-export const baileysBenchGateway = (serverUrl: string) =>
+export const baileysBenchGateway = (serverUrl: string, env: Record<string, string> = {}) =>
   Effect.gen(function* () {
     const sim = yield* simulator
     const { database, gateway } = yield* benchGateway(serverUrl, {
       whatsapp: "baileys",
-      env: { WHATISUP_WA_WS_URL: sim.url }
+      env: { WHATISUP_WA_WS_URL: sim.url, ...env }
     })
     return { sim, gateway, sql: yield* sqlFor(database.url) }
   })

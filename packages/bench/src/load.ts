@@ -8,7 +8,8 @@ const autocannon = createRequire(import.meta.url).resolve("autocannon/autocannon
 export interface Load {
   readonly url: string
   readonly headers: Record<string, string>
-  readonly body: string
+  /** The body of each request: POSTed when given, else each request is a GET. */
+  readonly body?: string
   readonly connections: number
   readonly seconds: number
 }
@@ -33,8 +34,8 @@ interface AutocannonResult {
   readonly latency: { readonly p50: number; readonly p99: number }
 }
 
-/** POSTs `body` to `url` over `connections` kept-alive connections for `seconds`, with autocannon. */
-export const postLoad = (load: Load) =>
+/** GETs `url`, or POSTs `body` to it, over `connections` kept-alive connections for `seconds`, with autocannon. */
+export const httpLoad = (load: Load) =>
   Effect.callback<LoadFigures, Error>((resume) => {
     const args = [
       autocannon,
@@ -43,10 +44,9 @@ export const postLoad = (load: Load) =>
       "--duration",
       String(load.seconds),
       "--method",
-      "POST",
+      load.body === undefined ? "GET" : "POST",
       ...Object.entries(load.headers).flatMap(([name, value]) => ["--headers", `${name}=${value}`]),
-      "--body",
-      load.body,
+      ...(load.body === undefined ? [] : ["--body", load.body]),
       "--no-progress",
       "--json",
       load.url

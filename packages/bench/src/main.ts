@@ -3,8 +3,10 @@ import { Cause, Effect, Exit, Runtime, type Scope } from "effect"
 import { actors } from "./actors.ts"
 import { deliveries } from "./deliveries.ts"
 import { ScenarioFailed } from "./measure.ts"
+import { inbound } from "./inbound.ts"
 import { phones } from "./phones.ts"
 import { postgresServer } from "./postgres.ts"
+import { reads } from "./reads.ts"
 import { reconnects } from "./reconnects.ts"
 import { publish, type Report } from "./report.ts"
 import { scale } from "./scale.ts"
@@ -24,7 +26,8 @@ const sized = <Size>(
 
 const benchmarks: Record<string, Benchmark> = {
   actors: sized(1000, 100, actors),
-  phones: sized(50, 10, phones),
+  phones: sized(200, 10, phones),
+  "phones-1000": sized(1000, 1000, phones),
   reconnects: sized(
     { reconnects: 1000, boundBytesPerReconnect: 1024 },
     { reconnects: 100, boundBytesPerReconnect: 16 * 1024 },
@@ -45,8 +48,21 @@ const benchmarks: Record<string, Benchmark> = {
     { seconds: 10, warmUpSeconds: 5, rounds: 3, connections: 64 },
     { seconds: 3, warmUpSeconds: 2, rounds: 1, connections: 64 },
     sends
+  ),
+  reads: sized(
+    { seconds: 10, warmUpSeconds: 5, rounds: 3, connections: 64 },
+    { seconds: 3, warmUpSeconds: 2, rounds: 1, connections: 64 },
+    reads
+  ),
+  inbound: sized(
+    { messages: 1000, perSecond: 20, contacts: 10 },
+    { messages: 100, perSecond: 20, contacts: 5 },
+    inbound
   )
 }
+
+/** Run only when named: too long for a routine run of every benchmark. */
+const onlyWhenNamed = new Set(["phones-1000"])
 
 const usage = `usage: npm run bench -- [--quick] [${Object.keys(benchmarks).join(" | ")} ...]`
 
@@ -55,7 +71,10 @@ const parseArguments = (args: ReadonlyArray<string>) => {
   const names = args.filter((arg) => arg !== "--quick")
   const unknown = names.filter((name) => !(name in benchmarks))
   if (unknown.length > 0) return { error: `unknown benchmark or option: ${unknown.join(", ")}\n${usage}` }
-  return { quick, names: names.length > 0 ? names : Object.keys(benchmarks) }
+  return {
+    quick,
+    names: names.length > 0 ? names : Object.keys(benchmarks).filter((name) => !onlyWhenNamed.has(name))
+  }
 }
 
 const failureOf = (cause: Cause.Cause<unknown>) => {

@@ -14,6 +14,21 @@ export const ensure = (holds: boolean, what: string) =>
 /** Milliseconds elapsed since `start` (a `performance.now()` reading), to a tenth. */
 export const millisSince = (start: number) => Math.round((performance.now() - start) * 10) / 10
 
+export const median = (values: ReadonlyArray<number>) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+/** The nearest-rank percentile `p` (0–100) of `values`. */
+export const percentile = (values: ReadonlyArray<number>, p: number) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
+}
+
+/** A ratio to three decimals, judged as measured: 2.496 is not rounded up into meeting 2.5. */
+export const judged = (ratio: number) => Math.floor(ratio * 1000) / 1000
+
 /** Polls `check` until it holds, for at most `withinMillis` (the test harness's bounded wait). */
 export const waitUntil = <E, R>(what: string, check: Effect.Effect<boolean, E, R>, withinMillis: number) =>
   harnessWait(what, check, { attempts: Math.ceil(withinMillis / 25), everyMillis: 25 })

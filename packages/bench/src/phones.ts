@@ -1,17 +1,30 @@
 import { Effect, type Scope } from "effect"
 import { newCustomer } from "../../server/test/support/admin.ts"
+import { baileysTransport } from "../../server/test/support/baileys.ts"
 import { pairedChannel } from "../../server/test/support/simulator.ts"
+import { pairedBareConnection } from "./bareBaileys.ts"
 import { baileysBenchGateway } from "./gateway.ts"
-import { ensure, millisSince, waitUntil } from "./measure.ts"
+import { ensure, judged, millisSince, readMemory, waitUntil } from "./measure.ts"
 import type { Report } from "./report.ts"
 
 const withinMillis = 300_000
 
 const phone = (n: number) => `4477009${String(n).padStart(5, "0")}`
+const barePhone = (n: number) => `4477008${String(n).padStart(5, "0")}`
+
+const pairingConcurrency = 10
+
+/** What the issue asks: a gateway with this many channels connected stays under 1 GiB of RSS. */
+const rssTargetMib = 1024
+
+const kib = (bytes: number) => Math.round((bytes / 1024) * 10) / 10
+const mib = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10
 
 /**
- * `count` phones paired with real Baileys against the simulator in one gateway process: how long
- * until every one is connected again after the simulator drops every connection at once.
+ * `count` phones paired with real Baileys against the simulator in one gateway process: what each
+ * connected channel costs in memory, and how long until every one is connected again after the
+ * simulator drops every connection at once. Then, in the same process, as many connections of the
+ * gateway's Baileys transport alone (no gateway, logins in memory): what a bare socket costs.
  */
 export const phones = (serverUrl: string, count: number): Effect.Effect<Report, unknown, Scope.Scope> =>
   Effect.gen(function* () {
@@ -22,14 +35,34 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
     ).pipe(Effect.orDie)
 
     const { client } = yield* newCustomer(gateway, { name: "Bench", plan: { max_channels: count } })
+    const beforeChannels = yield* readMemory
     const pairing = performance.now()
     yield* Effect.forEach(
       Array.from({ length: count }, (_, i) => i),
       (i) => pairedChannel(client, sim, phone(i)),
-      { concurrency: 10 }
+      { concurrency: pairingConcurrency }
     )
     const pairMillis = millisSince(pairing)
     yield* ensure((yield* connected) === count, `all ${count} paired channels are connected`)
+    const withChannels = yield* readMemory
+
+    // the bare sockets, read the same way in the same process with the channels connected,
+    // before the drop (what the reconnects leave behind is not theirs)
+    const transport = yield* baileysTransport(sim.url)
+    const beforeBare = yield* readMemory
+    yield* Effect.forEach(
+      Array.from({ length: count }, (_, i) => i),
+      (i) => pairedBareConnection(sim, transport, barePhone(i)),
+      { concurrency: pairingConcurrency, discard: true }
+    )
+    for (let i = 0; i < count; i++) {
+      const connections = sim.connectionsOf(barePhone(i)).length
+      yield* ensure(
+        connections === 1,
+        `${barePhone(i)} has ${connections} connections to the simulator, not 1`
+      )
+    }
+    const withBare = yield* readMemory
 
     // event ids are monotonic within this process: whatever comes after the drop sorts after this one
     const [mark] = yield* sql<{ id: string }>`SELECT coalesce(max(id), '') AS id FROM events`
@@ -69,11 +102,69 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
       yield* ensure(connections === 1, `${phone(i)} has ${connections} connections to the simulator, not 1`)
     }
 
+    const perChannel = {
+      heap: (withChannels.heapUsed - beforeChannels.heapUsed) / count,
+      rss: (withChannels.rss - beforeChannels.rss) / count
+    }
+    const perBare = {
+      heap: (withBare.heapUsed - beforeBare.heapUsed) / count,
+      rss: (withBare.rss - beforeBare.rss) / count
+    }
+
     return {
       benchmark: "phones",
-      title: `${count} phones on real Baileys against the simulator, every connection dropped at once`,
-      parameters: { phones: count, transport: "baileys", pairing_concurrency: 10 },
+      title: `${count} phones on real Baileys against the simulator: memory per channel vs bare Baileys, every connection dropped at once`,
+      parameters: {
+        phones: count,
+        transport: "baileys",
+        pairing_concurrency: pairingConcurrency,
+        gc_before_reading: withChannels.collected,
+        simulator: "in-process"
+      },
       figures: [
+        {
+          key: "heap_per_channel_kib",
+          label: "heap per connected channel",
+          value: kib(perChannel.heap),
+          unit: "KiB"
+        },
+        {
+          key: "rss_per_channel_kib",
+          label: "RSS per connected channel",
+          value: kib(perChannel.rss),
+          unit: "KiB"
+        },
+        {
+          key: "heap_per_bare_socket_kib",
+          label: "bare Baileys: heap per socket",
+          value: kib(perBare.heap),
+          unit: "KiB"
+        },
+        {
+          key: "rss_per_bare_socket_kib",
+          label: "bare Baileys: RSS per socket",
+          value: kib(perBare.rss),
+          unit: "KiB"
+        },
+        {
+          key: "ratio_heap",
+          label: "heap per channel / per bare socket",
+          value: judged(perChannel.heap / perBare.heap),
+          unit: ""
+        },
+        {
+          key: "ratio_rss",
+          label: "RSS per channel / per bare socket",
+          value: judged(perChannel.rss / perBare.rss),
+          unit: ""
+        },
+        {
+          key: "rss_with_channels_mib",
+          label: `process RSS with ${count} channels connected (simulator included)`,
+          value: mib(withChannels.rss),
+          unit: "MiB",
+          target: { atMost: rssTargetMib }
+        },
         { key: "pair_all_ms", label: "pair every phone (QR scan)", value: pairMillis, unit: "ms" },
         {
           key: "reconnect_all_ms",

@@ -19,8 +19,8 @@ import { layerAuthentication } from "../../server/src/tenancy/authentication.ts"
 import { newCustomer } from "../../server/test/support/admin.ts"
 import { databaseOn, sqlFor } from "../../server/test/support/database.ts"
 import { benchGateway } from "./gateway.ts"
-import { type LoadFigures, postLoad } from "./load.ts"
-import { ensure, profileDir, profiled } from "./measure.ts"
+import { type LoadFigures, httpLoad } from "./load.ts"
+import { ensure, judged, median, profileDir, profiled } from "./measure.ts"
 import { minimalServer } from "./minimalSends.ts"
 import type { Report } from "./report.ts"
 
@@ -78,15 +78,6 @@ const frameworkServer = (databaseUrl: string, answer: Message) =>
     )
     return HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
   })
-
-const median = (values: ReadonlyArray<number>) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
-}
-
-/** Three decimals, judged as measured: 2.496 is not rounded up into meeting 2.5. */
-const judged = (ratio: number) => Math.floor(ratio * 1000) / 1000
 
 /**
  * Accepted sends a second through `POST /v1/channels/{id}/messages` of a whole gateway in this
@@ -157,7 +148,7 @@ export const sends = (
     type Name = (typeof servers)[number]["name"]
 
     const load = (url: string, runSeconds: number) =>
-      postLoad({
+      httpLoad({
         url: `${url}${path}`,
         headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
         body: JSON.stringify(send),

@@ -1,0 +1,196 @@
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { PgClient } from "@effect/sql-pg"
+import { Api, Caller, type Me } from "@whatisup/domain"
+import { Context, Effect, Layer, Redacted, type Scope } from "effect"
+import { HttpRouter, HttpServer } from "effect/http"
+import { HttpApi, HttpApiBuilder, HttpApiGroup } from "effect/http-api"
+import { createServer } from "node:http"
+import { poolConnections } from "../../server/src/db/client.ts"
+import { layerAuthorization } from "../../server/src/http/authorization.ts"
+import {
+  layerPayloadFields,
+  layerRequestPipeline,
+  layerRequestValidation
+} from "../../server/src/http/pipeline.ts"
+import { layerAuthentication } from "../../server/src/tenancy/authentication.ts"
+import { newCustomer } from "../../server/test/support/admin.ts"
+import { benchGateway } from "./gateway.ts"
+import { httpLoad, type LoadFigures } from "./load.ts"
+import { ensure, judged, median, profileDir, profiled } from "./measure.ts"
+import { minimalReadServer } from "./minimalReads.ts"
+import type { Report } from "./report.ts"
+
+export interface ReadsSize {
+  /** Length of each measured load run. */
+  readonly seconds: number
+  /** Length of each server's unmeasured first run (the JIT, the key cache, the pools). */
+  readonly warmUpSeconds: number
+  /** Measured runs of each server, taken in turn; the figures are their medians. */
+  readonly rounds: number
+  readonly connections: number
+}
+
+/** What the issue asks: the gateway serves /v1/me at least as fast as the minimal one-query server. */
+const targetRatio = 1.0
+
+/** The me group as the gateway's `Api` declares it (its schema and the Authorization middleware). */
+const MeOnlyApi = HttpApi.make("whatisup")
+  .add(HttpApiGroup.make("me").add(Api.groups.me.endpoints.get))
+  .annotateMerge(Api.annotations)
+
+/**
+ * The framework's ceiling: the gateway's own HTTP stack for /v1/me (request pipeline, bearer keys
+ * through the real key cache and rate limiter, the answer's schema) whose handler answers the caller's
+ * customer as it was read once, without a query. The database is read only to fill the key cache.
+ */
+const frameworkServer = (databaseUrl: string, customer: Me["customer"]) =>
+  Effect.gen(function* () {
+    const handlers = HttpApiBuilder.group(MeOnlyApi, "me", (handlers) =>
+      handlers.handle("get", () =>
+        Effect.map(Caller, (caller) => ({
+          customer,
+          key_id: caller.keyId,
+          channel_id: caller.channelId
+        }))
+      )
+    )
+    const routes = Layer.mergeAll(HttpApiBuilder.layer(MeOnlyApi), layerRequestPipeline).pipe(
+      Layer.provide(handlers),
+      Layer.provide([layerAuthorization, layerRequestValidation, layerPayloadFields]),
+      Layer.provide(layerAuthentication),
+      Layer.provide(PgClient.layer({ url: Redacted.make(databaseUrl), maxConnections: 2 }))
+    )
+    const context = yield* Layer.build(
+      HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
+        Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
+      )
+    )
+    return HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
+  })
+
+/**
+ * Authenticated reads a second: `GET /v1/me` of a whole gateway in this process (real PostgreSQL)
+ * under autocannon in a process of its own, against a minimal `node:http` + `pg` server making the
+ * same single query per request on the same database (see minimalReads.ts for what "the same" is).
+ */
+export const reads = (
+  serverUrl: string,
+  { seconds, warmUpSeconds, rounds, connections }: ReadsSize
+): Effect.Effect<Report, unknown, Scope.Scope> =>
+  Effect.gen(function* () {
+    const { database, gateway } = yield* benchGateway(serverUrl, { whatsapp: "memory" })
+    // like every plan limit, the request rate is raised so it does not cap the figure
+    const { client, key } = yield* newCustomer(gateway, {
+      name: "Bench",
+      plan: { api_requests_per_second: 1_000_000 }
+    })
+    const expected = yield* client.me.get()
+    const servers = [
+      { name: "gateway", url: gateway.api },
+      { name: "minimal", url: yield* minimalReadServer(database.url, poolConnections) },
+      { name: "framework", url: yield* frameworkServer(database.url, expected.customer) }
+    ] as const
+    type Name = (typeof servers)[number]["name"]
+
+    // both answer the same body for the key, so they are doing the same work
+    for (const server of servers) {
+      const response = yield* Effect.promise(() =>
+        fetch(`${server.url}/v1/me`, { headers: { authorization: `Bearer ${key}` } })
+      )
+      const body: unknown = yield* Effect.promise(() => response.json())
+      yield* ensure(
+        response.status === 200 && JSON.stringify(body) === JSON.stringify(expected),
+        `${server.name} answers /v1/me ${response.status} ${JSON.stringify(body)}, not ${JSON.stringify(expected)}`
+      )
+    }
+
+    const load = (url: string, runSeconds: number) =>
+      httpLoad({
+        url: `${url}/v1/me`,
+        headers: { authorization: `Bearer ${key}` },
+        connections,
+        seconds: runSeconds
+      })
+    /** A run with any answer but 200 fails the scenario: its figures would measure refusals. */
+    const checked = (name: Name, figures: LoadFigures) =>
+      Effect.as(
+        ensure(
+          figures.non2xx === 0 && figures.errors === 0 && figures.accepted > 0,
+          `${name}: ${figures.accepted} reads answered 200, ${figures.non2xx} answered otherwise, ${figures.errors} errors or timeouts`
+        ),
+        figures
+      )
+
+    for (const server of servers)
+      yield* Effect.flatMap(load(server.url, warmUpSeconds), (f) => checked(server.name, f))
+    const measured = new Map<Name, Array<LoadFigures & { readonly cpuMicrosPerRead: number }>>(
+      servers.map((server) => [server.name, []])
+    )
+    for (let round = 0; round < rounds; round++) {
+      for (const server of servers) {
+        const run = load(server.url, seconds)
+        const cpu = process.cpuUsage()
+        const figures = yield* Effect.flatMap(
+          round === 0 ? profiled(`reads-${server.name}`, run) : run,
+          (f) => checked(server.name, f)
+        )
+        const used = process.cpuUsage(cpu)
+        measured
+          .get(server.name)!
+          .push({ ...figures, cpuMicrosPerRead: Math.round((used.user + used.system) / figures.accepted) })
+      }
+    }
+
+    const figuresOf = (name: Name, label: string) => {
+      const runs = measured.get(name)!
+      const of = (pick: (run: (typeof runs)[number]) => number) => median(runs.map(pick))
+      return [
+        {
+          key: `${name}_per_s`,
+          label: `${label}: reads`,
+          value: of((run) => run.perSecond),
+          unit: "reads/s"
+        },
+        { key: `${name}_p50_ms`, label: `${label}: p50 latency`, value: of((run) => run.p50Ms), unit: "ms" },
+        { key: `${name}_p99_ms`, label: `${label}: p99 latency`, value: of((run) => run.p99Ms), unit: "ms" },
+        {
+          key: `${name}_cpu_us_per_read`,
+          label: `${label}: this process's CPU per read`,
+          value: of((run) => run.cpuMicrosPerRead),
+          unit: "µs"
+        }
+      ]
+    }
+    /** The gateway against `name`, the median of the ratios taken round by round. */
+    const ratioTo = (name: Name) =>
+      judged(
+        median(measured.get("gateway")!.map((run, i) => run.perSecond / measured.get(name)![i]!.perSecond))
+      )
+    return {
+      benchmark: "reads",
+      title: `authenticated reads: GET /v1/me at ${connections} connections, the gateway vs a minimal one-query server`,
+      parameters: {
+        connections,
+        seconds,
+        warm_up_seconds: warmUpSeconds,
+        rounds,
+        load: "autocannon, own process",
+        servers: "in-process",
+        pool_connections: poolConnections,
+        profiled: profileDir !== undefined
+      },
+      figures: [
+        ...figuresOf("gateway", "gateway"),
+        ...figuresOf("minimal", "node:http + pg, the key read by its hash"),
+        ...figuresOf("framework", "the gateway's HttpApi stack, no query"),
+        {
+          key: "ratio_minimal",
+          label: "gateway / minimal",
+          value: ratioTo("minimal"),
+          unit: "",
+          target: { atLeast: targetRatio }
+        },
+        { key: "ratio_framework", label: "gateway / framework", value: ratioTo("framework"), unit: "" }
+      ]
+    } satisfies Report
+  })
