@@ -63,10 +63,15 @@ export const pairedBareConnection = (
         events,
         (e): e is Extract<TransportEvent, { _tag: T }> => e._tag === tag
       )
-    const first = yield* connect
-    const { qr } = yield* awaited(first, "Qr")
-    yield* Effect.promise(() => sim.scan(qr, { phoneNumber }))
-    // the login is kept; the connection after the 515 opens with it
-    yield* awaited(first, "Close")
+    // the pairing connection ends with the 515 and is released then, as the gateway's actor releases it
+    yield* Effect.scoped(
+      Effect.gen(function* () {
+        const first = yield* connect
+        const { qr } = yield* awaited(first, "Qr")
+        yield* Effect.promise(() => sim.scan(qr, { phoneNumber }))
+        yield* awaited(first, "Close")
+      })
+    )
+    // the login is kept; the next connection opens with it
     yield* awaited(yield* connect, "Open")
   })
