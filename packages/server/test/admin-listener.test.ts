@@ -151,4 +151,19 @@ layer(layerTestGateway({ WHATISUP_METRICS_TOKEN: metricsToken }), {
       }
     })
   )
+
+  it.effect("/metrics shows the process: resident set, heap, CPU and the event loop's delay", () =>
+    Effect.gen(function* () {
+      const { admin, adminToken } = yield* TestGateway
+      const { text } = yield* request(admin, "GET", "/metrics", { key: adminToken })
+      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1])
+      expect(value("whatisup_process_resident_memory_bytes")).toBeGreaterThan(10 * 1024 * 1024)
+      expect(value("whatisup_process_heap_used_bytes")).toBeGreaterThan(1024 * 1024)
+      expect(value("whatisup_process_external_memory_bytes")).toBeGreaterThan(0)
+      expect(value("whatisup_process_cpu_seconds_total")).toBeGreaterThan(0)
+      for (const stat of ["p50", "p99", "max"]) {
+        expect(value(`whatisup_event_loop_delay_seconds\\{stat="${stat}"\\}`)).toBeGreaterThanOrEqual(0)
+      }
+    })
+  )
 })

@@ -9,10 +9,12 @@ import { GatewayConfigService } from "../config/config.ts"
 import { layerAdminGuard } from "./guard.ts"
 import { layerAdminHandlers } from "./handlers.ts"
 import { layerOperatorAuth, operatorToken } from "./operatorToken.ts"
+import { layerProcessMetrics } from "./processMetrics.ts"
 
 /**
  * The operator listener (`WHATISUP_ADMIN_LISTEN`): the admin RPC at /rpc and Prometheus text at
- * /metrics, each behind a token checked before the request's body is read.
+ * /metrics (with the process's own memory, CPU and event-loop gauges), each behind a token checked
+ * before the request's body is read.
  */
 export const layerAdminServer = Layer.unwrap(
   Effect.gen(function* () {
@@ -24,7 +26,8 @@ export const layerAdminServer = Layer.unwrap(
       layerAdminGuard({ operator: token, metrics: Option.toArray(config.metricsToken) })
     ).pipe(Layer.provide([layerAdminHandlers, layerOperatorAuth(token), RpcSerialization.layerNdjson]))
     return HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
-      Layer.provide(NodeHttpServer.layer(createServer, { port: config.adminPort, host: config.adminHost }))
+      Layer.provide(NodeHttpServer.layer(createServer, { port: config.adminPort, host: config.adminHost })),
+      Layer.merge(layerProcessMetrics)
     )
   })
 )
