@@ -25,6 +25,13 @@ export default [
   },
   {
     test: {
+      name: "bench",
+      root: "packages/bench",
+      include: ["test/**/*.test.ts"]
+    }
+  },
+  {
+    test: {
       name: "wa-simulator",
       root: "packages/wa-simulator",
       include: ["test/**/*.test.ts"],

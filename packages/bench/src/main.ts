@@ -11,6 +11,7 @@ import { reconnects } from "./reconnects.ts"
 import { publish, type Report } from "./report.ts"
 import { scale } from "./scale.ts"
 import { sends } from "./sends.ts"
+import { soakArguments } from "./soak.ts"
 import { takeover } from "./takeover.ts"
 
 interface Benchmark {
@@ -83,7 +84,8 @@ const failureOf = (cause: Cause.Cause<unknown>) => {
 }
 
 const program = Effect.gen(function* () {
-  const parsed = parseArguments(process.argv.slice(2))
+  const soakRun = soakArguments(process.argv.slice(2))
+  const parsed = soakRun ?? parseArguments(process.argv.slice(2))
   if ("error" in parsed) {
     console.error(parsed.error)
     return yield* Effect.fail("bad arguments")
@@ -95,7 +97,7 @@ const program = Effect.gen(function* () {
   )
   const failed: Array<string> = []
   for (const name of parsed.names) {
-    const benchmark = benchmarks[name]!
+    const benchmark = soakRun !== undefined && "run" in soakRun ? soakRun : benchmarks[name]!
     const exit = yield* Effect.exit(benchmark.run(server.url, parsed.quick))
     if (Exit.isSuccess(exit)) yield* publish(exit.value)
     else {

@@ -1,0 +1,88 @@
+import { describe, expect, it } from "@effect/vitest"
+import { backlogGrowth, memoryGrowth, type Point, slopePerSecond } from "../src/soakCriteria.ts"
+
+const MB = 1024 * 1024
+const heapLimit = { mbPerHour: 12, atLeastMb: 4 }
+
+/** A reading every 10 s over `seconds`, of `value(at)`. */
+const readings = (seconds: number, value: (at: number) => number): Array<Point> =>
+  Array.from({ length: Math.floor(seconds / 10) }, (_, i) => {
+    const at = (i + 1) * 10
+    return { at, value: value(at) }
+  })
+
+/** A few MB of deterministic wobble, as a heap after collection shows. */
+const wobble = (at: number) => Math.sin(at / 37) * 2 * MB
+
+describe("the soak's growth criteria", () => {
+  it("the slope of a straight line is its rate", () => {
+    expect(slopePerSecond(readings(600, (at) => 5 + 2 * at))).toBeCloseTo(2, 9)
+  })
+
+  it("a heap that leaks 30 MB an hour over 30 minutes grows", () => {
+    const growth = memoryGrowth(
+      readings(1800, (at) => 80 * MB + (30 * MB * at) / 3600 + wobble(at)),
+      1800,
+      heapLimit
+    )
+    expect(growth.perHour).toBeGreaterThan(25)
+    expect(growth.grows).toBe(true)
+  })
+
+  it("a heap that levels off after warming up does not grow, however steep the warm-up", () => {
+    // 60 MB more over the first 5 minutes, flat (wobbling) afterwards
+    const growth = memoryGrowth(
+      readings(1800, (at) => 80 * MB + Math.min(at, 300) * (60 / 300) * MB + wobble(at)),
+      1800,
+      heapLimit
+    )
+    expect(growth.grows).toBe(false)
+  })
+
+  it("a few MB of noise on a 90 s run does not extrapolate to a leak", () => {
+    const growth = memoryGrowth(
+      readings(90, (at) => 80 * MB + (at > 60 ? 3 * MB : 0)),
+      90,
+      heapLimit
+    )
+    expect(growth.perHour).toBeGreaterThan(heapLimit.mbPerHour)
+    expect(growth.grows).toBe(false)
+  })
+
+  it("a gross leak shows even on a 90 s run", () => {
+    const growth = memoryGrowth(
+      readings(90, (at) => 80 * MB + 0.5 * MB * at),
+      90,
+      heapLimit
+    )
+    expect(growth.grows).toBe(true)
+  })
+
+  it("two readings in the judged half are not enough to judge", () => {
+    const growth = memoryGrowth(
+      [
+        { at: 50, value: 80 * MB },
+        { at: 80, value: 200 * MB }
+      ],
+      90,
+      heapLimit
+    )
+    expect(growth.points).toBe(2)
+    expect(growth.grows).toBe(false)
+  })
+
+  it("a backlog that piles up at a fixed rate grows; one that goes up and down does not", () => {
+    const piling = backlogGrowth(
+      readings(600, (at) => at * 2),
+      600,
+      360
+    )
+    expect(piling.grows).toBe(true)
+    const steady = backlogGrowth(
+      readings(600, (at) => (at % 30 === 0 ? 40 : 3)),
+      600,
+      360
+    )
+    expect(steady.grows).toBe(false)
+  })
+})
