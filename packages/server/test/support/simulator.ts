@@ -34,7 +34,8 @@ export const pairedChannel = (client: ApiClient, sim: Simulator, phoneNumber: st
     yield* client.channels.connect({ params: { id }, payload: { method: "qr" } })
     const { qr } = yield* waitForQr(client, id, { attempts: 400 })
     yield* Effect.promise(() => sim.scan(qr, { phoneNumber }))
-    yield* waitForStatus(client, id, "connected", { attempts: 400 })
+    // pairing and the login after it take real Baileys a few seconds; more on a loaded machine
+    yield* waitForStatus(client, id, "connected", { attempts: 1200 })
     return id
   })
 
