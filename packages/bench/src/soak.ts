@@ -202,7 +202,9 @@ export const soak = (serverUrl: string, size: SoakSize): Effect.Effect<Report, u
       WHATISUP_WA_WS_URL: sim.url,
       WHATISUP_WA_MEDIA_HOST: sim.mediaHost,
       WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32",
-      LOG_LEVEL: "warn"
+      LOG_LEVEL: "warn",
+      // e.g. `--heapsnapshot-signal=SIGUSR2` to see what grows (see the README)
+      NODE_OPTIONS: process.env.SOAK_GATEWAY_NODE_OPTIONS ?? ""
     })
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => fs.rmSync(env.WHATISUP_DATA_DIR, { recursive: true, force: true }))
