@@ -1,19 +1,9 @@
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { PgClient } from "@effect/sql-pg"
 import { Api, Caller, type Me } from "@whatisup/domain"
-import { Context, Effect, Layer, Redacted, type Scope } from "effect"
-import { HttpRouter, HttpServer } from "effect/http"
+import { Effect, Layer, type Scope } from "effect"
 import { HttpApi, HttpApiBuilder, HttpApiGroup } from "effect/http-api"
-import { createServer } from "node:http"
 import { poolConnections } from "../../server/src/db/client.ts"
-import { layerAuthorization } from "../../server/src/http/authorization.ts"
-import {
-  layerPayloadFields,
-  layerRequestPipeline,
-  layerRequestValidation
-} from "../../server/src/http/pipeline.ts"
-import { layerAuthentication } from "../../server/src/tenancy/authentication.ts"
 import { newCustomer } from "../../server/test/support/admin.ts"
+import { frameworkStack } from "./frameworkStack.ts"
 import { benchGateway } from "./gateway.ts"
 import { httpLoad, type LoadFigures } from "./load.ts"
 import { ensure, judged, median, profileDir, profiled } from "./measure.ts"
@@ -54,18 +44,7 @@ const frameworkServer = (databaseUrl: string, customer: Me["customer"]) =>
         }))
       )
     )
-    const routes = Layer.mergeAll(HttpApiBuilder.layer(MeOnlyApi), layerRequestPipeline).pipe(
-      Layer.provide(handlers),
-      Layer.provide([layerAuthorization, layerRequestValidation, layerPayloadFields]),
-      Layer.provide(layerAuthentication),
-      Layer.provide(PgClient.layer({ url: Redacted.make(databaseUrl), maxConnections: 2 }))
-    )
-    const context = yield* Layer.build(
-      HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
-        Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
-      )
-    )
-    return HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
+    return yield* frameworkStack(HttpApiBuilder.layer(MeOnlyApi).pipe(Layer.provide(handlers)), databaseUrl)
   })
 
 /**

@@ -1,23 +1,13 @@
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { PgClient } from "@effect/sql-pg"
 import { Api, type Message } from "@whatisup/domain"
-import { Context, Effect, Layer, Redacted, type Scope } from "effect"
-import { HttpRouter, HttpServer } from "effect/http"
+import { Effect, Layer, type Scope } from "effect"
 import { HttpApi, HttpApiBuilder, HttpApiGroup } from "effect/http-api"
 import { SqlClient } from "effect/sql"
-import { createServer } from "node:http"
 import { poolConnections } from "../../server/src/db/client.ts"
 import { runMigrations } from "../../server/src/db/migrations.ts"
 import { maxBatch, workers } from "../../server/src/messages/intake.ts"
-import { layerAuthorization } from "../../server/src/http/authorization.ts"
-import {
-  layerPayloadFields,
-  layerRequestPipeline,
-  layerRequestValidation
-} from "../../server/src/http/pipeline.ts"
-import { layerAuthentication } from "../../server/src/tenancy/authentication.ts"
 import { newCustomer } from "../../server/test/support/admin.ts"
 import { databaseOn, sqlFor } from "../../server/test/support/database.ts"
+import { frameworkStack } from "./frameworkStack.ts"
 import { benchGateway } from "./gateway.ts"
 import { type LoadFigures, httpLoad } from "./load.ts"
 import { ensure, judged, median, profileDir, profiled } from "./measure.ts"
@@ -65,18 +55,7 @@ const frameworkServer = (databaseUrl: string, answer: Message) =>
     const handlers = HttpApiBuilder.group(SendOnlyApi, "messages", (handlers) =>
       handlers.handle("send", () => Effect.succeed(answer))
     )
-    const routes = Layer.mergeAll(HttpApiBuilder.layer(SendOnlyApi), layerRequestPipeline).pipe(
-      Layer.provide(handlers),
-      Layer.provide([layerAuthorization, layerRequestValidation, layerPayloadFields]),
-      Layer.provide(layerAuthentication),
-      Layer.provide(PgClient.layer({ url: Redacted.make(databaseUrl), maxConnections: 2 }))
-    )
-    const context = yield* Layer.build(
-      HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
-        Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
-      )
-    )
-    return HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
+    return yield* frameworkStack(HttpApiBuilder.layer(SendOnlyApi).pipe(Layer.provide(handlers)), databaseUrl)
   })
 
 /**
