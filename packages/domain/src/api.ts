@@ -54,7 +54,7 @@ import {
   TooManyFailedAuthentications,
   Unauthorized
 } from "./problems.ts"
-import { ApiKey, ApiKeyCreated, CreateApiKey, Me, type Plan } from "./tenancy.ts"
+import { ApiKey, ApiKeyCreated, CreateApiKey, type Customer, Me } from "./tenancy.ts"
 import {
   CreateWebhookEndpoint,
   Delivery,
@@ -75,7 +75,11 @@ export class Caller extends Context.Service<
     readonly customerId: CustomerId
     readonly keyId: ApiKeyId
     readonly channelId: ChannelId | null
-    readonly plan: Plan
+    /**
+     * The caller's customer (its plan among the rest), read with the key and as fresh as the key's own
+     * state: every process reads both again when either changes.
+     */
+    readonly customer: Customer
   }
 >()("whatisup/Caller") {}
 

@@ -50,6 +50,35 @@ describe("credentials across gateway processes", () => {
   )
 
   it.live(
+    "GET /v1/me answers the customer as authenticated: a plan changed through one gateway shows at once there and soon on another",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
+        const a = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
+        const b = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
+        const { key, customerId, client: onA } = yield* newCustomer(a, { name: "Planned" })
+        const onB = yield* apiClient(b.api, key)
+        const messagesPerMinute = (client: ApiClient) =>
+          Effect.map(client.me.get({}), (me) => me.customer.plan.messages_per_minute)
+        const before = yield* messagesPerMinute(onB)
+        expect(yield* messagesPerMinute(onA)).toBe(before)
+
+        const changed = yield* (yield* adminOf(a)).SetPlan({
+          id: customerId,
+          plan: { messages_per_minute: before + 17 }
+        })
+        expect(changed.plan.messages_per_minute).toBe(before + 17)
+        expect(yield* onA.me.get({})).toMatchObject({ customer: changed })
+        yield* waitFor("b answers the new plan", onB.me.get({}), (me) =>
+          me.customer.plan.messages_per_minute === before + 17
+        )
+        expect(yield* onB.me.get({})).toMatchObject({ customer: changed })
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
     "revokes, channel deletions and plan changes read again only the keys they name: another customer's keys stay cached in every process",
     () =>
       Effect.gen(function* () {

@@ -11,7 +11,13 @@ const legitimateKey: KnownKey = {
     customerId: Schema.decodeSync(CustomerId)("cus_01m8ahr742skbetar1crg621tp"),
     keyId: Schema.decodeSync(ApiKeyId)("key_01m8ahr742skbetar1crg621tp"),
     channelId: null,
-    plan: defaultPlan
+    customer: {
+      id: Schema.decodeSync(CustomerId)("cus_01m8ahr742skbetar1crg621tp"),
+      name: "Legitimate",
+      status: "active",
+      plan: defaultPlan,
+      created_at: "2026-11-30T00:00:00.000Z"
+    }
   },
   suspended: false,
   revoked: false

@@ -2,7 +2,6 @@ import { Api, ApiKeyCreated, Caller } from "@whatisup/domain"
 import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { ApiKeys } from "../tenancy/apiKeys.ts"
-import { Customers } from "../tenancy/customers.ts"
 import { actorOf, unboundCaller } from "./caller.ts"
 import { idempotentCreate } from "./idempotency.ts"
 import { answerProblems } from "./problems.ts"
@@ -11,12 +10,12 @@ const keyManager = unboundCaller("manage API keys")
 
 export const layerMeHttp = HttpApiBuilder.group(Api, "me", (handlers) =>
   handlers.handle("get", () =>
-    Effect.gen(function* () {
-      const caller = yield* Caller
-      // the caller was just authenticated: its customer exists
-      const customer = yield* (yield* Customers).get(caller.customerId).pipe(Effect.orDie)
-      return { customer, key_id: caller.keyId, channel_id: caller.channelId }
-    })
+    // the customer as authenticated, without a query of its own
+    Caller.useSync((caller) => ({
+      customer: caller.customer,
+      key_id: caller.keyId,
+      channel_id: caller.channelId
+    }))
   )
 )
 

@@ -72,7 +72,7 @@ export const layerAuthentication = Layer.effect(
       const key = yield* keys.lookup(hash)
       if (key === null || key.revoked) return yield* failed("unknown_or_revoked")
       if (key.suspended) return yield* new AuthenticationFailed({ reason: "suspended" })
-      const perSecond = key.caller.plan.api_requests_per_second
+      const perSecond = key.caller.customer.plan.api_requests_per_second
       const retryAfterSeconds = customerRates.take(
         key.caller.customerId,
         { perSecond, burst: perSecond * 2 },

@@ -95,7 +95,7 @@ export const layerCustomers = Layer.effect(
         return renderCustomer(rows[0])
       }),
       setPlan: Effect.fn("Customers.setPlan")(function* (id, plan) {
-        return yield* inTransaction(
+        const customer = yield* inTransaction(
           Effect.gen(function* () {
             const rows = yield* sql`
               UPDATE customers SET
@@ -113,6 +113,9 @@ export const layerCustomers = Layer.effect(
             return yield* changed(id, "customer.plan_changed", rows, (customer) => ({ plan: customer.plan }))
           })
         )
+        // read again at once here; other processes hear it from the commit's NOTIFY
+        yield* authentication.forget(customerChanged(id))
+        return customer
       }),
       setStatus: Effect.fn("Customers.setStatus")(function* (id, status) {
         const customer = yield* inTransaction(

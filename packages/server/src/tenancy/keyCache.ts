@@ -10,7 +10,7 @@ import {
   keyChanged
 } from "./credentials.ts"
 import { makeLruMap } from "./lruMap.ts"
-import { CustomerRow, planOf } from "./rows.ts"
+import { CustomerRow, renderCustomer } from "./rows.ts"
 
 type CallerShape = Context.Service.Shape<typeof Caller>
 
@@ -140,7 +140,12 @@ export const makeDatabaseKeyCache = Effect.gen(function* () {
         return row === undefined
           ? null
           : {
-              caller: { customerId: row.id, keyId: row.key_id, channelId: row.channel_id, plan: planOf(row) },
+              caller: {
+                customerId: row.id,
+                keyId: row.key_id,
+                channelId: row.channel_id,
+                customer: renderCustomer(row)
+              },
               suspended: row.status === "suspended",
               revoked: row.revoked
             }
