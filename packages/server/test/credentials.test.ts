@@ -70,8 +70,10 @@ describe("credentials across gateway processes", () => {
         })
         expect(changed.plan.messages_per_minute).toBe(before + 17)
         expect(yield* onA.me.get({})).toMatchObject({ customer: changed })
-        yield* waitFor("b answers the new plan", onB.me.get({}), (me) =>
-          me.customer.plan.messages_per_minute === before + 17
+        yield* waitFor(
+          "b answers the new plan",
+          onB.me.get({}),
+          (me) => me.customer.plan.messages_per_minute === before + 17
         )
         expect(yield* onB.me.get({})).toMatchObject({ customer: changed })
       }).pipe(Effect.scoped),
