@@ -19,6 +19,8 @@ export interface LoadFigures {
   readonly seconds: number
   readonly accepted: number
   readonly non2xx: number
+  /** How many answers each status had, as `"429": 3`: what the non-2xx were. */
+  readonly statuses: Record<string, number>
   readonly errors: number
   readonly perSecond: number
   readonly p50Ms: number
@@ -31,6 +33,7 @@ interface AutocannonResult {
   readonly timeouts: number
   readonly non2xx: number
   readonly "2xx": number
+  readonly statusCodeStats?: Record<string, { readonly count: number }>
   readonly latency: { readonly p50: number; readonly p99: number }
 }
 
@@ -64,6 +67,9 @@ export const httpLoad = (load: Load) =>
             seconds: result.duration,
             accepted: result["2xx"],
             non2xx: result.non2xx,
+            statuses: Object.fromEntries(
+              Object.entries(result.statusCodeStats ?? {}).map(([status, { count }]) => [status, count])
+            ),
             errors: result.errors + result.timeouts,
             perSecond: Math.round(result["2xx"] / result.duration),
             p50Ms: result.latency.p50,

@@ -95,7 +95,7 @@ export const reads = (
       Effect.as(
         ensure(
           figures.non2xx === 0 && figures.errors === 0 && figures.accepted > 0,
-          `${name}: ${figures.accepted} reads answered 200, ${figures.non2xx} answered otherwise, ${figures.errors} errors or timeouts`
+          `${name}: ${figures.accepted} reads answered 200, ${figures.non2xx} answered otherwise (by status: ${JSON.stringify(figures.statuses)}), ${figures.errors} errors or timeouts`
         ),
         figures
       )

@@ -141,7 +141,7 @@ export const sends = (
         Effect.sync(() => accepted.set(name, accepted.get(name)! + figures.accepted)),
         ensure(
           figures.non2xx === 0 && figures.errors === 0 && figures.accepted > 0,
-          `${name}: ${figures.accepted} sends accepted, ${figures.non2xx} answered otherwise, ${figures.errors} errors or timeouts`
+          `${name}: ${figures.accepted} sends accepted, ${figures.non2xx} answered otherwise (by status: ${JSON.stringify(figures.statuses)}), ${figures.errors} errors or timeouts`
         )
       )
 

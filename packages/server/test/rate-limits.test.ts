@@ -20,6 +20,18 @@ describe("token buckets", () => {
     expect(limiter.take("a", rate, 500)).toBe(1)
   })
 
+  it("take nothing back for a reading older than the last (a request that waited, a clock set back)", () => {
+    const limiter = makeRateLimiter<string>(100)
+    expect(limiter.take("a", rate, 10_000)).toBe(0)
+    // read its time before a slow lookup: two seconds older than the bucket's last take
+    expect(limiter.take("a", rate, 8_000)).toBe(0)
+    expect(limiter.take("a", rate, 10_000)).toBe(0)
+    expect(limiter.take("a", rate, 10_000)).toBe(0)
+    // the burst is spent, and the old reading refilled nothing
+    expect(limiter.take("a", rate, 9_000)).toBe(1)
+    expect(limiter.take("a", rate, 10_500)).toBe(0)
+  })
+
   it("are forgotten once idle long enough to be full again, and not before", () => {
     const limiter = makeRateLimiter<string>(100)
     for (let i = 0; i < 4; i++) limiter.take("idle", rate, 0)

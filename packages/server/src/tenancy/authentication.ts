@@ -73,10 +73,11 @@ export const layerAuthentication = Layer.effect(
       if (key === null || key.revoked) return yield* failed("unknown_or_revoked")
       if (key.suspended) return yield* new AuthenticationFailed({ reason: "suspended" })
       const perSecond = key.caller.customer.plan.api_requests_per_second
+      // the lookup may have waited on the database: the rate is taken at the time of the request's turn
       const retryAfterSeconds = customerRates.take(
         key.caller.customerId,
         { perSecond, burst: perSecond * 2 },
-        now
+        yield* Clock.currentTimeMillis
       )
       if (retryAfterSeconds > 0) {
         return yield* new RateLimitExceeded({ requestsPerSecond: perSecond, retryAfterSeconds })

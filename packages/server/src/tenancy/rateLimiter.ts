@@ -30,10 +30,12 @@ export const makeRateLimiter = <K>(capacity: number) => {
     for (const [key, bucket] of buckets.entries()) if (bucket.fullAt <= now) buckets.delete(key)
   }
 
+  // a reading older than the bucket's last (a request that waited after reading the clock, or a clock
+  // set back) refills nothing and takes nothing back
   const current = (key: K, rate: Rate, now: number) => {
     const bucket = buckets.get(key)
     if (bucket === undefined) return rate.burst
-    return Math.min(rate.burst, bucket.tokens + ((now - bucket.updatedAt) / 1000) * rate.perSecond)
+    return Math.min(rate.burst, bucket.tokens + (Math.max(0, now - bucket.updatedAt) / 1000) * rate.perSecond)
   }
 
   /** Seconds until a token is there (0 when one is), for `Retry-After`. */
@@ -46,10 +48,11 @@ export const makeRateLimiter = <K>(capacity: number) => {
       sweep(now)
       const tokens = current(key, rate, now)
       const left = tokens >= 1 ? tokens - 1 : tokens
+      const updatedAt = Math.max(now, buckets.get(key)?.updatedAt ?? now)
       buckets.set(key, {
         tokens: left,
-        updatedAt: now,
-        fullAt: now + ((rate.burst - left) / rate.perSecond) * 1000
+        updatedAt,
+        fullAt: updatedAt + ((rate.burst - left) / rate.perSecond) * 1000
       })
       return waitSeconds(tokens, rate)
     },
