@@ -5,6 +5,7 @@ import { pairedChannel } from "../../server/test/support/simulator.ts"
 import { baileysBenchGateway } from "./gateway.ts"
 import { ensure, millisSince, readMemory, waitUntil } from "./measure.ts"
 import type { Report } from "./report.ts"
+import { slopeOf } from "./soakCriteria.ts"
 
 /** One reconnect, far beyond what it takes, so only a broken run reaches it. */
 const withinMillis = 30_000
@@ -35,16 +36,6 @@ const objectHeap = Effect.map(readMemory, (memory) => {
   const used = (name: string) => spaces.find((space) => space.space_name === name)?.space_used_size ?? 0
   return { ...memory, objects: used("old_space") + used("new_space") }
 })
-
-/** Least-squares slope through the points: how much y grows per unit of x. */
-const slope = (points: ReadonlyArray<readonly [number, number]>) => {
-  const n = points.length
-  const meanX = points.reduce((sum, [x]) => sum + x, 0) / n
-  const meanY = points.reduce((sum, [, y]) => sum + y, 0) / n
-  const covariance = points.reduce((sum, [x, y]) => sum + (x - meanX) * (y - meanY), 0)
-  const variance = points.reduce((sum, [x]) => sum + (x - meanX) ** 2, 0)
-  return covariance / variance
-}
 
 const mib = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10
 
@@ -106,14 +97,14 @@ export const reconnects = (
     const totalMillis = millisSince(started)
     const first = taken[0]!
     const last = taken.at(-1)!
-    const points = taken.map(({ after, heap }) => [after, heap.objects] as const)
+    const points = taken.map(({ after, heap }) => ({ at: after, value: heap.objects }))
 
     yield* ensure(overlaps === 0, `${overlaps} times two connections of ${phone} were live at once`)
-    const perReconnect = Math.round(slope(points))
+    const perReconnect = Math.round(slopeOf(points))
     yield* ensure(
       perReconnect <= boundBytesPerReconnect,
       `the objects' heap grew by ${perReconnect} bytes per reconnect (${points
-        .map(([x, y]) => `${x}: ${mib(y)} MiB`)
+        .map(({ at, value }) => `${at}: ${mib(value)} MiB`)
         .join(", ")}), beyond ${boundBytesPerReconnect}`
     )
 
@@ -126,7 +117,9 @@ export const reconnects = (
         heap_readings: points.length,
         transport: "baileys",
         gc_before_reading: last.heap.collected,
-        objects_kib_by_reconnects: points.map(([x, y]) => `${x}:${Math.round(y / 1024)}`).join(" ")
+        objects_kib_by_reconnects: points
+          .map(({ at, value }) => `${at}:${Math.round(value / 1024)}`)
+          .join(" ")
       },
       figures: [
         {

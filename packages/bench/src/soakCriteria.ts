@@ -1,4 +1,4 @@
-/** One reading of a series over a soak run: seconds since the load started, and the value then. */
+/** One reading of a series: where it was taken (seconds since a soak's load started, reconnects done, ...), and the value then. */
 export interface Point {
   readonly at: number
   readonly value: number
@@ -6,8 +6,8 @@ export interface Point {
 
 const MB = 1024 * 1024
 
-/** The least-squares line through the points: its slope per second, or 0 with fewer than two distinct times. */
-export const slopePerSecond = (points: ReadonlyArray<Point>) => {
+/** The least-squares line through the points: its slope per unit of `at`, or 0 with fewer than two distinct `at`. */
+export const slopeOf = (points: ReadonlyArray<Point>) => {
   const n = points.length
   if (n < 2) return 0
   const meanAt = points.reduce((sum, p) => sum + p.at, 0) / n
@@ -56,7 +56,7 @@ export interface MemoryLimit {
 export const memoryGrowth = (points: ReadonlyArray<Point>, seconds: number, limit: MemoryLimit): Growth => {
   const judged = secondHalf(points, seconds)
   const windowSeconds = judged.length < 2 ? 0 : judged[judged.length - 1]!.at - judged[0]!.at
-  const slope = slopePerSecond(judged) / MB
+  const slope = slopeOf(judged) / MB
   const perHour = slope * 3600
   const overWindow = slope * windowSeconds
   return {
@@ -77,7 +77,7 @@ export const memoryGrowth = (points: ReadonlyArray<Point>, seconds: number, limi
 export const backlogGrowth = (points: ReadonlyArray<Point>, seconds: number, allowance: number): Growth => {
   const judged = secondHalf(points, seconds)
   const windowSeconds = judged.length < 2 ? 0 : judged[judged.length - 1]!.at - judged[0]!.at
-  const slope = slopePerSecond(judged)
+  const slope = slopeOf(judged)
   return {
     perHour: slope * 3600,
     overWindow: slope * windowSeconds,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { backlogGrowth, memoryGrowth, type Point, slopePerSecond } from "../src/soakCriteria.ts"
+import { backlogGrowth, memoryGrowth, type Point, slopeOf } from "../src/soakCriteria.ts"
 
 const MB = 1024 * 1024
 const heapLimit = { mbPerHour: 12, atLeastMb: 4 }
@@ -16,7 +16,7 @@ const wobble = (at: number) => Math.sin(at / 37) * 2 * MB
 
 describe("the soak's growth criteria", () => {
   it("the slope of a straight line is its rate", () => {
-    expect(slopePerSecond(readings(600, (at) => 5 + 2 * at))).toBeCloseTo(2, 9)
+    expect(slopeOf(readings(600, (at) => 5 + 2 * at))).toBeCloseTo(2, 9)
   })
 
   it("a heap that leaks 30 MB an hour over 30 minutes grows", () => {
