@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ApiKeyId, CustomerId, defaultPlan } from "@whatisup/domain"
-import { Effect, Schema } from "effect"
+import { Deferred, Effect, Fiber, Schema } from "effect"
 import * as crypto from "node:crypto"
 import { customerChanged, hashKey, keyChanged, newKeyPlaintext } from "../src/tenancy/credentials.ts"
 import { keyCacheCapacity, type KnownKey, makeKeyCache } from "../src/tenancy/keyCache.ts"
@@ -84,6 +84,68 @@ describe("the API key cache", () => {
       expect(yield* cache.lookup(legitimate)).toEqual(legitimateKey)
       expect(database.lookups).toBe(1 + flood)
       expect(cache.isKnown(legitimate)).toBe(true)
+    })
+  )
+
+  it.effect(
+    "concurrent lookups of a key not cached share one read, unless something was invalidated since it began",
+    () =>
+      Effect.gen(function* () {
+        const gate = yield* Deferred.make<void>()
+        let reads = 0
+        const cache = makeKeyCache(() =>
+          Effect.andThen(
+            Effect.sync(() => reads++),
+            Effect.as(Deferred.await(gate), legitimateKey)
+          )
+        )
+        const settle = Effect.repeat(Effect.yieldNow, { times: 20 })
+        const together = yield* Effect.forkChild(
+          Effect.forEach(Array.from({ length: 50 }), () => cache.lookup(legitimate), {
+            concurrency: "unbounded"
+          })
+        )
+        yield* settle
+        expect(reads).toBe(1)
+        // an invalidation, of anything: a lookup from now on does not take the answer of a read begun before
+        yield* cache.forget(keyChanged(neighbourKey!.caller.keyId))
+        const after = yield* Effect.forkChild(cache.lookup(legitimate))
+        yield* settle
+        expect(reads).toBe(2)
+        yield* Deferred.succeed(gate, undefined)
+        expect(yield* Fiber.join(together)).toEqual(Array.from({ length: 50 }, () => legitimateKey))
+        expect(yield* Fiber.join(after)).toEqual(legitimateKey)
+        expect(reads).toBe(2)
+      })
+  )
+
+  it.effect("a lookup waiting on another's read reads itself when that one is interrupted", () =>
+    Effect.gen(function* () {
+      const gate = yield* Deferred.make<void>()
+      let reads = 0
+      const cache = makeKeyCache(() =>
+        Effect.andThen(
+          Effect.sync(() => reads++),
+          Effect.as(Deferred.await(gate), legitimateKey)
+        )
+      )
+      const settle = Effect.repeat(Effect.yieldNow, { times: 20 })
+      const first = yield* Effect.forkChild(cache.lookup(legitimate))
+      yield* settle
+      const waiting = yield* Effect.forkChild(
+        Effect.forEach(Array.from({ length: 10 }), () => cache.lookup(legitimate), {
+          concurrency: "unbounded"
+        })
+      )
+      yield* settle
+      expect(reads).toBe(1)
+      // the first request's client went away
+      yield* Fiber.interrupt(first)
+      yield* settle
+      expect(reads).toBe(2)
+      yield* Deferred.succeed(gate, undefined)
+      expect(yield* Fiber.join(waiting)).toEqual(Array.from({ length: 10 }, () => legitimateKey))
+      expect(reads).toBe(2)
     })
   )
 

@@ -1,5 +1,5 @@
 import { ApiKeyId, type Caller, ChannelId } from "@whatisup/domain"
-import { Clock, type Context, Effect, PubSub, Queue, Schedule, Schema, Stream } from "effect"
+import { Cause, Clock, type Context, Deferred, Effect, PubSub, Queue, Schedule, Schema, Stream } from "effect"
 import { PgClient } from "@effect/sql-pg"
 import { decodeRows } from "../db/transaction.ts"
 import {
@@ -71,21 +71,57 @@ export const makeKeyCache = <E>(
     entry.readIn >= cutOff &&
     entry.names.every((name) => entry.readIn >= (invalidated.get(name) ?? 0))
 
-  const loadAndKeep = (id: string, hash: Buffer) =>
-    Effect.gen(function* () {
+  /**
+   * Reads under way, by hash: concurrent requests with one key whose entry is missing or stale (a hot
+   * key at the end of its TTL) wait for one read instead of each sending its own.
+   */
+  const reading = new Map<
+    string,
+    { readonly readIn: number; readonly done: Deferred.Deferred<KnownKey, E> }
+  >()
+
+  const loadAndKeep = (id: string, hash: Buffer): Effect.Effect<KnownKey, E> =>
+    Effect.suspend(() => {
       const readIn = count
-      const key = yield* load(hash)
-      const names = key === null ? [] : [keyChanged(key.caller.keyId), customerChanged(key.caller.customerId)]
-      const entry = { key, cachedAt: yield* Clock.currentTimeMillis, readIn, names }
-      if (key === null) {
-        known.delete(id)
-        unknown.set(id, entry)
-      } else {
-        unknown.delete(id)
-        known.set(id, entry)
-      }
-      return key
+      const done = Deferred.makeUnsafe<KnownKey, E>()
+      reading.set(id, { readIn, done })
+      return load(hash).pipe(
+        Effect.tap((key) =>
+          Effect.map(Clock.currentTimeMillis, (cachedAt) => {
+            const names =
+              key === null ? [] : [keyChanged(key.caller.keyId), customerChanged(key.caller.customerId)]
+            const entry = { key, cachedAt, readIn, names }
+            if (key === null) {
+              known.delete(id)
+              unknown.set(id, entry)
+            } else {
+              unknown.delete(id)
+              known.set(id, entry)
+            }
+          })
+        ),
+        // settled however it ends, an interruption included: nobody waits for ever
+        Effect.onExit((exit) =>
+          Effect.sync(() => {
+            if (reading.get(id)?.done === done) reading.delete(id)
+            Deferred.doneUnsafe(done, exit)
+          })
+        )
+      )
     })
+
+  /** The read under way for this hash, if it began after the last invalidation of anything; else a read of its own. */
+  const joinOrLoad = (id: string, hash: Buffer): Effect.Effect<KnownKey, E> => {
+    const underway = reading.get(id)
+    return underway === undefined || underway.readIn !== count
+      ? loadAndKeep(id, hash)
+      : Deferred.await(underway.done).pipe(
+          // the request that was reading went away (its client did): read again
+          Effect.catchCause((cause) =>
+            Cause.hasInterruptsOnly(cause) ? joinOrLoad(id, hash) : Effect.failCause(cause)
+          )
+        )
+  }
 
   return {
     lookup: (hash: Buffer) =>
@@ -93,7 +129,7 @@ export const makeKeyCache = <E>(
         const id = hash.toString("base64")
         const cached = known.get(id) ?? unknown.get(id)
         const now = yield* Clock.currentTimeMillis
-        return cached !== undefined && isFresh(cached, now) ? cached.key : yield* loadAndKeep(id, hash)
+        return cached !== undefined && isFresh(cached, now) ? cached.key : yield* joinOrLoad(id, hash)
       }),
     /** Whether a key with this hash was found to exist (however long ago), without a query. */
     isKnown: (hash: Buffer) => known.has(hash.toString("base64")),
