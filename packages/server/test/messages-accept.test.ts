@@ -402,7 +402,8 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
         const channel = yield* client.channels.create({ headers: {}, payload: {} })
         const owner = yield* sqlFor(gateway.databaseUrl)
         const waitingOnLocks = owner<{ n: number }>`
-          SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()`.pipe(
+          SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()
+            AND datname = current_database()`.pipe(
           Effect.map((rows) => rows[0]!.n),
           Effect.orDie
         )
@@ -472,7 +473,8 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
         const channel = yield* client.channels.create({ headers: {}, payload: {} })
         const owner = yield* sqlFor(gateway.databaseUrl)
         const waitingOnLocks = owner<{ n: number }>`
-          SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()`.pipe(
+          SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()
+            AND datname = current_database()`.pipe(
           Effect.map((rows) => rows[0]!.n),
           Effect.orDie
         )

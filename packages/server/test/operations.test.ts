@@ -5,7 +5,7 @@ import * as zlib from "node:zlib"
 import { isTokenRefused } from "@whatisup/cli/adminClient"
 import { adminOf, newCustomer } from "./support/admin.ts"
 import { apiClient } from "./support/api.ts"
-import { sqlFor } from "./support/database.ts"
+import { lockTable, sqlFor } from "./support/database.ts"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 import { waitFor } from "./support/waits.ts"
@@ -236,6 +236,52 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })("oper
             everyMillis: 100
           }
         )
+      }).pipe(Effect.scoped)
+  )
+
+  it.effect(
+    "a statement the database cancels for waiting too long on a lock (a role's statement_timeout or lock_timeout) answers 503, not 500",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* TestGateway
+        const { api, databaseUrl, servingDatabaseUrl } = gateway
+        const { apiKey: api_key, client } = yield* newCustomer(gateway, { name: "Hurried" })
+        const sql = yield* sqlFor(databaseUrl)
+        const role = decodeURIComponent(new URL(servingDatabaseUrl).username)
+        expect(role).not.toBe(decodeURIComponent(new URL(databaseUrl).username))
+        /** The gateway's connections opened again, with the role's settings as they now are. */
+        const reconnected = Effect.gen(function* () {
+          yield* sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${role}`
+          yield* waitFor(
+            "the API answers again on new connections",
+            Effect.result(client.me.get({})),
+            Result.isSuccess,
+            { attempts: 100, everyMillis: 100 }
+          )
+        }).pipe(Effect.orDie)
+        for (const setting of ["statement_timeout", "lock_timeout"]) {
+          const reply = yield* Effect.gen(function* () {
+            yield* sql`ALTER ROLE ${sql(role)} SET ${sql.literal(setting)} = '300ms'`
+            yield* reconnected
+            const lock = yield* lockTable(sql, "audit_events", "ACCESS EXCLUSIVE")
+            return yield* request(api, "GET", "/v1/audit-events", { key: api_key.key }).pipe(
+              Effect.ensuring(lock.release)
+            )
+          }).pipe(
+            Effect.scoped,
+            Effect.ensuring(
+              Effect.andThen(
+                sql`ALTER ROLE ${sql(role)} RESET ${sql.literal(setting)}`.pipe(Effect.orDie),
+                reconnected
+              )
+            )
+          )
+          expect(reply.status, setting).toBe(503)
+          expect(reply.headers.get("content-type")).toBe("application/problem+json")
+          expect(reply.body.code).toBe("database_unavailable")
+          expect(reply.headers.get("retry-after")).toBe("5")
+        }
+        yield* client.audit.list({ query: {} })
       }).pipe(Effect.scoped)
   )
 })

@@ -506,9 +506,10 @@ export const layerChannels = Layer.effect(
           Effect.gen(function* () {
             const stopped = yield* sql`
               WITH before AS (
+                -- in id order, as every writer that locks several channels takes them (sends, inbound)
                 SELECT id, status FROM channels
                 WHERE customer_id = ${customerId} AND status IN ${sql.in(runningStatuses)}
-                FOR UPDATE
+                ORDER BY id FOR UPDATE
               )
               UPDATE channels c SET
                 status = CASE WHEN before.status = 'pairing' THEN 'created' ELSE 'suspended' END,
@@ -541,10 +542,15 @@ export const layerChannels = Layer.effect(
         yield* inTransaction(
           Effect.gen(function* () {
             const resumed = yield* sql`
-              UPDATE channels SET status = 'connecting', status_reason = NULL, desired = 'running',
-                run_epoch = run_epoch + 1, updated_at = now()
-              WHERE customer_id = ${customerId} AND status = 'suspended'
-              RETURNING id`.pipe(decodeRows(Schema.Struct({ id: ChannelRow.fields.id })))
+              WITH suspended AS (
+                -- in id order, as every writer that locks several channels takes them (sends, inbound)
+                SELECT id FROM channels WHERE customer_id = ${customerId} AND status = 'suspended'
+                ORDER BY id FOR NO KEY UPDATE
+              )
+              UPDATE channels c SET status = 'connecting', status_reason = NULL, desired = 'running',
+                run_epoch = c.run_epoch + 1, updated_at = now()
+              FROM suspended WHERE c.id = suspended.id
+              RETURNING c.id`.pipe(decodeRows(Schema.Struct({ id: ChannelRow.fields.id })))
             for (const channel of resumed) {
               yield* audit.record({
                 customerId,

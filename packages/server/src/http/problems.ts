@@ -141,7 +141,11 @@ const unavailableSqlState = /^(57P0[1-3]|53300)$/
 const sqlStateOf = (cause: unknown) =>
   typeof cause === "object" && cause !== null && "code" in cause ? String(cause.code) : ""
 
-/** The database is down or refusing us: the client should retry, and this is not a bug. */
+/**
+ * The database is down, refusing us, or did not answer in time (a statement or lock timeout its
+ * settings impose, e.g. a role's `statement_timeout`, while a lock is held elsewhere): the client
+ * should retry, and this is not a bug.
+ */
 export const isDatabaseUnavailable = (cause: Cause.Cause<unknown>) =>
   errorsOf(cause).some((error) => {
     if (!SqlError.isSqlError(error)) return false
@@ -149,6 +153,8 @@ export const isDatabaseUnavailable = (cause: Cause.Cause<unknown>) =>
     switch (reason._tag) {
       case "ConnectionError":
       case "AuthenticationError":
+      case "StatementTimeoutError":
+      case "LockTimeoutError":
         return true
       case "UnknownError":
         // whatever the server answers while we connect (e.g. a database not accepting connections)
@@ -165,7 +171,7 @@ export const databaseUnavailable = (cause: Cause.Cause<unknown>) =>
       status: 503,
       code: "database_unavailable",
       title: "Temporarily unavailable",
-      detail: "The gateway cannot reach its database; retry shortly",
+      detail: "The gateway cannot reach its database, or it did not answer in time; retry shortly",
       headers: { "retry-after": "5" }
     })
   )

@@ -55,11 +55,13 @@ export const layerInbox = Layer.effect(
     const write = (arrivals: ReadonlyArray<Arrival>) =>
       Effect.gen(function* () {
         const channelIds = [...new Set(arrivals.map((arrival) => arrival.channelId))]
+        // the channels first, in id order, as every writer that locks several takes them: each event
+        // appended below updates its channel's row, and in arrival order a batch of several channels
+        // deadlocked with a batch of sends to the same channels
         const channels = new Map(
           (yield* sql<{ id: string; customer_id: string; phone_number: string | null }>`
-            SELECT id, customer_id, phone_number FROM channels WHERE id IN ${sql.in(channelIds)}`).map(
-            (row) => [row.id, row]
-          )
+            SELECT id, customer_id, phone_number FROM channels WHERE id IN ${sql.in(channelIds)}
+            ORDER BY id FOR NO KEY UPDATE`).map((row) => [row.id, row])
         )
         const described = arrivals.flatMap((arrival) =>
           channels.has(arrival.channelId)

@@ -114,11 +114,15 @@ export const layerMessageIntake = Layer.effect(
         const refuse = (pending: Pending, error: SendError) => outcomes.set(pending, Exit.fail(error))
 
         const channelIds = [...new Set(batch.map((pending) => pending.request.channelId))]
-        // share-locked: a delete or logout (which fails what is queued) waits for these sends to commit
+        // share-locked: a delete or logout (which fails what is queued) waits for these sends to commit;
+        // in id order, as every writer that locks several channels takes them (see `writePlain`)
         const channels = new Map(
           (yield* sql<{ id: string; customer_id: string; phone_number: string | null; now: Date }>`
             SELECT id, customer_id, phone_number, now() AS now FROM channels
-            WHERE id IN ${sql.in(channelIds)} AND status <> 'deleted' FOR SHARE`).map((row) => [row.id, row])
+            WHERE id IN ${sql.in(channelIds)} AND status <> 'deleted' ORDER BY id FOR SHARE`).map((row) => [
+            row.id,
+            row
+          ])
         )
         const referencedIds = [
           ...new Set(batch.flatMap((pending) => referencesOf(pending.request.message).map((r) => r.id)))
@@ -328,9 +332,11 @@ export const layerMessageIntake = Layer.effect(
                   SELECT * FROM json_to_recordset(${JSON.stringify(Array.from(sends.values(), (send) => send.row))}::json)
                     AS r(id text, customer_id text, channel_id text, chat text, type text, content jsonb, whatsapp_id text)
                 ), c AS (
-                  -- share-locked as in the transaction: a delete or logout waits for these sends to commit
+                  -- share-locked as in the transaction: a delete or logout waits for these sends to commit;
+                  -- in id order, as the inbox's batches take theirs: in the table's order (which each
+                  -- update of a channel's row changes) a batch of several channels deadlocked with them
                   SELECT id, customer_id, phone_number FROM channels
-                  WHERE id IN (SELECT channel_id FROM r) AND status <> 'deleted' FOR SHARE
+                  WHERE id IN (SELECT channel_id FROM r) AND status <> 'deleted' ORDER BY id FOR SHARE
                 ), m AS (
                   INSERT INTO messages (id, customer_id, channel_id, direction, chat, type, content, whatsapp_id, status)
                   SELECT r.id, r.customer_id, r.channel_id, 'outbound', r.chat, r.type, r.content, r.whatsapp_id, 'queued'
