@@ -8,6 +8,7 @@ import { phones } from "./phones.ts"
 import { postgresServer } from "./postgres.ts"
 import { reads } from "./reads.ts"
 import { reconnects } from "./reconnects.ts"
+import { recovery } from "./recovery.ts"
 import { publish, type Report } from "./report.ts"
 import { scale } from "./scale.ts"
 import { sends } from "./sends.ts"
@@ -35,6 +36,11 @@ const benchmarks: Record<string, Benchmark> = {
     reconnects
   ),
   takeover: sized({ processes: 3, channels: 300 }, { processes: 2, channels: 40 }, takeover),
+  recovery: sized(
+    { processes: 2, channels: 200, messages: 1000 },
+    { processes: 2, channels: 40, messages: 200 },
+    recovery
+  ),
   scale: sized(
     { processes: 3, channels: 10_000, windowSeconds: 60 },
     { processes: 2, channels: 200, windowSeconds: 10 },

@@ -14,6 +14,9 @@ export const ensure = (holds: boolean, what: string) =>
 /** Milliseconds elapsed since `start` (a `performance.now()` reading), to a tenth. */
 export const millisSince = (start: number) => Math.round((performance.now() - start) * 10) / 10
 
+/** Milliseconds (or any figure) to a tenth. */
+export const tenths = (value: number) => Math.round(value * 10) / 10
+
 export const median = (values: ReadonlyArray<number>) => {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = Math.floor(sorted.length / 2)
@@ -32,6 +35,17 @@ export const judged = (ratio: number) => Math.floor(ratio * 1000) / 1000
 /** Polls `check` until it holds, for at most `withinMillis` (the test harness's bounded wait). */
 export const waitUntil = <E, R>(what: string, check: Effect.Effect<boolean, E, R>, withinMillis: number) =>
   harnessWait(what, check, { attempts: Math.ceil(withinMillis / 25), everyMillis: 25 })
+
+/**
+ * The CPU time (user and system) another process has used so far, from Linux's `/proc/<pid>/stat`
+ * (in clock ticks of 10 ms, Linux's `USER_HZ` of 100).
+ */
+export const processCpuMillis = (pid: number) =>
+  Effect.sync(() => {
+    // the fields after the command name, which is in parentheses and may hold spaces
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  })
 
 export interface MemoryReading {
   readonly heapUsed: number

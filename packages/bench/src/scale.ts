@@ -4,7 +4,7 @@ import { newId } from "../../server/src/db/ids.ts"
 import { newCustomer } from "../../server/test/support/admin.ts"
 import { databaseOn, sqlFor } from "../../server/test/support/database.ts"
 import { spawnGateway, waitReady } from "../../server/test/support/process.ts"
-import { ensure, millisSince, waitUntil } from "./measure.ts"
+import { ensure, millisSince, tenths, waitUntil } from "./measure.ts"
 import { nodeEnvironments } from "./gateway.ts"
 import type { Report } from "./report.ts"
 
@@ -25,8 +25,6 @@ export interface ScaleSize {
 
 /** How late PostgreSQL may report a backend's statistics (its idle flush interval), and a margin. */
 const statisticsLag = "12 seconds"
-
-const tenths = (value: number) => Math.round(value * 10) / 10
 
 /**
  * Real gateway OS processes on one database with the default lease settings, on a WhatsApp that

@@ -7,7 +7,7 @@ import { newCustomer } from "./support/admin.ts"
 import { gatewayEnvironment } from "./support/gateway.ts"
 import { type GatewayProcess, recordingGatewayMain, spawnGateway, waitReady } from "./support/process.ts"
 import {
-  createRecordingTable,
+  createRecordingTables,
   recordedConnections,
   type RecordedConnection as Connection
 } from "./support/recordingTransport.ts"
@@ -34,7 +34,7 @@ describe("channel ownership across gateway processes", () => {
           )
 
         const a = yield* start(envA)
-        yield* createRecordingTable(sql)
+        yield* createRecordingTables(sql)
         const { client } = yield* newCustomer(
           {
             api: api(envA),
