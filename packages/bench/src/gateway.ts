@@ -29,16 +29,28 @@ export const benchGateway = (
  * The environments of `processes` gateway processes on one database (`node-1`, `node-2`...): one
  * key ring, a data dir each (removed with the caller's scope), default lease settings.
  */
+/**
+ * Node options for the gateway processes a benchmark starts (`BENCH_GATEWAY_NODE_OPTIONS`), e.g.
+ * `--cpu-prof --cpu-prof-dir=/tmp/profiles` or `--heapsnapshot-signal=SIGUSR2` (see the README).
+ */
+export const gatewayNodeOptions: Record<string, string> =
+  process.env.BENCH_GATEWAY_NODE_OPTIONS === undefined
+    ? {}
+    : { NODE_OPTIONS: process.env.BENCH_GATEWAY_NODE_OPTIONS }
+
 export const nodeEnvironments = (databaseUrl: string, processes: number) =>
   Effect.gen(function* () {
     const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
     const environments = yield* Effect.forEach(
       Array.from({ length: processes }, (_, i) => `node-${i + 1}`),
       (id) =>
-        Effect.map(gatewayEnvironment(databaseUrl, { ...shared, WHATISUP_NODE_ID: id }), (env) => ({
-          id,
-          env
-        }))
+        Effect.map(
+          gatewayEnvironment(databaseUrl, { ...shared, ...gatewayNodeOptions, WHATISUP_NODE_ID: id }),
+          (env) => ({
+            id,
+            env
+          })
+        )
     )
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {

@@ -98,7 +98,30 @@ export const drainOutbox = (
             detail: `WhatsApp did not take the media: ${built.failure.reason}`
           }
         }
-        return yield* outbox.prepared(fence, item.id, built.success)
+        const stored = yield* outbox.prepared(fence, [{ id: item.id, content: built.success }])
+        return stored.get(item.id) ?? built.success
+      })
+
+    /**
+     * The claimed messages without media, prepared together and stored in one statement (not one
+     * write per message before its send). Media are fetched and uploaded one by one at their turn;
+     * what cannot be built here is left to `prepare`, which fails it with its reason.
+     */
+    const prepareAhead = (items: ReadonlyArray<OutboxItem>) =>
+      Effect.gen(function* () {
+        const built: Array<{ readonly id: string; readonly content: Uint8Array }> = []
+        for (const item of items) {
+          if (item.prepared !== null || mediaKinds.has(item.type)) continue
+          const content = yield* contentOf(item)
+          if ("reason" in content) continue
+          const message = yield* Effect.result(connection.prepare(item.chat, content))
+          if (message._tag === "Success") built.push({ id: item.id, content: message.success })
+        }
+        const stored = yield* outbox.prepared(fence, built)
+        return items.map((item) => {
+          const content = stored.get(item.id)
+          return content === undefined ? item : { ...item, prepared: content }
+        })
       })
 
     const contentOf = (item: OutboxItem): Effect.Effect<OutboundContent | Unsendable> =>
@@ -239,8 +262,9 @@ export const drainOutbox = (
      */
     const round = Effect.gen(function* () {
       for (;;) {
-        const items = yield* outbox.claim(fence, token, claimSize)
-        if (items.length === 0) return "drained" as const
+        const claimed = yield* outbox.claim(fence, token, claimSize)
+        if (claimed.length === 0) return "drained" as const
+        const items = yield* prepareAhead(claimed)
         for (const [i, item] of items.entries()) {
           const outcome = yield* sendOne(item)
           if (outcome === "stop") return "stop" as const

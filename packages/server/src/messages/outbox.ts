@@ -62,8 +62,14 @@ export class Outbox extends Context.Service<
       token: number,
       limit: number
     ) => Effect.Effect<ReadonlyArray<OutboxItem>, LeaseLost>
-    /** Stores a message's WhatsApp content at its first preparation; answers the content stored first. */
-    readonly prepared: (fence: Fence, id: string, content: Uint8Array) => Effect.Effect<Uint8Array, LeaseLost>
+    /**
+     * Stores messages' WhatsApp content at their first preparation, in one statement; answers each
+     * one's content stored first, by id.
+     */
+    readonly prepared: (
+      fence: Fence,
+      contents: ReadonlyArray<{ readonly id: string; readonly content: Uint8Array }>
+    ) => Effect.Effect<ReadonlyMap<string, Uint8Array>, LeaseLost>
     /**
      * Gives claims back: the message tried (which may have reached WhatsApp: it stays marked possibly
      * sent) and those claimed after it, untried; the next claim takes them again in order.
@@ -276,15 +282,21 @@ export const layerOutbox = Layer.effect(
             .sort((a, b) => (a.id < b.id ? -1 : 1))
         }),
 
-      prepared: (fence, id, content) =>
+      prepared: (fence, contents) =>
         Effect.gen(function* () {
-          const stored = yield* sql<{ wa_content: Uint8Array }>`
-            WITH lease AS (${leases.holding(fence)})
-            UPDATE messages SET wa_content = coalesce(wa_content, ${content})
-            WHERE id = ${id} AND channel_id = ${fence.channelId} AND EXISTS (SELECT 1 FROM lease)
-            RETURNING wa_content`.pipe(Effect.orDie)
-          if (stored[0] === undefined) return yield* new LeaseLost({ channelId: fence.channelId })
-          return stored[0].wa_content
+          if (contents.length === 0) return new Map()
+          const values = JSON.stringify(
+            contents.map(({ id, content }) => ({ id, content: Buffer.from(content).toString("base64") }))
+          )
+          const stored = yield* sql<{ id: string; wa_content: Uint8Array }>`
+            WITH lease AS (${leases.holding(fence)}),
+            v AS (SELECT * FROM json_to_recordset(${values}::json) AS v(id text, content text))
+            UPDATE messages m SET wa_content = coalesce(m.wa_content, decode(v.content, 'base64'))
+            FROM v
+            WHERE m.id = v.id AND m.channel_id = ${fence.channelId} AND EXISTS (SELECT 1 FROM lease)
+            RETURNING m.id, m.wa_content`.pipe(Effect.orDie)
+          if (stored.length === 0) return yield* new LeaseLost({ channelId: fence.channelId })
+          return new Map(stored.map((row) => [row.id, row.wa_content]))
         }),
 
       // a token of 0 is no connection's: claimable again, and counted as possibly sent
