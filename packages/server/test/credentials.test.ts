@@ -14,15 +14,21 @@ const verdict = (client: ApiClient) =>
     Effect.catchTag("Unauthorized", (problem) => Effect.succeed(problem.code))
   )
 
+/** Two gateways on one database, with the same master keys. */
+const twoGateways = Effect.gen(function* () {
+  const database = yield* testDatabase
+  const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
+  const a = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
+  const b = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
+  return { database, a, b }
+})
+
 describe("credentials across gateway processes", () => {
   it.live(
     "a key revoked or a customer suspended through one gateway stops working on another that had it cached",
     () =>
       Effect.gen(function* () {
-        const database = yield* testDatabase
-        const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
-        const a = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
-        const b = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
+        const { a, b } = yield* twoGateways
         const { key, customerId, client: onA } = yield* newCustomer(a, { name: "Two Doors" })
         const second = yield* onA.apiKeys.create({ headers: {}, payload: {} })
 
@@ -53,10 +59,7 @@ describe("credentials across gateway processes", () => {
     "GET /v1/me answers the customer as authenticated: a plan changed through one gateway shows at once there and soon on another",
     () =>
       Effect.gen(function* () {
-        const database = yield* testDatabase
-        const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
-        const a = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
-        const b = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
+        const { a, b } = yield* twoGateways
         const { key, customerId, client: onA } = yield* newCustomer(a, { name: "Planned" })
         const onB = yield* apiClient(b.api, key)
         const messagesPerMinute = (client: ApiClient) =>
@@ -84,10 +87,7 @@ describe("credentials across gateway processes", () => {
     "revokes, channel deletions and plan changes read again only the keys they name: another customer's keys stay cached in every process",
     () =>
       Effect.gen(function* () {
-        const database = yield* testDatabase
-        const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
-        const a = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
-        const b = yield* startGateway(yield* gatewayEnvironment(database.url, shared))
+        const { database, a, b } = yield* twoGateways
         const owner = yield* sqlFor(database.url)
         const { client: attacker } = yield* newCustomer(a, { name: "Forgetter" })
         const bystander = yield* newCustomer(a, { name: "Bystander" })

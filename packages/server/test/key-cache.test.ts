@@ -70,6 +70,21 @@ const lookupAll = (cache: ReturnType<typeof countingCache>["cache"]) =>
 
 const guess = () => crypto.randomBytes(32)
 
+/** A key cache whose reads wait for `gate`, counting them; `settled` lets forked lookups reach their wait. */
+const gatedCache = Effect.gen(function* () {
+  const gate = yield* Deferred.make<void>()
+  let reads = 0
+  const cache = makeKeyCache(() =>
+    Effect.andThen(
+      Effect.sync(() => reads++),
+      Effect.as(Deferred.await(gate), legitimateKey)
+    )
+  )
+  return { gate, reads: () => reads, cache }
+})
+
+const settled = Effect.repeat(Effect.yieldNow, { times: 20 })
+
 describe("the API key cache", () => {
   it.effect("after more unknown keys than the whole cache holds, a key in use is still served from it", () =>
     Effect.gen(function* () {
@@ -91,61 +106,45 @@ describe("the API key cache", () => {
     "concurrent lookups of a key not cached share one read, unless something was invalidated since it began",
     () =>
       Effect.gen(function* () {
-        const gate = yield* Deferred.make<void>()
-        let reads = 0
-        const cache = makeKeyCache(() =>
-          Effect.andThen(
-            Effect.sync(() => reads++),
-            Effect.as(Deferred.await(gate), legitimateKey)
-          )
-        )
-        const settle = Effect.repeat(Effect.yieldNow, { times: 20 })
+        const { gate, reads, cache } = yield* gatedCache
         const together = yield* Effect.forkChild(
           Effect.forEach(Array.from({ length: 50 }), () => cache.lookup(legitimate), {
             concurrency: "unbounded"
           })
         )
-        yield* settle
-        expect(reads).toBe(1)
+        yield* settled
+        expect(reads()).toBe(1)
         // an invalidation, of anything: a lookup from now on does not take the answer of a read begun before
         yield* cache.forget(keyChanged(neighbourKey!.caller.keyId))
         const after = yield* Effect.forkChild(cache.lookup(legitimate))
-        yield* settle
-        expect(reads).toBe(2)
+        yield* settled
+        expect(reads()).toBe(2)
         yield* Deferred.succeed(gate, undefined)
         expect(yield* Fiber.join(together)).toEqual(Array.from({ length: 50 }, () => legitimateKey))
         expect(yield* Fiber.join(after)).toEqual(legitimateKey)
-        expect(reads).toBe(2)
+        expect(reads()).toBe(2)
       })
   )
 
   it.effect("a lookup waiting on another's read reads itself when that one is interrupted", () =>
     Effect.gen(function* () {
-      const gate = yield* Deferred.make<void>()
-      let reads = 0
-      const cache = makeKeyCache(() =>
-        Effect.andThen(
-          Effect.sync(() => reads++),
-          Effect.as(Deferred.await(gate), legitimateKey)
-        )
-      )
-      const settle = Effect.repeat(Effect.yieldNow, { times: 20 })
+      const { gate, reads, cache } = yield* gatedCache
       const first = yield* Effect.forkChild(cache.lookup(legitimate))
-      yield* settle
+      yield* settled
       const waiting = yield* Effect.forkChild(
         Effect.forEach(Array.from({ length: 10 }), () => cache.lookup(legitimate), {
           concurrency: "unbounded"
         })
       )
-      yield* settle
-      expect(reads).toBe(1)
+      yield* settled
+      expect(reads()).toBe(1)
       // the first request's client went away
       yield* Fiber.interrupt(first)
-      yield* settle
-      expect(reads).toBe(2)
+      yield* settled
+      expect(reads()).toBe(2)
       yield* Deferred.succeed(gate, undefined)
       expect(yield* Fiber.join(waiting)).toEqual(Array.from({ length: 10 }, () => legitimateKey))
-      expect(reads).toBe(2)
+      expect(reads()).toBe(2)
     })
   )
 
