@@ -21,7 +21,8 @@ describe("a conversation going both ways at once", () => {
             headers: {},
             payload: { to: `+${CONTACT}`, type: "text", text: { body } }
           })
-        const receive = (body: string) => deliverTo(sim, PHONE, { from: CONTACT, message: { conversation: body } })
+        const receive = (body: string) =>
+          deliverTo(sim, PHONE, { from: CONTACT, message: { conversation: body } })
         const phoneDecrypted = (ids: ReadonlyArray<string>) =>
           waitFor(
             "the contact's phone decrypted every message the gateway sent",
