@@ -18,6 +18,7 @@ import {
 } from "@whiskeysockets/baileys"
 import { Effect, Layer, Option, Queue } from "effect"
 import pino from "pino"
+import { AsyncLocalStorage } from "node:async_hooks"
 import { Writable } from "node:stream"
 import { type GatewayConfig, GatewayConfigService } from "../config/config.ts"
 import type { AuthStateStore } from "../channels/loginStore.ts"
@@ -404,6 +405,11 @@ export const layerBaileysTransport = Layer.effect(
           )
           end = (error) => socket.end(error)
           if (endedWith !== undefined) end(endedWith)
+          // The gateway's calls into the socket run as if from here, outside any of its key
+          // transactions: an effect resumed by a callback made inside one (a key read, a message
+          // stored before its ack) carries that transaction's async context, and a send made there
+          // would join it, outside the transactions' lock.
+          const outsideTransactions = AsyncLocalStorage.snapshot()
           pnForLid = (lid) => socket.signalRepository.lidMapping.getPNForLID(lid)
           gateSends(socket, () => {
             if (holdsLease()) return true
@@ -508,7 +514,8 @@ export const layerBaileysTransport = Layer.effect(
               }).pipe(
                 Effect.flatMap((message) =>
                   Effect.tryPromise({
-                    try: () => socket.relayMessage(jidOf(to), message, { messageId: id }),
+                    try: () =>
+                      outsideTransactions(() => socket.relayMessage(jidOf(to), message, { messageId: id })),
                     catch: (cause) =>
                       new TransportError({
                         reason: `send failed: ${errorMessage(cause)}`,
@@ -523,8 +530,10 @@ export const layerBaileysTransport = Layer.effect(
             markRead: (keys) =>
               Effect.tryPromise({
                 try: () =>
-                  socket.readMessages(
-                    keys.map((key) => ({ remoteJid: jidOf(key.chat), fromMe: key.fromMe, id: key.id }))
+                  outsideTransactions(() =>
+                    socket.readMessages(
+                      keys.map((key) => ({ remoteJid: jidOf(key.chat), fromMe: key.fromMe, id: key.id }))
+                    )
                   ),
                 catch: (cause) =>
                   new TransportError({
@@ -534,7 +543,7 @@ export const layerBaileysTransport = Layer.effect(
                   })
               }),
             logout: Effect.tryPromise({
-              try: () => socket.logout(),
+              try: () => outsideTransactions(() => socket.logout()),
               catch: (cause) => new TransportError({ reason: "logout failed", retryable: true, cause })
             })
           }
