@@ -73,11 +73,11 @@ describe("a conversation going both ways at once", () => {
         ).pipe(Effect.map(([sent]) => sent))
         yield* phoneDecrypted(sent.map((message) => message.whatsapp_id))
         yield* gatewayStored(Array.from({ length: rounds }, (_, i) => `from the contact ${i}`))
-        const unsupported = yield* client.messages.list({
+        const inbound = yield* client.messages.list({
           params: { id: channel },
           query: { direction: "inbound", limit: 100 }
         })
-        expect(unsupported.data.filter((message) => message.type !== "text")).toEqual([])
+        expect(inbound.data.filter((message) => message.type !== "text")).toEqual([])
       }).pipe(Effect.scoped),
     240_000
   )

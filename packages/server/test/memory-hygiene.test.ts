@@ -142,7 +142,8 @@ describe("per-channel memory is bounded and goes with the actor (issue 8, item 1
         )
         // Baileys held an ended socket until its timers ran out (both patched): the pre-key upload's 30 s
         // timeout, and the 60 s of each query left waiting for an answer (here some 90 s in all). Collected
-        // within 3 s of its end now; each check is a full GC, seconds on a loaded machine: hence 30 s (in a full parallel `npm test` 10 s was missed once; unpatched it is held about 88 s)
+        // within 3 s of its end now; each check is a full GC, seconds on a loaded machine: hence 30 s
+        // (a full parallel `npm test` once missed 10 s; unpatched, it is held about 88 s)
         yield* waitUntil(
           "the sockets are collected, their retry counters with them",
           Effect.sync(() => liveRetryCounters() === countersBefore || performance.now() > ended + 30_000),
