@@ -159,6 +159,11 @@ layer(layerTestGateway(), { timeout: 120_000, excludeTestServices: true })(
           expect(reply.text.length).toBeLessThan(rawBody.length)
           expect(reply.text.length).toBeLessThan(4096)
 
+          // the same without a Content-Length (chunked): its size is known only once it is read
+          const chunked = yield* postChunked(api, "/v1/api-keys", key, rawBody)
+          expect(chunked.status).toBe(400)
+          expect(JSON.parse(chunked.body).errors_omitted).toBe(5_000 - 20)
+
           // checked after authentication: without a key the body is not looked at
           const anonymous = yield* request(api, "POST", "/v1/api-keys", {
             rawBody,

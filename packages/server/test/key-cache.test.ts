@@ -2,10 +2,10 @@ import { describe, expect, it } from "@effect/vitest"
 import { ApiKeyId, CustomerId, defaultPlan } from "@whatisup/domain"
 import { Deferred, Effect, Fiber, Schema } from "effect"
 import * as crypto from "node:crypto"
-import { customerChanged, hashKey, keyChanged, newKeyPlaintext } from "../src/tenancy/credentials.ts"
+import { customerChanged, keyChanged, keyHashOf, newKeyPlaintext } from "../src/tenancy/credentials.ts"
 import { keyCacheCapacity, type KnownKey, makeKeyCache } from "../src/tenancy/keyCache.ts"
 
-const legitimate = hashKey(newKeyPlaintext())
+const legitimate = keyHashOf(newKeyPlaintext())
 const legitimateKey: KnownKey = {
   caller: {
     customerId: Schema.decodeSync(CustomerId)("cus_01m8ahr742skbetar1crg621tp"),
@@ -24,7 +24,7 @@ const legitimateKey: KnownKey = {
 }
 
 /** Another customer's key, and a second key of that customer. */
-const neighbour = hashKey(newKeyPlaintext())
+const neighbour = keyHashOf(newKeyPlaintext())
 const neighbourKey: KnownKey = {
   ...legitimateKey,
   caller: {
@@ -33,13 +33,13 @@ const neighbourKey: KnownKey = {
     keyId: Schema.decodeSync(ApiKeyId)("key_01m8ahr742skbetar1crg62222")
   }
 }
-const neighbourSecond = hashKey(newKeyPlaintext())
+const neighbourSecond = keyHashOf(newKeyPlaintext())
 const neighbourSecondKey: KnownKey = {
   ...neighbourKey,
   caller: { ...neighbourKey.caller, keyId: Schema.decodeSync(ApiKeyId)("key_01m8ahr742skbetar1crg62223") }
 }
 
-const keys: ReadonlyArray<readonly [Buffer, KnownKey]> = [
+const keys: ReadonlyArray<readonly [string, KnownKey]> = [
   [legitimate, legitimateKey],
   [neighbour, neighbourKey],
   [neighbourSecond, neighbourSecondKey]
@@ -50,14 +50,15 @@ const countingCache = (capacity?: { known: number; unknown: number }, remembered
   const database = {
     lookups: 0,
     byHash: new Map<string, number>(),
-    of: (hash: Buffer) => database.byHash.get(hash.toString("hex")) ?? 0
+    of: (hash: string) => database.byHash.get(hash) ?? 0
   }
   const cache = makeKeyCache(
     (hash) =>
       Effect.sync(() => {
         database.lookups++
-        database.byHash.set(hash.toString("hex"), database.of(hash) + 1)
-        return keys.find(([known]) => known.equals(hash))?.[1] ?? null
+        const id = hash.toString("base64")
+        database.byHash.set(id, database.of(id) + 1)
+        return keys.find(([known]) => known === id)?.[1] ?? null
       }),
     capacity,
     remembered
@@ -68,7 +69,7 @@ const countingCache = (capacity?: { known: number; unknown: number }, remembered
 const lookupAll = (cache: ReturnType<typeof countingCache>["cache"]) =>
   Effect.forEach(keys, ([hash]) => cache.lookup(hash))
 
-const guess = () => crypto.randomBytes(32)
+const guess = () => crypto.randomBytes(32).toString("base64")
 
 /** A key cache whose reads wait for `gate`, counting them; `settled` lets forked lookups reach their wait. */
 const gatedCache = Effect.gen(function* () {

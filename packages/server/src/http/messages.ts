@@ -64,35 +64,32 @@ export const layerMessagesHttp = HttpApiBuilder.group(Api, "messages", (handlers
     const config = yield* GatewayConfigService
     const mediaHost = Option.match(config.waMediaHost, { onNone: () => ({}), onSome: (host) => ({ host }) })
     /** A media link is vetted before the send is queued (and again when it is fetched): no transaction waits on DNS. */
-    const vet = (message: SendMessage) => {
-      const media = linkOf(message)
-      return media === undefined
-        ? Effect.void
-        : guard.vet(media.link).pipe(
-            Effect.mapError((refused) => new MediaLinkRefused({ path: media.path, ...refusalOf(refused) })),
-            Effect.asVoid
-          )
-    }
+    const vet = (media: { readonly path: string; readonly link: string }) =>
+      guard
+        .vet(media.link)
+        .pipe(Effect.mapError((refused) => new MediaLinkRefused({ path: media.path, ...refusalOf(refused) })))
     const withAccess = <A, E, R>(
       use: (access: MessageAccess, caller: Caller["Service"]) => Effect.Effect<A, E, R>
     ) => Effect.flatMap(Caller, (caller) => use(accessOf(caller), caller)).pipe(answerProblems)
     return handlers
       .handle("send", (request) =>
-        withAccess((access, caller) =>
-          Effect.gen(function* () {
-            yield* vet(request.payload)
-            const accepted = yield* intake.send({
+        withAccess((access, caller) => {
+          // in plain steps, no generator: it runs on every send
+          const accept = Effect.flatMap(
+            intake.send({
               customerId: caller.customerId,
               apiKeyId: caller.keyId,
               onlyChannel: access.onlyChannel,
               channelId: request.params.id,
               message: request.payload,
               idempotencyKey: request.headers["idempotency-key"]
-            })
-            if (accepted.replayed) yield* markReplayed
-            return accepted.message
-          })
-        )
+            }),
+            (accepted) =>
+              accepted.replayed ? Effect.as(markReplayed, accepted.message) : Effect.succeed(accepted.message)
+          )
+          const media = linkOf(request.payload)
+          return media === undefined ? accept : Effect.andThen(vet(media), accept)
+        })
       )
       .handle("list", ({ params, query }) =>
         withAccess((access) => {

@@ -1,4 +1,10 @@
-import { Api, maxJsonBodyBytes, PayloadFields, RequestValidation } from "@whatisup/domain"
+import {
+  Api,
+  type InvalidRequest,
+  maxJsonBodyBytes,
+  PayloadFields,
+  RequestValidation
+} from "@whatisup/domain"
 import { ByteSize, Context, Effect, Layer, Metric, References, type Types } from "effect"
 import {
   HttpIncomingMessage,
@@ -156,17 +162,20 @@ export const layerRequestPipeline = HttpRouter.middleware(
       }
       return httpEffect.pipe(
         Effect.matchCauseEffect({
-          onSuccess: (response) => Effect.succeed(asProblemOf(request, matched, response)),
+          onSuccess: (response) => Effect.succeed(answered(asProblemOf(request, matched, response))),
           onFailure: (cause) =>
-            isBodyTooLarge(cause)
-              ? Effect.succeed(payloadTooLarge(maxBytes))
-              : isDatabaseUnavailable(cause)
-                ? databaseUnavailable(cause)
-                : Effect.flatMap(HttpServerError.causeResponse(cause), ([response]) =>
-                    response.status >= 500
-                      ? internalError(cause)
-                      : Effect.succeed(asProblemOf(request, matched, response))
-                  )
+            Effect.map(
+              isBodyTooLarge(cause)
+                ? Effect.succeed(payloadTooLarge(maxBytes))
+                : isDatabaseUnavailable(cause)
+                  ? databaseUnavailable(cause)
+                  : Effect.flatMap(HttpServerError.causeResponse(cause), ([response]) =>
+                      response.status >= 500
+                        ? internalError(cause)
+                        : Effect.succeed(asProblemOf(request, matched, response))
+                    ),
+              answered
+            )
         }),
         Effect.updateContext((context: Context.Context<never>) => {
           const annotations = {
@@ -189,8 +198,7 @@ export const layerRequestPipeline = HttpRouter.middleware(
             References.CurrentLogAnnotations,
             annotations
           )
-        }),
-        Effect.map(answered)
+        })
       )
       // every failure became a response above; the router's type still expects unhandled errors to flow on
     }) as Effect.Effect<
@@ -215,22 +223,32 @@ export const layerRequestValidation = HttpApiMiddleware.layerSchemaErrorTransfor
 // below this size, decoding a body and listing its errors costs little however many fields are wrong
 const precheckedBodyBytes = 16 * 1024
 
-/** A large JSON body with too many unknown fields is refused before it is decoded (see `PayloadFields`). */
-export const layerPayloadFields = Layer.succeed(PayloadFields, (httpEffect, { endpoint }) =>
-  Effect.gen(function* () {
-    const fields = declaredFieldsOf(endpoint)
-    if (fields === undefined) return yield* httpEffect
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const contentType = request.headers["content-type"]?.split(";")[0]?.trim().toLowerCase()
-    if (contentType !== undefined && contentType !== "application/json") return yield* httpEffect
-    const body = yield* Effect.orDie(request.arrayBuffer)
-    if (body.byteLength > precheckedBodyBytes) {
-      const refused = tooManyUnknownFields(fields, parsedOrUndefined(yield* Effect.orDie(request.text)))
-      if (refused !== undefined) return yield* refused
-    }
-    return yield* httpEffect
-  })
-)
+/**
+ * A large JSON body with too many unknown fields is refused before it is decoded (see `PayloadFields`).
+ * A body its Content-Length says is small goes on unread here (the decoder reads it): the path of
+ * nearly every request, in plain steps.
+ */
+export const layerPayloadFields = Layer.succeed(PayloadFields, (httpEffect, { endpoint }) => {
+  const fields = declaredFieldsOf(endpoint)
+  if (fields === undefined) return httpEffect
+  const checked: Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled | InvalidRequest> =
+    Effect.withFiber((fiber) => {
+      const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
+      const contentType = request.headers["content-type"]?.split(";")[0]?.trim().toLowerCase()
+      if (contentType !== undefined && contentType !== "application/json") return httpEffect
+      const declaredLength = request.headers["content-length"]
+      if (declaredLength !== undefined && Number(declaredLength) <= precheckedBodyBytes) return httpEffect
+      return Effect.flatMap(Effect.orDie(request.arrayBuffer), (body) =>
+        body.byteLength <= precheckedBodyBytes
+          ? httpEffect
+          : Effect.flatMap(Effect.orDie(request.text), (text): typeof checked => {
+              const refused = tooManyUnknownFields(fields, parsedOrUndefined(text))
+              return refused === undefined ? httpEffect : Effect.fail(refused)
+            })
+      )
+    })
+  return checked
+})
 
 const parsedOrUndefined = (text: string): unknown => {
   try {

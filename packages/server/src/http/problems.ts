@@ -361,6 +361,9 @@ export type ProblemOf<E> = E extends { readonly _tag: infer Tag extends keyof ty
   ? ReturnType<(typeof problems)[Tag]>
   : E
 
+/** The problem a capability error becomes. */
+export const problemOf = <E extends CapabilityError>(error: E) => problemFor(error) as ProblemOf<E>
+
 /** Answers a handler's capability errors as the API's problems. */
 export const answerProblems = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.mapError(effect, (error) => (isCapabilityError(error) ? problemFor(error) : error)) as Effect.Effect<

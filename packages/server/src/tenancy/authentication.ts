@@ -1,9 +1,9 @@
 import type { ApiKeyId, Caller } from "@whatisup/domain"
 import { Clock, Context, Effect, Layer, type Stream } from "effect"
-import { type CredentialsChange, hashKey, keyPattern } from "./credentials.ts"
+import { type CredentialsChange, keyHashOf, keyPattern } from "./credentials.ts"
 import { AuthenticationFailed, FailedAuthenticationLimitExceeded, RateLimitExceeded } from "./errors.ts"
 import { clientOf, makeFailedAuthentications } from "./failedAuthentications.ts"
-import { makeDatabaseKeyCache } from "./keyCache.ts"
+import { type KnownKey, makeDatabaseKeyCache } from "./keyCache.ts"
 import { makeLastUsed } from "./lastUsed.ts"
 import { makeRateLimiter } from "./rateLimiter.ts"
 
@@ -52,39 +52,67 @@ export const layerAuthentication = Layer.effect(
     const failures = makeFailedAuthentications()
     const lastUsed = yield* makeLastUsed
 
-    // untraced: it runs on every request
-    const authenticate = Effect.fnUntraced(function* (token: string, address: string | undefined) {
-      if (token === "") return yield* new AuthenticationFailed({ reason: "missing" })
-      const now = yield* Clock.currentTimeMillis
-      const hash = keyPattern.test(token) ? hashKey(token) : undefined
-      // a client that failed too often is refused, except with keys known to exist (they cost no query)
-      if (hash === undefined || !keys.isKnown(hash)) {
-        const blockedFor = failures.blockedFor(clientOf(address), now)
-        if (blockedFor > 0) {
-          return yield* new FailedAuthenticationLimitExceeded({ retryAfterSeconds: blockedFor })
-        }
-      }
-      const failed = (reason: "malformed" | "unknown_or_revoked") => {
-        failures.record(clientOf(address), now)
-        return new AuthenticationFailed({ reason })
-      }
-      if (hash === undefined) return yield* failed("malformed")
-      const key = yield* keys.lookup(hash)
-      if (key === null || key.revoked) return yield* failed("unknown_or_revoked")
-      if (key.suspended) return yield* new AuthenticationFailed({ reason: "suspended" })
+    /** The request goes on as `key`'s caller, or is refused: at the time of its turn (`now`, after a lookup that may have waited on the database). */
+    const admit = (
+      key: KnownKey,
+      address: string | undefined,
+      failedAt: number,
+      now: number
+    ): Effect.Effect<CallerShape, AuthenticationFailed | RateLimitExceeded> => {
+      if (key === null || key.revoked) return Effect.fail(failed("unknown_or_revoked", address, failedAt))
+      if (key.suspended) return Effect.fail(new AuthenticationFailed({ reason: "suspended" }))
       const perSecond = key.caller.customer.plan.api_requests_per_second
-      // the lookup may have waited on the database: the rate is taken at the time of the request's turn
       const retryAfterSeconds = customerRates.take(
         key.caller.customerId,
         { perSecond, burst: perSecond * 2 },
-        yield* Clock.currentTimeMillis
+        now
       )
       if (retryAfterSeconds > 0) {
-        return yield* new RateLimitExceeded({ requestsPerSecond: perSecond, retryAfterSeconds })
+        return Effect.fail(new RateLimitExceeded({ requestsPerSecond: perSecond, retryAfterSeconds }))
       }
       lastUsed.touch(key.caller.keyId)
-      return key.caller
-    })
+      return Effect.succeed(key.caller)
+    }
+
+    const failed = (reason: "malformed" | "unknown_or_revoked", address: string | undefined, now: number) => {
+      failures.record(clientOf(address), now)
+      return new AuthenticationFailed({ reason })
+    }
+
+    // on every request: plain steps, one effect when the key is cached
+    const authenticate = (
+      token: string,
+      address: string | undefined
+    ): Effect.Effect<
+      CallerShape,
+      AuthenticationFailed | RateLimitExceeded | FailedAuthenticationLimitExceeded
+    > =>
+      Clock.clockWith(
+        (
+          clock
+        ): Effect.Effect<
+          CallerShape,
+          AuthenticationFailed | RateLimitExceeded | FailedAuthenticationLimitExceeded
+        > => {
+          if (token === "") return Effect.fail(new AuthenticationFailed({ reason: "missing" }))
+          const now = clock.currentTimeMillisUnsafe()
+          const hash = keyPattern.test(token) ? keyHashOf(token) : undefined
+          // a client that failed too often is refused, except with keys known to exist (they cost no query)
+          if (hash === undefined || !keys.isKnown(hash)) {
+            const blockedFor = failures.blockedFor(clientOf(address), now)
+            if (blockedFor > 0) {
+              return Effect.fail(new FailedAuthenticationLimitExceeded({ retryAfterSeconds: blockedFor }))
+            }
+          }
+          if (hash === undefined) return Effect.fail(failed("malformed", address, now))
+          const cached = keys.cached(hash, now)
+          return cached !== undefined
+            ? admit(cached, address, now, now)
+            : Effect.flatMap(keys.lookup(hash), (key) =>
+                Clock.clockWith((later) => admit(key, address, now, later.currentTimeMillisUnsafe()))
+              )
+        }
+      )
 
     return Authentication.of({
       authenticate,

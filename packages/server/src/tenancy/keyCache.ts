@@ -4,6 +4,7 @@ import { PgClient } from "@effect/sql-pg"
 import { decodeRows } from "../db/transaction.ts"
 import {
   credentialsChangedChannel,
+  type KeyHash,
   type CredentialsChange,
   credentialsChangeOf,
   customerChanged,
@@ -40,7 +41,7 @@ export const keyCacheCapacity = { known: 50_000, unknown: 10_000 }
 export const rememberedInvalidations = 10_000
 
 /**
- * API keys by hash, read through `load` and kept in memory (bounded). An invalidation names one key or
+ * API keys by hash (`keyHashOf`), read through `load` (given the hash's bytes) and kept in memory (bounded). An invalidation names one key or
  * one customer and makes only its cached entries stale: read again at their next use, yet still known
  * to exist; `forgetAll` makes every entry stale (when invalidations may have been missed).
  */
@@ -80,12 +81,12 @@ export const makeKeyCache = <E>(
     { readonly readIn: number; readonly done: Deferred.Deferred<KnownKey, E> }
   >()
 
-  const loadAndKeep = (id: string, hash: Buffer): Effect.Effect<KnownKey, E> =>
+  const loadAndKeep = (id: string): Effect.Effect<KnownKey, E> =>
     Effect.suspend(() => {
       const readIn = count
       const done = Deferred.makeUnsafe<KnownKey, E>()
       reading.set(id, { readIn, done })
-      return load(hash).pipe(
+      return load(Buffer.from(id, "base64")).pipe(
         Effect.tap((key) =>
           Effect.map(Clock.currentTimeMillis, (cachedAt) => {
             const names =
@@ -111,28 +112,35 @@ export const makeKeyCache = <E>(
     })
 
   /** The read under way for this hash, if it began after the last invalidation of anything; else a read of its own. */
-  const joinOrLoad = (id: string, hash: Buffer): Effect.Effect<KnownKey, E> => {
+  const joinOrLoad = (id: string): Effect.Effect<KnownKey, E> => {
     const underway = reading.get(id)
     return underway === undefined || underway.readIn !== count
-      ? loadAndKeep(id, hash)
+      ? loadAndKeep(id)
       : Deferred.await(underway.done).pipe(
           // the request that was reading went away (its client did): read again
           Effect.catchCause((cause) =>
-            Cause.hasInterruptsOnly(cause) ? joinOrLoad(id, hash) : Effect.failCause(cause)
+            Cause.hasInterruptsOnly(cause) ? joinOrLoad(id) : Effect.failCause(cause)
           )
         )
   }
 
+  /** The fresh cached entry of this hash at `now`, if there is one (the most recently used then). */
+  const cached = (hash: KeyHash, now: number): KnownKey | undefined => {
+    const entry = known.get(hash) ?? unknown.get(hash)
+    return entry !== undefined && isFresh(entry, now) ? entry.key : undefined
+  }
+
   return {
-    lookup: (hash: Buffer) =>
-      Effect.gen(function* () {
-        const id = hash.toString("base64")
-        const cached = known.get(id) ?? unknown.get(id)
-        const now = yield* Clock.currentTimeMillis
-        return cached !== undefined && isFresh(cached, now) ? cached.key : yield* joinOrLoad(id, hash)
+    /** What the key with this hash is, from the cache when fresh there, else read. */
+    lookup: (hash: KeyHash) =>
+      Clock.clockWith((clock) => {
+        const key = cached(hash, clock.currentTimeMillisUnsafe())
+        return key === undefined ? joinOrLoad(hash) : Effect.succeed(key)
       }),
+    /** As `lookup` when the entry is cached and fresh at `now`, without an effect (the path of every request); else undefined. */
+    cached,
     /** Whether a key with this hash was found to exist (however long ago), without a query. */
-    isKnown: (hash: Buffer) => known.has(hash.toString("base64")),
+    isKnown: (hash: KeyHash) => known.has(hash),
     /** The named key or customer is read again at its next use; every other entry stays. */
     forget: (change: CredentialsChange) =>
       Effect.sync(() => {
