@@ -5,7 +5,7 @@ import { type EncryptedColumn, KeyRing, placeIn } from "../crypto/keyRing.ts"
 import { newId } from "../db/ids.ts"
 import { type InvalidCursor, listPage, type Page, type PageRequest } from "../db/pagination.ts"
 import { decodeRows } from "../db/transaction.ts"
-import { queueDeliveries, type Recipients } from "./deliveries.ts"
+import { type ListeningEndpoint, queueDeliveries, type Recipients } from "./deliveries.ts"
 
 /**
  * The NOTIFY channel each event names its customer on, sent in the event's transaction (so heard once
@@ -41,6 +41,18 @@ export const eventSecretPlace = (id: EventId) => placeIn(eventSecretColumn, [id]
 
 const subscribed: Recipients = { _tag: "Subscribed" }
 
+/** An event to append. */
+export interface NewEvent {
+  readonly customerId: CustomerId
+  readonly channelId: ChannelId | null
+  readonly type: EventType
+  readonly data: Record<string, unknown>
+  /** What the event carries that must not be kept or listed in clear. */
+  readonly secret?: Record<string, unknown> | undefined
+  /** Which webhook endpoints it goes to: by default every one subscribed to it. */
+  readonly recipients?: Recipients | undefined
+}
+
 /**
  * The event log, written in the transaction of the change it reports, with a delivery queued for
  * each webhook endpoint it goes to; each channel numbers its own events (an endpoint's own events,
@@ -49,16 +61,14 @@ const subscribed: Recipients = { _tag: "Subscribed" }
 export class EventLog extends Context.Service<
   EventLog,
   {
-    readonly append: (event: {
-      readonly customerId: CustomerId
-      readonly channelId: ChannelId | null
-      readonly type: EventType
-      readonly data: Record<string, unknown>
-      /** What the event carries that must not be kept or listed in clear. */
-      readonly secret?: Record<string, unknown> | undefined
-      /** Which webhook endpoints it goes to: by default every one subscribed to it. */
-      readonly recipients?: Recipients | undefined
-    }) => Effect.Effect<EventId>
+    /** Appends one event (see `appendAll`). */
+    readonly append: (event: NewEvent) => Effect.Effect<EventId>
+    /**
+     * Appends events in the caller's transaction, in the order given (a channel's events are numbered
+     * in it), with their deliveries: a few statements for the whole batch. A caller appending events of
+     * several channels holds their rows locked already, taken in id order as every writer takes them.
+     */
+    readonly appendAll: (events: ReadonlyArray<NewEvent>) => Effect.Effect<ReadonlyArray<EventId>>
     readonly list: (
       options: PageRequest & {
         readonly customerId: CustomerId
@@ -75,40 +85,75 @@ export const layerEventLog = Layer.effect(
     const sql = yield* SqlClient.SqlClient
     const keyRing = yield* KeyRing
     yield* keyRing.register(eventSecretColumn)
-    return EventLog.of({
-      append: Effect.fn("EventLog.append")(function* ({
-        customerId,
-        channelId,
-        type,
-        data,
-        secret,
-        recipients = subscribed
-      }) {
+
+    const appendAll = Effect.fn("EventLog.appendAll")(function* (events: ReadonlyArray<NewEvent>) {
+      if (events.length === 0) return []
+      const appended = events.map((event, i) => {
         const id = newId.event()
-        const secretCiphertext =
-          secret === undefined ? null : keyRing.encrypt(JSON.stringify(secret), eventSecretPlace(id))
-        if (channelId === null) {
-          yield* sql`
-            WITH appended AS (
-              INSERT INTO events (id, customer_id, channel_id, seq, type, data)
-              VALUES (${id}, ${customerId}, NULL, NULL, ${type}, ${JSON.stringify(data)}::jsonb)
-              RETURNING customer_id)
-            SELECT pg_notify(${eventsAppendedChannel}, customer_id) FROM appended`
-        } else {
-          const numbered = yield* sql<{ seq: number }>`
-            UPDATE channels SET event_seq = event_seq + 1 WHERE id = ${channelId} RETURNING event_seq::int AS seq`
-          const sequence = numbered[0]?.seq ?? 0
-          yield* sql`
-            WITH appended AS (
-              INSERT INTO events (id, customer_id, channel_id, seq, type, data, secret_ciphertext)
-              VALUES (${id}, ${customerId}, ${channelId}, ${sequence}, ${type},
-                ${JSON.stringify({ channel_id: channelId, sequence, ...data })}::jsonb, ${secretCiphertext})
-              RETURNING customer_id)
-            SELECT pg_notify(${eventsAppendedChannel}, customer_id) FROM appended`
+        return {
+          i,
+          id,
+          customer_id: event.customerId,
+          channel_id: event.channelId,
+          type: event.type,
+          data: event.data,
+          secret:
+            event.secret === undefined
+              ? null
+              : keyRing.encrypt(JSON.stringify(event.secret), eventSecretPlace(id))
         }
-        yield* queueDeliveries(sql, { id, customerId, channelId, type, recipients })
-        return id
-      }, Effect.orDie),
+      })
+      // each channel's counter moved once by its events' count, and they numbered from it in order (a
+      // channel whose row is gone numbers them 0); every customer's streams woken; and the endpoints
+      // that may hear of them read in the same round trip
+      const listening = yield* sql<ListeningEndpoint | { readonly id: null }>`
+        WITH input AS (
+          SELECT * FROM json_to_recordset(${JSON.stringify(appended)}::json)
+            AS e(i int, id text, customer_id text, channel_id text, type text, data jsonb, secret text)
+        ), counts AS (
+          SELECT channel_id, count(*) AS n FROM input WHERE channel_id IS NOT NULL GROUP BY channel_id
+        ), numbered AS (
+          UPDATE channels c SET event_seq = c.event_seq + counts.n FROM counts WHERE c.id = counts.channel_id
+          RETURNING c.id, c.event_seq - counts.n AS base
+        ), sequenced AS (
+          SELECT e.*, CASE
+              WHEN e.channel_id IS NULL THEN NULL
+              ELSE coalesce(n.base + row_number() OVER (PARTITION BY e.channel_id ORDER BY e.i), 0)
+            END AS seq
+          FROM input e LEFT JOIN numbered n ON n.id = e.channel_id
+        ), inserted AS (
+          INSERT INTO events (id, customer_id, channel_id, seq, type, data, secret_ciphertext)
+          SELECT id, customer_id, channel_id, seq, type,
+            CASE WHEN channel_id IS NULL THEN data
+              ELSE jsonb_build_object('channel_id', channel_id, 'sequence', seq) || data END,
+            secret
+          FROM sequenced
+          RETURNING customer_id
+        ), woken AS (
+          SELECT pg_notify(${eventsAppendedChannel}, customer_id) FROM (SELECT DISTINCT customer_id FROM inserted) c
+        )
+        -- one row at least, so that the notifications are sent whether an endpoint listens or not
+        SELECT w.id, w.customer_id, w.channel_id, w.event_types
+        FROM (SELECT count(*) FROM woken) AS notified
+        LEFT JOIN webhook_endpoints w ON w.customer_id IN (SELECT customer_id FROM input)
+          AND w.deleted_at IS NULL AND w.enabled`
+      yield* queueDeliveries(
+        sql,
+        events.map((event, i) => ({
+          id: appended[i]!.id,
+          customerId: event.customerId,
+          channelId: event.channelId,
+          type: event.type,
+          recipients: event.recipients ?? subscribed
+        })),
+        listening.filter((endpoint): endpoint is ListeningEndpoint => endpoint.id !== null)
+      )
+      return appended.map((event) => event.id)
+    }, Effect.orDie)
+
+    return EventLog.of({
+      append: (event) => Effect.map(appendAll([event]), (ids) => ids[0]!),
+      appendAll,
       list: Effect.fn("EventLog.list")(function* ({ customerId, channelId, type, ...page }) {
         const rows = yield* listPage(sql, page, "evt", (window) =>
           sql`

@@ -4,7 +4,7 @@ import { SqlClient } from "effect/sql"
 import type { InboundMessage } from "../channels/transport.ts"
 import { newId } from "../db/ids.ts"
 import { transaction } from "../db/transaction.ts"
-import { EventLog } from "../events/eventLog.ts"
+import { EventLog, type NewEvent } from "../events/eventLog.ts"
 import { describeInbound } from "../whatsapp/inboundContent.ts"
 import { renderMessage } from "./rows.ts"
 
@@ -139,6 +139,7 @@ export const layerInbox = Layer.effect(
           )
           SELECT id, created_at, updated_at FROM m`
         const stored = new Map(inserted.map((row) => [row.id, row]))
+        const appended: Array<NewEvent> = []
         for (const row of rows) {
           const kept = stored.get(row.id)
           if (kept === undefined) continue
@@ -161,7 +162,7 @@ export const layerInbox = Layer.effect(
             channel_phone: channel.phone_number
           })
           const { channel_id: _channel, ...data } = message
-          yield* events.append({
+          appended.push({
             customerId: channel.customer_id as never,
             channelId: row.channel_id as never,
             type: "message.received",
@@ -169,6 +170,7 @@ export const layerInbox = Layer.effect(
           })
           yield* Metric.update(Metric.withAttributes(received, { type: row.type }), 1)
         }
+        yield* events.appendAll(appended)
       })
 
     const settle = (arrivals: ReadonlyArray<Arrival>) =>

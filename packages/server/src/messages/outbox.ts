@@ -152,12 +152,14 @@ export const layerOutbox = Layer.effect(
     ) =>
       inTransaction(
         Effect.gen(function* () {
-          yield* leases.check(fence)
-          // the channel before its messages, in the order a logout or a delete takes them: the events
-          // appended below number themselves on the channel's row, and the other order deadlocks
-          yield* sql`SELECT 1 FROM channels WHERE id = ${fence.channelId} FOR NO KEY UPDATE`.pipe(
-            Effect.orDie
-          )
+          // the lease checked (its row share-locked first, as `check` does), then the channel before its
+          // messages, in the order a logout or a delete takes them: the events appended below number
+          // themselves on the channel's row, and the other order deadlocks. One round trip.
+          const held = yield* sql`
+            WITH lease AS (${leases.holding(fence)})
+            SELECT 1 FROM channels WHERE id = ${fence.channelId} AND EXISTS (SELECT 1 FROM lease)
+            FOR NO KEY UPDATE`.pipe(Effect.orDie)
+          if (held.length === 0) return yield* new LeaseLost({ channelId: fence.channelId })
           const targets = yield* sql<TransitionTarget>`
             SELECT ${sql.unsafe(transitionColumns)} FROM messages
             WHERE channel_id = ${fence.channelId} AND ${sql.unsafe(lookup)} IN ${sql.in([...new Set(keys)])}

@@ -1,7 +1,7 @@
 import type { EventType, MessageStatus } from "@whatisup/domain"
 import { Effect, Metric } from "effect"
 import type { SqlClient } from "effect/sql"
-import type { EventLog } from "../events/eventLog.ts"
+import type { EventLog, NewEvent } from "../events/eventLog.ts"
 
 /** How far along a message is: a status moves only to a later one, never back. */
 const rank: Record<MessageStatus, number> = {
@@ -61,7 +61,8 @@ export interface TransitionTarget {
 /**
  * Applies status changes to messages the caller's transaction has locked, in the order given: each
  * that moves its message forward is stored (the message, a history row with its time) and posted as
- * an event; a late, repeated or backward one changes nothing. Answers the changes made.
+ * an event (the batch's events appended together); a late, repeated or backward one changes nothing.
+ * Answers the changes made.
  */
 export const applyTransitions = (
   sql: SqlClient.SqlClient,
@@ -87,30 +88,34 @@ export const applyTransitions = (
     }
     if (made.length === 0) return made
     const finals = [...current.values()].filter((entry) => entry.status !== entry.target.status)
+    // the messages and their history in one statement
     yield* sql`
-      UPDATE messages m SET status = f.status, updated_at = now(),
-        failure_reason = coalesce(f.reason, m.failure_reason), failure_detail = coalesce(f.detail, m.failure_detail)
-      FROM json_to_recordset(${JSON.stringify(
-        finals.map((entry) => {
-          const failed =
-            entry.status === "failed"
-              ? made.find((change) => change.id === entry.target.id && change.status === "failed")
-              : undefined
-          return {
-            id: entry.target.id,
-            status: entry.status,
-            reason: failed?.reason ?? null,
-            detail: failed?.detail ?? null
-          }
-        })
-      )}::json) AS f(id text, status text, reason text, detail text)
-      WHERE m.id = f.id`
-    yield* sql`
+      WITH f AS (
+        SELECT * FROM json_to_recordset(${JSON.stringify(
+          finals.map((entry) => {
+            const failed =
+              entry.status === "failed"
+                ? made.find((change) => change.id === entry.target.id && change.status === "failed")
+                : undefined
+            return {
+              id: entry.target.id,
+              status: entry.status,
+              reason: failed?.reason ?? null,
+              detail: failed?.detail ?? null
+            }
+          })
+        )}::json) AS f(id text, status text, reason text, detail text)
+      ), updated AS (
+        UPDATE messages m SET status = f.status, updated_at = now(),
+          failure_reason = coalesce(f.reason, m.failure_reason), failure_detail = coalesce(f.detail, m.failure_detail)
+        FROM f WHERE m.id = f.id
+      )
       INSERT INTO message_statuses (message_id, status, reason)
       SELECT id, status, reason FROM json_to_recordset(${JSON.stringify(
         made.map((change) => ({ id: change.id, status: change.status, reason: change.reason ?? null }))
       )}::json) AS h(id text, status text, reason text)
       ON CONFLICT (message_id, status) DO NOTHING`
+    const appended: Array<NewEvent> = []
     for (const change of made) {
       const { target } = change
       if (change.status === "sent") {
@@ -119,7 +124,7 @@ export const applyTransitions = (
       // an inbound message's read is the customer's own doing: nothing to tell them
       const type = target.direction === "outbound" ? eventTypes[change.status] : undefined
       if (type === undefined) continue
-      yield* events.append({
+      appended.push({
         customerId: target.customer_id as never,
         channelId: target.channel_id as never,
         type,
@@ -135,6 +140,7 @@ export const applyTransitions = (
         }
       })
     }
+    yield* events.appendAll(appended)
     return made
   })
 
