@@ -78,6 +78,14 @@ interface Held {
 const realClock = Clock.Clock.defaultValue()
 const monotonicMillis = () => Number(realClock.monotonicTimeNanosUnsafe() / 1_000_000n)
 
+/**
+ * Leases one reconcile claims at most. A process joining thousands of channels takes its share over
+ * several rounds, each claim well within the lease statements' time limit (a fifth of the TTL): in one
+ * statement, a share of 3,334 channels overran it on a busy database, again at every round, and the
+ * process never took any.
+ */
+export const maxClaimsPerRound = 250
+
 /** Connects to WhatsApp a process starts at most every this often (100 a second), plus jitter. */
 const connectSpacingMillis = 10
 
@@ -385,10 +393,11 @@ export const layerSupervisor = Layer.effect(
       const fairShare = Math.ceil((runnableCount[0]?.n ?? 0) / liveNodes)
       const budget = fairShare - held.size
       if (budget > 0) {
-        const candidates = yield* leases.claimable(budget, [...held.keys()])
+        const candidates = yield* leases.claimable(Math.min(budget, maxClaimsPerRound), [...held.keys()])
         const claimed = yield* leases.claim(candidates)
-        // another node claimed some of them first: look again soon rather than at the next tick
-        if (claimed.length < candidates.length) contended = true
+        // another node claimed some of them first, or the share is larger than one claim: look again
+        // soon rather than at the next tick
+        if (claimed.length < candidates.length || budget > maxClaimsPerRound) contended = true
         const epochs = new Map(candidates.map((c) => [c.channelId, c.runEpoch]))
         // connects to WhatsApp are paced, with jitter, so a takeover or a new process is no burst
         for (const lease of claimed) {
