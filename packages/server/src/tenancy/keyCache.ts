@@ -41,9 +41,10 @@ export const keyCacheCapacity = { known: 50_000, unknown: 10_000 }
 export const rememberedInvalidations = 10_000
 
 /**
- * API keys by hash (`keyHashOf`), read through `load` (given the hash's bytes) and kept in memory (bounded). An invalidation names one key or
- * one customer and makes only its cached entries stale: read again at their next use, yet still known
- * to exist; `forgetAll` makes every entry stale (when invalidations may have been missed).
+ * API keys by hash (`keyHashOf`), read through `load` (given the hash's bytes) and kept in memory
+ * (bounded). An invalidation names one key or one customer and makes only its cached entries stale:
+ * read again at their next use, yet still known to exist; `forgetAll` makes every entry stale (when
+ * invalidations may have been missed).
  */
 export const makeKeyCache = <E>(
   load: (hash: Buffer) => Effect.Effect<KnownKey, E>,
