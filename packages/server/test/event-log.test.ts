@@ -1,24 +1,14 @@
 import { expect, layer } from "@effect/vitest"
 import type { ChannelId, CustomerId } from "@whatisup/domain"
-import { Context, Effect, Layer } from "effect"
-import { SqlClient } from "effect/sql"
-import { EventLog, layerEventLog, type NewEvent } from "../src/events/eventLog.ts"
+import { Effect } from "effect"
+import type { NewEvent } from "../src/events/eventLog.ts"
 import { newCustomer } from "./support/admin.ts"
-import { layerSqlFor } from "./support/database.ts"
+import { eventLogOf } from "./support/eventStream.ts"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { startReceiver } from "./support/receiver.ts"
 
 /** The gateway's event log on a connection of the test's own, so that it runs in the test's transactions. */
-const eventLog = Effect.gen(function* () {
-  const gateway = yield* TestGateway
-  const context = yield* Layer.build(
-    layerEventLog.pipe(
-      Layer.provideMerge(layerSqlFor(gateway.databaseUrl)),
-      Layer.provide(Layer.succeedContext(gateway.services))
-    )
-  ).pipe(Effect.orDie)
-  return { log: Context.get(context, EventLog), sql: Context.get(context, SqlClient.SqlClient) }
-})
+const eventLog = Effect.flatMap(TestGateway, eventLogOf)
 
 layer(layerTestGateway({ WHATISUP_WEBHOOK_ALLOW_CIDRS: "127.0.0.1/32" }), { timeout: 60_000 })(
   "the event log appends a batch together",

@@ -1,46 +1,23 @@
 import { expect, layer } from "@effect/vitest"
 import type { ChannelId, CustomerId, EventId, EventType } from "@whatisup/domain"
-import { Context, Deferred, Effect, Exit, Fiber, Layer, Scope } from "effect"
-import { SqlClient } from "effect/sql"
+import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
 import * as net from "node:net"
 import { newId } from "../src/db/ids.ts"
 import { type Feed, makeEventFeed } from "../src/events/eventFeed.ts"
-import { EventLog, layerEventLog } from "../src/events/eventLog.ts"
 import { adminOf, newCustomer } from "./support/admin.ts"
 import { waitForQr, waitForStatus } from "./support/api.ts"
-import { layerSqlFor, testDatabase } from "./support/database.ts"
+import { testDatabase } from "./support/database.ts"
 import {
+  eventLogOf,
   type OpenedStream,
   openedEventStream,
   openEventStream,
   refusedEventStream,
   type StreamedEvent
 } from "./support/eventStream.ts"
-import {
-  gatewayEnvironment,
-  layerTestGateway,
-  type RunningGateway,
-  startGateway,
-  TestGateway
-} from "./support/gateway.ts"
+import { gatewayEnvironment, layerTestGateway, startGateway, TestGateway } from "./support/gateway.ts"
 import { startReceiver } from "./support/receiver.ts"
 import { pause, waitFor } from "./support/waits.ts"
-
-/**
- * The gateway's own event log on the test's database connection, as every part of the gateway
- * appends events (in the transaction of the change, with its notification): for events in bulk, and
- * for an event whose transaction the test holds open.
- */
-const eventLogOf = (gateway: RunningGateway) =>
-  Effect.map(
-    Layer.build(
-      layerEventLog.pipe(
-        Layer.provideMerge(layerSqlFor(gateway.databaseUrl)),
-        Layer.provide(Layer.succeedContext(gateway.services))
-      )
-    ),
-    (context) => ({ log: Context.get(context, EventLog), sql: Context.get(context, SqlClient.SqlClient) })
-  ).pipe(Effect.orDie)
 
 type Log = Effect.Success<ReturnType<typeof eventLogOf>>["log"]
 

@@ -1,5 +1,9 @@
 import type { Event } from "@whatisup/domain"
-import { Data, Effect } from "effect"
+import { Context, Data, Effect, Layer } from "effect"
+import { SqlClient } from "effect/sql"
+import { EventLog, layerEventLog } from "../../src/events/eventLog.ts"
+import { layerSqlFor } from "./database.ts"
+import type { RunningGateway } from "./gateway.ts"
 
 /** One Server-Sent Events frame as it came on the wire: its fields, and its comment lines. */
 export interface Frame {
@@ -197,3 +201,19 @@ export const refusedEventStream = (api: string, options: StreamOptions) =>
       ? Effect.succeed(stream)
       : Effect.die(new Error(`the stream opened (${stream.status}) where a refusal was expected`))
   )
+
+/**
+ * The gateway's own event log on the test's database connection, as every part of the gateway
+ * appends events (in the transaction of the change, with its notification): for events in bulk, and
+ * for an event whose transaction the test holds open.
+ */
+export const eventLogOf = (gateway: RunningGateway) =>
+  Effect.map(
+    Layer.build(
+      layerEventLog.pipe(
+        Layer.provideMerge(layerSqlFor(gateway.databaseUrl)),
+        Layer.provide(Layer.succeedContext(gateway.services))
+      )
+    ),
+    (context) => ({ log: Context.get(context, EventLog), sql: Context.get(context, SqlClient.SqlClient) })
+  ).pipe(Effect.orDie)
