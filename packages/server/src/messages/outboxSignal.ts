@@ -1,15 +1,17 @@
 import { PgClient } from "@effect/sql-pg"
 import type { ChannelId } from "@whatisup/domain"
 import { Context, Deferred, Effect, Layer, Queue, Schedule, type Scope } from "effect"
+import { GatewayConfigService } from "../config/config.ts"
 
 /** The NOTIFY channel a committed send (or read receipt asked for) names its channel on. */
 export const outboxChannel = "whatisup_outbox"
 
 /**
- * How long a drain waits for a notification before it looks anyway, should one be lost (listening
- * again wakes every drain): long, since every running channel of the process looks this often.
+ * How often the process looks for work a notification should have announced, should one be lost
+ * (listening again wakes every drain too). One statement for all the channels the process runs: an
+ * idle channel costs the database nothing.
  */
-export const outboxPollInterval = "30 seconds"
+export const outboxSweepInterval = "30 seconds"
 
 interface Watch {
   dirty: boolean
@@ -19,12 +21,14 @@ interface Watch {
 /**
  * Wakes a channel's drain when something was queued for it, in any process (LISTEN). Only channels
  * whose drain watches them are tracked, so what it holds is bounded by the channels this process
- * runs; a notification that arrives while the drain is busy is kept as a flag, not lost.
+ * runs; a notification that arrives while the drain is busy is kept as a flag, not lost. A sweep
+ * wakes the drains of this node's channels that have messages queued or read receipts pending, so
+ * that a lost notification delays work, never strands it.
  */
 export class OutboxSignal extends Context.Service<
   OutboxSignal,
   {
-    /** Watches the channel for as long as the scope lasts; the answer waits for its next notification (or the poll interval). */
+    /** Watches the channel for as long as the scope lasts; the answer waits for its next notification (or a sweep that finds work). */
     readonly watch: (channelId: ChannelId) => Effect.Effect<Effect.Effect<void>, never, Scope.Scope>
     /** Wakes the channel's drain in this process, as a notification would. */
     readonly wake: (channelId: string) => void
@@ -35,6 +39,7 @@ export const layerOutboxSignal = Layer.effect(
   OutboxSignal,
   Effect.gen(function* () {
     const sql = yield* PgClient.PgClient
+    const { nodeId } = yield* GatewayConfigService
     const watches = new Map<string, Watch>()
     const wake = (channelId: string) => {
       const watch = watches.get(channelId)
@@ -59,6 +64,20 @@ export const layerOutboxSignal = Layer.effect(
         Effect.repeat(Schedule.spaced("1 second"))
       )
     )
+    // the channels this node holds with work waiting, from the two partial indexes the drains read
+    const sweep = Effect.suspend(() =>
+      watches.size === 0
+        ? Effect.void
+        : sql<{ channel_id: string }>`
+            SELECT w.channel_id FROM (
+              SELECT channel_id FROM messages WHERE status = 'queued'
+              UNION SELECT channel_id FROM messages WHERE read_receipt = 'pending'
+            ) w JOIN channel_leases l ON l.channel_id = w.channel_id AND l.owner = ${nodeId}`.pipe(
+            Effect.map((rows) => rows.forEach((row) => wake(row.channel_id))),
+            Effect.catchCause((cause) => Effect.logWarning("could not look for outbox work", cause))
+          )
+    )
+    yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(outboxSweepInterval)))
     return OutboxSignal.of({
       wake,
       watch: (channelId) =>
@@ -72,7 +91,7 @@ export const layerOutboxSignal = Layer.effect(
             if (!watch.dirty) {
               const waiter = yield* Deferred.make<void>()
               watch.waiter = waiter
-              yield* Deferred.await(waiter).pipe(Effect.timeoutOption(outboxPollInterval))
+              yield* Deferred.await(waiter)
               watch.waiter = undefined
             }
             watch.dirty = false
