@@ -84,7 +84,64 @@ describe("per-channel memory is bounded and goes with the actor (issue 8, item 1
   )
 
   it.live(
-    "item 10: a socket ended in the middle of its pre-key upload leaves no AsyncLocalStorage enabled, and is collected within seconds",
+    "the sockets share one AsyncLocalStorage for their key transactions: three logged in at once enable at most one more than before",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* simulator
+        const transport = yield* baileysTransport(sim.url)
+        const storagesBefore = enabledStorages()
+        const loggedIn = (phoneNumber: string) =>
+          Effect.gen(function* () {
+            const login = makeLoginStore()
+            const connect = () =>
+              transport.connect({
+                channelId: testChannel,
+                pairing: { method: "qr" },
+                authState: login.store,
+                holdsLease: () => true,
+                actor: {},
+                ...noMessages
+              })
+            yield* Effect.scoped(
+              Effect.gen(function* () {
+                const pairing = yield* connect()
+                const { qr } = yield* nextEvent("the QR", pairing.events, tagged("Qr"))
+                yield* Effect.promise(() => sim.scan(qr, { phoneNumber }))
+                yield* nextEvent("the 515 after the scan", pairing.events, tagged("Close"))
+              })
+            )
+            // open until the test's scope closes; its login stores its pre-keys in a key transaction
+            yield* nextEvent(`${phoneNumber} opens`, (yield* connect()).events, tagged("Open"))
+            yield* waitUntil(
+              `${phoneNumber}'s login stores its pre-keys`,
+              Effect.sync(() =>
+                login.writes.some((write) => storesPreKeys(write) && write.outcome === "stored")
+              ),
+              { attempts: 400 }
+            )
+          })
+        const countersBefore = liveRetryCounters()
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            yield* Effect.forEach(["15550003461", "15550003462", "15550003463"], loggedIn, {
+              concurrency: "unbounded",
+              discard: true
+            })
+            expect(enabledStorages() - storagesBefore).toBeLessThanOrEqual(1)
+          })
+        )
+        // nothing of the sockets is left for the next test to count: gone once collected (see below)
+        yield* waitUntil(
+          "the sockets are collected",
+          Effect.sync(() => liveRetryCounters() === countersBefore),
+          { attempts: 150, everyMillis: 200 }
+        )
+      }).pipe(Effect.scoped),
+    90_000
+  )
+
+  it.live(
+    "item 10: a socket ended in the middle of its pre-key upload leaves no AsyncLocalStorage of its own enabled, and is collected within seconds",
     () =>
       Effect.gen(function* () {
         const sim = yield* simulator
@@ -135,9 +192,10 @@ describe("per-channel memory is bounded and goes with the actor (issue 8, item 1
           })
         )
         const ended = performance.now()
+        // the one the sockets share, if none had run before in this process
         yield* waitUntil(
-          "every storage the sockets ran is disabled with them",
-          Effect.sync(() => enabledStorages() === storagesBefore),
+          "no storage of the sockets' own is left enabled",
+          Effect.sync(() => enabledStorages() <= storagesBefore + 1),
           { attempts: 20, everyMillis: 100 }
         )
         // Baileys held an ended socket until its timers ran out (both patched): the pre-key upload's 30 s
