@@ -1,5 +1,6 @@
 import type { Simulator } from "@whatisup/wa-simulator"
 import { Effect, type Queue, type Scope } from "effect"
+import * as path from "node:path"
 import type {
   ConnectOptions,
   TransportEvent,
@@ -7,6 +8,9 @@ import type {
 } from "../../server/src/channels/transport.ts"
 import type { AuthStateStore } from "../../server/src/channels/loginStore.ts"
 import { nextEvent, noMessages, testChannel } from "../../server/test/support/baileys.ts"
+import type { BareReport, ConnectRequest } from "./bare-baileys-process.ts"
+import { forkIpcProcess, type ProcessMemory } from "./ipcProcess.ts"
+import { ScenarioFailed } from "./measure.ts"
 
 /** A login kept in memory, values alone (the test harness's store also logs every write: memory a baseline must not carry). */
 const memoryLogin = (): AuthStateStore => {
@@ -74,4 +78,53 @@ export const pairedBareConnection = (
     )
     // the login is kept; the next connection opens with it
     yield* awaited(yield* connect, "Open")
+  })
+
+const bareMain = path.resolve(import.meta.dirname, "bare-baileys-process.ts")
+
+const isReport =
+  <K extends BareReport["kind"]>(kind: K, phone?: string) =>
+  (report: unknown): report is Extract<BareReport, { kind: K }> =>
+    (report as BareReport).kind === kind &&
+    (phone === undefined || (report as { readonly phone?: string }).phone === phone)
+
+/** Bare Baileys sockets in a plain process of their own (see `bare-baileys-process.ts`). */
+export interface BareBaileysProcess {
+  /** Opens a socket in the plain process and pairs it, by QR, to `phoneNumber` in the simulator. */
+  readonly pair: (phoneNumber: string) => Effect.Effect<void, ScenarioFailed>
+  /** The plain process's memory, after a full collection. */
+  readonly memory: Effect.Effect<ProcessMemory, ScenarioFailed>
+  readonly snapshot: (name: string) => Effect.Effect<void, ScenarioFailed>
+}
+
+/** Starts the plain process of bare Baileys sockets, talking to `sim`, until the scope closes. */
+export const bareBaileysProcess = (
+  sim: Simulator
+): Effect.Effect<BareBaileysProcess, ScenarioFailed, Scope.Scope> =>
+  Effect.gen(function* () {
+    const bare = yield* forkIpcProcess(bareMain, [sim.url])
+    yield* bare.next("the bare Baileys process starts", isReport("ready"))
+    return {
+      memory: bare.memory,
+      snapshot: bare.snapshot,
+      pair: (phoneNumber) =>
+        Effect.gen(function* () {
+          yield* bare.send({ kind: "connect", phone: phoneNumber } satisfies ConnectRequest)
+          const { qr } = yield* bare.next(
+            `${phoneNumber}'s bare socket: a QR code`,
+            isReport("qr", phoneNumber)
+          )
+          yield* Effect.promise(() => sim.scan(qr, { phoneNumber }))
+          const ended = yield* bare.next(
+            `${phoneNumber}'s bare socket: open`,
+            (report): report is Extract<BareReport, { kind: "open" | "closed" }> =>
+              isReport("open", phoneNumber)(report) || isReport("closed", phoneNumber)(report)
+          )
+          if (ended.kind === "closed") {
+            return yield* new ScenarioFailed({
+              message: `${phoneNumber}'s bare socket closed (${ended.code}) instead of opening`
+            })
+          }
+        })
+    }
   })

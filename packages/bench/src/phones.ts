@@ -1,11 +1,15 @@
 import { Effect, type Scope } from "effect"
+import * as path from "node:path"
 import { newCustomer } from "../../server/test/support/admin.ts"
-import { baileysTransport } from "../../server/test/support/baileys.ts"
-import { pairedChannel } from "../../server/test/support/simulator.ts"
-import { pairedBareConnection } from "./bareBaileys.ts"
-import { baileysBenchGateway } from "./gateway.ts"
-import { ensure, judged, millisSince, readMemory, waitUntil } from "./measure.ts"
+import { databaseOn, sqlFor } from "../../server/test/support/database.ts"
+import { pairedChannel, simulator } from "../../server/test/support/simulator.ts"
+import { bareBaileysProcess } from "./bareBaileys.ts"
+import { nodeEnvironments } from "./gateway.ts"
+import { forkIpcProcess } from "./ipcProcess.ts"
+import { ensure, judged, millisSince, waitUntil } from "./measure.ts"
 import type { Report } from "./report.ts"
+
+const phonesMain = path.resolve(import.meta.dirname, "phones-process.ts")
 
 const withinMillis = 300_000
 
@@ -21,21 +25,47 @@ const kib = (bytes: number) => Math.round((bytes / 1024) * 10) / 10
 const mib = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10
 
 /**
- * `count` phones paired with real Baileys against the simulator in one gateway process: what each
- * connected channel costs in memory, and how long until every one is connected again after the
- * simulator drops every connection at once. Then, in the same process, as many connections of the
- * gateway's Baileys transport alone (no gateway, logins in memory): what a bare socket costs.
+ * `count` phones paired with real Baileys against the simulator (in this process) by one gateway OS
+ * process: what each connected channel costs it in memory, and how long until every one is connected
+ * again after the simulator drops every connection at once. Beside it, the baseline: as many bare
+ * Baileys sockets (no gateway, no Effect, logins in memory) paired to the same simulator by a plain
+ * process of their own: what a bare socket costs. Both processes read their memory the same way.
  */
 export const phones = (serverUrl: string, count: number): Effect.Effect<Report, unknown, Scope.Scope> =>
   Effect.gen(function* () {
-    const { sim, gateway, sql } = yield* baileysBenchGateway(serverUrl)
+    const sim = yield* simulator
+    const database = yield* databaseOn(serverUrl)
+    const sql = yield* sqlFor(database.url)
+    const { env } = (yield* nodeEnvironments(database.url, 1))[0]!
+    const gatewayProcess = yield* forkIpcProcess(phonesMain, [], {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      ...env,
+      WHATISUP_WA_WS_URL: sim.url
+    })
+    const gateway = {
+      api: `http://127.0.0.1:${env.PORT}`,
+      admin: `http://${env.WHATISUP_ADMIN_LISTEN}`,
+      adminToken: env.WHATISUP_ADMIN_TOKEN!
+    }
+    yield* waitUntil(
+      "the gateway process answers /readyz",
+      Effect.promise(() =>
+        fetch(`${gateway.api}/readyz`).then(
+          (response) => response.ok,
+          () => false
+        )
+      ),
+      60_000
+    )
     const connected = Effect.map(
       sql<{ n: number }>`SELECT count(*)::int AS n FROM channels WHERE status = 'connected'`,
       (rows) => rows[0]!.n
     ).pipe(Effect.orDie)
 
     const { client } = yield* newCustomer(gateway, { name: "Bench", plan: { max_channels: count } })
-    const beforeChannels = yield* readMemory
+    const beforeChannels = yield* gatewayProcess.memory
+    yield* gatewayProcess.snapshot("phones-gateway-before")
     const pairing = performance.now()
     yield* Effect.forEach(
       Array.from({ length: count }, (_, i) => i),
@@ -44,15 +74,17 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
     )
     const pairMillis = millisSince(pairing)
     yield* ensure((yield* connected) === count, `all ${count} paired channels are connected`)
-    const withChannels = yield* readMemory
+    const withChannels = yield* gatewayProcess.memory
+    yield* gatewayProcess.snapshot("phones-gateway-with")
 
-    // the bare sockets, read the same way in the same process with the channels connected,
-    // before the drop (what the reconnects leave behind is not theirs)
-    const transport = yield* baileysTransport(sim.url)
-    const beforeBare = yield* readMemory
+    // the baseline: as many bare Baileys sockets in a plain process of their own, paired to phones of
+    // their own in the same simulator, read the same way (after a full collection)
+    const bare = yield* bareBaileysProcess(sim)
+    const beforeBare = yield* bare.memory
+    yield* bare.snapshot("phones-bare-before")
     yield* Effect.forEach(
       Array.from({ length: count }, (_, i) => i),
-      (i) => pairedBareConnection(sim, transport, barePhone(i)),
+      (i) => bare.pair(barePhone(i)),
       { concurrency: pairingConcurrency, discard: true }
     )
     for (let i = 0; i < count; i++) {
@@ -62,7 +94,8 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
         `${barePhone(i)} has ${connections} connections to the simulator, not 1`
       )
     }
-    const withBare = yield* readMemory
+    const withBare = yield* bare.memory
+    yield* bare.snapshot("phones-bare-with")
 
     // event ids are monotonic within this process: whatever comes after the drop sorts after this one
     const [mark] = yield* sql<{ id: string }>`SELECT coalesce(max(id), '') AS id FROM events`
@@ -104,10 +137,14 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
 
     const perChannel = {
       heap: (withChannels.heapUsed - beforeChannels.heapUsed) / count,
+      heapTotal: (withChannels.heapTotal - beforeChannels.heapTotal) / count,
+      external: (withChannels.external - beforeChannels.external) / count,
       rss: (withChannels.rss - beforeChannels.rss) / count
     }
     const perBare = {
       heap: (withBare.heapUsed - beforeBare.heapUsed) / count,
+      heapTotal: (withBare.heapTotal - beforeBare.heapTotal) / count,
+      external: (withBare.external - beforeBare.external) / count,
       rss: (withBare.rss - beforeBare.rss) / count
     }
 
@@ -119,7 +156,9 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
         transport: "baileys",
         pairing_concurrency: pairingConcurrency,
         gc_before_reading: withChannels.collected,
-        simulator: "in-process"
+        gateway: "a process of its own",
+        bare_baileys: "a plain process of its own",
+        simulator: "the benchmark's process"
       },
       figures: [
         {
@@ -147,6 +186,30 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
           unit: "KiB"
         },
         {
+          key: "heap_total_per_channel_kib",
+          label: "heap held from the system per channel, used or not",
+          value: kib(perChannel.heapTotal),
+          unit: "KiB"
+        },
+        {
+          key: "heap_total_per_bare_socket_kib",
+          label: "bare Baileys: heap held per socket, used or not",
+          value: kib(perBare.heapTotal),
+          unit: "KiB"
+        },
+        {
+          key: "external_per_channel_kib",
+          label: "external memory (Buffers) per channel",
+          value: kib(perChannel.external),
+          unit: "KiB"
+        },
+        {
+          key: "external_per_bare_socket_kib",
+          label: "bare Baileys: external memory per socket",
+          value: kib(perBare.external),
+          unit: "KiB"
+        },
+        {
           key: "ratio_heap",
           label: "heap per channel / per bare socket",
           value: judged(perChannel.heap / perBare.heap),
@@ -160,7 +223,7 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
         },
         {
           key: "rss_with_channels_mib",
-          label: `process RSS with ${count} channels connected (simulator included)`,
+          label: `the gateway process's RSS with ${count} channels connected`,
           value: mib(withChannels.rss),
           unit: "MiB",
           target: { atMost: rssTargetMib }
