@@ -2,6 +2,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { AsyncLocalStorage } from "node:async_hooks"
 import * as v8 from "node:v8"
+import type { Simulator } from "@whatisup/wa-simulator"
+import type { AuthStateStore } from "../src/channels/loginStore.ts"
+import type { WhatsAppTransport } from "../src/channels/transport.ts"
 import { RetryCounters } from "../src/whatsapp/baileysTransport.ts"
 import {
   baileysTransport,
@@ -28,6 +31,28 @@ const enabledStorages = () =>
   (v8.queryObjects(AsyncLocalStorage, { format: "summary" }) as ReadonlyArray<string>).filter((summary) =>
     /enabled: true/.test(summary)
   ).length
+
+/** Connects on `login` as an actor of its own each time, held by nothing here once its connection closed. */
+const connectOn = (transport: WhatsAppTransport["Service"], login: AuthStateStore) => () =>
+  transport.connect({
+    channelId: testChannel,
+    pairing: { method: "qr" },
+    authState: login,
+    holdsLease: () => true,
+    actor: {},
+    ...noMessages
+  })
+
+/** Pairs by QR: the pairing connection ends with the 515 after the scan, and is closed then. */
+const pairedByQr = (sim: Simulator, connect: ReturnType<typeof connectOn>, phoneNumber: string) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const pairing = yield* connect()
+      const { qr } = yield* nextEvent("the QR", pairing.events, tagged("Qr"))
+      yield* Effect.promise(() => sim.scan(qr, { phoneNumber }))
+      yield* nextEvent("the 515 after the scan", pairing.events, tagged("Close"))
+    })
+  )
 
 describe("per-channel memory is bounded and goes with the actor (issue 8, item 10)", () => {
   it("item 10: retry counters are bounded: past the latest 1,000 messages, the oldest are forgotten", () => {
@@ -93,23 +118,8 @@ describe("per-channel memory is bounded and goes with the actor (issue 8, item 1
         const loggedIn = (phoneNumber: string) =>
           Effect.gen(function* () {
             const login = makeLoginStore()
-            const connect = () =>
-              transport.connect({
-                channelId: testChannel,
-                pairing: { method: "qr" },
-                authState: login.store,
-                holdsLease: () => true,
-                actor: {},
-                ...noMessages
-              })
-            yield* Effect.scoped(
-              Effect.gen(function* () {
-                const pairing = yield* connect()
-                const { qr } = yield* nextEvent("the QR", pairing.events, tagged("Qr"))
-                yield* Effect.promise(() => sim.scan(qr, { phoneNumber }))
-                yield* nextEvent("the 515 after the scan", pairing.events, tagged("Close"))
-              })
-            )
+            const connect = connectOn(transport, login.store)
+            yield* pairedByQr(sim, connect, phoneNumber)
             // open until the test's scope closes; its login stores its pre-keys in a key transaction
             yield* nextEvent(`${phoneNumber} opens`, (yield* connect()).events, tagged("Open"))
             yield* waitUntil(
@@ -151,24 +161,8 @@ describe("per-channel memory is bounded and goes with the actor (issue 8, item 1
         const phoneNumber = "15550003456"
         // the login's pre-keys take 2 s to store: time enough to stall the phone before they are uploaded
         const login = makeLoginStore({ delayMillis: (write) => (storesPreKeys(write) ? 2000 : 0) })
-        // an actor of its own each time, held by nothing here once its connection closed
-        const connect = () =>
-          transport.connect({
-            channelId: testChannel,
-            pairing: { method: "qr" },
-            authState: login.store,
-            holdsLease: () => true,
-            actor: {},
-            ...noMessages
-          })
-        yield* Effect.scoped(
-          Effect.gen(function* () {
-            const pairing = yield* connect()
-            const { qr } = yield* nextEvent("the QR", pairing.events, tagged("Qr"))
-            yield* Effect.promise(() => sim.scan(qr, { phoneNumber }))
-            yield* nextEvent("the 515 after the scan", pairing.events, tagged("Close"))
-          })
-        )
+        const connect = connectOn(transport, login.store)
+        yield* pairedByQr(sim, connect, phoneNumber)
         // a login stores its pre-keys in one of Baileys' transactions, which runs its storage, then
         // uploads them: the socket ends with that upload unanswered, the phone stalled
         yield* Effect.scoped(
