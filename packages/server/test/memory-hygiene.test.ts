@@ -151,12 +151,11 @@ describe("per-channel memory is bounded and goes with the actor (issue 8, item 1
   )
 
   it.live(
-    "item 10: a socket ended in the middle of its pre-key upload leaves no AsyncLocalStorage of its own enabled, and is collected within seconds",
+    "item 10: a socket ended in the middle of its pre-key upload is collected within seconds (its transactions' storage is the one every socket shares: see above)",
     () =>
       Effect.gen(function* () {
         const sim = yield* simulator
         const transport = yield* baileysTransport(sim.url)
-        const storagesBefore = enabledStorages()
         const countersBefore = liveRetryCounters()
         const phoneNumber = "15550003456"
         // the login's pre-keys take 2 s to store: time enough to stall the phone before they are uploaded
@@ -186,12 +185,6 @@ describe("per-channel memory is bounded and goes with the actor (issue 8, item 1
           })
         )
         const ended = performance.now()
-        // the one the sockets share, if none had run before in this process
-        yield* waitUntil(
-          "no storage of the sockets' own is left enabled",
-          Effect.sync(() => enabledStorages() <= storagesBefore + 1),
-          { attempts: 20, everyMillis: 100 }
-        )
         // Baileys held an ended socket until its timers ran out (both patched): the pre-key upload's 30 s
         // timeout, and the 60 s of each query left waiting for an answer (here some 90 s in all). Collected
         // within 3 s of its end now; each check is a full GC, seconds on a loaded machine: hence 30 s

@@ -13,6 +13,9 @@ export const outboxChannel = "whatisup_outbox"
  */
 export const outboxSweepInterval = "30 seconds"
 
+/** A sweep that takes longer (a database that hangs) is given up, so that the next one still runs. */
+const sweepTimeout = "10 seconds"
+
 interface Watch {
   dirty: boolean
   waiter: Deferred.Deferred<void> | undefined
@@ -64,15 +67,18 @@ export const layerOutboxSignal = Layer.effect(
         Effect.repeat(Schedule.spaced("1 second"))
       )
     )
-    // the channels this node holds with work waiting, from the two partial indexes the drains read
+    // the channels this node holds with work waiting: a probe of each partial index the drains read,
+    // for each of them (not the whole cluster's backlog, which may be large)
     const sweep = Effect.suspend(() =>
       watches.size === 0
         ? Effect.void
         : sql<{ channel_id: string }>`
-            SELECT w.channel_id FROM (
-              SELECT channel_id FROM messages WHERE status = 'queued'
-              UNION SELECT channel_id FROM messages WHERE read_receipt = 'pending'
-            ) w JOIN channel_leases l ON l.channel_id = w.channel_id AND l.owner = ${nodeId}`.pipe(
+            SELECT l.channel_id FROM channel_leases l
+            WHERE l.owner = ${nodeId}
+              AND (EXISTS (SELECT 1 FROM messages m WHERE m.channel_id = l.channel_id AND m.status = 'queued')
+                OR EXISTS (
+                  SELECT 1 FROM messages m WHERE m.channel_id = l.channel_id AND m.read_receipt = 'pending'))`.pipe(
+            Effect.timeout(sweepTimeout),
             Effect.map((rows) => rows.forEach((row) => wake(row.channel_id))),
             Effect.catchCause((cause) => Effect.logWarning("could not look for outbox work", cause))
           )
