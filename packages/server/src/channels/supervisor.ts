@@ -115,6 +115,35 @@ export class Supervisor extends Context.Service<
   }
 >()("whatisup/Supervisor") {}
 
+/** How one life of an actor ended, as the supervisor decides on it. */
+type Ending =
+  | { readonly _tag: "Stopped" | "Interrupted" | "LeaseLost" | "Defect" }
+  | {
+      readonly _tag: "Disconnected"
+      readonly code: number
+      readonly retry: "now" | "backoff"
+      readonly wasOpen: boolean
+      readonly whilePairing: boolean
+    }
+
+/**
+ * Runs one life of the actor and sums up how it ended, keeping nothing of it: an error holds its
+ * stack's frames until the stack is read, and through them the ended connection and its socket,
+ * which the supervisor's loop would otherwise keep for as long as the next connection lasts.
+ */
+const runOnce = (fence: Fence, cell: StopCell) =>
+  Effect.flatMap(Effect.exit(runChannel(fence, cell)), (exit): Effect.Effect<Ending> => {
+    if (Exit.isSuccess(exit)) return Effect.succeed({ _tag: "Stopped" })
+    if (Cause.hasInterruptsOnly(exit.cause)) return Effect.succeed({ _tag: "Interrupted" })
+    const failure = exit.cause.reasons.find(Cause.isFailReason)?.error
+    if (failure?._tag === "LeaseLost") return Effect.succeed({ _tag: "LeaseLost" })
+    if (failure instanceof Disconnected) {
+      const { code, retry, wasOpen, whilePairing } = failure
+      return Effect.succeed({ _tag: "Disconnected", code, retry, wasOpen, whilePairing })
+    }
+    return Effect.as(Effect.logError("channel actor failed", exit.cause), { _tag: "Defect" })
+  })
+
 /** Restarts an actor as its disconnects ask, until the channel should stop; interrupting it closes everything. */
 const supervise = (fence: Fence, cell: StopCell) =>
   Effect.gen(function* () {
@@ -127,18 +156,17 @@ const supervise = (fence: Fence, cell: StopCell) =>
       const started = yield* Clock.currentTimeMillis
       // the actor itself ends the last round as a QR timeout, with the round's one event
       cell.lastPairingRound = pairingRounds + 1 >= maxPairingRounds
-      const exit = yield* Effect.exit(runChannel(fence, cell))
-      if (Exit.isSuccess(exit)) return
-      if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
+      const failure = yield* runOnce(fence, cell)
+      if (failure._tag === "Stopped") return
+      if (failure._tag === "Interrupted") return yield* Effect.interrupt
       if ((yield* Clock.currentTimeMillis) - started >= Duration.toMillis(stablePeriod)) {
         attempt = 0
         restartsAfterLogin = 0
         replaced = 0
       }
-      const failure = exit.cause.reasons.find(Cause.isFailReason)?.error
       // the lease went elsewhere (a 440 from the new owner's login ends here too): stop quietly
-      if (failure?._tag === "LeaseLost") return
-      if (failure instanceof Disconnected) {
+      if (failure._tag === "LeaseLost") return
+      if (failure._tag === "Disconnected") {
         replaced = failure.code === 440 ? replaced + 1 : 0
         pairingRounds = failure.whilePairing ? pairingRounds + 1 : 0
         if (replaced >= maxReplaced) {
@@ -171,7 +199,6 @@ const supervise = (fence: Fence, cell: StopCell) =>
           restartsAfterLogin = 0
         }
       } else {
-        yield* Effect.logError("channel actor failed", exit.cause)
         yield* Metric.update(Metric.withAttributes(restarts, { reason: "defect" }), 1)
       }
       yield* Effect.sleep(yield* reconnectDelay(attempt))
