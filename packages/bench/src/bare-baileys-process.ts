@@ -1,16 +1,22 @@
 /**
  * A plain Node process of bare Baileys sockets, the baseline of the `phones` benchmark: no gateway,
- * no Effect, logins in memory, the same socket options the gateway gives. Driven over IPC by the
+ * no Effect, Signal keys in files (as the gateway keeps them out of its memory, in PostgreSQL), the
+ * same socket options the gateway gives. Driven over IPC by the
  * benchmark (`bareBaileys.ts`): it opens a socket for each phone it is told of, says each QR code
  * and each socket that opened, and reads its own memory when asked. Run with `--expose-gc`.
  */
 import {
   type AuthenticationState,
+  BufferJSON,
   DisconnectReason,
   initAuthCreds,
   makeWASocket,
+  proto,
   type SignalDataTypeMap
 } from "@whiskeysockets/baileys"
+import * as fs from "node:fs"
+import * as fsp from "node:fs/promises"
+import * as path from "node:path"
 import pino from "pino"
 import { answerMemoryRequests } from "./memoryReadings.ts"
 
@@ -26,34 +32,54 @@ export type BareReport =
   | { readonly kind: "closed"; readonly phone: string; readonly code: number | undefined }
 
 answerMemoryRequests()
-const url = process.argv[2]
-if (url === undefined) {
-  console.error("usage: node --expose-gc bare-baileys-process.ts <simulator ws url>, forked with IPC")
+const [url, keysDir] = process.argv.slice(2)
+if (url === undefined || keysDir === undefined) {
+  console.error(
+    "usage: node --expose-gc bare-baileys-process.ts <simulator ws url> <directory for the keys>, forked with IPC"
+  )
   process.exit(2)
 }
 const report = (message: BareReport) => process.send!(message)
 const logger = pino({ level: "silent" })
 
-/** A login in memory: the credentials and every Signal key, as the objects Baileys gave. */
-const memoryLogin = (): AuthenticationState => {
-  const keys = new Map<string, unknown>()
+/**
+ * A login as the gateway keeps one, its Signal keys outside the process (here in files of a temporary
+ * directory, one a key; the gateway keeps them in PostgreSQL) and its credentials in memory. Baileys'
+ * own `useMultiFileAuthState` is not used: it keeps a lock object for every file it ever touched, for
+ * the life of the process, which would count against the baseline.
+ */
+const fileLogin = (dir: string): AuthenticationState => {
+  fs.mkdirSync(dir, { recursive: true })
+  const file = (type: string, id: string) => path.join(dir, `${type}-${id.replace(/[/:]/g, "_")}.json`)
   return {
     creds: initAuthCreds(),
     keys: {
       get: async <T extends keyof SignalDataTypeMap>(type: T, ids: Array<string>) =>
         Object.fromEntries(
-          ids.flatMap((id) => {
-            const value = keys.get(`${type}/${id}`)
-            return value === undefined ? [] : [[id, value]]
-          })
+          await Promise.all(
+            ids.map(async (id) => {
+              const text = await fsp.readFile(file(type, id), "utf8").catch(() => undefined)
+              if (text === undefined) return [id, undefined]
+              const value = JSON.parse(text, BufferJSON.reviver)
+              return [
+                id,
+                type === "app-state-sync-key" ? proto.Message.AppStateSyncKeyData.fromObject(value) : value
+              ]
+            })
+          )
         ) as { [id: string]: SignalDataTypeMap[T] },
       set: async (data) => {
+        const writes: Array<Promise<void>> = []
         for (const [type, values] of Object.entries(data)) {
           for (const [id, value] of Object.entries(values ?? {})) {
-            if (value === null || value === undefined) keys.delete(`${type}/${id}`)
-            else keys.set(`${type}/${id}`, value)
+            writes.push(
+              value === null || value === undefined
+                ? fsp.rm(file(type, id), { force: true })
+                : fsp.writeFile(file(type, id), JSON.stringify(value, BufferJSON.replacer))
+            )
           }
         }
+        await Promise.all(writes)
       }
     }
   }
@@ -82,6 +108,7 @@ const connect = (phone: string, auth: AuthenticationState) => {
 }
 
 process.on("message", (request: { readonly kind?: unknown; readonly phone?: unknown }) => {
-  if (request.kind === "connect" && typeof request.phone === "string") connect(request.phone, memoryLogin())
+  if (request.kind === "connect" && typeof request.phone === "string")
+    connect(request.phone, fileLogin(path.join(keysDir, request.phone)))
 })
 report({ kind: "ready" })

@@ -1,5 +1,7 @@
 import type { Simulator } from "@whatisup/wa-simulator"
 import { Effect, type Queue, type Scope } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import type {
   ConnectOptions,
@@ -102,7 +104,15 @@ export const bareBaileysProcess = (
   sim: Simulator
 ): Effect.Effect<BareBaileysProcess, ScenarioFailed, Scope.Scope> =>
   Effect.gen(function* () {
-    const bare = yield* forkIpcProcess(bareMain, [sim.url])
+    // the sockets' Signal keys, in files: gone with the scope
+    const keysDir = yield* Effect.acquireRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "whatisup-bare-baileys-"))),
+      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+    )
+    const bare = yield* forkIpcProcess(bareMain, [sim.url, keysDir], {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME
+    })
     yield* bare.next("the bare Baileys process starts", isReport("ready"))
     return {
       memory: bare.memory,

@@ -18,7 +18,7 @@ export interface IpcProcess {
     what: string,
     accept: (report: unknown) => report is R
   ) => Effect.Effect<R, ScenarioFailed>
-  readonly send: (message: object) => Effect.Effect<void>
+  readonly send: (message: object) => Effect.Effect<void, ScenarioFailed>
   /** Its memory, read after a full collection (see `memoryReadings.ts`). */
   readonly memory: Effect.Effect<ProcessMemory, ScenarioFailed>
   /** Writes its heap to `<BENCH_HEAP_SNAPSHOT_DIR>/<name>.heapsnapshot`, when that is set; else nothing. */
@@ -58,12 +58,20 @@ export const forkIpcProcess = (
           stdio: ["ignore", "inherit", "inherit", "ipc"]
         })
       ),
+      // asked to stop first (a profiled gateway writes its profile as it stops), then killed
       (child) =>
         Effect.promise(async () => {
           if (child.exitCode !== null || child.signalCode !== null) return
           const exited = new Promise((resolve) => child.once("exit", resolve))
-          child.kill("SIGKILL")
-          await exited
+          child.kill("SIGTERM")
+          const stopped = await Promise.race([
+            exited.then(() => true),
+            new Promise((resolve) => setTimeout(() => resolve(false), 10_000))
+          ])
+          if (!stopped) {
+            child.kill("SIGKILL")
+            await exited
+          }
         })
     )
     child.on("message", (report: unknown) => {
@@ -71,10 +79,13 @@ export const forkIpcProcess = (
       if (index === -1) kept.push(report)
       else waiting.splice(index, 1)[0]!.settle(report)
     })
-    child.once("exit", (code, signal) => {
-      ended = new Error(`${main} exited (${signal ?? code})`)
+    const end = (error: Error) => {
+      ended ??= error
       for (const waiter of waiting.splice(0)) waiter.settle(undefined, ended)
-    })
+    }
+    child.once("exit", (code, signal) => end(new Error(`${main} exited (${signal ?? code})`)))
+    // it could not be started, or a message could not reach it
+    child.on("error", (error) => end(error))
 
     const next = <R>(what: string, accept: (report: unknown) => report is R) =>
       Effect.callback<R, ScenarioFailed>((resume) => {
@@ -102,7 +113,14 @@ export const forkIpcProcess = (
             )
         })
       )
-    const send = (message: object) => Effect.sync(() => void child.send(message))
+    const send = (message: object) =>
+      Effect.suspend(() =>
+        ended === undefined && child.connected
+          ? Effect.sync(() => void child.send(message))
+          : Effect.fail(
+              new ScenarioFailed({ message: `${main} is gone: ${ended?.message ?? "disconnected"}` })
+            )
+      )
     return {
       pid: child.pid!,
       next,
