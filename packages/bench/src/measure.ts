@@ -3,6 +3,7 @@ import * as fs from "node:fs"
 import { Session } from "node:inspector/promises"
 import * as path from "node:path"
 import { waitUntil as harnessWait } from "../../server/test/support/waits.ts"
+import { measureMemory } from "./memoryReadings.ts"
 
 /** The scenario did not complete as it should: figures taken from it would measure a broken run. */
 export class ScenarioFailed extends Data.TaggedError("ScenarioFailed")<{ readonly message: string }> {}
@@ -55,17 +56,9 @@ export interface MemoryReading {
 }
 
 /** The process's heap and resident set, after a full garbage collection when one can be asked for. */
-export const readMemory = Effect.promise(async (): Promise<MemoryReading> => {
-  const collect = globalThis.gc
-  if (collect !== undefined) {
-    collect()
-    // finalizers and weak references queued by the first pass are released by the second
-    await new Promise((resolve) => setImmediate(resolve))
-    collect()
-  }
-  const { heapUsed, rss } = process.memoryUsage()
-  return { heapUsed, rss, collected: collect !== undefined }
-})
+export const readMemory = Effect.promise(measureMemory).pipe(
+  Effect.map(({ heapUsed, rss, collected }): MemoryReading => ({ heapUsed, rss, collected }))
+)
 
 /** Set to a directory, benchmarks profile their measured rounds there (`<name>.cpuprofile`). */
 export const profileDir = process.env.BENCH_CPU_PROFILE_DIR

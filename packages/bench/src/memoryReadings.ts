@@ -32,7 +32,8 @@ export interface MemoryReport {
   readonly collected: boolean
 }
 
-const measure = async (): Promise<MemoryReport> => {
+/** This process's memory, read after a full collection when one can be asked for (`--expose-gc`). */
+export const measureMemory = async (): Promise<MemoryReport> => {
   const collect = globalThis.gc
   if (collect !== undefined) {
     collect()
@@ -51,7 +52,7 @@ export const answerMemoryRequests = () => {
     process.exit(2)
   }
   process.on("message", (request: { readonly kind?: unknown; readonly file?: unknown }) => {
-    if (request.kind === "measure") void measure().then((report) => process.send!(report))
+    if (request.kind === "measure") void measureMemory().then((report) => process.send!(report))
     if (request.kind === "snapshot" && typeof request.file === "string") {
       v8.writeHeapSnapshot(request.file)
       process.send!({ kind: "snapshot", file: request.file } satisfies SnapshotReport)
