@@ -1,9 +1,12 @@
 import { Effect, Scope } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
+import * as path from "node:path"
 import { databaseOn, sqlFor } from "../../server/test/support/database.ts"
 import { gatewayEnvironment, startGateway } from "../../server/test/support/gateway.ts"
 import { simulator } from "../../server/test/support/simulator.ts"
+import { forkIpcProcess } from "./ipcProcess.ts"
+import { ScenarioFailed, waitUntil } from "./measure.ts"
 
 /**
  * A fresh database on the server of `serverUrl` and a whole gateway on it in this process. The
@@ -69,4 +72,40 @@ export const baileysBenchGateway = (serverUrl: string, env: Record<string, strin
       env: { WHATISUP_WA_WS_URL: sim.url, ...env }
     })
     return { sim, gateway, sql: yield* sqlFor(database.url) }
+  })
+
+const gatewayMain = path.resolve(import.meta.dirname, "gateway-process.ts")
+
+/**
+ * A fresh database on the server of `serverUrl` and a whole gateway on it in an OS process of its own
+ * (`gateway-process.ts`: the environment of `npm start`, nothing inherited but PATH and HOME), up and
+ * answering /readyz, until the scope closes: the addresses a client takes, the process (its memory,
+ * its pid) and a client on its database.
+ */
+export const gatewayInProcess = (serverUrl: string, env: Record<string, string> = {}) =>
+  Effect.gen(function* () {
+    const database = yield* databaseOn(serverUrl)
+    const node = (yield* nodeEnvironments(database.url, 1))[0]!.env
+    const child = yield* forkIpcProcess(gatewayMain, [], {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      ...node,
+      ...env
+    })
+    const gateway = {
+      api: `http://127.0.0.1:${node.PORT}`,
+      admin: `http://${node.WHATISUP_ADMIN_LISTEN}`,
+      adminToken: node.WHATISUP_ADMIN_TOKEN!
+    }
+    yield* waitUntil(
+      "the gateway process answers /readyz",
+      Effect.promise(() =>
+        fetch(`${gateway.api}/readyz`).then(
+          (response) => response.ok,
+          () => false
+        )
+      ),
+      60_000
+    ).pipe(Effect.mapError((timedOut) => new ScenarioFailed({ message: timedOut.message })))
+    return { gateway, process: child, database, sql: yield* sqlFor(database.url) }
   })

@@ -12,6 +12,7 @@ export type ProcessMemory = MemoryReading & Pick<MemoryReport, "heapTotal" | "ex
 
 /** A plain process the benchmark forked with IPC: what it reports, waited for, and its memory. */
 export interface IpcProcess {
+  readonly pid: number
   /** The next report `accept` takes, kept since it came or still to come; fails past a bound or if the process exits. */
   readonly next: <R>(
     what: string,
@@ -121,6 +122,7 @@ export const forkIpcProcess = (
             )
       )
     return {
+      pid: child.pid!,
       next,
       send,
       memory: Effect.gen(function* () {

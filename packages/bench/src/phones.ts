@@ -1,15 +1,10 @@
 import { Effect, type Scope } from "effect"
-import * as path from "node:path"
 import { newCustomer } from "../../server/test/support/admin.ts"
-import { databaseOn, sqlFor } from "../../server/test/support/database.ts"
 import { pairedChannel, simulator } from "../../server/test/support/simulator.ts"
 import { bareBaileysProcess } from "./bareBaileys.ts"
-import { nodeEnvironments } from "./gateway.ts"
-import { forkIpcProcess } from "./ipcProcess.ts"
+import { gatewayInProcess } from "./gateway.ts"
 import { ensure, judged, millisSince, waitUntil } from "./measure.ts"
 import type { Report } from "./report.ts"
-
-const phonesMain = path.resolve(import.meta.dirname, "phones-process.ts")
 
 const withinMillis = 300_000
 
@@ -34,30 +29,13 @@ const mib = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10
 export const phones = (serverUrl: string, count: number): Effect.Effect<Report, unknown, Scope.Scope> =>
   Effect.gen(function* () {
     const sim = yield* simulator
-    const database = yield* databaseOn(serverUrl)
-    const sql = yield* sqlFor(database.url)
-    const { env } = (yield* nodeEnvironments(database.url, 1))[0]!
-    const gatewayProcess = yield* forkIpcProcess(phonesMain, [], {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      ...env,
+    const {
+      gateway,
+      process: gatewayProcess,
+      sql
+    } = yield* gatewayInProcess(serverUrl, {
       WHATISUP_WA_WS_URL: sim.url
     })
-    const gateway = {
-      api: `http://127.0.0.1:${env.PORT}`,
-      admin: `http://${env.WHATISUP_ADMIN_LISTEN}`,
-      adminToken: env.WHATISUP_ADMIN_TOKEN!
-    }
-    yield* waitUntil(
-      "the gateway process answers /readyz",
-      Effect.promise(() =>
-        fetch(`${gateway.api}/readyz`).then(
-          (response) => response.ok,
-          () => false
-        )
-      ),
-      60_000
-    )
     const connected = Effect.map(
       sql<{ n: number }>`SELECT count(*)::int AS n FROM channels WHERE status = 'connected'`,
       (rows) => rows[0]!.n

@@ -1,18 +1,18 @@
-import { Api, type Message } from "@whatisup/domain"
-import { Effect, Layer, type Scope } from "effect"
-import { HttpApi, HttpApiBuilder, HttpApiGroup } from "effect/http-api"
+import { Effect, type Scope } from "effect"
+import * as path from "node:path"
 import { SqlClient } from "effect/sql"
 import { poolConnections } from "../../server/src/db/client.ts"
 import { runMigrations } from "../../server/src/db/migrations.ts"
 import { maxBatch, workers } from "../../server/src/messages/intake.ts"
 import { newCustomer } from "../../server/test/support/admin.ts"
 import { databaseOn, sqlFor } from "../../server/test/support/database.ts"
-import { frameworkStack } from "./frameworkStack.ts"
-import { benchGateway } from "./gateway.ts"
+import { gatewayInProcess } from "./gateway.ts"
+import { forkIpcProcess } from "./ipcProcess.ts"
 import { type LoadFigures, httpLoad } from "./load.ts"
-import { ensure, judged, median, profileDir, profiled } from "./measure.ts"
-import { minimalServer } from "./minimalSends.ts"
+import { ensure, judged, median, processCpuMillis } from "./measure.ts"
 import type { Report } from "./report.ts"
+import type { Storage } from "./minimalSends.ts"
+import type { Listening, SendsServer } from "./sends-server-process.ts"
 
 export interface SendsSize {
   /** Length of each measured load run. */
@@ -37,40 +37,38 @@ const send = {
 /** The minimal write-combined server batches as the gateway's intake does. */
 const intakeBatching = { maxBatch, writers: workers }
 
-/**
- * The messages group reduced to its send endpoint, as the gateway's `Api` declares it (payload
- * schema, parse options, and the Authorization, PayloadFields and RequestValidation middleware).
- */
-const SendOnlyApi = HttpApi.make("whatisup")
-  .add(HttpApiGroup.make("messages").add(Api.groups.messages.endpoints.send))
-  .annotateMerge(Api.annotations)
+const serverMain = path.resolve(import.meta.dirname, "sends-server-process.ts")
 
-/**
- * (c) The framework's ceiling: the gateway's own HTTP stack for the send endpoint (request pipeline,
- * bearer keys through the real key cache and rate limiter, the schema) whose handler answers `answer`
- * without storing anything. The database is read only to fill the key cache.
- */
-const frameworkServer = (databaseUrl: string, answer: Message) =>
+const isListening = (report: unknown): report is Listening =>
+  (report as { readonly kind?: unknown } | null)?.kind === "listening"
+
+/** A baseline server in an OS process of its own until the scope closes: its address, and the process to read the CPU of. */
+const serverProcess = (server: SendsServer) =>
   Effect.gen(function* () {
-    const handlers = HttpApiBuilder.group(SendOnlyApi, "messages", (handlers) =>
-      handlers.handle("send", () => Effect.succeed(answer))
-    )
-    return yield* frameworkStack(HttpApiBuilder.layer(SendOnlyApi).pipe(Layer.provide(handlers)), databaseUrl)
+    const child = yield* forkIpcProcess(serverMain, [JSON.stringify(server)])
+    const { url } = yield* child.next("a sends server listening", isListening)
+    return { url, pid: child.pid }
   })
 
 /**
- * Accepted sends a second through `POST /v1/channels/{id}/messages` of a whole gateway in this
- * process (real PostgreSQL, a created channel that is not connected, so sends just queue), under
- * autocannon in a process of its own, against minimal `node:http` servers in the same run: (a) `pg`
- * with one transaction per send, (b) `pg` write-combining, (c) the gateway's HTTP stack answering
- * without a database, and bare `node:http` without one for orientation.
+ * Accepted sends a second through `POST /v1/channels/{id}/messages` of a whole gateway in an OS
+ * process of its own (real PostgreSQL, a created channel that is not connected, so sends just queue),
+ * under autocannon in a process of its own, against minimal `node:http` servers in the same run, each
+ * in a process of its own too: (a) `pg` with one transaction per send, (b) `pg` write-combining, (c)
+ * the gateway's HTTP stack answering without a database, and bare `node:http` without one for
+ * orientation.
  */
 export const sends = (
   serverUrl: string,
   { seconds, warmUpSeconds, rounds, connections }: SendsSize
 ): Effect.Effect<Report, unknown, Scope.Scope> =>
   Effect.gen(function* () {
-    const { database, gateway } = yield* benchGateway(serverUrl, { whatsapp: "memory" })
+    const {
+      gateway,
+      process: gatewayProcess,
+      database: gatewayDatabase,
+      sql: gatewaySql
+    } = yield* gatewayInProcess(serverUrl)
     // like every plan limit, the request rate is raised so it does not cap the figure
     const { client, customerId, key } = yield* newCustomer(gateway, {
       name: "Bench",
@@ -79,7 +77,6 @@ export const sends = (
     const channel = yield* client.channels.create({ headers: {}, payload: {} })
     const path = `/v1/channels/${channel.id}/messages`
     const answer = yield* client.messages.send({ params: { id: channel.id }, headers: {}, payload: send })
-    const gatewaySql = yield* sqlFor(database.url)
 
     /** A database of the gateway's schema holding this customer and channel, for a minimal server's sends. */
     const baselineDatabase = Effect.gen(function* () {
@@ -100,29 +97,35 @@ export const sends = (
     const combinedDatabase = yield* baselineDatabase
     const sender = { customerId, key }
 
+    const minimal = (storage?: Storage) =>
+      serverProcess({ kind: "minimal", sender, ...(storage !== undefined && { storage }) })
     const servers = [
-      { name: "gateway", url: gateway.api, sql: gatewaySql },
+      { name: "gateway", url: gateway.api, pid: gatewayProcess.pid, sql: gatewaySql },
       {
         name: "transaction_per_send",
-        url: yield* minimalServer(sender, {
+        ...(yield* minimal({
           kind: "transaction_per_send",
           url: perSendDatabase.url,
           connections: poolConnections
-        }),
+        })),
         sql: perSendDatabase.sql
       },
       {
         name: "write_combined",
-        url: yield* minimalServer(sender, {
+        ...(yield* minimal({
           kind: "write_combined",
           url: combinedDatabase.url,
           connections: poolConnections,
           ...intakeBatching
-        }),
+        })),
         sql: combinedDatabase.sql
       },
-      { name: "framework", url: yield* frameworkServer(database.url, answer), sql: undefined },
-      { name: "bare_http", url: yield* minimalServer(sender), sql: undefined }
+      {
+        name: "framework",
+        ...(yield* serverProcess({ kind: "framework", databaseUrl: gatewayDatabase.url, answer })),
+        sql: undefined
+      },
+      { name: "bare_http", ...(yield* minimal()), sql: undefined }
     ] as const
     type Name = (typeof servers)[number]["name"]
 
@@ -152,14 +155,13 @@ export const sends = (
     )
     for (let round = 0; round < rounds; round++) {
       for (const server of servers) {
-        const run = load(server.url, seconds)
-        const cpu = process.cpuUsage()
-        const figures = yield* round === 0 ? profiled(`sends-${server.name}`, run) : run
-        const used = process.cpuUsage(cpu)
+        const cpu = yield* processCpuMillis(server.pid)
+        const figures = yield* load(server.url, seconds)
+        const usedMillis = (yield* processCpuMillis(server.pid)) - cpu
         yield* tallied(server.name, figures)
         measured
           .get(server.name)!
-          .push({ ...figures, cpuMicrosPerSend: Math.round((used.user + used.system) / figures.accepted) })
+          .push({ ...figures, cpuMicrosPerSend: Math.round((usedMillis * 1000) / figures.accepted) })
       }
     }
 
@@ -213,7 +215,7 @@ export const sends = (
         },
         {
           key: `${name}_cpu_us_per_send`,
-          label: `${label}: this process's CPU per send`,
+          label: `${label}: its process's CPU per send`,
           value: figures.cpuMicrosPerSend,
           unit: "µs"
         }
@@ -229,9 +231,8 @@ export const sends = (
         rounds,
         body_bytes: Buffer.byteLength(JSON.stringify(send)),
         load: "autocannon, own process",
-        servers: "in-process",
-        pool_connections: poolConnections,
-        profiled: profileDir !== undefined
+        servers: "a process each",
+        pool_connections: poolConnections
       },
       figures: [
         ...figuresOf("gateway", "gateway"),

@@ -1,8 +1,7 @@
 /**
- * A gateway OS process for the `phones` benchmark: the real gateway on real Baileys (the WhatsApp of
- * `WHATISUP_WA_WS_URL`, the simulator in the benchmark's process), in a process of its own like the
- * bare Baileys baseline, and answering the benchmark's memory readings the same way. Run with the
- * same environment as `npm start`, forked with IPC and `--expose-gc`.
+ * A gateway OS process for the benchmarks that measure the gateway against a baseline in a process
+ * of its own (`phones`, `sends`): the real gateway, with the same environment as `npm start`, forked
+ * with IPC and `--expose-gc`, answering the benchmark's memory readings as the plain processes do.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Layer } from "effect"
