@@ -10,6 +10,9 @@ import { OutboxSignal } from "./outboxSignal.ts"
 /** How many queued messages one claim takes: sent one by one at the channel's pace. */
 const claimSize = 20
 
+/** How many read receipts one batch sends to WhatsApp. */
+export const readReceiptBatch = 100
+
 /** How long a round waits after WhatsApp did not take a message, before trying it again. */
 const retryRoundAfter = "2 seconds"
 
@@ -280,19 +283,23 @@ export const drainOutbox = (
       }
     })
 
+    /** Sends a batch of the read receipts asked for; a full one wakes the drain again for the rest. */
     const readReceipts = Effect.gen(function* () {
-      const receipts = yield* outbox.readReceipts(fence, 100)
+      const receipts = yield* outbox.readReceipts(fence, readReceiptBatch)
       if (receipts.length === 0 || !holdsLease()) return
       const marked = yield* retried(
         connection.markRead(
           receipts.map((receipt) => ({ id: receipt.whatsappId, fromMe: false, chat: receipt.chat }))
         )
       )
-      if (marked._tag === "Success")
+      if (marked._tag === "Success") {
         yield* outbox.readReceiptsSent(
           fence,
           receipts.map((receipt) => receipt.id)
         )
+        // more may be waiting: the next round takes them, after any message queued meanwhile
+        if (receipts.length === readReceiptBatch) signal.wake(fence.channelId)
+      }
     })
 
     for (;;) {
