@@ -15,13 +15,20 @@ export interface GatewayProcess {
 /**
  * A real gateway OS process, killed when the scope closes if still running; given Node options (a
  * benchmark's profiling), stopped with SIGTERM first so that it writes what they ask for on exit.
+ * With `ownGroup` it leads a process group of its own, as a command started in a terminal does: a
+ * signal to the group (`process.kill(-pid)`) is a terminal's Ctrl-C.
  */
-export const spawnGateway = (env: Record<string, string | undefined>, main = gatewayMain) =>
+export const spawnGateway = (
+  env: Record<string, string | undefined>,
+  main = gatewayMain,
+  { ownGroup = false }: { readonly ownGroup?: boolean } = {}
+) =>
   Effect.acquireRelease(
     Effect.sync((): GatewayProcess => {
       const child = spawn(process.execPath, [main], {
         env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-        stdio: ["ignore", "pipe", "pipe"]
+        stdio: ["ignore", "pipe", "pipe"],
+        detached: ownGroup
       })
       let output = ""
       child.stdout!.on("data", (chunk) => (output += chunk))
