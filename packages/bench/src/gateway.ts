@@ -99,13 +99,24 @@ export const gatewayInProcess = (serverUrl: string, env: Record<string, string> 
     }
     yield* waitUntil(
       "the gateway process answers /readyz",
-      Effect.promise(() =>
-        fetch(`${gateway.api}/readyz`).then(
-          (response) => response.ok,
-          () => false
-        )
-      ),
+      Effect.suspend(() => {
+        const ended = child.ended()
+        return ended !== undefined
+          ? Effect.fail(
+              new ScenarioFailed({ message: `the gateway process ended before it was ready: ${ended}` })
+            )
+          : Effect.promise(() =>
+              fetch(`${gateway.api}/readyz`).then(
+                (response) => response.ok,
+                () => false
+              )
+            )
+      }),
       60_000
-    ).pipe(Effect.mapError((timedOut) => new ScenarioFailed({ message: timedOut.message })))
+    ).pipe(
+      Effect.catchTag("WaitTimedOut", (timedOut) =>
+        Effect.fail(new ScenarioFailed({ message: timedOut.message }))
+      )
+    )
     return { gateway, process: child, database, sql: yield* sqlFor(database.url) }
   })

@@ -13,6 +13,8 @@ export type ProcessMemory = MemoryReading & Pick<MemoryReport, "heapTotal" | "ex
 /** A plain process the benchmark forked with IPC: what it reports, waited for, and its memory. */
 export interface IpcProcess {
   readonly pid: number
+  /** Why it ended (its exit, or a failure to reach it), once it has; else undefined. */
+  readonly ended: () => string | undefined
   /** The next report `accept` takes, kept since it came or still to come; fails past a bound or if the process exits. */
   readonly next: <R>(
     what: string,
@@ -123,6 +125,7 @@ export const forkIpcProcess = (
       )
     return {
       pid: child.pid!,
+      ended: () => ended?.message,
       next,
       send,
       memory: Effect.gen(function* () {
