@@ -85,6 +85,13 @@ const fileLogin = (dir: string): AuthenticationState => {
   }
 }
 
+/**
+ * Each phone's socket, as a program using Baileys keeps it: to send with it. A socket nothing keeps
+ * loses the functions only its API holds (sending, groups, communities, newsletters...), which the
+ * gateway keeps for every channel.
+ */
+const sockets = new Map<string, ReturnType<typeof makeWASocket>>()
+
 /** Opens a socket for `phone`, and again with the same login when WhatsApp asks for a restart (after pairing). */
 const connect = (phone: string, auth: AuthenticationState) => {
   const socket = makeWASocket({
@@ -105,6 +112,7 @@ const connect = (phone: string, auth: AuthenticationState) => {
       else report({ kind: "closed", phone, code })
     }
   })
+  sockets.set(phone, socket)
 }
 
 process.on("message", (request: { readonly kind?: unknown; readonly phone?: unknown }) => {
