@@ -82,7 +82,7 @@ const gatewayMain = path.resolve(import.meta.dirname, "gateway-process.ts")
  * answering /readyz, until the scope closes: the addresses a client takes, the process (its memory,
  * its pid) and a client on its database.
  */
-export const gatewayInProcess = (serverUrl: string, env: Record<string, string> = {}) =>
+export const forkedGateway = (serverUrl: string, env: Record<string, string> = {}) =>
   Effect.gen(function* () {
     const database = yield* databaseOn(serverUrl)
     const node = (yield* nodeEnvironments(database.url, 1))[0]!.env

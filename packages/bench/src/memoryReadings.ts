@@ -1,5 +1,5 @@
 /**
- * The child side of the benchmarks' plain processes (`bare-baileys-process.ts`, `phones-process.ts`):
+ * The child side of the benchmarks' plain processes (`bare-baileys-process.ts`, `gateway-process.ts`):
  * plain Node, no Effect, so that the bare baseline carries nothing of the gateway's. A process forked
  * with IPC answers each `measure` request with its memory, read after a full collection (run it with
  * `--expose-gc`), writes a heap snapshot when asked, and ends when the benchmark that forked it goes.

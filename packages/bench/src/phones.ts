@@ -2,7 +2,7 @@ import { Effect, type Scope } from "effect"
 import { newCustomer } from "../../server/test/support/admin.ts"
 import { pairedChannel, simulator } from "../../server/test/support/simulator.ts"
 import { bareBaileysProcess } from "./bareBaileys.ts"
-import { gatewayInProcess } from "./gateway.ts"
+import { forkedGateway } from "./gateway.ts"
 import { ensure, judged, millisSince, waitUntil } from "./measure.ts"
 import type { Report } from "./report.ts"
 
@@ -33,7 +33,7 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
       gateway,
       process: gatewayProcess,
       sql
-    } = yield* gatewayInProcess(serverUrl, {
+    } = yield* forkedGateway(serverUrl, {
       WHATISUP_WA_WS_URL: sim.url
     })
     const connected = Effect.map(

@@ -6,7 +6,7 @@ import { runMigrations } from "../../server/src/db/migrations.ts"
 import { maxBatch, workers } from "../../server/src/messages/intake.ts"
 import { newCustomer } from "../../server/test/support/admin.ts"
 import { databaseOn, sqlFor } from "../../server/test/support/database.ts"
-import { gatewayInProcess } from "./gateway.ts"
+import { forkedGateway } from "./gateway.ts"
 import { forkIpcProcess } from "./ipcProcess.ts"
 import { type LoadFigures, httpLoad } from "./load.ts"
 import { ensure, judged, median, processCpuMillis } from "./measure.ts"
@@ -68,7 +68,7 @@ export const sends = (
       process: gatewayProcess,
       database: gatewayDatabase,
       sql: gatewaySql
-    } = yield* gatewayInProcess(serverUrl)
+    } = yield* forkedGateway(serverUrl)
     // like every plan limit, the request rate is raised so it does not cap the figure
     const { client, customerId, key } = yield* newCustomer(gateway, {
       name: "Bench",

@@ -12,10 +12,11 @@ const newSession = "Closing open session in favor of incoming prekey bundle"
 
 describe("Signal sessions with a contact", () => {
   it.live(
-    "are kept when the channel's socket asks for the contact's devices again: no new session, no pre-key spent",
+    "are kept when the channel's socket asks for the contact's devices again: no session is replaced",
     () =>
       Effect.gen(function* () {
-        // the contact's phone (libsignal, in this process) says so when a session is replaced
+        // the simulator's phones (libsignal, in this process: the contact's and the channel's own) say
+        // so when a session with them is replaced
         const replaced: Array<string> = []
         const warn = console.warn
         yield* Effect.acquireRelease(

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { spawn } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as http from "node:http"
@@ -11,6 +12,7 @@ import { apiClient, waitForQr, waitForStatus } from "./support/api.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, tempDataDir } from "./support/gateway.ts"
 import { gatewayMain, runCli, spawnGateway, waitReady } from "./support/process.ts"
+import { waitUntil } from "./support/waits.ts"
 
 const apiOf = (env: { PORT: string }) => `http://127.0.0.1:${env.PORT}`
 
@@ -267,6 +269,50 @@ describe("starting the gateway", () => {
         fs.rmSync(env.WHATISUP_DATA_DIR, { recursive: true, force: true })
       }).pipe(Effect.scoped),
     180_000
+  )
+
+  it.effect(
+    "a process that exits without closing its embedded PostgreSQL's scope (vitest on Ctrl-C) still stops it",
+    () =>
+      Effect.gen(function* () {
+        const dataDir = tempDataDir()
+        const postmaster = path.join(dataDir, "postgres", "postmaster.pid")
+        // starts the server, then exits at once, as vitest's Ctrl-C handler does
+        const script = `
+          import { Effect } from "effect"
+          import { startEmbeddedPostgres } from ${JSON.stringify(path.resolve(import.meta.dirname, "../src/db/embedded.ts"))}
+          Effect.runPromise(Effect.scoped(Effect.andThen(
+            startEmbeddedPostgres(${JSON.stringify(dataDir)}),
+            Effect.sync(() => process.exit(0))
+          )))`
+        const exited = yield* Effect.promise(
+          () =>
+            new Promise<number | null>((resolve) =>
+              spawn(process.execPath, ["--input-type=module", "-e", script], {
+                cwd: path.resolve(import.meta.dirname, ".."),
+                stdio: "inherit"
+              }).on("exit", resolve)
+            )
+        )
+        expect(exited).toBe(0)
+        expect(fs.existsSync(path.join(dataDir, "postgres", "PG_VERSION"))).toBe(true)
+        // the server's shutdown removes its pid file; one left running would keep it
+        yield* waitUntil(
+          "the embedded PostgreSQL stopped",
+          Effect.sync(() => !fs.existsSync(postmaster)),
+          { attempts: 400, everyMillis: 25 }
+        ).pipe(
+          Effect.ensuring(
+            Effect.sync(() => {
+              if (fs.existsSync(postmaster)) {
+                process.kill(Number(fs.readFileSync(postmaster, "utf8").split("\n")[0]), "SIGKILL")
+              }
+              fs.rmSync(dataDir, { recursive: true, force: true })
+            })
+          )
+        )
+      }),
+    120_000
   )
 
   it.effect(

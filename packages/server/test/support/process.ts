@@ -14,9 +14,9 @@ export interface GatewayProcess {
 
 /**
  * A real gateway OS process, killed when the scope closes if still running; given Node options (a
- * benchmark's profiling), stopped with SIGTERM first so that it writes what they ask for on exit.
- * With `ownGroup` it leads a process group of its own, as a command started in a terminal does: a
- * signal to the group (`process.kill(-pid)`) is a terminal's Ctrl-C.
+ * benchmark's profiling) or `ownGroup`, stopped with SIGTERM first. With `ownGroup` it leads a
+ * process group of its own, as a command started in a terminal does: a signal to the group
+ * (`process.kill(-pid)`) is a terminal's Ctrl-C.
  */
 export const spawnGateway = (
   env: Record<string, string | undefined>,
@@ -39,7 +39,9 @@ export const spawnGateway = (
     (gateway) =>
       Effect.promise(async () => {
         if (gateway.child.exitCode === null && gateway.child.signalCode === null) {
-          if (env.NODE_OPTIONS !== undefined && env.NODE_OPTIONS !== "") {
+          // asked to stop first: an embedded PostgreSQL (a process group of its own) stops only with
+          // the gateway's own stop, and a profiled one writes its profile as it stops
+          if (ownGroup || (env.NODE_OPTIONS !== undefined && env.NODE_OPTIONS !== "")) {
             gateway.child.kill("SIGTERM")
             await Promise.race([gateway.exited, new Promise((resolve) => setTimeout(resolve, 30_000))])
           }
