@@ -29,10 +29,6 @@ export const benchGateway = (
   })
 
 /**
- * The environments of `processes` gateway processes on one database (`node-1`, `node-2`...): one
- * key ring, a data dir each (removed with the caller's scope), default lease settings.
- */
-/**
  * Node options for the gateway processes a benchmark starts (`BENCH_GATEWAY_NODE_OPTIONS`), e.g.
  * `--cpu-prof --cpu-prof-dir=/tmp/profiles` or `--heapsnapshot-signal=SIGUSR2` (see the README).
  */
@@ -41,6 +37,10 @@ export const gatewayNodeOptions: Record<string, string> =
     ? {}
     : { NODE_OPTIONS: process.env.BENCH_GATEWAY_NODE_OPTIONS }
 
+/**
+ * The environments of `processes` gateway processes on one database (`node-1`, `node-2`...): one
+ * key ring, a data dir each (removed with the caller's scope), default lease settings.
+ */
 export const nodeEnvironments = (databaseUrl: string, processes: number) =>
   Effect.gen(function* () {
     const shared = { WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}` }
