@@ -4,21 +4,21 @@
  * same socket options the gateway gives. Driven over IPC by the
  * benchmark (`bareBaileys.ts`): it opens a socket for each phone it is told of, says each QR code
  * and each socket that opened, and reads its own memory when asked. Run with `--expose-gc`.
+ *
+ * Its Baileys is the package it is told to load: `baileys-published` (Baileys 7.0.0-rc14 as
+ * published, the target's baseline) or `@whiskeysockets/baileys` (the same version as the gateway
+ * patched it, at install).
  */
-import {
-  type AuthenticationState,
-  BufferJSON,
-  DisconnectReason,
-  initAuthCreds,
-  makeWASocket,
-  proto,
-  type SignalDataTypeMap
-} from "@whiskeysockets/baileys"
+import type { AuthenticationState, SignalDataTypeMap } from "@whiskeysockets/baileys"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import pino from "pino"
 import { answerMemoryRequests } from "./memoryReadings.ts"
+
+/** The Baileys packages the process can load: the same version, as published and as patched. */
+const baileysPackages = ["baileys-published", "@whiskeysockets/baileys"] as const
+export type BaileysPackage = (typeof baileysPackages)[number]
 
 export interface ConnectRequest {
   readonly kind: "connect"
@@ -32,13 +32,24 @@ export type BareReport =
   | { readonly kind: "closed"; readonly phone: string; readonly code: number | undefined }
 
 answerMemoryRequests()
-const [url, keysDir] = process.argv.slice(2)
-if (url === undefined || keysDir === undefined) {
+const [url, keysDir, baileysPackage] = process.argv.slice(2)
+if (
+  url === undefined ||
+  keysDir === undefined ||
+  !baileysPackages.includes(baileysPackage as BaileysPackage)
+) {
   console.error(
-    "usage: node --expose-gc bare-baileys-process.ts <simulator ws url> <directory for the keys>, forked with IPC"
+    `usage: node --expose-gc bare-baileys-process.ts <simulator ws url> <directory for the keys> <${baileysPackages.join(" | ")}>, forked with IPC`
   )
   process.exit(2)
 }
+const {
+  BufferJSON,
+  DisconnectReason,
+  initAuthCreds,
+  makeWASocket,
+  proto
+}: typeof import("@whiskeysockets/baileys") = await import(baileysPackage as BaileysPackage)
 const report = (message: BareReport) => process.send!(message)
 const logger = pino({ level: "silent" })
 

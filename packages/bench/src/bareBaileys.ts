@@ -10,7 +10,7 @@ import type {
 } from "../../server/src/channels/transport.ts"
 import type { AuthStateStore } from "../../server/src/channels/loginStore.ts"
 import { nextEvent, noMessages, testChannel } from "../../server/test/support/baileys.ts"
-import type { BareReport, ConnectRequest } from "./bare-baileys-process.ts"
+import type { BaileysPackage, BareReport, ConnectRequest } from "./bare-baileys-process.ts"
 import { forkIpcProcess, type ProcessMemory } from "./ipcProcess.ts"
 import { ScenarioFailed } from "./measure.ts"
 
@@ -99,9 +99,13 @@ export interface BareBaileysProcess {
   readonly snapshot: (name: string) => Effect.Effect<void, ScenarioFailed>
 }
 
-/** Starts the plain process of bare Baileys sockets, talking to `sim`, until the scope closes. */
+/**
+ * Starts a plain process of bare Baileys sockets on `baileys` (as published, or as the gateway
+ * patched it), talking to `sim`, until the scope closes.
+ */
 export const bareBaileysProcess = (
-  sim: Simulator
+  sim: Simulator,
+  baileys: BaileysPackage
 ): Effect.Effect<BareBaileysProcess, ScenarioFailed, Scope.Scope> =>
   Effect.gen(function* () {
     // the sockets' Signal keys, in files: gone with the scope
@@ -109,7 +113,7 @@ export const bareBaileysProcess = (
       Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "whatisup-bare-baileys-"))),
       (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
     )
-    const bare = yield* forkIpcProcess(bareMain, [sim.url, keysDir], {
+    const bare = yield* forkIpcProcess(bareMain, [sim.url, keysDir, baileys], {
       PATH: process.env.PATH,
       HOME: process.env.HOME
     })

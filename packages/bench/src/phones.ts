@@ -1,15 +1,18 @@
+import type { Simulator } from "@whatisup/wa-simulator"
 import { Effect, type Scope } from "effect"
 import { newCustomer } from "../../server/test/support/admin.ts"
 import { pairedChannel, simulator } from "../../server/test/support/simulator.ts"
+import type { BaileysPackage } from "./bare-baileys-process.ts"
 import { bareBaileysProcess } from "./bareBaileys.ts"
 import { forkedGateway } from "./gateway.ts"
-import { ensure, judged, millisSince, waitUntil } from "./measure.ts"
+import type { ProcessMemory } from "./ipcProcess.ts"
+import { ensure, judged, millisSince, type ScenarioFailed, waitUntil } from "./measure.ts"
 import type { Report } from "./report.ts"
 
 const withinMillis = 300_000
 
-const phone = (n: number) => `4477009${String(n).padStart(5, "0")}`
-const barePhone = (n: number) => `4477008${String(n).padStart(5, "0")}`
+const pad = (n: number) => String(n).padStart(5, "0")
+const phone = (n: number) => `4477009${pad(n)}`
 
 const pairingConcurrency = 10
 
@@ -19,12 +22,61 @@ const rssTargetMib = 1024
 const kib = (bytes: number) => Math.round((bytes / 1024) * 10) / 10
 const mib = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10
 
+interface Readings {
+  readonly before: ProcessMemory
+  readonly with: ProcessMemory
+}
+
+/** What each of `count` sockets added to a process, between two readings. */
+const perSocket = (readings: Readings, count: number) => ({
+  heap: (readings.with.heapUsed - readings.before.heapUsed) / count,
+  heapTotal: (readings.with.heapTotal - readings.before.heapTotal) / count,
+  external: (readings.with.external - readings.before.external) / count,
+  rss: (readings.with.rss - readings.before.rss) / count
+})
+
+/**
+ * A plain process of `count` bare sockets on `baileys`, each paired to a phone of `phoneOf` and
+ * checked connected once: its memory before and with them. The process ends before this returns.
+ */
+const bareSockets = (
+  sim: Simulator,
+  baileys: BaileysPackage,
+  count: number,
+  phoneOf: (n: number) => string
+): Effect.Effect<Readings, ScenarioFailed> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const name = baileys === "baileys-published" ? "published" : "patched"
+      const bare = yield* bareBaileysProcess(sim, baileys)
+      const before = yield* bare.memory
+      yield* bare.snapshot(`phones-bare-${name}-before`)
+      yield* Effect.forEach(
+        Array.from({ length: count }, (_, i) => phoneOf(i)),
+        (phoneNumber) => bare.pair(phoneNumber),
+        { concurrency: pairingConcurrency, discard: true }
+      )
+      for (let i = 0; i < count; i++) {
+        const connections = sim.connectionsOf(phoneOf(i)).length
+        yield* ensure(
+          connections === 1,
+          `${phoneOf(i)} has ${connections} connections to the simulator, not 1`
+        )
+      }
+      const withSockets = yield* bare.memory
+      yield* bare.snapshot(`phones-bare-${name}-with`)
+      return { before, with: withSockets }
+    })
+  )
+
 /**
  * `count` phones paired with real Baileys against the simulator (in this process) by one gateway OS
  * process: what each connected channel costs it in memory, and how long until every one is connected
- * again after the simulator drops every connection at once. Beside it, the baseline: as many bare
- * Baileys sockets (no gateway, no Effect, logins in memory) paired to the same simulator by a plain
- * process of their own: what a bare socket costs. Both processes read their memory the same way.
+ * again after the simulator drops every connection at once. Beside it, the baselines: as many bare
+ * Baileys sockets (no gateway, no Effect, Signal keys in files) paired to the same simulator by a
+ * plain process of their own, on Baileys as published (the target's baseline: what a program using
+ * Baileys itself pays a socket), then on Baileys as the gateway patched it (what the gateway adds
+ * beyond its Baileys). Every process reads its memory the same way.
  */
 export const phones = (serverUrl: string, count: number): Effect.Effect<Report, unknown, Scope.Scope> =>
   Effect.gen(function* () {
@@ -55,25 +107,11 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
     const withChannels = yield* gatewayProcess.memory
     yield* gatewayProcess.snapshot("phones-gateway-with")
 
-    // the baseline: as many bare Baileys sockets in a plain process of their own, paired to phones of
-    // their own in the same simulator, read the same way (after a full collection)
-    const bare = yield* bareBaileysProcess(sim)
-    const beforeBare = yield* bare.memory
-    yield* bare.snapshot("phones-bare-before")
-    yield* Effect.forEach(
-      Array.from({ length: count }, (_, i) => i),
-      (i) => bare.pair(barePhone(i)),
-      { concurrency: pairingConcurrency, discard: true }
-    )
-    for (let i = 0; i < count; i++) {
-      const connections = sim.connectionsOf(barePhone(i)).length
-      yield* ensure(
-        connections === 1,
-        `${barePhone(i)} has ${connections} connections to the simulator, not 1`
-      )
-    }
-    const withBare = yield* bare.memory
-    yield* bare.snapshot("phones-bare-with")
+    // the baselines: as many bare Baileys sockets in a plain process of their own, paired to phones of
+    // their own in the same simulator, read the same way (after a full collection); one process on
+    // Baileys as published (the target's), then one on Baileys as the gateway patched it
+    const published = yield* bareSockets(sim, "baileys-published", count, (n) => `4477008${pad(n)}`)
+    const patched = yield* bareSockets(sim, "@whiskeysockets/baileys", count, (n) => `4477007${pad(n)}`)
 
     // event ids are monotonic within this process: whatever comes after the drop sorts after this one
     const [mark] = yield* sql<{ id: string }>`SELECT coalesce(max(id), '') AS id FROM events`
@@ -113,18 +151,9 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
       yield* ensure(connections === 1, `${phone(i)} has ${connections} connections to the simulator, not 1`)
     }
 
-    const perChannel = {
-      heap: (withChannels.heapUsed - beforeChannels.heapUsed) / count,
-      heapTotal: (withChannels.heapTotal - beforeChannels.heapTotal) / count,
-      external: (withChannels.external - beforeChannels.external) / count,
-      rss: (withChannels.rss - beforeChannels.rss) / count
-    }
-    const perBare = {
-      heap: (withBare.heapUsed - beforeBare.heapUsed) / count,
-      heapTotal: (withBare.heapTotal - beforeBare.heapTotal) / count,
-      external: (withBare.external - beforeBare.external) / count,
-      rss: (withBare.rss - beforeBare.rss) / count
-    }
+    const perChannel = perSocket({ before: beforeChannels, with: withChannels }, count)
+    const perBare = perSocket(published, count)
+    const perPatched = perSocket(patched, count)
 
     return {
       benchmark: "phones",
@@ -135,7 +164,8 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
         pairing_concurrency: pairingConcurrency,
         gc_before_reading: withChannels.collected,
         gateway: "a process of its own",
-        bare_baileys: "a plain process of its own",
+        bare_baileys:
+          "two plain processes of their own, one after the other: Baileys 7.0.0-rc14 as published (baileys-published), then as the gateway patched it",
         simulator: "the benchmark's process"
       },
       figures: [
@@ -164,6 +194,18 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
           unit: "KiB"
         },
         {
+          key: "heap_per_patched_bare_socket_kib",
+          label: "bare Baileys as the gateway patched it: heap per socket",
+          value: kib(perPatched.heap),
+          unit: "KiB"
+        },
+        {
+          key: "rss_per_patched_bare_socket_kib",
+          label: "bare Baileys as the gateway patched it: RSS per socket",
+          value: kib(perPatched.rss),
+          unit: "KiB"
+        },
+        {
           key: "heap_total_per_channel_kib",
           label: "heap held from the system per channel, used or not",
           value: kib(perChannel.heapTotal),
@@ -189,7 +231,7 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
         },
         {
           key: "ratio_heap",
-          label: "heap per channel / per bare socket",
+          label: "heap per channel / per bare socket (published Baileys: the target)",
           value: judged(perChannel.heap / perBare.heap),
           unit: ""
         },
@@ -197,6 +239,12 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
           key: "ratio_rss",
           label: "RSS per channel / per bare socket",
           value: judged(perChannel.rss / perBare.rss),
+          unit: ""
+        },
+        {
+          key: "ratio_heap_patched",
+          label: "heap per channel / per bare socket as patched (the gateway beyond its Baileys)",
+          value: judged(perChannel.heap / perPatched.heap),
           unit: ""
         },
         {

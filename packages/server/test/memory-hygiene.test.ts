@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import { MessageRetryManager, proto } from "@whiskeysockets/baileys"
 import { Effect } from "effect"
 import { AsyncLocalStorage } from "node:async_hooks"
 import * as v8 from "node:v8"
@@ -65,6 +66,51 @@ describe("per-channel memory is bounded and goes with the actor (issue 8, item 1
     counters.set("message-new", 0)
     expect(counters.get("message-1")).toBe(2)
     expect(counters.get("message-2")).toBeUndefined()
+  })
+
+  it("Baileys' retry manager (patched) makes its two fixed-size caches at their first write, not with every socket", () => {
+    const quiet = {
+      level: "silent",
+      child: () => quiet,
+      trace() {},
+      debug() {},
+      info() {},
+      warn() {},
+      error() {}
+    }
+    // every cache of the manager is an LRUCache: one made with a first manager shows the class to count
+    const probe = new MessageRetryManager(quiet as ConstructorParameters<typeof MessageRetryManager>[0], 5)
+    const lruCache = (probe as unknown as { readonly retryCounters: object }).retryCounters.constructor
+    const liveCaches = () => v8.queryObjects(lruCache as new () => unknown, { format: "count" }) as number
+    const before = liveCaches()
+    const manager = new MessageRetryManager(quiet as ConstructorParameters<typeof MessageRetryManager>[0], 5)
+    const atStart = liveCaches()
+    expect(
+      atStart - before,
+      "a new manager makes only its two caches without a size (retry counts, sessions recreated)"
+    ).toBe(2)
+
+    // never written: read as empty, cleared without making them
+    expect(manager.getRecentMessage("15550001111@s.whatsapp.net", "A1")).toBeUndefined()
+    expect(manager.hasSameBaseKey("15550001111.0", "A1", new Uint8Array([1, 2]))).toBe(false)
+    manager.deleteBaseKey("15550001111.0", "A1")
+    manager.clear()
+    expect(liveCaches(), "reading, deleting and clearing make neither cache").toBe(atStart)
+
+    const message = proto.Message.fromObject({ conversation: "hello" })
+    manager.addRecentMessage("15550001111@s.whatsapp.net", "A1", message)
+    expect(liveCaches(), "the first message sent makes the recent messages' cache").toBe(atStart + 1)
+    expect(manager.getRecentMessage("15550001111@s.whatsapp.net", "A1")?.message).toBe(message)
+    manager.saveBaseKey("15550001111.0", "A1", new Uint8Array([1, 2]))
+    expect(liveCaches(), "the first base key saved makes the base keys' cache").toBe(atStart + 2)
+    expect(manager.hasSameBaseKey("15550001111.0", "A1", new Uint8Array([1, 2]))).toBe(true)
+    expect(manager.hasSameBaseKey("15550001111.0", "A1", new Uint8Array([1, 3]))).toBe(false)
+
+    // a message answered is forgotten, through the index the cache keeps beside it
+    manager.markRetrySuccess("A1")
+    expect(manager.getRecentMessage("15550001111@s.whatsapp.net", "A1")).toBeUndefined()
+    manager.clear()
+    expect(manager.hasSameBaseKey("15550001111.0", "A1", new Uint8Array([1, 2]))).toBe(false)
   })
 
   it.live(
