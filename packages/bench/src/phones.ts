@@ -131,24 +131,6 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
     const withChannels = yield* gatewayProcess.memory
     yield* gatewayProcess.snapshot("phones-gateway-with")
 
-    // the baselines: as many bare Baileys sockets in a plain process of their own, paired to phones of
-    // their own in the same simulator, read the same way (after a full collection); one process on
-    // Baileys as published (the target's), then one on Baileys as the gateway patched it
-    const published = yield* bareSockets(
-      sim,
-      "baileys-published",
-      count,
-      publishedPerProcess,
-      (n) => `4477008${pad(n)}`
-    )
-    const patched = yield* bareSockets(
-      sim,
-      "@whiskeysockets/baileys",
-      count,
-      count,
-      (n) => `4477007${pad(n)}`
-    )
-
     // event ids are monotonic within this process: whatever comes after the drop sorts after this one
     const [mark] = yield* sql<{ id: string }>`SELECT coalesce(max(id), '') AS id FROM events`
     const afterDrop = (type: string) =>
@@ -186,6 +168,26 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
       const connections = sim.connectionsOf(phone(i)).length
       yield* ensure(connections === 1, `${phone(i)} has ${connections} connections to the simulator, not 1`)
     }
+
+    // then the baselines, once the gateway's figures are taken (while they pair, the simulator in this
+    // process is busy for minutes, and may answer the gateway's keepalives too late): as many bare
+    // Baileys sockets in plain processes of their own, paired to phones of their own in the same
+    // simulator, read the same way (after a full collection); on Baileys as published (the target's),
+    // then on Baileys as the gateway patched it
+    const published = yield* bareSockets(
+      sim,
+      "baileys-published",
+      count,
+      publishedPerProcess,
+      (n) => `4477008${pad(n)}`
+    )
+    const patched = yield* bareSockets(
+      sim,
+      "@whiskeysockets/baileys",
+      count,
+      count,
+      (n) => `4477007${pad(n)}`
+    )
 
     const perChannel = perSocket(growth(beforeChannels, withChannels), count)
     const perBare = perSocket(published, count)
