@@ -68,7 +68,7 @@ describe("per-channel memory is bounded and goes with the actor (issue 8, item 1
     expect(counters.get("message-2")).toBeUndefined()
   })
 
-  it("Baileys' retry manager (patched) makes its two fixed-size caches at their first write, not with every socket", () => {
+  it("issue 14: Baileys' retry manager (patched) makes its two fixed-size caches at their first write, not with every socket", () => {
     const quiet = {
       level: "silent",
       child: () => quiet,
@@ -99,7 +99,9 @@ describe("per-channel memory is bounded and goes with the actor (issue 8, item 1
 
     const message = proto.Message.fromObject({ conversation: "hello" })
     manager.addRecentMessage("15550001111@s.whatsapp.net", "A1", message)
-    expect(liveCaches(), "the first message sent makes the recent messages' cache").toBe(atStart + 1)
+    expect(liveCaches(), "the first message sent or received makes the recent messages' cache").toBe(
+      atStart + 1
+    )
     expect(manager.getRecentMessage("15550001111@s.whatsapp.net", "A1")?.message).toBe(message)
     manager.saveBaseKey("15550001111.0", "A1", new Uint8Array([1, 2]))
     expect(liveCaches(), "the first base key saved makes the base keys' cache").toBe(atStart + 2)
@@ -111,6 +113,8 @@ describe("per-channel memory is bounded and goes with the actor (issue 8, item 1
     expect(manager.getRecentMessage("15550001111@s.whatsapp.net", "A1")).toBeUndefined()
     manager.clear()
     expect(manager.hasSameBaseKey("15550001111.0", "A1", new Uint8Array([1, 2]))).toBe(false)
+    // the probe and the manager were alive through every count
+    expect([probe, manager].every((m) => m instanceof MessageRetryManager)).toBe(true)
   })
 
   it.live(
