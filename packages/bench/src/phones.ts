@@ -98,8 +98,8 @@ const bareSockets = (
  * `count` phones paired with real Baileys against the simulator (in this process) by one gateway OS
  * process: what each connected channel costs it in memory, and how long until every one is connected
  * again after the simulator drops every connection at once. Beside it, the baselines: as many bare
- * Baileys sockets (no gateway, no Effect, Signal keys in files) paired to the same simulator by a
- * plain process of their own, on Baileys as published (the target's baseline: what a program using
+ * Baileys sockets (no gateway, no Effect, Signal keys in files) paired to the same simulator by
+ * plain processes of their own, on Baileys as published (the target's baseline: what a program using
  * Baileys itself pays a socket), then on Baileys as the gateway patched it (what the gateway adds
  * beyond its Baileys). Every process reads its memory the same way.
  */
