@@ -8,6 +8,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Api, type Message } from "@whatisup/domain"
 import { Effect, Layer } from "effect"
 import { HttpApi, HttpApiBuilder, HttpApiGroup } from "effect/http-api"
+import { acceptedAnswer } from "../../server/src/http/messageAnswers.ts"
 import { frameworkStack } from "./frameworkStack.ts"
 import { answerMemoryRequests } from "./memoryReadings.ts"
 import { minimalServer, type Sender, type Storage } from "./minimalSends.ts"
@@ -34,14 +35,14 @@ const SendOnlyApi = HttpApi.make("whatisup")
 /**
  * (c) The framework's ceiling: the gateway's own HTTP stack for the send endpoint (request pipeline,
  * bearer keys through the real key cache and rate limiter, the schema) whose handler answers `answer`
- * without storing anything. The database is read only to fill the key cache.
+ * as the gateway's does (`acceptedAnswer`), without storing anything. The database is read only to fill the key cache.
  */
 const frameworkServer = (databaseUrl: string, answer: Message) =>
   frameworkStack(
     HttpApiBuilder.layer(SendOnlyApi).pipe(
       Layer.provide(
         HttpApiBuilder.group(SendOnlyApi, "messages", (handlers) =>
-          handlers.handle("send", () => Effect.succeed(answer))
+          handlers.handle("send", () => Effect.succeed(acceptedAnswer(answer)))
         )
       )
     ),

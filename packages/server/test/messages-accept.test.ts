@@ -1,12 +1,12 @@
 import { expect, layer } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Queue } from "effect"
+import { Deferred, Effect, Fiber, Queue, Schema } from "effect"
 import { outboxChannel } from "../src/messages/outboxSignal.ts"
 import { newCustomer } from "./support/admin.ts"
 import { lockTable, sqlFor } from "./support/database.ts"
 import { layerTestGateway, TestGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 import { TransportError, TransportEvent } from "../src/channels/transport.ts"
-import type { Message } from "@whatisup/domain"
+import { Message } from "@whatisup/domain"
 import { type ApiClient, waitForQr, waitForStatus } from "./support/api.ts"
 import { waitFor, waitUntil } from "./support/waits.ts"
 
@@ -26,6 +26,17 @@ const failsAsDeleted = (client: ApiClient, id: Message["id"]) =>
       (message) => message.status !== "queued"
     ),
     (failed) => expect(failed.failure?.reason).toBe("channel_deleted")
+  )
+
+/**
+ * A send's answer as the endpoint's schema writes it: decoded strictly (a field the schema does not
+ * declare fails it), then encoded; the answer on the wire must be this text exactly.
+ */
+const schemaEncoded = (text: string) =>
+  JSON.stringify(
+    Schema.encodeSync(Message)(
+      Schema.decodeUnknownSync(Message, { onExcessProperty: "error" })(JSON.parse(text))
+    )
   )
 
 /** How many messages the channel holds, read past the API. */
@@ -121,6 +132,12 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
           expect(again.status).toBe(202)
           expect(again.body.id).toBe(created[0]!.body.id)
           expect(again.headers.get("idempotent-replayed")).toBe("true")
+          // the first answer and its replays are the same text, just what the schema writes
+          for (const reply of [...created, again]) {
+            expect(reply.headers.get("content-type")).toBe("application/json")
+            expect(reply.text).toBe(created[0]!.text)
+            expect(reply.text).toBe(schemaEncoded(reply.text))
+          }
 
           const other = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
             key,

@@ -10,6 +10,7 @@ import { MessageIntake } from "../messages/intake.ts"
 import { type MessageAccess, MessageLog } from "../messages/messageLog.ts"
 import { refusalOf, SsrfGuard } from "../webhooks/ssrfGuard.ts"
 import { markReplayed } from "./idempotency.ts"
+import { acceptedAnswer } from "./messageAnswers.ts"
 import { answerProblems } from "./problems.ts"
 
 /** Why a message's file cannot be had, as the API says it. */
@@ -85,7 +86,9 @@ export const layerMessagesHttp = HttpApiBuilder.group(Api, "messages", (handlers
               idempotencyKey: request.headers["idempotency-key"]
             }),
             (accepted) =>
-              accepted.replayed ? Effect.as(markReplayed, accepted.message) : Effect.succeed(accepted.message)
+              accepted.replayed
+                ? Effect.as(markReplayed, acceptedAnswer(accepted.message))
+                : Effect.succeed(acceptedAnswer(accepted.message))
           )
           const media = linkOf(request.payload)
           return media === undefined ? accept : Effect.andThen(vet(media), accept)
