@@ -1,7 +1,7 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { PgClient } from "@effect/sql-pg"
 import { Context, Effect, Layer, Redacted } from "effect"
-import { HttpRouter, HttpServer } from "effect/http"
+import { HttpServer } from "effect/http"
 import { createServer } from "node:http"
 import { layerAuthorization } from "../../server/src/http/authorization.ts"
 import {
@@ -9,6 +9,7 @@ import {
   layerRequestPipeline,
   layerRequestValidation
 } from "../../server/src/http/pipeline.ts"
+import { serveRoutes } from "../../server/src/http/server.ts"
 import { layerAuthentication } from "../../server/src/tenancy/authentication.ts"
 
 /**
@@ -24,7 +25,7 @@ export const frameworkStack = <E, R>(api: Layer.Layer<never, E, R>, databaseUrl:
       Layer.provide(PgClient.layer({ url: Redacted.make(databaseUrl), maxConnections: 2 }))
     )
     const context = yield* Layer.build(
-      HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
+      serveRoutes(routes).pipe(
         Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
       )
     )

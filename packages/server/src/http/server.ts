@@ -41,6 +41,28 @@ export const layerPublicRoutes = Layer.mergeAll(
   layerRequestPipeline
 ).pipe(Layer.provide([layerAuthorization, layerRequestValidation, layerPayloadFields]))
 
+/**
+ * How many services a request's context keeps as additions to the server's before it is copied
+ * whole. A request adds some 20 (its request, route, ids, caller, the handler's own services...); at
+ * Effect's default of 8, each request copied the server's whole context (some 45 services) once.
+ */
+const requestContextDepth = 32
+
+/**
+ * Serves `routes` on the `HttpServer` it is given, without Effect's request logger (the request
+ * pipeline logs) or listen log, each request's context a few additions to the server's.
+ */
+export const serveRoutes = <A, E, R>(routes: Layer.Layer<A, E, R>) => {
+  const serve = HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true })
+  return Layer.fromBuild((memoMap, scope) =>
+    Layer.buildWithMemoMap(serve, memoMap, scope).pipe(
+      Effect.updateContext((context: Context.Context<never>) =>
+        Context.makeUnsafe(context.mapUnsafe, { maxDepth: requestContextDepth })
+      )
+    )
+  )
+}
+
 /** Behind the proxies the operator names, the client is the address they forward, not theirs. */
 const layerClientAddress = (trustedProxies: ReadonlyArray<string>) =>
   trustedProxies.length === 0
@@ -71,7 +93,7 @@ export const layerPublicServer = Layer.unwrap(
     return layerEventStreamsEndFirst.pipe(
       Layer.provideMerge(
         Layer.merge(
-          HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }),
+          serveRoutes(routes),
           Layer.effect(
             PublicAddress,
             Effect.map(HttpServer.HttpServer, (server) => HttpServer.formatAddress(server.address))
