@@ -3,13 +3,8 @@ import { PgClient } from "@effect/sql-pg"
 import { Context, Effect, Layer, Redacted } from "effect"
 import { HttpServer } from "effect/http"
 import { createServer } from "node:http"
-import { layerAuthorization } from "../../server/src/http/authorization.ts"
-import {
-  layerPayloadFields,
-  layerRequestPipeline,
-  layerRequestValidation
-} from "../../server/src/http/pipeline.ts"
-import { serveRoutes } from "../../server/src/http/server.ts"
+import { layerRequestPipeline } from "../../server/src/http/pipeline.ts"
+import { layerRouteMiddleware, serveRoutes } from "../../server/src/http/server.ts"
 import { layerAuthentication } from "../../server/src/tenancy/authentication.ts"
 
 /**
@@ -19,13 +14,12 @@ import { layerAuthentication } from "../../server/src/tenancy/authentication.ts"
  */
 export const frameworkStack = <E, R>(api: Layer.Layer<never, E, R>, databaseUrl: string) =>
   Effect.gen(function* () {
-    const routes = Layer.mergeAll(api, layerRequestPipeline).pipe(
-      Layer.provide([layerAuthorization, layerRequestValidation, layerPayloadFields]),
-      Layer.provide(layerAuthentication),
-      Layer.provide(PgClient.layer({ url: Redacted.make(databaseUrl), maxConnections: 2 }))
-    )
+    // as the gateway serves: every service the handlers and middleware use is the listener's own
     const context = yield* Layer.build(
-      serveRoutes(routes).pipe(
+      serveRoutes(Layer.mergeAll(api, layerRequestPipeline)).pipe(
+        Layer.provide(layerRouteMiddleware),
+        Layer.provide(layerAuthentication),
+        Layer.provide(PgClient.layer({ url: Redacted.make(databaseUrl), maxConnections: 2 })),
         Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
       )
     )

@@ -39,7 +39,17 @@ export const layerPublicRoutes = Layer.mergeAll(
   }),
   layerConsole,
   layerRequestPipeline
-).pipe(Layer.provide([layerAuthorization, layerRequestValidation, layerPayloadFields]))
+)
+
+/**
+ * The API's middleware: given to the listener rather than to the routes, so that each request's
+ * context has them from the server's and they need not be added to it (see `serveRoutes`).
+ */
+export const layerRouteMiddleware = Layer.mergeAll(
+  layerAuthorization,
+  layerRequestValidation,
+  layerPayloadFields
+)
 
 /**
  * How many services a request's context keeps as additions to the server's before it is copied
@@ -50,7 +60,9 @@ const requestContextDepth = 32
 
 /**
  * Serves `routes` on the `HttpServer` it is given, without Effect's request logger (the request
- * pipeline logs) or listen log, each request's context a few additions to the server's.
+ * pipeline logs) or listen log, each request's context a few additions to the server's. A handler's
+ * services that the server's context lacks are added to each request's (see Effect's patched
+ * `HttpApiBuilder`): the fewer, the cheaper a request.
  */
 export const serveRoutes = <A, E, R>(routes: Layer.Layer<A, E, R>) => {
   const serve = HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true })
@@ -93,7 +105,7 @@ export const layerPublicServer = Layer.unwrap(
     return layerEventStreamsEndFirst.pipe(
       Layer.provideMerge(
         Layer.merge(
-          serveRoutes(routes),
+          serveRoutes(routes).pipe(Layer.provide(layerRouteMiddleware)),
           Layer.effect(
             PublicAddress,
             Effect.map(HttpServer.HttpServer, (server) => HttpServer.formatAddress(server.address))
