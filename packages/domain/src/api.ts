@@ -647,8 +647,8 @@ export class Api extends HttpApi.make("whatisup")
   .add(WebhooksGroup)
   .add(AuditGroup)
   .middleware(RequestValidation)
-  // params and headers (one field each on every endpoint) and answers decode on Effect's fast path,
-  // which stops at the first error; a body and a query name every wrong field
+  // params and headers (at most one field each on every endpoint) are decoded, and answers encoded, on
+  // Effect's fast path, which stops at the first error; a body and a query name every wrong field
   .annotate(HttpApi.PayloadParseOptions, { errors: "all", onExcessProperty: "error", reportInput: true })
   .annotate(HttpApi.QueryParseOptions, { errors: "all", onExcessProperty: "error" })
   .annotate(OpenApi.Title, "WhatIsUp gateway API")

@@ -99,6 +99,59 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
     )
 
     it.effect(
+      "a send's 202 on the wire is the message as stored and as the schema writes it, for every path a send takes",
+      () =>
+        Effect.gen(function* () {
+          const gateway = yield* TestGateway
+          const { client, key } = yield* newCustomer(gateway)
+          const channel = yield* client.channels.create({ headers: {}, payload: {} })
+          const send = (body: unknown, headers: Record<string, string> = {}) =>
+            Effect.gen(function* () {
+              const reply = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
+                key,
+                body,
+                headers
+              })
+              expect(reply.status).toBe(202)
+              expect(reply.headers.get("content-type")).toBe("application/json")
+              expect(reply.text).toBe(schemaEncoded(reply.text))
+              const { statuses, ...stored } = yield* client.messages.get({ params: { id: reply.body.id } })
+              expect(statuses.map((change) => change.status)).toEqual(["queued"])
+              expect(reply.body).toEqual(stored)
+              return reply.body as Message
+            })
+          // without an Idempotency-Key or a message referenced: the one-statement batch
+          const text = yield* send({ to: "+15557654321", type: "text", text: { body: "plain" } })
+          yield* send({
+            to: "+15557654321",
+            type: "location",
+            location: { latitude: -33.9, longitude: 18.4 }
+          })
+          yield* send({
+            to: "+15557654321",
+            type: "image",
+            image: { link: "https://93.184.216.34/cat.jpg", caption: "a cat" }
+          })
+          // a reply, a reaction and a keyed send: the transaction
+          yield* send({
+            to: "+15557654321",
+            type: "text",
+            text: { body: "a reply" },
+            context: { message_id: text.id }
+          })
+          yield* send({
+            to: "+15557654321",
+            type: "reaction",
+            reaction: { message_id: text.id, emoji: "👍" }
+          })
+          yield* send(
+            { to: "+15557654321", type: "text", text: { body: "keyed" } },
+            { "idempotency-key": "k-1" }
+          )
+        })
+    )
+
+    it.effect(
       "50 concurrent sends with one Idempotency-Key create one message; the others replay it or are told it is in flight",
       () =>
         Effect.gen(function* () {
