@@ -51,34 +51,29 @@ const serve = <E, R>(routes: Layer.Layer<never, E, R>) =>
     return { seen }
   })
 
+/**
+ * What Effect's own merge gives a handler: its group's services over any other, the server's where
+ * its group has none.
+ */
+const merged = { greeting: "group's", groupOnly: "group's own", serverOnly: "server's own" }
+
+/** Serves `routes` and asks a few times what the handler sees. */
+const seenOnEachRequest = <E, R>(routes: Layer.Layer<never, E, R>) =>
+  Effect.gen(function* () {
+    const { seen } = yield* serve(routes)
+    for (let i = 0; i < 3; i++) expect(yield* seen()).toEqual(merged)
+  }).pipe(Effect.scoped)
+
+const layerApi = HttpApiBuilder.layer(TestApi).pipe(Layer.provide(layerSeen))
+
 // HttpApiBuilder is patched (patches/effect+4.1.0.patch) to provide a handler's build services
 // without copying each request's whole context: what a handler sees must not change
 describe("a handler's services at request time", () => {
   it.effect("are its group's, over the server's, with the server's it does not have", () =>
-    Effect.gen(function* () {
-      const { seen } = yield* serve(HttpApiBuilder.layer(TestApi).pipe(Layer.provide(layerSeen)))
-      for (let i = 0; i < 3; i++) {
-        expect(yield* seen()).toEqual({
-          greeting: "group's",
-          groupOnly: "group's own",
-          serverOnly: "server's own"
-        })
-      }
-    }).pipe(Effect.scoped)
+    seenOnEachRequest(layerApi)
   )
 
   it.effect("are its group's, over what a middleware added for the request", () =>
-    Effect.gen(function* () {
-      const { seen } = yield* serve(
-        Layer.mergeAll(HttpApiBuilder.layer(TestApi).pipe(Layer.provide(layerSeen)), layerRequestServices)
-      )
-      for (let i = 0; i < 3; i++) {
-        expect(yield* seen()).toEqual({
-          greeting: "group's",
-          groupOnly: "group's own",
-          serverOnly: "server's own"
-        })
-      }
-    }).pipe(Effect.scoped)
+    seenOnEachRequest(Layer.mergeAll(layerApi, layerRequestServices))
   )
 })
