@@ -35,7 +35,8 @@ const SendOnlyApi = HttpApi.make("whatisup")
 /**
  * (c) The framework's ceiling: the gateway's own HTTP stack for the send endpoint (request pipeline,
  * bearer keys through the real key cache and rate limiter, the schema) whose handler answers `answer`
- * as the gateway's does (`acceptedAnswer`), without storing anything. The database is read only to fill the key cache.
+ * as the gateway's does (`acceptedAnswer`), without storing anything. The database is read only to
+ * fill the key cache.
  */
 const frameworkServer = (databaseUrl: string, answer: Message) =>
   frameworkStack(
