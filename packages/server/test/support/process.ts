@@ -1,10 +1,19 @@
 import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
 import * as path from "node:path"
 
 export const gatewayMain = path.resolve(import.meta.dirname, "../../src/main.ts")
 export const recordingGatewayMain = path.resolve(import.meta.dirname, "gateway-process.ts")
 export const cliMain = path.resolve(import.meta.dirname, "../../../cli/src/main.ts")
+
+/**
+ * For a flaky failure's post-mortem: `WHATISUP_TEST_GATEWAY_LOGS=<dir>` also writes each gateway
+ * process's output to `<dir>/<node id>-<pid>.log` (the test keeps it only in memory), and
+ * `WHATISUP_TEST_GATEWAY_LOG_LEVEL` overrides the level the tests give them.
+ */
+const logDir = process.env.WHATISUP_TEST_GATEWAY_LOGS
+const logLevel = process.env.WHATISUP_TEST_GATEWAY_LOG_LEVEL
 
 export interface GatewayProcess {
   readonly child: ChildProcess
@@ -26,13 +35,26 @@ export const spawnGateway = (
   Effect.acquireRelease(
     Effect.sync((): GatewayProcess => {
       const child = spawn(process.execPath, [main], {
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+        env: {
+          PATH: process.env.PATH,
+          HOME: process.env.HOME,
+          ...env,
+          ...(logLevel === undefined ? {} : { LOG_LEVEL: logLevel })
+        },
         stdio: ["ignore", "pipe", "pipe"],
         detached: ownGroup
       })
       let output = ""
-      child.stdout!.on("data", (chunk) => (output += chunk))
-      child.stderr!.on("data", (chunk) => (output += chunk))
+      const logFile =
+        logDir === undefined
+          ? undefined
+          : path.join(logDir, `${env.WHATISUP_NODE_ID ?? "node"}-${child.pid}.log`)
+      const record = (chunk: Buffer) => {
+        output += chunk
+        if (logFile !== undefined) fs.appendFileSync(logFile, chunk)
+      }
+      child.stdout!.on("data", record)
+      child.stderr!.on("data", record)
       const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
       return { child, output: () => output, exited }
     }),
