@@ -7,6 +7,7 @@ import {
   makeLoginStore,
   nextEvent as next,
   noMessages,
+  tagged,
   testChannel
 } from "./support/baileys.ts"
 import { pause, waitUntil } from "./support/waits.ts"
@@ -137,5 +138,46 @@ describe("the Baileys transport against the simulator", () => {
         expect(sim.received("15557778888").map((m) => m.id)).not.toContain("3EB0WHATISUP0002")
       }).pipe(Effect.scoped),
     120_000
+  )
+
+  it.live(
+    "the connection after a scan waits for the login writes still running, and logs in with what the scan gave rather than showing a new QR",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* simulator
+        const transport = yield* baileysTransport(sim.url)
+        // from the scan on, each login write takes 3 s, as on a database slow to commit
+        let slow = false
+        const login = makeLoginStore({ delayMillis: () => (slow ? 3000 : 0) })
+        const options = {
+          channelId: testChannel,
+          pairing: { method: "qr" as const },
+          authState: login.store,
+          holdsLease: () => true,
+          actor: {},
+          ...noMessages
+        }
+        const first = yield* transport.connect(options)
+        const qr = yield* next("the QR", first.events, tagged("Qr"))
+        slow = true
+        yield* Effect.promise(() => sim.scan(qr.qr, { phoneNumber: "15550002345" }))
+        const restart = yield* next("the 515 close after the scan", first.events, tagged("Close"))
+        expect(restart.code).toBe(515)
+        expect(
+          login.writes.some((write) => write.finished === undefined),
+          "the scan's credentials are still being written when the pairing connection ends"
+        ).toBe(true)
+
+        // at once, as the actor reconnects after a 515
+        const second = yield* transport.connect(options)
+        const firstSeen = yield* next(
+          "the new connection opens or shows a QR",
+          second.events,
+          (e): e is Extract<TransportEvent, { _tag: "Open" | "Qr" }> => e._tag === "Open" || e._tag === "Qr"
+        )
+        expect(firstSeen._tag, "the new connection logs in with no QR").toBe("Open")
+        expect((firstSeen as Extract<TransportEvent, { _tag: "Open" }>).phoneNumber).toBe("+15550002345")
+      }).pipe(Effect.scoped),
+    60_000
   )
 })

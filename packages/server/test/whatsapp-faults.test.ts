@@ -1,10 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
-import { testDatabase } from "./support/database.ts"
+import { lockTable, sqlFor, testDatabase } from "./support/database.ts"
 import { staysTrue, waitFor, waitUntil } from "./support/waits.ts"
 import { adminOf, newCustomer } from "./support/admin.ts"
-import { apiClient, waitForStatus } from "./support/api.ts"
+import { apiClient, waitForQr, waitForStatus } from "./support/api.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { baileysGateway, pairedChannel, simulator } from "./support/simulator.ts"
 
@@ -67,6 +67,42 @@ describe("WhatsApp disconnects, with real Baileys against the simulator", () => 
         }
       }).pipe(Effect.scoped),
     180_000
+  )
+
+  it.live(
+    "a scan whose credentials are slow to be stored still logs in: the reconnect after pairing waits for them, and shows no new QR",
+    () =>
+      Effect.gen(function* () {
+        const { sim, database, gateway } = yield* baileysGateway()
+        const { client } = yield* newCustomer(gateway)
+        const sql = yield* sqlFor(database.url)
+        const { id } = yield* client.channels.create({ headers: {}, payload: {} })
+        yield* client.channels.connect({ params: { id }, payload: { method: "qr" } })
+        const { qr: scanned } = yield* waitForQr(client, id, { attempts: 400 })
+        // the login's writes wait behind this lock, as on a database slow to commit them; reads pass
+        const lock = yield* lockTable(sql, "channel_auth_state", "SHARE")
+        yield* Effect.promise(() => sim.scan(scanned, { phoneNumber: phone(11) }))
+        yield* waitUntil(
+          "the credentials the scan gave wait to be stored",
+          Effect.map(lock.waiting, (waiting) => waiting > 0),
+          { attempts: 400 }
+        )
+        // meanwhile WhatsApp ends the pairing connection (515): a reconnect that read the login now
+        // would find it unpaired and show a new QR, and the scan would be lost
+        yield* staysTrue(
+          "no new QR while the credentials wait",
+          client.channels.qr({ params: { id } }).pipe(
+            Effect.map((code) => code.qr === scanned),
+            Effect.catchTag("InvalidState", () => Effect.succeed(true))
+          ),
+          { forMillis: 2000 }
+        )
+        yield* lock.release
+        const connected = yield* waitForStatus(client, id, "connected", { attempts: 1200 })
+        expect(connected.phone_number).toBe(`+${phone(11)}`)
+        expect(sim.connectionsOf(phone(11))).toHaveLength(1)
+      }).pipe(Effect.scoped),
+    120_000
   )
 
   it.live(

@@ -113,12 +113,14 @@ type LoginChange = { readonly type: string; readonly id: string; readonly value:
  * One connection's login writes, one at a time in the order Baileys made them, so an older snapshot
  * of the credentials never lands after a newer one; the first write refused by the lease's fence
  * calls `fenced` (which ends the socket), and every later one, Baileys' retries included, is
- * refused without reaching the database.
+ * refused without reaching the database. `queued` is told, at each write, of the promise that
+ * settles once every write asked for so far has ended (stored or not).
  */
 const serialWrites = (
   authState: AuthStateStore,
   run: <A, E>(effect: Effect.Effect<A, E>) => Promise<A>,
-  fenced: () => void
+  fenced: () => void,
+  queued: (allEnded: Promise<unknown>) => void
 ) => {
   let tail: Promise<unknown> = Promise.resolve()
   let refused = false
@@ -133,6 +135,7 @@ const serialWrites = (
         : run(authState.write(changes).pipe(Effect.tapError(() => refuse)))
     )
     tail = write.catch(() => undefined)
+    queued(tail)
     return write
   }
 }
@@ -318,6 +321,11 @@ export const layerBaileysTransport = Layer.effect(
     })
     // kept per actor, not per channel: they go when the actor that reconnects ends
     const counters = new WeakMap<object, RetryCounters>()
+    // each channel's login writes still running from its last connection in this process, until they
+    // end: the next connection reads the login after them. The one right after a scan (WhatsApp's
+    // 515) must log in with the credentials the scan gave; read before they were stored, it would
+    // find the channel unpaired and show a new QR, and the scan would be lost.
+    const loginWrites = new Map<string, Promise<unknown>>()
 
     return WhatsAppTransport.of({
       connect: ({
@@ -331,6 +339,8 @@ export const layerBaileysTransport = Layer.effect(
         sentContent
       }) =>
         Effect.gen(function* () {
+          const previousWrites = loginWrites.get(channelId)
+          if (previousWrites !== undefined) yield* Effect.promise(() => previousWrites)
           const stored = yield* authState.read(credsType, ["creds"])
           const creds =
             stored.creds === undefined ? initAuthCreds() : (parse(stored.creds) as AuthenticationCreds)
@@ -345,10 +355,23 @@ export const layerBaileysTransport = Layer.effect(
             endedWith ??= error
           }
           let pnForLid = (_lid: string): Promise<string | null> => Promise.resolve(null)
-          const write = serialWrites(authState, run, () => {
-            logger.warn({ channel_id: channelId }, "the channel's lease is lost: closing its WhatsApp socket")
-            end(new Error("the channel's lease is lost"))
-          })
+          const write = serialWrites(
+            authState,
+            run,
+            () => {
+              logger.warn(
+                { channel_id: channelId },
+                "the channel's lease is lost: closing its WhatsApp socket"
+              )
+              end(new Error("the channel's lease is lost"))
+            },
+            (allEnded) => {
+              loginWrites.set(channelId, allEnded)
+              void allEnded.then(() => {
+                if (loginWrites.get(channelId) === allEnded) loginWrites.delete(channelId)
+              })
+            }
+          )
           const beforeAck = storeBeforeAck(
             (messages) => run(storeInbound(messages)),
             (lid) => pnForLid(lid),
