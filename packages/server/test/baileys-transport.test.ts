@@ -168,8 +168,14 @@ describe("the Baileys transport against the simulator", () => {
           "the scan's credentials are still being written when the pairing connection ends"
         ).toBe(true)
 
-        // at once, as the actor reconnects after a 515
+        // at once, as the actor reconnects after a 515: it reads the login once the scan's is stored
+        const pairingWrites = login.writes.length
         const second = yield* transport.connect(options)
+        expect(
+          login.writes.slice(0, pairingWrites).every((write) => write.finished !== undefined),
+          "every login write of the pairing connection has ended when the next connection starts"
+        ).toBe(true)
+        slow = false
         const firstSeen = yield* next(
           "the new connection opens or shows a QR",
           second.events,

@@ -110,32 +110,41 @@ const gateSends = (socket: ReturnType<typeof makeWASocket>, allowed: () => boole
 type LoginChange = { readonly type: string; readonly id: string; readonly value: string | null }
 
 /**
- * One connection's login writes, one at a time in the order Baileys made them, so an older snapshot
- * of the credentials never lands after a newer one; the first write refused by the lease's fence
- * calls `fenced` (which ends the socket), and every later one, Baileys' retries included, is
- * refused without reaching the database. `queued` is told, at each write, of the promise that
- * settles once every write asked for so far has ended (stored or not).
+ * How long a new connection waits for the login writes of the channel's earlier connections before
+ * it reads the login all the same (a database that hangs holds them; the wait is logged).
+ */
+const loginWritesWait = "30 seconds"
+
+/**
+ * A connection's login writes, queued behind every login write of its channel in this process (see
+ * `loginWrites`), one at a time in the order Baileys made them: an older snapshot of the credentials
+ * never lands after a newer one, whichever connection made it. The first write refused by the
+ * lease's fence calls `fenced` (which ends the socket), and every later one of this connection,
+ * Baileys' retries included, is refused without reaching the database.
  */
 const serialWrites = (
+  loginWrites: Map<string, Promise<unknown>>,
+  channelId: string,
   authState: AuthStateStore,
   run: <A, E>(effect: Effect.Effect<A, E>) => Promise<A>,
-  fenced: () => void,
-  queued: (allEnded: Promise<unknown>) => void
+  fenced: () => void
 ) => {
-  let tail: Promise<unknown> = Promise.resolve()
   let refused = false
   const refuse = Effect.sync(() => {
     refused = true
     fenced()
   })
   return (changes: ReadonlyArray<LoginChange>) => {
-    const write = tail.then(() =>
+    const write = (loginWrites.get(channelId) ?? Promise.resolve()).then(() =>
       refused
         ? Promise.reject(new Error("not stored: the channel's lease is lost"))
         : run(authState.write(changes).pipe(Effect.tapError(() => refuse)))
     )
-    tail = write.catch(() => undefined)
-    queued(tail)
+    const ended = write.catch(() => undefined)
+    loginWrites.set(channelId, ended)
+    void ended.then(() => {
+      if (loginWrites.get(channelId) === ended) loginWrites.delete(channelId)
+    })
     return write
   }
 }
@@ -321,10 +330,10 @@ export const layerBaileysTransport = Layer.effect(
     })
     // kept per actor, not per channel: they go when the actor that reconnects ends
     const counters = new WeakMap<object, RetryCounters>()
-    // each channel's login writes still running from its last connection in this process, until they
-    // end: the next connection reads the login after them. The one right after a scan (WhatsApp's
-    // 515) must log in with the credentials the scan gave; read before they were stored, it would
-    // find the channel unpaired and show a new QR, and the scan would be lost.
+    // for each channel with login writes under way in this process, the promise that settles once
+    // the last one asked for has ended: a new connection reads the login after them. The one right
+    // after a scan (WhatsApp's 515) must log in with the credentials the scan gave; read before they
+    // were stored, it would find the channel unpaired and show a new QR, and the scan would be lost.
     const loginWrites = new Map<string, Promise<unknown>>()
 
     return WhatsAppTransport.of({
@@ -339,8 +348,18 @@ export const layerBaileysTransport = Layer.effect(
         sentContent
       }) =>
         Effect.gen(function* () {
-          const previousWrites = loginWrites.get(channelId)
-          if (previousWrites !== undefined) yield* Effect.promise(() => previousWrites)
+          const pendingWrites = loginWrites.get(channelId)
+          if (pendingWrites !== undefined) {
+            const ended = yield* Effect.timeoutOption(
+              Effect.promise(() => pendingWrites),
+              loginWritesWait
+            )
+            if (Option.isNone(ended)) {
+              yield* Effect.logWarning(
+                `the channel's earlier login writes have not ended after ${loginWritesWait}: reading its login all the same`
+              ).pipe(Effect.annotateLogs({ channel_id: channelId }))
+            }
+          }
           const stored = yield* authState.read(credsType, ["creds"])
           const creds =
             stored.creds === undefined ? initAuthCreds() : (parse(stored.creds) as AuthenticationCreds)
@@ -355,23 +374,10 @@ export const layerBaileysTransport = Layer.effect(
             endedWith ??= error
           }
           let pnForLid = (_lid: string): Promise<string | null> => Promise.resolve(null)
-          const write = serialWrites(
-            authState,
-            run,
-            () => {
-              logger.warn(
-                { channel_id: channelId },
-                "the channel's lease is lost: closing its WhatsApp socket"
-              )
-              end(new Error("the channel's lease is lost"))
-            },
-            (allEnded) => {
-              loginWrites.set(channelId, allEnded)
-              void allEnded.then(() => {
-                if (loginWrites.get(channelId) === allEnded) loginWrites.delete(channelId)
-              })
-            }
-          )
+          const write = serialWrites(loginWrites, channelId, authState, run, () => {
+            logger.warn({ channel_id: channelId }, "the channel's lease is lost: closing its WhatsApp socket")
+            end(new Error("the channel's lease is lost"))
+          })
           const beforeAck = storeBeforeAck(
             (messages) => run(storeInbound(messages)),
             (lid) => pnForLid(lid),

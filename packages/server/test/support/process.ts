@@ -8,11 +8,13 @@ export const recordingGatewayMain = path.resolve(import.meta.dirname, "gateway-p
 export const cliMain = path.resolve(import.meta.dirname, "../../../cli/src/main.ts")
 
 /**
- * For a flaky failure's post-mortem: `WHATISUP_TEST_GATEWAY_LOGS=<dir>` also writes each gateway
- * process's output to `<dir>/<node id>-<pid>.log` (the test keeps it only in memory), and
- * `WHATISUP_TEST_GATEWAY_LOG_LEVEL` overrides the level the tests give them.
+ * For a flaky failure's post-mortem: `WHATISUP_TEST_GATEWAY_LOGS=<dir>` also writes the output of
+ * each gateway process started here to `<dir>/<node id>-<pid>.log` (the test keeps it only in
+ * memory), and `WHATISUP_TEST_GATEWAY_LOG_LEVEL` sets their level in place of the test's. Gateways
+ * a test runs in its own process are not affected.
  */
 const logDir = process.env.WHATISUP_TEST_GATEWAY_LOGS
+if (logDir !== undefined) fs.mkdirSync(logDir, { recursive: true })
 const logLevel = process.env.WHATISUP_TEST_GATEWAY_LOG_LEVEL
 
 export interface GatewayProcess {
