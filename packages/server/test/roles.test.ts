@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { newCustomer } from "./support/admin.ts"
 import { sqlFor } from "./support/database.ts"
-import { gatewayEnvironment, startGateway, tempDataDir } from "./support/gateway.ts"
+import { gatewayEnvironment, scopedDataDir, startGateway } from "./support/gateway.ts"
 
 /** A URL to the embedded PostgreSQL a gateway runs in `dataDir`, as `user`. */
 const embeddedUrl = (dataDir: string, user: string, passwordFile: string) => {
@@ -22,10 +22,11 @@ describe("database roles", () => {
     () =>
       Effect.gen(function* () {
         const probe = yield* gatewayEnvironment("postgresql://unused")
-        const { DATABASE_URL: _, ...env } = { ...probe, WHATISUP_DATA_DIR: tempDataDir() }
+        const { DATABASE_URL: _, ...env } = { ...probe, WHATISUP_DATA_DIR: yield* scopedDataDir }
         // twice: the first start makes the serving role, a restart finds it
         for (const start of ["first", "restart"]) {
-          const scope = yield* Scope.make()
+          // closed by the test's scope too, when the test fails before it closes it
+          const scope = yield* Scope.fork(yield* Scope.Scope)
           const gateway = yield* startGateway(env).pipe(Scope.provide(scope))
           const { client } = yield* newCustomer(gateway, { name: `Embedded ${start}` })
           yield* client.channels.create({ headers: {}, payload: {} })
@@ -53,7 +54,6 @@ describe("database roles", () => {
           }
           yield* Scope.close(scope, Exit.void)
         }
-        fs.rmSync(env.WHATISUP_DATA_DIR, { recursive: true, force: true })
       }).pipe(Effect.scoped),
     180_000
   )

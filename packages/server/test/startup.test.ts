@@ -10,7 +10,7 @@ import { startSimulator } from "@whatisup/wa-simulator"
 import { latestMigrationId } from "../src/db/migrations.ts"
 import { apiClient, waitForQr, waitForStatus } from "./support/api.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
-import { gatewayEnvironment, tempDataDir } from "./support/gateway.ts"
+import { gatewayEnvironment, scopedDataDir } from "./support/gateway.ts"
 import { gatewayMain, runCli, spawnGateway, waitReady } from "./support/process.ts"
 import { waitUntil } from "./support/waits.ts"
 
@@ -227,7 +227,7 @@ describe("starting the gateway", () => {
     () =>
       Effect.gen(function* () {
         const probe = yield* gatewayEnvironment("postgresql://unused")
-        const { DATABASE_URL: _, ...env } = { ...probe, WHATISUP_DATA_DIR: tempDataDir() }
+        const { DATABASE_URL: _, ...env } = { ...probe, WHATISUP_DATA_DIR: yield* scopedDataDir }
         const cliEnv = {
           WHATISUP_ADMIN_URL: `http://${env.WHATISUP_ADMIN_LISTEN}`,
           WHATISUP_ADMIN_TOKEN: env.WHATISUP_ADMIN_TOKEN
@@ -266,7 +266,6 @@ describe("starting the gateway", () => {
         expect(yield* Effect.promise(() => second.exited)).toBe(0)
         expect(second.output()).not.toMatch(/notifications lost|SqlError/)
         expect(fs.existsSync(path.join(env.WHATISUP_DATA_DIR, "postgres", "postmaster.pid"))).toBe(false)
-        fs.rmSync(env.WHATISUP_DATA_DIR, { recursive: true, force: true })
       }).pipe(Effect.scoped),
     180_000
   )
@@ -275,7 +274,7 @@ describe("starting the gateway", () => {
     "a process that exits without closing its embedded PostgreSQL's scope (vitest on Ctrl-C) still stops it",
     () =>
       Effect.gen(function* () {
-        const dataDir = tempDataDir()
+        const dataDir = yield* scopedDataDir
         const postmaster = path.join(dataDir, "postgres", "postmaster.pid")
         // starts the server, then exits at once, as vitest's Ctrl-C handler does
         const script = `
@@ -301,17 +300,8 @@ describe("starting the gateway", () => {
           "the embedded PostgreSQL stopped",
           Effect.sync(() => !fs.existsSync(postmaster)),
           { attempts: 400, everyMillis: 25 }
-        ).pipe(
-          Effect.ensuring(
-            Effect.sync(() => {
-              if (fs.existsSync(postmaster)) {
-                process.kill(Number(fs.readFileSync(postmaster, "utf8").split("\n")[0]), "SIGKILL")
-              }
-              fs.rmSync(dataDir, { recursive: true, force: true })
-            })
-          )
         )
-      }),
+      }).pipe(Effect.scoped),
     120_000
   )
 

@@ -47,6 +47,32 @@ export const tempDataDir = () => {
 }
 
 /**
+ * Stops at once an embedded PostgreSQL still running in `dataDir` (its pid file is there while it
+ * runs): one whose gateway was killed, or never stopped, by a test that failed partway.
+ */
+export const stopEmbeddedPostgresIn = (dataDir: string) => {
+  const pidFile = path.join(dataDir, "postgres", "postmaster.pid")
+  if (!fs.existsSync(pidFile)) return
+  try {
+    // immediate shutdown: the postmaster ends its backends and exits
+    process.kill(Number(fs.readFileSync(pidFile, "utf8").split("\n")[0]), "SIGQUIT")
+  } catch {
+    // gone already
+  }
+}
+
+/**
+ * A data dir for a test's gateway, removed when the scope closes, after stopping an embedded
+ * PostgreSQL left running in it. Acquired before the gateway, so released after it.
+ */
+export const scopedDataDir = Effect.acquireRelease(Effect.sync(tempDataDir), (dataDir) =>
+  Effect.sync(() => {
+    stopEmbeddedPostgresIn(dataDir)
+    fs.rmSync(dataDir, { recursive: true, force: true })
+  })
+)
+
+/**
  * The environment of a gateway under test: its own database, data dir and ports. Given a test
  * database, the gateway serves as its serving role and migrates as its owner, as in production; given
  * a URL alone, it migrates and serves through it.
