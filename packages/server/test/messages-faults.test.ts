@@ -179,6 +179,73 @@ describe("messages through crashes of the gateway process", () => {
   )
 
   it.live(
+    "a message sent while its Signal session's step cannot be stored, then SIGKILL: the message and the next one both decrypt at the phone, once each",
+    () =>
+      Effect.gen(function* () {
+        const { sim, sql, start, envA, a, client, channel } = yield* onOneDatabase(60)
+        const send = (body: string) =>
+          client.messages.send({
+            params: { id: channel },
+            headers: {},
+            payload: { to: `+${CONTACT}`, type: "text", text: { body } }
+          })
+        const textsAtPhone = () =>
+          sim
+            .received(CONTACT)
+            .map((message) => message.message.extendedTextMessage?.text ?? message.message.conversation)
+        const statusOf = (id: string) =>
+          sql<{ status: string }>`SELECT status FROM messages WHERE id = ${id}`.pipe(
+            Effect.map((rows) => rows[0]?.status ?? ""),
+            Effect.orDie
+          )
+        // a first message opens the Signal session with the contact's phone, and its step is stored
+        const first = yield* send("first")
+        yield* waitUntil(
+          "the first message at the phone and delivered",
+          Effect.map(
+            statusOf(first.id),
+            (status) => deliveredOrLater.includes(status) && textsAtPhone().includes("first")
+          ),
+          { attempts: 600, everyMillis: 20 }
+        )
+
+        // the login store is locked from another connection (reads still pass): the session's step for
+        // the next message cannot be stored, and the gateway dies right there
+        const lock = yield* lockTable(sql, "channel_auth_state", "SHARE")
+        const second = yield* send("second")
+        yield* waitUntil(
+          "the second message's session step waiting on the lock",
+          Effect.map(lock.waiting, (n) => n > 0),
+          { attempts: 600, everyMillis: 20 }
+        )
+        // were the message on the wire already, WhatsApp's ack would be stored by now (it comes at
+        // once, and is stored apart from the session)
+        yield* Effect.sleep("2 seconds")
+        yield* killed(a)
+        yield* lock.release
+
+        yield* start(envA)
+        const third = yield* send("third")
+        yield* waitUntil(
+          "all three messages at the phone, and delivered or later",
+          Effect.gen(function* () {
+            const statuses = yield* Effect.forEach([first, second, third], (message) => statusOf(message.id))
+            const texts = textsAtPhone()
+            return (
+              statuses.every((status) => deliveredOrLater.includes(status)) &&
+              ["first", "second", "third"].every((text) => texts.includes(text))
+            )
+          }),
+          { attempts: 1200, everyMillis: 50 }
+        )
+        // the same WhatsApp id may come twice (sent again after the kill), never as another message
+        const byId = new Map(sim.received(CONTACT).map((message) => [message.id, message]))
+        expect([...byId.keys()].sort()).toEqual([first, second, third].map((m) => m.whatsapp_id).sort())
+      }).pipe(Effect.scoped),
+    300_000
+  )
+
+  it.live(
     "a delivery receipt whose store is held when the gateway is killed with SIGKILL comes again at the next login: the message ends delivered or later",
     () =>
       Effect.gen(function* () {
