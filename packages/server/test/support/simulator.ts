@@ -1,13 +1,34 @@
-import { type Delivery, type DeliveryResult, type Simulator, startSimulator } from "@whatisup/wa-simulator"
+import {
+  type Delivery,
+  type DeliveryResult,
+  type Simulator,
+  type SimulatorLogger,
+  startSimulator
+} from "@whatisup/wa-simulator"
 import { Effect } from "effect"
 import { getCACertificates, setDefaultCACertificates } from "node:tls"
 import { type ApiClient, waitForQr, waitForStatus } from "./api.ts"
 import { testDatabase } from "./database.ts"
 import { gatewayEnvironment, startGateway } from "./gateway.ts"
 
+/**
+ * For a flaky failure's post-mortem: `WHATISUP_TEST_SIMULATOR_WARNINGS=1` prints the simulator's
+ * warnings (a message its phone could not decrypt, a retry receipt it could not answer) on stderr;
+ * the simulator is otherwise silent in tests.
+ */
+const simulatorLogger: SimulatorLogger | undefined =
+  process.env.WHATISUP_TEST_SIMULATOR_WARNINGS === "1"
+    ? {
+        debug: () => {},
+        warn: (fields, message) =>
+          console.error(`simulator warning: ${message ?? ""} ${JSON.stringify(fields)}`),
+        isLevelEnabled: (level) => level === "warn"
+      }
+    : undefined
+
 /** The local WhatsApp Web server real Baileys talks to, for the scope's lifetime. */
 export const simulator = Effect.acquireRelease(
-  Effect.promise(() => startSimulator()),
+  Effect.promise(() => startSimulator(simulatorLogger === undefined ? {} : { logger: simulatorLogger })),
   (sim) => Effect.promise(() => sim.close())
 )
 
