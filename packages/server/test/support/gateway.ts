@@ -50,7 +50,7 @@ export const tempDataDir = () => {
  * Stops at once an embedded PostgreSQL still running in `dataDir` (its pid file is there while it
  * runs): one whose gateway was killed, or never stopped, by a test that failed partway.
  */
-export const stopEmbeddedPostgresIn = (dataDir: string) => {
+const stopEmbeddedPostgresIn = (dataDir: string) => {
   const pidFile = path.join(dataDir, "postgres", "postmaster.pid")
   if (!fs.existsSync(pidFile)) return
   try {
