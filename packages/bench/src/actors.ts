@@ -11,11 +11,18 @@ const withinMillis = 300_000
 const perActorKib = (before: number, after: number, count: number) =>
   Math.round(((after - before) / count / 1024) * 10) / 10
 
+export interface ActorsSize {
+  readonly actors: number
+}
+
 /**
  * `count` idle channel actors in one gateway process on the in-memory WhatsApp: how long they take
  * to start and connect, what each one costs in memory, how long they take to stop.
  */
-export const actors = (serverUrl: string, count: number): Effect.Effect<Report, unknown, Scope.Scope> =>
+export const actors = (
+  serverUrl: string,
+  { actors: count }: ActorsSize
+): Effect.Effect<Report, unknown, Scope.Scope> =>
   Effect.gen(function* () {
     const { database, gateway, scope } = yield* benchGateway(serverUrl, { whatsapp: "memory" })
     const { whatsapp } = gateway

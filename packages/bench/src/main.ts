@@ -1,6 +1,7 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Runtime, type Scope } from "effect"
 import { actors } from "./actors.ts"
+import { describeSize, parseCommandLine, type Size, type Sizes } from "./commandLine.ts"
 import { deliveries } from "./deliveries.ts"
 import { ScenarioFailed } from "./measure.ts"
 import { inbound } from "./inbound.ts"
@@ -15,21 +16,26 @@ import { sends } from "./sends.ts"
 import { soakArguments } from "./soak.ts"
 import { takeover } from "./takeover.ts"
 
-interface Benchmark {
-  readonly run: (serverUrl: string, quick: boolean) => Effect.Effect<Report, unknown, never>
+interface Benchmark extends Sizes {
+  readonly run: (serverUrl: string, size: Size) => Effect.Effect<Report, unknown, never>
 }
 
-/** A benchmark at its full or its quick size, whatever a size is to it. */
-const sized = <Size>(
-  full: Size,
-  quick: Size,
-  run: (serverUrl: string, size: Size) => Effect.Effect<Report, unknown, Scope.Scope>
-): Benchmark => ({ run: (url, isQuick) => Effect.scoped(run(url, isQuick ? quick : full)) })
+/** A benchmark at its full or its quick size (named numbers: channels, seconds, rounds), either changed by `--set`. */
+const sized = <S extends { readonly [Field in keyof S]: number }>(
+  full: S,
+  quick: S,
+  run: (serverUrl: string, size: S) => Effect.Effect<Report, unknown, Scope.Scope>
+): Benchmark => ({
+  full,
+  quick,
+  // the command line changes only fields the size has, to numbers: still an S
+  run: (url, size) => Effect.scoped(run(url, size as unknown as S))
+})
 
 const benchmarks: Record<string, Benchmark> = {
-  actors: sized(1000, 100, actors),
-  phones: sized(200, 10, phones),
-  "phones-1000": sized(1000, 1000, phones),
+  actors: sized({ actors: 1000 }, { actors: 100 }, actors),
+  phones: sized({ channels: 200 }, { channels: 10 }, phones),
+  "phones-1000": sized({ channels: 1000 }, { channels: 1000 }, phones),
   reconnects: sized(
     { reconnects: 1000, boundBytesPerReconnect: 1024 },
     { reconnects: 100, boundBytesPerReconnect: 16 * 1024 },
@@ -71,42 +77,49 @@ const benchmarks: Record<string, Benchmark> = {
 /** Run only when named: too long for a routine run of every benchmark. */
 const onlyWhenNamed = new Set(["phones-1000"])
 
-const usage = `usage: npm run bench -- [--quick] [${Object.keys(benchmarks).join(" | ")} ...]`
-
-const parseArguments = (args: ReadonlyArray<string>) => {
-  const quick = args.includes("--quick")
-  const names = args.filter((arg) => arg !== "--quick")
-  const unknown = names.filter((name) => !(name in benchmarks))
-  if (unknown.length > 0) return { error: `unknown benchmark or option: ${unknown.join(", ")}\n${usage}` }
-  return {
-    quick,
-    names: names.length > 0 ? names : Object.keys(benchmarks).filter((name) => !onlyWhenNamed.has(name))
-  }
-}
-
 const failureOf = (cause: Cause.Cause<unknown>) => {
   const error = Cause.squash(cause)
   return error instanceof ScenarioFailed ? error.message : Cause.pretty(cause)
 }
 
+/** What the command line asks to run, each benchmark with what runs it; or what is wrong with it. */
+const runsOf = (args: ReadonlyArray<string>) => {
+  const soakRun = soakArguments(args)
+  if (soakRun !== undefined) {
+    return "error" in soakRun
+      ? soakRun
+      : { quick: false, runs: [{ name: "soak", size: {}, set: "", run: soakRun.run }] }
+  }
+  const plan = parseCommandLine(args, benchmarks, onlyWhenNamed)
+  if (!("runs" in plan)) return plan
+  return {
+    quick: plan.quick,
+    runs: plan.runs.map((run) => ({ ...run, run: (url: string) => benchmarks[run.name]!.run(url, run.size) }))
+  }
+}
+
 const program = Effect.gen(function* () {
-  const soakRun = soakArguments(process.argv.slice(2))
-  const parsed = soakRun ?? parseArguments(process.argv.slice(2))
+  const parsed = runsOf(process.argv.slice(2))
+  if ("help" in parsed) return yield* Effect.sync(() => console.log(parsed.help))
   if ("error" in parsed) {
     console.error(parsed.error)
     return yield* Effect.fail("bad arguments")
   }
   const server = yield* postgresServer
   console.log(
-    `benchmarks: ${parsed.names.join(", ")}${parsed.quick ? " (quick sizes)" : ""}; databases on ${server.where}` +
+    `benchmarks: ${parsed.runs.map((run) => run.name).join(", ")}${parsed.quick ? " (quick sizes)" : ""}; databases on ${server.where}` +
       (globalThis.gc === undefined ? "; no --expose-gc: memory is read without a forced GC" : "")
   )
   const failed: Array<string> = []
-  for (const name of parsed.names) {
-    const benchmark = soakRun !== undefined && "run" in soakRun ? soakRun : benchmarks[name]!
-    const exit = yield* Effect.exit(benchmark.run(server.url, parsed.quick))
-    if (Exit.isSuccess(exit)) yield* publish(exit.value)
-    else {
+  for (const { name, size, set, run } of parsed.runs) {
+    if (set !== "") console.log(`\n${name}: ${describeSize(size)} (--set ${set})`)
+    const exit = yield* Effect.exit(run(server.url))
+    if (Exit.isSuccess(exit)) {
+      const report = exit.value
+      yield* publish(
+        set === "" ? report : { ...report, parameters: { ...report.parameters, set_on_command_line: set } }
+      )
+    } else {
       failed.push(name)
       console.error(`\n${name}: FAILED, no figures: ${failureOf(exit.cause)}`)
     }

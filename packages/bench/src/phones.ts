@@ -94,6 +94,11 @@ const bareSockets = (
     return total
   })
 
+export interface PhonesSize {
+  /** Phones paired, each a channel of the gateway (and as many bare sockets for each baseline). */
+  readonly channels: number
+}
+
 /**
  * `count` phones paired with real Baileys against the simulator (in this process) by one gateway OS
  * process: what each connected channel costs it in memory, and how long until every one is connected
@@ -103,7 +108,10 @@ const bareSockets = (
  * Baileys itself pays a socket), then on Baileys as the gateway patched it (what the gateway adds
  * beyond its Baileys). Every process reads its memory the same way.
  */
-export const phones = (serverUrl: string, count: number): Effect.Effect<Report, unknown, Scope.Scope> =>
+export const phones = (
+  serverUrl: string,
+  { channels: count }: PhonesSize
+): Effect.Effect<Report, unknown, Scope.Scope> =>
   Effect.gen(function* () {
     const sim = yield* simulator
     const {
@@ -198,7 +206,7 @@ export const phones = (serverUrl: string, count: number): Effect.Effect<Report, 
       benchmark: "phones",
       title: `${count} phones on real Baileys against the simulator: memory per channel vs bare Baileys, every connection dropped at once`,
       parameters: {
-        phones: count,
+        channels: count,
         transport: "baileys",
         pairing_concurrency: pairingConcurrency,
         gc_before_reading: withChannels.collected,

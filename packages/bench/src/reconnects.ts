@@ -114,6 +114,7 @@ export const reconnects = (
       title: `one channel on real Baileys against the simulator, restarted ${count.toLocaleString("en-US")} times`,
       parameters: {
         reconnects: count,
+        bound_bytes_per_reconnect: boundBytesPerReconnect,
         heap_readings: points.length,
         transport: "baileys",
         gc_before_reading: last.heap.collected,

@@ -50,24 +50,19 @@ export const soakArguments = (
   args: ReadonlyArray<string>
 ):
   | { readonly error: string }
-  | {
-      readonly quick: false
-      readonly names: ReadonlyArray<string>
-      readonly run: (serverUrl: string) => Effect.Effect<Report, unknown>
-    }
+  | { readonly run: (serverUrl: string) => Effect.Effect<Report, unknown> }
   | undefined => {
   const at = args.indexOf("--soak")
   if (at < 0) return undefined
   const seconds = parseSoakDuration(args[at + 1])
   const others = args.filter((_, i) => i !== at && i !== at + 1)
   if (seconds === undefined || others.length > 0) {
-    return { error: "usage: npm run bench -- --soak <duration of at least 30 s: 90s, 10m, 2h>" }
+    return {
+      error:
+        "usage: npm run bench -- --soak <duration of at least 30 s: 90s, 10m, 2h> (and nothing else: --quick, --set and names are not for the soak)"
+    }
   }
-  return {
-    quick: false,
-    names: ["soak"],
-    run: (serverUrl: string) => Effect.scoped(soak(serverUrl, soakSize(seconds)))
-  }
+  return { run: (serverUrl: string) => Effect.scoped(soak(serverUrl, soakSize(seconds))) }
 }
 
 /**
