@@ -397,13 +397,16 @@ describe("messages through the API, real Baileys and the simulator", () => {
   )
 
   it.live(
-    "while the channel cannot connect, messages wait and then drain; one older than WHATISUP_MESSAGE_MAX_AGE fails expired instead",
+    "while the channel cannot connect, messages wait and then drain; one older than WHATISUP_MESSAGE_MAX_AGE fails expired instead, unless a claim may have sent it",
     () =>
       Effect.gen(function* () {
-        const { sim, client, channel } = yield* connected({ WHATISUP_MESSAGE_MAX_AGE: "4s" })
-        sim.setLoginFault({ kind: "failure", reason: 503 })
-        expect(sim.inject(PHONE, { kind: "drop" })).toBe(1)
-        yield* waitForStatus(client, channel, "reconnecting", { attempts: 400 })
+        const { sim, client, channel, database } = yield* connected({ WHATISUP_MESSAGE_MAX_AGE: "4s" })
+        const cannotConnect = Effect.gen(function* () {
+          sim.setLoginFault({ kind: "failure", reason: 503 })
+          expect(sim.inject(PHONE, { kind: "drop" })).toBe(1)
+          yield* waitForStatus(client, channel, "reconnecting", { attempts: 400 })
+        })
+        yield* cannotConnect
         const send = (body: string) =>
           client.messages.send({
             params: { id: channel },
@@ -426,10 +429,29 @@ describe("messages through the API, real Baileys and the simulator", () => {
         )
         expect(expired.failure?.reason).toBe("expired")
         expect(sim.received(CONTACT).some((message) => message.id === old.whatsapp_id)).toBe(false)
+
+        // a message an earlier claim may have sent is not failed as expired, which could be untrue
+        yield* cannotConnect
+        const claimed = yield* send("claimed by a drain that died")
+        const unclaimed = yield* send("never claimed")
+        // as a drain killed between its claim and its send leaves it: claimed under no connection
+        const sql = yield* sqlFor(database.url)
+        yield* sql`UPDATE messages SET claim_token = 0 WHERE id = ${claimed.id}`
+        // the periodic sweep, while nobody drains the channel
+        yield* waitForMessage(client, unclaimed.id, (m) => m.status === "failed", "the unclaimed one expired")
+        expect((yield* client.messages.get({ params: { id: claimed.id } })).status).toBe("queued")
+        sim.setLoginFault(undefined)
+        yield* waitForStatus(client, channel, "connected", { attempts: 600 })
+        // sent again under its WhatsApp id: the recipient has it once whatever the first claim did
+        yield* waitForMessage(client, claimed.id, (m) => m.status === "read", "the claimed message read")
+        expect(sim.received(CONTACT).filter((message) => message.id === claimed.whatsapp_id)).toHaveLength(1)
+
         const failedEvents = yield* client.events.list({
           query: { channel_id: channel, type: "message.failed" }
         })
-        expect(failedEvents.data.map((event) => event.data["message_id"])).toEqual([old.id])
+        expect(failedEvents.data.map((event) => event.data["message_id"]).sort()).toEqual(
+          [old.id, unclaimed.id].sort()
+        )
       }).pipe(Effect.scoped),
     180_000
   )

@@ -170,8 +170,10 @@ export const layerOutbox = Layer.effect(
 
     /**
      * Fails what waited too long, every channel's: nobody may be running the channel to do it. A
-     * message claimed under the live lease of a connected channel is left to the drain that claimed
-     * it, which may be sending it right now.
+     * claimed message is left alone: a live drain that claimed it may be sending it right now (it
+     * expires it itself), and one claimed by a drain that died may have been sent (as the drain
+     * holds, see `expired` there), so failing it could be untrue; the next drain sends it again under
+     * its WhatsApp id.
      */
     const expire = inTransaction(
       Effect.gen(function* () {
@@ -182,18 +184,13 @@ export const layerOutbox = Layer.effect(
           SELECT id FROM channels
           WHERE id IN (
             SELECT DISTINCT channel_id FROM messages
-            WHERE status = 'queued' AND created_at < now() - ${maxAge}::interval)
+            WHERE status = 'queued' AND created_at < now() - ${maxAge}::interval AND claim_token IS NULL)
           ORDER BY id LIMIT 100 FOR NO KEY UPDATE SKIP LOCKED`
         if (channels.length === 0) return 0
         const targets = yield* sql<TransitionTarget>`
           SELECT ${sql.unsafe(transitionColumns)} FROM messages
           WHERE status = 'queued' AND created_at < now() - ${maxAge}::interval
-            AND channel_id IN ${sql.in(channels.map((channel) => channel.id))}
-            AND NOT EXISTS (
-              SELECT 1 FROM channel_leases l JOIN gateway_nodes n ON n.node_id = l.owner
-                JOIN channels c ON c.id = l.channel_id
-              WHERE l.channel_id = messages.channel_id AND l.generation = messages.claim_generation
-                AND n.expires_at > now() AND c.status = 'connected')
+            AND channel_id IN ${sql.in(channels.map((channel) => channel.id))} AND claim_token IS NULL
           ORDER BY id LIMIT 500 FOR UPDATE OF messages SKIP LOCKED`
         yield* failAll(sql, events, targets, "expired", expiredDetail(config.messageMaxAge))
         return targets.length
