@@ -19,6 +19,9 @@ const pairingConcurrency = 10
 /** What the issue asks: a gateway with this many channels connected stays under 1 GiB of RSS. */
 const rssTargetMib = 1024
 
+/** What the issue asks: a connected channel costs the gateway at most the heap of a bare Baileys socket as published. */
+const heapRatioTarget = 1
+
 const kib = (bytes: number) => Math.round((bytes / 1024) * 10) / 10
 const mib = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10
 
@@ -277,9 +280,10 @@ export const phones = (
         },
         {
           key: "ratio_heap",
-          label: "heap per channel / per bare socket as published (the target)",
+          label: "heap per channel / per bare socket as published",
           value: judged(perChannel.heap / perBare.heap),
-          unit: ""
+          unit: "",
+          target: { atMost: heapRatioTarget }
         },
         {
           key: "ratio_rss",
