@@ -343,11 +343,11 @@ export class MessagesGroup extends HttpApiGroup.make("messages")
       headers: idempotencyHeaders,
       payload: SendMessage,
       success: Message.pipe(HttpApiSchema.status(202)),
-      error: [...creating, NotFound]
+      error: [...creating, NotFound, InvalidState]
     }).annotateMerge(
       doc(
         "Send a message",
-        "Queues the message and answers 202 with it (status queued) once it is stored: nothing accepted is lost, whatever happens to the gateway afterwards. The channel's actor sends its queue in order, at the plan's messages_per_minute, while the channel is connected; a message waits while it is not, and fails expired if it is not sent within WHATISUP_MESSAGE_MAX_AGE (24 h by default), or channel_deleted / channel_logged_out when the channel goes. Each status change is stored and posted as message.sent, message.delivered, message.read or message.failed. A media link is fetched when the message is sent, through the same guard as webhook URLs. A resend after a crash reuses the WhatsApp id, so the recipient never gets two. context.message_id and reaction.message_id must name a message of this channel (400 naming the field otherwise)."
+        "Queues the message and answers 202 with it (status queued) once it is stored: nothing accepted is lost, whatever happens to the gateway afterwards. The channel's actor sends its queue in order, at the plan's messages_per_minute, while the channel is connected; a message waits while it is not, and fails expired if it is not sent within WHATISUP_MESSAGE_MAX_AGE (24 h by default), or channel_deleted / channel_logged_out when the channel goes. A channel that is logged_out takes no sends (409 invalid_state): the phone that links it next may be another number's, so connect it first; a channel in any other status takes them, and they wait until it is connected. Each status change is stored and posted as message.sent, message.delivered, message.read or message.failed. A media link is fetched when the message is sent, through the same guard as webhook URLs. A resend after a crash reuses the WhatsApp id, so the recipient never gets two. context.message_id and reaction.message_id must name a message of this channel (400 naming the field otherwise)."
       )
     )
   )

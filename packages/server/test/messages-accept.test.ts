@@ -461,6 +461,76 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
         })
     )
 
+    it.effect(
+      "logging a channel out fails its queued messages as channel_logged_out; a logged-out channel takes no sends until it is connected again",
+      () =>
+        Effect.gen(function* () {
+          const gateway = yield* TestGateway
+          const { client, key } = yield* newCustomer(gateway, { plan: { messages_per_minute: 100_000 } })
+          const channel = yield* client.channels.create({ headers: {}, payload: {} })
+          yield* client.channels.connect({ params: { id: channel.id }, payload: { method: "qr" } })
+          yield* waitForQr(client, channel.id)
+          expect(yield* gateway.whatsapp.pair(channel.id, "+15550007778")).toBe(true)
+          yield* waitForStatus(client, channel.id, "connected")
+          // WhatsApp takes nothing: the messages stay queued
+          yield* gateway.whatsapp.answerSends(
+            channel.id,
+            () => new TransportError({ reason: "socket write failed", retryable: true })
+          )
+          const text = (body: string) => ({ to: "+15557654321", type: "text", text: { body } }) as const
+          const queued = yield* client.messages.send({
+            params: { id: channel.id },
+            headers: {},
+            payload: text("queued at the logout")
+          })
+          yield* client.channels.logout({ params: { id: channel.id } })
+          yield* waitForStatus(client, channel.id, "logged_out")
+          const failed = yield* waitFor(
+            "the queued message failed",
+            client.messages.get({ params: { id: queued.id } }),
+            (message) => message.status !== "queued"
+          )
+          expect(failed).toMatchObject({ status: "failed", failure: { reason: "channel_logged_out" } })
+          const events = yield* client.events.list({ query: { type: "message.failed" } })
+          expect(events.data.map((event) => event.data["message_id"])).toEqual([queued.id])
+
+          // refused whichever way the send is written: plain, with an Idempotency-Key, as a reply
+          const stored = yield* storedIn(gateway, channel.id)
+          for (const [headers, body] of [
+            [{}, text("after the logout")],
+            [{ "idempotency-key": "after-logout" }, text("after the logout, keyed")],
+            [{}, { ...text("a reply after the logout"), context: { message_id: queued.id } }]
+          ] as const) {
+            const refused = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
+              key,
+              headers,
+              body
+            })
+            expect(refused.status, JSON.stringify(headers)).toBe(409)
+            expect(refused.body).toMatchObject({ code: "invalid_state", current_status: "logged_out" })
+            expect(refused.body.detail).toContain(`/v1/channels/${channel.id}/connect`)
+          }
+          expect(yield* storedIn(gateway, channel.id)).toBe(stored)
+          // another customer's key finds no such channel, logged out or not
+          const other = yield* newCustomer(gateway)
+          const hidden = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
+            key: other.key,
+            body: text("not yours")
+          })
+          expect(hidden.status).toBe(404)
+
+          // connected again (pairing), it takes sends
+          yield* client.channels.connect({ params: { id: channel.id }, payload: { method: "qr" } })
+          const again = yield* client.messages.send({
+            params: { id: channel.id },
+            headers: {},
+            payload: text("to the phone linked next")
+          })
+          expect(again.status).toBe("queued")
+        }),
+      60_000
+    )
+
     /**
      * A send whose insert waits on a lock (message_statuses held in EXCLUSIVE mode by the test) while its
      * channel is deleted; answers the send's reply once the lock is released and the delete is done.

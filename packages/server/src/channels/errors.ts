@@ -8,7 +8,7 @@ export class ChannelNotFound extends Data.TaggedError("ChannelNotFound")<{ reado
 export class ChannelStateConflict extends Data.TaggedError("ChannelStateConflict")<{
   readonly channelId: ChannelId
   readonly status: ChannelStatus
-  readonly action: "connect" | "log out" | "restart"
+  readonly action: "connect" | "log out" | "restart" | "send"
 }> {}
 
 /**

@@ -220,6 +220,8 @@ const conflictAdvice = ({ channelId, status, action }: ChannelStateConflict) => 
     case "log out":
     case "restart":
       return `The channel is ${status}: it has no connection to ${action}; connect it with POST ${path}/connect`
+    case "send":
+      return `The channel is ${status}: it is linked to no phone, and a message for it would wait for whichever phone links it next; link one with POST ${path}/connect, then send`
   }
 }
 

@@ -10,7 +10,7 @@ import {
 } from "@whatisup/domain"
 import { Context, Deferred, Effect, Exit, Layer, Queue, Schema } from "effect"
 import { SqlClient } from "effect/sql"
-import { ChannelNotFound } from "../channels/errors.ts"
+import { ChannelNotFound, ChannelStateConflict } from "../channels/errors.ts"
 import { KeyRing, placeIn } from "../crypto/keyRing.ts"
 import { newId } from "../db/ids.ts"
 import { transaction } from "../db/transaction.ts"
@@ -32,7 +32,17 @@ export interface SendRequest {
 }
 
 export type SendError =
-  ChannelNotFound | ReferencedMessageNotFound | IdempotencyKeyInUse | IdempotencyKeyReused
+  | ChannelNotFound
+  | ChannelStateConflict
+  | ReferencedMessageNotFound
+  | IdempotencyKeyInUse
+  | IdempotencyKeyReused
+
+/** A logged-out channel takes no sends: the phone that links it next may be another number's. */
+const refusesSends = (status: string) => status === "logged_out"
+
+const loggedOut = (channelId: ChannelId) =>
+  new ChannelStateConflict({ channelId, status: "logged_out", action: "send" })
 
 export interface Accepted {
   readonly message: Message
@@ -117,8 +127,14 @@ export const layerMessageIntake = Layer.effect(
         // share-locked: a delete or logout (which fails what is queued) waits for these sends to commit;
         // in id order, as every writer that locks several channels takes them (see `writePlain`)
         const channels = new Map(
-          (yield* sql<{ id: string; customer_id: string; phone_number: string | null; now: Date }>`
-            SELECT id, customer_id, phone_number, now() AS now FROM channels
+          (yield* sql<{
+            id: string
+            customer_id: string
+            phone_number: string | null
+            status: string
+            now: Date
+          }>`
+            SELECT id, customer_id, phone_number, status, now() AS now FROM channels
             WHERE id IN ${sql.in(channelIds)} AND status <> 'deleted' ORDER BY id FOR SHARE`).map((row) => [
             row.id,
             row
@@ -147,6 +163,10 @@ export const layerMessageIntake = Layer.effect(
             (request.onlyChannel !== null && request.onlyChannel !== request.channelId)
           ) {
             refuse(pending, new ChannelNotFound({ channelId: request.channelId }))
+            continue
+          }
+          if (refusesSends(channel.status)) {
+            refuse(pending, loggedOut(request.channelId))
             continue
           }
           const missing = referencesOf(request.message).find(
@@ -327,7 +347,10 @@ export const layerMessageIntake = Layer.effect(
         const stored =
           sends.size === 0
             ? []
-            : yield* sql<{ id: string; created_at: Date; phone_number: string | null }>`
+            : yield* sql<
+                | { id: string; created_at: Date; phone_number: string | null; logged_out: null }
+                | { id: null; customer_id: string; logged_out: string }
+              >`
                 WITH r AS (
                   SELECT * FROM json_to_recordset(${JSON.stringify(Array.from(sends.values(), (send) => send.row))}::json)
                     AS r(id text, customer_id text, channel_id text, chat text, type text, content jsonb, whatsapp_id text)
@@ -335,21 +358,29 @@ export const layerMessageIntake = Layer.effect(
                   -- share-locked as in the transaction: a delete or logout waits for these sends to commit;
                   -- in id order, as the inbox's batches take theirs: in the table's order (which each
                   -- update of a channel's row changes) a batch of several channels deadlocked with them
-                  SELECT id, customer_id, phone_number FROM channels
+                  SELECT id, customer_id, phone_number, status FROM channels
                   WHERE id IN (SELECT channel_id FROM r) AND status <> 'deleted' ORDER BY id FOR SHARE
                 ), m AS (
                   INSERT INTO messages (id, customer_id, channel_id, direction, chat, type, content, whatsapp_id, status)
                   SELECT r.id, r.customer_id, r.channel_id, 'outbound', r.chat, r.type, r.content, r.whatsapp_id, 'queued'
-                  FROM r JOIN c ON c.id = r.channel_id AND c.customer_id = r.customer_id
+                  FROM r JOIN c ON c.id = r.channel_id AND c.customer_id = r.customer_id AND c.status <> 'logged_out'
                   RETURNING id, channel_id, created_at
                 ), s AS (
                   INSERT INTO message_statuses (message_id, status) SELECT id, 'queued' FROM m
                 ), woken AS (
                   SELECT pg_notify(${outboxChannel}, channel_id) FROM (SELECT DISTINCT channel_id FROM m) AS d
                 )
-                SELECT m.id, m.created_at, c.phone_number FROM m JOIN c ON c.id = m.channel_id
-                WHERE (SELECT count(*) FROM woken) >= 0`
+                SELECT m.id, m.created_at, c.phone_number, NULL AS customer_id, NULL AS logged_out
+                FROM m JOIN c ON c.id = m.channel_id WHERE (SELECT count(*) FROM woken) >= 0
+                UNION ALL
+                SELECT NULL, NULL, NULL, customer_id, id FROM c WHERE status = 'logged_out'`
+        // the customer of each logged-out channel named: another customer's is not found
+        const loggedOutChannels = new Map<string, string>()
         for (const written of stored) {
+          if (written.id === null) {
+            loggedOutChannels.set(written.logged_out, written.customer_id)
+            continue
+          }
           const { pending, row } = sends.get(written.id)!
           sends.delete(written.id)
           const message = renderMessage({
@@ -366,9 +397,17 @@ export const layerMessageIntake = Layer.effect(
           })
           outcomes.set(pending, Exit.succeed({ message, replayed: false }))
         }
-        // not stored: the channel is gone, or another customer's
+        // not stored: the channel is logged out, gone, or another customer's
         for (const { pending } of sends.values()) {
-          outcomes.set(pending, Exit.fail(new ChannelNotFound({ channelId: pending.request.channelId })))
+          const { channelId, customerId } = pending.request
+          outcomes.set(
+            pending,
+            Exit.fail(
+              loggedOutChannels.get(channelId) === customerId
+                ? loggedOut(channelId)
+                : new ChannelNotFound({ channelId })
+            )
+          )
         }
         return outcomes
       }).pipe(Effect.catchTag("SqlError", Effect.die))
