@@ -35,7 +35,9 @@ const sized = <S extends { readonly [Field in keyof S]: number }>(
 const benchmarks: Record<string, Benchmark> = {
   actors: sized({ actors: 1000 }, { actors: 100 }, actors),
   phones: sized({ channels: 200 }, { channels: 10 }, phones),
-  "phones-1000": sized({ channels: 1000 }, { channels: 1000 }, phones),
+  "phones-1000": sized({ channels: 1000 }, { channels: 1000 }, (url, size) =>
+    phones(url, size, "phones-1000")
+  ),
   reconnects: sized(
     { reconnects: 1000, boundBytesPerReconnect: 1024 },
     { reconnects: 100, boundBytesPerReconnect: 16 * 1024 },

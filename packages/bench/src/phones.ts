@@ -113,7 +113,9 @@ export interface PhonesSize {
  */
 export const phones = (
   serverUrl: string,
-  { channels: count }: PhonesSize
+  { channels: count }: PhonesSize,
+  /** The name its figures go under, and its JSON file's (`phones-1000` keeps its own). */
+  benchmark = "phones"
 ): Effect.Effect<Report, unknown, Scope.Scope> =>
   Effect.gen(function* () {
     const sim = yield* simulator
@@ -206,7 +208,7 @@ export const phones = (
     const perPatched = perSocket(patched, count)
 
     return {
-      benchmark: "phones",
+      benchmark,
       title: `${count} phones on real Baileys against the simulator: memory per channel vs bare Baileys, every connection dropped at once`,
       parameters: {
         channels: count,
