@@ -446,18 +446,45 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
             headers: {},
             payload: { to: "+15557654321", type: "text", text: { body: "never sent" } }
           })
+          const keyedBody = { to: "+15557654321", type: "text", text: { body: "keyed, never sent" } }
+          const keyedFirst = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
+            key,
+            headers: { "idempotency-key": "before-delete" },
+            body: keyedBody
+          })
+          expect(keyedFirst.status).toBe(202)
           yield* client.channels.delete({ params: { id: channel.id } })
           const failed = yield* client.messages.get({ params: { id: sent.id } })
           expect(failed).toMatchObject({ status: "failed", failure: { reason: "channel_deleted" } })
           expect(failed.statuses.map((change) => change.status)).toEqual(["queued", "failed"])
           const events = yield* client.events.list({ query: { type: "message.failed" } })
-          expect(events.data.map((event) => event.data["message_id"])).toEqual([sent.id])
-          expect(events.data[0]!.data["failure"]).toMatchObject({ reason: "channel_deleted" })
+          expect(events.data.map((event) => event.data["message_id"]).sort()).toEqual(
+            [sent.id, keyedFirst.body.id].sort()
+          )
+          for (const event of events.data) {
+            expect(event.data["failure"]).toMatchObject({ reason: "channel_deleted" })
+          }
           const gone = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
             key,
             body: { to: "+15557654321", type: "text", text: { body: "too late" } }
           })
           expect(gone.status).toBe(404)
+          // a retry of a send accepted before the delete gets its first answer, as any replay does
+          const replayed = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
+            key,
+            headers: { "idempotency-key": "before-delete" },
+            body: keyedBody
+          })
+          expect(replayed.status).toBe(202)
+          expect(replayed.headers.get("idempotent-replayed")).toBe("true")
+          expect(replayed.text).toBe(keyedFirst.text)
+          // the same key with another body is still refused
+          const reused = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
+            key,
+            headers: { "idempotency-key": "before-delete" },
+            body: { ...keyedBody, text: { body: "another body" } }
+          })
+          expect(reused.status).toBe(422)
         })
     )
 
@@ -483,6 +510,13 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
             headers: {},
             payload: text("queued at the logout")
           })
+          const keyedBody = text("keyed, before the logout")
+          const keyedFirst = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
+            key,
+            headers: { "idempotency-key": "before-logout" },
+            body: keyedBody
+          })
+          expect(keyedFirst.status).toBe(202)
           yield* client.channels.logout({ params: { id: channel.id } })
           yield* waitForStatus(client, channel.id, "logged_out")
           const failed = yield* waitFor(
@@ -492,7 +526,18 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
           )
           expect(failed).toMatchObject({ status: "failed", failure: { reason: "channel_logged_out" } })
           const events = yield* client.events.list({ query: { type: "message.failed" } })
-          expect(events.data.map((event) => event.data["message_id"])).toEqual([queued.id])
+          expect(events.data.map((event) => event.data["message_id"]).sort()).toEqual(
+            [queued.id, keyedFirst.body.id].sort()
+          )
+          // a retry of a send accepted before the logout gets its first answer, as any replay does
+          const replayed = yield* request(gateway.api, "POST", `/v1/channels/${channel.id}/messages`, {
+            key,
+            headers: { "idempotency-key": "before-logout" },
+            body: keyedBody
+          })
+          expect(replayed.status).toBe(202)
+          expect(replayed.headers.get("idempotent-replayed")).toBe("true")
+          expect(replayed.text).toBe(keyedFirst.text)
 
           // refused whichever way the send is written: plain, with an Idempotency-Key, as a reply
           const stored = yield* storedIn(gateway, channel.id)

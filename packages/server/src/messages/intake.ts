@@ -153,35 +153,19 @@ export const layerMessageIntake = Layer.effect(
                 )
               )
 
-        const admitted: Array<Pending> = []
+        // a key bound to another channel finds no such channel, whatever its Idempotency-Key
+        const permitted: Array<Pending> = []
         for (const pending of batch) {
           const { request } = pending
-          const channel = channels.get(request.channelId)
-          if (
-            channel === undefined ||
-            channel.customer_id !== request.customerId ||
-            (request.onlyChannel !== null && request.onlyChannel !== request.channelId)
-          ) {
+          if (request.onlyChannel !== null && request.onlyChannel !== request.channelId) {
             refuse(pending, new ChannelNotFound({ channelId: request.channelId }))
-            continue
-          }
-          if (refusesSends(channel.status)) {
-            refuse(pending, loggedOut(request.channelId))
-            continue
-          }
-          const missing = referencesOf(request.message).find(
-            (reference) => referenced.get(reference.id)?.channel_id !== request.channelId
-          )
-          if (missing !== undefined) {
-            refuse(pending, new ReferencedMessageNotFound({ path: missing.path, messageId: missing.id }))
-            continue
-          }
-          admitted.push(pending)
+          } else permitted.push(pending)
         }
 
-        // an Idempotency-Key: locked for the transaction, then its stored answer read in a later snapshot
-        const keyed = admitted.filter((pending) => pending.request.idempotencyKey !== undefined)
-        const toInsert = admitted.filter((pending) => pending.request.idempotencyKey === undefined)
+        // an Idempotency-Key: locked for the transaction, then its stored answer read in a later
+        // snapshot; a stored answer is replayed whatever became of the channel since (deleted, logged out)
+        const keyed = permitted.filter((pending) => pending.request.idempotencyKey !== undefined)
+        const unanswered = permitted.filter((pending) => pending.request.idempotencyKey === undefined)
         if (keyed.length > 0) {
           const keys = JSON.stringify(
             keyed.map((pending, i) => ({ i, a: pending.request.apiKeyId, k: pending.request.idempotencyKey }))
@@ -218,7 +202,7 @@ export const layerMessageIntake = Layer.effect(
             }
             const first = stored.get(pending.keyed!)
             if (first === undefined) {
-              toInsert.push(pending)
+              unanswered.push(pending)
             } else if (first.request_hash !== requestHashOf([routeOf(request.channelId), request.message])) {
               refuse(
                 pending,
@@ -233,6 +217,28 @@ export const layerMessageIntake = Layer.effect(
               outcomes.set(pending, Exit.succeed({ message, replayed: true }))
             }
           }
+        }
+
+        const toInsert: Array<Pending> = []
+        for (const pending of unanswered) {
+          const { request } = pending
+          const channel = channels.get(request.channelId)
+          if (channel === undefined || channel.customer_id !== request.customerId) {
+            refuse(pending, new ChannelNotFound({ channelId: request.channelId }))
+            continue
+          }
+          if (refusesSends(channel.status)) {
+            refuse(pending, loggedOut(request.channelId))
+            continue
+          }
+          const missing = referencesOf(request.message).find(
+            (reference) => referenced.get(reference.id)?.channel_id !== request.channelId
+          )
+          if (missing !== undefined) {
+            refuse(pending, new ReferencedMessageNotFound({ path: missing.path, messageId: missing.id }))
+            continue
+          }
+          toInsert.push(pending)
         }
 
         if (toInsert.length > 0) {
