@@ -8,13 +8,14 @@ import pg from "pg"
  * The baseline of the reads benchmark: `GET /v1/me` as small as `node:http` and `pg` make it, without
  * schema, framework or effect, on the gateway's database.
  *
- * "The same single query": the gateway answers /v1/me from its key cache (the key, its customer and
- * plan, read by the key's hash on a miss) and one query of the customer's row per request. This server
- * has no cache, so its one query per request is the key cache's own read on a miss: the key joined to
- * its customer, looked up by the SHA-256 of the bearer key. That one query both authenticates the key
- * and reads everything /v1/me answers, so each server makes one round trip to PostgreSQL per request
- * (the gateway's by primary key, this one through the key-hash index and a join), and both hash the
- * key per request.
+ * It does not do what the gateway does. This server hashes the bearer key (SHA-256) and makes one query
+ * per request: the key joined to its customer by that hash, which both authenticates the key (it exists,
+ * is not revoked, its customer is active) and reads everything /v1/me answers. The gateway hashes the key
+ * the same way but finds it in its key cache, whose entry holds the key row with its customer, and
+ * answers that customer with no query of its own (since e1d3dd7); the cache reads the key again, with
+ * this very query, only on a miss, once its entry is 60 s old, or when a NOTIFY says the key or its
+ * customer changed (revoked, suspended, a plan changed). So the benchmark compares an answer from a
+ * cache with a round trip to PostgreSQL per request.
  */
 const readKey = {
   name: "read-key",
