@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { Change, ChannelLifecycle } from "../src/channels/lifecycle.ts"
+import { Outbox } from "../src/messages/outbox.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { waitUntil } from "./support/waits.ts"
 import { newCustomer } from "./support/admin.ts"
@@ -48,6 +49,79 @@ describe("lease fencing", () => {
           Effect.sync(() => !gateway.whatsapp.isOpen(channel)),
           { attempts: 400, everyMillis: 25 }
         )
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a stale owner claims nothing from the outbox, and stores, fails or reports nothing in it",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
+        const { client } = yield* newCustomer(gateway)
+        const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
+        yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
+        yield* waitUntil(
+          "the channel's connection is open",
+          Effect.sync(() => gateway.whatsapp.isOpen(channel))
+        )
+        // queued while the channel pairs: no drain runs yet
+        const sent = yield* client.messages.send({
+          params: { id: channel },
+          headers: {},
+          payload: { to: "+15557654321", type: "text", text: { body: "for the lease's holder only" } }
+        })
+        const sql = yield* sqlFor(database.url)
+        const lease = (yield* sql<{ generation: number }>`
+          SELECT generation::int AS generation FROM channel_leases WHERE channel_id = ${channel}`)[0]!
+        const outbox = Context.get(gateway.services, Outbox)
+        const current = { channelId: channel, generation: lease.generation }
+        const stale = { channelId: channel, generation: lease.generation - 1 }
+        const row = () =>
+          Effect.map(
+            sql<{ claim_token: string | null; claim_generation: number | null; has_content: boolean }>`
+              SELECT claim_token::text AS claim_token, claim_generation::int AS claim_generation,
+                wa_content IS NOT NULL AS has_content
+              FROM messages WHERE id = ${sent.id}`,
+            (rows) => rows[0]!
+          )
+        const unclaimed = { claim_token: null, claim_generation: null, has_content: false }
+
+        // an older generation of this very channel's lease: its claim takes nothing, and fails
+        expect((yield* outbox.claim(stale, 9001, 10).pipe(Effect.flip))._tag).toBe("LeaseLost")
+        expect(yield* row()).toEqual(unclaimed)
+
+        // another process takes the lease over: the old generation is refused everything
+        yield* sql`INSERT INTO gateway_nodes (node_id, expires_at) VALUES ('another-node', now() + interval '1 hour')`
+        yield* sql`UPDATE channel_leases SET owner = 'another-node', generation = generation + 1 WHERE channel_id = ${channel}`
+        expect((yield* outbox.claim(current, 9002, 10).pipe(Effect.flip))._tag).toBe("LeaseLost")
+        expect(
+          (yield* outbox
+            .prepared(current, [{ id: sent.id, content: new Uint8Array([1, 2, 3]) }])
+            .pipe(Effect.flip))._tag
+        ).toBe("LeaseLost")
+        expect(
+          (yield* outbox
+            .fail(current, [{ id: sent.id, status: "failed", reason: "expired", detail: "stale" }])
+            .pipe(Effect.flip))._tag
+        ).toBe("LeaseLost")
+        expect(
+          (yield* outbox
+            .report(current, [{ _tag: "ServerAck", whatsappId: sent.whatsapp_id, error: null }])
+            .pipe(Effect.flip))._tag
+        ).toBe("LeaseLost")
+        expect(yield* row()).toEqual(unclaimed)
+        expect(
+          (yield* client.messages.get({ params: { id: sent.id } })).statuses.map((s) => s.status)
+        ).toEqual(["queued"])
+
+        // the lease's holder (given back to this process under a newer generation) claims the message
+        yield* sql`UPDATE channel_leases SET owner = ${gateway.config.nodeId}, generation = generation + 1 WHERE channel_id = ${channel}`
+        const holder = { channelId: channel, generation: lease.generation + 2 }
+        const taken = yield* outbox.claim(holder, 9003, 10)
+        expect(taken.map((item) => item.id)).toEqual([sent.id])
+        expect(yield* row()).toMatchObject({ claim_token: "9003", claim_generation: lease.generation + 2 })
       }).pipe(Effect.scoped),
     60_000
   )
