@@ -14,7 +14,16 @@ import { deliverTo, pairedChannel, simulator } from "../../server/test/support/s
 import { ensure, ScenarioFailed, waitUntil } from "./measure.ts"
 import type { Report } from "./report.ts"
 import { resultsDir } from "./report.ts"
-import { backlogGrowth, type Growth, memoryGrowth, minimumPoints, type Point } from "./soakCriteria.ts"
+import {
+  backlogGrowth,
+  type Growth,
+  judgedMemoryMinutes,
+  memoryGrowth,
+  minimumPoints,
+  type Point,
+  shortestJudgeableSeconds,
+  tooShortToJudgeMemory
+} from "./soakCriteria.ts"
 import { plot } from "./soakPlot.ts"
 
 export interface SoakSize {
@@ -25,21 +34,26 @@ export interface SoakSize {
   readonly sampleSeconds: number
 }
 
+const sampleSeconds = 10
+
 /** The load of a soak run: a few channels, a moderate fixed rate each way, every event to one webhook. */
 export const soakSize = (seconds: number): SoakSize => ({
   seconds,
   channels: 3,
   sendsPerSecond: 8,
   inboundPerSecond: 4,
-  sampleSeconds: 10
+  sampleSeconds
 })
 
-/** `90s`, `10m`, `2h` (or a bare number of seconds) as seconds; undefined if it is none of these. */
+/** Any shorter run has too few samples in its second half for anything to be judged (40 s). */
+const shortestSoakSeconds = shortestJudgeableSeconds(sampleSeconds)
+
+/** `90s`, `10m`, `2h` (or a bare number of seconds) as seconds; undefined if it is none of these, or too short to judge anything. */
 export const parseSoakDuration = (text: string | undefined) => {
   const match = /^(\d+(?:\.\d+)?)(s|m|h)?$/.exec(text ?? "")
   if (match === null) return undefined
   const seconds = Number(match[1]) * { s: 1, m: 60, h: 3600 }[(match[2] ?? "s") as "s" | "m" | "h"]
-  return seconds >= 30 ? seconds : undefined
+  return seconds >= shortestSoakSeconds ? seconds : undefined
 }
 
 /**
@@ -59,7 +73,8 @@ export const soakArguments = (
   if (seconds === undefined || others.length > 0) {
     return {
       error:
-        "usage: npm run bench -- --soak <duration of at least 30 s: 90s, 10m, 2h> (and nothing else: --quick, --set and names are not for the soak)"
+        `usage: npm run bench -- --soak <duration of at least ${shortestSoakSeconds} s: 90s, 10m, 2h> (and nothing else: --quick, --set and names are not for the soak)\n` +
+        `memory is judged on readings after a full GC, which takes a run of ${judgedMemoryMinutes} minutes or more in practice; a run too short to judge it fails`
     }
   }
   return { run: (serverUrl: string) => Effect.scoped(soak(serverUrl, soakSize(seconds))) }
@@ -506,6 +521,9 @@ export const soak = (serverUrl: string, size: SoakSize): Effect.Effect<Report, u
       exitCode === 0,
       `the gateway exited with ${exitCode} on SIGTERM:\n${gateway.output().slice(-4000)}`
     )
+    // last, so that a short run has still checked everything else; the heap's readings are the resident set's
+    const tooShort = tooShortToJudgeMemory(heap)
+    if (tooShort !== undefined) return yield* Effect.fail(new ScenarioFailed({ message: tooShort }))
 
     const secondHalfSamples = samples.filter((s) => s.at >= size.seconds / 2)
     const median = (values: ReadonlyArray<number>) => percentile(values, 0.5)

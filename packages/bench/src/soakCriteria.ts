@@ -31,13 +31,44 @@ export interface Growth {
   /** The fitted growth across the judged window: slope times the window's length. */
   readonly overWindow: number
   readonly windowSeconds: number
-  /** The readings judged; with fewer than `minimumPoints` nothing is judged and `grows` is false. */
+  /** The readings judged; with fewer than `minimumPoints` nothing is judged and `grows` is false (for memory, the soak then fails: `tooShortToJudgeMemory`). */
   readonly points: number
   readonly grows: boolean
 }
 
 /** Fewer readings than this in the judged half say nothing about a trend. */
 export const minimumPoints = 3
+
+/**
+ * The samples a run of `seconds` takes in its second half, one every `sampleSeconds` from its start
+ * to its end (each read a moment after it is due, so one due at the half counts).
+ */
+export const samplesInSecondHalf = (seconds: number, sampleSeconds: number) =>
+  Math.max(0, Math.floor(seconds / sampleSeconds) - Math.ceil(seconds / 2 / sampleSeconds) + 1)
+
+/** The shortest run, in whole seconds, with `minimumPoints` samples in its second half: nothing shorter can be judged. */
+export const shortestJudgeableSeconds = (sampleSeconds: number) => {
+  let seconds = sampleSeconds
+  while (samplesInSecondHalf(seconds, sampleSeconds) < minimumPoints) seconds++
+  return seconds
+}
+
+/**
+ * How long a soak must run in practice for its memory to be judged. Memory is read only in a sample
+ * whose window saw a full collection, and V8 ran those anywhere from every 10 s to every 2 minutes in
+ * the runs so far: none in the second half of a 90 s run, 14 in that of a 10 minute one.
+ */
+export const judgedMemoryMinutes = 10
+
+/**
+ * Why a run's memory was not judged (fewer than `minimumPoints` readings after a full collection in
+ * its second half, as `memoryGrowth` counts them), or undefined when it was: a run that cannot say
+ * whether memory grows has not shown that it does not.
+ */
+export const tooShortToJudgeMemory = (growth: Growth) =>
+  growth.points >= minimumPoints
+    ? undefined
+    : `too short to judge memory: ${growth.points} reading${growth.points === 1 ? "" : "s"} after a full GC in the second half, ${minimumPoints} needed; run at least ${judgedMemoryMinutes} minutes`
 
 export interface MemoryLimit {
   /** A slope above this many MB an hour is a leak... */

@@ -1,5 +1,14 @@
 import { describe, expect, it } from "@effect/vitest"
-import { backlogGrowth, memoryGrowth, type Point, slopeOf } from "../src/soakCriteria.ts"
+import {
+  backlogGrowth,
+  memoryGrowth,
+  type Point,
+  samplesInSecondHalf,
+  secondHalf,
+  shortestJudgeableSeconds,
+  slopeOf,
+  tooShortToJudgeMemory
+} from "../src/soakCriteria.ts"
 
 const MB = 1024 * 1024
 const heapLimit = { mbPerHour: 12, atLeastMb: 4 }
@@ -69,6 +78,40 @@ describe("the soak's growth criteria", () => {
     )
     expect(growth.points).toBe(2)
     expect(growth.grows).toBe(false)
+  })
+
+  it("a run with fewer than 3 readings after a full GC in its second half is too short to judge memory", () => {
+    const two = memoryGrowth(
+      [
+        { at: 20, value: 80 * MB },
+        { at: 50, value: 80 * MB },
+        { at: 80, value: 80 * MB }
+      ],
+      90,
+      heapLimit
+    )
+    expect(tooShortToJudgeMemory(two)).toBe(
+      "too short to judge memory: 2 readings after a full GC in the second half, 3 needed; run at least 10 minutes"
+    )
+    expect(tooShortToJudgeMemory(memoryGrowth([], 90, heapLimit))).toContain(": 0 readings after a full GC")
+  })
+
+  it("three readings after a full GC in the second half judge memory, steady or not", () => {
+    const points = [50, 70, 90].map((at) => ({ at, value: 80 * MB }))
+    expect(tooShortToJudgeMemory(memoryGrowth(points, 90, heapLimit))).toBeUndefined()
+  })
+
+  it("a sample every 10 s puts 3 in the second half of a 40 s run at the shortest", () => {
+    for (let seconds = 10; seconds <= 130; seconds++) {
+      expect(samplesInSecondHalf(seconds, 10)).toBe(
+        secondHalf(
+          readings(seconds, () => 0),
+          seconds
+        ).length
+      )
+    }
+    expect(samplesInSecondHalf(39, 10)).toBe(2)
+    expect(shortestJudgeableSeconds(10)).toBe(40)
   })
 
   it("a backlog that piles up at a fixed rate grows; one that goes up and down does not", () => {
