@@ -11,7 +11,7 @@ import { sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { request } from "./support/http.ts"
 import { baileysGateway, deliverTo, pairedChannel, simulator, trustMediaHost } from "./support/simulator.ts"
-import { pause, waitFor } from "./support/waits.ts"
+import { pause, waitFor, waitUntil } from "./support/waits.ts"
 
 const PHONE = "15551230001"
 const CONTACT = "15557770001"
@@ -142,7 +142,7 @@ describe("messages through the API, real Baileys and the simulator", () => {
         expect(gotText!.extendedTextMessage?.text ?? gotText!.conversation).toBe("hello from the gateway")
         expect(gotImage!.imageMessage?.caption).toBe("a cat")
         expect(gotVideo!.videoMessage).toBeTruthy()
-        expect(gotVoice!.audioMessage?.ptt).toBe(true)
+        expect(gotVoice!.audioMessage).toMatchObject({ ptt: true, mimetype: "audio/ogg; codecs=opus" })
         expect(gotDocument!.documentMessage?.fileName).toBe("invoice.pdf")
         expect(gotSticker!.stickerMessage).toBeTruthy()
         expect(gotLocation!.locationMessage).toMatchObject({
@@ -152,8 +152,17 @@ describe("messages through the API, real Baileys and the simulator", () => {
         })
         expect(gotReaction!.reactionMessage).toMatchObject({ text: "👍", key: { id: text.whatsapp_id } })
         expect(gotReply!.extendedTextMessage?.contextInfo?.stanzaId).toBe(text.whatsapp_id)
-        expect(sim.receivedMedia(CONTACT, sent[1]!.whatsapp_id)).toEqual(image)
-        expect(sim.receivedMedia(CONTACT, sent[4]!.whatsapp_id)).toEqual(pdf)
+        expect(gotSticker!.stickerMessage?.mimetype).toBe("image/webp")
+        // every file as the phone decrypts it from WhatsApp's media host
+        for (const [message, bytes] of [
+          [sent[1]!, image],
+          [sent[2]!, video],
+          [sent[3]!, voice],
+          [sent[4]!, pdf],
+          [sent[5]!, sticker]
+        ] as const) {
+          expect(sim.receivedMedia(CONTACT, message.whatsapp_id), message.type).toEqual(bytes)
+        }
 
         for (const message of sent) {
           const expected = message.type === "audio" ? "played" : "read"
@@ -572,6 +581,72 @@ describe("messages through the API, real Baileys and the simulator", () => {
         expect(metrics).toMatch(/message_send_latency_seconds_count\S* [1-9]/)
         expect(metrics).toMatch(/message_reports_total\{[^}]*kind="ack"[^}]*\} [1-9]/)
         expect(metrics).toMatch(/message_reports_total\{[^}]*kind="receipt"[^}]*\} [1-9]/)
+      }).pipe(Effect.scoped),
+    180_000
+  )
+
+  it.live(
+    "each status is posted once as its event, in order; a late, repeated or out-of-order receipt never moves a status back",
+    () =>
+      Effect.gen(function* () {
+        const { sim, client, channel } = yield* connected()
+        const send = (body: string) =>
+          client.messages.send({
+            params: { id: channel },
+            headers: {},
+            payload: { to: `+${CONTACT}`, type: "text", text: { body } }
+          })
+        const eventsOf = (id: Message["id"]) =>
+          Effect.map(client.events.list({ query: { channel_id: channel, limit: 100 } }), (page) =>
+            page.data
+              .filter((event) => event.data["message_id"] === id)
+              .sort((a, b) => Number(a.data["sequence"] ?? 0) - Number(b.data["sequence"] ?? 0))
+              .map((event) => ({ type: event.type, status: event.data["status"] }))
+          )
+
+        // as it usually goes: sent, delivered, read, each once
+        const usual = yield* send("as usual")
+        yield* waitForMessage(client, usual.id, (m) => m.status === "read", "the usual message read")
+        const usualEvents = yield* waitFor(
+          "its three events",
+          eventsOf(usual.id),
+          (events) => events.length >= 3,
+          { attempts: 200, everyMillis: 50 }
+        )
+        expect(usualEvents.map((event) => event.type)).toEqual([
+          "message.sent",
+          "message.delivered",
+          "message.read"
+        ])
+
+        // the phone sends no receipt of its own: the test sends them, out of order and twice
+        sim.setReceipts(CONTACT, { delivered: "drop" })
+        const odd = yield* send("receipts out of order")
+        yield* waitForMessage(client, odd.id, (m) => m.status === "sent", "the odd message sent")
+        yield* phoneGot(sim, odd.whatsapp_id)
+        sim.sendReceipt(CONTACT, odd.whatsapp_id, "read")
+        yield* waitForMessage(client, odd.id, (m) => m.status === "read", "read by the read receipt")
+        // the delivery receipt arrives late, and the read one again: both acknowledged, neither applied
+        sim.sendReceipt(CONTACT, odd.whatsapp_id, "delivery")
+        sim.sendReceipt(CONTACT, odd.whatsapp_id, "read")
+        yield* waitUntil(
+          "the late receipts acknowledged by the gateway",
+          Effect.sync(() => sim.pendingReceipts(PHONE).every((receipt) => receipt.id !== odd.whatsapp_id)),
+          { attempts: 400, everyMillis: 50 }
+        )
+        // a later message's events come after anything the late receipts could have made
+        sim.setReceipts(CONTACT, undefined)
+        const later = yield* send("after the late receipts")
+        yield* waitForMessage(client, later.id, (m) => m.status === "read", "the later message read")
+        const read = yield* client.messages.get({ params: { id: odd.id } })
+        expect(read.status).toBe("read")
+        // a read receipt stands for the delivery it implies: each step once, in order, none after
+        expect(read.statuses.map((change) => change.status)).toEqual(["queued", "sent", "delivered", "read"])
+        expect((yield* eventsOf(odd.id)).map((event) => event.type)).toEqual([
+          "message.sent",
+          "message.delivered",
+          "message.read"
+        ])
       }).pipe(Effect.scoped),
     180_000
   )

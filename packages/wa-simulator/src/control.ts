@@ -273,6 +273,9 @@ const asControlError = (error: unknown) =>
  *   `count` > 1); answers `{id, to, count, acked, answered}` (409 when no such message was received).
  *   `GET /accounts/{phone}/retry-receipts` lists them: `acked` once the device handled it (what it
  *   sent again, if anything, is decrypted by then), `answered` once a copy arrived after it.
+ * - `POST /receipt {phone_number, id, type}`: the phone of `phone_number` sends a receipt (`type`
+ *   delivery, read or played) for message `id` it received, now, whatever it sent already: a late,
+ *   repeated or out-of-order receipt; answers `{sent: true}` (409 when no such message was received).
  * - `GET /accounts/{phone}/received`: `[{id, from, from_device, timestamp, text, message, resend}]`,
  *   each copy the phone decrypted (a message sent again is listed again; `resend` when it answered
  *   a retry receipt). `GET /accounts/{phone}/received/{id}/media`: `{base64}`, the file of any media
@@ -399,6 +402,13 @@ const route = async (simulator: Simulator, request: IncomingMessage): Promise<un
         countField(body, "count")
       )
       return retryRequestJson(request)
+    }
+    case "/receipt": {
+      const type = stringField(body, "type")
+      if (type !== "delivery" && type !== "read" && type !== "played")
+        throw new ControlError(400, "type must be delivery, read or played")
+      simulator.sendReceipt(phoneField(body), stringField(body, "id"), type)
+      return { sent: true }
     }
     default:
       throw new ControlError(404, "not found")

@@ -447,6 +447,22 @@ export const makeMessaging = (
   }
 
   /**
+   * The simulated phone of `phoneNumber` sends a receipt for message `id` it received, now, to every
+   * device of the sender, whatever its receipt policy did already: a late, repeated or out-of-order
+   * receipt, as the network may bring one. Throws when the phone received no such message.
+   */
+  const sendReceipt = (phoneNumber: string, id: string, type: "delivery" | "read" | "played") => {
+    const original = received.get(phoneNumber)?.findLast((each) => each.id === id)
+    if (!original) throw new Error(`${phoneNumber} received no message ${id} from a linked device`)
+    for (const deviceId of accounts.get(original.from)?.devices.keys() ?? []) {
+      mailbox.post(original.from, deviceId, {
+        tag: "receipt",
+        attrs: { from: pnJid(phoneNumber), id, t: String(now()), ...(type === "delivery" ? {} : { type }) }
+      })
+    }
+  }
+
+  /**
    * The plaintext of the file a phone number received in message `id` (its latest copy), downloaded
    * from the media host and decrypted with the message's media key; undefined when there is none.
    */
@@ -471,6 +487,7 @@ export const makeMessaging = (
     deliver: (toPhoneNumber: string, delivery: Delivery): Promise<DeliveryResult> =>
       inbound.deliver(toPhoneNumber, delivery),
     sendRetryReceipt,
+    sendReceipt,
     /** What a device gets when it logs in: what is held for it (see mailbox.ts), marked offline. */
     takeOffline: mailbox.atLogin,
     /** `<message>` stanzas a device has not acknowledged yet: delivered again at its next login. */

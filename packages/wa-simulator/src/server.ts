@@ -116,6 +116,12 @@ export interface Simulator {
    * Throws when the phone received no such message.
    */
   readonly sendRetryReceipt: (phoneNumber: string, id: string, count?: number) => RetryRequest
+  /**
+   * The simulated phone of `phoneNumber` sends a receipt (delivery, read or played) for message `id`
+   * it received, now, whatever its receipt policy sent already: a late, repeated or out-of-order one.
+   * Throws when the phone received no such message.
+   */
+  readonly sendReceipt: (phoneNumber: string, id: string, type: "delivery" | "read" | "played") => void
   /** The retry receipts a phone number's simulated phone sent, in order (see `sendRetryReceipt`). */
   readonly retryRequests: (phoneNumber: string) => ReadonlyArray<RetryRequest>
   /** Resolves once the simulated phones have done the Signal work asked of them so far (decryption, encryption). */
@@ -239,6 +245,7 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     setReceipts: messaging.setPolicy,
     deliver: messaging.deliver,
     sendRetryReceipt: messaging.sendRetryReceipt,
+    sendReceipt: messaging.sendReceipt,
     retryRequests: messaging.retryRequests,
     settled: messaging.settled,
     receiptsFrom: messaging.receiptsFrom,

@@ -14,8 +14,26 @@ export class MediaFetchFailed extends Data.TaggedError("MediaFetchFailed")<{
 
 export interface FetchedMedia {
   readonly bytes: Uint8Array
-  /** The type the link answered with, without parameters; empty when it named none. */
+  /** The type the link answered with (its `codecs` parameter kept), or the kind's default when it named none. */
   readonly mimetype: string
+}
+
+const mediaTypePattern = /^[a-z0-9!#$&^_.+-]{1,64}\/[a-z0-9!#$&^_.+-]{1,64}$/
+const codecsPattern = /(?:^|;)\s*codecs\s*=\s*"?([A-Za-z0-9.,+ -]{1,64}?)"?\s*(?:;|$)/
+
+/**
+ * The media type a file is sent as: the link's `type/subtype`, and its `codecs` parameter when it has
+ * one (a voice note is `audio/ogg; codecs=opus`, as WhatsApp's own are); nothing else of the header,
+ * which the link's server wrote. The kind's default when the link names no type of its own.
+ */
+export const mimetypeOf = (contentType: string | undefined, kind: MediaKind) => {
+  const [essence = "", ...parameters] = (contentType ?? "").split(";")
+  const base = essence.trim().toLowerCase()
+  if (base === "" || base === "application/octet-stream" || !mediaTypePattern.test(base)) {
+    return fallbackTypes[kind]
+  }
+  const codecs = codecsPattern.exec(parameters.join(";"))?.[1]?.trim()
+  return codecs === undefined || codecs === "" ? base : `${base}; codecs=${codecs}`
 }
 
 const connectTimeoutMs = 5_000
@@ -94,13 +112,9 @@ export const layerMediaFetcher = Layer.effect(
                   chunks.push(chunk)
                 }
                 const type = response.headers["content-type"]
-                const mimetype = (Array.isArray(type) ? type[0] : type)?.split(";")[0]?.trim() ?? ""
                 return {
                   bytes: Buffer.concat(chunks, size),
-                  mimetype:
-                    mimetype === "" || mimetype === "application/octet-stream"
-                      ? fallbackTypes[kind]
-                      : mimetype
+                  mimetype: mimetypeOf(Array.isArray(type) ? type[0] : type, kind)
                 }
               } finally {
                 agent.destroy().catch(() => undefined)
