@@ -566,21 +566,52 @@ describe("messages through the API, real Baileys and the simulator", () => {
           payload: { to: `+${CONTACT}`, type: "text", text: { body: "measured" } }
         })
         yield* waitForMessage(client, sent.id, (m) => m.status === "read", "read")
+        // a late receipt changes nothing: counted as ignored
+        sim.sendReceipt(CONTACT, sent.whatsapp_id, "delivery")
         yield* deliverTo(sim, PHONE, { from: CONTACT, message: { conversation: "counted" } })
+        const metricsText = Effect.map(
+          request(gateway.admin, "GET", "/metrics", { key: gateway.adminToken }),
+          (reply) => reply.text
+        )
         const metrics = yield* waitFor(
           "the metrics moved",
-          Effect.map(
-            request(gateway.admin, "GET", "/metrics", { key: gateway.adminToken }),
-            (reply) => reply.text
-          ),
+          metricsText,
           (text) =>
             /messages_received_total\{[^}]*type="text"[^}]*\} [1-9]/.test(text) &&
-            /messages_outbox\{/.test(text),
+            /message_reports_total\{(?=[^}]*kind="receipt")(?=[^}]*outcome="ignored")[^}]*\} [1-9]/.test(
+              text
+            ),
           { attempts: 400, everyMillis: 100 }
         )
         expect(metrics).toMatch(/message_send_latency_seconds_count\S* [1-9]/)
-        expect(metrics).toMatch(/message_reports_total\{[^}]*kind="ack"[^}]*\} [1-9]/)
-        expect(metrics).toMatch(/message_reports_total\{[^}]*kind="receipt"[^}]*\} [1-9]/)
+        expect(metrics).toMatch(
+          /message_reports_total\{(?=[^}]*kind="ack")(?=[^}]*outcome="applied")[^}]*\} 1\n/
+        )
+        // delivered and read
+        expect(metrics).toMatch(
+          /message_reports_total\{(?=[^}]*kind="receipt")(?=[^}]*outcome="applied")[^}]*\} 2\n/
+        )
+
+        // the outbox's depth: three messages waiting while the channel cannot connect, then none
+        sim.setLoginFault({ kind: "failure", reason: 503 })
+        expect(sim.inject(PHONE, { kind: "drop" })).toBe(1)
+        yield* waitForStatus(client, channel, "reconnecting", { attempts: 400 })
+        const waiting = yield* sendTexts(client, channel, 3, (i) => `waiting ${i}`)
+        const outboxIs = (n: number) => (text: string) =>
+          new RegExp(`messages_outbox\\{[^}]*state="waiting"[^}]*\\} ${n}\\n`).test(text)
+        // the gauge is read from the database every 10 s
+        yield* waitFor("the outbox shows three waiting", metricsText, outboxIs(3), {
+          attempts: 300,
+          everyMillis: 100
+        })
+        sim.setLoginFault(undefined)
+        for (const message of waiting) {
+          yield* waitForMessage(client, message.id, (m) => m.status === "read", "a waiting message read")
+        }
+        yield* waitFor("the outbox shows none waiting", metricsText, outboxIs(0), {
+          attempts: 300,
+          everyMillis: 100
+        })
       }).pipe(Effect.scoped),
     180_000
   )

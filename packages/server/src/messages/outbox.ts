@@ -12,8 +12,9 @@ const outboxDepth = Metric.gauge("messages_outbox", {
   description:
     "Outbound messages not yet sent, across every node: waiting (never tried) and sending (claimed by a connection, awaiting WhatsApp's ack)"
 })
-const reportsApplied = Metric.counter("message_reports_total", {
-  description: "Server acks and recipients' receipts applied to sent messages, by kind"
+const reportsCounted = Metric.counter("message_reports_total", {
+  description:
+    "Server acks and recipients' receipts, by kind, and outcome: applied (it moved its message to the status it reports) or ignored (late, repeated, or for no message of the channel)"
 })
 
 /** An outbound message a channel's actor claimed to send. */
@@ -320,46 +321,51 @@ export const layerOutbox = Layer.effect(
               )
             ),
 
-      report: (fence, reports) =>
-        reports.length === 0
-          ? Effect.succeed(0)
-          : Effect.tap(
-              transitions(
-                fence,
-                "whatsapp_id",
-                reports.map((report) => report.whatsappId),
-                (targets) => {
-                  const byWhatsAppId = new Map(targets.map((target) => [target.whatsapp_id, target.id]))
-                  return reports.flatMap((report): ReadonlyArray<Transition> => {
-                    const id = byWhatsAppId.get(report.whatsappId)
-                    if (id === undefined) return []
-                    const status = statusOfReport(report)
-                    return status === "failed" && report._tag === "ServerAck"
-                      ? [
-                          {
-                            id,
-                            status,
-                            reason: "whatsapp_error",
-                            detail: `WhatsApp refused the message (error ${report.error})`
-                          }
-                        ]
-                      : [{ id, status }]
-                  })
-                }
-              ),
-              () =>
-                Effect.forEach(["ServerAck", "Receipt"] as const, (kind) => {
-                  const applied = reports.filter((report) => report._tag === kind).length
-                  return applied === 0
-                    ? Effect.void
-                    : Metric.update(
-                        Metric.withAttributes(reportsApplied, {
-                          kind: kind === "ServerAck" ? "ack" : "receipt"
-                        }),
-                        applied
-                      )
-                })
-            ).pipe(Effect.map(() => reports.length)),
+      report: (fence, reports) => {
+        if (reports.length === 0) return Effect.succeed(0)
+        let idOf = new Map<string, string>()
+        return transitions(
+          fence,
+          "whatsapp_id",
+          reports.map((report) => report.whatsappId),
+          (targets) => {
+            idOf = new Map(targets.map((target) => [target.whatsapp_id, target.id]))
+            return reports.flatMap((report): ReadonlyArray<Transition> => {
+              const id = idOf.get(report.whatsappId)
+              if (id === undefined) return []
+              const status = statusOfReport(report)
+              return status === "failed" && report._tag === "ServerAck"
+                ? [
+                    {
+                      id,
+                      status,
+                      reason: "whatsapp_error",
+                      detail: `WhatsApp refused the message (error ${report.error})`
+                    }
+                  ]
+                : [{ id, status }]
+            })
+          }
+        ).pipe(
+          Effect.tap((made) => {
+            // applied: it moved its message to the status it reports; else late, repeated or unknown
+            const moved = new Set(made.map((change) => `${change.id} ${change.status}`))
+            const counts = new Map<string, number>()
+            for (const report of reports) {
+              const id = idOf.get(report.whatsappId)
+              const outcome =
+                id !== undefined && moved.has(`${id} ${statusOfReport(report)}`) ? "applied" : "ignored"
+              const key = `${report._tag === "ServerAck" ? "ack" : "receipt"} ${outcome}`
+              counts.set(key, (counts.get(key) ?? 0) + 1)
+            }
+            return Effect.forEach(counts, ([key, n]) => {
+              const [kind, outcome] = key.split(" ") as [string, string]
+              return Metric.update(Metric.withAttributes(reportsCounted, { kind, outcome }), n)
+            })
+          }),
+          Effect.map(() => reports.length)
+        )
+      },
 
       pace: (channelId) =>
         sql<{ per_minute: number }>`
