@@ -8,7 +8,7 @@ import { request } from "./support/http.ts"
 import { TransportError, TransportEvent } from "../src/channels/transport.ts"
 import { Message } from "@whatisup/domain"
 import { type ApiClient, waitForQr, waitForStatus } from "./support/api.ts"
-import { waitFor, waitUntil } from "./support/waits.ts"
+import { pause, waitFor, waitUntil } from "./support/waits.ts"
 
 const count = (url: string, query: string) =>
   Effect.gen(function* () {
@@ -331,6 +331,47 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
           }
           expect(yield* storedIn(gateway, deleted.id)).toBe(0)
           expect(yield* storedIn(gateway, live.id)).toBe(31)
+        })
+    )
+
+    it.effect(
+      "sends that arrive while the database is busy are written together: 200 in a few transactions, each answered after its own",
+      () =>
+        Effect.gen(function* () {
+          const gateway = yield* TestGateway
+          const { key } = yield* newCustomer(gateway, { plan: { api_requests_per_second: 10_000 } })
+          const channel = yield* request(gateway.api, "POST", "/v1/channels", { key, body: {} })
+          const owner = yield* sqlFor(gateway.databaseUrl)
+          // the first batches wait on the lock; the rest gather meanwhile
+          const lock = yield* lockTable(owner, "message_statuses", "EXCLUSIVE")
+          const sending = yield* Effect.forkScoped(
+            Effect.all(
+              Array.from({ length: 200 }, (_, n) =>
+                request(gateway.api, "POST", `/v1/channels/${channel.body.id}/messages`, {
+                  key,
+                  body: { to: "+15557654321", type: "text", text: { body: `together ${n}` } }
+                })
+              ),
+              { concurrency: "unbounded" }
+            )
+          )
+          yield* waitUntil(
+            "a batch waits on the lock",
+            Effect.map(lock.waiting, (n) => n >= 1)
+          )
+          yield* pause(1000)
+          yield* lock.release
+          const replies = yield* Fiber.join(sending)
+          expect(replies.map((reply) => reply.status)).toEqual(replies.map(() => 202))
+          expect(yield* storedIn(gateway, channel.body.id)).toBe(200)
+          // a message's created_at is its transaction's start (now()): one per transaction that wrote sends
+          const transactions = yield* count(
+            gateway.databaseUrl,
+            `SELECT count(DISTINCT created_at)::int AS n FROM messages WHERE channel_id = '${channel.body.id}'`
+          )
+          // one transaction per send would be 200
+          expect(transactions).toBeLessThanOrEqual(10)
+          expect(new Set(replies.map((reply) => reply.body.created_at)).size).toBe(transactions)
         })
     )
 
