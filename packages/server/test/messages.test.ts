@@ -271,6 +271,19 @@ describe("messages through the API, real Baileys and the simulator", () => {
         })
         expect(listed.data.length).toBe(all.length)
         expect(inbound.data.length).toBe(all.length)
+        // listed by their sender, and by no other
+        const fromContact = yield* client.messages.list({
+          params: { id: channel },
+          query: { from: `+${CONTACT}`, limit: 100 }
+        })
+        expect(new Set(fromContact.data.map((message) => message.id))).toEqual(
+          new Set(listed.data.map((message) => message.id))
+        )
+        const fromSomeoneElse = yield* client.messages.list({
+          params: { id: channel },
+          query: { from: "+15550009999", limit: 100 }
+        })
+        expect(fromSomeoneElse.data).toEqual([])
         const byWhatsAppId = new Map(listed.data.map((message) => [message.whatsapp_id, message]))
         const stored = (id: string) => byWhatsAppId.get(id)!
         expect(stored(text.id)).toMatchObject({
@@ -678,6 +691,19 @@ describe("messages through the API, real Baileys and the simulator", () => {
           "message.delivered",
           "message.read"
         ])
+
+        // WhatsApp's server refuses a message (an error ack): failed, with the code, posted once
+        sim.setReceipts(CONTACT, { ackError: 479 })
+        const refused = yield* send("refused by the server")
+        const failed = yield* waitForMessage(client, refused.id, (m) => m.status === "failed", "refused")
+        expect(failed.failure).toMatchObject({ reason: "whatsapp_error" })
+        expect(failed.failure?.detail).toContain("479")
+        expect(failed.statuses.map((change) => change.status)).toEqual(["queued", "failed"])
+        yield* waitFor("its event", eventsOf(refused.id), (events) => events.length >= 1, {
+          attempts: 200,
+          everyMillis: 50
+        })
+        expect((yield* eventsOf(refused.id)).map((event) => event.type)).toEqual(["message.failed"])
       }).pipe(Effect.scoped),
     180_000
   )
