@@ -327,10 +327,12 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
         })
         expect(sim.receivedMedia(CONTACT, "3EB0TRANSPORT0003")?.equals(document)).toBe(true)
 
-        // the simulated phone decrypts the files of images and documents only; these reach it as messages
+        const videoBytes = randomBytes(2000)
+        const voiceBytes = randomBytes(1500)
+        const stickerBytes = randomBytes(800)
         const video = yield* sendToContact(sim, connection, "3EB0TRANSPORT0007", {
           type: "video",
-          bytes: randomBytes(2000),
+          bytes: videoBytes,
           mimetype: "video/mp4",
           caption: "the way in"
         })
@@ -338,17 +340,20 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
         expect(video.message.videoMessage?.mediaKey).toHaveLength(32)
         const voice = yield* sendToContact(sim, connection, "3EB0TRANSPORT0008", {
           type: "audio",
-          bytes: randomBytes(1500),
+          bytes: voiceBytes,
           mimetype: "audio/ogg; codecs=opus",
           voice: true
         })
         expect(voice.message.audioMessage).toMatchObject({ mimetype: "audio/ogg; codecs=opus", ptt: true })
         const sticker = yield* sendToContact(sim, connection, "3EB0TRANSPORT0009", {
           type: "sticker",
-          bytes: randomBytes(800),
+          bytes: stickerBytes,
           mimetype: "image/webp"
         })
         expect(sticker.message.stickerMessage).toMatchObject({ mimetype: "image/webp" })
+        expect(sim.receivedMedia(CONTACT, "3EB0TRANSPORT0007")?.equals(videoBytes)).toBe(true)
+        expect(sim.receivedMedia(CONTACT, "3EB0TRANSPORT0008")?.equals(voiceBytes)).toBe(true)
+        expect(sim.receivedMedia(CONTACT, "3EB0TRANSPORT0009")?.equals(stickerBytes)).toBe(true)
 
         const location = yield* sendToContact(sim, connection, "3EB0TRANSPORT0004", {
           type: "location",
