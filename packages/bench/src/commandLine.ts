@@ -90,6 +90,20 @@ export const parseCommandLine = (
       ].join("\n")
     )
   }
+  // a count (channels, rounds, seconds...) is whole wherever a benchmark's own sizes have it whole
+  const fractional = [...overrides].filter(
+    ([field, value]) =>
+      !Number.isInteger(value) &&
+      chosen.some((name) => {
+        const { full, quick: small } = benchmarks[name]!
+        return Object.hasOwn(full, field) && Number.isInteger(full[field]) && Number.isInteger(small[field])
+      })
+  )
+  if (fractional.length > 0) {
+    return fail(
+      `--set ${fractional.map(([field, value]) => `${field}=${value}`).join(", ")}: a whole number is needed`
+    )
+  }
   return {
     quick,
     runs: chosen.map((name) => {

@@ -55,6 +55,14 @@ describe("the benchmarks' command line", () => {
     expect(error).toContain("usage: npm run bench --")
   })
 
+  it("a count given with a fraction is an error", () => {
+    expect(parse("phones", "--set", "channels=2.5")).toHaveProperty(
+      "error",
+      expect.stringContaining("--set channels=2.5: a whole number is needed")
+    )
+    expect(parse("phones", "--set", "channels=25")).toHaveProperty("runs")
+  })
+
   it("a value that is not a number is an error", () => {
     for (const value of ["twenty", "", "1e3", "-5", "0", "20s"]) {
       const plan = parse("sends", "--set", `seconds=${value}`)
