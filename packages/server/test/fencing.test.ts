@@ -8,20 +8,26 @@ import { waitUntil } from "./support/waits.ts"
 import { newCustomer } from "./support/admin.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 
+/** A gateway in this process, and a channel pairing on it: its lease held, its connection open. */
+const pairingChannel = Effect.gen(function* () {
+  const database = yield* testDatabase
+  const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
+  const { client } = yield* newCustomer(gateway)
+  const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
+  yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
+  yield* waitUntil(
+    "the channel's connection is open",
+    Effect.sync(() => gateway.whatsapp.isOpen(channel))
+  )
+  return { database, gateway, client, channel }
+})
+
 describe("lease fencing", () => {
   it.live(
     "a stale owner's writes are refused, and change nothing",
     () =>
       Effect.gen(function* () {
-        const database = yield* testDatabase
-        const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
-        const { client } = yield* newCustomer(gateway)
-        const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
-        yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
-        yield* waitUntil(
-          "the channel's connection is open",
-          Effect.sync(() => gateway.whatsapp.isOpen(channel))
-        )
+        const { database, gateway, channel } = yield* pairingChannel
         const sql = yield* sqlFor(database.url)
         const lease = (yield* sql<{ generation: number; owner: string }>`
           SELECT generation::int AS generation, owner FROM channel_leases WHERE channel_id = ${channel}`)[0]!
@@ -57,15 +63,7 @@ describe("lease fencing", () => {
     "a stale owner claims nothing from the outbox, and stores, fails or reports nothing in it",
     () =>
       Effect.gen(function* () {
-        const database = yield* testDatabase
-        const gateway = yield* startGateway(yield* gatewayEnvironment(database.url))
-        const { client } = yield* newCustomer(gateway)
-        const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
-        yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
-        yield* waitUntil(
-          "the channel's connection is open",
-          Effect.sync(() => gateway.whatsapp.isOpen(channel))
-        )
+        const { database, gateway, client, channel } = yield* pairingChannel
         // queued while the channel pairs: no drain runs yet
         const sent = yield* client.messages.send({
           params: { id: channel },
