@@ -2,11 +2,14 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { Change, ChannelLifecycle } from "../src/channels/lifecycle.ts"
+import { TransportEvent } from "../src/channels/transport.ts"
 import { Outbox } from "../src/messages/outbox.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
-import { waitUntil } from "./support/waits.ts"
+import { waitFor, waitUntil } from "./support/waits.ts"
 import { newCustomer } from "./support/admin.ts"
+import { waitForQr, waitForStatus } from "./support/api.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
+import { metricsText, valueIn } from "./support/metrics.ts"
 
 /** A gateway in this process, and a channel pairing on it: its lease held, its connection open. */
 const pairingChannel = Effect.gen(function* () {
@@ -115,11 +118,101 @@ describe("lease fencing", () => {
         ).toEqual(["queued"])
 
         // the lease's holder (given back to this process under a newer generation) claims the message
-        yield* sql`UPDATE channel_leases SET owner = ${gateway.config.nodeId}, generation = generation + 1 WHERE channel_id = ${channel}`
-        const holder = { channelId: channel, generation: lease.generation + 2 }
+        const [handedBack] = yield* sql<{ generation: number }>`
+          UPDATE channel_leases SET owner = ${gateway.config.nodeId}, generation = generation + 1
+          WHERE channel_id = ${channel} RETURNING generation::int AS generation`
+        expect(handedBack!.generation).toBe(lease.generation + 2)
+        const holder = { channelId: channel, generation: handedBack!.generation }
         const taken = yield* outbox.claim(holder, 9003, 10)
         expect(taken.map((item) => item.id)).toEqual([sent.id])
         expect(yield* row()).toMatchObject({ claim_token: "9003", claim_generation: lease.generation + 2 })
+
+        // and its reports apply, each judged in order: the repeated receipt moves nothing (ignored)
+        const counted = (text: string) =>
+          ["ack", "receipt"].flatMap((kind) =>
+            ["applied", "ignored"].map((outcome) =>
+              valueIn(text, "message_reports_total", `kind="${kind}"`, `outcome="${outcome}"`)
+            )
+          )
+        const before = counted(yield* metricsText(gateway))
+        yield* outbox.report(holder, [
+          { _tag: "ServerAck", whatsappId: sent.whatsapp_id, error: null },
+          { _tag: "Receipt", whatsappId: sent.whatsapp_id, receipt: "delivered" },
+          { _tag: "Receipt", whatsappId: sent.whatsapp_id, receipt: "delivered" }
+        ])
+        expect(
+          (yield* client.messages.get({ params: { id: sent.id } })).statuses.map((s) => s.status)
+        ).toEqual(["queued", "sent", "delivered"])
+        const after = counted(yield* metricsText(gateway))
+        // [ack applied, ack ignored, receipt applied, receipt ignored]
+        expect(after.map((n, i) => n - before[i]!)).toEqual([1, 0, 1, 1])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a drain that ends inside a claim gives back what it never sent: past WHATISUP_MESSAGE_MAX_AGE those fail expired",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const gateway = yield* startGateway(
+          yield* gatewayEnvironment(database.url, { WHATISUP_MESSAGE_MAX_AGE: "3s" })
+        )
+        // one message a minute: the first goes at once, the next waits on the pace
+        const { client } = yield* newCustomer(gateway, { plan: { messages_per_minute: 1 } })
+        const { id: channel } = yield* client.channels.create({ headers: {}, payload: {} })
+        yield* client.channels.connect({ params: { id: channel }, payload: { method: "qr" } })
+        yield* waitForQr(client, channel)
+        expect(yield* gateway.whatsapp.pair(channel, "+15550007779")).toBe(true)
+        yield* waitForStatus(client, channel, "connected")
+        const sent = yield* Effect.forEach([1, 2, 3, 4], (n) =>
+          client.messages.send({
+            params: { id: channel },
+            headers: {},
+            payload: { to: "+15557654321", type: "text", text: { body: `paced ${n}` } }
+          })
+        )
+        const sql = yield* sqlFor(database.url)
+        const claimedNotSent = Effect.map(
+          sql<{ n: number }>`
+            SELECT count(*)::int AS n FROM messages
+            WHERE channel_id = ${channel} AND status = 'queued' AND claim_token IS NOT NULL`,
+          (rows) => rows[0]!.n
+        ).pipe(Effect.orDie)
+        // the second (and any that had arrived with it) claimed, its send waiting on the pace
+        yield* waitUntil(
+          "the first sent, the next claimed and waiting on the pace",
+          Effect.map(claimedNotSent, (n) => n >= 1 && gateway.whatsapp.sent(channel).length === 1),
+          { attempts: 400, everyMillis: 25 }
+        )
+        // the connection ends and cannot be made again: the drain ends inside its claim
+        yield* gateway.whatsapp.failConnects(channel, 1000)
+        expect(
+          yield* gateway.whatsapp.emit(
+            channel,
+            TransportEvent.Close({ code: 503, reason: "service unavailable" })
+          )
+        ).toBe(true)
+        yield* waitUntil(
+          "the claims given back",
+          Effect.map(claimedNotSent, (n) => n === 0),
+          {
+            attempts: 400,
+            everyMillis: 25
+          }
+        )
+        // the sweep (every 10 s) fails them, never sent
+        for (const message of sent.slice(1)) {
+          const failed = yield* waitFor(
+            "an unsent message expired",
+            client.messages.get({ params: { id: message.id } }),
+            (m) => m.status !== "queued",
+            { attempts: 300, everyMillis: 100 }
+          )
+          expect(failed.failure?.reason).toBe("expired")
+        }
+        expect(gateway.whatsapp.sent(channel).map((m) => m.id)).toEqual([sent[0]!.whatsapp_id])
+        expect((yield* client.messages.get({ params: { id: sent[0]!.id } })).status).toBe("sent")
       }).pipe(Effect.scoped),
     60_000
   )

@@ -77,6 +77,12 @@ export const drainOutbox = (
     let rate = yield* perMinute
     let paceReadAt = yield* Clock.currentTimeMillis
     let bucket = makeBucket(rate)
+    /**
+     * The claim being worked through: `next` is the message at its turn, `sending` whether that one's
+     * send has begun (it may have reached WhatsApp). What is left of it is given back if the drain
+     * ends before it is done (see `giveBack`).
+     */
+    let outstanding: { readonly items: ReadonlyArray<OutboxItem>; next: number; sending: boolean } | undefined
 
     const retried = <A>(effect: Effect.Effect<A, TransportError>) =>
       effect.pipe(
@@ -236,6 +242,7 @@ export const drainOutbox = (
         // the pace and the media may have taken long
         if (yield* expired(item)) return "done"
         if (!holdsLease()) return "stop"
+        if (outstanding !== undefined) outstanding.sending = true
         const sent = yield* retried(
           connection.send({ id: item.whatsappId, to: item.chat, content: prepared })
         )
@@ -267,11 +274,16 @@ export const drainOutbox = (
       for (;;) {
         const claimed = yield* outbox.claim(fence, token, claimSize)
         if (claimed.length === 0) return "drained" as const
+        const claim = { items: claimed, next: 0, sending: false }
+        outstanding = claim
         const items = yield* prepareAhead(claimed)
         for (const [i, item] of items.entries()) {
+          claim.next = i
+          claim.sending = false
           const outcome = yield* sendOne(item)
           if (outcome === "stop") return "stop" as const
           if (outcome === "later") {
+            outstanding = undefined
             yield* outbox.release(
               fence,
               item.id,
@@ -280,7 +292,26 @@ export const drainOutbox = (
             return "later" as const
           }
         }
+        outstanding = undefined
       }
+    })
+
+    /**
+     * When the drain ends inside a claim (the connection closed, the actor stopped), the messages of
+     * it never handed to WhatsApp are given back, unclaimed: the sweep may then expire them, where a
+     * claimed one counts as possibly sent and is never expired. The one whose send had begun stays
+     * possibly sent. Only while the lease is this drain's (after the socket has closed: see the
+     * actor), and never for long: a database that hangs leaves them claimed, to be sent again.
+     */
+    const giveBack = Effect.suspend(() => {
+      const claim = outstanding
+      outstanding = undefined
+      if (claim === undefined || !holdsLease()) return Effect.void
+      const current = claim.items[claim.next]
+      const tried = claim.sending ? current?.id : undefined
+      const untried = claim.items.slice(claim.sending ? claim.next + 1 : claim.next).map((item) => item.id)
+      if (tried === undefined && untried.length === 0) return Effect.void
+      return outbox.release(fence, tried, untried).pipe(Effect.timeout("5 seconds"), Effect.ignore)
     })
 
     /** Sends a batch of the read receipts asked for; a full one wakes the drain again for the rest. */
@@ -314,7 +345,7 @@ export const drainOutbox = (
           bucket = makeBucket(rate)
         }
       }
-      const outcome = yield* round
+      const outcome = yield* Effect.ensuring(round, giveBack)
       if (outcome === "stop") return
       if (outcome === "later") {
         yield* Effect.sleep(retryRoundAfter)

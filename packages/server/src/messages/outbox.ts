@@ -6,7 +6,13 @@ import { type Fence, LeaseLost, Leases } from "../channels/leases.ts"
 import type { StatusReport } from "../channels/messaging.ts"
 import { transaction } from "../db/transaction.ts"
 import { EventLog } from "../events/eventLog.ts"
-import { applyTransitions, type Transition, type TransitionTarget, transitionColumns } from "./transitions.ts"
+import {
+  advances,
+  applyTransitions,
+  type Transition,
+  type TransitionTarget,
+  transitionColumns
+} from "./transitions.ts"
 
 const outboxDepth = Metric.gauge("messages_outbox", {
   description:
@@ -72,10 +78,14 @@ export class Outbox extends Context.Service<
       contents: ReadonlyArray<{ readonly id: string; readonly content: Uint8Array }>
     ) => Effect.Effect<ReadonlyMap<string, Uint8Array>, LeaseLost>
     /**
-     * Gives claims back: the message tried (which may have reached WhatsApp: it stays marked possibly
+     * Gives claims back: the message tried, if any (which may have reached WhatsApp: it stays marked possibly
      * sent) and those claimed after it, untried; the next claim takes them again in order.
      */
-    readonly release: (fence: Fence, tried: string, untried: ReadonlyArray<string>) => Effect.Effect<void>
+    readonly release: (
+      fence: Fence,
+      tried: string | undefined,
+      untried: ReadonlyArray<string>
+    ) => Effect.Effect<void>
     /** Fails messages that cannot be sent (media refused, too old). */
     readonly fail: (fence: Fence, failures: ReadonlyArray<Transition>) => Effect.Effect<void, LeaseLost>
     /** Applies what connections reported, in one transaction. */
@@ -302,8 +312,8 @@ export const layerOutbox = Layer.effect(
       // a token of 0 is no connection's: claimable again, and counted as possibly sent
       release: (fence, tried, untried) =>
         sql`
-          UPDATE messages SET claim_token = CASE WHEN id = ${tried} THEN 0 ELSE NULL END
-          WHERE id IN ${sql.in([tried, ...untried])} AND channel_id = ${fence.channelId}
+          UPDATE messages SET claim_token = CASE WHEN id = ${tried ?? ""} THEN 0 ELSE NULL END
+          WHERE id IN ${sql.in(tried === undefined ? untried : [tried, ...untried])} AND channel_id = ${fence.channelId}
             AND status = 'queued' AND claim_generation = ${fence.generation}`.pipe(
           Effect.asVoid,
           Effect.orDie
@@ -323,43 +333,43 @@ export const layerOutbox = Layer.effect(
 
       report: (fence, reports) => {
         if (reports.length === 0) return Effect.succeed(0)
-        let idOf = new Map<string, string>()
+        // each report applied or not, in order: one that moves its message on (a late or repeated one,
+        // or one for no message of the channel, does not)
+        const applied = new Set<StatusReport>()
         return transitions(
           fence,
           "whatsapp_id",
           reports.map((report) => report.whatsappId),
           (targets) => {
-            idOf = new Map(targets.map((target) => [target.whatsapp_id, target.id]))
+            applied.clear()
+            const current = new Map(targets.map((target) => [target.whatsapp_id, { ...target }]))
             return reports.flatMap((report): ReadonlyArray<Transition> => {
-              const id = idOf.get(report.whatsappId)
-              if (id === undefined) return []
+              const message = current.get(report.whatsappId)
               const status = statusOfReport(report)
+              if (message === undefined || !advances(message.status, status)) return []
+              message.status = status
+              applied.add(report)
               return status === "failed" && report._tag === "ServerAck"
                 ? [
                     {
-                      id,
+                      id: message.id,
                       status,
                       reason: "whatsapp_error",
                       detail: `WhatsApp refused the message (error ${report.error})`
                     }
                   ]
-                : [{ id, status }]
+                : [{ id: message.id, status }]
             })
           }
         ).pipe(
-          Effect.tap((made) => {
-            // applied: it moved its message to the status it reports; else late, repeated or unknown
-            const moved = new Set(made.map((change) => `${change.id} ${change.status}`))
+          Effect.tap(() => {
             const counts = new Map<string, number>()
             for (const report of reports) {
-              const id = idOf.get(report.whatsappId)
-              const outcome =
-                id !== undefined && moved.has(`${id} ${statusOfReport(report)}`) ? "applied" : "ignored"
-              const key = `${report._tag === "ServerAck" ? "ack" : "receipt"} ${outcome}`
-              counts.set(key, (counts.get(key) ?? 0) + 1)
+              const labels = `${report._tag === "ServerAck" ? "ack" : "receipt"} ${applied.has(report) ? "applied" : "ignored"}`
+              counts.set(labels, (counts.get(labels) ?? 0) + 1)
             }
-            return Effect.forEach(counts, ([key, n]) => {
-              const [kind, outcome] = key.split(" ") as [string, string]
+            return Effect.forEach(counts, ([labels, n]) => {
+              const [kind, outcome] = labels.split(" ") as [string, string]
               return Metric.update(Metric.withAttributes(reportsCounted, { kind, outcome }), n)
             })
           }),
