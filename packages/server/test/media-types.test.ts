@@ -7,7 +7,9 @@ describe("the media type a fetched file is sent as", () => {
       // a voice note keeps its codecs, as WhatsApp's own do
       ["audio/ogg; codecs=opus", "audio", "audio/ogg; codecs=opus"],
       ['Audio/OGG;codecs="opus"', "audio", "audio/ogg; codecs=opus"],
-      ["video/mp4; codecs=avc1.42E01E, mp4a.40.2", "video", "video/mp4; codecs=avc1.42E01E, mp4a.40.2"],
+      ['video/mp4; codecs="avc1.42E01E, mp4a.40.2"', "video", 'video/mp4; codecs="avc1.42E01E, mp4a.40.2"'],
+      ["video/mp4; codecs=avc1.42E01E, mp4a.40.2", "video", 'video/mp4; codecs="avc1.42E01E, mp4a.40.2"'],
+      ["audio/ogg; CODECS=opus", "audio", "audio/ogg; codecs=opus"],
       ["image/jpeg; charset=binary", "image", "image/jpeg"],
       ["audio/ogg", "audio", "audio/ogg"],
       // no type of its own: the kind's default

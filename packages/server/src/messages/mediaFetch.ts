@@ -19,7 +19,9 @@ export interface FetchedMedia {
 }
 
 const mediaTypePattern = /^[a-z0-9!#$&^_.+-]{1,64}\/[a-z0-9!#$&^_.+-]{1,64}$/
-const codecsPattern = /(?:^|;)\s*codecs\s*=\s*"?([A-Za-z0-9.,+ -]{1,64}?)"?\s*(?:;|$)/
+const codecsPattern = /(?:^|;)\s*codecs\s*=\s*"?([A-Za-z0-9.,+ -]{1,64}?)"?\s*(?:;|$)/i
+// a parameter value of these characters needs no quotes (RFC 2045's token)
+const tokenPattern = /^[A-Za-z0-9.+-]+$/
 
 /**
  * The media type a file is sent as: the link's `type/subtype`, and its `codecs` parameter when it has
@@ -33,7 +35,8 @@ export const mimetypeOf = (contentType: string | undefined, kind: MediaKind) => 
     return fallbackTypes[kind]
   }
   const codecs = codecsPattern.exec(parameters.join(";"))?.[1]?.trim()
-  return codecs === undefined || codecs === "" ? base : `${base}; codecs=${codecs}`
+  if (codecs === undefined || codecs === "") return base
+  return `${base}; codecs=${tokenPattern.test(codecs) ? codecs : `"${codecs}"`}`
 }
 
 const connectTimeoutMs = 5_000
