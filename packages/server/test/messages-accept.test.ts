@@ -371,7 +371,10 @@ layer(layerTestGateway({ LOG_LEVEL: "warn" }), { timeout: 120_000, excludeTestSe
           )
           // one transaction per send would be 200
           expect(transactions).toBeLessThanOrEqual(10)
-          expect(new Set(replies.map((reply) => reply.body.created_at)).size).toBe(transactions)
+          // each answer carries its transaction's time (to the millisecond: two may share one)
+          expect(new Set(replies.map((reply) => reply.body.created_at)).size).toBeLessThanOrEqual(
+            transactions
+          )
         })
     )
 
