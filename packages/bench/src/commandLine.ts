@@ -29,7 +29,7 @@ export const usage = (benchmarks: Readonly<Record<string, Sizes>>) => {
   const width = Math.max(...Object.keys(benchmarks).map((name) => name.length))
   return [
     "usage: npm run bench -- [--quick] [--set <field>=<number> ...] [<benchmark> ...]",
-    "       npm run bench -- --soak <duration of at least 30 s: 90s, 10m, 2h>",
+    "       npm run bench -- --soak <duration of at least 40 s, 10 minutes to judge memory: 90s, 10m, 2h>",
     "--set overrides a field of the size of every benchmark named that has it (full size, or quick with --quick).",
     "benchmarks and their fields (full size | quick size):",
     ...Object.entries(benchmarks).map(
