@@ -3,6 +3,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Context, Effect, Layer, Redacted } from "effect"
 import { HttpServer } from "effect/http"
 import { createServer } from "node:http"
+import { layerTracingOff } from "../../server/src/config/logging.ts"
 import { layerRequestPipeline } from "../../server/src/http/pipeline.ts"
 import { layerRouteMiddleware, serveRoutes } from "../../server/src/http/server.ts"
 import { layerAuthentication } from "../../server/src/tenancy/authentication.ts"
@@ -20,7 +21,8 @@ export const frameworkStack = <E, R>(api: Layer.Layer<never, E, R>, databaseUrl:
         Layer.provide(layerRouteMiddleware),
         Layer.provide(layerAuthentication),
         Layer.provide(PgClient.layer({ url: Redacted.make(databaseUrl), maxConnections: 2 })),
-        Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
+        Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })),
+        Layer.provide(layerTracingOff)
       )
     )
     return HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)

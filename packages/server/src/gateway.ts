@@ -18,6 +18,7 @@ import { layerBaileysTransport } from "./whatsapp/baileysTransport.ts"
 import { layerAdminServer } from "./admin/server.ts"
 import { layerAudit } from "./audit/audit.ts"
 import { type GatewayConfig, GatewayConfigService } from "./config/config.ts"
+import { layerTracingOff } from "./config/logging.ts"
 import { layerPortsFree } from "./config/ports.ts"
 import { layerKeyRing } from "./crypto/keyRing.ts"
 import { layerDatabase, layerMigrated } from "./db/client.ts"
@@ -77,7 +78,8 @@ export const layerGateway = <E = never>(
     Layer.provideMerge(layerResolver),
     Layer.provideMerge(layerKeyRing),
     Layer.provideMerge(database),
-    Layer.provideMerge(layerConfig)
+    Layer.provideMerge(layerConfig),
+    Layer.provideMerge(layerTracingOff)
   )
   return Layer.mergeAll(layerPublicServer, layerAdminServer).pipe(Layer.provideMerge(services))
 }

@@ -18,6 +18,12 @@ export const layerMinimumLogLevel = (config: Pick<GatewayConfig, "logLevel">) =>
     levels[config.logLevel.toLowerCase() as keyof typeof levels] ?? "Info"
   )
 
+/**
+ * No spans are made: the gateway exports no traces (its logs and /metrics are what it reports), and
+ * a span for every request and every SQL statement would be work on the hot paths that nothing reads.
+ */
+export const layerTracingOff = Layer.succeed(References.TracerEnabled, false)
+
 /** JSON lines by default, human-readable with LOG_FORMAT=pretty; LOG_LEVEL sets the floor. */
 export const layerLogging = (config: Pick<GatewayConfig, "logFormat" | "logLevel">) =>
   Layer.mergeAll(
