@@ -10,6 +10,7 @@ import { postgresServer } from "./postgres.ts"
 import { reads } from "./reads.ts"
 import { reconnects } from "./reconnects.ts"
 import { recovery } from "./recovery.ts"
+import { recoveryBaileys } from "./recoveryBaileys.ts"
 import { publish, type Report } from "./report.ts"
 import { scale } from "./scale.ts"
 import { sends } from "./sends.ts"
@@ -48,6 +49,11 @@ const benchmarks: Record<string, Benchmark> = {
     { processes: 2, channels: 200, messages: 1000 },
     { processes: 2, channels: 40, messages: 200 },
     recovery
+  ),
+  "recovery-baileys": sized(
+    { channels: 200, messages: 1000 },
+    { channels: 20, messages: 100 },
+    recoveryBaileys
   ),
   scale: sized(
     { processes: 3, channels: 10_000, windowSeconds: 60 },
