@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { Change, ChannelLifecycle } from "../src/channels/lifecycle.ts"
+import { AuthStates } from "../src/channels/loginStore.ts"
 import { TransportEvent } from "../src/channels/transport.ts"
 import { Outbox } from "../src/messages/outbox.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
@@ -51,6 +52,17 @@ describe("lease fencing", () => {
         const events =
           yield* sql`SELECT 1 FROM events WHERE channel_id = ${channel} AND type = 'channel.connected'`
         expect(events).toHaveLength(0)
+        // nor does its WhatsApp login store take a key (Baileys writes one for every message it encrypts)
+        const keysBefore =
+          yield* sql`SELECT key_type, key_id, ciphertext FROM channel_auth_state WHERE channel_id = ${channel}`
+        const keyRefused = yield* Context.get(gateway.services, AuthStates)
+          .forChannel(stale)
+          .write([{ type: "session", id: "15557654321.0", value: "a session" }])
+          .pipe(Effect.flip)
+        expect(keyRefused._tag).toBe("LeaseLost")
+        expect(
+          yield* sql`SELECT key_type, key_id, ciphertext FROM channel_auth_state WHERE channel_id = ${channel}`
+        ).toEqual(keysBefore)
 
         // and the process that lost the lease stops its actor at its next reconcile (every 5 s)
         yield* waitUntil(

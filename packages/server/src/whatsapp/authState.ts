@@ -1,7 +1,7 @@
 import { Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { type EncryptedColumn, KeyRing, placeIn } from "../crypto/keyRing.ts"
-import { decodeRows, transaction } from "../db/transaction.ts"
+import { decodeRows } from "../db/transaction.ts"
 import { type Fence, LeaseLost, Leases } from "../channels/leases.ts"
 import { type AuthStateStore, AuthStates } from "../channels/loginStore.ts"
 
@@ -22,7 +22,6 @@ export const layerAuthStates = Layer.effect(
     const sql = yield* SqlClient.SqlClient
     const keyRing = yield* KeyRing
     const leases = yield* Leases
-    const inTransaction = transaction(sql)
 
     yield* keyRing.register(authStateColumn)
 
@@ -49,45 +48,51 @@ export const layerAuthStates = Layer.effect(
               Effect.map((entries) => Object.fromEntries(entries)),
               Effect.orDie
             ),
-      write: (changes) =>
-        changes.length === 0
-          ? Effect.void
-          : inTransaction(
-              Effect.gen(function* () {
-                yield* leases.check(fence)
-                const running = yield* sql`
-                    SELECT 1 FROM channels WHERE id = ${fence.channelId} AND desired = 'running' FOR SHARE`.pipe(
-                  Effect.orDie
+      // one statement, so one round trip (Baileys writes a Signal session for every message it
+      // encrypts or decrypts): the lease share-locked first, then the channel, as `check` and the
+      // outbox take them, and nothing written unless both hold
+      write: (changes) => {
+        if (changes.length === 0) return Effect.void
+        const rows = changes.map((change) => ({
+          type: change.type,
+          id: change.id,
+          ciphertext:
+            change.value === null
+              ? null
+              : keyRing.encrypt(
+                  change.value,
+                  placeIn(authStateColumn, [fence.channelId, change.type, change.id])
                 )
-                if (running.length === 0) return yield* new LeaseLost({ channelId: fence.channelId })
-                const rows = changes.map((change) => ({
-                  type: change.type,
-                  id: change.id,
-                  ciphertext:
-                    change.value === null
-                      ? null
-                      : keyRing.encrypt(
-                          change.value,
-                          placeIn(authStateColumn, [fence.channelId, change.type, change.id])
-                        )
-                }))
-                yield* sql`
-                    DELETE FROM channel_auth_state a
-                    USING jsonb_to_recordset(${JSON.stringify(rows.filter((r) => r.ciphertext === null))}::jsonb)
-                      AS d(type text, id text)
-                    WHERE a.channel_id = ${fence.channelId} AND a.key_type = d.type AND a.key_id = d.id`.pipe(
-                  Effect.orDie
-                )
-                yield* sql`
-                    INSERT INTO channel_auth_state (channel_id, key_type, key_id, ciphertext)
-                    SELECT ${fence.channelId}, s.type, s.id, s.ciphertext
-                    FROM jsonb_to_recordset(${JSON.stringify(rows.filter((r) => r.ciphertext !== null))}::jsonb)
-                      AS s(type text, id text, ciphertext text)
-                    ON CONFLICT (channel_id, key_type, key_id) DO UPDATE SET ciphertext = excluded.ciphertext`.pipe(
-                  Effect.orDie
-                )
-              })
-            )
+        }))
+        return sql<{ held: number }>`
+          WITH lease AS (${leases.holding(fence)}),
+          running AS (
+            SELECT 1 FROM channels
+            WHERE id = ${fence.channelId} AND desired = 'running' AND EXISTS (SELECT 1 FROM lease)
+            FOR SHARE
+          ),
+          removed AS (
+            DELETE FROM channel_auth_state a
+            USING jsonb_to_recordset(${JSON.stringify(rows.filter((r) => r.ciphertext === null))}::jsonb)
+              AS d(type text, id text)
+            WHERE a.channel_id = ${fence.channelId} AND a.key_type = d.type AND a.key_id = d.id
+              AND EXISTS (SELECT 1 FROM running)
+          ),
+          stored AS (
+            INSERT INTO channel_auth_state (channel_id, key_type, key_id, ciphertext)
+            SELECT ${fence.channelId}, s.type, s.id, s.ciphertext
+            FROM jsonb_to_recordset(${JSON.stringify(rows.filter((r) => r.ciphertext !== null))}::jsonb)
+              AS s(type text, id text, ciphertext text)
+            WHERE EXISTS (SELECT 1 FROM running)
+            ON CONFLICT (channel_id, key_type, key_id) DO UPDATE SET ciphertext = excluded.ciphertext
+          )
+          SELECT count(*)::int AS held FROM running`.pipe(
+          Effect.orDie,
+          Effect.flatMap((result) =>
+            result[0]?.held === 1 ? Effect.void : Effect.fail(new LeaseLost({ channelId: fence.channelId }))
+          )
+        )
+      }
     })
 
     return AuthStates.of({
