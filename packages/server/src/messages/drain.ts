@@ -267,6 +267,21 @@ export const drainOutbox = (
       })
 
     /**
+     * Gives a claim back from its `at`th message on: the one at `at` if its send was `tried`, and any
+     * an earlier claim may have sent, stay marked possibly sent (they may have reached WhatsApp); the
+     * others are unclaimed. The next claim takes them all again, in order.
+     */
+    const releaseFrom = (items: ReadonlyArray<OutboxItem>, at: number, tried: boolean) => {
+      const rest = items.slice(at)
+      const mayHaveGone = (item: OutboxItem, i: number) => (tried && i === 0) || item.possiblySent
+      return outbox.release(
+        fence,
+        rest.filter(mayHaveGone).map((item) => item.id),
+        rest.filter((item, i) => !mayHaveGone(item, i)).map((item) => item.id)
+      )
+    }
+
+    /**
      * One round: claims and sends until the queue is empty. A message WhatsApp did not take gives its
      * claim back, with those claimed after it, so the next round starts from it again, in order.
      */
@@ -284,11 +299,7 @@ export const drainOutbox = (
           if (outcome === "stop") return "stop" as const
           if (outcome === "later") {
             outstanding = undefined
-            yield* outbox.release(
-              fence,
-              item.id,
-              items.slice(i + 1).map((later) => later.id)
-            )
+            yield* releaseFrom(items, i, true)
             return "later" as const
           }
         }
@@ -299,19 +310,19 @@ export const drainOutbox = (
     /**
      * When the drain ends inside a claim (the connection closed, the actor stopped), the messages of
      * it never handed to WhatsApp are given back, unclaimed: the sweep may then expire them, where a
-     * claimed one counts as possibly sent and is never expired. The one whose send had begun stays
-     * possibly sent. Only while the lease is this drain's (after the socket has closed: see the
-     * actor), and never for long: a database that hangs leaves them claimed, to be sent again.
+     * claimed one counts as possibly sent and is never expired. The one whose send had begun, and one
+     * an earlier claim may have sent, stay possibly sent. Only while the lease is this drain's (after
+     * the socket has closed: see the actor), and not waited on for long: a database that hangs leaves
+     * them claimed, to be sent again.
      */
     const giveBack = Effect.suspend(() => {
       const claim = outstanding
       outstanding = undefined
-      if (claim === undefined || !holdsLease()) return Effect.void
-      const current = claim.items[claim.next]
-      const tried = claim.sending ? current?.id : undefined
-      const untried = claim.items.slice(claim.sending ? claim.next + 1 : claim.next).map((item) => item.id)
-      if (tried === undefined && untried.length === 0) return Effect.void
-      return outbox.release(fence, tried, untried).pipe(Effect.timeout("5 seconds"), Effect.ignore)
+      if (claim === undefined || !holdsLease() || claim.next >= claim.items.length) return Effect.void
+      return releaseFrom(claim.items, claim.next, claim.sending).pipe(
+        Effect.timeout("5 seconds"),
+        Effect.ignoreCause
+      )
     })
 
     /** Sends a batch of the read receipts asked for; a full one wakes the drain again for the rest. */

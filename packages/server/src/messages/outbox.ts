@@ -78,12 +78,12 @@ export class Outbox extends Context.Service<
       contents: ReadonlyArray<{ readonly id: string; readonly content: Uint8Array }>
     ) => Effect.Effect<ReadonlyMap<string, Uint8Array>, LeaseLost>
     /**
-     * Gives claims back: the message tried, if any (which may have reached WhatsApp: it stays marked possibly
-     * sent) and those claimed after it, untried; the next claim takes them again in order.
+     * Gives claims back: `possiblySent` ones (which may have reached WhatsApp) stay marked so, the
+     * `untried` ones are unclaimed; the next claim takes them again in order.
      */
     readonly release: (
       fence: Fence,
-      tried: string | undefined,
+      possiblySent: ReadonlyArray<string>,
       untried: ReadonlyArray<string>
     ) => Effect.Effect<void>
     /** Fails messages that cannot be sent (media refused, too old). */
@@ -310,14 +310,16 @@ export const layerOutbox = Layer.effect(
         }),
 
       // a token of 0 is no connection's: claimable again, and counted as possibly sent
-      release: (fence, tried, untried) =>
-        sql`
-          UPDATE messages SET claim_token = CASE WHEN id = ${tried ?? ""} THEN 0 ELSE NULL END
-          WHERE id IN ${sql.in(tried === undefined ? untried : [tried, ...untried])} AND channel_id = ${fence.channelId}
-            AND status = 'queued' AND claim_generation = ${fence.generation}`.pipe(
-          Effect.asVoid,
-          Effect.orDie
-        ),
+      release: (fence, possiblySent, untried) =>
+        possiblySent.length + untried.length === 0
+          ? Effect.void
+          : sql`
+              UPDATE messages SET claim_token = CASE WHEN id IN ${sql.in(possiblySent.length === 0 ? [""] : possiblySent)} THEN 0 ELSE NULL END
+              WHERE id IN ${sql.in([...possiblySent, ...untried])} AND channel_id = ${fence.channelId}
+                AND status = 'queued' AND claim_generation = ${fence.generation}`.pipe(
+              Effect.asVoid,
+              Effect.orDie
+            ),
 
       fail: (fence, failures) =>
         failures.length === 0
