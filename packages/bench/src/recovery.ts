@@ -1,5 +1,6 @@
 import type { ChannelId } from "@whatisup/domain"
 import { Effect, type Scope } from "effect"
+import type { SqlClient } from "effect/sql"
 import { adminOf } from "../../server/test/support/admin.ts"
 import { recordedSends } from "../../server/test/support/recordingTransport.ts"
 import {
@@ -17,13 +18,32 @@ import { ensure, percentile, processCpuMillis, tenths, waitUntil } from "./measu
 import type { Report } from "./report.ts"
 
 /** What the issue asks of recovery: every channel running elsewhere and the outbox empty. */
-const targetMillis = 10_000
+export const targetMillis = 10_000
 
 /** The plan's pace while the messages queue: the least there is, one message a minute per channel. */
-const heldPerMinute = 1
+export const heldPerMinute = 1
 
 /** The plan's pace once they are queued (the most a plan allows): what the survivor drains at. */
-const drainPerMinute = 1_000_000
+export const drainPerMinute = 1_000_000
+
+/** Messages sent again after the kill: as the design allows, under their own WhatsApp ids. */
+export const resendsFigure = (resends: number) => ({
+  key: "resends",
+  label: "messages sent again (the same WhatsApp id)",
+  value: resends,
+  unit: "messages"
+})
+
+/** The outbound messages still queued, sent or later, and anything else (failed). */
+export const outboundStatusOf = (sql: SqlClient.SqlClient) =>
+  Effect.map(
+    sql<{ queued: number; sent: number; other: number }>`
+      SELECT count(*) FILTER (WHERE status = 'queued')::int AS queued,
+        count(*) FILTER (WHERE status IN ('sent', 'delivered', 'read', 'played'))::int AS sent,
+        count(*) FILTER (WHERE status NOT IN ('queued', 'sent', 'delivered', 'read', 'played'))::int AS other
+      FROM messages WHERE direction = 'outbound'`,
+    (rows) => rows[0]!
+  ).pipe(Effect.orDie)
 
 export interface RecoverySize {
   readonly processes: number
@@ -48,14 +68,7 @@ export const recovery = (
     yield* ensure(processes >= 2, "the recovery benchmark needs at least 2 processes")
     const gateways = yield* recordingGateways(serverUrl, processes)
     const { sql, nodes, connections, endings } = gateways
-    const outboundStatus = Effect.map(
-      sql<{ queued: number; sent: number; other: number }>`
-        SELECT count(*) FILTER (WHERE status = 'queued')::int AS queued,
-          count(*) FILTER (WHERE status IN ('sent', 'delivered', 'read', 'played'))::int AS sent,
-          count(*) FILTER (WHERE status NOT IN ('queued', 'sent', 'delivered', 'read', 'played'))::int AS other
-        FROM messages WHERE direction = 'outbound'`,
-      (rows) => rows[0]!
-    ).pipe(Effect.orDie)
+    const outboundStatus = outboundStatusOf(sql)
 
     // 1. the channels, connected and shared; the customer's plan paces them to one message a minute
     const { client, customerId, ids } = yield* connectedChannels(gateways, channels, {
@@ -231,12 +244,7 @@ export const recovery = (
           value: Math.round(cpuMillis),
           unit: "ms"
         },
-        {
-          key: "resends",
-          label: "messages sent again (the same WhatsApp id)",
-          value: resends,
-          unit: "messages"
-        }
+        resendsFigure(resends)
       ]
     } satisfies Report
   })

@@ -7,20 +7,14 @@ import { pairedChannel, simulator } from "../../server/test/support/simulator.ts
 import { nodeEnvironments } from "./gateway.ts"
 import { apiOf } from "./gatewayProcesses.ts"
 import { ensure, percentile, processCpuMillis, tenths, waitUntil } from "./measure.ts"
+import { drainPerMinute, heldPerMinute, outboundStatusOf, resendsFigure, targetMillis } from "./recovery.ts"
 import type { Report } from "./report.ts"
-
-/** What the issue asks of recovery: every channel running elsewhere and the outbox empty. */
-const targetMillis = 10_000
 
 /** Long enough for a slow machine, short enough that a stuck run ends. */
 const withinMillis = 300_000
 
 /** Phones paired at once: as the phones benchmark does. */
 const pairingConcurrency = 10
-
-/** The pace while the backlog queues (one message a minute a channel), and the one it is drained at. */
-const heldPerMinute = 1
-const drainPerMinute = 1_000_000
 
 /** The numbers messages go to: accounts of the simulator, each a phone that decrypts what it gets. */
 const contacts = Array.from({ length: 10 }, (_, i) => `1555009${String(i).padStart(4, "0")}`)
@@ -71,14 +65,7 @@ export const recoveryBaileys = (
       sql<{ now: number }>`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now`,
       (rows) => rows[0]!.now
     ).pipe(Effect.orDie)
-    const outboundStatus = Effect.map(
-      sql<{ queued: number; sent: number; other: number }>`
-        SELECT count(*) FILTER (WHERE status = 'queued')::int AS queued,
-          count(*) FILTER (WHERE status IN ('sent', 'delivered', 'read', 'played'))::int AS sent,
-          count(*) FILTER (WHERE status NOT IN ('queued', 'sent', 'delivered', 'read', 'played'))::int AS other
-        FROM messages WHERE direction = 'outbound'`,
-      (rows) => rows[0]!
-    ).pipe(Effect.orDie)
+    const outboundStatus = outboundStatusOf(sql)
 
     // 1. the phones, paired through the first process's API: each channel runs where its lease is
     const ids = yield* Effect.forEach(
@@ -249,12 +236,7 @@ export const recoveryBaileys = (
           value: Math.round(cpuMillis),
           unit: "ms"
         },
-        {
-          key: "resends",
-          label: "messages sent again (the same WhatsApp id)",
-          value: resends,
-          unit: "messages"
-        }
+        resendsFigure(resends)
       ]
     } satisfies Report
   })
