@@ -298,6 +298,47 @@ describe("node leases", () => {
   )
 
   it.live(
+    "a gateway stops though its leases cannot be handed back (their rows locked): they lapse instead",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const scope = yield* Scope.make()
+        const gateway = yield* startGateway(
+          yield* gatewayEnvironment(database.url, { WHATISUP_LEASE_TTL: "2s" })
+        ).pipe(Scope.provide(scope))
+        const { client } = yield* newCustomer(gateway, { plan: { max_channels: 2 } })
+        const ids = yield* createChannels(client, 2)
+        yield* connectAll(client, ids)
+        yield* waitUntil(
+          "every channel's connection is open",
+          Effect.sync(() => ids.every((id) => gateway.whatsapp.isOpen(id)))
+        )
+        const sql = yield* sqlFor(database.url)
+        // another connection holds the lease rows: the stop's hand-back waits past its time limit
+        const holder = yield* sqlFor(database.url)
+        yield* holder
+          .withTransaction(Effect.andThen(holder`SELECT 1 FROM channel_leases FOR UPDATE`, Effect.never))
+          .pipe(Effect.forkScoped)
+        yield* waitUntil(
+          "the lease rows are locked",
+          Effect.map(
+            sql<{ n: number }>`
+              SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+              WHERE c.relname = 'channel_leases' AND l.mode = 'RowShareLock' AND l.granted`,
+            (rows) => rows[0]!.n > 0
+          ).pipe(Effect.orDie)
+        )
+        expect(Exit.isSuccess(yield* Effect.exit(Scope.close(scope, Exit.void)))).toBe(true)
+        // not handed back: still this node's, to lapse
+        const owners = yield* sql<{ owner: string | null }>`
+          SELECT owner FROM channel_leases WHERE channel_id IN ${sql.in(ids)}`.pipe(Effect.orDie)
+        expect(owners).toHaveLength(2)
+        expect(owners.every((row) => row.owner !== null)).toBe(true)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
     "a node whose lease lapsed closes every socket, and takes its channels back under new generations",
     () =>
       Effect.gen(function* () {

@@ -224,8 +224,20 @@ export const layerSupervisor = Layer.effect(
     const margin = Math.max(ttlMillis / 5, 2 * watchEvery + 100)
 
     // registered before the actors' map, so it runs after every actor has stopped
-    // leaving first: the others, woken by the release, already count one node fewer
-    yield* Effect.addFinalizer(() => Effect.andThen(leases.leave, leases.release([...held.keys()])))
+    // leaving first: the others, woken by the release, already count one node fewer. A courtesy: if
+    // the database is slow or gone, the leases lapse instead, and the stop goes on
+    yield* Effect.addFinalizer(() =>
+      Effect.andThen(
+        leases.leave,
+        leases
+          .release([...held.keys()])
+          .pipe(
+            Effect.catchCause((cause) =>
+              Effect.logWarning("the channels' leases could not be handed back; they lapse instead", cause)
+            )
+          )
+      )
+    )
     const actors = yield* FiberMap.make<ChannelId>()
     // registered after the actors' map, so it runs before the actors are interrupted
     yield* Effect.addFinalizer(() =>
