@@ -78,6 +78,18 @@ const connectedGateway = (ttl: string, count: number) =>
     return { database, gateway, ids }
   })
 
+/**
+ * Whether a transaction left open holds rows of `channel_leases`: a connection idle in a transaction
+ * whose last statement took them (`LIKE` `statement`) holds its locks until it ends.
+ */
+const leaseRowsLocked = (sql: SqlClient.SqlClient, statement: string) =>
+  Effect.map(
+    sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE state = 'idle in transaction' AND query LIKE ${statement}`,
+    (rows) => rows[0]!.n > 0
+  ).pipe(Effect.orDie)
+
 /** The reasons of a channel's `channel.disconnected` events, oldest first. */
 const disconnectReasons = (client: ApiClient, channel: ChannelId) =>
   Effect.map(client.events.list({ query: { channel_id: channel, type: "channel.disconnected" } }), (page) =>
@@ -275,12 +287,7 @@ describe("node leases", () => {
           .pipe(Effect.forkScoped)
         yield* waitUntil(
           "the write holds its lock",
-          Effect.map(
-            sql<{ n: number }>`
-              SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-              WHERE c.relname = 'channel_leases' AND l.mode = 'RowShareLock'`,
-            (rows) => rows[0]!.n > 0
-          ).pipe(Effect.orDie)
+          leaseRowsLocked(sql, "%FROM channel_leases WHERE channel_id = $1 FOR SHARE%")
         )
         yield* sql`UPDATE gateway_nodes SET expires_at = now() - interval '1 minute' WHERE node_id = 'node-a'`
         const atFirst = ids.map((channelId) => ({ channelId, generation: 1 }))
@@ -321,12 +328,7 @@ describe("node leases", () => {
           .pipe(Effect.forkScoped)
         yield* waitUntil(
           "the lease rows are locked",
-          Effect.map(
-            sql<{ n: number }>`
-              SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-              WHERE c.relname = 'channel_leases' AND l.mode = 'RowShareLock' AND l.granted`,
-            (rows) => rows[0]!.n > 0
-          ).pipe(Effect.orDie)
+          leaseRowsLocked(sql, "%FROM channel_leases FOR UPDATE%")
         )
         expect(Exit.isSuccess(yield* Effect.exit(Scope.close(scope, Exit.void)))).toBe(true)
         // not handed back: still this node's, to lapse
