@@ -1,5 +1,6 @@
 import { type PlanPatch } from "@whatisup/domain"
 import { ConfigProvider, Duration, Effect } from "effect"
+import type { SqlClient } from "effect/sql"
 import { loadConfig } from "../../server/src/config/config.ts"
 import { leaseGrace } from "../../server/src/channels/leases.ts"
 import { newCustomer } from "../../server/test/support/admin.ts"
@@ -135,6 +136,13 @@ export const peakPerSecond = (openedAt: ReadonlyArray<number>) => {
 export const busiest = (nodes: ReadonlyArray<Node>, counts: ReadonlyMap<string, number>) =>
   [...nodes].sort((x, y) => (counts.get(y.id) ?? 0) - (counts.get(x.id) ?? 0))[0]!
 
+/** The database's clock now, in epoch milliseconds: the one clock every process's times are read on. */
+export const databaseNow = (sql: SqlClient.SqlClient) =>
+  Effect.map(
+    sql<{ now: number }>`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now`,
+    (rows) => rows[0]!.now
+  ).pipe(Effect.orDie)
+
 /**
  * `processes` real gateway OS processes on a fresh database with the default lease settings, each
  * connecting through the recording transport (every connection's node, open and close in a table,
@@ -167,10 +175,7 @@ export const recordingGateways = (serverUrl: string, processes: number) =>
       graceMillis: Duration.toMillis(leaseGrace(config.leaseTtl)),
       start,
       connections: recordedConnections(sql),
-      dbNow: Effect.map(
-        sql<{ now: number }>`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now`,
-        (rows) => rows[0]!.now
-      ).pipe(Effect.orDie),
+      dbNow: databaseNow(sql),
       endings: [] as Array<Ending>
     }
   })

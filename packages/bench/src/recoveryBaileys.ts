@@ -5,7 +5,7 @@ import { databaseOn, sqlFor } from "../../server/test/support/database.ts"
 import { type GatewayProcess, spawnGateway, waitReady } from "../../server/test/support/process.ts"
 import { pairedChannel, simulator } from "../../server/test/support/simulator.ts"
 import { nodeEnvironments } from "./gateway.ts"
-import { apiOf } from "./gatewayProcesses.ts"
+import { apiOf, databaseNow } from "./gatewayProcesses.ts"
 import { ensure, percentile, processCpuMillis, tenths, waitUntil } from "./measure.ts"
 import { drainPerMinute, heldPerMinute, outboundStatusOf, resendsFigure, targetMillis } from "./recovery.ts"
 import type { Report } from "./report.ts"
@@ -61,10 +61,6 @@ export const recoveryBaileys = (
       name: "Bench",
       plan: { max_channels: channels, messages_per_minute: heldPerMinute }
     })
-    const dbNow = Effect.map(
-      sql<{ now: number }>`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now`,
-      (rows) => rows[0]!.now
-    ).pipe(Effect.orDie)
     const outboundStatus = outboundStatusOf(sql)
 
     // 1. the phones, paired through the first process's API: each channel runs where its lease is
@@ -115,7 +111,7 @@ export const recoveryBaileys = (
       Effect.orDie
     )
     const cpuBefore = yield* processCpuMillis(survivor.process.child.pid!)
-    const killedAt = yield* dbNow
+    const killedAt = yield* databaseNow(sql)
     victim.process.child.kill("SIGKILL")
     yield* Effect.promise(() => victim.process.exited)
     const reconnected = sql<{ channel_id: ChannelId; at: number }>`

@@ -314,7 +314,9 @@ export const layerOutbox = Layer.effect(
         possiblySent.length + untried.length === 0
           ? Effect.void
           : sql`
-              UPDATE messages SET claim_token = CASE WHEN id IN ${sql.in(possiblySent.length === 0 ? [""] : possiblySent)} THEN 0 ELSE NULL END
+              UPDATE messages SET claim_token = CASE
+                WHEN id IN (SELECT jsonb_array_elements_text(${JSON.stringify(possiblySent)}::jsonb)) THEN 0
+                ELSE NULL END
               WHERE id IN ${sql.in([...possiblySent, ...untried])} AND channel_id = ${fence.channelId}
                 AND status = 'queued' AND claim_generation = ${fence.generation}`.pipe(
               Effect.asVoid,
