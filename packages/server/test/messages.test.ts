@@ -446,6 +446,13 @@ describe("messages through the API, real Baileys and the simulator", () => {
           expect(sim.inject(PHONE, { kind: "drop" })).toBe(1)
           yield* waitForStatus(client, channel, "reconnecting", { attempts: 400 })
         })
+        // reconnects at once, as a user's restart does, rather than at the backoff's next try (up to 19 s
+        // away after a few failures): the test's clock is the messages' age, not the backoff
+        const canConnect = Effect.gen(function* () {
+          sim.setLoginFault(undefined)
+          yield* client.channels.restart({ params: { id: channel } })
+          yield* waitForStatus(client, channel, "connected", { attempts: 600 })
+        })
         yield* cannotConnect
         const send = (body: string) =>
           client.messages.send({
@@ -454,14 +461,12 @@ describe("messages through the API, real Baileys and the simulator", () => {
             payload: { to: `+${CONTACT}`, type: "text", text: { body } }
           })
         const old = yield* send("too old by then")
-        // the fresh one has 7 s left once the phone can log in again: a loaded machine's reconnect
-        // (with its backoff) fits in that, where 3 s did not always
+        // the fresh one has 7 s left once the phone can log in again
         yield* pause(7500)
         const fresh = yield* send("still fresh")
         expect((yield* client.messages.get({ params: { id: old.id } })).status).toBe("queued")
         yield* pause(1000)
-        sim.setLoginFault(undefined)
-        yield* waitForStatus(client, channel, "connected", { attempts: 600 })
+        yield* canConnect
         yield* waitForMessage(client, fresh.id, (m) => m.status === "read", "the fresh message read")
         const expired = yield* waitForMessage(
           client,
@@ -482,8 +487,7 @@ describe("messages through the API, real Baileys and the simulator", () => {
         // the periodic sweep, while nobody drains the channel
         yield* waitForMessage(client, unclaimed.id, (m) => m.status === "failed", "the unclaimed one expired")
         expect((yield* client.messages.get({ params: { id: claimed.id } })).status).toBe("queued")
-        sim.setLoginFault(undefined)
-        yield* waitForStatus(client, channel, "connected", { attempts: 600 })
+        yield* canConnect
         // sent again under its WhatsApp id: the recipient has it once whatever the first claim did
         yield* waitForMessage(client, claimed.id, (m) => m.status === "read", "the claimed message read")
         expect(sim.received(CONTACT).filter((message) => message.id === claimed.whatsapp_id)).toHaveLength(1)

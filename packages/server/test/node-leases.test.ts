@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { ChannelId } from "@whatisup/domain"
 import * as crypto from "node:crypto"
-import { ConfigProvider, Context, Effect, Exit, Layer, Scope } from "effect"
+import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { layerLeases, Leases as LeasesService } from "../src/channels/leases.ts"
 import { GatewayConfigService, loadConfig } from "../src/config/config.ts"
@@ -9,7 +9,7 @@ import { layerDatabase, layerMigrated } from "../src/db/client.ts"
 import { newId } from "../src/db/ids.ts"
 import { newCustomer } from "./support/admin.ts"
 import { type ApiClient, apiClient, connectAll, createChannels } from "./support/api.ts"
-import { sqlFor, testDatabase } from "./support/database.ts"
+import { lockTable, sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { staysTrue, waitFor, waitUntil } from "./support/waits.ts"
 
@@ -336,6 +336,37 @@ describe("node leases", () => {
           SELECT owner FROM channel_leases WHERE channel_id IN ${sql.in(ids)}`.pipe(Effect.orDie)
         expect(owners).toHaveLength(2)
         expect(owners.every((row) => row.owner !== null)).toBe(true)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a gateway that starts while the node table is locked waits for it and joins, instead of stopping on the first slow statement",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        // migrated by a first gateway's pool, so the starting one goes straight to joining
+        yield* gatewayPoolOf(database.url, "2s")
+        const sql = yield* sqlFor(database.url)
+        const lock = yield* lockTable(sql, "gateway_nodes", "EXCLUSIVE")
+        const starting = yield* startGateway(
+          yield* gatewayEnvironment(database.url, { WHATISUP_LEASE_TTL: "2s", WHATISUP_NODE_ID: "late" })
+        ).pipe(Effect.forkScoped)
+        // each try runs out after 400 ms (a fifth of the lease); several go by while the lock is held
+        yield* waitUntil(
+          "the join waits on the lock",
+          Effect.map(lock.waiting, (n) => n > 0)
+        )
+        yield* staysTrue(
+          "the gateway is still starting",
+          Effect.sync(() => starting.pollUnsafe() === undefined),
+          { forMillis: 1500 }
+        )
+        yield* lock.release
+        const gateway = yield* Fiber.join(starting)
+        const nodes = yield* sql<{ node_id: string }>`SELECT node_id FROM gateway_nodes`.pipe(Effect.orDie)
+        expect(nodes.map((row) => row.node_id)).toEqual(["late"])
+        expect((yield* Effect.promise(() => fetch(`${gateway.api}/readyz`))).status).toBe(200)
       }).pipe(Effect.scoped),
     60_000
   )

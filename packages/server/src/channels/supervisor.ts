@@ -78,6 +78,9 @@ interface Held {
 const realClock = Clock.Clock.defaultValue()
 const monotonicMillis = () => Number(realClock.monotonicTimeNanosUnsafe() / 1_000_000n)
 
+/** Statements a starting node tries to join the leases with before it gives up. */
+const joinAttempts = 20
+
 /**
  * Leases one reconcile claims at most. A process joining thousands of channels takes its share over
  * several rounds, each claim well within the lease statements' time limit (a fifth of the TTL): in one
@@ -260,7 +263,13 @@ export const layerSupervisor = Layer.effect(
       deadline = sentAt + ttlMillis - margin
       unrunOwned = true
     })
-    yield* join
+    // a database slow to answer at startup (a loaded machine) is waited for a while, not a reason to stop
+    yield* join.pipe(
+      Effect.tapCause((cause) => Effect.logWarning("joining the channel leases failed; retrying", cause)),
+      Effect.sandbox,
+      Effect.retry({ schedule: Schedule.spaced(Duration.millis(tick)), times: joinAttempts - 1 }),
+      Effect.catch(Effect.failCause)
+    )
     /** When this process may start its next connect to WhatsApp (monotonic ms), across reconciles. */
     let nextConnectAt = 0
 
