@@ -50,7 +50,7 @@ const pairedChannel = (sim: Simulator) =>
     const qr = yield* nextEvent("the QR", first.events, tagged("Qr"))
     yield* Effect.promise(() => sim.scan(qr.qr, { phoneNumber: PHONE }))
     yield* nextEvent("the 515 close after the scan", first.events, tagged("Close"))
-    return (options: MessageOptions = noMessages) =>
+    const open = (options: MessageOptions = noMessages) =>
       Effect.gen(function* () {
         const scope = yield* Scope.make()
         yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
@@ -58,6 +58,7 @@ const pairedChannel = (sim: Simulator) =>
         yield* nextEvent("the connection opens", connection.events, tagged("Open"))
         return { connection, close: Scope.close(scope, Exit.void) }
       })
+    return { open, login }
   })
 
 /** Whatever a storeInbound was handed, in order. */
@@ -101,7 +102,7 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
     () =>
       Effect.gen(function* () {
         const sim = yield* simulator
-        const open = yield* pairedChannel(sim)
+        const { open } = yield* pairedChannel(sim)
         const release = yield* Deferred.make<void>()
         const handed: Array<InboundMessage> = []
         yield* open({
@@ -144,11 +145,57 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
   )
 
   it.live(
+    "a conversation reads each Signal key it needs once, not for every message, and every message still decrypts at the phone",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* simulator
+        const { open, login } = yield* pairedChannel(sim)
+        const { connection } = yield* open()
+        const readsBefore = login.reads.length
+        for (let i = 0; i < 5; i++) {
+          yield* sendToContact(sim, connection, `3EB0REMEMBER000${i}`, {
+            type: "text",
+            body: `message ${i}`,
+            previewUrl: false
+          })
+        }
+        // each message is encrypted for the contact's phone and the account's own: two sessions, and
+        // the contact's token; stored (a write each) as they step forward
+        const sessionWrites = login.writes.filter((write) => write.changes.some((c) => c.type === "session"))
+        expect(sessionWrites.length).toBeGreaterThanOrEqual(5)
+        const readsOf = new Map<string, number>()
+        for (const read of login.reads.slice(readsBefore)) {
+          for (const id of read.ids)
+            readsOf.set(`${read.type}/${id}`, (readsOf.get(`${read.type}/${id}`) ?? 0) + 1)
+        }
+        const sessionKeys = [...readsOf.keys()].filter((key) => key.startsWith("session/"))
+        expect(sessionKeys.length).toBeGreaterThanOrEqual(2)
+        expect(Object.fromEntries([...readsOf].filter(([, count]) => count > 1))).toEqual({})
+        expect(
+          sim
+            .received(CONTACT)
+            .map((message) => message.message.extendedTextMessage?.text ?? message.message.conversation)
+        ).toEqual(expect.arrayContaining(["message 0", "message 1", "message 2", "message 3", "message 4"]))
+
+        // a new connection reads them again (what the last one remembered went with it)
+        const before = login.reads.length
+        const again = yield* open()
+        yield* sendToContact(sim, again.connection, "3EB0REMEMBER0005", {
+          type: "text",
+          body: "message 5",
+          previewUrl: false
+        })
+        expect(login.reads.slice(before).some((read) => read.type === "session")).toBe(true)
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
     "an inbound message that could not be stored is left unacknowledged and delivered again at the next login",
     () =>
       Effect.gen(function* () {
         const sim = yield* simulator
-        const open = yield* pairedChannel(sim)
+        const { open } = yield* pairedChannel(sim)
         let attempts = 0
         const failing = yield* open({
           ...noMessages,
@@ -192,7 +239,7 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
     () =>
       Effect.gen(function* () {
         const sim = yield* simulator
-        const open = yield* pairedChannel(sim)
+        const { open } = yield* pairedChannel(sim)
         const release = yield* Deferred.make<void>()
         const handed: Array<MessageReceipt> = []
         const { connection } = yield* open({
@@ -237,7 +284,7 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
     () =>
       Effect.gen(function* () {
         const sim = yield* simulator
-        const open = yield* pairedChannel(sim)
+        const { open } = yield* pairedChannel(sim)
         let attempts = 0
         const failing = yield* open({
           ...noMessages,
@@ -281,7 +328,7 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
       Effect.gen(function* () {
         const sim = yield* simulator
         yield* trustMediaHost(sim)
-        const open = yield* pairedChannel(sim)
+        const { open } = yield* pairedChannel(sim)
         const stored: Array<InboundMessage> = []
         const { connection } = yield* open(storedInto(stored))
         const inbound = yield* deliverTo(sim, PHONE, {
@@ -431,7 +478,7 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
         const sim = yield* simulator
         // the phone never reads: the one receipt after delivery is the played one sent below
         sim.setReceipts(CONTACT, { read: "drop" })
-        const open = yield* pairedChannel(sim)
+        const { open } = yield* pairedChannel(sim)
         const first = yield* open()
         const id = "3EB0TRANSPORT0101"
         const { prepared } = yield* sendToContact(sim, first.connection, id, {
@@ -490,7 +537,7 @@ describe("WhatsApp messages through the Baileys transport and the simulator", ()
       Effect.gen(function* () {
         const sim = yield* simulator
         yield* trustMediaHost(sim)
-        const open = yield* pairedChannel(sim)
+        const { open } = yield* pairedChannel(sim)
         const stored: Array<InboundMessage> = []
         yield* open(storedInto(stored))
         const image = randomBytes(5000)

@@ -22,6 +22,7 @@ import { AsyncLocalStorage } from "node:async_hooks"
 import { Writable } from "node:stream"
 import { type GatewayConfig, GatewayConfigService } from "../config/config.ts"
 import type { AuthStateStore } from "../channels/loginStore.ts"
+import { makeLruMap } from "../tenancy/lruMap.ts"
 import { credsType } from "./authState.ts"
 import {
   type InboundMessage,
@@ -152,48 +153,104 @@ const serialWrites = (
 const parse = (value: string) => JSON.parse(value, BufferJSON.reviver) as unknown
 const serialize = (value: unknown) => JSON.stringify(value, BufferJSON.replacer)
 
+/** Signal keys a connection remembers at most, and the longest one it remembers (serialized). */
+const rememberedKeys = 16
+const rememberedLength = 8 * 1024
+
 /**
  * Baileys' signal key store over the channel's fenced auth-state store. New pre-keys are stored
  * with the credentials' pre-key counter moved past them, in one transaction: a crash between the
  * two would otherwise hand out the same ids again, over keys WhatsApp may already hold.
+ *
+ * Baileys reads a Signal session (the contact's and the account's own devices'), and the contact's
+ * token, for every message it encrypts: the connection remembers the keys it last read or wrote,
+ * the most recently used few, so that a conversation does not read them again each time. Only this
+ * connection writes them while it holds the lease (another's write is refused); a read remembers
+ * nothing when a write began or was under way while it ran, as it may predate that write.
  */
-const signalKeys = (
+export const signalKeys = (
   creds: AuthenticationCreds,
   authState: AuthStateStore,
   run: <A, E>(effect: Effect.Effect<A, E>) => Promise<A>,
   write: (changes: ReadonlyArray<LoginChange>) => Promise<unknown>
-) => ({
-  get: async <T extends keyof SignalDataTypeMap>(type: T, ids: Array<string>) => {
-    const found = await run(authState.read(type, ids))
-    const keys: { [id: string]: SignalDataTypeMap[T] } = {}
-    for (const [id, value] of Object.entries(found)) {
-      const parsed = parse(value)
-      keys[id] = (
-        type === "app-state-sync-key"
-          ? proto.Message.AppStateSyncKeyData.fromObject(parsed as object)
-          : parsed
-      ) as SignalDataTypeMap[T]
+) => {
+  /** The serialized value, or null when there is none. */
+  const remembered = makeLruMap<string, string | null>(rememberedKeys)
+  // the credentials are written apart from Baileys' keys too (on every creds.update), and never read here
+  const remember = (type: string, id: string, value: string | null) => {
+    if (type !== credsType && (value === null || value.length <= rememberedLength)) {
+      remembered.set(`${type}/${id}`, value)
     }
-    return keys
-  },
-  set: async (data: SignalDataSet) => {
-    const changes: Array<LoginChange> = []
-    for (const [type, entries] of Object.entries(data)) {
-      for (const [id, value] of Object.entries(entries ?? {})) {
-        changes.push({ type, id, value: value === null || value === undefined ? null : serialize(value) })
+  }
+  /** Writes begun, and those not yet ended. */
+  let writesBegun = 0
+  let writesUnderWay = 0
+
+  return {
+    get: async <T extends keyof SignalDataTypeMap>(type: T, ids: Array<string>) => {
+      const values: Array<readonly [string, string]> = []
+      const unknown: Array<string> = []
+      for (const id of ids) {
+        const value = remembered.get(`${type}/${id}`)
+        if (value === undefined) unknown.push(id)
+        else if (value !== null) values.push([id, value])
+      }
+      if (unknown.length > 0) {
+        const quiet = writesUnderWay === 0
+        const begun = writesBegun
+        const found = await run(authState.read(type, unknown))
+        const current = quiet && writesBegun === begun
+        for (const id of unknown) {
+          const value = found[id]
+          if (value !== undefined) values.push([id, value])
+          if (current) remember(type, id, value ?? null)
+        }
+      }
+      const keys: { [id: string]: SignalDataTypeMap[T] } = {}
+      for (const [id, value] of values) {
+        const parsed = parse(value)
+        keys[id] = (
+          type === "app-state-sync-key"
+            ? proto.Message.AppStateSyncKeyData.fromObject(parsed as object)
+            : parsed
+        ) as SignalDataTypeMap[T]
+      }
+      return keys
+    },
+    set: async (data: SignalDataSet) => {
+      const changes: Array<LoginChange> = []
+      for (const [type, entries] of Object.entries(data)) {
+        for (const [id, value] of Object.entries(entries ?? {})) {
+          changes.push({ type, id, value: value === null || value === undefined ? null : serialize(value) })
+        }
+      }
+      const newPreKeyIds = Object.entries(data["pre-key"] ?? {})
+        .filter(([, value]) => value !== null && value !== undefined)
+        .map(([id]) => Number(id))
+      if (newPreKeyIds.length > 0) {
+        creds.nextPreKeyId = Math.max(creds.nextPreKeyId, ...newPreKeyIds.map((id) => id + 1))
+        changes.push({ type: credsType, id: "creds", value: serialize(creds) })
+      }
+      // forgotten until stored, and when the write fails (it may or may not have been stored)
+      const forget = () => {
+        for (const change of changes) remembered.delete(`${change.type}/${change.id}`)
+      }
+      writesBegun++
+      writesUnderWay++
+      forget()
+      try {
+        // durable before Baileys encrypts or decrypts with it
+        await write(changes)
+        for (const change of changes) remember(change.type, change.id, change.value)
+      } catch (error) {
+        forget()
+        throw error
+      } finally {
+        writesUnderWay--
       }
     }
-    const newPreKeyIds = Object.entries(data["pre-key"] ?? {})
-      .filter(([, value]) => value !== null && value !== undefined)
-      .map(([id]) => Number(id))
-    if (newPreKeyIds.length > 0) {
-      creds.nextPreKeyId = Math.max(creds.nextPreKeyId, ...newPreKeyIds.map((id) => id + 1))
-      changes.push({ type: credsType, id: "creds", value: serialize(creds) })
-    }
-    // durable before Baileys encrypts or decrypts with it
-    await write(changes)
   }
-})
+}
 
 /** Baileys' errors are Booms: their status, when they carry one. */
 const statusOf = (cause: unknown) =>

@@ -80,13 +80,15 @@ export const makeLoginStore = (options: LoginStoreOptions = {}) => {
   let running = 0
   let mostAtOnce = 0
   let finishedCount = 0
+  const reads: Array<{ readonly type: string; readonly ids: ReadonlyArray<string> }> = []
   const store: AuthStateStore = {
     read: (type, ids) =>
-      Effect.sync(() =>
-        Object.fromEntries(
+      Effect.sync(() => {
+        reads.push({ type, ids })
+        return Object.fromEntries(
           ids.flatMap((id) => (values.has(`${type}/${id}`) ? [[id, values.get(`${type}/${id}`)!]] : []))
         )
-      ),
+      }),
     write: (changes) => {
       const write: LoggedWrite = { seq: writes.length, changes, finished: undefined, outcome: undefined }
       writes.push(write)
@@ -112,6 +114,8 @@ export const makeLoginStore = (options: LoginStoreOptions = {}) => {
   return {
     store,
     writes,
+    /** Every read, in order: the key type and the ids asked for. */
+    reads,
     values,
     /** The lease is someone else's from now on: every later write is refused. */
     fence: () => {
