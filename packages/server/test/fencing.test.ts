@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { Change, ChannelLifecycle } from "../src/channels/lifecycle.ts"
 import { AuthStates } from "../src/channels/loginStore.ts"
@@ -231,6 +231,66 @@ describe("lease fencing", () => {
         // as old, but possibly sent: the same sweep left it, to be sent again under its WhatsApp id
         expect((yield* client.messages.get({ params: { id: sent[2]!.id } })).status).toBe("queued")
         expect(gateway.whatsapp.sent(channel).map((m) => m.id)).toEqual([sent[0]!.whatsapp_id])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a report locks its channel's row before any of its messages (as a logout or a delete does): while the channel is held elsewhere, it waits with its message unlocked",
+    () =>
+      Effect.gen(function* () {
+        const { database, gateway, client, channel } = yield* pairingChannel
+        const sent = yield* client.messages.send({
+          params: { id: channel },
+          headers: {},
+          payload: { to: "+15557654321", type: "text", text: { body: "reported while the channel is held" } }
+        })
+        const sql = yield* sqlFor(database.url)
+        const lease = (yield* sql<{ generation: number }>`
+          SELECT generation::int AS generation FROM channel_leases WHERE channel_id = ${channel}`)[0]!
+        const holder = { channelId: channel, generation: lease.generation }
+
+        // another transaction holds the channel's row, as a logout does before it touches the messages
+        const other = yield* sqlFor(database.url)
+        const release = yield* Deferred.make<void>()
+        const holding = yield* other
+          .withTransaction(
+            Effect.andThen(
+              other`SELECT 1 FROM channels WHERE id = ${channel} FOR UPDATE`,
+              Deferred.await(release)
+            )
+          )
+          .pipe(Effect.forkScoped)
+        yield* waitUntil(
+          "the channel's row is held",
+          Effect.map(
+            sql<{ n: number }>`
+              SELECT count(*)::int AS n FROM pg_stat_activity
+              WHERE state = 'idle in transaction' AND query LIKE '%FROM channels WHERE id = $1 FOR UPDATE%'`,
+            (rows) => rows[0]!.n > 0
+          )
+        )
+        const report = yield* Context.get(gateway.services, Outbox)
+          .report(holder, [{ _tag: "ServerAck", whatsappId: sent.whatsapp_id, error: null }])
+          .pipe(Effect.forkScoped)
+        yield* waitUntil(
+          "the report waits on the channel's row",
+          Effect.map(
+            sql<{ n: number }>`
+              SELECT count(*)::int AS n FROM pg_stat_activity
+              WHERE wait_event_type = 'Lock' AND query LIKE '%FOR NO KEY UPDATE%'`,
+            (rows) => rows[0]!.n > 0
+          )
+        )
+        // the message is not locked meanwhile: a writer that takes it with NOWAIT gets it at once
+        const taken = yield* sql.withTransaction(
+          sql<{ id: string }>`SELECT id FROM messages WHERE id = ${sent.id} FOR UPDATE NOWAIT`
+        )
+        expect(taken.map((row) => row.id)).toEqual([sent.id])
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(holding)
+        yield* Fiber.join(report)
+        expect((yield* client.messages.get({ params: { id: sent.id } })).status).toBe("sent")
       }).pipe(Effect.scoped),
     60_000
   )

@@ -165,16 +165,24 @@ export const layerOutbox = Layer.effect(
         Effect.gen(function* () {
           // the lease checked (its row share-locked first, as `check` does), then the channel before its
           // messages, in the order a logout or a delete takes them: the events appended below number
-          // themselves on the channel's row, and the other order deadlocks. One round trip.
-          const held = yield* sql`
-            WITH lease AS (${leases.holding(fence)})
-            SELECT 1 FROM channels WHERE id = ${fence.channelId} AND EXISTS (SELECT 1 FROM lease)
-            FOR NO KEY UPDATE`.pipe(Effect.orDie)
-          if (held.length === 0) return yield* new LeaseLost({ channelId: fence.channelId })
-          const targets = yield* sql<TransitionTarget>`
-            SELECT ${sql.unsafe(transitionColumns)} FROM messages
-            WHERE channel_id = ${fence.channelId} AND ${sql.unsafe(lookup)} IN ${sql.in([...new Set(keys)])}
-            ORDER BY id FOR UPDATE`.pipe(Effect.orDie)
+          // themselves on the channel's row, and the other order deadlocks. One round trip: the
+          // channel's row is locked in a CTE (one with a locking clause is run on its own, not folded
+          // in), which `held` reads before the messages are looked at; none is locked unless it holds.
+          const rows = yield* sql<TransitionTarget & { readonly held: boolean }>`
+            WITH lease AS (${leases.holding(fence)}),
+            channel AS (
+              SELECT 1 FROM channels WHERE id = ${fence.channelId} AND EXISTS (SELECT 1 FROM lease)
+              FOR NO KEY UPDATE
+            ),
+            held AS (SELECT EXISTS (SELECT 1 FROM channel) AS held)
+            SELECT held.held, m.* FROM held LEFT JOIN LATERAL (
+              SELECT ${sql.unsafe(transitionColumns)} FROM messages
+              WHERE held.held AND channel_id = ${fence.channelId}
+                AND ${sql.unsafe(lookup)} IN ${sql.in([...new Set(keys)])}
+              ORDER BY id FOR UPDATE
+            ) m ON true`.pipe(Effect.orDie)
+          if (rows[0]?.held !== true) return yield* new LeaseLost({ channelId: fence.channelId })
+          const targets = rows.flatMap(({ held: _, ...target }) => (target.id === null ? [] : [target]))
           return yield* applyTransitions(sql, events, targets, changes(targets)).pipe(Effect.orDie)
         })
       )
