@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { initAuthCreds } from "@whiskeysockets/baileys"
 import { Effect } from "effect"
 import type { AuthStateStore } from "../src/channels/loginStore.ts"
-import { signalKeys } from "../src/whatsapp/baileysTransport.ts"
+import { type KeyMemory, makeKeyMemories, signalKeys } from "../src/whatsapp/baileysTransport.ts"
 
 /**
  * The key store Baileys is handed remembers what it last read or wrote: a read that a write
@@ -52,12 +52,14 @@ const makeStore = () => {
   }
 }
 
-const keysOver = (login: ReturnType<typeof makeStore>) =>
+/** A connection's key store over `login`, remembering in `memory` (a connection of a channel of its own unless told). */
+const keysOver = (login: ReturnType<typeof makeStore>, memory: KeyMemory = makeKeyMemories().open("ch")) =>
   signalKeys(
     initAuthCreds(),
     login.store,
     (effect) => Effect.runPromise(effect),
-    (changes) => Effect.runPromise(login.store.write(changes))
+    (changes) => Effect.runPromise(login.store.write(changes)),
+    memory
   )
 
 describe("the Signal keys a connection remembers", () => {
@@ -85,6 +87,51 @@ describe("the Signal keys a connection remembers", () => {
     login.releaseReads()
     expect(await early).toEqual({ "a.0": session(1) })
     expect(await fresh.get("session", ["a.0"])).toEqual({ "a.0": session(2) })
+  })
+
+  it("a write an ended connection of the channel finishes late makes the next connection forget the key", async () => {
+    const login = makeStore()
+    const memories = makeKeyMemories()
+    const endedMemory = memories.open("ch")
+    const ended = keysOver(login, endedMemory)
+    await ended.set({ session: { "a.0": session(1) as never } })
+    endedMemory.close()
+    // the next connection reads and remembers step 1; the ended one's key transaction then stores step 2
+    const next = keysOver(login, memories.open("ch"))
+    expect(await next.get("session", ["a.0"])).toEqual({ "a.0": session(1) })
+    await ended.set({ session: { "a.0": session(2) as never } })
+    expect(await next.get("session", ["a.0"])).toEqual({ "a.0": session(2) })
+    // another channel's memory is its own
+    const other = keysOver(login, memories.open("other"))
+    await other.set({ session: { "b.0": session(1) as never } })
+    expect(await next.get("session", ["a.0"])).toEqual({ "a.0": session(2) })
+    expect(login.reads).toEqual(["session/a.0", "session/a.0"])
+  })
+
+  it("of two writes of a key under way, only the later one's value is remembered", async () => {
+    const login = makeStore()
+    const memories = makeKeyMemories()
+    const first = keysOver(login, memories.open("ch"))
+    const second = keysOver(login, memories.open("ch"))
+    // both begun before either has ended; the store takes them in the order begun
+    const earlier = first.set({ session: { "a.0": session(1) as never } })
+    const later = second.set({ session: { "a.0": session(2) as never } })
+    await Promise.all([earlier, later])
+    expect(await first.get("session", ["a.0"])).toEqual({ "a.0": session(2) })
+    expect(await second.get("session", ["a.0"])).toEqual({ "a.0": session(2) })
+  })
+
+  it("nothing is kept for a channel once its connections have ended and its writes are done", async () => {
+    const login = makeStore()
+    const memories = makeKeyMemories()
+    const memory = memories.open("ch")
+    const keys = keysOver(login, memory)
+    await keys.set({ session: { "a.0": session(1) as never } })
+    expect(memories.size()).toBe(1)
+    memory.close()
+    expect(memories.size()).toBe(0)
+    await keys.set({ session: { "a.0": session(2) as never } })
+    expect(memories.size()).toBe(0)
   })
 
   it("a write that failed is forgotten: the next read asks the store", async () => {

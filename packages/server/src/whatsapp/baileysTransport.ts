@@ -157,100 +157,179 @@ const serialize = (value: unknown) => JSON.stringify(value, BufferJSON.replacer)
 const rememberedKeys = 16
 const rememberedLength = 8 * 1024
 
+/** A connection's memory of its channel's Signal keys (see `makeKeyMemories`). */
+export interface KeyMemory {
+  /** The serialized value, null when there is none, undefined when not remembered. */
+  readonly recall: (key: string) => string | null | undefined
+  /** Before a read of the store: afterwards, remembers what it found unless a write overtook it. */
+  readonly reading: () => (found: ReadonlyMap<string, string | null>) => void
+  /** A write of these keys begins: every connection of the channel forgets them until it has ended. */
+  readonly writing: (keys: ReadonlyArray<string>) => {
+    /** It ended: once stored, the values of the keys no later write is changing are remembered. */
+    readonly ended: (stored: ReadonlyMap<string, string | null> | undefined) => void
+  }
+  /** The connection ended: it remembers nothing more (its writes still count for the others). */
+  readonly close: () => void
+}
+
+/**
+ * What the connections of each channel in this process remember of its Signal keys. Only the
+ * lease's holder writes a channel's keys, but a connection of it that ended may still finish a write
+ * begun before (a key transaction's), after the next connection has read: every write of the channel,
+ * whichever connection makes it, makes all of them forget the keys it changes, and a read remembers
+ * nothing if any write of the channel began or was under way while it ran.
+ */
+export const makeKeyMemories = () => {
+  interface Channel {
+    begun: number
+    underWay: number
+    /** The latest write under way of each key. */
+    readonly latest: Map<string, number>
+    readonly memories: Set<ReturnType<typeof makeLruMap<string, string | null>>>
+  }
+  const channels = new Map<string, Channel>()
+  const channelOf = (channelId: string) => {
+    let channel = channels.get(channelId)
+    if (channel === undefined) {
+      channel = { begun: 0, underWay: 0, latest: new Map(), memories: new Set() }
+      channels.set(channelId, channel)
+    }
+    return channel
+  }
+  const release = (channelId: string, channel: Channel) => {
+    if (channel.memories.size === 0 && channel.underWay === 0 && channels.get(channelId) === channel) {
+      channels.delete(channelId)
+    }
+  }
+  return {
+    /** How many channels have a memory or a write under way here (for tests). */
+    size: () => channels.size,
+    open: (channelId: string): KeyMemory => {
+      const memory = makeLruMap<string, string | null>(rememberedKeys)
+      channelOf(channelId).memories.add(memory)
+      let open = true
+      const remember = (key: string, value: string | null) => {
+        if (open && (value === null || value.length <= rememberedLength)) memory.set(key, value)
+      }
+      return {
+        recall: (key) => memory.get(key),
+        reading: () => {
+          const channel = channels.get(channelId)
+          const quiet = channel !== undefined && channel.underWay === 0
+          const begun = channel?.begun
+          return (found) => {
+            if (!quiet || channels.get(channelId) !== channel || channel.begun !== begun) return
+            for (const [key, value] of found) remember(key, value)
+          }
+        },
+        writing: (keys) => {
+          const channel = channelOf(channelId)
+          const sequence = ++channel.begun
+          channel.underWay++
+          for (const key of keys) {
+            channel.latest.set(key, sequence)
+            for (const each of channel.memories) each.delete(key)
+          }
+          return {
+            ended: (stored) => {
+              channel.underWay--
+              for (const key of keys) {
+                if (channel.latest.get(key) !== sequence) continue
+                channel.latest.delete(key)
+                const value = stored?.get(key)
+                if (value !== undefined) remember(key, value)
+              }
+              release(channelId, channel)
+            }
+          }
+        },
+        close: () => {
+          open = false
+          memory.clear()
+          const channel = channels.get(channelId)
+          if (channel === undefined) return
+          channel.memories.delete(memory)
+          release(channelId, channel)
+        }
+      }
+    }
+  }
+}
+
 /**
  * Baileys' signal key store over the channel's fenced auth-state store. New pre-keys are stored
  * with the credentials' pre-key counter moved past them, in one transaction: a crash between the
  * two would otherwise hand out the same ids again, over keys WhatsApp may already hold.
  *
  * Baileys reads a Signal session (the contact's and the account's own devices'), and the contact's
- * token, for every message it encrypts: the connection remembers the keys it last read or wrote,
- * the most recently used few, so that a conversation does not read them again each time. Only this
- * connection writes them while it holds the lease (another's write is refused); a read remembers
- * nothing when a write began or was under way while it ran, as it may predate that write.
+ * token, for every message it encrypts: the connection remembers the keys it last read or wrote
+ * (`memory`, the most recently used few), so that a conversation does not read them again each time.
+ * The credentials are written apart from Baileys' keys too (on every creds.update), and Baileys never
+ * reads them here: a write of them is not remembered.
  */
 export const signalKeys = (
   creds: AuthenticationCreds,
   authState: AuthStateStore,
   run: <A, E>(effect: Effect.Effect<A, E>) => Promise<A>,
-  write: (changes: ReadonlyArray<LoginChange>) => Promise<unknown>
-) => {
-  /** The serialized value, or null when there is none. */
-  const remembered = makeLruMap<string, string | null>(rememberedKeys)
-  // the credentials are written apart from Baileys' keys too (on every creds.update), and never read here
-  const remember = (type: string, id: string, value: string | null) => {
-    if (type !== credsType && (value === null || value.length <= rememberedLength)) {
-      remembered.set(`${type}/${id}`, value)
+  write: (changes: ReadonlyArray<LoginChange>) => Promise<unknown>,
+  memory: KeyMemory
+) => ({
+  get: async <T extends keyof SignalDataTypeMap>(type: T, ids: Array<string>) => {
+    const values: Array<readonly [string, string]> = []
+    const unknown: Array<string> = []
+    for (const id of ids) {
+      const value = memory.recall(`${type}/${id}`)
+      if (value === undefined) unknown.push(id)
+      else if (value !== null) values.push([id, value])
     }
-  }
-  /** Writes begun, and those not yet ended. */
-  let writesBegun = 0
-  let writesUnderWay = 0
-
-  return {
-    get: async <T extends keyof SignalDataTypeMap>(type: T, ids: Array<string>) => {
-      const values: Array<readonly [string, string]> = []
-      const unknown: Array<string> = []
-      for (const id of ids) {
-        const value = remembered.get(`${type}/${id}`)
-        if (value === undefined) unknown.push(id)
-        else if (value !== null) values.push([id, value])
+    if (unknown.length > 0) {
+      const remember = memory.reading()
+      const found = await run(authState.read(type, unknown))
+      for (const id of unknown) {
+        const value = found[id]
+        if (value !== undefined) values.push([id, value])
       }
-      if (unknown.length > 0) {
-        const quiet = writesUnderWay === 0
-        const begun = writesBegun
-        const found = await run(authState.read(type, unknown))
-        const current = quiet && writesBegun === begun
-        for (const id of unknown) {
-          const value = found[id]
-          if (value !== undefined) values.push([id, value])
-          if (current) remember(type, id, value ?? null)
-        }
-      }
-      const keys: { [id: string]: SignalDataTypeMap[T] } = {}
-      for (const [id, value] of values) {
-        const parsed = parse(value)
-        keys[id] = (
-          type === "app-state-sync-key"
-            ? proto.Message.AppStateSyncKeyData.fromObject(parsed as object)
-            : parsed
-        ) as SignalDataTypeMap[T]
-      }
-      return keys
-    },
-    set: async (data: SignalDataSet) => {
-      const changes: Array<LoginChange> = []
-      for (const [type, entries] of Object.entries(data)) {
-        for (const [id, value] of Object.entries(entries ?? {})) {
-          changes.push({ type, id, value: value === null || value === undefined ? null : serialize(value) })
-        }
-      }
-      const newPreKeyIds = Object.entries(data["pre-key"] ?? {})
-        .filter(([, value]) => value !== null && value !== undefined)
-        .map(([id]) => Number(id))
-      if (newPreKeyIds.length > 0) {
-        creds.nextPreKeyId = Math.max(creds.nextPreKeyId, ...newPreKeyIds.map((id) => id + 1))
-        changes.push({ type: credsType, id: "creds", value: serialize(creds) })
-      }
-      // forgotten until stored, and when the write fails (it may or may not have been stored)
-      const forget = () => {
-        for (const change of changes) remembered.delete(`${change.type}/${change.id}`)
-      }
-      writesBegun++
-      writesUnderWay++
-      forget()
-      try {
-        // durable before Baileys encrypts or decrypts with it
-        await write(changes)
-        for (const change of changes) remember(change.type, change.id, change.value)
-      } catch (error) {
-        forget()
-        throw error
-      } finally {
-        writesUnderWay--
+      remember(new Map(unknown.map((id) => [`${type}/${id}`, found[id] ?? null])))
+    }
+    const keys: { [id: string]: SignalDataTypeMap[T] } = {}
+    for (const [id, value] of values) {
+      const parsed = parse(value)
+      keys[id] = (
+        type === "app-state-sync-key"
+          ? proto.Message.AppStateSyncKeyData.fromObject(parsed as object)
+          : parsed
+      ) as SignalDataTypeMap[T]
+    }
+    return keys
+  },
+  set: async (data: SignalDataSet) => {
+    const changes: Array<LoginChange> = []
+    for (const [type, entries] of Object.entries(data)) {
+      for (const [id, value] of Object.entries(entries ?? {})) {
+        changes.push({ type, id, value: value === null || value === undefined ? null : serialize(value) })
       }
     }
+    const newPreKeyIds = Object.entries(data["pre-key"] ?? {})
+      .filter(([, value]) => value !== null && value !== undefined)
+      .map(([id]) => Number(id))
+    if (newPreKeyIds.length > 0) {
+      creds.nextPreKeyId = Math.max(creds.nextPreKeyId, ...newPreKeyIds.map((id) => id + 1))
+      changes.push({ type: credsType, id: "creds", value: serialize(creds) })
+    }
+    const remembered = changes.filter((change) => change.type !== credsType)
+    // forgotten by every connection of the channel until stored, and when the write fails (it may or
+    // may not have been stored)
+    const writing = memory.writing(remembered.map((change) => `${change.type}/${change.id}`))
+    let stored: Map<string, string | null> | undefined
+    try {
+      // durable before Baileys encrypts or decrypts with it
+      await write(changes)
+      stored = new Map(remembered.map((change) => [`${change.type}/${change.id}`, change.value]))
+    } finally {
+      writing.ended(stored)
+    }
   }
-}
+})
 
 /** Baileys' errors are Booms: their status, when they carry one. */
 const statusOf = (cause: unknown) =>
@@ -392,6 +471,7 @@ export const layerBaileysTransport = Layer.effect(
     // after a scan (WhatsApp's 515) must log in with the credentials the scan gave; read before they
     // were stored, it would find the channel unpaired and show a new QR, and the scan would be lost.
     const loginWrites = new Map<string, Promise<unknown>>()
+    const keyMemories = makeKeyMemories()
 
     return WhatsAppTransport.of({
       connect: ({
@@ -431,6 +511,10 @@ export const layerBaileysTransport = Layer.effect(
             endedWith ??= error
           }
           let pnForLid = (_lid: string): Promise<string | null> => Promise.resolve(null)
+          const keyMemory = yield* Effect.acquireRelease(
+            Effect.sync(() => keyMemories.open(channelId)),
+            (memory) => Effect.sync(memory.close)
+          )
           const write = serialWrites(loginWrites, channelId, authState, run, () => {
             logger.warn({ channel_id: channelId }, "the channel's lease is lost: closing its WhatsApp socket")
             end(new Error("the channel's lease is lost"))
@@ -465,7 +549,7 @@ export const layerBaileysTransport = Layer.effect(
             Effect.try({
               try: () =>
                 makeWASocket({
-                  auth: { creds, keys: signalKeys(creds, authState, run, write) },
+                  auth: { creds, keys: signalKeys(creds, authState, run, write, keyMemory) },
                   logger: logger.child({ channel_id: channelId }),
                   ...(Option.isSome(config.waWsUrl) ? { waWebSocketUrl: config.waWsUrl.value } : {}),
                   ...(Option.isSome(config.waVersion)
