@@ -26,6 +26,21 @@ const pairingChannel = Effect.gen(function* () {
   return { database, gateway, client, channel }
 })
 
+/** A text queued on the pairing channel (no drain runs yet), and the fence of the lease it is under now. */
+const queuedText = (context: Effect.Success<typeof pairingChannel>, body: string) =>
+  Effect.gen(function* () {
+    const { database, client, channel } = context
+    const sent = yield* client.messages.send({
+      params: { id: channel },
+      headers: {},
+      payload: { to: "+15557654321", type: "text", text: { body } }
+    })
+    const sql = yield* sqlFor(database.url)
+    const lease = (yield* sql<{ generation: number }>`
+      SELECT generation::int AS generation FROM channel_leases WHERE channel_id = ${channel}`)[0]!
+    return { sent, sql, lease, fence: { channelId: channel, generation: lease.generation } }
+  })
+
 describe("lease fencing", () => {
   it.live(
     "a stale owner's writes are refused, and change nothing",
@@ -78,18 +93,10 @@ describe("lease fencing", () => {
     "a stale owner claims nothing from the outbox, and stores, fails or reports nothing in it",
     () =>
       Effect.gen(function* () {
-        const { database, gateway, client, channel } = yield* pairingChannel
-        // queued while the channel pairs: no drain runs yet
-        const sent = yield* client.messages.send({
-          params: { id: channel },
-          headers: {},
-          payload: { to: "+15557654321", type: "text", text: { body: "for the lease's holder only" } }
-        })
-        const sql = yield* sqlFor(database.url)
-        const lease = (yield* sql<{ generation: number }>`
-          SELECT generation::int AS generation FROM channel_leases WHERE channel_id = ${channel}`)[0]!
+        const context = yield* pairingChannel
+        const { gateway, client, channel } = context
+        const { sent, sql, lease, fence: current } = yield* queuedText(context, "for the lease's holder only")
         const outbox = Context.get(gateway.services, Outbox)
-        const current = { channelId: channel, generation: lease.generation }
         const stale = { channelId: channel, generation: lease.generation - 1 }
         const row = () =>
           Effect.map(
@@ -239,16 +246,9 @@ describe("lease fencing", () => {
     "a report locks its channel's row before any of its messages (as a logout or a delete does): while the channel is held elsewhere, it waits with its message unlocked",
     () =>
       Effect.gen(function* () {
-        const { database, gateway, client, channel } = yield* pairingChannel
-        const sent = yield* client.messages.send({
-          params: { id: channel },
-          headers: {},
-          payload: { to: "+15557654321", type: "text", text: { body: "reported while the channel is held" } }
-        })
-        const sql = yield* sqlFor(database.url)
-        const lease = (yield* sql<{ generation: number }>`
-          SELECT generation::int AS generation FROM channel_leases WHERE channel_id = ${channel}`)[0]!
-        const holder = { channelId: channel, generation: lease.generation }
+        const context = yield* pairingChannel
+        const { database, gateway, client, channel } = context
+        const { sent, sql, fence: holder } = yield* queuedText(context, "reported while the channel is held")
 
         // another transaction holds the channel's row, as a logout does before it touches the messages
         const other = yield* sqlFor(database.url)
