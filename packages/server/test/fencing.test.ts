@@ -5,7 +5,7 @@ import { Change, ChannelLifecycle } from "../src/channels/lifecycle.ts"
 import { AuthStates } from "../src/channels/loginStore.ts"
 import { TransportEvent } from "../src/channels/transport.ts"
 import { Outbox } from "../src/messages/outbox.ts"
-import { sqlFor, testDatabase } from "./support/database.ts"
+import { idleInTransaction, sqlFor, testDatabase, waitingOnLock } from "./support/database.ts"
 import { waitFor, waitUntil } from "./support/waits.ts"
 import { newCustomer } from "./support/admin.ts"
 import { waitForQr, waitForStatus } from "./support/api.ts"
@@ -263,25 +263,12 @@ describe("lease fencing", () => {
           .pipe(Effect.forkScoped)
         yield* waitUntil(
           "the channel's row is held",
-          Effect.map(
-            sql<{ n: number }>`
-              SELECT count(*)::int AS n FROM pg_stat_activity
-              WHERE state = 'idle in transaction' AND query LIKE '%FROM channels WHERE id = $1 FOR UPDATE%'`,
-            (rows) => rows[0]!.n > 0
-          )
+          idleInTransaction(sql, "%FROM channels WHERE id = $1 FOR UPDATE%")
         )
         const report = yield* Context.get(gateway.services, Outbox)
           .report(holder, [{ _tag: "ServerAck", whatsappId: sent.whatsapp_id, error: null }])
           .pipe(Effect.forkScoped)
-        yield* waitUntil(
-          "the report waits on the channel's row",
-          Effect.map(
-            sql<{ n: number }>`
-              SELECT count(*)::int AS n FROM pg_stat_activity
-              WHERE wait_event_type = 'Lock' AND query LIKE '%FOR NO KEY UPDATE%'`,
-            (rows) => rows[0]!.n > 0
-          )
-        )
+        yield* waitUntil("the report waits on the channel's row", waitingOnLock(sql, "%FOR NO KEY UPDATE%"))
         // the message is not locked meanwhile: a writer that takes it with NOWAIT gets it at once
         const taken = yield* sql.withTransaction(
           sql<{ id: string }>`SELECT id FROM messages WHERE id = ${sent.id} FOR UPDATE NOWAIT`

@@ -5,7 +5,7 @@ import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import { newCustomer } from "./support/admin.ts"
 import { type ApiClient, apiClient } from "./support/api.ts"
-import { lockTable, sqlFor, testDatabase } from "./support/database.ts"
+import { lockTable, sqlFor, testDatabase, waitingOnLock } from "./support/database.ts"
 import { gatewayEnvironment } from "./support/gateway.ts"
 import { type GatewayProcess, spawnGateway, waitReady } from "./support/process.ts"
 import { deliverTo, pairedChannel, simulator } from "./support/simulator.ts"
@@ -283,12 +283,7 @@ describe("messages through crashes of the gateway process", () => {
         expect(yield* statusOf).toBe("sent")
         yield* waitUntil(
           "the receipt's store waiting on the lock",
-          sql<{ n: number }>`
-            SELECT count(*)::int AS n FROM pg_stat_activity
-            WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE messages m SET status = f.status%'`.pipe(
-            Effect.map((rows) => (rows[0]?.n ?? 0) > 0),
-            Effect.orDie
-          ),
+          waitingOnLock(sql, "%UPDATE messages m SET status = f.status%"),
           { attempts: 600, everyMillis: 20 }
         )
         yield* killed(a)

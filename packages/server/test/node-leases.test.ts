@@ -9,7 +9,7 @@ import { layerDatabase, layerMigrated } from "../src/db/client.ts"
 import { newId } from "../src/db/ids.ts"
 import { newCustomer } from "./support/admin.ts"
 import { type ApiClient, apiClient, connectAll, createChannels } from "./support/api.ts"
-import { lockTable, sqlFor, testDatabase } from "./support/database.ts"
+import { idleInTransaction, lockTable, sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { staysTrue, waitFor, waitUntil } from "./support/waits.ts"
 
@@ -77,18 +77,6 @@ const connectedGateway = (ttl: string, count: number) =>
     )
     return { database, gateway, ids }
   })
-
-/**
- * Whether a transaction left open holds rows of `channel_leases`: a connection idle in a transaction
- * whose last statement took them (`LIKE` `statement`) holds its locks until it ends.
- */
-const leaseRowsLocked = (sql: SqlClient.SqlClient, statement: string) =>
-  Effect.map(
-    sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE state = 'idle in transaction' AND query LIKE ${statement}`,
-    (rows) => rows[0]!.n > 0
-  ).pipe(Effect.orDie)
 
 /** The reasons of a channel's `channel.disconnected` events, oldest first. */
 const disconnectReasons = (client: ApiClient, channel: ChannelId) =>
@@ -287,7 +275,7 @@ describe("node leases", () => {
           .pipe(Effect.forkScoped)
         yield* waitUntil(
           "the write holds its lock",
-          leaseRowsLocked(sql, "%FROM channel_leases WHERE channel_id = $1 FOR SHARE%")
+          idleInTransaction(sql, "%FROM channel_leases WHERE channel_id = $1 FOR SHARE%")
         )
         yield* sql`UPDATE gateway_nodes SET expires_at = now() - interval '1 minute' WHERE node_id = 'node-a'`
         const atFirst = ids.map((channelId) => ({ channelId, generation: 1 }))
@@ -328,7 +316,7 @@ describe("node leases", () => {
           .pipe(Effect.forkScoped)
         yield* waitUntil(
           "the lease rows are locked",
-          leaseRowsLocked(sql, "%FROM channel_leases FOR UPDATE%")
+          idleInTransaction(sql, "%FROM channel_leases FOR UPDATE%")
         )
         expect(Exit.isSuccess(yield* Effect.exit(Scope.close(scope, Exit.void)))).toBe(true)
         // not handed back: still this node's, to lapse

@@ -116,3 +116,31 @@ export const lockTable = (
     ).pipe(Effect.orDie)
     return { waiting, release: Effect.andThen(unlocked.open, Fiber.join(holder)).pipe(Effect.orDie) }
   })
+
+/** Whether a connection is idle in a transaction, or waiting on a lock, its statement `LIKE` `pattern`. */
+const sessionsRunning = (
+  sql: PgClient.PgClient,
+  pattern: string,
+  where: "idle in transaction" | "waiting on a lock"
+) =>
+  Effect.map(
+    where === "idle in transaction"
+      ? sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE state = 'idle in transaction' AND query LIKE ${pattern}`
+      : sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE wait_event_type = 'Lock' AND query LIKE ${pattern}`,
+    (rows) => (rows[0]?.n ?? 0) > 0
+  ).pipe(Effect.orDie)
+
+/**
+ * Whether a transaction left open holds what its last statement (`LIKE` `pattern`) locked: a
+ * connection idle in a transaction keeps its locks until it ends.
+ */
+export const idleInTransaction = (sql: PgClient.PgClient, pattern: string) =>
+  sessionsRunning(sql, pattern, "idle in transaction")
+
+/** Whether a statement `LIKE` `pattern` waits on a lock another transaction holds. */
+export const waitingOnLock = (sql: PgClient.PgClient, pattern: string) =>
+  sessionsRunning(sql, pattern, "waiting on a lock")
