@@ -3,7 +3,7 @@ import type { ChannelId } from "@whatisup/domain"
 import * as crypto from "node:crypto"
 import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { SqlClient } from "effect/sql"
-import { layerLeases, Leases as LeasesService } from "../src/channels/leases.ts"
+import { layerLeases, Leases as LeasesService, presenceLockClass } from "../src/channels/leases.ts"
 import { GatewayConfigService, loadConfig } from "../src/config/config.ts"
 import { layerDatabase, layerMigrated } from "../src/db/client.ts"
 import { newId } from "../src/db/ids.ts"
@@ -60,6 +60,32 @@ const channelRows = (url: string, count: number) =>
     for (const id of ids) yield* sql`INSERT INTO channels (id, customer_id) VALUES (${id}, ${customer})`
     return { sql, ids }
   }).pipe(Effect.orDie)
+
+/** The node takes a presence lock (held until the test's scope closes) and joins under it; says its key. */
+const joined = (node: LeasesService["Service"]) =>
+  Effect.flatMap(node.presence(), (presence) => Effect.as(node.join(presence.key), presence.key)).pipe(
+    Effect.orDie
+  )
+
+/** The session holding a node's presence lock now (its backend's pid), if one does. */
+const presenceHolder = (sql: SqlClient.SqlClient, nodeId: string) =>
+  Effect.map(
+    sql<{ pid: number }>`
+      SELECT k.pid FROM pg_locks k JOIN gateway_nodes n ON k.objid = n.presence::oid
+      WHERE n.node_id = ${nodeId} AND k.locktype = 'advisory' AND k.granted AND k.objsubid = 2
+        AND k.classid = ${presenceLockClass}::oid
+        AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    (rows) => rows[0]?.pid
+  ).pipe(Effect.orDie)
+
+/** Each node's lease expiry (ms since the epoch) and its presence key. */
+const nodeRows = (sql: SqlClient.SqlClient) =>
+  Effect.map(
+    sql<{ node_id: string; expires_at: number; presence: number | null }>`
+      SELECT node_id, (extract(epoch FROM expires_at) * 1000)::float8 AS expires_at, presence
+      FROM gateway_nodes`,
+    (rows) => new Map(rows.map((row) => [row.node_id, row]))
+  ).pipe(Effect.orDie)
 
 const fresh = (ids: ReadonlyArray<ChannelId>) => ids.map((channelId) => ({ channelId, generation: null }))
 
@@ -220,7 +246,7 @@ describe("node leases", () => {
         const b = yield* leasesOf(database.url, "node-b")
         const c = yield* leasesOf(database.url, "node-c")
         const { sql, ids } = yield* channelRows(database.url, 20)
-        yield* Effect.forEach([a, b, c], (node) => node.join)
+        const [presenceOfA] = yield* Effect.forEach([a, b, c], joined)
         const taken = yield* a.claim(fresh(ids))
         expect(taken.map((lease) => lease.generation)).toEqual(ids.map(() => 1))
         const atFirst = ids.map((channelId) => ({ channelId, generation: 1 }))
@@ -244,10 +270,95 @@ describe("node leases", () => {
         expect(stale._tag).toBe("LeaseLost")
 
         // node-a cannot renew a lapsed lease: it must start again, holding nothing
-        expect(yield* a.renew).toBe(false)
-        yield* a.join
-        expect(yield* a.renew).toBe(true)
+        expect(yield* a.renew(true)).toBe(false)
+        yield* a.join(presenceOfA!)
+        expect(yield* a.renew(true)).toBe(true)
         expect(yield* a.claim(atFirst), "an old generation claims nothing").toEqual([])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a node whose presence lock is gone has its lease cut short by the next renewal that judges; a node that holds one, or never took one, keeps its lease",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* testDatabase
+        const a = yield* leasesOf(database.url, "node-a")
+        const b = yield* leasesOf(database.url, "node-b")
+        const { sql } = yield* channelRows(database.url, 1)
+        // node-a's presence in a scope of its own: closing it ends the session, as a process's death does
+        const scopeA = yield* Scope.fork(yield* Scope.Scope)
+        yield* joined(a).pipe(Scope.provide(scopeA))
+        yield* joined(b)
+        yield* sql`INSERT INTO gateway_nodes (node_id, expires_at) VALUES ('node-without-presence', now() + interval '1 hour')`
+        const before = yield* nodeRows(sql)
+        expect(yield* presenceHolder(sql, "node-a")).toBeDefined()
+
+        expect(yield* b.renew(true), "node-b renews its own lease").toBe(true)
+        expect((yield* nodeRows(sql)).get("node-a")!.expires_at, "node-a holds its lock").toBe(
+          before.get("node-a")!.expires_at
+        )
+
+        yield* Scope.close(scopeA, Exit.void)
+        yield* waitUntil(
+          "node-a's session is gone",
+          Effect.map(presenceHolder(sql, "node-a"), (pid) => pid === undefined)
+        )
+        expect(yield* b.renew(false)).toBe(true)
+        expect(
+          (yield* nodeRows(sql)).get("node-a")!.expires_at,
+          "a renewal that does not judge cuts nothing"
+        ).toBe(before.get("node-a")!.expires_at)
+        const [beforeRenewal] = yield* sql<{
+          now: number
+        }>`SELECT (extract(epoch FROM now()) * 1000)::float8 AS now`
+        expect(yield* b.renew(true)).toBe(true)
+        const after = yield* nodeRows(sql)
+        expect(after.get("node-a")!.expires_at, "node-a's lease ends now").toBeLessThan(
+          before.get("node-a")!.expires_at
+        )
+        expect(after.get("node-a")!.expires_at).toBeGreaterThanOrEqual(beforeRenewal!.now)
+        expect(yield* b.liveNodes, "node-a no longer counts").toBe(2)
+        expect(after.get("node-without-presence")!.expires_at).toBe(
+          before.get("node-without-presence")!.expires_at
+        )
+        // node-a, back with a session of its own, cannot renew the lease it lost: it joins again
+        expect(yield* a.renew(true)).toBe(false)
+        yield* joined(a)
+        expect(yield* a.renew(true)).toBe(true)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a gateway whose database session the server ends takes its presence lock back at once and keeps every channel connected",
+    () =>
+      Effect.gen(function* () {
+        const { database, gateway, ids } = yield* connectedGateway("2s", 5)
+        const sql = yield* sqlFor(database.url)
+        const nodeId = gateway.config.nodeId
+        const before = (yield* nodeRows(sql)).get(nodeId)!
+        const holder = yield* presenceHolder(sql, nodeId)
+        expect(holder).toBeDefined()
+        yield* sql`SELECT pg_terminate_backend(${holder!})`
+        yield* waitUntil(
+          "another session holds the same presence lock",
+          Effect.map(presenceHolder(sql, nodeId), (pid) => pid !== undefined && pid !== holder)
+        )
+        expect((yield* nodeRows(sql)).get(nodeId)!.presence, "under the same key").toBe(before.presence)
+        // through a few renewals: nothing was dropped, nothing connected again
+        yield* staysTrue(
+          "every channel stays connected on its first connection",
+          Effect.sync(() =>
+            ids.every(
+              (id) =>
+                gateway.whatsapp.isOpen(id) &&
+                gateway.whatsapp.connects(id) === 1 &&
+                gateway.whatsapp.closes(id) === 0
+            )
+          ),
+          { forMillis: 2_000 }
+        )
       }).pipe(Effect.scoped),
     60_000
   )
@@ -260,7 +371,7 @@ describe("node leases", () => {
         const a = yield* leasesOf(database.url, "node-a")
         const b = yield* leasesOf(database.url, "node-b")
         const { sql, ids } = yield* channelRows(database.url, 3)
-        yield* Effect.forEach([a, b], (node) => node.join)
+        yield* Effect.forEach([a, b], joined)
         yield* a.claim(fresh(ids))
         // node-a froze in the middle of a fenced write: its transaction holds the lease row of the first channel
         const frozen = yield* sqlFor(database.url)

@@ -17,62 +17,81 @@ const phones = ["447700900201", "447700900202", "447700900203", "447700900204"]
 
 /**
  * A TCP proxy in front of PostgreSQL that can stop forwarding, as a network that hangs does: the
- * connections stay open and nothing moves either way until it thaws.
+ * connections stay open and nothing moves either way until it thaws. Or it can drop every connection
+ * and refuse new ones (both ends see them close, as when a process's host is cut off) until restored.
  */
 const freezableProxy = (target: URL) =>
   Effect.acquireRelease(
     Effect.promise(
       () =>
-        new Promise<{ readonly url: string; freeze: () => void; thaw: () => void; close: () => void }>(
-          (resolve) => {
-            const pairs = new Set<readonly [net.Socket, net.Socket]>()
-            let frozen = false
-            const link = ([client, upstream]: readonly [net.Socket, net.Socket]) => {
-              client.pipe(upstream)
-              upstream.pipe(client)
-            }
-            const cut = ([client, upstream]: readonly [net.Socket, net.Socket]) => {
-              client.unpipe(upstream)
-              upstream.unpipe(client)
-              client.pause()
-              upstream.pause()
-            }
-            const server = net.createServer((client) => {
-              const upstream = net.connect(Number(target.port || 5432), target.hostname)
-              const pair = [client, upstream] as const
-              pairs.add(pair)
-              const drop = () => {
-                pairs.delete(pair)
-                client.destroy()
-                upstream.destroy()
-              }
-              client.on("error", drop).on("close", drop)
-              upstream.on("error", drop).on("close", drop)
-              if (frozen) cut(pair)
-              else link(pair)
-            })
-            server.listen(0, "127.0.0.1", () => {
-              const url = new URL(target)
-              url.hostname = "127.0.0.1"
-              url.port = String((server.address() as net.AddressInfo).port)
-              resolve({
-                url: url.toString(),
-                freeze: () => {
-                  frozen = true
-                  pairs.forEach(cut)
-                },
-                thaw: () => {
-                  frozen = false
-                  pairs.forEach(link)
-                },
-                close: () => {
-                  pairs.forEach(([client, upstream]) => (client.destroy(), upstream.destroy()))
-                  server.close()
-                }
-              })
-            })
+        new Promise<{
+          readonly url: string
+          freeze: () => void
+          thaw: () => void
+          drop: () => void
+          restore: () => void
+          close: () => void
+        }>((resolve) => {
+          const pairs = new Set<readonly [net.Socket, net.Socket]>()
+          let frozen = false
+          let refusing = false
+          const destroy = ([client, upstream]: readonly [net.Socket, net.Socket]) => {
+            client.destroy()
+            upstream.destroy()
           }
-        )
+          const link = ([client, upstream]: readonly [net.Socket, net.Socket]) => {
+            client.pipe(upstream)
+            upstream.pipe(client)
+          }
+          const cut = ([client, upstream]: readonly [net.Socket, net.Socket]) => {
+            client.unpipe(upstream)
+            upstream.unpipe(client)
+            client.pause()
+            upstream.pause()
+          }
+          const server = net.createServer((client) => {
+            if (refusing) return void client.destroy()
+            const upstream = net.connect(Number(target.port || 5432), target.hostname)
+            const pair = [client, upstream] as const
+            pairs.add(pair)
+            const drop = () => {
+              pairs.delete(pair)
+              client.destroy()
+              upstream.destroy()
+            }
+            client.on("error", drop).on("close", drop)
+            upstream.on("error", drop).on("close", drop)
+            if (frozen) cut(pair)
+            else link(pair)
+          })
+          server.listen(0, "127.0.0.1", () => {
+            const url = new URL(target)
+            url.hostname = "127.0.0.1"
+            url.port = String((server.address() as net.AddressInfo).port)
+            resolve({
+              url: url.toString(),
+              freeze: () => {
+                frozen = true
+                pairs.forEach(cut)
+              },
+              thaw: () => {
+                frozen = false
+                pairs.forEach(link)
+              },
+              drop: () => {
+                refusing = true
+                pairs.forEach(destroy)
+              },
+              restore: () => {
+                refusing = false
+              },
+              close: () => {
+                pairs.forEach(destroy)
+                server.close()
+              }
+            })
+          })
+        })
     ),
     (proxy) => Effect.sync(() => proxy.close())
   )
@@ -84,7 +103,7 @@ interface Lease {
 }
 
 /** Two gateway processes on one database, real Baileys against the simulator, four phones paired. */
-const twoGateways = (options: { readonly proxied?: "node-a" } = {}) =>
+const twoGateways = (options: { readonly proxied?: "node-a"; readonly leaseTtlSeconds?: number } = {}) =>
   Effect.gen(function* () {
     const sim = yield* simulator
     const database = yield* testDatabase
@@ -93,7 +112,7 @@ const twoGateways = (options: { readonly proxied?: "node-a" } = {}) =>
     const shared = {
       WHATISUP_MASTER_KEYS: `k1:${crypto.randomBytes(32).toString("base64")}`,
       WHATISUP_ADMIN_TOKEN: crypto.randomBytes(32).toString("base64url"),
-      WHATISUP_LEASE_TTL: `${leaseTtlSeconds}s`,
+      WHATISUP_LEASE_TTL: `${options.leaseTtlSeconds ?? leaseTtlSeconds}s`,
       WHATISUP_WA_WS_URL: sim.url
     }
     const envA = yield* gatewayEnvironment(options.proxied === "node-a" ? proxy.url : database.url, {
@@ -317,6 +336,67 @@ describe("one WhatsApp socket per phone number, whatever the processes and the d
         proxy.thaw()
         yield* pause(2000)
         yield* settled(sim, client, channels, "after the network came back, still every phone once")
+        expect(sim.overlaps()).toEqual([])
+      }).pipe(Effect.scoped),
+    180_000
+  )
+
+  it.live(
+    "a SIGKILLed process's channels move once the database has closed its session, before its lease would have run out; never two sockets of one number",
+    () =>
+      Effect.gen(function* () {
+        // a lease long enough that only the ended session can explain a takeover before it runs out
+        const { sim, sql, b, clientA, channels, leases } = yield* twoGateways({ leaseTtlSeconds: 10 })
+        const ofB = (yield* leases).filter((lease) => lease.owner === "node-b")
+        expect(ofB.length).toBeGreaterThan(0)
+        // node-b's lease as last seen: renewed since, it would run out later still
+        const runsOut = Math.min(...ofB.map((lease) => lease.expires_at))
+        yield* killed(b, "SIGKILL")
+        yield* waitUntil(
+          "node-a holds every channel",
+          Effect.map(
+            leases,
+            (rows) => rows.length === channels.length && rows.every((row) => row.owner === "node-a")
+          ),
+          { attempts: 1200, everyMillis: 25 }
+        )
+        const [taken] = yield* sql<{
+          at: number
+        }>`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS at`.pipe(Effect.orDie)
+        expect(taken!.at, "taken over before node-b's lease ran out").toBeLessThan(runsOut)
+        yield* settled(sim, clientA, channels, "after node-b's SIGKILL, node-a runs every channel")
+        expect(sim.overlaps(), "no two live connections of one number, ever").toEqual([])
+      }).pipe(Effect.scoped),
+    180_000
+  )
+
+  it.live(
+    "a process whose database connections all drop closes its sockets before the other may take its channels, and takes its share back once it reaches the database again",
+    () =>
+      Effect.gen(function* () {
+        const { sim, proxy, client, channels, leases } = yield* twoGateways({ proxied: "node-a" })
+        expect((yield* leases).some((lease) => lease.owner === "node-a")).toBe(true)
+        // the server sees node-a's sessions end (its presence lock goes) and so does node-a
+        proxy.drop()
+        yield* waitUntil(
+          "node-b holds every channel",
+          Effect.map(
+            leases,
+            (rows) => rows.length === channels.length && rows.every((row) => row.owner === "node-b")
+          ),
+          { attempts: 600, everyMillis: 25 }
+        )
+        yield* settled(sim, client, channels, "every phone connected once, through node-b")
+        expect(sim.overlaps(), "node-a's sockets closed before node-b's opened").toEqual([])
+        proxy.restore()
+        yield* waitUntil(
+          "node-a, back, takes its share again",
+          Effect.map(leases, (rows) =>
+            rows.some((row) => row.owner === "node-a" && row.expires_at > Date.now())
+          ),
+          { attempts: 600, everyMillis: 50 }
+        )
+        yield* settled(sim, client, channels, "every phone connected once, shared again")
         expect(sim.overlaps()).toEqual([])
       }).pipe(Effect.scoped),
     180_000

@@ -1,8 +1,10 @@
+import type { PgConnection } from "@effect/sql-pg"
 import { ChannelId } from "@whatisup/domain"
-import { Context, Data, Duration, Effect, Layer, Schema } from "effect"
-import { SqlClient, type Statement } from "effect/sql"
+import { Context, Data, Duration, Effect, Layer, type Queue, Schema, type Scope } from "effect"
+import { SqlClient, type SqlError, type Statement } from "effect/sql"
+import * as crypto from "node:crypto"
 import { GatewayConfigService } from "../config/config.ts"
-import { LeaseDatabase, leaseStatementTimeout } from "../db/client.ts"
+import { LeaseDatabase, LeaseSession, leaseStatementTimeout } from "../db/client.ts"
 import { decodeRows } from "../db/transaction.ts"
 import { channelsChangedChannel } from "./rows.ts"
 import { runningStatuses } from "./status.ts"
@@ -34,6 +36,20 @@ export interface Claimable {
   readonly generation: number | null
 }
 
+/**
+ * The first key of every node's presence lock (PostgreSQL's two-key advisory locks), so that the
+ * gateway's locks are told apart from anyone else's in the database. The second is the node's own.
+ */
+export const presenceLockClass = 0x57495550
+
+/** A node's presence: its lock held on a session of its own, and that session's notifications of channel changes. */
+export interface Presence {
+  /** The second key of the lock, recorded with the node's lease when it joins. */
+  readonly key: number
+  /** Fails when the session ends: from then on the others may cut the node's lease short. */
+  readonly notifications: Queue.Dequeue<PgConnection.Notification, SqlError.SqlError>
+}
+
 export class LeaseLost extends Data.TaggedError("LeaseLost")<{ readonly channelId: ChannelId }> {}
 
 /**
@@ -43,6 +59,11 @@ export class LeaseLost extends Data.TaggedError("LeaseLost")<{ readonly channelI
  * its generation (compared and set, so two nodes never both take it), which fences off anything an
  * earlier owner still tries to write. A node whose lease lapsed has lost every channel: it closes
  * them all, joins again with a fresh lease, and takes channels back like anyone else.
+ *
+ * A member also holds a presence lock on a database session of its own. When its process dies the
+ * server ends that session and the lock goes with it: the others, renewing, cut the dead node's lease
+ * short (it lapses then, not when it would have run out) and take its channels once the grace has
+ * passed too. A node whose session ended stops every channel at once, as if its lease had lapsed.
  */
 export class Leases extends Context.Service<
   Leases,
@@ -51,10 +72,20 @@ export class Leases extends Context.Service<
     readonly ttl: Duration.Duration
     /** How long past a lease's expiry another node waits before it takes the lease over. */
     readonly grace: Duration.Duration
-    /** Starts this node's lease afresh (at start, or after it lapsed). */
-    readonly join: Effect.Effect<void>
-    /** Extends this node's lease; false when it had already lapsed (every channel it held is lost). */
-    readonly renew: Effect.Effect<boolean>
+    /**
+     * Opens a session of the node's own and takes a presence lock on it, held until the scope closes or
+     * the session ends: under the key `preferred` if it is free (the node's own again, after its
+     * session ended), else under a new one.
+     */
+    readonly presence: (preferred?: number) => Effect.Effect<Presence, SqlError.SqlError, Scope.Scope>
+    /** Starts this node's lease afresh, under the presence it holds (at start, or after it lapsed). */
+    readonly join: (presence: number) => Effect.Effect<void>
+    /**
+     * Extends this node's lease; false when it had already lapsed (every channel it held is lost). With
+     * `judge`, cuts short the lease of every other node whose presence lock is gone (the others hear of
+     * it at once).
+     */
+    readonly renew: (judge: boolean) => Effect.Effect<boolean>
     /**
      * Up to `limit` channels that should run and that this node may take (free, its own, or held by
      * a node whose lease lapsed past the grace), apart from `excluding`, with their run epoch.
@@ -98,6 +129,7 @@ export const layerLeases = Layer.effect(
     // plain read; everything else runs on the leases' own connections
     const sql = yield* SqlClient.SqlClient
     const leaseSql = yield* LeaseDatabase
+    const openSession = yield* LeaseSession
     const config = yield* GatewayConfigService
     const nodeId = config.nodeId
     const ttl = `${Duration.toMillis(config.leaseTtl)} milliseconds`
@@ -118,25 +150,60 @@ export const layerLeases = Layer.effect(
       nodeId,
       ttl: config.leaseTtl,
       grace,
+      // a key nobody in the database holds (another deployment may share it): tried until one is free
+      presence: (preferred) =>
+        Effect.gen(function* () {
+          const session = yield* openSession
+          for (let attempt = 1; ; attempt++) {
+            const key =
+              attempt === 1 && preferred !== undefined ? preferred : crypto.randomInt(1, 2 ** 31 - 1)
+            const result = yield* session.query("SELECT pg_try_advisory_lock($1, $2) AS locked", [
+              presenceLockClass,
+              key
+            ])
+            if (result.rows[0]?.locked === true) {
+              return { key, notifications: yield* session.listen(channelsChangedChannel) }
+            }
+            if (attempt === 8) return yield* Effect.die(new Error("no free presence lock after 8 tries"))
+          }
+        }),
       // the others hear of it at once: their fair shares shrink, and they hand channels over
-      join: bounded(
-        Effect.asVoid(leaseSql`
-          WITH joined AS (
-            INSERT INTO gateway_nodes (node_id, expires_at) VALUES (${nodeId}, now() + ${ttl}::interval)
-            ON CONFLICT (node_id) DO UPDATE SET expires_at = excluded.expires_at
-            RETURNING node_id
+      join: (presence) =>
+        bounded(
+          Effect.asVoid(leaseSql`
+            WITH joined AS (
+              INSERT INTO gateway_nodes (node_id, expires_at, presence)
+              VALUES (${nodeId}, now() + ${ttl}::interval, ${presence})
+              ON CONFLICT (node_id) DO UPDATE SET expires_at = excluded.expires_at, presence = excluded.presence
+              RETURNING node_id
+            )
+            SELECT pg_notify(${channelsChangedChannel}, 'joined') FROM joined`)
+        ),
+      // a node whose presence lock is free has no session: its process is gone, it lapses now
+      renew: (judge) =>
+        bounded(
+          Effect.map(
+            leaseSql<{ renewed: boolean }>`
+            WITH renewed AS (
+              UPDATE gateway_nodes SET expires_at = now() + ${ttl}::interval
+              WHERE node_id = ${nodeId} AND expires_at > now()
+              RETURNING node_id
+            ),
+            ended AS (
+              UPDATE gateway_nodes n SET expires_at = now()
+              WHERE ${judge}::boolean AND n.node_id <> ${nodeId} AND n.presence IS NOT NULL AND n.expires_at > now()
+                AND NOT EXISTS (
+                  SELECT 1 FROM pg_locks k
+                  WHERE k.locktype = 'advisory' AND k.granted
+                    AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    AND k.classid = ${presenceLockClass}::oid AND k.objid = n.presence::oid AND k.objsubid = 2)
+              RETURNING n.node_id
+            ),
+            told AS (SELECT pg_notify(${channelsChangedChannel}, 'ended') FROM ended)
+            SELECT EXISTS (SELECT 1 FROM renewed) AS renewed, (SELECT count(*) FROM told) AS ended`,
+            (rows) => rows[0]?.renewed === true
           )
-          SELECT pg_notify(${channelsChangedChannel}, 'joined') FROM joined`)
-      ),
-      renew: bounded(
-        Effect.map(
-          leaseSql`
-            UPDATE gateway_nodes SET expires_at = now() + ${ttl}::interval
-            WHERE node_id = ${nodeId} AND expires_at > now()
-            RETURNING node_id`,
-          (rows) => rows.length > 0
-        )
-      ),
+        ),
       // a read like the reconciler's others, on the shared pool
       claimable: (limit, excluding) =>
         sql`

@@ -16,6 +16,7 @@ import {
   Random,
   Schedule,
   Schema,
+  Scope,
   Semaphore
 } from "effect"
 import { decodeRows } from "../db/transaction.ts"
@@ -26,7 +27,6 @@ import type { WhatsAppTransport } from "./transport.ts"
 import { Disconnected, runChannel, type StopCell, type StopIntent } from "./actor.ts"
 import { type Fence, Leases } from "./leases.ts"
 import { Change, ChannelLifecycle } from "./lifecycle.ts"
-import { channelsChangedChannel } from "./rows.ts"
 import { isRunning, runningStatuses } from "./status.ts"
 
 const restarts = Metric.counter("channel_actor_restarts_total", {
@@ -226,6 +226,10 @@ export const layerSupervisor = Layer.effect(
     // and the time to close its socket, so that the next owner (who also waits the grace) never overlaps
     const margin = Math.max(ttlMillis / 5, 2 * watchEvery + 100)
 
+    // the node's presence (its own session, lock and notifications), closed last: its channels are
+    // taken over early only once every actor here has stopped and the leases are handed back
+    const memberships = yield* Scope.fork(yield* Effect.scope)
+
     // registered before the actors' map, so it runs after every actor has stopped
     // leaving first: the others, woken by the release, already count one node fewer. A courtesy: if
     // the database is slow or gone, the leases lapse instead, and the stop goes on
@@ -256,20 +260,22 @@ export const layerSupervisor = Layer.effect(
     let deadline = 0
     /** Channels this node may own without running them (actors dropped without the database): handed back by the reconciler. */
     let unrunOwned = true
+    /** The presence lock this node joined under. */
+    let presenceKey: number | undefined
+    /** Whether the session holding that lock is alive; while it is not, the node takes nothing and renews nothing. */
+    let present = false
+    /** Since when (monotonic ms) the session has been alive: a node judges the others' only once its own has lasted the grace. */
+    let presentSince = 0
+    const graceMillis = Duration.toMillis(leases.grace)
     /** Joins afresh: the deadline counts from before the statement is sent, so the lease lasts at least that long. */
-    const join = Effect.gen(function* () {
-      const sentAt = monotonicMillis()
-      yield* leases.join
-      deadline = sentAt + ttlMillis - margin
-      unrunOwned = true
-    })
-    // a database slow to answer at startup (a loaded machine) is waited for a while, not a reason to stop
-    yield* join.pipe(
-      Effect.tapCause((cause) => Effect.logWarning("joining the channel leases failed; retrying", cause)),
-      Effect.sandbox,
-      Effect.retry({ schedule: Schedule.spaced(Duration.millis(tick)), times: joinAttempts - 1 }),
-      Effect.catch(Effect.failCause)
-    )
+    const join = (presence: number) =>
+      Effect.gen(function* () {
+        const sentAt = monotonicMillis()
+        yield* leases.join(presence)
+        deadline = sentAt + ttlMillis - margin
+        unrunOwned = true
+        presenceKey = presence
+      })
     /** When this process may start its next connect to WhatsApp (monotonic ms), across reconciles. */
     let nextConnectAt = 0
 
@@ -358,18 +364,61 @@ export const layerSupervisor = Layer.effect(
         : abandon([...held.keys()], "the node's lease could not be renewed in time")
     )
 
-    /** One statement, however many channels run here. */
+    /** Once every socket being closed here is closed (or a lease's life has passed). */
+    const closed = Effect.suspend(() =>
+      Fiber.awaitAll([...closing.values()]).pipe(Effect.timeout(leases.ttl), Effect.ignore)
+    )
+
+    /**
+     * A session holding the presence lock, the node a member under it: joined afresh at first; after a
+     * session ended, still holding its channels if the same lock came back before anyone cut its lease
+     * short, else with none. The session lives until its scope closes or it ends.
+     */
+    const becomeMember = Effect.gen(function* () {
+      const scope = yield* Scope.fork(memberships)
+      return yield* Effect.gen(function* () {
+        const previous = presenceKey
+        const presence = yield* leases.presence(previous)
+        const sentAt = monotonicMillis()
+        if (presence.key === previous && (yield* leases.renew(false))) {
+          deadline = sentAt + ttlMillis - margin
+        } else {
+          if (previous !== undefined) {
+            yield* abandon([...held.keys()], "the node's database session ended")
+            yield* closed
+          }
+          yield* join(presence.key)
+        }
+        present = true
+        presentSince = monotonicMillis()
+        return { scope, notifications: presence.notifications }
+      }).pipe(
+        Scope.provide(scope),
+        Effect.onError(() => Scope.close(scope, Exit.void))
+      )
+    })
+    // a database slow to answer at startup (a loaded machine) is waited for a while, not a reason to stop
+    const firstMembership = yield* becomeMember.pipe(
+      Effect.tapCause((cause) => Effect.logWarning("joining the channel leases failed; retrying", cause)),
+      Effect.sandbox,
+      Effect.retry({ schedule: Schedule.spaced(Duration.millis(tick)), times: joinAttempts - 1 }),
+      Effect.catch(Effect.failCause)
+    )
+
+    /** One statement, however many channels run here; none while the node's session is gone. */
     const heartbeat = Effect.gen(function* () {
+      if (!present) return
       // the deadline counts from before the renewal is sent: the lease lasts at least that long
       const sentAt = monotonicMillis()
-      if (yield* leases.renew) {
-        deadline = sentAt + ttlMillis - margin
+      if (yield* leases.renew(sentAt - presentSince >= graceMillis)) {
+        // unless the session ended meanwhile: then its end decides
+        if (present) deadline = sentAt + ttlMillis - margin
       } else {
         // lapsed: every channel here may be someone else's by now; start again with none, once every
         // socket is closed (the others hand channels over as soon as this node counts again)
         yield* abandon([...held.keys()], "the node's lease lapsed")
-        yield* Fiber.awaitAll([...closing.values()]).pipe(Effect.timeout(leases.ttl), Effect.ignore)
-        yield* join
+        yield* closed
+        if (present && presenceKey !== undefined) yield* join(presenceKey)
       }
       yield* Metric.update(actorsHere, held.size)
     }).pipe(
@@ -378,6 +427,8 @@ export const layerSupervisor = Layer.effect(
 
     /** Makes what runs here match the database; says how long until a lease elsewhere expires. */
     const reconcileOnce = Effect.gen(function* () {
+      // without its session the node is no member: it takes nothing until it has joined again
+      if (!present) return tick
       yield* Metric.update(reconciles, 1)
       let contended = false
       const heldIds = [...held.keys()]
@@ -477,16 +528,30 @@ export const layerSupervisor = Layer.effect(
     const reconcile = Semaphore.withPermits(oneAtATime, 1)(reconcileOnce)
 
     const wake = yield* Queue.sliding<void>(1)
-    yield* Effect.forkScoped(
+    // the presence session hears of channel changes. When it ends, the others may cut this node's
+    // lease short and take its channels once the grace has passed: unless the same lock is back and the
+    // lease renewed within half the grace, every actor here stops, as when the lease lapses
+    yield* Effect.forkIn(
       Effect.gen(function* () {
-        const notifications = yield* sql.listen(channelsChangedChannel)
-        yield* Queue.offer(wake, undefined)
-        yield* Effect.forever(Effect.andThen(Queue.take(notifications), Queue.offer(wake, undefined)))
-      }).pipe(
-        Effect.scoped,
-        Effect.catchCause((cause) => Effect.logWarning("channel notifications lost; listening again", cause)),
-        Effect.repeat(Schedule.spaced("1 second"))
-      )
+        let membership = firstMembership
+        while (true) {
+          yield* Queue.offer(wake, undefined)
+          const ended = yield* Effect.forever(
+            Effect.andThen(Queue.take(membership.notifications), Queue.offer(wake, undefined))
+          ).pipe(Effect.ensuring(Scope.close(membership.scope, Exit.void)), Effect.sandbox, Effect.flip)
+          present = false
+          deadline = Math.min(deadline, monotonicMillis() + graceMillis / 2)
+          yield* Effect.logWarning("the node's database session ended; opening another", ended)
+          membership = yield* becomeMember.pipe(
+            Effect.tapCause((cause) =>
+              Effect.logWarning("joining the channel leases failed; retrying", cause)
+            ),
+            Effect.sandbox,
+            Effect.retry({ schedule: Schedule.spaced(Duration.millis(Math.min(tick, 100))) })
+          )
+        }
+      }),
+      memberships
     )
     // woken, it lets the rest of a burst of notifications arrive first: one reconcile for all of them
     const woken = Effect.andThen(

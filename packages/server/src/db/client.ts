@@ -1,7 +1,7 @@
-import { PgClient } from "@effect/sql-pg"
-import { Context, Duration, Effect, Layer, Option, type Redacted } from "effect"
+import { PgClient, PgConnection } from "@effect/sql-pg"
+import { Context, Duration, Effect, Layer, Option, type Redacted, type Scope } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
-import { SqlClient } from "effect/sql"
+import { SqlClient, type SqlError } from "effect/sql"
 import * as crypto from "node:crypto"
 import * as path from "node:path"
 import { GatewayConfigService } from "../config/config.ts"
@@ -23,6 +23,15 @@ import {
 export class LeaseDatabase extends Context.Service<LeaseDatabase, PgClient.PgClient>()(
   "whatisup/LeaseDatabase"
 ) {}
+
+/**
+ * Opens a session of the leases' own, outside any pool, with the same limits as their connections: a
+ * node holds its presence lock on one for as long as it is a member, and the lock ends with it.
+ */
+export class LeaseSession extends Context.Service<
+  LeaseSession,
+  Effect.Effect<PgConnection.PgConnection, SqlError.SqlError, Scope.Scope>
+>()("whatisup/LeaseSession") {}
 
 /**
  * How long the server keeps a transaction of the gateway's that waits on its client: the gateway
@@ -69,18 +78,17 @@ export const layerDatabase = Layer.unwrap(
           }
         })
     const timeout = leaseStatementTimeout(config.leaseTtl)
+    const leaseSettings = {
+      url,
+      connectTimeout: timeout,
+      startupParameters: {
+        statement_timeout: String(Duration.toMillis(timeout)),
+        lock_timeout: String(Duration.toMillis(timeout))
+      }
+    }
     const leases = Layer.effect(
       LeaseDatabase,
-      PgClient.make({
-        url,
-        maxConnections: 2,
-        applicationName: "whatisup-leases",
-        connectTimeout: timeout,
-        startupParameters: {
-          statement_timeout: String(Duration.toMillis(timeout)),
-          lock_timeout: String(Duration.toMillis(timeout))
-        }
-      })
+      PgClient.make({ ...leaseSettings, maxConnections: 2, applicationName: "whatisup-leases" })
     ).pipe(Layer.provide(Reactivity.layer))
     return Layer.mergeAll(
       PgClient.layer({
@@ -93,6 +101,10 @@ export const layerDatabase = Layer.unwrap(
         }
       }),
       leases,
+      Layer.succeed(
+        LeaseSession,
+        PgConnection.make({ ...leaseSettings, applicationName: "whatisup-presence" })
+      ),
       Layer.succeed(MigrationDatabase, owner)
     )
   })

@@ -12,6 +12,7 @@ import deliveryClaims from "./migrations/0010_delivery_claims.ts"
 import deliveryClaimsInPlace from "./migrations/0011_delivery_claims_in_place.ts"
 import messages from "./migrations/0012_messages.ts"
 import eventStreams from "./migrations/0013_event_streams.ts"
+import nodePresence from "./migrations/0014_node_presence.ts"
 
 export const migrations = {
   "1_foundation": foundation,
@@ -26,7 +27,8 @@ export const migrations = {
   "10_delivery_claims": deliveryClaims,
   "11_delivery_claims_in_place": deliveryClaimsInPlace,
   "12_messages": messages,
-  "13_event_streams": eventStreams
+  "13_event_streams": eventStreams,
+  "14_node_presence": nodePresence
 }
 
 export const latestMigrationId = Math.max(...Object.keys(migrations).map((name) => Number.parseInt(name, 10)))
