@@ -1,9 +1,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { ChannelId } from "@whatisup/domain"
 import * as crypto from "node:crypto"
-import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { ConfigProvider, Context, Duration, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { SqlClient } from "effect/sql"
-import { layerLeases, Leases as LeasesService, presenceLockClass } from "../src/channels/leases.ts"
+import {
+  layerLeases,
+  Leases as LeasesService,
+  presenceCutDelay,
+  presenceLockClass
+} from "../src/channels/leases.ts"
 import { GatewayConfigService, loadConfig } from "../src/config/config.ts"
 import { layerDatabase, layerMigrated } from "../src/db/client.ts"
 import { newId } from "../src/db/ids.ts"
@@ -61,9 +66,9 @@ const channelRows = (url: string, count: number) =>
     return { sql, ids }
   }).pipe(Effect.orDie)
 
-/** The node takes a presence lock (held until the test's scope closes) and joins under it; says its key. */
-const joined = (node: LeasesService["Service"]) =>
-  Effect.flatMap(node.presence(), (presence) => Effect.as(node.join(presence.key), presence.key)).pipe(
+/** The node takes a presence lock (held until the scope closes), under `preferred` if it is free, and joins under it. */
+const joined = (node: LeasesService["Service"], preferred?: number) =>
+  Effect.flatMap(node.presence(preferred), (presence) => Effect.as(node.join(presence.key), presence)).pipe(
     Effect.orDie
   )
 
@@ -246,7 +251,7 @@ describe("node leases", () => {
         const b = yield* leasesOf(database.url, "node-b")
         const c = yield* leasesOf(database.url, "node-c")
         const { sql, ids } = yield* channelRows(database.url, 20)
-        const [presenceOfA] = yield* Effect.forEach([a, b, c], joined)
+        const [presenceOfA] = yield* Effect.forEach([a, b, c], (node) => joined(node))
         const taken = yield* a.claim(fresh(ids))
         expect(taken.map((lease) => lease.generation)).toEqual(ids.map(() => 1))
         const atFirst = ids.map((channelId) => ({ channelId, generation: 1 }))
@@ -270,16 +275,16 @@ describe("node leases", () => {
         expect(stale._tag).toBe("LeaseLost")
 
         // node-a cannot renew a lapsed lease: it must start again, holding nothing
-        expect(yield* a.renew(true)).toBe(false)
-        yield* a.join(presenceOfA!)
-        expect(yield* a.renew(true)).toBe(true)
+        expect(yield* a.renew).toBe(false)
+        yield* a.join(presenceOfA!.key)
+        expect(yield* a.renew).toBe(true)
         expect(yield* a.claim(atFirst), "an old generation claims nothing").toEqual([])
       }).pipe(Effect.scoped),
     60_000
   )
 
   it.live(
-    "a node whose presence lock is gone has its lease cut short by the next renewal that judges; a node that holds one, or never took one, keeps its lease",
+    "a node whose presence lock nobody holds has its lease cut short by a judging node, to a moment ahead; it renews if it takes its lock back by then, else it lapses; a node that holds its lock, or never took one, is not judged",
     () =>
       Effect.gen(function* () {
         const database = yield* testDatabase
@@ -287,45 +292,66 @@ describe("node leases", () => {
         const b = yield* leasesOf(database.url, "node-b")
         const { sql } = yield* channelRows(database.url, 1)
         // node-a's presence in a scope of its own: closing it ends the session, as a process's death does
-        const scopeA = yield* Scope.fork(yield* Scope.Scope)
-        yield* joined(a).pipe(Scope.provide(scopeA))
-        yield* joined(b)
+        const sessionOfA = () => Effect.flatMap(Scope.Scope, (scope) => Scope.fork(scope))
+        let scopeA = yield* sessionOfA()
+        const presenceOfA = yield* joined(a).pipe(Scope.provide(scopeA))
+        const presenceOfB = yield* joined(b)
         yield* sql`INSERT INTO gateway_nodes (node_id, expires_at) VALUES ('node-without-presence', now() + interval '1 hour')`
         const before = yield* nodeRows(sql)
-        expect(yield* presenceHolder(sql, "node-a")).toBeDefined()
+        const dbNow = Effect.map(
+          sql<{ now: number }>`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now`,
+          (rows) => rows[0]!.now
+        ).pipe(Effect.orDie)
+        const judged = Effect.gen(function* () {
+          const from = yield* dbNow
+          yield* presenceOfB.check(true).pipe(Effect.orDie)
+          return { from, to: yield* dbNow }
+        })
+        const cutDelay = Duration.toMillis(presenceCutDelay(Duration.seconds(10)))
 
-        expect(yield* b.renew(true), "node-b renews its own lease").toBe(true)
+        yield* judged
         expect((yield* nodeRows(sql)).get("node-a")!.expires_at, "node-a holds its lock").toBe(
           before.get("node-a")!.expires_at
         )
 
+        // node-a's session ends: a check that does not judge cuts nothing; one that judges cuts it
         yield* Scope.close(scopeA, Exit.void)
         yield* waitUntil(
           "node-a's session is gone",
           Effect.map(presenceHolder(sql, "node-a"), (pid) => pid === undefined)
         )
-        expect(yield* b.renew(false)).toBe(true)
-        expect(
-          (yield* nodeRows(sql)).get("node-a")!.expires_at,
-          "a renewal that does not judge cuts nothing"
-        ).toBe(before.get("node-a")!.expires_at)
-        const [beforeRenewal] = yield* sql<{
-          now: number
-        }>`SELECT (extract(epoch FROM now()) * 1000)::float8 AS now`
-        expect(yield* b.renew(true)).toBe(true)
-        const after = yield* nodeRows(sql)
-        expect(after.get("node-a")!.expires_at, "node-a's lease ends now").toBeLessThan(
-          before.get("node-a")!.expires_at
-        )
-        expect(after.get("node-a")!.expires_at).toBeGreaterThanOrEqual(beforeRenewal!.now)
-        expect(yield* b.liveNodes, "node-a no longer counts").toBe(2)
-        expect(after.get("node-without-presence")!.expires_at).toBe(
+        yield* presenceOfB.check(false).pipe(Effect.orDie)
+        expect((yield* nodeRows(sql)).get("node-a")!.expires_at).toBe(before.get("node-a")!.expires_at)
+        const first = yield* judged
+        const cut = (yield* nodeRows(sql)).get("node-a")!.expires_at
+        expect(cut, "cut short to a moment ahead").toBeGreaterThanOrEqual(first.from + cutDelay)
+        expect(cut).toBeLessThanOrEqual(first.to + cutDelay)
+        expect((yield* nodeRows(sql)).get("node-without-presence")!.expires_at).toBe(
           before.get("node-without-presence")!.expires_at
         )
-        // node-a, back with a session of its own, cannot renew the lease it lost: it joins again
-        expect(yield* a.renew(true)).toBe(false)
-        yield* joined(a)
-        expect(yield* a.renew(true)).toBe(true)
+
+        // node-a takes the same lock back before that moment: its renewal stands, and it is judged no more
+        scopeA = yield* sessionOfA()
+        const again = yield* a.presence(presenceOfA.key).pipe(Scope.provide(scopeA), Effect.orDie)
+        expect(again.key).toBe(presenceOfA.key)
+        expect(yield* a.renew).toBe(true)
+        expect((yield* nodeRows(sql)).get("node-a")!.expires_at).toBeGreaterThan(cut)
+        yield* judged
+        expect((yield* nodeRows(sql)).get("node-a")!.expires_at).toBeGreaterThan(cut)
+
+        // its session ends again, and it does not come back in time: the lease lapses, past renewing
+        yield* Scope.close(scopeA, Exit.void)
+        yield* waitUntil(
+          "node-a's session is gone",
+          Effect.map(presenceHolder(sql, "node-a"), (pid) => pid === undefined)
+        )
+        yield* judged
+        yield* waitUntil(
+          "node-a no longer counts",
+          Effect.map(b.liveNodes, (n) => n === 2),
+          { attempts: 200, everyMillis: 25 }
+        )
+        expect(yield* a.renew).toBe(false)
       }).pipe(Effect.scoped),
     60_000
   )
@@ -334,7 +360,8 @@ describe("node leases", () => {
     "a gateway whose database session the server ends takes its presence lock back at once and keeps every channel connected",
     () =>
       Effect.gen(function* () {
-        const { database, gateway, ids } = yield* connectedGateway("2s", 5)
+        // a lease long enough that the lock comes back well within half a grace on a loaded machine
+        const { database, gateway, ids } = yield* connectedGateway("10s", 5)
         const sql = yield* sqlFor(database.url)
         const nodeId = gateway.config.nodeId
         const before = (yield* nodeRows(sql)).get(nodeId)!
@@ -371,7 +398,7 @@ describe("node leases", () => {
         const a = yield* leasesOf(database.url, "node-a")
         const b = yield* leasesOf(database.url, "node-b")
         const { sql, ids } = yield* channelRows(database.url, 3)
-        yield* Effect.forEach([a, b], joined)
+        yield* Effect.forEach([a, b], (node) => joined(node))
         yield* a.claim(fresh(ids))
         // node-a froze in the middle of a fenced write: its transaction holds the lease row of the first channel
         const frozen = yield* sqlFor(database.url)

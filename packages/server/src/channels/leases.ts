@@ -1,6 +1,5 @@
-import type { PgConnection } from "@effect/sql-pg"
 import { ChannelId } from "@whatisup/domain"
-import { Context, Data, Duration, Effect, Layer, type Queue, Schema, type Scope } from "effect"
+import { type Cause, Context, Data, Duration, Effect, Layer, Schema, type Scope } from "effect"
 import { SqlClient, type SqlError, type Statement } from "effect/sql"
 import * as crypto from "node:crypto"
 import { GatewayConfigService } from "../config/config.ts"
@@ -42,13 +41,46 @@ export interface Claimable {
  */
 export const presenceLockClass = 0x57495550
 
-/** A node's presence: its lock held on a session of its own, and that session's notifications of channel changes. */
+/** A node's presence: its lock, held on a database session of its own for as long as the scope lasts. */
 export interface Presence {
   /** The second key of the lock, recorded with the node's lease when it joins. */
   readonly key: number
-  /** Fails when the session ends: from then on the others may cut the node's lease short. */
-  readonly notifications: Queue.Dequeue<PgConnection.Notification, SqlError.SqlError>
+  /**
+   * One statement on the session, which fails once the session has ended (or does not answer within a
+   * lease statement's time): from then on the others may cut the node's lease short. With `judge`, cuts short
+   * the lease of every other node whose presence lock nobody holds (the others hear of it at once).
+   */
+  readonly check: (judge: boolean) => Effect.Effect<void, SqlError.SqlError | Cause.TimeoutError>
 }
+
+/** How often the watchdog of a node's actors looks at the time: a fiftieth of the lease, 20 to 100 ms. */
+export const watchdogEvery = (ttl: Duration.Duration) =>
+  Duration.millis(Math.max(20, Math.min(100, Duration.toMillis(ttl) / 50)))
+
+/** What a node needs to close its sockets once its deadline has passed: a watchdog's look twice, and 100 ms. */
+export const presenceCloseAllowance = (ttl: Duration.Duration) =>
+  Duration.millis(2 * Duration.toMillis(watchdogEvery(ttl)) + 100)
+
+/** How often a node checks its presence session (and judges the others'): a twentieth of the lease, at most 250 ms. */
+export const presenceCheckEvery = (ttl: Duration.Duration) =>
+  Duration.millis(Math.max(50, Math.min(250, Math.floor(Duration.toMillis(ttl) / 20))))
+
+/**
+ * How far ahead of the moment it is judged a node's lease is cut (the others wait the grace on top):
+ * long enough for a node whose session ended without its noticing to find out at its next check
+ * (or when that check times out) and close every socket half a grace later, with room to spare
+ * (`presenceCloseAllowance`: its watchdog's period and the sockets' close).
+ */
+export const presenceCutDelay = (ttl: Duration.Duration) =>
+  Duration.millis(
+    Math.max(
+      0,
+      Duration.toMillis(presenceCheckEvery(ttl)) +
+        Duration.toMillis(leaseStatementTimeout(ttl)) +
+        Duration.toMillis(presenceCloseAllowance(ttl)) -
+        Duration.toMillis(leaseGrace(ttl)) / 2
+    )
+  )
 
 export class LeaseLost extends Data.TaggedError("LeaseLost")<{ readonly channelId: ChannelId }> {}
 
@@ -60,10 +92,12 @@ export class LeaseLost extends Data.TaggedError("LeaseLost")<{ readonly channelI
  * earlier owner still tries to write. A node whose lease lapsed has lost every channel: it closes
  * them all, joins again with a fresh lease, and takes channels back like anyone else.
  *
- * A member also holds a presence lock on a database session of its own. When its process dies the
- * server ends that session and the lock goes with it: the others, renewing, cut the dead node's lease
- * short (it lapses then, not when it would have run out) and take its channels once the grace has
- * passed too. A node whose session ended stops every channel at once, as if its lease had lapsed.
+ * A member also holds a presence lock on a database session of its own, which it checks every
+ * `presenceCheckEvery`. When its process dies the server ends that session and the lock goes with it:
+ * the others, checking theirs, cut the dead node's lease short (to `presenceCutDelay` from then, not
+ * when it would have run out) and take its channels once the grace has passed too. A live node whose
+ * session ended finds out at its next check: it takes its lock back and renews within half a grace,
+ * or stops every channel, as if its lease had lapsed.
  */
 export class Leases extends Context.Service<
   Leases,
@@ -74,18 +108,16 @@ export class Leases extends Context.Service<
     readonly grace: Duration.Duration
     /**
      * Opens a session of the node's own and takes a presence lock on it, held until the scope closes or
-     * the session ends: under the key `preferred` if it is free (the node's own again, after its
-     * session ended), else under a new one.
+     * the session ends: under the key `preferred` if it comes free within a moment (the node's own
+     * again, after its session ended), else under a new one.
      */
-    readonly presence: (preferred?: number) => Effect.Effect<Presence, SqlError.SqlError, Scope.Scope>
-    /** Starts this node's lease afresh, under the presence it holds (at start, or after it lapsed). */
-    readonly join: (presence: number) => Effect.Effect<void>
-    /**
-     * Extends this node's lease; false when it had already lapsed (every channel it held is lost). With
-     * `judge`, cuts short the lease of every other node whose presence lock is gone (the others hear of
-     * it at once).
-     */
-    readonly renew: (judge: boolean) => Effect.Effect<boolean>
+    readonly presence: (
+      preferred?: number
+    ) => Effect.Effect<Presence, SqlError.SqlError | Cause.TimeoutError, Scope.Scope>
+    /** Starts this node's lease afresh, under the presence lock of key `presenceKey` (at start, or after it lapsed). */
+    readonly join: (presenceKey: number) => Effect.Effect<void>
+    /** Extends this node's lease; false when it had already lapsed or was cut short (every channel it held is lost). */
+    readonly renew: Effect.Effect<boolean>
     /**
      * Up to `limit` channels that should run and that this node may take (free, its own, or held by
      * a node whose lease lapsed past the grace), apart from `excluding`, with their run epoch.
@@ -113,6 +145,11 @@ export class Leases extends Context.Service<
      * does: for a write that checks the lease in its own statement (`WITH lease AS (...)`).
      */
     readonly holding: (fence: Fence) => Statement.Fragment
+    /**
+     * A query that yields the channel id and generation of each of `fences` whose lease holds, those
+     * lease rows share-locked as `check` does: `holding` for several channels at once.
+     */
+    readonly holdingAll: (fences: ReadonlyArray<Fence>) => Statement.Fragment
     /** How many nodes are alive now (a node that left gracefully or lapsed no longer counts). */
     readonly liveNodes: Effect.Effect<number>
     /** How long until another node's lease lapses past the grace, if one is live now. */
@@ -136,6 +173,7 @@ export const layerLeases = Layer.effect(
     const grace = leaseGrace(config.leaseTtl)
     const graceInterval = `${Duration.toMillis(grace)} milliseconds`
     const timeout = leaseStatementTimeout(config.leaseTtl)
+    const cutDelay = `${Duration.toMillis(presenceCutDelay(config.leaseTtl))} milliseconds`
     const json = (value: unknown) => JSON.stringify(value)
     /** A lease statement that did not answer in time failed: the watchdog, not the database, decides. */
     const bounded = <A>(effect: Effect.Effect<A, unknown>) =>
@@ -150,60 +188,81 @@ export const layerLeases = Layer.effect(
       nodeId,
       ttl: config.leaseTtl,
       grace,
-      // a key nobody in the database holds (another deployment may share it): tried until one is free
+      // a key nobody in the database holds (another deployment may share it)
       presence: (preferred) =>
         Effect.gen(function* () {
           const session = yield* openSession
-          for (let attempt = 1; ; attempt++) {
-            const key =
-              attempt === 1 && preferred !== undefined ? preferred : crypto.randomInt(1, 2 ** 31 - 1)
-            const result = yield* session.query("SELECT pg_try_advisory_lock($1, $2) AS locked", [
-              presenceLockClass,
-              key
-            ])
-            if (result.rows[0]?.locked === true) {
-              return { key, notifications: yield* session.listen(channelsChangedChannel) }
-            }
-            if (attempt === 8) return yield* Effect.die(new Error("no free presence lock after 8 tries"))
+          const locked = (key: number) =>
+            Effect.map(
+              session.query("SELECT pg_try_advisory_lock($1, $2) AS locked", [presenceLockClass, key]),
+              (result) => result.rows[0]?.locked === true
+            )
+          let key: number | undefined
+          // the node's own key again: the server may not have let go of the ended session's lock yet
+          for (let attempt = 0; preferred !== undefined && key === undefined && attempt < 5; attempt++) {
+            if (attempt > 0) yield* Effect.sleep(Duration.millis(Duration.toMillis(grace) / 10))
+            if (yield* locked(preferred)) key = preferred
           }
-        }),
+          for (let attempt = 0; key === undefined; attempt++) {
+            if (attempt === 8) return yield* Effect.die(new Error("no free presence lock after 8 tries"))
+            const candidate = crypto.randomInt(1, 2 ** 31 - 1)
+            if (yield* locked(candidate)) key = candidate
+          }
+          const presenceKey = key
+          // the judge takes each key's lock for its own transaction: a node taking its lock back this
+          // moment does so after the judgement, not in the middle of it, and a node whose lock is held is
+          // not judged. A row being written (a renewal) is skipped, not waited for: judged at the next check
+          const judged = `
+            WITH candidate AS (
+              SELECT node_id FROM gateway_nodes
+              WHERE node_id <> $1 AND presence IS NOT NULL AND expires_at > clock_timestamp() + $3::interval
+              FOR UPDATE SKIP LOCKED
+            ), ended AS (
+              UPDATE gateway_nodes n SET expires_at = clock_timestamp() + $3::interval
+              FROM candidate c
+              WHERE n.node_id = c.node_id
+                AND CASE WHEN n.node_id <> $1 AND n.presence IS NOT NULL
+                  THEN pg_try_advisory_xact_lock($2, n.presence) ELSE false END
+              RETURNING n.node_id
+            )
+            SELECT count(*) AS n FROM (SELECT pg_notify($4, 'ended') FROM ended) told`
+          return {
+            key: presenceKey,
+            check: (judge) =>
+              Effect.asVoid(
+                judge
+                  ? session.query(
+                      judged,
+                      [nodeId, presenceLockClass, cutDelay, channelsChangedChannel],
+                      false
+                    )
+                  : session.query("SELECT 1", [], false)
+              ).pipe(Effect.timeout(timeout))
+          } satisfies Presence
+        }).pipe(Effect.timeout(config.leaseTtl)),
       // the others hear of it at once: their fair shares shrink, and they hand channels over
-      join: (presence) =>
+      join: (presenceKey) =>
         bounded(
           Effect.asVoid(leaseSql`
             WITH joined AS (
               INSERT INTO gateway_nodes (node_id, expires_at, presence)
-              VALUES (${nodeId}, now() + ${ttl}::interval, ${presence})
+              VALUES (${nodeId}, now() + ${ttl}::interval, ${presenceKey})
               ON CONFLICT (node_id) DO UPDATE SET expires_at = excluded.expires_at, presence = excluded.presence
               RETURNING node_id
             )
             SELECT pg_notify(${channelsChangedChannel}, 'joined') FROM joined`)
         ),
-      // a node whose presence lock is free has no session: its process is gone, it lapses now
-      renew: (judge) =>
-        bounded(
-          Effect.map(
-            leaseSql<{ renewed: boolean }>`
-            WITH renewed AS (
-              UPDATE gateway_nodes SET expires_at = now() + ${ttl}::interval
-              WHERE node_id = ${nodeId} AND expires_at > now()
-              RETURNING node_id
-            ),
-            ended AS (
-              UPDATE gateway_nodes n SET expires_at = now()
-              WHERE ${judge}::boolean AND n.node_id <> ${nodeId} AND n.presence IS NOT NULL AND n.expires_at > now()
-                AND NOT EXISTS (
-                  SELECT 1 FROM pg_locks k
-                  WHERE k.locktype = 'advisory' AND k.granted
-                    AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                    AND k.classid = ${presenceLockClass}::oid AND k.objid = n.presence::oid AND k.objsubid = 2)
-              RETURNING n.node_id
-            ),
-            told AS (SELECT pg_notify(${channelsChangedChannel}, 'ended') FROM ended)
-            SELECT EXISTS (SELECT 1 FROM renewed) AS renewed, (SELECT count(*) FROM told) AS ended`,
-            (rows) => rows[0]?.renewed === true
-          )
-        ),
+      // a lease cut short by another node's judgement (to a moment ahead) renews until that moment: the
+      // claims that would follow it check the row again
+      renew: bounded(
+        Effect.map(
+          leaseSql`
+            UPDATE gateway_nodes SET expires_at = now() + ${ttl}::interval
+            WHERE node_id = ${nodeId} AND expires_at > now()
+            RETURNING node_id`,
+          (rows) => rows.length > 0
+        )
+      ),
       // a read like the reconciler's others, on the shared pool
       claimable: (limit, excluding) =>
         sql`
@@ -309,6 +368,13 @@ export const layerLeases = Layer.effect(
         SELECT 1 FROM channel_leases l JOIN gateway_nodes n ON n.node_id = l.owner
         WHERE l.channel_id = ${fence.channelId} AND l.owner = ${nodeId}
           AND l.generation = ${fence.generation} AND n.expires_at > now()
+        FOR SHARE OF l`,
+      holdingAll: (fences) => sql`
+        SELECT l.channel_id, l.generation::int AS generation
+        FROM channel_leases l JOIN gateway_nodes n ON n.node_id = l.owner
+          JOIN json_to_recordset(${json(fences.map((fence) => ({ c: fence.channelId, g: fence.generation })))}::json)
+            AS f(c text, g bigint) ON f.c = l.channel_id AND f.g = l.generation
+        WHERE l.owner = ${nodeId} AND n.expires_at > now()
         FOR SHARE OF l`,
       liveNodes: bounded(
         Effect.map(

@@ -4,6 +4,7 @@ import {
   Cause,
   Clock,
   Context,
+  Deferred,
   Duration,
   Effect,
   Exit,
@@ -25,8 +26,9 @@ import type { AuthStates } from "./loginStore.ts"
 import type { ChannelMessaging } from "./messaging.ts"
 import type { WhatsAppTransport } from "./transport.ts"
 import { Disconnected, runChannel, type StopCell, type StopIntent } from "./actor.ts"
-import { type Fence, Leases } from "./leases.ts"
+import { type Fence, Leases, presenceCheckEvery, presenceCloseAllowance, watchdogEvery } from "./leases.ts"
 import { Change, ChannelLifecycle } from "./lifecycle.ts"
+import { channelsChangedChannel } from "./rows.ts"
 import { isRunning, runningStatuses } from "./status.ts"
 
 const restarts = Metric.counter("channel_actor_restarts_total", {
@@ -221,13 +223,13 @@ export const layerSupervisor = Layer.effect(
     const tick = Math.max(200, ttlMillis / 5)
     // NOTIFY and lease expiries wake the reconciler; the timer is only its fallback
     const reconcileEvery = Math.max(tick, 5_000)
-    const watchEvery = Math.max(20, Math.min(100, ttlMillis / 50))
+    const watchEvery = Duration.toMillis(watchdogEvery(leases.ttl))
     // an actor stops this long before its lease could expire unrenewed: more than a watchdog check
     // and the time to close its socket, so that the next owner (who also waits the grace) never overlaps
-    const margin = Math.max(ttlMillis / 5, 2 * watchEvery + 100)
+    const margin = Math.max(ttlMillis / 5, Duration.toMillis(presenceCloseAllowance(leases.ttl)))
 
-    // the node's presence (its own session, lock and notifications), closed last: its channels are
-    // taken over early only once every actor here has stopped and the leases are handed back
+    // the node's presence (its own session and lock), closed last: its channels are taken over early
+    // only once every actor here has stopped and the leases are handed back
     const memberships = yield* Scope.fork(yield* Effect.scope)
 
     // registered before the actors' map, so it runs after every actor has stopped
@@ -247,8 +249,11 @@ export const layerSupervisor = Layer.effect(
     )
     const actors = yield* FiberMap.make<ChannelId>()
     // registered after the actors' map, so it runs before the actors are interrupted
+    /** The process is stopping: a presence session that ends now is not opened again. */
+    let stopping = false
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
+        stopping = true
         for (const entry of held.values()) entry.cell.stopping ??= "shutdown"
       })
     )
@@ -268,13 +273,13 @@ export const layerSupervisor = Layer.effect(
     let presentSince = 0
     const graceMillis = Duration.toMillis(leases.grace)
     /** Joins afresh: the deadline counts from before the statement is sent, so the lease lasts at least that long. */
-    const join = (presence: number) =>
+    const join = (key: number) =>
       Effect.gen(function* () {
         const sentAt = monotonicMillis()
-        yield* leases.join(presence)
+        yield* leases.join(key)
         deadline = sentAt + ttlMillis - margin
         unrunOwned = true
-        presenceKey = presence
+        presenceKey = key
       })
     /** When this process may start its next connect to WhatsApp (monotonic ms), across reconciles. */
     let nextConnectAt = 0
@@ -371,8 +376,8 @@ export const layerSupervisor = Layer.effect(
 
     /**
      * A session holding the presence lock, the node a member under it: joined afresh at first; after a
-     * session ended, still holding its channels if the same lock came back before anyone cut its lease
-     * short, else with none. The session lives until its scope closes or it ends.
+     * session ended, still holding its channels if the same lock came back and the lease renewed (not
+     * cut short meanwhile), else with none. `lapsed` ends it from outside (the lease lapsed).
      */
     const becomeMember = Effect.gen(function* () {
       const scope = yield* Scope.fork(memberships)
@@ -380,7 +385,7 @@ export const layerSupervisor = Layer.effect(
         const previous = presenceKey
         const presence = yield* leases.presence(previous)
         const sentAt = monotonicMillis()
-        if (presence.key === previous && (yield* leases.renew(false))) {
+        if (presence.key === previous && (yield* leases.renew)) {
           deadline = sentAt + ttlMillis - margin
         } else {
           if (previous !== undefined) {
@@ -391,7 +396,7 @@ export const layerSupervisor = Layer.effect(
         }
         present = true
         presentSince = monotonicMillis()
-        return { scope, notifications: presence.notifications }
+        return { scope, presence, lapsed: Deferred.makeUnsafe<void>() }
       }).pipe(
         Scope.provide(scope),
         Effect.onError(() => Scope.close(scope, Exit.void))
@@ -404,21 +409,23 @@ export const layerSupervisor = Layer.effect(
       Effect.retry({ schedule: Schedule.spaced(Duration.millis(tick)), times: joinAttempts - 1 }),
       Effect.catch(Effect.failCause)
     )
+    let membership = firstMembership
 
     /** One statement, however many channels run here; none while the node's session is gone. */
     const heartbeat = Effect.gen(function* () {
       if (!present) return
       // the deadline counts from before the renewal is sent: the lease lasts at least that long
       const sentAt = monotonicMillis()
-      if (yield* leases.renew(sentAt - presentSince >= graceMillis)) {
+      if (yield* leases.renew) {
         // unless the session ended meanwhile: then its end decides
         if (present) deadline = sentAt + ttlMillis - margin
       } else {
         // lapsed: every channel here may be someone else's by now; start again with none, once every
-        // socket is closed (the others hand channels over as soon as this node counts again)
+        // socket is closed (the others hand channels over as soon as this node counts again), on a
+        // session of its own again
         yield* abandon([...held.keys()], "the node's lease lapsed")
         yield* closed
-        if (present && presenceKey !== undefined) yield* join(presenceKey)
+        if (present) yield* Deferred.succeed(membership.lapsed, undefined)
       }
       yield* Metric.update(actorsHere, held.size)
     }).pipe(
@@ -528,29 +535,51 @@ export const layerSupervisor = Layer.effect(
     const reconcile = Semaphore.withPermits(oneAtATime, 1)(reconcileOnce)
 
     const wake = yield* Queue.sliding<void>(1)
-    // the presence session hears of channel changes. When it ends, the others may cut this node's
-    // lease short and take its channels once the grace has passed: unless the same lock is back and the
-    // lease renewed within half the grace, every actor here stops, as when the lease lapses
-    yield* Effect.forkIn(
+    yield* Effect.forkScoped(
       Effect.gen(function* () {
-        let membership = firstMembership
-        while (true) {
-          yield* Queue.offer(wake, undefined)
-          const ended = yield* Effect.forever(
-            Effect.andThen(Queue.take(membership.notifications), Queue.offer(wake, undefined))
-          ).pipe(Effect.ensuring(Scope.close(membership.scope, Exit.void)), Effect.sandbox, Effect.flip)
+        const notifications = yield* sql.listen(channelsChangedChannel)
+        yield* Queue.offer(wake, undefined)
+        yield* Effect.forever(Effect.andThen(Queue.take(notifications), Queue.offer(wake, undefined)))
+      }).pipe(
+        Effect.scoped,
+        Effect.catchCause((cause) => Effect.logWarning("channel notifications lost; listening again", cause)),
+        Effect.repeat(Schedule.spaced("1 second"))
+      )
+    )
+    // the presence session, checked every `presenceCheckEvery` (judging the others' once it has lasted
+    // the grace). When a check fails, the others may cut this node's lease short: unless the same lock
+    // is back and the lease renewed within half a grace, every actor here stops
+    const checkEvery = presenceCheckEvery(leases.ttl)
+    const checked = Effect.suspend(() =>
+      membership.presence.check(monotonicMillis() - presentSince >= graceMillis)
+    ).pipe(Effect.andThen(Effect.sleep(checkEvery)), Effect.forever)
+    let quietUntil = 0
+    /** At most one warning a second while the database cannot be reached. */
+    const warn = (message: string, cause: Cause.Cause<unknown>) =>
+      Effect.suspend(() => {
+        if (monotonicMillis() < quietUntil) return Effect.void
+        quietUntil = monotonicMillis() + 1_000
+        return Effect.logWarning(message, cause)
+      })
+    yield* Effect.forkIn(
+      Effect.forever(
+        Effect.gen(function* () {
+          const ended = yield* Effect.exit(Effect.raceFirst(checked, Deferred.await(membership.lapsed)))
           present = false
           deadline = Math.min(deadline, monotonicMillis() + graceMillis / 2)
-          yield* Effect.logWarning("the node's database session ended; opening another", ended)
+          yield* Scope.close(membership.scope, Exit.void)
+          if (stopping) return yield* Effect.never
+          if (Exit.isFailure(ended)) {
+            yield* warn("the node's database session ended; opening another", ended.cause)
+          }
           membership = yield* becomeMember.pipe(
-            Effect.tapCause((cause) =>
-              Effect.logWarning("joining the channel leases failed; retrying", cause)
-            ),
+            Effect.tapCause((cause) => warn("joining the channel leases failed; retrying", cause)),
             Effect.sandbox,
             Effect.retry({ schedule: Schedule.spaced(Duration.millis(Math.min(tick, 100))) })
           )
-        }
-      }),
+          yield* Queue.offer(wake, undefined)
+        }).pipe(Effect.catchCause((cause) => warn("the node's membership failed; trying again", cause)))
+      ),
       memberships
     )
     // woken, it lets the rest of a burst of notifications arrive first: one reconcile for all of them
