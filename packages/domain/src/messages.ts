@@ -1,6 +1,7 @@
 import { Schema } from "effect"
 import { PhoneNumber } from "./channels.ts"
 import { ChannelId, MessageId } from "./ids.ts"
+import { storableText } from "./text.ts"
 import { Timestamp } from "./time.ts"
 import { Moment } from "./webhooks.ts"
 
@@ -19,10 +20,6 @@ export const maxMediaBytes = {
   sticker: 500 * 1024
 } as const
 
-// whole code points (no lone surrogates) and no NUL, which PostgreSQL refuses; newlines and tabs are text
-// eslint-disable-next-line no-control-regex -- NUL is what it refuses
-const wellFormed = /^(?:[^\u0000\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])*$/u
-
 /** Text a message carries: newlines allowed, broken Unicode and NUL not. */
 const MessageText = (minLength: number, maxLength: number, description: string) =>
   Schema.String.pipe(
@@ -30,7 +27,7 @@ const MessageText = (minLength: number, maxLength: number, description: string) 
       Schema.isBetweenLength(minLength, maxLength, {
         message: `must be ${minLength} to ${maxLength} characters`
       }),
-      Schema.isPattern(wellFormed, { message: "must not contain NUL characters or broken Unicode" })
+      Schema.isPattern(storableText, { message: "must not contain NUL characters or broken Unicode" })
     )
   ).annotate({ description })
 

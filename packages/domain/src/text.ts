@@ -7,6 +7,13 @@ const printable =
   // eslint-disable-next-line no-control-regex -- control characters are what it refuses
   /^(?:[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])*$/
 
+/**
+ * Whole code points (no lone surrogates) and no NUL, which PostgreSQL refuses: text it can hold.
+ * Newlines and tabs are text.
+ */
+// eslint-disable-next-line no-control-regex -- NUL is what it refuses
+export const storableText = /^(?:[^\u0000\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])*$/u
+
 /** Text a person typed: a name, a label. */
 export const Text = (minLength: number, maxLength: number) =>
   Schema.String.pipe(

@@ -8,6 +8,7 @@ import { Inbox } from "./inbox.ts"
 import { MediaFetcher } from "./mediaFetch.ts"
 import { failQueued, Outbox } from "./outbox.ts"
 import { OutboxSignal } from "./outboxSignal.ts"
+import { makeReportRounds } from "./reportRounds.ts"
 
 /**
  * Runs `effect` again, a second later, each time it dies: a moment when the database fails must not
@@ -30,6 +31,7 @@ export const layerChannelMessaging = Layer.effect(
     const outbox = yield* Outbox
     const inbox = yield* Inbox
     const context = yield* Effect.context<Outbox | OutboxSignal | MediaFetcher | GatewayConfigService>()
+    const report = yield* makeReportRounds(outbox.reportAll)
     return ChannelMessaging.of({
       drain: (fence, connection, holdsLease) =>
         throughDefects(
@@ -39,8 +41,9 @@ export const layerChannelMessaging = Layer.effect(
           Effect.catchTag("LeaseLost", () => Effect.void),
           Effect.provideContext(context)
         ),
-      // a batch that died is applied again: acks and receipts only ever move a message forward
-      report: (fence, reports) => throughDefects("applying acks and receipts", outbox.report(fence, reports)),
+      // every channel's in rounds; a round that died is applied again: acks and receipts only ever
+      // move a message forward
+      report,
       storeInbound: inbox.store,
       sentContent: outbox.sentContent,
       // in the caller's transaction: the statements run on the connection it holds

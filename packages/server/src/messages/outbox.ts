@@ -1,5 +1,5 @@
-import type { ChannelId, MessageStatus } from "@whatisup/domain"
-import { Context, Duration, Effect, Layer, Metric, Schedule } from "effect"
+import { type ChannelId, type MessageStatus, storableText } from "@whatisup/domain"
+import { Context, Duration, Effect, Layer, Metric, Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { GatewayConfigService } from "../config/config.ts"
 import { type Fence, LeaseLost, Leases } from "../channels/leases.ts"
@@ -11,7 +11,8 @@ import {
   applyTransitions,
   type Transition,
   type TransitionTarget,
-  transitionColumns
+  transitionColumns,
+  transitionColumnsOf
 } from "./transitions.ts"
 
 const outboxDepth = Metric.gauge("messages_outbox", {
@@ -88,8 +89,12 @@ export class Outbox extends Context.Service<
     ) => Effect.Effect<void>
     /** Fails messages that cannot be sent (media refused, too old). */
     readonly fail: (fence: Fence, failures: ReadonlyArray<Transition>) => Effect.Effect<void, LeaseLost>
-    /** Applies what connections reported, in one transaction. */
-    readonly report: (fence: Fence, reports: ReadonlyArray<StatusReport>) => Effect.Effect<number, LeaseLost>
+    /**
+     * Applies what connections reported, several channels' batches in one transaction; says what
+     * became of each batch. A channel whose row is locked elsewhere is not waited for: its batch is
+     * held back, for the caller to hand in again.
+     */
+    readonly reportAll: (batches: ReadonlyArray<ReportBatch>) => Effect.Effect<ReadonlyArray<ReportOutcome>>
     /** A sent message's stored WhatsApp content, for the recipient's retry receipts; not fenced. */
     readonly sentContent: (channelId: ChannelId, whatsappId: string) => Effect.Effect<Uint8Array | undefined>
     /** Read receipts asked for and not yet sent. */
@@ -99,6 +104,24 @@ export class Outbox extends Context.Service<
     readonly pace: (channelId: ChannelId) => Effect.Effect<number>
   }
 >()("whatisup/Outbox") {}
+
+/** One channel's acks and receipts, in the order they came, under the lease of the connection they came on. */
+export interface ReportBatch {
+  readonly fence: Fence
+  readonly reports: ReadonlyArray<StatusReport>
+}
+
+/**
+ * What became of a batch: applied (each report that moves its message on, the others ignored),
+ * lease_lost (refused: the lease is someone else's), or held_back (its channel's row was locked
+ * elsewhere; nothing done).
+ */
+export type ReportOutcome = "applied" | "lease_lost" | "held_back"
+
+const HeldRow = Schema.Struct({
+  locked: Schema.Array(Schema.String),
+  leased: Schema.Array(Schema.Tuple([Schema.String, Schema.Number]))
+})
 
 const statusOfReport = (report: StatusReport): MessageStatus =>
   report._tag === "ServerAck" ? (report.error === null ? "sent" : "failed") : report.receipt
@@ -343,49 +366,102 @@ export const layerOutbox = Layer.effect(
               )
             ),
 
-      report: (fence, reports) => {
-        if (reports.length === 0) return Effect.succeed(0)
-        // each report applied or not, in order: one that moves its message on (a late or repeated one,
-        // or one for no message of the channel, does not)
+      reportAll: (batches) => {
+        if (batches.length === 0) return Effect.succeed([])
         const applied = new Set<StatusReport>()
-        return transitions(
-          fence,
-          "whatsapp_id",
-          reports.map((report) => report.whatsappId),
-          (targets) => {
+        const keys = [
+          ...new Map(
+            batches.flatMap(({ fence, reports }) =>
+              // an id PostgreSQL's text cannot hold is no message's (each id sent is the gateway's own)
+              reports
+                .filter((report) => storableText.test(report.whatsappId))
+                .map((report) => {
+                  const key = { c: fence.channelId, w: report.whatsappId }
+                  return [`${key.c}/${key.w}`, key] as const
+                })
+            )
+          ).values()
+        ]
+        return inTransaction(
+          Effect.gen(function* () {
             applied.clear()
-            const current = new Map(targets.map((target) => [target.whatsapp_id, { ...target }]))
-            return reports.flatMap((report): ReadonlyArray<Transition> => {
-              const message = current.get(report.whatsappId)
-              const status = statusOfReport(report)
-              if (message === undefined || !advances(message.status, status)) return []
-              message.status = status
-              applied.add(report)
-              return status === "failed" && report._tag === "ServerAck"
-                ? [
-                    {
-                      id: message.id,
-                      status,
-                      reason: "whatsapp_error",
-                      detail: `WhatsApp refused the message (error ${report.error})`
-                    }
-                  ]
-                : [{ id: message.id, status }]
-            })
-          }
+            // the leases checked (their rows share-locked first), then the channels in id order, each
+            // before its messages, as a logout or a delete takes them (see `transitions`); a channel
+            // whose row is locked elsewhere is skipped, its messages untouched
+            const rows = yield* sql<TransitionTarget & typeof HeldRow.Encoded>`
+              WITH lease AS (${leases.holdingAll(batches.map((batch) => batch.fence))}),
+              channel AS (
+                SELECT id FROM channels WHERE id IN (SELECT channel_id FROM lease)
+                ORDER BY id FOR NO KEY UPDATE SKIP LOCKED
+              ),
+              held AS (
+                SELECT (SELECT coalesce(jsonb_agg(id), '[]') FROM channel) AS locked,
+                  (SELECT coalesce(jsonb_agg(jsonb_build_array(channel_id, generation)), '[]') FROM lease) AS leased
+              )
+              SELECT held.locked, held.leased, m.* FROM held LEFT JOIN LATERAL (
+                SELECT ${sql.unsafe(transitionColumnsOf("m"))} FROM messages m
+                  JOIN json_to_recordset(${JSON.stringify(keys)}::json) AS k(c text, w text)
+                    ON m.channel_id = k.c AND m.whatsapp_id = k.w
+                WHERE m.channel_id IN (SELECT jsonb_array_elements_text(held.locked))
+                ORDER BY m.id FOR UPDATE OF m
+              ) m ON true`.pipe(Effect.orDie)
+            const held = Schema.decodeUnknownSync(HeldRow)(rows[0])
+            const locked = new Set(held.locked)
+            const leased = new Set(held.leased.map(([channelId, generation]) => `${channelId}/${generation}`))
+            const outcomes = batches.map(({ fence }): ReportOutcome =>
+              !leased.has(`${fence.channelId}/${fence.generation}`)
+                ? "lease_lost"
+                : locked.has(fence.channelId)
+                  ? "applied"
+                  : "held_back"
+            )
+            const targets = rows.flatMap(({ locked: _, leased: __, ...target }) =>
+              target.id === null ? [] : [target as TransitionTarget]
+            )
+            // each report applied or not, in order: one that moves its message on (a late or repeated
+            // one, or one for no message of the channel, does not)
+            const current = new Map(
+              targets.map((target) => [`${target.channel_id}/${target.whatsapp_id}`, { ...target }])
+            )
+            const changes = batches.flatMap(({ fence, reports }, i): ReadonlyArray<Transition> =>
+              outcomes[i] !== "applied"
+                ? []
+                : reports.flatMap((report): ReadonlyArray<Transition> => {
+                    const message = current.get(`${fence.channelId}/${report.whatsappId}`)
+                    const status = statusOfReport(report)
+                    if (message === undefined || !advances(message.status, status)) return []
+                    message.status = status
+                    applied.add(report)
+                    return status === "failed" && report._tag === "ServerAck"
+                      ? [
+                          {
+                            id: message.id,
+                            status,
+                            reason: "whatsapp_error",
+                            detail: `WhatsApp refused the message (error ${report.error})`
+                          }
+                        ]
+                      : [{ id: message.id, status }]
+                  })
+            )
+            yield* applyTransitions(sql, events, targets, changes).pipe(Effect.orDie)
+            return outcomes
+          })
         ).pipe(
-          Effect.tap(() => {
+          Effect.tap((outcomes) => {
             const counts = new Map<string, number>()
-            for (const report of reports) {
-              const labels = `${report._tag === "ServerAck" ? "ack" : "receipt"} ${applied.has(report) ? "applied" : "ignored"}`
-              counts.set(labels, (counts.get(labels) ?? 0) + 1)
-            }
+            batches.forEach(({ reports }, i) => {
+              if (outcomes[i] !== "applied") return
+              for (const report of reports) {
+                const labels = `${report._tag === "ServerAck" ? "ack" : "receipt"} ${applied.has(report) ? "applied" : "ignored"}`
+                counts.set(labels, (counts.get(labels) ?? 0) + 1)
+              }
+            })
             return Effect.forEach(counts, ([labels, n]) => {
               const [kind, outcome] = labels.split(" ") as [string, string]
               return Metric.update(Metric.withAttributes(reportsCounted, { kind, outcome }), n)
             })
-          }),
-          Effect.map(() => reports.length)
+          })
         )
       },
 

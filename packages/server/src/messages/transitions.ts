@@ -144,6 +144,20 @@ export const applyTransitions = (
     return made
   })
 
+const transitionColumnNames = [
+  "id",
+  "customer_id",
+  "channel_id",
+  "direction",
+  "chat",
+  "whatsapp_id",
+  "status",
+  "created_at"
+] as const
+
 /** The columns `applyTransitions` needs, for a `SELECT ... FOR UPDATE`. */
-export const transitionColumns =
-  "id, customer_id, channel_id, direction, chat, whatsapp_id, status, created_at"
+export const transitionColumns = transitionColumnNames.join(", ")
+
+/** The same columns, of the table named `alias` in the query. */
+export const transitionColumnsOf = (alias: string) =>
+  transitionColumnNames.map((column) => `${alias}.${column}`).join(", ")
