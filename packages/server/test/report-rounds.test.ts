@@ -13,20 +13,24 @@ const ack = (whatsappId: string): StatusReport => ({ _tag: "ServerAck", whatsapp
  * Rounds over a stand-in for the outbox: each round is recorded (the channels and reports it got),
  * answered by `decide`, and may be made to wait on `gate` (as a transaction that takes a while).
  */
-const recordedRounds = (decide: (batch: ReportBatch, round: number) => ReportOutcome | "die") =>
+const recordedRounds = (
+  decide: (batch: ReportBatch, round: number, wait: boolean) => ReportOutcome | "die"
+) =>
   Effect.gen(function* () {
     const rounds: Array<ReadonlyArray<string>> = []
     let gate: Deferred.Deferred<void> | undefined
-    const report = yield* makeReportRounds((batches) =>
+    const waited: Array<number> = []
+    const report = yield* makeReportRounds((batches, wait) =>
       Effect.gen(function* () {
         const round = rounds.length
+        if (wait) waited.push(round)
         rounds.push(
           batches.map(
             (batch) => `${batch.fence.channelId}:${batch.reports.map((r) => r.whatsappId).join("+")}`
           )
         )
         if (gate !== undefined) yield* Deferred.await(gate)
-        const outcomes = batches.map((batch) => decide(batch, round))
+        const outcomes = batches.map((batch) => decide(batch, round, wait))
         if (outcomes.includes("die")) return yield* Effect.die(new Error("the database went away"))
         return outcomes as Array<ReportOutcome>
       })
@@ -34,6 +38,7 @@ const recordedRounds = (decide: (batch: ReportBatch, round: number) => ReportOut
     return {
       report,
       rounds,
+      waited,
       hold: Effect.sync(() => {
         gate = Deferred.makeUnsafe<void>()
       }),
@@ -131,11 +136,29 @@ describe("report rounds", () => {
         })
         // a batch handed in later goes in a round of its own making, not behind the failing one
         yield* report(fence("ch_c"), [ack("c1")])
-        expect([...rounds[0]!].sort()).toEqual(["ch_a:a1", "ch_b:b1", "ch_bad:x1"])
         const after = rounds.slice(1)
         expect(after.every((round) => round.length === 1 || !round.includes("ch_bad:x1"))).toBe(true)
         expect(after.flat()).toEqual(expect.arrayContaining(["ch_a:a1", "ch_b:b1", "ch_c:c1", "ch_bad:x1"]))
         expect(bad.pollUnsafe(), "the failing batch's caller still waits").toBeUndefined()
+      }).pipe(Effect.scoped)
+  )
+  it.live(
+    "a batch held back round after round goes alone, waiting for its channel's row, instead of starving",
+    () =>
+      Effect.gen(function* () {
+        // the channel's row is always locked by others when a round looks without waiting
+        const { report, rounds, waited } = yield* recordedRounds((batch, _, wait) =>
+          batch.fence.channelId === "ch_busy" && !wait ? "held_back" : "applied"
+        )
+        yield* Effect.all([report(fence("ch_busy"), [ack("b1")]), report(fence("ch_other"), [ack("o1")])], {
+          concurrency: "unbounded"
+        })
+        expect(waited).toHaveLength(1)
+        expect(rounds[waited[0]!]).toEqual(["ch_busy:b1"])
+        // held back each round before it waited
+        expect(
+          rounds.slice(0, waited[0]!).filter((round) => round.includes("ch_busy:b1")).length
+        ).toBeGreaterThanOrEqual(16)
       }).pipe(Effect.scoped)
   )
 })

@@ -46,8 +46,8 @@ export interface Presence {
   /** The second key of the lock, recorded with the node's lease when it joins. */
   readonly key: number
   /**
-   * One statement on the session, which fails once the session has ended (or does not answer within a
-   * lease statement's time): from then on the others may cut the node's lease short. With `judge`, cuts short
+   * One statement on the session: once it succeeds, the lock was held when it was sent (see
+   * `presenceVouches`); it fails once the session has ended, or times out. With `judge`, cuts short
    * the lease of every other node whose presence lock nobody holds (the others hear of it at once).
    */
   readonly check: (judge: boolean) => Effect.Effect<void, SqlError.SqlError | Cause.TimeoutError>
@@ -66,19 +66,29 @@ export const presenceCheckEvery = (ttl: Duration.Duration) =>
   Duration.millis(Math.max(50, Math.min(250, Math.floor(Duration.toMillis(ttl) / 20))))
 
 /**
+ * How long after a presence check was sent, one that succeeded, a node keeps its channels without
+ * another: a check's period and time, and half a grace. Past it, its session may have ended unseen
+ * (a check on a socket gone silent fails only seconds after its time), and every actor stops.
+ */
+export const presenceVouches = (ttl: Duration.Duration) =>
+  Duration.millis(
+    Duration.toMillis(presenceCheckEvery(ttl)) +
+      Duration.toMillis(leaseStatementTimeout(ttl)) +
+      Duration.toMillis(leaseGrace(ttl)) / 2
+  )
+
+/**
  * How far ahead of the moment it is judged a node's lease is cut (the others wait the grace on top):
- * long enough for a node whose session ended without its noticing to find out at its next check
- * (or when that check times out) and close every socket half a grace later, with room to spare
- * (`presenceCloseAllowance`: its watchdog's period and the sockets' close).
+ * so that the others claim only once what the node's last good check vouched for has run out, and
+ * its sockets are closed (`presenceCloseAllowance`: its watchdog's period and the sockets' close).
  */
 export const presenceCutDelay = (ttl: Duration.Duration) =>
   Duration.millis(
     Math.max(
       0,
-      Duration.toMillis(presenceCheckEvery(ttl)) +
-        Duration.toMillis(leaseStatementTimeout(ttl)) +
+      Duration.toMillis(presenceVouches(ttl)) +
         Duration.toMillis(presenceCloseAllowance(ttl)) -
-        Duration.toMillis(leaseGrace(ttl)) / 2
+        Duration.toMillis(leaseGrace(ttl))
     )
   )
 
@@ -95,9 +105,10 @@ export class LeaseLost extends Data.TaggedError("LeaseLost")<{ readonly channelI
  * A member also holds a presence lock on a database session of its own, which it checks every
  * `presenceCheckEvery`. When its process dies the server ends that session and the lock goes with it:
  * the others, checking theirs, cut the dead node's lease short (to `presenceCutDelay` from then, not
- * when it would have run out) and take its channels once the grace has passed too. A live node whose
- * session ended finds out at its next check: it takes its lock back and renews within half a grace,
- * or stops every channel, as if its lease had lapsed.
+ * when it would have run out) and take its channels once the grace has passed too. A live node keeps
+ * its channels only while a good check vouches for its session (`presenceVouches`); one whose check
+ * failed takes its lock back and renews within half a grace, or stops every channel, as if its lease
+ * had lapsed.
  */
 export class Leases extends Context.Service<
   Leases,
@@ -116,7 +127,10 @@ export class Leases extends Context.Service<
     ) => Effect.Effect<Presence, SqlError.SqlError | Cause.TimeoutError, Scope.Scope>
     /** Starts this node's lease afresh, under the presence lock of key `presenceKey` (at start, or after it lapsed). */
     readonly join: (presenceKey: number) => Effect.Effect<void>
-    /** Extends this node's lease; false when it had already lapsed or was cut short (every channel it held is lost). */
+    /**
+     * Extends this node's lease; false when it had already lapsed (every channel it held is lost). A
+     * lease cut short renews until the moment it was cut to: the claims that would follow check the row.
+     */
     readonly renew: Effect.Effect<boolean>
     /**
      * Up to `limit` channels that should run and that this node may take (free, its own, or held by
@@ -211,18 +225,18 @@ export const layerLeases = Layer.effect(
           const presenceKey = key
           // the judge takes each key's lock for its own transaction: a node taking its lock back this
           // moment does so after the judgement, not in the middle of it, and a node whose lock is held is
-          // not judged. A row being written (a renewal) is skipped, not waited for: judged at the next check
+          // not judged (nor its row locked: a check with nobody to judge writes nothing). A row being
+          // written (a renewal) is skipped, not waited for: judged at the next check
           const judged = `
             WITH candidate AS (
               SELECT node_id FROM gateway_nodes
-              WHERE node_id <> $1 AND presence IS NOT NULL AND expires_at > clock_timestamp() + $3::interval
+              WHERE CASE WHEN node_id <> $1 AND presence IS NOT NULL
+                  AND expires_at > clock_timestamp() + $3::interval
+                THEN pg_try_advisory_xact_lock($2, presence) ELSE false END
               FOR UPDATE SKIP LOCKED
             ), ended AS (
               UPDATE gateway_nodes n SET expires_at = clock_timestamp() + $3::interval
-              FROM candidate c
-              WHERE n.node_id = c.node_id
-                AND CASE WHEN n.node_id <> $1 AND n.presence IS NOT NULL
-                  THEN pg_try_advisory_xact_lock($2, n.presence) ELSE false END
+              FROM candidate c WHERE n.node_id = c.node_id
               RETURNING n.node_id
             )
             SELECT count(*) AS n FROM (SELECT pg_notify($4, 'ended') FROM ended) told`
@@ -335,10 +349,15 @@ export const layerLeases = Layer.effect(
           : bounded(
               Effect.flatMap(
                 leaseSql`
-                  UPDATE channel_leases SET owner = NULL
-                  WHERE owner = ${nodeId}
-                    AND channel_id IN (SELECT jsonb_array_elements_text(${json(channelIds)}::jsonb))
-                  RETURNING channel_id`,
+                  WITH mine AS (
+                    SELECT channel_id FROM channel_leases
+                    WHERE owner = ${nodeId}
+                      AND channel_id IN (SELECT jsonb_array_elements_text(${json(channelIds)}::jsonb))
+                    ORDER BY channel_id FOR UPDATE
+                  )
+                  UPDATE channel_leases l SET owner = NULL FROM mine
+                  WHERE l.channel_id = mine.channel_id
+                  RETURNING l.channel_id`,
                 released
               )
             ),
@@ -346,10 +365,15 @@ export const layerLeases = Layer.effect(
         bounded(
           Effect.flatMap(
             leaseSql`
-              UPDATE channel_leases SET owner = NULL
-              WHERE owner = ${nodeId}
-                AND channel_id NOT IN (SELECT jsonb_array_elements_text(${json(running)}::jsonb))
-              RETURNING channel_id`,
+              WITH mine AS (
+                SELECT channel_id FROM channel_leases
+                WHERE owner = ${nodeId}
+                  AND channel_id NOT IN (SELECT jsonb_array_elements_text(${json(running)}::jsonb))
+                ORDER BY channel_id FOR UPDATE
+              )
+              UPDATE channel_leases l SET owner = NULL FROM mine
+              WHERE l.channel_id = mine.channel_id
+              RETURNING l.channel_id`,
             released
           )
         ),
@@ -375,6 +399,8 @@ export const layerLeases = Layer.effect(
           JOIN json_to_recordset(${json(fences.map((fence) => ({ c: fence.channelId, g: fence.generation })))}::json)
             AS f(c text, g bigint) ON f.c = l.channel_id AND f.g = l.generation
         WHERE l.owner = ${nodeId} AND n.expires_at > now()
+        -- in the order a release takes them (the other order could deadlock with it)
+        ORDER BY l.channel_id
         FOR SHARE OF l`,
       liveNodes: bounded(
         Effect.map(

@@ -26,7 +26,14 @@ import type { AuthStates } from "./loginStore.ts"
 import type { ChannelMessaging } from "./messaging.ts"
 import type { WhatsAppTransport } from "./transport.ts"
 import { Disconnected, runChannel, type StopCell, type StopIntent } from "./actor.ts"
-import { type Fence, Leases, presenceCheckEvery, presenceCloseAllowance, watchdogEvery } from "./leases.ts"
+import {
+  type Fence,
+  Leases,
+  presenceCheckEvery,
+  presenceCloseAllowance,
+  presenceVouches,
+  watchdogEvery
+} from "./leases.ts"
 import { Change, ChannelLifecycle } from "./lifecycle.ts"
 import { channelsChangedChannel } from "./rows.ts"
 import { isRunning, runningStatuses } from "./status.ts"
@@ -263,6 +270,14 @@ export const layerSupervisor = Layer.effect(
     const oneAtATime = yield* Semaphore.make(1)
     /** Past this (monotonic ms), the node's lease may have lapsed: every actor stops, even without the database. */
     let deadline = 0
+    /** Past this (monotonic ms), no good check vouches for the node's presence session: every actor stops too. */
+    let vouchedUntil = 0
+    const vouches = Duration.toMillis(presenceVouches(leases.ttl))
+    /** Whether the node may still hold its channels, by its lease and its presence. */
+    const inTime = () => {
+      const now = monotonicMillis()
+      return now < deadline && now < vouchedUntil
+    }
     /** Channels this node may own without running them (actors dropped without the database): handed back by the reconciler. */
     let unrunOwned = true
     /** The presence lock this node joined under. */
@@ -294,7 +309,7 @@ export const layerSupervisor = Layer.effect(
           epoch,
           cell: {
             stopping: null,
-            holdsLease: () => held.get(fence.channelId) === entry && monotonicMillis() < deadline,
+            holdsLease: () => held.get(fence.channelId) === entry && inTime(),
             lastPairingRound: false
           },
           retryAt: 0,
@@ -337,7 +352,14 @@ export const layerSupervisor = Layer.effect(
           concurrency: 64
         })
         for (const id of channelIds) held.delete(id)
-        yield* leases.release(channelIds)
+        // not handed back (the database slow or gone): the reconciler hands back what runs nowhere
+        yield* leases.release(channelIds).pipe(
+          Effect.onError(() =>
+            Effect.sync(() => {
+              unrunOwned = true
+            })
+          )
+        )
       })
 
     /** Drops actors without touching the database: their leases are, or may be, someone else's. */
@@ -364,9 +386,9 @@ export const layerSupervisor = Layer.effect(
 
     /** No I/O: once the node's lease could lapse before it is renewed, every actor closes its socket. */
     const watchdog = Effect.suspend(() =>
-      monotonicMillis() < deadline
+      inTime()
         ? Effect.void
-        : abandon([...held.keys()], "the node's lease could not be renewed in time")
+        : abandon([...held.keys()], "the node's lease or its presence could not be renewed in time")
     )
 
     /** Once every socket being closed here is closed (or a lease's life has passed). */
@@ -383,16 +405,26 @@ export const layerSupervisor = Layer.effect(
       const scope = yield* Scope.fork(memberships)
       return yield* Effect.gen(function* () {
         const previous = presenceKey
+        const openedAt = monotonicMillis()
         const presence = yield* leases.presence(previous)
+        vouchedUntil = openedAt + vouches
         const sentAt = monotonicMillis()
         if (presence.key === previous && (yield* leases.renew)) {
           deadline = sentAt + ttlMillis - margin
         } else {
-          if (previous !== undefined) {
-            yield* abandon([...held.keys()], "the node's database session ended")
-            yield* closed
-          }
-          yield* join(presence.key)
+          // under the reconciler's permit: a claim it is making now cannot outlive the join
+          yield* Semaphore.withPermits(
+            oneAtATime,
+            1
+          )(
+            Effect.gen(function* () {
+              if (previous !== undefined) {
+                yield* abandon([...held.keys()], "the node's database session ended")
+                yield* closed
+              }
+              yield* join(presence.key)
+            })
+          )
         }
         present = true
         presentSince = monotonicMillis()
@@ -407,13 +439,15 @@ export const layerSupervisor = Layer.effect(
       Effect.tapCause((cause) => Effect.logWarning("joining the channel leases failed; retrying", cause)),
       Effect.sandbox,
       Effect.retry({ schedule: Schedule.spaced(Duration.millis(tick)), times: joinAttempts - 1 }),
-      Effect.catch(Effect.failCause)
+      Effect.catch(Effect.failCause),
+      Effect.provideService(Clock.Clock, realClock)
     )
     let membership = firstMembership
 
     /** One statement, however many channels run here; none while the node's session is gone. */
     const heartbeat = Effect.gen(function* () {
       if (!present) return
+      const current = membership
       // the deadline counts from before the renewal is sent: the lease lasts at least that long
       const sentAt = monotonicMillis()
       if (yield* leases.renew) {
@@ -425,7 +459,7 @@ export const layerSupervisor = Layer.effect(
         // session of its own again
         yield* abandon([...held.keys()], "the node's lease lapsed")
         yield* closed
-        if (present) yield* Deferred.succeed(membership.lapsed, undefined)
+        yield* Deferred.succeed(current.lapsed, undefined)
       }
       yield* Metric.update(actorsHere, held.size)
     }).pipe(
@@ -479,8 +513,8 @@ export const layerSupervisor = Layer.effect(
 
       if (unrunOwned && closing.size === 0) {
         // dropped without the database while the node's lease lived on: nobody runs them, nobody may take them
-        unrunOwned = false
         yield* leases.releaseAllBut([...held.keys()])
+        unrunOwned = false
       }
 
       const totals = yield* sql<{ status: ChannelStatus; n: number }>`
@@ -550,9 +584,15 @@ export const layerSupervisor = Layer.effect(
     // the grace). When a check fails, the others may cut this node's lease short: unless the same lock
     // is back and the lease renewed within half a grace, every actor here stops
     const checkEvery = presenceCheckEvery(leases.ttl)
-    const checked = Effect.suspend(() =>
-      membership.presence.check(monotonicMillis() - presentSince >= graceMillis)
-    ).pipe(Effect.andThen(Effect.sleep(checkEvery)), Effect.forever)
+    const checked = Effect.suspend(() => {
+      const current = membership
+      const sentAt = monotonicMillis()
+      return Effect.tap(current.presence.check(sentAt - presentSince >= graceMillis), () =>
+        Effect.sync(() => {
+          if (membership === current) vouchedUntil = Math.max(vouchedUntil, sentAt + vouches)
+        })
+      )
+    }).pipe(Effect.andThen(Effect.sleep(checkEvery)), Effect.forever)
     let quietUntil = 0
     /** At most one warning a second while the database cannot be reached. */
     const warn = (message: string, cause: Cause.Cause<unknown>) =>
@@ -579,7 +619,7 @@ export const layerSupervisor = Layer.effect(
           )
           yield* Queue.offer(wake, undefined)
         }).pipe(Effect.catchCause((cause) => warn("the node's membership failed; trying again", cause)))
-      ),
+      ).pipe(Effect.provideService(Clock.Clock, realClock)),
       memberships
     )
     // woken, it lets the rest of a burst of notifications arrive first: one reconcile for all of them

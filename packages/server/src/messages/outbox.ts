@@ -91,10 +91,13 @@ export class Outbox extends Context.Service<
     readonly fail: (fence: Fence, failures: ReadonlyArray<Transition>) => Effect.Effect<void, LeaseLost>
     /**
      * Applies what connections reported, several channels' batches in one transaction; says what
-     * became of each batch. A channel whose row is locked elsewhere is not waited for: its batch is
-     * held back, for the caller to hand in again.
+     * became of each batch. A channel whose row is locked elsewhere is not waited for (unless `wait`,
+     * for up to a second): its batch is held back, for the caller to hand in again.
      */
-    readonly reportAll: (batches: ReadonlyArray<ReportBatch>) => Effect.Effect<ReadonlyArray<ReportOutcome>>
+    readonly reportAll: (
+      batches: ReadonlyArray<ReportBatch>,
+      wait?: boolean
+    ) => Effect.Effect<ReadonlyArray<ReportOutcome>>
     /** A sent message's stored WhatsApp content, for the recipient's retry receipts; not fenced. */
     readonly sentContent: (channelId: ChannelId, whatsappId: string) => Effect.Effect<Uint8Array | undefined>
     /** Read receipts asked for and not yet sent. */
@@ -366,7 +369,7 @@ export const layerOutbox = Layer.effect(
               )
             ),
 
-      reportAll: (batches) => {
+      reportAll: (batches, wait = false) => {
         if (batches.length === 0) return Effect.succeed([])
         const applied = new Set<StatusReport>()
         const keys = [
@@ -385,6 +388,7 @@ export const layerOutbox = Layer.effect(
         return inTransaction(
           Effect.gen(function* () {
             applied.clear()
+            if (wait) yield* sql`SET LOCAL lock_timeout = '1s'`.pipe(Effect.orDie)
             // the leases checked (their rows share-locked first), then the channels in id order, each
             // before its messages, as a logout or a delete takes them (see `transitions`); a channel
             // whose row is locked elsewhere is skipped, its messages untouched
@@ -392,7 +396,7 @@ export const layerOutbox = Layer.effect(
               WITH lease AS (${leases.holdingAll(batches.map((batch) => batch.fence))}),
               channel AS (
                 SELECT id FROM channels WHERE id IN (SELECT channel_id FROM lease)
-                ORDER BY id FOR NO KEY UPDATE SKIP LOCKED
+                ORDER BY id FOR NO KEY UPDATE ${wait ? sql`` : sql`SKIP LOCKED`}
               ),
               held AS (
                 SELECT (SELECT coalesce(jsonb_agg(id), '[]') FROM channel) AS locked,

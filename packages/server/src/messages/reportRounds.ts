@@ -9,6 +9,12 @@ const reportsPerRound = 2_000
 /** How long a round waits before trying again channels whose rows were locked elsewhere. */
 const heldBackMillis = 10
 
+/**
+ * Rounds in a row a batch may be held back (a tenth of a second or so) before it goes alone and waits
+ * for its channel's row: others locking it often (sends, inbound messages) must not starve its reports.
+ */
+const heldBackBeforeWaiting = 16
+
 /** How long after a failed round its batches are tried again, each in a round of its own. */
 const afterFailureMillis = 1_000
 
@@ -17,6 +23,8 @@ interface HandedIn {
   readonly done: Deferred.Deferred<void, LeaseLost>
   /** Rounds with it that failed: once one has, it goes alone, so that one bad batch holds back no other. */
   failures: number
+  /** Rounds in a row that held it back (its channel's row locked elsewhere). */
+  heldBack: number
   /** Not tried again before (monotonic ms). */
   notBefore: number
 }
@@ -27,11 +35,14 @@ interface HandedIn {
  * connection instead would keep as many going at once as channels report, each re-checking a lease
  * and locking a row for a few reports. A channel's batch is applied, or refused (its lease is lost), or
  * held back to a later round while its channel's row is locked elsewhere: that channel waits, not
- * the others. A round that fails (the database gone) is tried again a second later, each of its
+ * the others (until it has waited many rounds: then it waits for the row, alone). A round that fails (the database gone) is tried again a second later, each of its
  * batches alone. Runs until the scope closes.
  */
 export const makeReportRounds = (
-  applyAll: (batches: ReadonlyArray<ReportBatch>) => Effect.Effect<ReadonlyArray<ReportOutcome>>
+  applyAll: (
+    batches: ReadonlyArray<ReportBatch>,
+    wait: boolean
+  ) => Effect.Effect<ReadonlyArray<ReportOutcome>>
 ): Effect.Effect<
   (fence: Fence, reports: ReadonlyArray<StatusReport>) => Effect.Effect<void, LeaseLost>,
   never,
@@ -44,46 +55,51 @@ export const makeReportRounds = (
 
     let quietUntil = 0
     const round = Effect.gen(function* () {
+      waiting = [
+        ...waiting,
+        ...(waiting.length === 0 ? yield* Queue.takeAll(handedIn) : yield* Queue.clear(handedIn))
+      ]
       const now = performance.now()
-      const ready = waiting.filter((entry) => entry.notBefore <= now)
-      const fresh =
-        waiting.length === 0
-          ? yield* Queue.takeAll(handedIn)
-          : ready.length > 0
-            ? yield* Queue.clear(handedIn)
-            : // only batches waiting to be tried again: until the first may be, or something new comes
-              yield* Effect.raceFirst(
-                Queue.takeAll(handedIn),
-                Effect.as(
-                  Effect.sleep(Duration.millis(Math.min(...waiting.map((entry) => entry.notBefore)) - now)),
-                  []
-                )
-              )
-      const all = [...waiting, ...fresh]
-      // one batch of a channel a round (a later one keeps its place behind it), as many as fit; one
-      // that failed before goes alone
+      // a channel's first batch only (a later one keeps its place behind it), once it may be tried, as
+      // many as fit; one that failed before goes alone, and one held back many times in a row goes
+      // alone and waits for its channel's row
       const taken: Array<HandedIn> = []
+      const later: Array<HandedIn> = []
       const channels = new Set<string>()
       let size = 0
       let alone = false
-      waiting = []
-      for (const entry of all) {
+      let nextTry = Number.POSITIVE_INFINITY
+      for (const entry of waiting) {
         const { channelId } = entry.batch.fence
+        const first = !channels.has(channelId)
+        channels.add(channelId)
+        if (first && entry.notBefore > now) nextTry = Math.min(nextTry, entry.notBefore)
+        const solo = entry.failures > 0 || entry.heldBack >= heldBackBeforeWaiting
         const fits =
-          taken.length === 0 ||
-          (!alone && entry.failures === 0 && size + entry.batch.reports.length <= reportsPerRound)
-        if (channels.has(channelId) || entry.notBefore > now || !fits) {
-          channels.add(channelId)
-          waiting.push(entry)
+          taken.length === 0 || (!alone && !solo && size + entry.batch.reports.length <= reportsPerRound)
+        if (!first || entry.notBefore > now || !fits) {
+          later.push(entry)
           continue
         }
-        channels.add(channelId)
         size += entry.batch.reports.length
-        alone = entry.failures > 0
+        alone = solo
         taken.push(entry)
       }
-      if (taken.length === 0) return
-      const outcomes = yield* applyAll(taken.map((entry) => entry.batch)).pipe(
+      waiting = later
+      if (taken.length === 0) {
+        // every channel's first batch waits to be tried again: until the first may be, or something new comes
+        const more = yield* Effect.raceFirst(
+          Queue.takeAll(handedIn),
+          Effect.as(Effect.sleep(Duration.millis(nextTry - now)), [])
+        )
+        waiting.push(...more)
+        return
+      }
+      const wait = taken.length === 1 && taken[0]!.heldBack >= heldBackBeforeWaiting
+      const outcomes = yield* applyAll(
+        taken.map((entry) => entry.batch),
+        wait
+      ).pipe(
         Effect.tapCause((cause) =>
           Effect.suspend(() => {
             for (const entry of taken) {
@@ -110,6 +126,7 @@ export const makeReportRounds = (
             Effect.fail(new LeaseLost({ channelId: entry.batch.fence.channelId }))
           )
         } else {
+          entry.heldBack++
           entry.notBefore = performance.now() + heldBackMillis
           heldBack.push(entry)
         }
@@ -117,12 +134,28 @@ export const makeReportRounds = (
       waiting = [...heldBack, ...waiting]
     })
 
-    yield* Effect.forkScoped(Effect.forever(round))
+    yield* Effect.forkScoped(
+      Effect.forever(
+        round.pipe(
+          Effect.catchCause((cause) =>
+            Effect.logError("the rounds of acks and receipts failed; going on", cause).pipe(
+              Effect.andThen(Effect.sleep(Duration.millis(afterFailureMillis)))
+            )
+          )
+        )
+      )
+    )
 
     return (fence, reports) =>
       Effect.suspend(() => {
         const done = Deferred.makeUnsafe<void, LeaseLost>()
-        Queue.offerUnsafe(handedIn, { batch: { fence, reports }, done, failures: 0, notBefore: 0 })
+        Queue.offerUnsafe(handedIn, {
+          batch: { fence, reports },
+          done,
+          failures: 0,
+          heldBack: 0,
+          notBefore: 0
+        })
         return Deferred.await(done)
       })
   })
