@@ -19,6 +19,8 @@ const phones = ["447700900201", "447700900202", "447700900203", "447700900204"]
  * A TCP proxy in front of PostgreSQL that can stop forwarding, as a network that hangs does: the
  * connections stay open and nothing moves either way until it thaws. Or it can drop every connection
  * and refuse new ones (both ends see them close, as when a process's host is cut off) until restored.
+ * Or it can sever them: the server's end closes, the client's stays open and hears nothing (a firewall
+ * that forgot the connection), and new ones hang, until restored.
  */
 const freezableProxy = (target: URL) =>
   Effect.acquireRelease(
@@ -29,12 +31,23 @@ const freezableProxy = (target: URL) =>
           freeze: () => void
           thaw: () => void
           drop: () => void
+          sever: () => void
           restore: () => void
           close: () => void
         }>((resolve) => {
           const pairs = new Set<readonly [net.Socket, net.Socket]>()
           let frozen = false
           let refusing = false
+          let severing = false
+          /** Client ends left open and unanswered. */
+          const silenced = new Set<net.Socket>()
+          const silence = (client: net.Socket) => {
+            client
+              .removeAllListeners("close")
+              .removeAllListeners("error")
+              .on("error", () => undefined)
+            silenced.add(client.pause())
+          }
           const destroy = ([client, upstream]: readonly [net.Socket, net.Socket]) => {
             client.destroy()
             upstream.destroy()
@@ -51,6 +64,7 @@ const freezableProxy = (target: URL) =>
           }
           const server = net.createServer((client) => {
             if (refusing) return void client.destroy()
+            if (severing) return void silence(client)
             const upstream = net.connect(Number(target.port || 5432), target.hostname)
             const pair = [client, upstream] as const
             pairs.add(pair)
@@ -82,11 +96,30 @@ const freezableProxy = (target: URL) =>
                 refusing = true
                 pairs.forEach(destroy)
               },
+              sever: () => {
+                severing = true
+                for (const pair of pairs) {
+                  const [client, upstream] = pair
+                  pairs.delete(pair)
+                  client.unpipe(upstream)
+                  upstream.unpipe(client)
+                  silence(client)
+                  upstream
+                    .removeAllListeners("close")
+                    .removeAllListeners("error")
+                    .on("error", () => undefined)
+                  upstream.destroy()
+                }
+              },
               restore: () => {
                 refusing = false
+                severing = false
+                for (const client of silenced) client.destroy()
+                silenced.clear()
               },
               close: () => {
                 pairs.forEach(destroy)
+                for (const client of silenced) client.destroy()
                 server.close()
               }
             })
@@ -395,6 +428,37 @@ describe("one WhatsApp socket per phone number, whatever the processes and the d
             rows.some((row) => row.owner === "node-a" && row.expires_at > Date.now())
           ),
           { attempts: 600, everyMillis: 50 }
+        )
+        yield* settled(sim, client, channels, "every phone connected once, shared again")
+        expect(sim.overlaps()).toEqual([])
+      }).pipe(Effect.scoped),
+    180_000
+  )
+  it.live(
+    "a process whose presence session the server closed while its own end hears nothing closes its sockets before the other may take its channels",
+    () =>
+      Effect.gen(function* () {
+        const { sim, proxy, client, channels, leases } = yield* twoGateways({ proxied: "node-a" })
+        expect((yield* leases).some((lease) => lease.owner === "node-a")).toBe(true)
+        // node-a's checks and renewals go unanswered; the server sees its sessions end at once
+        proxy.sever()
+        yield* waitUntil(
+          "node-b holds every channel",
+          Effect.map(
+            leases,
+            (rows) => rows.length === channels.length && rows.every((row) => row.owner === "node-b")
+          ),
+          { attempts: 600, everyMillis: 25 }
+        )
+        yield* settled(sim, client, channels, "every phone connected once, through node-b")
+        expect(sim.overlaps(), "node-a's sockets closed before node-b's opened").toEqual([])
+        proxy.restore()
+        yield* waitUntil(
+          "node-a, back, takes its share again",
+          Effect.map(leases, (rows) =>
+            rows.some((row) => row.owner === "node-a" && row.expires_at > Date.now())
+          ),
+          { attempts: 1200, everyMillis: 50 }
         )
         yield* settled(sim, client, channels, "every phone connected once, shared again")
         expect(sim.overlaps()).toEqual([])
