@@ -403,66 +403,49 @@ describe("one WhatsApp socket per phone number, whatever the processes and the d
     180_000
   )
 
+  /**
+   * node-a's connections to the database cut by `fault`: node-b takes every channel with never two
+   * sockets of one number; once node-a reaches the database again, it takes its share back.
+   */
+  const cutOffAndBack = (fault: "drop" | "sever") =>
+    Effect.gen(function* () {
+      const { sim, proxy, client, channels, leases } = yield* twoGateways({ proxied: "node-a" })
+      expect((yield* leases).some((lease) => lease.owner === "node-a")).toBe(true)
+      proxy[fault]()
+      yield* waitUntil(
+        "node-b holds every channel",
+        Effect.map(
+          leases,
+          (rows) => rows.length === channels.length && rows.every((row) => row.owner === "node-b")
+        ),
+        { attempts: 600, everyMillis: 25 }
+      )
+      yield* settled(sim, client, channels, "every phone connected once, through node-b")
+      expect(sim.overlaps(), "node-a's sockets closed before node-b's opened").toEqual([])
+      proxy.restore()
+      yield* waitUntil(
+        "node-a, back, takes its share again",
+        Effect.map(leases, (rows) =>
+          rows.some((row) => row.owner === "node-a" && row.expires_at > Date.now())
+        ),
+        { attempts: 1200, everyMillis: 50 }
+      )
+      yield* settled(sim, client, channels, "every phone connected once, shared again")
+      expect(sim.overlaps()).toEqual([])
+    }).pipe(Effect.scoped)
+
+  // the server sees node-a's sessions end (its presence lock goes) and so does node-a
   it.live(
     "a process whose database connections all drop closes its sockets before the other may take its channels, and takes its share back once it reaches the database again",
-    () =>
-      Effect.gen(function* () {
-        const { sim, proxy, client, channels, leases } = yield* twoGateways({ proxied: "node-a" })
-        expect((yield* leases).some((lease) => lease.owner === "node-a")).toBe(true)
-        // the server sees node-a's sessions end (its presence lock goes) and so does node-a
-        proxy.drop()
-        yield* waitUntil(
-          "node-b holds every channel",
-          Effect.map(
-            leases,
-            (rows) => rows.length === channels.length && rows.every((row) => row.owner === "node-b")
-          ),
-          { attempts: 600, everyMillis: 25 }
-        )
-        yield* settled(sim, client, channels, "every phone connected once, through node-b")
-        expect(sim.overlaps(), "node-a's sockets closed before node-b's opened").toEqual([])
-        proxy.restore()
-        yield* waitUntil(
-          "node-a, back, takes its share again",
-          Effect.map(leases, (rows) =>
-            rows.some((row) => row.owner === "node-a" && row.expires_at > Date.now())
-          ),
-          { attempts: 600, everyMillis: 50 }
-        )
-        yield* settled(sim, client, channels, "every phone connected once, shared again")
-        expect(sim.overlaps()).toEqual([])
-      }).pipe(Effect.scoped),
+    () => cutOffAndBack("drop"),
     180_000
   )
+
+  // node-a's checks and renewals go unanswered (a check on such a socket fails seconds late); the
+  // server sees its sessions end at once
   it.live(
     "a process whose presence session the server closed while its own end hears nothing closes its sockets before the other may take its channels",
-    () =>
-      Effect.gen(function* () {
-        const { sim, proxy, client, channels, leases } = yield* twoGateways({ proxied: "node-a" })
-        expect((yield* leases).some((lease) => lease.owner === "node-a")).toBe(true)
-        // node-a's checks and renewals go unanswered; the server sees its sessions end at once
-        proxy.sever()
-        yield* waitUntil(
-          "node-b holds every channel",
-          Effect.map(
-            leases,
-            (rows) => rows.length === channels.length && rows.every((row) => row.owner === "node-b")
-          ),
-          { attempts: 600, everyMillis: 25 }
-        )
-        yield* settled(sim, client, channels, "every phone connected once, through node-b")
-        expect(sim.overlaps(), "node-a's sockets closed before node-b's opened").toEqual([])
-        proxy.restore()
-        yield* waitUntil(
-          "node-a, back, takes its share again",
-          Effect.map(leases, (rows) =>
-            rows.some((row) => row.owner === "node-a" && row.expires_at > Date.now())
-          ),
-          { attempts: 1200, everyMillis: 50 }
-        )
-        yield* settled(sim, client, channels, "every phone connected once, shared again")
-        expect(sim.overlaps()).toEqual([])
-      }).pipe(Effect.scoped),
+    () => cutOffAndBack("sever"),
     180_000
   )
 })
