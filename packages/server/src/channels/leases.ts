@@ -198,6 +198,26 @@ export const layerLeases = Layer.effect(
         ? Effect.void
         : Effect.asVoid(leaseSql`SELECT pg_notify(${channelsChangedChannel}, 'released')`)
 
+    /**
+     * Hands back this node's leases of the channels `which` picks. A released lease keeps its generation,
+     * so the next owner's is higher; its rows are locked in channel order, as every statement that
+     * locks several takes them.
+     */
+    const releaseOwned = (which: Statement.Fragment) =>
+      bounded(
+        Effect.flatMap(
+          leaseSql`
+            WITH mine AS (
+              SELECT channel_id FROM channel_leases WHERE owner = ${nodeId} AND ${which}
+              ORDER BY channel_id FOR UPDATE
+            )
+            UPDATE channel_leases l SET owner = NULL FROM mine
+            WHERE l.channel_id = mine.channel_id
+            RETURNING l.channel_id`,
+          released
+        )
+      )
+
     return Leases.of({
       nodeId,
       ttl: config.leaseTtl,
@@ -342,41 +362,14 @@ export const layerLeases = Layer.effect(
                 }))
               )
             ),
-      // a released lease keeps its generation, so the next owner's is higher
       release: (channelIds) =>
         channelIds.length === 0
           ? Effect.void
-          : bounded(
-              Effect.flatMap(
-                leaseSql`
-                  WITH mine AS (
-                    SELECT channel_id FROM channel_leases
-                    WHERE owner = ${nodeId}
-                      AND channel_id IN (SELECT jsonb_array_elements_text(${json(channelIds)}::jsonb))
-                    ORDER BY channel_id FOR UPDATE
-                  )
-                  UPDATE channel_leases l SET owner = NULL FROM mine
-                  WHERE l.channel_id = mine.channel_id
-                  RETURNING l.channel_id`,
-                released
-              )
+          : releaseOwned(
+              leaseSql`channel_id IN (SELECT jsonb_array_elements_text(${json(channelIds)}::jsonb))`
             ),
       releaseAllBut: (running) =>
-        bounded(
-          Effect.flatMap(
-            leaseSql`
-              WITH mine AS (
-                SELECT channel_id FROM channel_leases
-                WHERE owner = ${nodeId}
-                  AND channel_id NOT IN (SELECT jsonb_array_elements_text(${json(running)}::jsonb))
-                ORDER BY channel_id FOR UPDATE
-              )
-              UPDATE channel_leases l SET owner = NULL FROM mine
-              WHERE l.channel_id = mine.channel_id
-              RETURNING l.channel_id`,
-            released
-          )
-        ),
+        releaseOwned(leaseSql`channel_id NOT IN (SELECT jsonb_array_elements_text(${json(running)}::jsonb))`),
       // the lease row is locked, not the node's: a takeover waits for the write, renewals do not
       check: (fence) =>
         Effect.flatMap(
