@@ -11,18 +11,45 @@ export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresErr
   readonly cause?: unknown
 }> {}
 
-export const freePort = Effect.callback<number, EmbeddedPostgresError>((resume) => {
-  const server = net.createServer()
-  server.unref()
-  server.on("error", (cause) =>
-    resume(Effect.fail(new EmbeddedPostgresError({ message: "no free port", cause })))
-  )
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
+/** The lowest port the kernel hands out to outgoing connections (Linux's default when unknown). */
+const ephemeralFloor = () => {
+  try {
+    const low = Number(
+      fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]
+    )
+    return Number.isInteger(low) && low > 2048 ? low : 32768
+  } catch {
+    return 32768
+  }
+}
+
+/** Listens on host:port for a moment: the port, when nothing else holds it. */
+const tryPort = (port: number) =>
+  Effect.callback<number, NodeJS.ErrnoException>((resume) => {
+    const server = net.createServer()
+    server.unref()
+    server.once("error", (cause: NodeJS.ErrnoException) => resume(Effect.fail(cause)))
+    server.listen({ host: "127.0.0.1", port, exclusive: true }, () => {
+      const address = server.address()
+      const bound = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resume(Effect.succeed(bound)))
+    })
   })
-})
+
+/**
+ * A port free on 127.0.0.1, for a listener started a moment later. It is taken at random from below
+ * the kernel's range for outgoing connections: a port from that range (what listening on port 0
+ * gives) can be taken in between by any connection this machine opens, and the listener then fails
+ * with EADDRINUSE. Falls back to port 0 when 64 picks are all in use.
+ */
+export const freePort = Effect.suspend(() => {
+  const floor = ephemeralFloor()
+  const low = Math.max(1024, floor - 16384)
+  const pick = () => tryPort(low + crypto.randomInt(floor - low))
+  const attempt = (left: number): Effect.Effect<number, NodeJS.ErrnoException> =>
+    left === 0 ? tryPort(0) : Effect.catch(pick(), () => attempt(left - 1))
+  return attempt(64)
+}).pipe(Effect.mapError((cause) => new EmbeddedPostgresError({ message: "no free port", cause })))
 
 const isAlive = (pid: number) => {
   try {
