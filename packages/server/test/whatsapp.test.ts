@@ -6,8 +6,8 @@ import { newCustomer } from "./support/admin.ts"
 import { apiClient, waitForQr, waitForStatus } from "./support/api.ts"
 import { gatewayEnvironment, startGateway } from "./support/gateway.ts"
 import { baileysGateway, simulator } from "./support/simulator.ts"
+import { testPort } from "./support/ports.ts"
 import { staysTrue, waitFor, waitUntil } from "./support/waits.ts"
-import { freePort } from "../src/db/embedded.ts"
 
 describe("WhatsApp through Baileys and the protocol simulator", () => {
   it.live(
@@ -108,7 +108,7 @@ describe("WhatsApp through Baileys and the protocol simulator", () => {
       Effect.gen(function* () {
         const database = yield* testDatabase
         // nothing listens there: every connection is refused, as with no network
-        const port = yield* freePort
+        const port = yield* testPort
         const gateway = yield* startGateway(
           yield* gatewayEnvironment(database.url, { WHATISUP_WA_WS_URL: `ws://127.0.0.1:${port}` }),
           { whatsapp: "baileys" }

@@ -12,7 +12,7 @@ export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresErr
 }> {}
 
 /** The lowest port the kernel hands out to outgoing connections (Linux's default when unknown). */
-const ephemeralFloor = () => {
+export const ephemeralFloor = () => {
   try {
     const low = Number(
       fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]
@@ -23,8 +23,8 @@ const ephemeralFloor = () => {
   }
 }
 
-/** Listens on host:port for a moment: the port, when nothing else holds it. */
-const tryPort = (port: number) =>
+/** Listens on 127.0.0.1:port for a moment: the port, when nothing else holds it (port 0: any free one). */
+export const tryPort = (port: number) =>
   Effect.callback<number, NodeJS.ErrnoException>((resume) => {
     const server = net.createServer()
     server.unref()

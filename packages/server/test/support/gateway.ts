@@ -4,7 +4,6 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { type GatewayConfig, loadConfig } from "../../src/config/config.ts"
-import { freePort } from "../../src/db/embedded.ts"
 import { layerMinimumLogLevel } from "../../src/config/logging.ts"
 import type { ChannelLifecycle } from "../../src/channels/lifecycle.ts"
 import type { Leases } from "../../src/channels/leases.ts"
@@ -15,6 +14,7 @@ import { layerGateway } from "../../src/gateway.ts"
 import { layerMemoryTransport, MemoryTransport } from "../../src/whatsapp/memoryTransport.ts"
 import { type TestDatabase, testDatabase } from "./database.ts"
 import { captureLogs, type CapturedLogs } from "./logs.ts"
+import { testPort } from "./ports.ts"
 
 export type { CapturedLogs, LogEntry } from "./logs.ts"
 
@@ -79,8 +79,8 @@ export const scopedDataDir = Effect.acquireRelease(Effect.sync(tempDataDir), (da
  */
 export const gatewayEnvironment = (database: string | TestDatabase, extra: Record<string, string> = {}) =>
   Effect.gen(function* () {
-    const port = yield* freePort
-    const adminPort = yield* freePort
+    const port = yield* testPort
+    const adminPort = yield* testPort
     return {
       ...(typeof database === "string"
         ? { DATABASE_URL: database }
