@@ -93,6 +93,8 @@ export const makeFuzzer = (gateway: RunningGateway, document: OpenApiDocument) =
     let world = worldOf(yield* fuzzingCustomer(gateway, made), other, intruder)
     let spoiled = false
     const statuses = new Map<string, number>()
+    /** Each operation's answers by status class: what the run reached. */
+    const reached = new Map(operations.map((operation) => [operation.route, new Set<string>()]))
     const base = new URL(gateway.api)
 
     /** Makes a new fuzzing customer when the last requests spoiled the world. */
@@ -119,6 +121,7 @@ export const makeFuzzer = (gateway: RunningGateway, document: OpenApiDocument) =
       }
       const bucket = `${Math.floor(answer.status / 100)}xx`
       statuses.set(bucket, (statuses.get(bucket) ?? 0) + 1)
+      reached.get(generated.route)?.add(bucket)
       if (spoilsTheWorld(wire, answer)) spoiled = true
       const faults = faultsOf(world, wire, answer)
       if (faults.length > 0) throw new Error(`${faults.join("; ")}\n${described(wire, answer)}`)
@@ -131,6 +134,8 @@ export const makeFuzzer = (gateway: RunningGateway, document: OpenApiDocument) =
       bystander: other,
       ready,
       exercise,
+      /** The status classes each operation was answered with so far (empty: never sent). */
+      reached: (): ReadonlyMap<string, ReadonlySet<string>> => reached,
       /** Answers by status class so far, and how many fuzzing customers were made. */
       summary: () =>
         `${[...statuses]
