@@ -61,8 +61,8 @@ const benchmarks: Record<string, Benchmark> = {
     scale
   ),
   deliveries: sized(
-    { deliveries: 20_000, endpoints: 4, concurrency: 64, perEndpoint: 16 },
-    { deliveries: 3_000, endpoints: 4, concurrency: 64, perEndpoint: 16 },
+    { deliveries: 20_000, endpoints: 4, concurrency: 64, perEndpoint: 16, rounds: 3 },
+    { deliveries: 3_000, endpoints: 4, concurrency: 64, perEndpoint: 16, rounds: 1 },
     deliveries
   ),
   sends: sized(

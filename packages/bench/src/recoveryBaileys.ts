@@ -135,6 +135,16 @@ export const recoveryBaileys = (
       status.other === 0 && status.sent === messages + held.length,
       `${status.other} messages failed, ${status.sent} of ${messages + held.length} were sent`
     )
+    // the plan was raised with the victim alive: what it sent before the kill would shorten the figure
+    const [sentBeforeKill] = yield* sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM message_statuses s JOIN messages m ON m.id = s.message_id
+      WHERE m.direction = 'outbound' AND s.status = 'sent' AND s.at < to_timestamp(${killedAt / 1000})`.pipe(
+      Effect.orDie
+    )
+    yield* ensure(
+      sentBeforeKill!.n === held.length,
+      `${sentBeforeKill!.n} messages were sent before the kill, not the ${held.length} first ones`
+    )
     const owned = yield* sql<{ n: number }>`
       SELECT count(*)::int AS n FROM channel_leases WHERE channel_id IN ${sql.in(held)} AND owner = ${survivor.id}`.pipe(
       Effect.orDie
