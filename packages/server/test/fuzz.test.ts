@@ -86,11 +86,11 @@ layer(layerFuzzing, { timeout: 120_000, excludeTestServices: true })(
           console.info(
             `fuzz (seed ${seed}): ${runs} requests in ${(Date.now() - started) / 1000} s; ${fuzzer.summary()}`
           )
-          // the run reached every operation with a refusal, and past validation and the key check to a
-          // success, except those few: a generator that made only refused requests fails here
-          const reached = [...fuzzer.reached()]
-          expect(reached.filter(([, classes]) => !classes.has("4xx")).map(([route]) => route)).toEqual([])
+          // a run of the usual size reached every operation with a refusal, and past validation and the
+          // key check to a success, except those few: a generator that made only refused requests fails here
           if (replay === undefined && runs >= 1000) {
+            const reached = [...fuzzer.reached()]
+            expect(reached.filter(([, classes]) => !classes.has("4xx")).map(([route]) => route)).toEqual([])
             const neverSucceeded = reached
               .filter(([, classes]) => !classes.has("2xx"))
               .map(([route]) => route)

@@ -11,6 +11,7 @@ import { latestMigrationId } from "../src/db/migrations.ts"
 import { apiClient, waitForQr, waitForStatus } from "./support/api.ts"
 import { sqlFor, testDatabase } from "./support/database.ts"
 import { gatewayEnvironment, scopedDataDir } from "./support/gateway.ts"
+import { testPort } from "./support/ports.ts"
 import { gatewayMain, runCli, spawnGateway, waitReady } from "./support/process.ts"
 import { waitUntil } from "./support/waits.ts"
 
@@ -243,8 +244,8 @@ describe("starting the gateway", () => {
         // a second gateway on the same data dir refuses to start and leaves the first alone
         const intruder = yield* spawnGateway({
           ...env,
-          PORT: String(Number(env.PORT) + 1000),
-          WHATISUP_ADMIN_LISTEN: `127.0.0.1:${Number(env.WHATISUP_ADMIN_LISTEN.split(":")[1]) + 1000}`,
+          PORT: String(yield* testPort),
+          WHATISUP_ADMIN_LISTEN: `127.0.0.1:${yield* testPort}`,
           LOG_LEVEL: "none"
         })
         expect(yield* Effect.promise(() => intruder.exited)).toBe(1)

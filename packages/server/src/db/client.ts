@@ -68,7 +68,7 @@ export const layerDatabase = Layer.unwrap(
     const { url, owner } = Option.isSome(config.databaseUrl)
       ? { url: config.databaseUrl.value, owner: config.migrationDatabaseUrl }
       : yield* Effect.gen(function* () {
-          const superuser = yield* startEmbeddedPostgres(config.dataDir)
+          const superuser = yield* startEmbeddedPostgres(config.dataDir, [config.port, config.adminPort])
           const password = readOrCreateSecret(path.join(config.dataDir, "postgres-gateway-password"), () =>
             crypto.randomBytes(24).toString("base64url")
           )

